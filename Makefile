@@ -1,0 +1,69 @@
+# gmserve - build, test and benchmark.
+#
+#   make                 build/gmserve and the core library
+#   make test            every test (unit, reference parity, integration)
+#   make test SAN=1      the same under AddressSanitizer + UBSan (in build/san)
+#   make fixtures        regenerate the PyTorch reference fixtures (needs python3-torch)
+#   make bench-core      core throughput next to PyTorch and the sgemm roofline
+#   make deps            install the Debian packages the build needs
+
+CC     ?= cc
+ARCH   ?= native
+SAN    ?= 0
+TORCH_PY ?= /usr/bin/python3
+
+PKGS   := libmicrohttpd jansson libpng openblas
+BUILD  := build$(if $(filter 1,$(SAN)),/san,)
+
+CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -g -Wall -Wextra -Wshadow -Wno-unused-parameter \
+               -march=$(ARCH) -Iinclude $(shell pkg-config --cflags $(PKGS))
+ifeq ($(SAN),1)
+  CFLAGS  := $(CFLAGS_BASE) -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+  LDFLAGS := -fsanitize=address,undefined
+else
+  CFLAGS  := $(CFLAGS_BASE) -O2
+  LDFLAGS :=
+endif
+LDLIBS := $(shell pkg-config --libs $(PKGS)) -lm -lpthread
+
+CORE_SRC   := $(wildcard server/core/*.c)
+SERVER_SRC := $(wildcard server/*.c)
+TEST_SRC   := $(wildcard tests/test_*.c)
+CORE_OBJ   := $(CORE_SRC:%.c=$(BUILD)/%.o)
+SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/%.o)
+TESTS      := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+
+.PHONY: all test fixtures deps clean bench-core
+all: $(BUILD)/gmserve
+
+$(BUILD)/%.o: %.c $(wildcard include/gm/*.h server/*.h server/core/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/libgmcore.a: $(CORE_OBJ)
+	ar rcs $@ $^
+
+$(BUILD)/gmserve: $(SERVER_OBJ) $(BUILD)/libgmcore.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: tests/%.c tests/testutil.h $(BUILD)/libgmcore.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libgmcore.a $(LDFLAGS) $(LDLIBS) -lcmocka
+
+test: $(TESTS) $(BUILD)/gmserve
+	@bash tests/run_all.sh $(BUILD)
+
+fixtures:
+	OMP_NUM_THREADS=1 $(TORCH_PY) tests/make_fixtures.py tests/fixtures
+
+$(BUILD)/bench_core: bench/bench_core.c $(BUILD)/libgmcore.a
+	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libgmcore.a $(LDFLAGS) $(LDLIBS)
+
+bench-core: $(BUILD)/bench_core
+	@bash bench/bench_core.sh $(BUILD)
+
+deps:
+	bash scripts/install-deps.sh
+
+clean:
+	rm -rf build

@@ -1,0 +1,57 @@
+/*
+ * testutil.h - small helpers shared by the cmocka tests: building
+ * safetensors files in memory, locating fixtures, comparing arrays with a
+ * stated tolerance and printing the first mismatch (index, got, want).
+ */
+#ifndef GM_TESTUTIL_H
+#define GM_TESTUTIL_H
+
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+/* An in-memory safetensors file: 8-byte length, header text, data bytes. */
+static inline uint8_t *st_build(const char *header, const void *data, size_t data_len, size_t *out_len) {
+    size_t n = strlen(header);
+    uint8_t *buf = malloc(8 + n + data_len + 1);
+    assert_non_null(buf);
+    for (int i = 0; i < 8; i++) buf[i] = (uint8_t)((uint64_t)n >> (8 * i));
+    memcpy(buf + 8, header, n);
+    if (data_len) memcpy(buf + 8 + n, data, data_len);
+    *out_len = 8 + n + data_len;
+    return buf;
+}
+
+/* Path of a committed fixture (tests run from the repository root). */
+static inline const char *fixture(const char *name) {
+    static char path[512];
+    snprintf(path, sizeof path, "tests/fixtures/%s", name);
+    return path;
+}
+
+/* max |got-want| / (scale) over n values must be <= tol, where scale is
+ * max(1, max |want|) (SPEC: "relative to the output's scale"). Prints the
+ * first element that breaks it. */
+static inline void assert_close_f(const char *what, const float *got, const float *want, size_t n,
+                                  double tol) {
+    double scale = 1.0;
+    for (size_t i = 0; i < n; i++) scale = fmax(scale, fabs((double)want[i]));
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)got[i] - (double)want[i]) / scale;
+        if (!(d <= tol)) {
+            print_error("%s: first mismatch at index %zu: got %.8g, want %.8g (|diff|/scale %.3g > tol %.3g)\n",
+                        what, i, got[i], want[i], d, tol);
+            fail();
+        }
+    }
+}
+
+#endif
