@@ -15,7 +15,7 @@ TORCH_PY ?= /usr/bin/python3
 PKGS   := libmicrohttpd jansson libpng openblas
 BUILD  := build$(if $(filter 1,$(SAN)),/san,)
 
-CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -g -Wall -Wextra -Wshadow -Wno-unused-parameter \
+CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -g -Wall -Wextra -Wshadow -Wno-unused-parameter -fopenmp-simd \
                -march=$(ARCH) -Iinclude $(shell pkg-config --cflags $(PKGS))
 ifeq ($(SAN),1)
   CFLAGS  := $(CFLAGS_BASE) -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined

@@ -54,4 +54,40 @@ static inline void assert_close_f(const char *what, const float *got, const floa
     }
 }
 
+
+#include <jansson.h>
+
+#include "gm/safetensors.h"
+
+/* Loads a committed fixture file or fails the test with the loader's message. */
+static inline gm_st *load_ref(const char *name) {
+    char err[GM_ERR_LEN];
+    gm_st *st = gm_st_load(fixture(name), err);
+    if (!st) {
+        print_error("%s\n", err);
+        fail();
+    }
+    return st;
+}
+
+static inline const float *ref_f32(const gm_st *st, const char *name) {
+    const gm_tensor *t = gm_st_tensor(st, name);
+    assert_non_null(t);
+    assert_non_null(t->f32);
+    return t->f32;
+}
+
+/* A float64 array stored as JSON text in the reference file's metadata. */
+static inline double *ref_doubles(const gm_st *st, const char *key, size_t *n) {
+    const char *text = gm_st_meta(st, key);
+    assert_non_null(text);
+    json_t *arr = json_loads(text, 0, NULL);
+    assert_true(json_is_array(arr));
+    *n = json_array_size(arr);
+    double *v = malloc(*n * sizeof *v);
+    for (size_t i = 0; i < *n; i++) v[i] = json_number_value(json_array_get(arr, i));
+    json_decref(arr);
+    return v;
+}
+
 #endif

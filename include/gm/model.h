@@ -1,0 +1,95 @@
+/*
+ * model.h - a loaded generative model and every operation the API serves.
+ *
+ * gm_model_load reads a SPEC.md §1 file (safetensors + gm.* metadata), builds
+ * the family's networks and checks every shape, or refuses the file with a
+ * message naming it and the reason. A loaded model is immutable: any number
+ * of threads may run operations on it at once.
+ *
+ * Every operation is batched: B rows in, B rows out. Images are (B, D) floats
+ * in [0, 1], D = H*W*C in raster order, channels last. Rows that draw random
+ * numbers take a gm_row each, whose rng is that row's own stream, so a row's
+ * result never depends on the other rows in its batch.
+ */
+#ifndef GM_MODEL_H
+#define GM_MODEL_H
+
+#include <stdbool.h>
+
+#include "gm/error.h"
+#include "gm/rng.h"
+
+typedef enum { GM_FAMILY_NADE, GM_FAMILY_VAE, GM_FAMILY_GAN, GM_FAMILY_COUNT } gm_family;
+
+typedef enum {
+    GM_OP_SAMPLE,
+    GM_OP_LOGP,
+    GM_OP_ENCODE,
+    GM_OP_DECODE,
+    GM_OP_DISCRIMINATE,
+    GM_OP_COUNT
+} gm_op;
+
+const char *gm_family_name(gm_family f);
+const char *gm_op_name(gm_op op);
+
+typedef struct {
+    gm_family family;
+    int height, width, channels, dim; /* dim = D = height * width * channels */
+    int latent_dim;                   /* Z, the input of decode (VAE, GAN); 0 for NADE */
+    int encode_dim;                   /* values per encode result; NADE: hidden units */
+    int num_classes;                  /* > 0 for class-conditional models */
+    const char *const *class_names;   /* num_classes names, or NULL */
+    bool supports[GM_OP_COUNT];
+    bool binary;     /* inputs are binarized at 0.5 (NADE, Bernoulli VAE) */
+    bool exact_logp; /* logp is exact (NADE), else an importance-sampled estimate */
+} gm_model_info;
+
+/* Per-row parameters of sample and logp. */
+typedef struct {
+    gm_rng rng;         /* the row's own random stream */
+    float temperature;  /* > 0: scales z (VAE, GAN), divides logits (NADE) */
+    int label;          /* conditional GAN: 0 <= label < num_classes; else ignored */
+    float truncation;   /* GAN: redraw each z_j with |z_j| > truncation; 0 = off */
+    bool sample_pixels; /* VAE: draw Bernoulli pixels instead of returning the mean */
+} gm_row;
+
+/* A row's log-likelihood. For NADE logp is exact and elbo, se are NAN. For a
+ * VAE logp is the K-sample importance-sampled estimate, elbo the one-sample
+ * bound's expectation (reconstruction estimated with the same K samples minus
+ * the analytic KL), se the estimate's standard error (NAN for K = 1). */
+typedef struct {
+    double logp, elbo, se;
+} gm_logp_result;
+
+typedef struct gm_model gm_model;
+
+gm_model *gm_model_load(const char *path, char err[GM_ERR_LEN]);
+void gm_model_free(gm_model *m); /* accepts NULL */
+
+const gm_model_info *gm_model_get_info(const gm_model *m);
+/* The file's metadata: value for key, or NULL; and enumeration. */
+const char *gm_model_meta(const gm_model *m, const char *key);
+int gm_model_meta_count(const gm_model *m);
+const char *gm_model_meta_at(const gm_model *m, int i, const char **key);
+
+/* All operations return 0, or -1 if the model lacks the operation or memory
+ * ran out. Output arrays are caller-owned. */
+
+/* pixels: (B, D). logp: (B) exact log p of each sample at temperature 1
+ * (NADE only; pass NULL otherwise or when not wanted). */
+int gm_model_sample(const gm_model *m, int B, gm_row *rows, float *pixels, double *logp);
+
+/* pixels: (B, D); K >= 1 importance samples (VAE; ignored by NADE). */
+int gm_model_logp(const gm_model *m, int B, const float *pixels, int K, gm_row *rows, gm_logp_result *out);
+
+/* z: (B, encode_dim); logvar: (B, encode_dim) for a VAE, else NULL. */
+int gm_model_encode(const gm_model *m, int B, const float *pixels, float *z, float *logvar);
+
+/* z: (B, latent_dim); labels: (B) for conditional models, else NULL. */
+int gm_model_decode(const gm_model *m, int B, const float *z, const int *labels, float *pixels);
+
+/* GAN with a discriminator: logits (B). */
+int gm_model_discriminate(const gm_model *m, int B, const float *pixels, float *logits);
+
+#endif

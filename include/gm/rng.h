@@ -1,0 +1,28 @@
+/*
+ * rng.h - one small, seedable random stream per request row.
+ *
+ * xoshiro256** (Blackman & Vigna) seeded through splitmix64 from a (seed,
+ * stream) pair. Each output row of a request owns the stream (seed, row), so
+ * what a row draws depends only on its request's seed and its index: never on
+ * which batch it joined or what else was in it. Normals come from the
+ * Box-Muller transform in double precision; the second value of each pair is
+ * kept for the next call.
+ */
+#ifndef GM_RNG_H
+#define GM_RNG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct {
+    uint64_t s[4];
+    double spare;
+    bool has_spare;
+} gm_rng;
+
+void gm_rng_seed(gm_rng *r, uint64_t seed, uint64_t stream);
+uint64_t gm_rng_next(gm_rng *r);
+double gm_rng_uniform(gm_rng *r); /* [0, 1), 53 bits */
+double gm_rng_normal(gm_rng *r);  /* N(0, 1) */
+
+#endif

@@ -1,0 +1,42 @@
+/*
+ * family.h - what each model family implements for model.c (internal).
+ *
+ * model.c reads the metadata every family shares (image shape, latent size,
+ * classes), then hands the file to the family's load, which builds its
+ * networks and completes the info (encode_dim, supported operations). The
+ * operations receive pixels already binarized for binary models and in
+ * channels-last order; helpers convert to the NCHW order networks expect.
+ */
+#ifndef GM_FAMILY_H
+#define GM_FAMILY_H
+
+#include "gm/layers.h"
+#include "gm/model.h"
+#include "gm/safetensors.h"
+
+typedef struct {
+    void *(*load)(const gm_st *st, gm_model_info *info, char err[GM_ERR_LEN]);
+    void (*free)(void *impl);
+    int (*sample)(const void *impl, const gm_model_info *info, int B, gm_row *rows, float *pixels, double *logp);
+    int (*logp)(const void *impl, const gm_model_info *info, int B, const float *x, int K, gm_row *rows,
+                gm_logp_result *out);
+    int (*encode)(const void *impl, const gm_model_info *info, int B, const float *x, float *z, float *logvar);
+    int (*decode)(const void *impl, const gm_model_info *info, int B, const float *z, const int *labels,
+                  float *pixels);
+    int (*discriminate)(const void *impl, const gm_model_info *info, int B, const float *x, float *logits);
+} gm_family_impl;
+
+extern const gm_family_impl gm_nade_family, gm_vae_family, gm_gan_family;
+
+/* Builds the net stored in metadata `key` with input `in`; checks that its
+ * output has `out_size` values. NULL with a message when it fails. */
+gm_net *gm_family_net(const gm_st *st, const char *key, gm_shape in, int out_size, char err[GM_ERR_LEN]);
+
+/* The image as a network sees it: [C, H, W]. */
+gm_shape gm_image_shape(const gm_model_info *info);
+
+/* (B, H*W*C) channels-last <-> (B, C, H*W) channels-first. */
+void gm_hwc_to_chw(const gm_model_info *info, int B, const float *src, float *dst);
+void gm_chw_to_hwc(const gm_model_info *info, int B, const float *src, float *dst);
+
+#endif

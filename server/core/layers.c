@@ -1,0 +1,600 @@
+/*
+ * layers.c - builds and runs the layer lists of SPEC.md §1.4.
+ *
+ * Build: parse the JSON once, look up and copy each tensor, infer every
+ * layer's output shape from its input and check each weight against it, and
+ * fold a batch_norm that follows a linear or convolution into that layer
+ * (w' = w * s, b' = (b - mean) * s + beta with s = gamma / sqrt(var + eps)),
+ * so that eval-mode BN costs nothing at run time.
+ *
+ * Forward: a whole batch goes through one layer at a time, ping-ponging
+ * between two scratch buffers. linear is one sgemm over the batch. conv2d is
+ * im2col with one row per output pixel of every sample in a chunk, so the
+ * sgemm has M = samples * output pixels (big, BLAS-friendly) and produces
+ * channels-last rows that are then scattered to NCHW. conv_transpose2d is the
+ * adjoint: one sgemm from channels-last inputs to per-pixel kernel patches,
+ * then col2im adds each patch into the output. Chunks bound the im2col
+ * scratch to ~16 MB whatever the batch size.
+ */
+#include "gm/layers.h"
+
+#include <cblas.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_LAYERS 256
+#define MAX_SAMPLE_SIZE (1 << 24) /* values per sample at any layer */
+#define MAX_KERNEL_PARAM 4096     /* kernel size, stride, padding */
+#define COL_SCRATCH_FLOATS (1 << 22)
+
+typedef enum {
+    OP_LINEAR,
+    OP_CONV2D,
+    OP_CONV_T2D,
+    OP_BATCH_NORM,
+    OP_RELU,
+    OP_SIGMOID,
+    OP_TANH,
+    OP_LEAKY_RELU,
+    OP_RESHAPE,
+    OP_FLATTEN,
+    OP_COUNT
+} op_kind;
+
+static const char *const OP_NAMES[OP_COUNT] = {
+    "linear", "conv2d", "conv_transpose2d", "batch_norm", "relu",
+    "sigmoid", "tanh", "leaky_relu", "reshape", "flatten",
+};
+
+typedef struct {
+    op_kind kind;
+    gm_shape in, out;
+    /* linear: weight (O, I); conv2d: (Cout, Cin*kh*kw); conv_transpose2d:
+     * (Cin, Cout*kh*kw). bias (O) or (Cout), zeros when the file has none. */
+    float *weight, *bias;
+    float *scale, *shift; /* standalone batch_norm, per channel */
+    int kh, kw, stride, pad, out_pad;
+    float slope;
+} layer;
+
+struct gm_net {
+    gm_shape in, out;
+    int n;
+    layer *layers;
+    int max_size;   /* largest per-sample activation */
+    int max_col;    /* largest per-sample im2col / col2im scratch */
+    int max_aux;    /* largest per-sample channels-last scratch */
+};
+
+int gm_shape_size(gm_shape s) { return s.rank == 1 ? s.dim[0] : s.dim[0] * s.dim[1] * s.dim[2]; }
+gm_shape gm_shape1(int n) { return (gm_shape){1, {n, 0, 0}}; }
+gm_shape gm_shape3(int c, int h, int w) { return (gm_shape){3, {c, h, w}}; }
+
+static void fmt_shape(char *buf, size_t n, gm_shape s) {
+    if (s.rank == 1)
+        snprintf(buf, n, "[%d]", s.dim[0]);
+    else
+        snprintf(buf, n, "[%d, %d, %d]", s.dim[0], s.dim[1], s.dim[2]);
+}
+
+static void fmt_tshape(char *buf, size_t n, const gm_tensor *t) {
+    size_t at = (size_t)snprintf(buf, n, "[");
+    for (int i = 0; i < t->ndim && at < n; i++)
+        at += (size_t)snprintf(buf + at, n - at, "%s%lld", i ? ", " : "", (long long)t->shape[i]);
+    if (at < n) snprintf(buf + at, n - at, "]");
+}
+
+/* Context for messages: "<file>: gm.decoder layer 3 (linear)". */
+typedef struct {
+    const gm_st *st;
+    const char *what;
+    int index;
+    const char *op;
+} where;
+
+#define WHERE_FMT "%s: %s layer %d (%s): "
+#define WHERE_ARGS(w) gm_st_label((w)->st), (w)->what, (w)->index, (w)->op
+
+/* Looks up the float tensor named by field `key` of op object `o`. */
+static int get_tensor(const where *w, json_t *o, const char *key, int required, const gm_tensor **out,
+                      char err[GM_ERR_LEN]) {
+    json_t *v = json_object_get(o, key);
+    *out = NULL;
+    if (!v) {
+        if (required) return gm_errorf(err, WHERE_FMT "field \"%s\" (a tensor name) is missing", WHERE_ARGS(w), key);
+        return 0;
+    }
+    if (!json_is_string(v))
+        return gm_errorf(err, WHERE_FMT "field \"%s\" must be a tensor name", WHERE_ARGS(w), key);
+    const gm_tensor *t = gm_st_tensor(w->st, json_string_value(v));
+    if (!t)
+        return gm_errorf(err, WHERE_FMT "tensor '%s' (field \"%s\") is not in the file", WHERE_ARGS(w),
+                         json_string_value(v), key);
+    if (!t->f32)
+        return gm_errorf(err, WHERE_FMT "tensor '%s' has dtype %s; a float dtype is needed", WHERE_ARGS(w),
+                         t->name, gm_dtype_name(t->dtype));
+    *out = t;
+    return 0;
+}
+
+/* A tensor that must be a vector of n values (biases, BN statistics). */
+static int check_vector(const where *w, const gm_tensor *t, int n, gm_shape in, char err[GM_ERR_LEN]) {
+    if (!t) return 0;
+    if (t->ndim != 1 || t->shape[0] != n) {
+        char ts[64], is[64];
+        fmt_tshape(ts, sizeof ts, t);
+        fmt_shape(is, sizeof is, in);
+        return gm_errorf(err, WHERE_FMT "tensor '%s' has shape %s but [%d] is needed (layer input %s)",
+                         WHERE_ARGS(w), t->name, ts, n, is);
+    }
+    return 0;
+}
+
+static int get_int(const where *w, json_t *o, const char *key, int dflt, int lo, int *out, char err[GM_ERR_LEN]) {
+    json_t *v = json_object_get(o, key);
+    if (!v) {
+        *out = dflt;
+        return 0;
+    }
+    if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > MAX_KERNEL_PARAM)
+        return gm_errorf(err, WHERE_FMT "field \"%s\" must be an integer in %d..%d", WHERE_ARGS(w), key, lo,
+                         MAX_KERNEL_PARAM);
+    *out = (int)json_integer_value(v);
+    return 0;
+}
+
+static int get_num(const where *w, json_t *o, const char *key, double dflt, double *out, char err[GM_ERR_LEN]) {
+    json_t *v = json_object_get(o, key);
+    if (!v) {
+        *out = dflt;
+        return 0;
+    }
+    if (!json_is_number(v) || !isfinite(json_number_value(v)))
+        return gm_errorf(err, WHERE_FMT "field \"%s\" must be a finite number", WHERE_ARGS(w), key);
+    *out = json_number_value(v);
+    return 0;
+}
+
+static float *copy_floats(const float *src, size_t n) {
+    float *p = calloc(n ? n : 1, sizeof *p);
+    if (p && src) memcpy(p, src, n * sizeof *p);
+    return p;
+}
+
+static int weight_mismatch(const where *w, const gm_tensor *t, const char *want, gm_shape in,
+                           char err[GM_ERR_LEN]) {
+    char ts[64], is[64];
+    fmt_tshape(ts, sizeof ts, t);
+    fmt_shape(is, sizeof is, in);
+    return gm_errorf(err, WHERE_FMT "weight '%s' has shape %s but the layer input has shape %s (%s)",
+                     WHERE_ARGS(w), t->name, ts, is, want);
+}
+
+static int build_linear(const where *w, json_t *o, layer *L, char err[GM_ERR_LEN]) {
+    const gm_tensor *wt, *bt;
+    if (get_tensor(w, o, "weight", 1, &wt, err) || get_tensor(w, o, "bias", 0, &bt, err)) return -1;
+    int in = gm_shape_size(L->in);
+    if (wt->ndim != 2 || wt->shape[1] != in)
+        return weight_mismatch(w, wt, "a linear weight is [out, in] with in = the input's size", L->in, err);
+    if (wt->shape[0] < 1 || wt->shape[0] > MAX_SAMPLE_SIZE)
+        return gm_errorf(err, WHERE_FMT "weight '%s' has %lld outputs", WHERE_ARGS(w), wt->name,
+                         (long long)wt->shape[0]);
+    int out = (int)wt->shape[0];
+    if (check_vector(w, bt, out, L->in, err)) return -1;
+    L->out = gm_shape1(out);
+    L->weight = copy_floats(wt->f32, (size_t)wt->numel);
+    L->bias = copy_floats(bt ? bt->f32 : NULL, (size_t)out);
+    return 0;
+}
+
+static int build_conv(const where *w, json_t *o, layer *L, int transposed, char err[GM_ERR_LEN]) {
+    const gm_tensor *wt, *bt;
+    if (get_tensor(w, o, "weight", 1, &wt, err) || get_tensor(w, o, "bias", 0, &bt, err)) return -1;
+    if (L->in.rank != 3) {
+        char is[64];
+        fmt_shape(is, sizeof is, L->in);
+        return gm_errorf(err, WHERE_FMT "input has shape %s but a convolution needs [C, H, W] (add a reshape)",
+                         WHERE_ARGS(w), is);
+    }
+    int C = L->in.dim[0], H = L->in.dim[1], W = L->in.dim[2];
+    /* conv2d weight: [out, in, kh, kw]; conv_transpose2d: [in, out, kh, kw] */
+    int in_axis = transposed ? 0 : 1;
+    if (wt->ndim != 4 || wt->shape[in_axis] != C || wt->shape[2] < 1 || wt->shape[3] < 1 ||
+        wt->shape[2] > MAX_KERNEL_PARAM || wt->shape[3] > MAX_KERNEL_PARAM || wt->shape[1 - in_axis] < 1)
+        return weight_mismatch(w, wt,
+                               transposed ? "a conv_transpose2d weight is [in, out, kh, kw] with in = C"
+                                          : "a conv2d weight is [out, in, kh, kw] with in = C",
+                               L->in, err);
+    int cout = (int)wt->shape[1 - in_axis];
+    L->kh = (int)wt->shape[2];
+    L->kw = (int)wt->shape[3];
+    if (get_int(w, o, "stride", 1, 1, &L->stride, err) || get_int(w, o, "padding", 0, 0, &L->pad, err) ||
+        get_int(w, o, "output_padding", 0, 0, &L->out_pad, err))
+        return -1;
+    long long ho, wo;
+    if (transposed) {
+        if (L->out_pad >= L->stride)
+            return gm_errorf(err, WHERE_FMT "output_padding %d must be smaller than stride %d", WHERE_ARGS(w),
+                             L->out_pad, L->stride);
+        ho = (long long)(H - 1) * L->stride - 2LL * L->pad + L->kh + L->out_pad;
+        wo = (long long)(W - 1) * L->stride - 2LL * L->pad + L->kw + L->out_pad;
+    } else {
+        if (L->out_pad)
+            return gm_errorf(err, WHERE_FMT "output_padding is only for conv_transpose2d", WHERE_ARGS(w));
+        ho = (H + 2LL * L->pad - L->kh) / L->stride + 1;
+        wo = (W + 2LL * L->pad - L->kw) / L->stride + 1;
+        if (H + 2LL * L->pad < L->kh || W + 2LL * L->pad < L->kw) ho = wo = 0;
+    }
+    if (ho < 1 || wo < 1 || ho * wo * cout > MAX_SAMPLE_SIZE) {
+        char is[64];
+        fmt_shape(is, sizeof is, L->in);
+        return gm_errorf(err, WHERE_FMT "kernel %dx%d, stride %d, padding %d on input %s gives an output of "
+                                       "%lldx%lld",
+                         WHERE_ARGS(w), L->kh, L->kw, L->stride, L->pad, is, ho, wo);
+    }
+    if (check_vector(w, bt, cout, L->in, err)) return -1;
+    L->out = gm_shape3(cout, (int)ho, (int)wo);
+    L->weight = copy_floats(wt->f32, (size_t)wt->numel);
+    L->bias = copy_floats(bt ? bt->f32 : NULL, (size_t)cout);
+    return 0;
+}
+
+/* Builds batch_norm as per-channel scale and shift, then folds it into the
+ * previous layer when that is a linear or convolution. */
+static int build_batch_norm(const where *w, json_t *o, layer *L, layer *prev, int *folded, char err[GM_ERR_LEN]) {
+    const gm_tensor *g, *b, *m, *v;
+    double eps;
+    if (get_tensor(w, o, "weight", 0, &g, err) || get_tensor(w, o, "bias", 0, &b, err) ||
+        get_tensor(w, o, "mean", 1, &m, err) || get_tensor(w, o, "var", 1, &v, err) ||
+        get_num(w, o, "eps", 1e-5, &eps, err))
+        return -1;
+    int ch = L->in.dim[0];
+    if (check_vector(w, g, ch, L->in, err) || check_vector(w, b, ch, L->in, err) ||
+        check_vector(w, m, ch, L->in, err) || check_vector(w, v, ch, L->in, err))
+        return -1;
+    L->out = L->in;
+    L->scale = malloc((size_t)ch * sizeof(float));
+    L->shift = malloc((size_t)ch * sizeof(float));
+    if (!L->scale || !L->shift) return gm_errorf(err, "out of memory");
+    for (int c = 0; c < ch; c++) {
+        double var = (double)v->f32[c] + eps;
+        if (!(var > 0))
+            return gm_errorf(err, WHERE_FMT "var + eps must be positive (channel %d of '%s')", WHERE_ARGS(w), c,
+                             v->name);
+        double s = (g ? g->f32[c] : 1.0) / sqrt(var);
+        L->scale[c] = (float)s;
+        L->shift[c] = (float)((b ? b->f32[c] : 0.0) - m->f32[c] * s);
+    }
+    *folded = 0;
+    if (!prev || (prev->kind != OP_LINEAR && prev->kind != OP_CONV2D && prev->kind != OP_CONV_T2D)) return 0;
+    /* y = s * (W x + bias) + shift = (s W) x + (s bias + shift) */
+    int n_out = prev->out.dim[0];
+    if (prev->kind == OP_CONV_T2D) {
+        int cin = prev->in.dim[0], kk = prev->kh * prev->kw;
+        for (int ci = 0; ci < cin; ci++)
+            for (int co = 0; co < n_out; co++)
+                for (int k = 0; k < kk; k++) prev->weight[((size_t)ci * n_out + co) * kk + k] *= L->scale[co];
+    } else {
+        size_t row = prev->kind == OP_LINEAR ? (size_t)gm_shape_size(prev->in)
+                                             : (size_t)prev->in.dim[0] * prev->kh * prev->kw;
+        for (int co = 0; co < n_out; co++)
+            for (size_t k = 0; k < row; k++) prev->weight[co * row + k] *= L->scale[co];
+    }
+    for (int co = 0; co < n_out; co++) prev->bias[co] = prev->bias[co] * L->scale[co] + L->shift[co];
+    free(L->scale);
+    free(L->shift);
+    L->scale = L->shift = NULL;
+    *folded = 1;
+    return 0;
+}
+
+static int build_reshape(const where *w, json_t *o, layer *L, char err[GM_ERR_LEN]) {
+    json_t *s = json_object_get(o, "shape");
+    size_t n = json_array_size(s);
+    int d[3];
+    if (!json_is_array(s) || (n != 1 && n != 3))
+        return gm_errorf(err, WHERE_FMT "\"shape\" must be a per-sample shape [n] or [C, H, W]", WHERE_ARGS(w));
+    long long total = 1;
+    for (size_t i = 0; i < n; i++) {
+        json_t *v = json_array_get(s, i);
+        if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > MAX_SAMPLE_SIZE)
+            return gm_errorf(err, WHERE_FMT "\"shape\" entries must be positive integers", WHERE_ARGS(w));
+        d[i] = (int)json_integer_value(v);
+        total *= d[i];
+    }
+    L->out = n == 1 ? gm_shape1(d[0]) : gm_shape3(d[0], d[1], d[2]);
+    if (total != gm_shape_size(L->in)) {
+        char is[64], os[64];
+        fmt_shape(is, sizeof is, L->in);
+        fmt_shape(os, sizeof os, L->out);
+        return gm_errorf(err, WHERE_FMT "cannot reshape input %s (%d values) to %s (%lld values)", WHERE_ARGS(w),
+                         is, gm_shape_size(L->in), os, total);
+    }
+    return 0;
+}
+
+static void free_layer(layer *L) {
+    free(L->weight);
+    free(L->bias);
+    free(L->scale);
+    free(L->shift);
+}
+
+void gm_net_free(gm_net *net) {
+    if (!net) return;
+    for (int i = 0; i < net->n; i++) free_layer(&net->layers[i]);
+    free(net->layers);
+    free(net);
+}
+
+static void track_scratch(gm_net *net, const layer *L) {
+    int size = gm_shape_size(L->out);
+    if (size > net->max_size) net->max_size = size;
+    int col = 0, aux = 0;
+    if (L->kind == OP_CONV2D) {
+        int P = L->out.dim[1] * L->out.dim[2];
+        col = P * L->in.dim[0] * L->kh * L->kw;
+        aux = P * L->out.dim[0];
+    } else if (L->kind == OP_CONV_T2D) {
+        int Pin = L->in.dim[1] * L->in.dim[2];
+        col = Pin * L->out.dim[0] * L->kh * L->kw;
+        aux = Pin * L->in.dim[0];
+    }
+    if (col > net->max_col) net->max_col = col;
+    if (aux > net->max_aux) net->max_aux = aux;
+}
+
+gm_net *gm_net_build(const gm_st *st, const char *what, const char *json, gm_shape in, char err[GM_ERR_LEN]) {
+    json_error_t jerr;
+    json_t *root = json_loads(json, JSON_REJECT_DUPLICATES, &jerr);
+    gm_net *net = calloc(1, sizeof *net);
+    if (!net) goto oom;
+    net->in = net->out = in;
+    net->max_size = gm_shape_size(in);
+    if (!root) {
+        gm_errorf(err, "%s: %s is not a valid JSON layer list: %s", gm_st_label(st), what, jerr.text);
+        goto fail;
+    }
+    if (!json_is_array(root) || json_array_size(root) > MAX_LAYERS) {
+        gm_errorf(err, "%s: %s must be a JSON array of at most %d layers", gm_st_label(st), what, MAX_LAYERS);
+        goto fail;
+    }
+    size_t count = json_array_size(root);
+    net->layers = calloc(count ? count : 1, sizeof(layer));
+    if (!net->layers) goto oom;
+    gm_shape cur = in;
+    for (size_t i = 0; i < count; i++) {
+        json_t *o = json_array_get(root, i);
+        where w = {st, what, (int)i, "?"};
+        json_t *op = json_object_get(o, "op");
+        if (!json_is_object(o) || !json_is_string(op)) {
+            gm_errorf(err, WHERE_FMT "each layer must be an object with an \"op\" string", WHERE_ARGS(&w));
+            goto fail;
+        }
+        w.op = json_string_value(op);
+        op_kind kind = OP_COUNT;
+        for (int k = 0; k < OP_COUNT; k++)
+            if (strcmp(OP_NAMES[k], w.op) == 0) kind = (op_kind)k;
+        layer *L = &net->layers[net->n];
+        memset(L, 0, sizeof *L);
+        L->kind = kind;
+        L->in = cur;
+        L->out = cur;
+        int rc = 0, folded = 0;
+        switch (kind) {
+        case OP_LINEAR: rc = build_linear(&w, o, L, err); break;
+        case OP_CONV2D: rc = build_conv(&w, o, L, 0, err); break;
+        case OP_CONV_T2D: rc = build_conv(&w, o, L, 1, err); break;
+        case OP_BATCH_NORM:
+            rc = build_batch_norm(&w, o, L, net->n ? &net->layers[net->n - 1] : NULL, &folded, err);
+            break;
+        case OP_LEAKY_RELU: {
+            double slope;
+            rc = get_num(&w, o, "slope", 0.01, &slope, err);
+            L->slope = (float)slope;
+            break;
+        }
+        case OP_RESHAPE: rc = build_reshape(&w, o, L, err); break;
+        case OP_FLATTEN: L->out = gm_shape1(gm_shape_size(cur)); break;
+        case OP_RELU:
+        case OP_SIGMOID:
+        case OP_TANH: break;
+        case OP_COUNT:
+            gm_errorf(err, WHERE_FMT "unknown op (known: linear, conv2d, conv_transpose2d, batch_norm, relu, "
+                           "sigmoid, tanh, leaky_relu, reshape, flatten)",
+                      WHERE_ARGS(&w));
+            free_layer(L);
+            goto fail;
+        }
+        if (rc) {
+            free_layer(L);
+            goto fail;
+        }
+        if ((L->kind == OP_LINEAR || L->kind == OP_CONV2D || L->kind == OP_CONV_T2D) && (!L->weight || !L->bias)) {
+            free_layer(L);
+            goto oom;
+        }
+        cur = L->out;
+        if (folded) {
+            free_layer(L);
+            continue;
+        }
+        track_scratch(net, L);
+        net->n++;
+    }
+    net->out = cur;
+    json_decref(root);
+    return net;
+oom:
+    gm_errorf(err, "%s: out of memory building %s", gm_st_label(st), what);
+fail:
+    json_decref(root);
+    gm_net_free(net);
+    return NULL;
+}
+
+gm_shape gm_net_in_shape(const gm_net *net) { return net->in; }
+gm_shape gm_net_out_shape(const gm_net *net) { return net->out; }
+int gm_net_layers(const gm_net *net) { return net->n; }
+
+/* ---- forward ---- */
+
+typedef struct {
+    float *col, *aux;
+    int chunk; /* samples per im2col chunk */
+} scratch;
+
+/* x: (B, n_in); y: (B, n_out) = x W^T + bias */
+static void linear_forward(const layer *L, int B, const float *x, float *y) {
+    int n_in = gm_shape_size(L->in), n_out = L->out.dim[0];
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, n_out, n_in, 1.0f, x, n_in, L->weight, n_in, 0.0f, y,
+                n_out);
+    for (int b = 0; b < B; b++)
+        for (int o = 0; o < n_out; o++) y[(size_t)b * n_out + o] += L->bias[o];
+}
+
+/* x: (B, C, H, W); y: (B, Cout, Ho, Wo) */
+static void conv2d_forward(const layer *L, int B, const float *x, float *y, const scratch *s) {
+    int C = L->in.dim[0], H = L->in.dim[1], W = L->in.dim[2];
+    int Co = L->out.dim[0], Ho = L->out.dim[1], Wo = L->out.dim[2], P = Ho * Wo;
+    int K = C * L->kh * L->kw;
+    for (int b0 = 0; b0 < B; b0 += s->chunk) {
+        int nb = B - b0 < s->chunk ? B - b0 : s->chunk;
+        /* col: (nb*P, K), one row per output pixel */
+        for (int b = 0; b < nb; b++) {
+            const float *xb = x + (size_t)(b0 + b) * C * H * W;
+            for (int oy = 0; oy < Ho; oy++)
+                for (int ox = 0; ox < Wo; ox++) {
+                    float *row = s->col + ((size_t)b * P + oy * Wo + ox) * K;
+                    for (int c = 0; c < C; c++)
+                        for (int ky = 0; ky < L->kh; ky++) {
+                            int iy = oy * L->stride - L->pad + ky;
+                            for (int kx = 0; kx < L->kw; kx++) {
+                                int ix = ox * L->stride - L->pad + kx;
+                                *row++ = (iy >= 0 && iy < H && ix >= 0 && ix < W) ? xb[((size_t)c * H + iy) * W + ix]
+                                                                                    : 0.0f;
+                            }
+                        }
+                }
+        }
+        /* aux: (nb*P, Co) = col W^T */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb * P, Co, K, 1.0f, s->col, K, L->weight, K, 0.0f,
+                    s->aux, Co);
+        for (int b = 0; b < nb; b++) {
+            float *yb = y + (size_t)(b0 + b) * Co * P;
+            const float *ab = s->aux + (size_t)b * P * Co;
+            for (int p = 0; p < P; p++)
+                for (int c = 0; c < Co; c++) yb[(size_t)c * P + p] = ab[(size_t)p * Co + c] + L->bias[c];
+        }
+    }
+}
+
+/* x: (B, Cin, H, W); y: (B, Cout, Ho, Wo) */
+static void conv_t2d_forward(const layer *L, int B, const float *x, float *y, const scratch *s) {
+    int Ci = L->in.dim[0], H = L->in.dim[1], W = L->in.dim[2], Pin = H * W;
+    int Co = L->out.dim[0], Ho = L->out.dim[1], Wo = L->out.dim[2];
+    int KK = L->kh * L->kw, N = Co * KK;
+    for (int b0 = 0; b0 < B; b0 += s->chunk) {
+        int nb = B - b0 < s->chunk ? B - b0 : s->chunk;
+        /* aux: (nb*Pin, Ci), channels last */
+        for (int b = 0; b < nb; b++) {
+            const float *xb = x + (size_t)(b0 + b) * Ci * Pin;
+            float *ab = s->aux + (size_t)b * Pin * Ci;
+            for (int c = 0; c < Ci; c++)
+                for (int p = 0; p < Pin; p++) ab[(size_t)p * Ci + c] = xb[(size_t)c * Pin + p];
+        }
+        /* col: (nb*Pin, Co*kh*kw) = aux W */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nb * Pin, N, Ci, 1.0f, s->aux, Ci, L->weight, N, 0.0f,
+                    s->col, N);
+        for (int b = 0; b < nb; b++) {
+            float *yb = y + (size_t)(b0 + b) * Co * Ho * Wo;
+            for (int c = 0; c < Co; c++)
+                for (int i = 0; i < Ho * Wo; i++) yb[(size_t)c * Ho * Wo + i] = L->bias[c];
+            for (int iy = 0; iy < H; iy++)
+                for (int ix = 0; ix < W; ix++) {
+                    const float *row = s->col + ((size_t)b * Pin + iy * W + ix) * N;
+                    for (int c = 0; c < Co; c++)
+                        for (int ky = 0; ky < L->kh; ky++) {
+                            int oy = iy * L->stride - L->pad + ky;
+                            if (oy < 0 || oy >= Ho) continue;
+                            float *yrow = yb + ((size_t)c * Ho + oy) * Wo;
+                            const float *patch = row + ((size_t)c * L->kh + ky) * L->kw;
+                            for (int kx = 0; kx < L->kw; kx++) {
+                                int ox = ix * L->stride - L->pad + kx;
+                                if (ox >= 0 && ox < Wo) yrow[ox] += patch[kx];
+                            }
+                        }
+                }
+        }
+    }
+}
+
+static void batch_norm_forward(const layer *L, int B, const float *x, float *y) {
+    int C = L->in.dim[0], inner = gm_shape_size(L->in) / C;
+    for (int b = 0; b < B; b++)
+        for (int c = 0; c < C; c++) {
+            size_t at = ((size_t)b * C + c) * inner;
+            for (int i = 0; i < inner; i++) y[at + i] = x[at + i] * L->scale[c] + L->shift[c];
+        }
+}
+
+static void elementwise_forward(const layer *L, size_t n, const float *x, float *y) {
+    switch (L->kind) {
+    case OP_RELU:
+        for (size_t i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : 0;
+        break;
+    case OP_LEAKY_RELU:
+        for (size_t i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : x[i] * L->slope;
+        break;
+    case OP_SIGMOID:
+        for (size_t i = 0; i < n; i++) y[i] = 1.0f / (1.0f + expf(-x[i]));
+        break;
+    case OP_TANH:
+        for (size_t i = 0; i < n; i++) y[i] = tanhf(x[i]);
+        break;
+    default: memcpy(y, x, n * sizeof *y); /* reshape, flatten */
+    }
+}
+
+int gm_net_forward(const gm_net *net, int B, const float *in, float *out) {
+    size_t in_n = (size_t)B * gm_shape_size(net->in);
+    if (net->n == 0) {
+        memmove(out, in, in_n * sizeof *out);
+        return 0;
+    }
+    scratch s = {0};
+    s.chunk = net->max_col ? COL_SCRATCH_FLOATS / net->max_col : B;
+    if (s.chunk < 1) s.chunk = 1;
+    if (s.chunk > B) s.chunk = B;
+    size_t act = (size_t)B * net->max_size;
+    float *buf[2] = {malloc(act * sizeof(float)), malloc(act * sizeof(float))};
+    if (net->max_col) {
+        s.col = malloc((size_t)s.chunk * net->max_col * sizeof(float));
+        s.aux = malloc((size_t)s.chunk * net->max_aux * sizeof(float));
+    }
+    int rc = -1;
+    if (!buf[0] || !buf[1] || (net->max_col && (!s.col || !s.aux))) goto done;
+    const float *x = in;
+    for (int i = 0; i < net->n; i++) {
+        const layer *L = &net->layers[i];
+        float *y = i == net->n - 1 ? out : buf[i & 1];
+        switch (L->kind) {
+        case OP_LINEAR: linear_forward(L, B, x, y); break;
+        case OP_CONV2D: conv2d_forward(L, B, x, y, &s); break;
+        case OP_CONV_T2D: conv_t2d_forward(L, B, x, y, &s); break;
+        case OP_BATCH_NORM: batch_norm_forward(L, B, x, y); break;
+        default: elementwise_forward(L, (size_t)B * gm_shape_size(L->in), x, y);
+        }
+        x = y;
+    }
+    rc = 0;
+done:
+    free(buf[0]);
+    free(buf[1]);
+    free(s.col);
+    free(s.aux);
+    return rc;
+}

@@ -1,0 +1,236 @@
+/*
+ * model.c - loads a SPEC.md §1 model file and dispatches operations to its
+ * family.
+ *
+ * The metadata every family shares is read and validated here once (format,
+ * family, image shape, latent size, classes); a family's own tensors and
+ * networks are its load function's business. Binary models get their inputs
+ * binarized at 0.5 here, so that no family repeats it.
+ */
+#include <errno.h>
+#include <jansson.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "family.h"
+#include "gm/model.h"
+
+#define MAX_IMAGE_SIDE 4096
+#define MAX_IMAGE_DIM (1 << 22)
+#define MAX_LATENT 65536
+#define MAX_CLASSES 100000
+
+struct gm_model {
+    gm_st *st;
+    const gm_family_impl *impl;
+    void *state;
+    gm_model_info info;
+    char **class_names;
+};
+
+static const char *const FAMILY_NAMES[GM_FAMILY_COUNT] = {"nade", "vae", "gan"};
+static const char *const OP_NAMES[GM_OP_COUNT] = {"sample", "logp", "encode", "decode", "discriminate"};
+static const gm_family_impl *const FAMILIES[GM_FAMILY_COUNT] = {&gm_nade_family, &gm_vae_family, &gm_gan_family};
+
+const char *gm_family_name(gm_family f) { return f < GM_FAMILY_COUNT ? FAMILY_NAMES[f] : "?"; }
+const char *gm_op_name(gm_op op) { return op < GM_OP_COUNT ? OP_NAMES[op] : "?"; }
+
+/* A metadata integer in [lo, hi]; absent gives dflt (or an error when
+ * required, signalled by dflt < lo). */
+static int meta_int(const gm_st *st, const char *key, long lo, long hi, long dflt, int *out, char err[GM_ERR_LEN]) {
+    const char *v = gm_st_meta(st, key);
+    if (!v) {
+        if (dflt < lo) return gm_errorf(err, "%s: metadata \"%s\" is required", gm_st_label(st), key);
+        *out = (int)dflt;
+        return 0;
+    }
+    char *end;
+    errno = 0;
+    long n = strtol(v, &end, 10);
+    if (errno || end == v || *end || n < lo || n > hi)
+        return gm_errorf(err, "%s: metadata \"%s\" = \"%s\" must be an integer in %ld..%ld", gm_st_label(st), key,
+                         v, lo, hi);
+    *out = (int)n;
+    return 0;
+}
+
+static int parse_image(const gm_st *st, gm_model_info *info, char err[GM_ERR_LEN]) {
+    const char *v = gm_st_meta(st, "gm.image");
+    int h, w, c, used = 0;
+    if (!v) return gm_errorf(err, "%s: metadata \"gm.image\" (\"HxWxC\", e.g. \"28x28x1\") is required", gm_st_label(st));
+    if (sscanf(v, "%dx%dx%d%n", &h, &w, &c, &used) != 3 || v[used] || h < 1 || w < 1 || c < 1 ||
+        h > MAX_IMAGE_SIDE || w > MAX_IMAGE_SIDE || c > 4 || (long)h * w * c > MAX_IMAGE_DIM)
+        return gm_errorf(err, "%s: metadata \"gm.image\" = \"%s\" must be \"HxWxC\" with sides 1..%d and C 1..4",
+                         gm_st_label(st), v, MAX_IMAGE_SIDE);
+    info->height = h;
+    info->width = w;
+    info->channels = c;
+    info->dim = h * w * c;
+    return 0;
+}
+
+static int parse_classes(gm_model *m, char err[GM_ERR_LEN]) {
+    const gm_st *st = m->st;
+    if (meta_int(st, "gm.num_classes", 0, MAX_CLASSES, 0, &m->info.num_classes, err)) return -1;
+    const char *v = gm_st_meta(st, "gm.class_names");
+    if (!v) return 0;
+    json_error_t jerr;
+    json_t *arr = json_loads(v, 0, &jerr);
+    int rc = 0;
+    if (!json_is_array(arr) || (int)json_array_size(arr) != m->info.num_classes) {
+        rc = gm_errorf(err, "%s: metadata \"gm.class_names\" must be a JSON array of gm.num_classes = %d strings",
+                       gm_st_label(st), m->info.num_classes);
+        goto done;
+    }
+    m->class_names = calloc((size_t)m->info.num_classes + 1, sizeof(char *));
+    if (!m->class_names) {
+        rc = gm_errorf(err, "out of memory");
+        goto done;
+    }
+    for (int i = 0; i < m->info.num_classes; i++) {
+        json_t *s = json_array_get(arr, (size_t)i);
+        if (!json_is_string(s)) {
+            rc = gm_errorf(err, "%s: metadata \"gm.class_names\" entry %d is not a string", gm_st_label(st), i);
+            goto done;
+        }
+        if (!(m->class_names[i] = strdup(json_string_value(s)))) {
+            rc = gm_errorf(err, "out of memory");
+            goto done;
+        }
+    }
+    m->info.class_names = (const char *const *)m->class_names;
+done:
+    json_decref(arr);
+    return rc;
+}
+
+gm_model *gm_model_load(const char *path, char err[GM_ERR_LEN]) {
+    gm_model *m = calloc(1, sizeof *m);
+    if (!m) {
+        gm_errorf(err, "%s: out of memory", path);
+        return NULL;
+    }
+    if (!(m->st = gm_st_load(path, err))) goto fail;
+    const char *fmt = gm_st_meta(m->st, "gm.format");
+    if (!fmt || strcmp(fmt, "1") != 0) {
+        gm_errorf(err, "%s: metadata \"gm.format\" must be \"1\" (found %s%s%s)", path, fmt ? "\"" : "",
+                  fmt ? fmt : "none", fmt ? "\"" : "");
+        goto fail;
+    }
+    const char *fam = gm_st_meta(m->st, "gm.family");
+    int f = 0;
+    while (f < GM_FAMILY_COUNT && !(fam && strcmp(fam, FAMILY_NAMES[f]) == 0)) f++;
+    if (f == GM_FAMILY_COUNT) {
+        gm_errorf(err, "%s: metadata \"gm.family\" must be nade, vae or gan (found %s)", path, fam ? fam : "none");
+        goto fail;
+    }
+    m->info.family = (gm_family)f;
+    m->impl = FAMILIES[f];
+    if (parse_image(m->st, &m->info, err) || parse_classes(m, err)) goto fail;
+    if (f != GM_FAMILY_NADE && meta_int(m->st, "gm.latent_dim", 1, MAX_LATENT, 0, &m->info.latent_dim, err))
+        goto fail;
+    if (!(m->state = m->impl->load(m->st, &m->info, err))) goto fail;
+    return m;
+fail:
+    gm_model_free(m);
+    return NULL;
+}
+
+void gm_model_free(gm_model *m) {
+    if (!m) return;
+    if (m->state) m->impl->free(m->state);
+    if (m->class_names)
+        for (int i = 0; i < m->info.num_classes; i++) free(m->class_names[i]);
+    free(m->class_names);
+    gm_st_free(m->st);
+    free(m);
+}
+
+const gm_model_info *gm_model_get_info(const gm_model *m) { return &m->info; }
+const char *gm_model_meta(const gm_model *m, const char *key) { return gm_st_meta(m->st, key); }
+int gm_model_meta_count(const gm_model *m) { return gm_st_meta_count(m->st); }
+const char *gm_model_meta_at(const gm_model *m, int i, const char **key) { return gm_st_meta_at(m->st, i, key); }
+
+/* Binary models see x >= 0.5 as 1; others see x as given. Returns the array
+ * the family should read (a fresh copy for binary models, to be freed). */
+static const float *prepare_input(const gm_model *m, int B, const float *pixels, float **owned) {
+    *owned = NULL;
+    if (!m->info.binary) return pixels;
+    size_t n = (size_t)B * m->info.dim;
+    float *x = malloc(n * sizeof *x);
+    if (!x) return NULL;
+    for (size_t i = 0; i < n; i++) x[i] = pixels[i] >= 0.5f ? 1.0f : 0.0f;
+    *owned = x;
+    return x;
+}
+
+int gm_model_sample(const gm_model *m, int B, gm_row *rows, float *pixels, double *logp) {
+    if (!m->info.supports[GM_OP_SAMPLE]) return -1;
+    return m->impl->sample(m->state, &m->info, B, rows, pixels, logp);
+}
+
+int gm_model_logp(const gm_model *m, int B, const float *pixels, int K, gm_row *rows, gm_logp_result *out) {
+    if (!m->info.supports[GM_OP_LOGP]) return -1;
+    float *owned;
+    const float *x = prepare_input(m, B, pixels, &owned);
+    int rc = x ? m->impl->logp(m->state, &m->info, B, x, K, rows, out) : -1;
+    free(owned);
+    return rc;
+}
+
+int gm_model_encode(const gm_model *m, int B, const float *pixels, float *z, float *logvar) {
+    if (!m->info.supports[GM_OP_ENCODE]) return -1;
+    float *owned;
+    const float *x = prepare_input(m, B, pixels, &owned);
+    int rc = x ? m->impl->encode(m->state, &m->info, B, x, z, logvar) : -1;
+    free(owned);
+    return rc;
+}
+
+int gm_model_decode(const gm_model *m, int B, const float *z, const int *labels, float *pixels) {
+    if (!m->info.supports[GM_OP_DECODE]) return -1;
+    return m->impl->decode(m->state, &m->info, B, z, labels, pixels);
+}
+
+int gm_model_discriminate(const gm_model *m, int B, const float *pixels, float *logits) {
+    if (!m->info.supports[GM_OP_DISCRIMINATE]) return -1;
+    return m->impl->discriminate(m->state, &m->info, B, pixels, logits);
+}
+
+/* ---- helpers for the families ---- */
+
+gm_net *gm_family_net(const gm_st *st, const char *key, gm_shape in, int out_size, char err[GM_ERR_LEN]) {
+    const char *json = gm_st_meta(st, key);
+    if (!json) {
+        gm_errorf(err, "%s: metadata \"%s\" (a layer list) is required", gm_st_label(st), key);
+        return NULL;
+    }
+    gm_net *net = gm_net_build(st, key, json, in, err);
+    if (net && gm_shape_size(gm_net_out_shape(net)) != out_size) {
+        gm_errorf(err, "%s: %s ends with %d values per sample but %d are needed", gm_st_label(st), key,
+                  gm_shape_size(gm_net_out_shape(net)), out_size);
+        gm_net_free(net);
+        return NULL;
+    }
+    return net;
+}
+
+gm_shape gm_image_shape(const gm_model_info *info) { return gm_shape3(info->channels, info->height, info->width); }
+
+void gm_hwc_to_chw(const gm_model_info *info, int B, const float *src, float *dst) {
+    int C = info->channels, P = info->height * info->width;
+    for (int b = 0; b < B; b++)
+        for (int p = 0; p < P; p++)
+            for (int c = 0; c < C; c++)
+                dst[((size_t)b * C + c) * P + p] = src[((size_t)b * P + p) * C + c];
+}
+
+void gm_chw_to_hwc(const gm_model_info *info, int B, const float *src, float *dst) {
+    int C = info->channels, P = info->height * info->width;
+    for (int b = 0; b < B; b++)
+        for (int p = 0; p < P; p++)
+            for (int c = 0; c < C; c++)
+                dst[((size_t)b * P + p) * C + c] = src[((size_t)b * C + c) * P + p];
+}

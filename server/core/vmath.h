@@ -1,0 +1,39 @@
+/*
+ * vmath.h - branch-free float math that the compiler can vectorize.
+ *
+ * NADE evaluates a sigmoid for every hidden unit at every pixel (D*H per
+ * image), which makes libm's scalar expf the bottleneck. gm_expf is the
+ * Cephes range reduction x = n ln2 + r with a degree-7 polynomial for e^r and
+ * 2^n built in the exponent bits; it has no calls or branches, so loops over
+ * it vectorize (AVX-512: 16 lanes). Relative error < 3e-7 against double exp
+ * over the clamped range (tests/test_vmath.c); inputs are clamped to
+ * [-87, 88] where float exp neither overflows nor goes subnormal.
+ */
+#ifndef GM_VMATH_H
+#define GM_VMATH_H
+
+#include <stdint.h>
+#include <string.h>
+
+static inline float gm_expf(float x) {
+    x = x < -87.0f ? -87.0f : x;
+    x = x > 88.0f ? 88.0f : x;
+    /* round to nearest via the 1.5 * 2^23 trick: exact for |v| < 2^22 */
+    float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    int32_t bits = ((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+}
+
+static inline float gm_sigmoidf(float x) { return 1.0f / (1.0f + gm_expf(-x)); }
+
+#endif

@@ -1,0 +1,208 @@
+"""make_fixtures.py - small random-weight models and their PyTorch outputs.
+
+Writes, for each fixture, NAME.safetensors (a model file, written by the same
+exporter the training scripts use) and NAME.ref.safetensors (inputs and the
+outputs PyTorch computes on them; float64 scalars go in its metadata as JSON
+so that no precision is lost). The C tests compare gmserve against these.
+Run with Debian's torch: /usr/bin/python3 tests/make_fixtures.py tests/fixtures
+"""
+import json
+import math
+import os
+import sys
+
+import torch
+from torch import nn
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "models", "train"))
+import gmfile  # noqa: E402
+
+OUT = sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures"
+torch.manual_seed(1234)
+torch.set_num_threads(1)
+
+
+def randomize_bn(seq):
+    """Non-trivial running statistics and affine parameters, so folding is tested."""
+    for m in seq.modules():
+        if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            n = m.num_features
+            m.running_mean.copy_(torch.randn(n) * 0.5)
+            m.running_var.copy_(torch.rand(n) * 1.5 + 0.5)
+            m.weight.data.copy_(torch.randn(n) * 0.3 + 1.0)
+            m.bias.data.copy_(torch.randn(n) * 0.3)
+    return seq.eval()
+
+
+def ref(name, tensors, doubles):
+    gmfile.write(os.path.join(OUT, name + ".ref.safetensors"),
+                 {k: v.float().contiguous() if v.is_floating_point() else v for k, v in tensors.items()},
+                 {k: json.dumps([float(x) for x in v]) for k, v in doubles.items()})
+
+
+def model(name, tensors, meta):
+    gmfile.write(os.path.join(OUT, name + ".safetensors"), tensors, dict({"gm.format": "1"}, **meta))
+
+
+# ---------- NADE ----------
+
+def nade_logp64(W, c, V, b, order, x, relu):
+    """SPEC §1.1 evaluated line by line in float64. x: (B, D)."""
+    W, c, V, b, x = (t.double() for t in (W, c, V, b, x))
+    B, D = x.shape
+    a = c.expand(B, -1).clone()
+    lp = torch.zeros(B, dtype=torch.float64)
+    for k in range(D):
+        i = int(order[k])
+        h = torch.relu(a) if relu else torch.sigmoid(a)
+        logit = b[i] + h @ V[i]
+        lp += x[:, i] * nn.functional.logsigmoid(logit) + (1 - x[:, i]) * nn.functional.logsigmoid(-logit)
+        a = a + torch.outer(x[:, i], W[:, i])
+    return lp
+
+
+def nade_fixture(name, h, w, H, relu, order_dtype, scale, n_inputs):
+    D = h * w
+    W, V = torch.randn(H, D) * scale, torch.randn(D, H) * scale
+    c, b = torch.randn(H) * 0.5, torch.randn(D) * 0.5
+    order = torch.randperm(D) if order_dtype is not None else torch.arange(D)
+    tensors = {"W": W, "c": c, "V": V, "b": b}
+    meta = {"gm.family": "nade", "gm.image": f"{h}x{w}x1", "gm.description": f"fixture {name}"}
+    if order_dtype is not None:
+        tensors["ordering"] = order.to(order_dtype)
+    if relu:
+        meta["gm.activation"] = "relu"
+    model(name, tensors, meta)
+    if n_inputs == "all":
+        x = torch.tensor([[(s >> i) & 1 for i in range(D)] for s in range(2 ** D)], dtype=torch.float32)
+    else:
+        x = (torch.rand(n_inputs, D) < torch.rand(n_inputs, 1)).float()
+    lp = nade_logp64(W, c, V, b, order, x, relu)
+    feat = (torch.relu if relu else torch.sigmoid)(x.double() @ W.double().T + c.double())
+    ref(name, {"x": x, "features": feat}, {"logp": lp.tolist()})
+
+
+# ---------- VAE ----------
+
+def vae_fixture(name, h, w, C, Z, enc, dec, n, iw_k):
+    D = h * w * C
+    enc, dec = randomize_bn(enc), randomize_bn(dec)
+    el, et = gmfile.layer_list(enc, "enc")
+    dl, dt = gmfile.layer_list(dec, "dec")
+    model(name, dict(et, **dt), {"gm.family": "vae", "gm.image": f"{h}x{w}x{C}", "gm.latent_dim": str(Z),
+                                 "gm.encoder": el, "gm.decoder": dl, "gm.likelihood": "bernoulli"})
+    x = (torch.rand(n, h, w, C) < 0.4).float()           # channels last, as gmserve takes it
+    x_nchw = x.permute(0, 3, 1, 2).contiguous()
+    z = torch.randn(n, Z)
+    with torch.no_grad():
+        stats = enc(x_nchw)
+        logits = dec(z)
+        if logits.dim() == 4:
+            logits = logits.permute(0, 2, 3, 1)
+        probs = torch.sigmoid(logits.reshape(n, D))
+        tensors = {"x": x.reshape(n, D), "mu": stats[:, :Z], "logvar": stats[:, Z:], "z": z, "probs": probs}
+        doubles = {}
+        if iw_k:
+            # float64 importance-sampled log p(x) with K = iw_k, and its standard error
+            enc64, dec64 = enc.double(), dec.double()
+            st = enc64(x_nchw.double())
+            mu, lv = st[:, :Z], st[:, Z:]
+            lps, ses, elbos = [], [], []
+            xf = x.reshape(n, D).double()
+            for r in range(n):
+                eps = torch.randn(iw_k, Z, dtype=torch.float64)
+                zz = mu[r] + torch.exp(0.5 * lv[r]) * eps
+                lg = dec64(zz)
+                if lg.dim() == 4:
+                    lg = lg.permute(0, 2, 3, 1)
+                lg = lg.reshape(iw_k, D)
+                ll = (xf[r] * lg - nn.functional.softplus(lg)).sum(1)
+                lw = ll - 0.5 * (zz ** 2).sum(1) + 0.5 * (eps ** 2).sum(1) + 0.5 * lv[r].sum()
+                lps.append(float(torch.logsumexp(lw, 0) - math.log(iw_k)))
+                wn = torch.exp(lw - lw.max())
+                ses.append(float(wn.std() / (math.sqrt(iw_k) * wn.mean())))
+                kl = 0.5 * (mu[r] ** 2 + torch.exp(lv[r]) - 1 - lv[r]).sum()
+                elbos.append(float(ll.mean() - kl))
+            doubles = {"logp": lps, "logp_se": ses, "elbo": elbos, "k": [iw_k]}
+    ref(name, tensors, doubles)
+
+
+# ---------- GAN ----------
+
+def gan_fixture(name, h, w, C, Z, classes, gen, disc, encoder, dtype, output):
+    D = h * w * C
+    K = len(classes)
+    gen, disc, encoder = (randomize_bn(m) if m is not None else None for m in (gen, disc, encoder))
+    meta = {"gm.family": "gan", "gm.image": f"{h}x{w}x{C}", "gm.latent_dim": str(Z), "gm.output": output}
+    tensors = {}
+    for key, net, prefix in (("gm.generator", gen, "gen"), ("gm.discriminator", disc, "disc"),
+                             ("gm.encoder", encoder, "enc")):
+        if net is None:
+            continue
+        layers, t = gmfile.layer_list(net, prefix, dtype)
+        meta[key] = layers
+        tensors.update(t)
+        # the reference must use the weights as stored: round them through dtype
+        for p in list(net.parameters()) + list(net.buffers()):
+            if p.is_floating_point():
+                p.data.copy_(p.data.to(dtype).float())
+    if K:
+        meta["gm.num_classes"] = str(K)
+        meta["gm.class_names"] = classes
+    model(name, tensors, meta)
+    n = 6
+    z = torch.randn(n, Z)
+    labels = torch.arange(n) % max(K, 1)
+    with torch.no_grad():
+        zin = torch.cat([z, nn.functional.one_hot(labels, K).float()], 1) if K else z
+        y = gen(zin)
+        if y.dim() == 4:
+            y = y.permute(0, 2, 3, 1)
+        y = y.reshape(n, D)
+        pixels = ((y + 1) / 2 if output == "tanh" else y).clamp(0, 1)
+        out = {"z": z, "labels": labels.to(torch.int64), "pixels": pixels}
+        x = torch.rand(4, h, w, C)  # images in [0, 1], channels last
+        xin = (2 * x - 1 if output == "tanh" else x).permute(0, 3, 1, 2)
+        out["x"] = x.reshape(4, D)
+        if disc is not None:
+            out["disc"] = disc(xin).reshape(4)
+        if encoder is not None:
+            out["enc"] = encoder(xin)
+    ref(name, out, {})
+
+
+def main():
+    os.makedirs(OUT, exist_ok=True)
+    nade_fixture("nade_tiny", 2, 5, 6, relu=False, order_dtype=None, scale=1.0, n_inputs="all")
+    nade_fixture("nade_tiny_relu", 3, 3, 7, relu=True, order_dtype=torch.int32, scale=1.0, n_inputs="all")
+    nade_fixture("nade_ref", 28, 28, 64, relu=False, order_dtype=torch.int64, scale=0.1, n_inputs=8)
+
+    vae_fixture("vae_mlp", 28, 28, 1, 8,
+                nn.Sequential(nn.Flatten(), nn.Linear(784, 64), nn.BatchNorm1d(64), nn.ReLU(), nn.Linear(64, 16)),
+                nn.Sequential(nn.Linear(8, 64), nn.BatchNorm1d(64), nn.LeakyReLU(0.1), nn.Linear(64, 784)),
+                n=6, iw_k=5000)
+    vae_fixture("vae_conv", 8, 8, 3, 4,
+                nn.Sequential(nn.Conv2d(3, 4, 3, 1, 1), nn.BatchNorm2d(4), nn.Sigmoid(),
+                              nn.Conv2d(4, 8, 4, 2, 1), nn.LeakyReLU(0.2), nn.Flatten(), nn.Linear(128, 8)),
+                nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Unflatten(1, (8, 2, 2)), nn.BatchNorm2d(8),
+                              nn.ConvTranspose2d(8, 6, 3, 2, 1, output_padding=1), nn.BatchNorm2d(6), nn.Tanh(),
+                              nn.ConvTranspose2d(6, 3, 4, 2, 1)),
+                n=5, iw_k=0)
+
+    gan_fixture("gan_cond", 16, 16, 1, 8, ["shirt", "shoe", "bag"],
+                nn.Sequential(nn.Linear(11, 32 * 4 * 4), nn.BatchNorm1d(512), nn.ReLU(), nn.Unflatten(1, (32, 4, 4)),
+                              nn.ConvTranspose2d(32, 16, 4, 2, 1), nn.BatchNorm2d(16), nn.ReLU(),
+                              nn.ConvTranspose2d(16, 1, 4, 2, 1), nn.Tanh()),
+                nn.Sequential(nn.Conv2d(1, 8, 4, 2, 1), nn.LeakyReLU(0.2), nn.Conv2d(8, 16, 4, 2, 1),
+                              nn.BatchNorm2d(16), nn.LeakyReLU(0.2), nn.Flatten(), nn.Linear(256, 1)),
+                nn.Sequential(nn.Flatten(), nn.Linear(256, 32), nn.ReLU(), nn.Linear(32, 8)),
+                torch.float16, "tanh")
+    gan_fixture("gan_rgb", 6, 6, 3, 5, [],
+                nn.Sequential(nn.Linear(5, 8 * 3 * 3), nn.ReLU(), nn.Unflatten(1, (8, 3, 3)),
+                              nn.ConvTranspose2d(8, 3, 4, 2, 1), nn.Sigmoid()),
+                None, None, torch.bfloat16, "sigmoid")
+    print("fixtures written to", OUT)
+
+
+if __name__ == "__main__":
+    main()
