@@ -1,0 +1,71 @@
+/*
+ * test_math.c - the vectorizable exp/sigmoid against libm in double, and the
+ * random streams' distributions and independence.
+ */
+#include "../server/core/vmath.h"
+#include "gm/rng.h"
+#include "testutil.h"
+
+static void test_expf_accuracy(void **state) {
+    double worst = 0, at = 0;
+    for (double x = -87.0; x <= 88.0; x += 0.000731) {
+        double want = exp((double)(float)x), got = gm_expf((float)x);
+        double rel = fabs(got - want) / want;
+        if (rel > worst) worst = rel, at = x;
+    }
+    print_message("gm_expf: worst relative error %.3g at x = %.4f\n", worst, at);
+    assert_true(worst < 3e-7);
+    /* clamped outside the range: finite, no NaN */
+    assert_true(isfinite(gm_expf(1000.0f)) && gm_expf(-1000.0f) >= 0.0f);
+    for (double x = -30; x <= 30; x += 0.01) {
+        double want = 1.0 / (1.0 + exp(-(double)(float)x));
+        assert_true(fabs(gm_sigmoidf((float)x) - want) <= 3e-7 * want + 1e-12);
+    }
+}
+
+static void test_uniform_and_normal_moments(void **state) {
+    gm_rng r;
+    gm_rng_seed(&r, 12345, 0);
+    const int N = 1000000;
+    double su = 0, su2 = 0, sn = 0, sn2 = 0, sn4 = 0;
+    for (int i = 0; i < N; i++) {
+        double u = gm_rng_uniform(&r), n = gm_rng_normal(&r);
+        assert_true(u >= 0.0 && u < 1.0);
+        su += u, su2 += u * u, sn += n, sn2 += n * n, sn4 += n * n * n * n;
+    }
+    /* tolerances: ~5 standard errors of each moment at N = 1e6 */
+    assert_true(fabs(su / N - 0.5) < 5 * sqrt(1.0 / 12 / N));
+    assert_true(fabs(su2 / N - 1.0 / 3) < 5 * sqrt(4.0 / 45 / N));
+    assert_true(fabs(sn / N) < 5 * sqrt(1.0 / N));
+    assert_true(fabs(sn2 / N - 1.0) < 5 * sqrt(2.0 / N));
+    assert_true(fabs(sn4 / N - 3.0) < 5 * sqrt(96.0 / N));
+}
+
+static void test_streams_independent(void **state) {
+    /* neighbouring streams of one seed, and neighbouring seeds, are uncorrelated */
+    const int N = 200000;
+    gm_rng a, b, c;
+    gm_rng_seed(&a, 1, 0);
+    gm_rng_seed(&b, 1, 1);
+    gm_rng_seed(&c, 2, 0);
+    double sab = 0, sac = 0;
+    for (int i = 0; i < N; i++) {
+        double x = gm_rng_normal(&a);
+        sab += x * gm_rng_normal(&b);
+        sac += x * gm_rng_normal(&c);
+    }
+    assert_true(fabs(sab / N) < 5 / sqrt(N));
+    assert_true(fabs(sac / N) < 5 / sqrt(N));
+    gm_rng_seed(&a, 77, 3);
+    gm_rng_seed(&b, 77, 3);
+    for (int i = 0; i < 1000; i++) assert_true(gm_rng_next(&a) == gm_rng_next(&b));
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_expf_accuracy),
+        cmocka_unit_test(test_uniform_and_normal_moments),
+        cmocka_unit_test(test_streams_independent),
+    };
+    return cmocka_run_group_tests_name("math", tests, NULL, NULL);
+}
