@@ -9,16 +9,6 @@
 
 #define OTHERS 64
 
-static gm_model *load_model(const char *name) {
-    char err[GM_ERR_LEN];
-    gm_model *m = gm_model_load(fixture(name), err);
-    if (!m) {
-        print_error("%s\n", err);
-        fail();
-    }
-    return m;
-}
-
 /* Rows 0..OTHERS with distinct seeds; the row under test is `at`, seed 99. */
 static gm_row *make_rows(int B, int at, int num_classes) {
     gm_row *rows = malloc(B * sizeof *rows);

@@ -11,16 +11,6 @@
 #include "gm/model.h"
 #include "testutil.h"
 
-static gm_model *load_model(const char *name) {
-    char err[GM_ERR_LEN];
-    gm_model *m = gm_model_load(fixture(name), err);
-    if (!m) {
-        print_error("%s\n", err);
-        fail();
-    }
-    return m;
-}
-
 /* All 2^D images of a tiny model, bit i of s = pixel i. */
 static float *all_states(int D) {
     float *x = calloc(((size_t)1 << D) * D, sizeof *x);

@@ -8,16 +8,6 @@
 #include "gm/model.h"
 #include "testutil.h"
 
-static gm_model *load_model(const char *name) {
-    char err[GM_ERR_LEN];
-    gm_model *m = gm_model_load(fixture(name), err);
-    if (!m) {
-        print_error("%s\n", err);
-        fail();
-    }
-    return m;
-}
-
 static void check_nade(const char *model_file, const char *ref_file) {
     gm_model *m = load_model(model_file);
     gm_st *ref = load_ref(ref_file);

@@ -57,6 +57,7 @@ static inline void assert_close_f(const char *what, const float *got, const floa
 
 #include <jansson.h>
 
+#include "gm/model.h"
 #include "gm/safetensors.h"
 
 /* Loads a committed fixture file or fails the test with the loader's message. */
@@ -88,6 +89,17 @@ static inline double *ref_doubles(const gm_st *st, const char *key, size_t *n) {
     for (size_t i = 0; i < *n; i++) v[i] = json_number_value(json_array_get(arr, i));
     json_decref(arr);
     return v;
+}
+
+/* Loads a committed fixture model or fails the test with the loader's message. */
+static inline gm_model *load_model(const char *name) {
+    char err[GM_ERR_LEN];
+    gm_model *m = gm_model_load(fixture(name), err);
+    if (!m) {
+        print_error("%s\n", err);
+        fail();
+    }
+    return m;
 }
 
 #endif

@@ -12,11 +12,14 @@
  * im2col with one row per output pixel of every sample in a chunk, so the
  * sgemm has M = samples * output pixels (big, BLAS-friendly) and produces
  * channels-last rows that are then scattered to NCHW. conv_transpose2d is the
- * adjoint: one sgemm from channels-last inputs to per-pixel kernel patches,
- * then col2im adds each patch into the output. Chunks bound the im2col
- * scratch to ~16 MB whatever the batch size.
+ * adjoint (Caffe's layout): the chunk's channel planes side by side, one
+ * sgemm giving every kernel tap's contribution for every input pixel, then
+ * col2im adds each tap's row into its output plane, reading contiguously. Chunks bound the im2col
+ * scratch to ~16 MB whatever the batch size; all scratch is the calling
+ * thread's (scratch.h), reused from call to call.
  */
 #include "gm/layers.h"
+#include "scratch.h"
 
 #include <cblas.h>
 #include <jansson.h>
@@ -496,38 +499,41 @@ static void conv2d_forward(const layer *L, int B, const float *x, float *y, cons
 static void conv_t2d_forward(const layer *L, int B, const float *x, float *y, const scratch *s) {
     int Ci = L->in.dim[0], H = L->in.dim[1], W = L->in.dim[2], Pin = H * W;
     int Co = L->out.dim[0], Ho = L->out.dim[1], Wo = L->out.dim[2];
-    int KK = L->kh * L->kw, N = Co * KK;
+    int N = Co * L->kh * L->kw;
     for (int b0 = 0; b0 < B; b0 += s->chunk) {
-        int nb = B - b0 < s->chunk ? B - b0 : s->chunk;
-        /* aux: (nb*Pin, Ci), channels last */
-        for (int b = 0; b < nb; b++) {
-            const float *xb = x + (size_t)(b0 + b) * Ci * Pin;
-            float *ab = s->aux + (size_t)b * Pin * Ci;
+        int nb = B - b0 < s->chunk ? B - b0 : s->chunk, cols = nb * Pin;
+        /* aux: (Ci, nb*Pin), each sample's channel plane copied whole */
+        for (int b = 0; b < nb; b++)
             for (int c = 0; c < Ci; c++)
-                for (int p = 0; p < Pin; p++) ab[(size_t)p * Ci + c] = xb[(size_t)c * Pin + p];
-        }
-        /* col: (nb*Pin, Co*kh*kw) = aux W */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nb * Pin, N, Ci, 1.0f, s->aux, Ci, L->weight, N, 0.0f,
-                    s->col, N);
+                memcpy(s->aux + (size_t)c * cols + (size_t)b * Pin, x + ((size_t)(b0 + b) * Ci + c) * Pin,
+                       (size_t)Pin * sizeof(float));
+        /* col: (Co*kh*kw, nb*Pin) = W^T aux, W being (Ci, Co*kh*kw) */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, cols, Ci, 1.0f, L->weight, N, s->aux, cols, 0.0f,
+                    s->col, cols);
+        /* col2im: kernel tap (c, ky, kx) of input pixel (iy, ix) adds to
+         * output pixel (iy*stride - pad + ky, ix*stride - pad + kx) */
         for (int b = 0; b < nb; b++) {
             float *yb = y + (size_t)(b0 + b) * Co * Ho * Wo;
-            for (int c = 0; c < Co; c++)
-                for (int i = 0; i < Ho * Wo; i++) yb[(size_t)c * Ho * Wo + i] = L->bias[c];
-            for (int iy = 0; iy < H; iy++)
-                for (int ix = 0; ix < W; ix++) {
-                    const float *row = s->col + ((size_t)b * Pin + iy * W + ix) * N;
-                    for (int c = 0; c < Co; c++)
-                        for (int ky = 0; ky < L->kh; ky++) {
-                            int oy = iy * L->stride - L->pad + ky;
+            for (int c = 0; c < Co; c++) {
+                float *plane = yb + (size_t)c * Ho * Wo;
+                for (int i = 0; i < Ho * Wo; i++) plane[i] = L->bias[c];
+                for (int ky = 0; ky < L->kh; ky++)
+                    for (int kx = 0; kx < L->kw; kx++) {
+                        const float *row = s->col + ((size_t)(c * L->kh + ky) * L->kw + kx) * cols + (size_t)b * Pin;
+                        /* ox = ix*stride + off lies in [0, Wo) for ix in [lo, hi] */
+                        int st = L->stride, off = kx - L->pad;
+                        int lo = off >= 0 ? 0 : (-off + st - 1) / st;
+                        int hi = Wo - 1 - off < 0 ? -1 : (Wo - 1 - off) / st;
+                        if (hi > W - 1) hi = W - 1;
+                        for (int iy = 0; iy < H; iy++) {
+                            int oy = iy * st - L->pad + ky;
                             if (oy < 0 || oy >= Ho) continue;
-                            float *yrow = yb + ((size_t)c * Ho + oy) * Wo;
-                            const float *patch = row + ((size_t)c * L->kh + ky) * L->kw;
-                            for (int kx = 0; kx < L->kw; kx++) {
-                                int ox = ix * L->stride - L->pad + kx;
-                                if (ox >= 0 && ox < Wo) yrow[ox] += patch[kx];
-                            }
+                            float *yrow = plane + (size_t)oy * Wo;
+                            const float *r = row + (size_t)iy * W;
+                            for (int ix = lo; ix <= hi; ix++) yrow[ix * st + off] += r[ix];
                         }
-                }
+                    }
+            }
         }
     }
 }
@@ -570,13 +576,12 @@ int gm_net_forward(const gm_net *net, int B, const float *in, float *out) {
     if (s.chunk < 1) s.chunk = 1;
     if (s.chunk > B) s.chunk = B;
     size_t act = (size_t)B * net->max_size;
-    float *buf[2] = {malloc(act * sizeof(float)), malloc(act * sizeof(float))};
+    float *buf[2] = {gm_scratch(0, act), gm_scratch(1, act)};
     if (net->max_col) {
-        s.col = malloc((size_t)s.chunk * net->max_col * sizeof(float));
-        s.aux = malloc((size_t)s.chunk * net->max_aux * sizeof(float));
+        s.col = gm_scratch(2, (size_t)s.chunk * net->max_col);
+        s.aux = gm_scratch(3, (size_t)s.chunk * net->max_aux);
     }
-    int rc = -1;
-    if (!buf[0] || !buf[1] || (net->max_col && (!s.col || !s.aux))) goto done;
+    if (!buf[0] || !buf[1] || (net->max_col && (!s.col || !s.aux))) return -1;
     const float *x = in;
     for (int i = 0; i < net->n; i++) {
         const layer *L = &net->layers[i];
@@ -590,11 +595,5 @@ int gm_net_forward(const gm_net *net, int B, const float *in, float *out) {
         }
         x = y;
     }
-    rc = 0;
-done:
-    free(buf[0]);
-    free(buf[1]);
-    free(s.col);
-    free(s.aux);
-    return rc;
+    return 0;
 }

@@ -1,0 +1,186 @@
+/*
+ * bench_core.c - images/s of each core operation at batch 1, 16, 64, 256,
+ * next to PyTorch on the same weights (bench/torch_core.py, same run), and
+ * for GEMM-bound operations the GFLOP/s reached against the GFLOP/s that raw
+ * cblas_sgemm reaches on exactly the same matrix shapes in this binary.
+ */
+#include <cblas.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "gm/model.h"
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+typedef void (*run_fn)(void *ctx);
+
+/* median seconds per call: >= 3 calls and >= 0.4 s, at most 200 calls */
+static double median_time(run_fn fn, void *ctx) {
+    double t[200];
+    int n = 0;
+    fn(ctx);
+    double start = now();
+    while (n < 3 || (now() - start < 0.4 && n < 200)) {
+        double t0 = now();
+        fn(ctx);
+        t[n++] = now() - t0;
+    }
+    qsort(t, n, sizeof *t, cmp_double);
+    return t[n / 2];
+}
+
+typedef struct {
+    const gm_model *m;
+    int B;
+    float *x, *out, *aux;
+    gm_row *rows;
+    gm_logp_result *lp;
+    double *dlp;
+} op_ctx;
+
+static void reseed(op_ctx *c) {
+    for (int r = 0; r < c->B; r++) {
+        c->rows[r] = (gm_row){.temperature = 1.0f, .label = -1};
+        gm_rng_seed(&c->rows[r].rng, 1, (uint64_t)r);
+    }
+}
+static void run_nade_logp(void *p) {
+    op_ctx *c = p;
+    gm_model_logp(c->m, c->B, c->x, 1, NULL, c->lp);
+}
+static void run_sample(void *p) {
+    op_ctx *c = p;
+    reseed(c);
+    gm_model_sample(c->m, c->B, c->rows, c->out, c->dlp);
+}
+static void run_encode(void *p) {
+    op_ctx *c = p;
+    gm_model_encode(c->m, c->B, c->x, c->out, c->aux);
+}
+
+/* The sgemm shapes (M, N, K) an operation performs at batch B. */
+typedef struct {
+    int M, N, K;
+    int trans_a, trans_b;
+} gemm_shape;
+
+static int shapes_for(const char *op, int B, gemm_shape *s) {
+    if (strcmp(op, "vae_encode") == 0) {
+        s[0] = (gemm_shape){B, 512, 784, 0, 1};
+        s[1] = (gemm_shape){B, 256, 512, 0, 1};
+        s[2] = (gemm_shape){B, 64, 256, 0, 1};
+        return 3;
+    }
+    if (strcmp(op, "gan_sample") == 0) {
+        s[0] = (gemm_shape){B, 6272, 64, 0, 1};
+        s[1] = (gemm_shape){64 * 16, B * 49, 128, 1, 0};
+        s[2] = (gemm_shape){16, B * 196, 64, 1, 0};
+        return 3;
+    }
+    return 0;
+}
+
+typedef struct {
+    gemm_shape s[4];
+    int n;
+    float *a, *b, *c;
+} gemm_ctx;
+
+static void run_gemms(void *p) {
+    gemm_ctx *g = p;
+    for (int i = 0; i < g->n; i++) {
+        gemm_shape s = g->s[i];
+        cblas_sgemm(CblasRowMajor, s.trans_a ? CblasTrans : CblasNoTrans, s.trans_b ? CblasTrans : CblasNoTrans, s.M,
+                    s.N, s.K, 1.0f, g->a, s.trans_a ? s.M : s.K, g->b, s.trans_b ? s.K : s.N, 0.0f, g->c, s.N);
+    }
+}
+
+static double torch_rate(json_t *torch, const char *op, int B) {
+    char key[64];
+    snprintf(key, sizeof key, "%s/%d", op, B);
+    json_t *v = json_object_get(torch, key);
+    return v ? json_number_value(v) : 0;
+}
+
+int main(int argc, char **argv) {
+    const char *dir = argc > 1 ? argv[1] : "build/bench";
+    char path[512], err[GM_ERR_LEN];
+    snprintf(path, sizeof path, "%s/torch.json", dir);
+    json_t *torch = json_load_file(path, 0, NULL);
+    if (!torch) fprintf(stderr, "bench_core: no %s; PyTorch columns will be empty\n", path);
+    const char *names[3] = {"nade", "vae", "gan"};
+    gm_model *models[3];
+    for (int i = 0; i < 3; i++) {
+        snprintf(path, sizeof path, "%s/%s.safetensors", dir, names[i]);
+        if (!(models[i] = gm_model_load(path, err))) {
+            fprintf(stderr, "bench_core: %s\n", err);
+            return 1;
+        }
+    }
+    struct {
+        const char *op;
+        int model;
+        run_fn fn;
+    } ops[] = {
+        {"nade_logp", 0, run_nade_logp},
+        {"nade_sample", 0, run_sample},
+        {"vae_encode", 1, run_encode},
+        {"gan_sample", 2, run_sample},
+    };
+    const int batches[] = {1, 16, 64, 256};
+    printf("\n%-12s %5s %12s %12s %8s %10s %10s %7s\n", "operation", "batch", "gmserve/s", "pytorch/s", "ratio",
+           "GFLOP/s", "sgemm", "of sgemm");
+    size_t big = (size_t)256 * 196 * 1024;
+    float *ga = calloc(big, 4), *gb = calloc(big, 4), *gc = calloc(big, 4);
+    for (size_t i = 0; i < big; i++) ga[i] = gb[i] = 0.01f * (float)(i % 97);
+    for (size_t o = 0; o < sizeof ops / sizeof ops[0]; o++) {
+        for (int bi = 0; bi < 4; bi++) {
+            int B = batches[bi];
+            const gm_model_info *info = gm_model_get_info(models[ops[o].model]);
+            op_ctx c = {.m = models[ops[o].model], .B = B};
+            c.x = malloc((size_t)B * info->dim * sizeof(float));
+            c.out = malloc((size_t)B * (info->dim > 1024 ? info->dim : 1024) * sizeof(float));
+            c.aux = malloc((size_t)B * 1024 * sizeof(float));
+            c.rows = malloc(B * sizeof(gm_row));
+            c.lp = malloc(B * sizeof(gm_logp_result));
+            c.dlp = malloc(B * sizeof(double));
+            gm_rng g;
+            gm_rng_seed(&g, 9, 0);
+            for (size_t i = 0; i < (size_t)B * info->dim; i++) c.x[i] = gm_rng_uniform(&g) < 0.3 ? 1.0f : 0.0f;
+            reseed(&c);
+            double t = median_time(ops[o].fn, &c), rate = B / t, tr = torch ? torch_rate(torch, ops[o].op, B) : 0;
+            printf("%-12s %5d %12.0f ", ops[o].op, B, rate);
+            if (tr > 0)
+                printf("%12.0f %7.1fx ", tr, rate / tr);
+            else
+                printf("%12s %8s ", "-", "-");
+            gemm_ctx gctx = {.a = ga, .b = gb, .c = gc};
+            gctx.n = shapes_for(ops[o].op, B, gctx.s);
+            if (gctx.n) {
+                double flops = 0;
+                for (int i = 0; i < gctx.n; i++) flops += 2.0 * gctx.s[i].M * gctx.s[i].N * gctx.s[i].K;
+                double tg = median_time(run_gemms, &gctx);
+                printf("%10.1f %10.1f %6.0f%%", flops / t * 1e-9, flops / tg * 1e-9, 100 * tg / t);
+            }
+            printf("\n");
+            fflush(stdout);
+            free(c.x), free(c.out), free(c.aux), free(c.rows), free(c.lp), free(c.dlp);
+        }
+    }
+    free(ga), free(gb), free(gc);
+    for (int i = 0; i < 3; i++) gm_model_free(models[i]);
+    json_decref(torch);
+    return 0;
+}

@@ -1,0 +1,92 @@
+"""torch_core.py - the PyTorch side of `make bench-core`.
+
+Builds the default architectures of issue 2 with random weights (NADE H=500
+on 28x28; MLP VAE 784-512-256-(2x32) / 32-256-512-784; DCGAN generator
+z=64 -> 128x7x7 -> 64x14x14 -> 1x28x28), writes them as gmserve model files
+into OUT, and times PyTorch on the same weights with the same thread count.
+Prints nothing but a JSON map "op/batch" -> images per second to OUT/torch.json.
+"""
+import json
+import os
+import statistics
+import sys
+import time
+
+import torch
+from torch import nn
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "models", "train"))
+import gmfile  # noqa: E402
+
+OUT = sys.argv[1]
+THREADS = int(os.environ.get("BENCH_THREADS", "2"))
+torch.set_num_threads(THREADS)
+torch.manual_seed(0)
+BATCHES = [1, 16, 64, 256]
+D, H, Z_VAE, Z_GAN = 784, 500, 32, 64
+
+
+def timeit(fn, batch, min_time=0.4, max_reps=50):
+    fn()  # warm-up
+    times = []
+    start = time.perf_counter()
+    while len(times) < 3 or (time.perf_counter() - start < min_time and len(times) < max_reps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return batch / statistics.median(times)
+
+
+# NADE: the usual cumsum formulation (B x D x H intermediate)
+W = torch.randn(H, D) * 0.05
+c, V, b = torch.zeros(H), torch.randn(D, H) * 0.05, torch.zeros(D)
+
+
+def nade_logp(x):
+    contrib = x[:, :, None] * W.T[None]                  # (B, D, H)
+    a = c + torch.cumsum(contrib, 1) - contrib           # exclusive prefix sums
+    logits = (torch.sigmoid(a) * V[None]).sum(-1) + b
+    return -nn.functional.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(1)
+
+
+def nade_sample(n):
+    a = c.expand(n, H).clone()
+    x = torch.zeros(n, D)
+    for i in range(D):
+        p = torch.sigmoid(torch.sigmoid(a) @ V[i] + b[i])
+        x[:, i] = torch.bernoulli(p)
+        a += x[:, i:i + 1] * W[:, i]
+    return x
+
+
+gmfile.write(os.path.join(OUT, "nade.safetensors"), {"W": W, "c": c, "V": V, "b": b},
+             {"gm.format": "1", "gm.family": "nade", "gm.image": "28x28x1"})
+
+enc = nn.Sequential(nn.Flatten(), nn.Linear(D, 512), nn.ReLU(), nn.Linear(512, 256), nn.ReLU(),
+                    nn.Linear(256, 2 * Z_VAE)).eval()
+dec = nn.Sequential(nn.Linear(Z_VAE, 256), nn.ReLU(), nn.Linear(256, 512), nn.ReLU(), nn.Linear(512, D)).eval()
+el, et = gmfile.layer_list(enc, "enc")
+dl, dt = gmfile.layer_list(dec, "dec")
+gmfile.write(os.path.join(OUT, "vae.safetensors"), dict(et, **dt),
+             {"gm.format": "1", "gm.family": "vae", "gm.image": "28x28x1", "gm.latent_dim": str(Z_VAE),
+              "gm.encoder": el, "gm.decoder": dl})
+
+gen = nn.Sequential(nn.Linear(Z_GAN, 128 * 7 * 7), nn.BatchNorm1d(128 * 7 * 7), nn.ReLU(),
+                    nn.Unflatten(1, (128, 7, 7)), nn.ConvTranspose2d(128, 64, 4, 2, 1), nn.BatchNorm2d(64),
+                    nn.ReLU(), nn.ConvTranspose2d(64, 1, 4, 2, 1), nn.Tanh()).eval()
+gl, gt = gmfile.layer_list(gen, "gen")
+gmfile.write(os.path.join(OUT, "gan.safetensors"), gt,
+             {"gm.format": "1", "gm.family": "gan", "gm.image": "28x28x1", "gm.latent_dim": str(Z_GAN),
+              "gm.generator": gl})
+
+results = {}
+with torch.no_grad():
+    for B in BATCHES:
+        x = (torch.rand(B, D) < 0.3).float()
+        results[f"nade_logp/{B}"] = timeit(lambda: nade_logp(x), B)
+        if B <= 64:  # 784 sequential steps; 256 adds nothing but minutes
+            results[f"nade_sample/{B}"] = timeit(lambda: nade_sample(B), B, min_time=0.2, max_reps=5)
+        xi = x.view(B, 1, 28, 28)
+        results[f"vae_encode/{B}"] = timeit(lambda: enc(xi), B)
+        results[f"gan_sample/{B}"] = timeit(lambda: (gen(torch.randn(B, Z_GAN)) + 1) / 2, B)
+json.dump(results, open(os.path.join(OUT, "torch.json"), "w"), indent=1)
