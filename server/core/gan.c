@@ -11,6 +11,7 @@
  * Truncation redraws each z_j until |z_j| <= t (the truncation trick), then
  * temperature scales z; both use only the row's own stream.
  */
+#include <assert.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,6 +74,7 @@ static int gan_decode(const void *p, const gm_model_info *info, int B, const flo
         if (!(zin = calloc((size_t)B * (Z + C), sizeof *zin))) goto done;
         for (int r = 0; r < B; r++) {
             memcpy(zin + (size_t)r * (Z + C), z + (size_t)r * Z, (size_t)Z * sizeof *zin);
+            assert(labels[r] >= 0 && labels[r] < C && "the caller validates labels (model.h)");
             zin[(size_t)r * (Z + C) + Z + labels[r]] = 1.0f;
         }
         in = zin;
