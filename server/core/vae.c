@@ -149,20 +149,26 @@ static int vae_logp(const void *p, const gm_model_info *info, int B, const float
     double *lw = malloc((size_t)B * K * sizeof *lw);    /* log importance weights */
     double *recon = calloc((size_t)B, sizeof *recon);  /* sum_k log p(x|z_k) */
     int *owner = malloc((size_t)ROWS * sizeof *owner); /* chunk row -> b*K + k */
+    double *sd = malloc((size_t)Z * sizeof *sd);       /* exp(logvar / 2) of the current image */
     int rc = -1;
-    if (!stats || !z || !logits || !lw || !recon || !owner || run_encoder(m, info, B, x, stats)) goto done;
+    if (!stats || !z || !logits || !lw || !recon || !owner || !sd || run_encoder(m, info, B, x, stats)) goto done;
     int n = 0;
     for (int r = 0; r < B; r++) {
         const float *mu = stats + (size_t)r * 2 * Z, *lv = mu + Z;
+        double half_logdet = 0.0;
+        for (int j = 0; j < Z; j++) {
+            sd[j] = exp(0.5 * lv[j]);
+            half_logdet += 0.5 * lv[j];
+        }
         for (int k = 0; k < K; k++) {
             /* log p(z) - log q(z|x); the log(2 pi) terms cancel */
-            double lpq = 0.0;
+            double lpq = half_logdet;
             float *zr = z + (size_t)n * Z;
             for (int j = 0; j < Z; j++) {
                 double eps = gm_rng_normal(&rows[r].rng);
-                double zj = mu[j] + exp(0.5 * lv[j]) * eps;
+                double zj = mu[j] + sd[j] * eps;
                 zr[j] = (float)zj;
-                lpq += -0.5 * zj * zj + 0.5 * eps * eps + 0.5 * lv[j];
+                lpq += -0.5 * zj * zj + 0.5 * eps * eps;
             }
             lw[(size_t)r * K + k] = lpq;
             owner[n++] = r * K + k;
@@ -203,6 +209,7 @@ done:
     free(lw);
     free(recon);
     free(owner);
+    free(sd);
     return rc;
 }
 
