@@ -53,9 +53,7 @@ static void test_nade_sampling_frequencies(void **state) {
     gm_model *m = load_model("nade_tiny_relu.safetensors");
     int D = gm_model_get_info(m)->dim, S = 1 << D, N = 40000;
     double *lp = all_logp(m, D);
-    gm_row *rows = malloc(N * sizeof *rows);
-    for (int r = 0; r < N; r++) rows[r] = (gm_row){.temperature = 1.0f, .label = -1};
-    for (int r = 0; r < N; r++) gm_rng_seed(&rows[r].rng, 42, (uint64_t)r);
+    gm_row *rows = seeded_rows(N, 42, 1.0f);
     float *px = malloc((size_t)N * D * sizeof *px);
     double *slp = malloc(N * sizeof *slp);
     assert_int_equal(gm_model_sample(m, N, rows, px, slp), 0);
@@ -104,12 +102,8 @@ static void test_nade_sampling_frequencies(void **state) {
 static void test_nade_temperature(void **state) {
     gm_model *m = load_model("nade_tiny.safetensors");
     int D = gm_model_get_info(m)->dim, N = 4000;
-    gm_row *rows = malloc(N * sizeof *rows);
+    gm_row *rows = seeded_rows(N, 7, 1000.0f);
     float *px = malloc((size_t)N * D * sizeof *px);
-    for (int r = 0; r < N; r++) {
-        rows[r] = (gm_row){.temperature = 1000.0f, .label = -1};
-        gm_rng_seed(&rows[r].rng, 7, (uint64_t)r);
-    }
     assert_int_equal(gm_model_sample(m, N, rows, px, NULL), 0);
     double ones = 0;
     for (size_t i = 0; i < (size_t)N * D; i++) ones += px[i];
@@ -126,12 +120,8 @@ static void test_nade_temperature(void **state) {
 }
 
 static double mean_logp(gm_model *m, const float *x, int B, int K, uint64_t seed, double *se) {
-    gm_row *rows = malloc(B * sizeof *rows);
+    gm_row *rows = seeded_rows(B, seed, 1.0f);
     gm_logp_result *res = malloc(B * sizeof *res);
-    for (int r = 0; r < B; r++) {
-        rows[r] = (gm_row){.temperature = 1.0f, .label = -1};
-        gm_rng_seed(&rows[r].rng, seed, (uint64_t)r);
-    }
     assert_int_equal(gm_model_logp(m, B, x, K, rows, res), 0);
     double mean = 0, var = 0;
     for (int r = 0; r < B; r++) {
@@ -189,12 +179,8 @@ static void test_vae_elbo(void **state) {
     int B = (int)x->shape[0];
     size_t n;
     double *elbo = ref_doubles(ref, "elbo", &n);
-    gm_row *rows = malloc(B * sizeof *rows);
+    gm_row *rows = seeded_rows(B, 5, 1.0f);
     gm_logp_result *res = malloc(B * sizeof *res);
-    for (int r = 0; r < B; r++) {
-        rows[r] = (gm_row){.temperature = 1.0f, .label = -1};
-        gm_rng_seed(&rows[r].rng, 5, (uint64_t)r);
-    }
     assert_int_equal(gm_model_logp(m, B, x->f32, 5000, rows, res), 0);
     for (int r = 0; r < B; r++) {
         assert_true(res[r].elbo <= res[r].logp);

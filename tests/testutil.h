@@ -102,4 +102,16 @@ static inline gm_model *load_model(const char *name) {
     return m;
 }
 
+/* B request rows at one temperature, no label, row r on stream (seed, r):
+ * the layout the server gives the rows of one request. Caller frees. */
+static inline gm_row *seeded_rows(int B, uint64_t seed, float temperature) {
+    gm_row *rows = malloc((size_t)B * sizeof *rows);
+    assert_non_null(rows);
+    for (int r = 0; r < B; r++) {
+        rows[r] = (gm_row){.temperature = temperature, .label = -1};
+        gm_rng_seed(&rows[r].rng, seed, (uint64_t)r);
+    }
+    return rows;
+}
+
 #endif
