@@ -27,7 +27,7 @@ endif
 LDLIBS := $(shell pkg-config --libs $(PKGS)) -lm -lpthread
 
 CORE_SRC   := $(wildcard server/core/*.c)
-SERVER_SRC := $(wildcard server/*.c)
+SERVER_SRC := $(filter-out server/main.c,$(wildcard server/*.c))
 TEST_SRC   := $(wildcard tests/test_*.c)
 CORE_OBJ   := $(CORE_SRC:%.c=$(BUILD)/%.o)
 SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/%.o)
@@ -43,12 +43,15 @@ $(BUILD)/%.o: %.c $(wildcard include/gm/*.h server/*.h server/core/*.h)
 $(BUILD)/libgmcore.a: $(CORE_OBJ)
 	ar rcs $@ $^
 
-$(BUILD)/gmserve: $(SERVER_OBJ) $(BUILD)/libgmcore.a
+$(BUILD)/libgmserver.a: $(SERVER_OBJ)
+	ar rcs $@ $^
+
+$(BUILD)/gmserve: $(BUILD)/server/main.o $(BUILD)/libgmserver.a $(BUILD)/libgmcore.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/%: tests/%.c tests/testutil.h $(BUILD)/libgmcore.a
+$(BUILD)/tests/%: tests/%.c $(wildcard tests/*.h) $(BUILD)/libgmserver.a $(BUILD)/libgmcore.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libgmcore.a $(LDFLAGS) $(LDLIBS) -lcmocka
+	$(CC) $(CFLAGS) -Iserver -o $@ $< $(BUILD)/libgmserver.a $(BUILD)/libgmcore.a $(LDFLAGS) $(LDLIBS) -lcmocka
 
 test: $(TESTS) $(BUILD)/gmserve
 	@bash tests/run_all.sh $(BUILD)

@@ -1,13 +1,29 @@
 /*
- * main.c - gmserve's entry point. Until the HTTP daemon lands (issue 3) it
- * loads each model file named on the command line exactly as the daemon
- * will, and prints what it serves or why it was refused, so that a user can
- * check an export before deploying it.
+ * main.c - gmserve's entry point: settings, models, workers, HTTP, and the
+ * signal-driven shutdown.
+ *
+ * Signals are blocked in every thread and taken by the main thread with
+ * sigwait, so shutdown runs as ordinary code. SIGTERM (or SIGINT) drains:
+ * /readyz turns 503 and new model requests get 503 with Connection: close,
+ * while every request already queued is computed and answered (waiting at
+ * most drain_timeout_s); then the listening socket closes, the workers
+ * finish what is left, and the process exits 0. SIGHUP does not reload
+ * (restart to change settings); it is logged and ignored.
+ *
+ * `gmserve check FILE...` loads model files exactly as the daemon would and
+ * prints what each serves or why it is refused.
  */
+#include <cblas.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
-#include "gm/model.h"
+#include "api.h"
+#include "http.h"
 
 static void describe(const char *path, const gm_model *m) {
     const gm_model_info *in = gm_model_get_info(m);
@@ -20,24 +36,143 @@ static void describe(const char *path, const gm_model *m) {
     printf("\n");
 }
 
-int main(int argc, char **argv) {
-    if (argc < 2 || strcmp(argv[1], "--help") == 0) {
-        printf("usage: gmserve MODEL.safetensors...\n"
-               "Loads and validates each model file (SPEC.md section 1) and prints what it serves.\n"
-               "Exit status 1 if any file is refused. The HTTP daemon is not built yet.\n");
-        return argc < 2;
-    }
+static int check_files(int n, char **paths) {
     int rc = 0;
-    for (int i = 1; i < argc; i++) {
+    for (int i = 0; i < n; i++) {
         char err[GM_ERR_LEN];
-        gm_model *m = gm_model_load(argv[i], err);
+        gm_model *m = gm_model_load(paths[i], err);
         if (!m) {
             fprintf(stderr, "gmserve: %s\n", err);
             rc = 1;
             continue;
         }
-        describe(argv[i], m);
+        describe(paths[i], m);
         gm_model_free(m);
     }
     return rc;
+}
+
+/* Workers report each executed batch here, for the metrics. */
+static void on_batch(void *ctx, gm_job *const *jobs, int count, int rows, int64_t compute_ns) {
+    gm_server *s = ctx;
+    const gm_call *lead = jobs[0]->owner;
+    for (int i = 0; i < count; i++)
+        if (jobs[i]->status == GM_JOB_OK)
+            gm_metrics_job(s->metrics, lead->model, jobs[i]->op, jobs[i]->started_ns - jobs[i]->enqueued_ns);
+    gm_metrics_batch(s->metrics, lead->model, jobs[0]->op, rows, compute_ns);
+}
+
+static void sleep_ms(int ms) {
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+    nanosleep(&ts, NULL);
+}
+
+/* Waits until cond() holds or timeout_ms passes; true if it holds. */
+static bool wait_until(bool (*cond)(void *), void *arg, int64_t timeout_ms) {
+    int64_t end = gm_now_ns() + timeout_ms * 1000000;
+    while (!cond(arg)) {
+        if (gm_now_ns() >= end) return false;
+        sleep_ms(10);
+    }
+    return true;
+}
+
+static bool none_accepted(void *s) { return atomic_load(&((gm_server *)s)->accepted) == 0; }
+static bool none_in_flight(void *h) { return gm_http_in_flight(h) == 0; }
+
+static int load_models(gm_server *s, const gm_config *cfg) {
+    for (int i = 0; i < cfg->n_models; i++) {
+        char err[GM_ERR_LEN];
+        int64_t t0 = gm_now_ns();
+        s->models[i] = gm_model_load(cfg->models[i].path, err);
+        if (!s->models[i]) {
+            fprintf(stderr, "gmserve: model \"%s\": %s\n", cfg->models[i].name, err);
+            return -1;
+        }
+        s->model_names[i] = cfg->models[i].name;
+        s->n_models = i + 1;
+        const gm_model_info *in = gm_model_get_info(s->models[i]);
+        fprintf(stderr, "gmserve: loaded %s = %s (%s, %dx%dx%d) in %.0f ms\n", cfg->models[i].name, cfg->models[i].path,
+                gm_family_name(in->family), in->height, in->width, in->channels, (gm_now_ns() - t0) * 1e-6);
+    }
+    return 0;
+}
+
+static int serve(const gm_config *cfg) {
+    static gm_server s;
+    s.cfg = cfg;
+    char err[GM_ERR_LEN];
+    openblas_set_num_threads((int)cfg->blas_threads);
+    json_object_seed(0);
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL); /* before any thread starts, so all inherit it */
+    signal(SIGPIPE, SIG_IGN);
+
+    int rc = 1;
+    gm_http *http = NULL;
+    if (load_models(&s, cfg)) goto out;
+    s.metrics = gm_metrics_new(GM_ROUTE_COUNT, gm_route_names, s.n_models, s.model_names);
+    s.queue = gm_queue_new((int)cfg->queue_capacity);
+    if (!s.metrics || !s.queue) {
+        fprintf(stderr, "gmserve: out of memory\n");
+        goto out;
+    }
+    gm_batcher_config bc = {(int)cfg->workers, (int)cfg->max_batch, cfg->max_delay_us * 1000, on_batch, &s};
+    if (!(s.batcher = gm_batcher_start(s.queue, &bc, err)) || !(http = gm_http_start(&s, err))) {
+        fprintf(stderr, "gmserve: %s\n", err);
+        goto out;
+    }
+    atomic_store(&s.ready, true);
+    fprintf(stderr, "gmserve: serving %d model(s) on http://%s:%d (default %s; %ld workers, max_batch %ld, "
+                    "max_delay %ld us)\n",
+            s.n_models, cfg->host, gm_http_port(http), cfg->default_model, cfg->workers, cfg->max_batch,
+            cfg->max_delay_us);
+    for (;;) {
+        int sig;
+        sigwait(&sigs, &sig);
+        if (sig != SIGHUP) break;
+        fprintf(stderr, "gmserve: SIGHUP ignored: settings are read at start-up; restart to change them\n");
+    }
+    fprintf(stderr, "gmserve: draining: %d request(s) accepted, new ones get 503\n", atomic_load(&s.accepted));
+    atomic_store(&s.ready, false);
+    atomic_store(&s.draining, true);
+    if (!wait_until(none_accepted, &s, cfg->drain_timeout_s * 1000))
+        fprintf(stderr, "gmserve: drain timeout (%ld s) with %d request(s) unanswered\n", cfg->drain_timeout_s,
+                atomic_load(&s.accepted));
+    gm_http_quiesce(http);
+    gm_queue_close(s.queue);
+    gm_batcher_join(s.batcher); /* computes and resumes whatever is still queued */
+    s.batcher = NULL;
+    wait_until(none_in_flight, http, 5000); /* let resumed replies reach their clients */
+    rc = 0;
+out:
+    gm_http_stop(http);
+    if (s.queue) gm_queue_close(s.queue);
+    gm_batcher_join(s.batcher);
+    gm_queue_free(s.queue);
+    gm_metrics_free(s.metrics);
+    for (int i = 0; i < s.n_models; i++) gm_model_free(s.models[i]);
+    if (rc == 0) fprintf(stderr, "gmserve: stopped\n");
+    return rc;
+}
+
+int main(int argc, char **argv) {
+    if (argc >= 2 && !strcmp(argv[1], "check")) {
+        if (argc == 2) fprintf(stderr, "usage: gmserve check MODEL.safetensors...\n");
+        return argc == 2 ? 2 : check_files(argc - 2, argv + 2);
+    }
+    static gm_config cfg;
+    char err[GM_ERR_LEN];
+    switch (gm_config_load(&cfg, argc, argv, err)) {
+    case GM_CONFIG_HELP: gm_config_usage(stdout); return 0;
+    case GM_CONFIG_ERROR:
+        fprintf(stderr, "gmserve: %s\n", err);
+        return 2;
+    case GM_CONFIG_OK: break;
+    }
+    return serve(&cfg);
 }

@@ -4,6 +4,7 @@
 # binary failed (a crash counts even when cmocka printed nothing).
 set -u
 build=${1:-build}
+export GMSERVE_BIN="$build/gmserve"   # the daemon the integration tests start
 passed=0 failed=0 bad=()
 for t in "$build"/tests/test_*; do
     [ -x "$t" ] || continue

@@ -1,0 +1,96 @@
+/*
+ * api.h - the HTTP API of SPEC.md §2, independent of the HTTP library.
+ *
+ * http.c hands over a parsed request (method, path, query, a few headers,
+ * body); gm_api_handle routes it through one table, checks the API key and
+ * either answers at once (service routes, errors) or prepares a gm_job for
+ * the queue. When the job is done, gm_api_finish turns its outputs into the
+ * reply (PNG or JSON), on the worker's thread. Every error reply is built by
+ * gm_reply_error, so they all have the same shape:
+ *   {"error": {"status": <int>, "message": "<what was wrong and how to fix it>"}}
+ */
+#ifndef GM_API_H
+#define GM_API_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "server.h"
+
+typedef enum {
+    GM_ROUTE_PAGE,
+    GM_ROUTE_HEALTHZ,
+    GM_ROUTE_READYZ,
+    GM_ROUTE_METRICS,
+    GM_ROUTE_MODELS,
+    GM_ROUTE_SAMPLE,
+    GM_ROUTE_LOGP,
+    GM_ROUTE_ENCODE,
+    GM_ROUTE_DECODE,
+    GM_ROUTE_OTHER,
+    GM_ROUTE_COUNT
+} gm_route;
+
+extern const char *const gm_route_names[GM_ROUTE_COUNT];
+
+typedef struct {
+    const char *method, *path;
+    json_t *query; /* object: query-string key -> string value */
+    const char *content_type, *authorization;
+    const uint8_t *body;
+    size_t body_len;
+} gm_http_request;
+
+typedef struct {
+    int status;
+    uint8_t *body; /* malloc'd */
+    size_t len;
+    const char *content_type;
+    char allow[48];       /* Allow header of a 405 */
+    char seed[24];        /* X-Seed */
+    int retry_after;      /* seconds; 0 = no Retry-After */
+} gm_reply;
+
+/* One API request from parse to reply: the route, its parameters, the job
+ * and the buffers the job reads and writes (all owned here). */
+typedef struct {
+    gm_server *srv;
+    gm_route route;
+    int model; /* index into srv->models, or -1 */
+    gm_job job;
+    gm_reply reply;
+    /* parsed parameters */
+    uint64_t seed;
+    bool png_out;
+    int scale;
+    /* buffers of the job */
+    float *in, *out, *out2;
+    int *labels;
+    gm_row *rows;
+    double *logp;
+    gm_logp_result *lp;
+} gm_call;
+
+/* Routes and handles req. Returns true when c->job must be queued, false
+ * when c->reply is final. */
+bool gm_api_handle(gm_call *c, const gm_http_request *req);
+
+/* Builds c->reply from the finished job (its status and outputs). */
+void gm_api_finish(gm_call *c);
+
+/* Frees what the call owns (buffers and the reply body). */
+void gm_call_release(gm_call *c);
+
+/* Replaces r with an error reply; fmt says what was wrong and how to fix it. */
+void gm_reply_error(gm_reply *r, int status, const char *fmt, ...) GM_PRINTF(3, 4);
+
+/* Replaces r with a JSON reply (takes the reference to v). */
+void gm_reply_json(gm_reply *r, int status, json_t *v);
+
+/* Model operations (ops.c): parse parameters and inputs into c->job, or
+ * fill an error reply and return false. params merges query and body. */
+bool gm_ops_prepare(gm_call *c, gm_op op, json_t *params, const gm_http_request *req);
+void gm_ops_finish(gm_call *c);
+
+#endif

@@ -1,0 +1,487 @@
+/*
+ * ops.c - the model operations of the API: parameters and inputs in, a
+ * gm_job out; the job's outputs in, a PNG or JSON reply out (see api.h).
+ *
+ * Parameters come as JSON values whether they arrived in a query string
+ * (strings) or a JSON body (numbers or strings), so one set of getters
+ * serves GET and POST. Malformed values are 400, well-formed values out of
+ * range are 422 naming the range and the setting that bounds it; a
+ * parameter the operation does not take is 400 listing those it does, so
+ * that a typo is never silently ignored.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+
+#include "api.h"
+#include "base64.h"
+#include "pngio.h"
+
+enum { MAX_OUTPUT_PIXELS = 1 << 26 }; /* one reply's pixels after scaling */
+#define MAX_TEMPERATURE 100.0
+#define MAX_LATENT_ABS 1e4
+
+static const char *const ACCEPTED[GM_OP_COUNT] = {
+    [GM_OP_SAMPLE] = "n, seed, temperature, label, truncation, mode, format, scale",
+    [GM_OP_LOGP] = "images, k, seed",
+    [GM_OP_ENCODE] = "images",
+    [GM_OP_DECODE] = "latents, label, format, scale",
+};
+
+static bool fail(gm_call *c, int status, const char *fmt, ...) GM_PRINTF(3, 4);
+static bool fail(gm_call *c, int status, const char *fmt, ...) {
+    char msg[900];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    gm_reply_error(&c->reply, status, "%s", msg);
+    return false;
+}
+
+static bool accepted(gm_op op, const char *key) {
+    const char *list = ACCEPTED[op];
+    size_t n = strlen(key);
+    for (const char *p = strstr(list, key); p; p = strstr(p + 1, key))
+        if ((p == list || p[-1] == ' ') && (p[n] == ',' || p[n] == 0)) return true;
+    return false;
+}
+
+/* An integer parameter in [lo, hi]; limit names the setting behind hi. */
+static bool get_long(gm_call *c, json_t *p, const char *key, long dflt, long lo, long hi, const char *limit,
+                     long *out) {
+    json_t *v = json_object_get(p, key);
+    *out = dflt;
+    if (!v) return true;
+    long long x;
+    if (json_is_integer(v)) x = json_integer_value(v);
+    else if (json_is_string(v)) {
+        char *end;
+        errno = 0;
+        x = strtoll(json_string_value(v), &end, 10);
+        if (errno || end == json_string_value(v) || *end)
+            return fail(c, 400, "%s = \"%s\" is not an integer", key, json_string_value(v));
+    } else return fail(c, 400, "%s must be an integer", key);
+    if (x < lo || x > hi)
+        return fail(c, 422, "%s = %lld is out of range: %ld to %ld%s%s%s", key, x, lo, hi, limit ? " (the server's " : "",
+                    limit ? limit : "", limit ? " setting)" : "");
+    *out = (long)x;
+    return true;
+}
+
+/* A real parameter in (lo, hi] (lo_open) or [lo, hi]. */
+static bool get_double(gm_call *c, json_t *p, const char *key, double dflt, double lo, bool lo_open, double hi,
+                       double *out) {
+    json_t *v = json_object_get(p, key);
+    *out = dflt;
+    if (!v) return true;
+    double x;
+    if (json_is_number(v)) x = json_number_value(v);
+    else if (json_is_string(v)) {
+        char *end;
+        x = strtod(json_string_value(v), &end);
+        if (end == json_string_value(v) || *end)
+            return fail(c, 400, "%s = \"%s\" is not a number", key, json_string_value(v));
+    } else return fail(c, 400, "%s must be a number", key);
+    if (!isfinite(x) || (lo_open ? x <= lo : x < lo) || x > hi)
+        return fail(c, 422, "%s = %g is out of range: %s%g to %g", key, x, lo_open ? "above " : "", lo, hi);
+    *out = x;
+    return true;
+}
+
+/* seed: a u64 as a JSON integer or a decimal string; drawn when absent. JSON
+ * integers stop at 2^63 - 1; larger seeds travel as strings. */
+static bool get_seed(gm_call *c, json_t *p, bool draw, uint64_t *out) {
+    json_t *v = json_object_get(p, "seed");
+    if (!v) {
+        uint64_t s = 0;
+        if (draw && getrandom(&s, sizeof s, 0) != sizeof s) s = (uint64_t)gm_now_ns();
+        *out = s & ((UINT64_C(1) << 53) - 1); /* exact in a JavaScript number */
+        return true;
+    }
+    if (json_is_integer(v) && json_integer_value(v) >= 0) {
+        *out = (uint64_t)json_integer_value(v);
+        return true;
+    }
+    const char *s = json_string_value(v);
+    char *end;
+    errno = 0;
+    if (s && *s >= '0' && *s <= '9') {
+        unsigned long long x = strtoull(s, &end, 10);
+        if (!errno && !*end) {
+            *out = x;
+            return true;
+        }
+    }
+    return fail(c, 400, "seed must be an integer from 0 to 18446744073709551615");
+}
+
+static bool get_choice(gm_call *c, json_t *p, const char *key, const char *a, const char *b, bool dflt_b,
+                       bool *is_b) {
+    json_t *v = json_object_get(p, key);
+    *is_b = dflt_b;
+    if (!v) return true;
+    const char *s = json_string_value(v);
+    if (s && !strcmp(s, a)) *is_b = false;
+    else if (s && !strcmp(s, b)) *is_b = true;
+    else return fail(c, 422, "%s must be \"%s\" or \"%s\"", key, a, b);
+    return true;
+}
+
+/* A class label: an index or a class name. */
+static bool parse_label(gm_call *c, const gm_model_info *in, json_t *v, int *out) {
+    const char *s = json_string_value(v);
+    if (s && in->class_names)
+        for (int k = 0; k < in->num_classes; k++)
+            if (!strcmp(s, in->class_names[k])) {
+                *out = k;
+                return true;
+            }
+    json_t *tmp = json_pack("{s:O}", "label", v);
+    long x;
+    bool ok = get_long(c, tmp, "label", 0, 0, in->num_classes - 1, NULL, &x);
+    json_decref(tmp);
+    if (ok) *out = (int)x;
+    else if (s) fail(c, 422, "label \"%s\" is neither a class name nor an index 0 to %d (GET /v1/models lists the classes)", s, in->num_classes - 1);
+    return ok;
+}
+
+static const char *model_name(const gm_call *c) { return c->srv->model_names[c->model]; }
+
+static bool check_params(gm_call *c, gm_op op, json_t *params) {
+    const char *key;
+    json_t *v;
+    json_object_foreach(params, key, v) if (!accepted(op, key))
+        return fail(c, 400, "unknown parameter \"%s\" for %s; it takes: %s", key, gm_op_name(op), ACCEPTED[op]);
+    return true;
+}
+
+static bool needs(gm_call *c, const gm_model_info *in, gm_op op) {
+    if (in->supports[op]) return true;
+    static const char *const WHY[GM_OP_COUNT] = {
+        [GM_OP_LOGP] = "a GAN defines no likelihood; use a nade or vae model",
+        [GM_OP_ENCODE] = "this file has no encoder (gm.encoder)",
+        [GM_OP_DECODE] = "a NADE has no latent space",
+    };
+    return fail(c, 422, "model \"%s\" (%s) cannot %s: %s", model_name(c), gm_family_name(in->family), gm_op_name(op),
+                WHY[op] ? WHY[op] : "the file lacks it");
+}
+
+static bool check_output_size(gm_call *c, const gm_model_info *in, long n) {
+    double pixels = (double)n * in->dim * c->scale * c->scale;
+    if (pixels > MAX_OUTPUT_PIXELS)
+        return fail(c, 422, "the reply would hold %.0f pixels (n x image x scale^2), over %d; lower n or scale",
+                    pixels, MAX_OUTPUT_PIXELS);
+    return true;
+}
+
+static bool prepare_output_format(gm_call *c, json_t *p, bool png_default) {
+    bool json;
+    long scale;
+    if (!get_choice(c, p, "format", "png", "json", !png_default, &json)) return false;
+    if (!get_long(c, p, "scale", 1, 1, c->srv->cfg->max_scale, "max_scale", &scale)) return false;
+    c->png_out = !json;
+    c->scale = (int)scale;
+    return true;
+}
+
+static bool prepare_sample(gm_call *c, const gm_model_info *in, json_t *p, bool is_get) {
+    const gm_config *cfg = c->srv->cfg;
+    long n;
+    double temperature, truncation;
+    bool sample_pixels;
+    if (!get_long(c, p, "n", 1, 1, cfg->max_n, "max_n", &n) || !get_seed(c, p, true, &c->seed) ||
+        !get_double(c, p, "temperature", 1.0, 0.0, true, MAX_TEMPERATURE, &temperature) ||
+        !prepare_output_format(c, p, is_get) || !check_output_size(c, in, n))
+        return false;
+    int label = -1;
+    json_t *lv = json_object_get(p, "label");
+    if (lv && !in->num_classes) return fail(c, 422, "label: model \"%s\" is not class-conditional", model_name(c));
+    if (lv && !parse_label(c, in, lv, &label)) return false;
+    if (json_object_get(p, "truncation") && in->family != GM_FAMILY_GAN)
+        return fail(c, 422, "truncation applies to GAN models only");
+    if (!get_double(c, p, "truncation", 0.0, 0.0, true, 100.0, &truncation)) return false;
+    if (json_object_get(p, "mode") && in->family != GM_FAMILY_VAE)
+        return fail(c, 422, "mode applies to VAE models only");
+    if (!get_choice(c, p, "mode", "mean", "sample", false, &sample_pixels)) return false;
+
+    c->rows = calloc((size_t)n, sizeof *c->rows);
+    c->out = malloc((size_t)n * in->dim * sizeof *c->out);
+    if (in->family == GM_FAMILY_NADE) c->logp = malloc((size_t)n * sizeof *c->logp);
+    if (!c->rows || !c->out || (in->family == GM_FAMILY_NADE && !c->logp)) return fail(c, 500, "out of memory");
+    for (long i = 0; i < n; i++) {
+        gm_row *r = &c->rows[i];
+        gm_rng_seed(&r->rng, c->seed, (uint64_t)i);
+        r->temperature = (float)temperature;
+        r->truncation = (float)truncation;
+        r->sample_pixels = sample_pixels;
+        r->label = label;
+        if (in->num_classes && label < 0) { /* a label of its own, from a stream apart from the row's */
+            gm_rng pick;
+            gm_rng_seed(&pick, c->seed ^ UINT64_C(0x6c6162656c5f5f5f), (uint64_t)i);
+            r->label = (int)(gm_rng_next(&pick) % (uint64_t)in->num_classes);
+        }
+    }
+    c->job.n = (int)n;
+    c->job.rows = c->rows;
+    c->job.out_pixels = c->out;
+    c->job.out_logp = c->logp;
+    return true;
+}
+
+/* Reads one input image, a {"png": base64} or {"pixels": [D numbers]}
+ * object, into out (D floats). */
+static bool read_image(gm_call *c, const gm_model_info *in, json_t *img, size_t i, float *out) {
+    json_t *png = json_object_get(img, "png"), *pixels = json_object_get(img, "pixels");
+    char err[GM_ERR_LEN];
+    if (json_is_string(png)) {
+        size_t len;
+        uint8_t *bytes = gm_base64_decode(json_string_value(png), json_string_length(png), &len);
+        if (!bytes) return fail(c, 400, "images[%zu].png is not base64", i);
+        gm_png_status st = gm_png_decode(bytes, len, in->height, in->width, in->channels, out, err);
+        free(bytes);
+        if (st != GM_PNG_OK) return fail(c, st == GM_PNG_WRONG_SIZE ? 422 : 400, "images[%zu]: %s", i, err);
+        return true;
+    }
+    if (json_is_array(pixels)) {
+        if (json_array_size(pixels) != (size_t)in->dim)
+            return fail(c, 422, "images[%zu].pixels has %zu values; the model takes %d (%dx%dx%d)", i,
+                        json_array_size(pixels), in->dim, in->height, in->width, in->channels);
+        for (int d = 0; d < in->dim; d++) {
+            json_t *v = json_array_get(pixels, (size_t)d);
+            double x = json_number_value(v);
+            if (!json_is_number(v) || !(x >= 0 && x <= 1))
+                return fail(c, 422, "images[%zu].pixels[%d] must be a number from 0 to 1", i, d);
+            out[d] = (float)x;
+        }
+        return true;
+    }
+    return fail(c, 400, "images[%zu] must be {\"png\": \"<base64>\"} or {\"pixels\": [%d numbers]}", i, in->dim);
+}
+
+/* The images of logp and encode: an image/png body (one image) or a JSON
+ * body {"images": [...]}. */
+static bool read_images(gm_call *c, const gm_model_info *in, json_t *p, const gm_http_request *req, long *n) {
+    const char *ct = req->content_type ? req->content_type : "";
+    char err[GM_ERR_LEN];
+    if (!strncasecmp(ct, "image/png", 9)) {
+        *n = 1;
+        c->in = malloc((size_t)in->dim * sizeof *c->in);
+        if (!c->in) return fail(c, 500, "out of memory");
+        gm_png_status st = gm_png_decode(req->body, req->body_len, in->height, in->width, in->channels, c->in, err);
+        if (st != GM_PNG_OK) return fail(c, st == GM_PNG_WRONG_SIZE ? 422 : 400, "%s", err);
+        return true;
+    }
+    if (strncasecmp(ct, "application/json", 16) != 0)
+        return fail(c, 415, "send the image as Content-Type: image/png, or JSON {\"images\": [...]} as "
+                            "application/json (got \"%s\")", ct);
+    json_t *images = json_object_get(p, "images");
+    if (!json_is_array(images)) return fail(c, 400, "the body needs \"images\": [{\"png\": \"<base64>\"}, ...]");
+    *n = (long)json_array_size(images);
+    if (*n < 1 || *n > c->srv->cfg->max_images)
+        return fail(c, 422, "images has %ld entries; send 1 to %ld (the server's max_images setting)", *n,
+                    c->srv->cfg->max_images);
+    c->in = malloc((size_t)*n * in->dim * sizeof *c->in);
+    if (!c->in) return fail(c, 500, "out of memory");
+    for (long i = 0; i < *n; i++)
+        if (!read_image(c, in, json_array_get(images, (size_t)i), (size_t)i, c->in + (size_t)i * in->dim))
+            return false;
+    return true;
+}
+
+static bool prepare_logp(gm_call *c, const gm_model_info *in, json_t *p, const gm_http_request *req) {
+    const gm_config *cfg = c->srv->cfg;
+    long n, k;
+    if (!get_long(c, p, "k", cfg->default_k, 1, cfg->max_k, "max_k", &k) || !get_seed(c, p, false, &c->seed) ||
+        !read_images(c, in, p, req, &n))
+        return false;
+    c->rows = calloc((size_t)n, sizeof *c->rows);
+    c->lp = calloc((size_t)n, sizeof *c->lp);
+    if (!c->rows || !c->lp) return fail(c, 500, "out of memory");
+    for (long i = 0; i < n; i++) gm_rng_seed(&c->rows[i].rng, c->seed, (uint64_t)i);
+    c->job.n = (int)n;
+    c->job.k = in->exact_logp ? 0 : (int)k;
+    c->job.pixels = c->in;
+    c->job.rows = c->rows;
+    c->job.out_lp = c->lp;
+    return true;
+}
+
+static bool prepare_encode(gm_call *c, const gm_model_info *in, json_t *p, const gm_http_request *req) {
+    long n;
+    if (!read_images(c, in, p, req, &n)) return false;
+    c->out = malloc((size_t)n * in->encode_dim * sizeof *c->out);
+    if (in->family == GM_FAMILY_VAE) c->out2 = malloc((size_t)n * in->encode_dim * sizeof *c->out2);
+    if (!c->out || (in->family == GM_FAMILY_VAE && !c->out2)) return fail(c, 500, "out of memory");
+    c->job.n = (int)n;
+    c->job.pixels = c->in;
+    c->job.out_z = c->out;
+    c->job.out_logvar = c->out2;
+    return true;
+}
+
+static bool prepare_decode(gm_call *c, const gm_model_info *in, json_t *p) {
+    json_t *latents = json_object_get(p, "latents");
+    if (!json_is_array(latents)) return fail(c, 400, "the body needs \"latents\": [[%d numbers], ...]", in->latent_dim);
+    long n = (long)json_array_size(latents);
+    if (n < 1 || n > c->srv->cfg->max_images)
+        return fail(c, 422, "latents has %ld entries; send 1 to %ld (the server's max_images setting)", n,
+                    c->srv->cfg->max_images);
+    if (!prepare_output_format(c, p, false) || !check_output_size(c, in, n)) return false;
+    c->in = malloc((size_t)n * in->latent_dim * sizeof *c->in);
+    c->out = malloc((size_t)n * in->dim * sizeof *c->out);
+    if (!c->in || !c->out) return fail(c, 500, "out of memory");
+    for (long i = 0; i < n; i++) {
+        json_t *z = json_array_get(latents, (size_t)i);
+        if (!json_is_array(z) || json_array_size(z) != (size_t)in->latent_dim)
+            return fail(c, 422, "latents[%ld] must be an array of %d numbers (the model's latent size)", i,
+                        in->latent_dim);
+        for (int j = 0; j < in->latent_dim; j++) {
+            json_t *v = json_array_get(z, (size_t)j);
+            double x = json_number_value(v);
+            if (!json_is_number(v) || !(fabs(x) <= MAX_LATENT_ABS))
+                return fail(c, 422, "latents[%ld][%d] must be a number within +-%g", i, j, MAX_LATENT_ABS);
+            c->in[(size_t)i * in->latent_dim + j] = (float)x;
+        }
+    }
+    json_t *lv = json_object_get(p, "label");
+    if (in->num_classes) {
+        if (!lv) return fail(c, 422, "label is required: model \"%s\" is class-conditional (an index, a class name, "
+                                     "or an array of one per latent)", model_name(c));
+        c->labels = malloc((size_t)n * sizeof *c->labels);
+        if (!c->labels) return fail(c, 500, "out of memory");
+        if (json_is_array(lv) && json_array_size(lv) != (size_t)n)
+            return fail(c, 422, "label has %zu entries for %ld latents", json_array_size(lv), n);
+        for (long i = 0; i < n; i++)
+            if (!parse_label(c, in, json_is_array(lv) ? json_array_get(lv, (size_t)i) : lv, &c->labels[i])) return false;
+    } else if (lv) return fail(c, 422, "label: model \"%s\" is not class-conditional", model_name(c));
+    c->job.n = (int)n;
+    c->job.z = c->in;
+    c->job.labels = c->labels;
+    c->job.out_pixels = c->out;
+    return true;
+}
+
+bool gm_ops_prepare(gm_call *c, gm_op op, json_t *params, const gm_http_request *req) {
+    const gm_model_info *in = gm_model_get_info(c->srv->models[c->model]);
+    c->job = (gm_job){.model = c->srv->models[c->model], .op = op, .owner = c};
+    c->scale = 1;
+    if (!check_params(c, op, params) || !needs(c, in, op)) return false;
+    switch (op) {
+    case GM_OP_SAMPLE: return prepare_sample(c, in, params, strcmp(req->method, "POST") != 0);
+    case GM_OP_LOGP: return prepare_logp(c, in, params, req);
+    case GM_OP_ENCODE: return prepare_encode(c, in, params, req);
+    case GM_OP_DECODE: return prepare_decode(c, in, params);
+    default: return fail(c, 404, "no such operation");
+    }
+}
+
+static json_t *number(double x) { return isfinite(x) ? json_real(x) : json_null(); }
+
+static json_t *float_array(const float *x, int n) {
+    json_t *a = json_array();
+    for (int i = 0; i < n; i++) json_array_append_new(a, number(x[i]));
+    return a;
+}
+
+/* Sample and decode replies: one PNG (a grid for n > 1) or JSON with one
+ * PNG per image. */
+static void finish_images(gm_call *c, const gm_model_info *in) {
+    char err[GM_ERR_LEN], desc[160];
+    int n = c->job.n;
+    snprintf(desc, sizeof desc, "gmserve model=%s op=%s n=%d seed=%llu", model_name(c), gm_op_name(c->job.op), n,
+             (unsigned long long)c->seed);
+    if (c->job.op == GM_OP_SAMPLE) snprintf(c->reply.seed, sizeof c->reply.seed, "%llu", (unsigned long long)c->seed);
+    if (c->png_out) {
+        uint8_t *png;
+        size_t len;
+        if (gm_png_encode(c->out, n, in->height, in->width, in->channels, c->scale, desc, &png, &len, err))
+            return gm_reply_error(&c->reply, 500, "%s", err);
+        free(c->reply.body);
+        c->reply.body = png;
+        c->reply.len = len;
+        c->reply.status = 200;
+        c->reply.content_type = "image/png";
+        return;
+    }
+    json_t *images = json_array();
+    for (int i = 0; i < n; i++) {
+        uint8_t *png;
+        size_t len;
+        if (gm_png_encode(c->out + (size_t)i * in->dim, 1, in->height, in->width, in->channels, c->scale, desc, &png,
+                          &len, err)) {
+            json_decref(images);
+            return gm_reply_error(&c->reply, 500, "%s", err);
+        }
+        char *b64 = gm_base64_encode(png, len);
+        free(png);
+        json_t *o = json_pack("{s:s}", "png", b64 ? b64 : "");
+        free(b64);
+        if (c->logp) json_object_set_new(o, "logp", number(c->logp[i]));
+        int label = c->rows ? c->rows[i].label : c->labels ? c->labels[i] : -1;
+        if (in->num_classes && label >= 0) {
+            json_object_set_new(o, "label", json_integer(label));
+            if (in->class_names) json_object_set_new(o, "class", json_string(in->class_names[label]));
+        }
+        json_array_append_new(images, o);
+    }
+    json_t *r = json_pack("{s:s,s:o}", "model", model_name(c), "images", images);
+    if (c->job.op == GM_OP_SAMPLE)
+        json_object_set_new(r, "seed", c->seed <= INT64_MAX ? json_integer((json_int_t)c->seed) : json_string(c->reply.seed));
+    gm_reply_json(&c->reply, 200, r);
+}
+
+static void finish_logp(gm_call *c, const gm_model_info *in) {
+    json_t *results = json_array();
+    for (int i = 0; i < c->job.n; i++) {
+        const gm_logp_result *r = &c->lp[i];
+        json_t *o = json_pack("{s:o,s:o}", "logp", number(r->logp), "bits_per_dim",
+                              number(-r->logp / (in->dim * M_LN2)));
+        if (!in->exact_logp) {
+            json_object_set_new(o, "elbo", number(r->elbo));
+            if (isfinite(r->se)) json_object_set_new(o, "se", number(r->se));
+        }
+        json_array_append_new(results, o);
+    }
+    json_t *r = json_pack("{s:s,s:s,s:o}", "model", model_name(c), "method",
+                          in->exact_logp ? "exact" : "importance_sampling", "results", results);
+    if (!in->exact_logp) {
+        json_object_set_new(r, "k", json_integer(c->job.k));
+        json_object_set_new(r, "seed", c->seed <= INT64_MAX ? json_integer((json_int_t)c->seed) : json_null());
+    }
+    gm_reply_json(&c->reply, 200, r);
+}
+
+static void finish_encode(gm_call *c, const gm_model_info *in) {
+    json_t *results = json_array();
+    for (int i = 0; i < c->job.n; i++) {
+        json_t *o = json_pack("{s:o}", "z", float_array(c->out + (size_t)i * in->encode_dim, in->encode_dim));
+        if (c->out2) json_object_set_new(o, "logvar", float_array(c->out2 + (size_t)i * in->encode_dim, in->encode_dim));
+        json_array_append_new(results, o);
+    }
+    gm_reply_json(&c->reply, 200, json_pack("{s:s,s:o}", "model", model_name(c), "results", results));
+}
+
+void gm_ops_finish(gm_call *c) {
+    const gm_model_info *in = gm_model_get_info(c->job.model);
+    switch (c->job.status) {
+    case GM_JOB_EXPIRED:
+        return gm_reply_error(&c->reply, 504, "the request waited longer than its deadline (%ld ms, the server's "
+                                              "deadline_ms setting); the server is overloaded: retry later",
+                              c->srv->cfg->deadline_ms);
+    case GM_JOB_CANCELLED: return gm_reply_error(&c->reply, 499, "the client closed the connection");
+    case GM_JOB_FAILED: return gm_reply_error(&c->reply, 500, "out of memory computing the batch");
+    case GM_JOB_OK: break;
+    }
+    switch (c->job.op) {
+    case GM_OP_SAMPLE:
+    case GM_OP_DECODE: return finish_images(c, in);
+    case GM_OP_LOGP: return finish_logp(c, in);
+    case GM_OP_ENCODE: return finish_encode(c, in);
+    default: return gm_reply_error(&c->reply, 500, "unknown operation");
+    }
+}

@@ -1,0 +1,222 @@
+/*
+ * pngio.c - PNG decode and encode on memory buffers (see png.h).
+ *
+ * libpng reports errors by longjmp: every function here sets its jump buffer
+ * first, keeps what the error path must free in volatile locals, and turns
+ * libpng's message into err. Reads past the end of the buffer are errors,
+ * never short reads, so a truncated file cannot leave rows half filled.
+ */
+#include <math.h>
+#include <png.h>
+#include <setjmp.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pngio.h"
+
+enum { MAX_SIDE = 4096, MAX_CHUNK_BYTES = 1 << 20 };
+
+typedef struct {
+    const uint8_t *data;
+    size_t len, pos;
+    char *err;
+} reader;
+
+typedef struct {
+    uint8_t *buf;
+    size_t len, cap;
+} writer;
+
+static void on_error(png_structp png, png_const_charp msg) {
+    char *err = png_get_error_ptr(png);
+    if (err && !err[0]) gm_errorf(err, "%s", msg);
+    png_longjmp(png, 1);
+}
+
+/* libpng gives the reason for some refusals (e.g. a width over the limit) as
+ * a warning just before the error; keep the first one as the message. */
+static void on_warning(png_structp png, png_const_charp msg) {
+    char *err = png_get_error_ptr(png);
+    if (err && !err[0]) gm_errorf(err, "%s", msg);
+}
+
+static void read_bytes(png_structp png, png_bytep out, png_size_t n) {
+    reader *r = png_get_io_ptr(png);
+    if (n > r->len - r->pos) png_error(png, "truncated PNG: the data ends early");
+    memcpy(out, r->data + r->pos, n);
+    r->pos += n;
+}
+
+/* Asks libpng for 8-bit samples in exactly c channels, alpha composited on
+ * black when the model has no alpha channel (the datasets' background). */
+static void set_transforms(png_structp png, png_infop info, int c) {
+    int type = png_get_color_type(png, info);
+    png_set_strip_16(png);
+    png_set_packing(png);
+    if (type == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
+    if (type == PNG_COLOR_TYPE_GRAY) png_set_expand_gray_1_2_4_to_8(png);
+    if (png_get_valid(png, info, PNG_INFO_tRNS)) png_set_tRNS_to_alpha(png);
+    bool color = type & PNG_COLOR_MASK_COLOR;
+    bool want_color = c >= 3, want_alpha = c == 2 || c == 4;
+    if (color && !want_color) png_set_rgb_to_gray_fixed(png, 1, -1, -1);
+    if (!color && want_color) png_set_gray_to_rgb(png);
+    bool alpha = (type & PNG_COLOR_MASK_ALPHA) || png_get_valid(png, info, PNG_INFO_tRNS);
+    if (alpha && !want_alpha) {
+        png_color_16 black = {0};
+        png_set_background_fixed(png, &black, PNG_BACKGROUND_GAMMA_SCREEN, 0, PNG_FP_1);
+    }
+    if (!alpha && want_alpha) png_set_add_alpha(png, 0xff, PNG_FILLER_AFTER);
+    png_set_interlace_handling(png);
+}
+
+gm_png_status gm_png_decode(const uint8_t *data, size_t len, int h, int w, int c, float *out,
+                            char err[GM_ERR_LEN]) {
+    char msg[GM_ERR_LEN] = "";
+    if (len < 8 || png_sig_cmp(data, 0, 8) != 0) {
+        gm_errorf(err, "not a PNG image (the first 8 bytes are not the PNG signature)");
+        return GM_PNG_MALFORMED;
+    }
+    png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, msg, on_error, on_warning);
+    png_infop info = png ? png_create_info_struct(png) : NULL;
+    if (!info) {
+        png_destroy_read_struct(&png, NULL, NULL);
+        gm_errorf(err, "out of memory decoding a PNG");
+        return GM_PNG_MALFORMED;
+    }
+    png_bytep volatile pixels = NULL;
+    png_bytepp volatile row_ptrs = NULL;
+    volatile gm_png_status status = GM_PNG_MALFORMED;
+    if (setjmp(png_jmpbuf(png))) {
+        gm_errorf(err, "invalid PNG: %s", msg[0] ? msg : "corrupt data");
+        goto done;
+    }
+    png_set_user_limits(png, MAX_SIDE, MAX_SIDE);
+    png_set_chunk_malloc_max(png, MAX_CHUNK_BYTES);
+    png_set_chunk_cache_max(png, 64);
+    reader r = {data, len, 8, msg};
+    png_set_read_fn(png, &r, read_bytes);
+    png_set_sig_bytes(png, 8);
+    png_read_info(png, info);
+    int pw = (int)png_get_image_width(png, info), ph = (int)png_get_image_height(png, info);
+    if (pw != w || ph != h) {
+        gm_errorf(err, "the PNG is %dx%d pixels (width x height) but the model takes %dx%d", pw, ph, w, h);
+        status = GM_PNG_WRONG_SIZE;
+        goto done;
+    }
+    set_transforms(png, info, c);
+    png_read_update_info(png, info);
+    if (png_get_rowbytes(png, info) != (size_t)w * c) {
+        gm_errorf(err, "cannot convert this PNG to %d channel(s) of 8 bits", c);
+        goto done;
+    }
+    pixels = malloc((size_t)h * w * c);
+    row_ptrs = malloc((size_t)h * sizeof *row_ptrs);
+    if (!pixels || !row_ptrs) {
+        gm_errorf(err, "out of memory decoding a PNG");
+        goto done;
+    }
+    for (int y = 0; y < h; y++) row_ptrs[y] = pixels + (size_t)y * w * c;
+    png_read_image(png, row_ptrs);
+    for (size_t i = 0; i < (size_t)h * w * c; i++) out[i] = pixels[i] / 255.0f;
+    status = GM_PNG_OK;
+done:
+    png_destroy_read_struct(&png, &info, NULL);
+    free(pixels);
+    free(row_ptrs);
+    return status;
+}
+
+static void write_bytes(png_structp png, png_bytep data, png_size_t n) {
+    writer *wr = png_get_io_ptr(png);
+    if (n > wr->cap - wr->len) {
+        size_t cap = wr->cap ? wr->cap : 4096;
+        while (n > cap - wr->len) cap *= 2;
+        uint8_t *buf = realloc(wr->buf, cap);
+        if (!buf) png_error(png, "out of memory writing a PNG");
+        wr->buf = buf;
+        wr->cap = cap;
+    }
+    memcpy(wr->buf + wr->len, data, n);
+    wr->len += n;
+}
+
+static void flush_nothing(png_structp png) { (void)png; }
+
+void gm_png_grid(int n, int *cols, int *rows) {
+    int c = (int)ceil(sqrt((double)n));
+    if (c < 1) c = 1;
+    *cols = c;
+    *rows = (n + c - 1) / c;
+}
+
+/* Draws the grid in 8-bit samples: (H, W, c) with H, W in pixels. */
+static uint8_t *draw_grid(const float *pixels, int n, int h, int w, int c, int scale, int *gw, int *gh) {
+    int cols, rows;
+    gm_png_grid(n, &cols, &rows);
+    int gutter = n > 1 ? 1 : 0;
+    *gw = (cols * (w + gutter) - gutter) * scale;
+    *gh = (rows * (h + gutter) - gutter) * scale;
+    size_t stride = (size_t)*gw * c;
+    uint8_t *img = malloc(stride * *gh);
+    if (!img) return NULL;
+    memset(img, 128, stride * *gh);
+    for (int k = 0; k < n; k++) {
+        int x0 = (k % cols) * (w + gutter) * scale, y0 = (k / cols) * (h + gutter) * scale;
+        const float *src = pixels + (size_t)k * h * w * c;
+        for (int y = 0; y < h * scale; y++) {
+            uint8_t *dst = img + (size_t)(y0 + y) * stride + (size_t)x0 * c;
+            const float *srow = src + (size_t)(y / scale) * w * c;
+            for (int x = 0; x < w * scale; x++)
+                for (int ch = 0; ch < c; ch++) {
+                    float v = srow[(size_t)(x / scale) * c + ch];
+                    v = v < 0 ? 0 : v > 1 ? 1 : v; /* also maps NaN to 0 */
+                    dst[(size_t)x * c + ch] = (uint8_t)lrintf(v * 255.0f);
+                }
+        }
+    }
+    return img;
+}
+
+int gm_png_encode(const float *pixels, int n, int h, int w, int c, int scale, const char *description,
+                  uint8_t **out, size_t *out_len, char err[GM_ERR_LEN]) {
+    static const int COLOR[5] = {0, PNG_COLOR_TYPE_GRAY, PNG_COLOR_TYPE_GRAY_ALPHA, PNG_COLOR_TYPE_RGB,
+                                 PNG_COLOR_TYPE_RGBA};
+    if (c < 1 || c > 4) return gm_errorf(err, "cannot write a PNG with %d channels (1 to 4 only)", c);
+    int gw, gh;
+    uint8_t *volatile img = draw_grid(pixels, n, h, w, c, scale, &gw, &gh);
+    if (!img) return gm_errorf(err, "out of memory drawing %d images", n);
+    char msg[GM_ERR_LEN] = "";
+    writer wr = {0};
+    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, msg, on_error, on_warning);
+    png_infop info = png ? png_create_info_struct(png) : NULL;
+    volatile int rc = -1;
+    if (!info) {
+        gm_errorf(err, "out of memory writing a PNG");
+        goto done;
+    }
+    if (setjmp(png_jmpbuf(png))) {
+        gm_errorf(err, "cannot write PNG: %s", msg);
+        free(wr.buf);
+        goto done;
+    }
+    png_set_write_fn(png, &wr, write_bytes, flush_nothing);
+    png_set_IHDR(png, info, (png_uint_32)gw, (png_uint_32)gh, 8, COLOR[c], PNG_INTERLACE_NONE,
+                 PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    if (description) {
+        png_text text = {.compression = PNG_TEXT_COMPRESSION_NONE, .key = "Description",
+                         .text = (char *)description};
+        png_set_text(png, info, &text, 1);
+    }
+    png_write_info(png, info);
+    for (int y = 0; y < gh; y++) png_write_row(png, img + (size_t)y * gw * c);
+    png_write_end(png, info);
+    *out = wr.buf;
+    *out_len = wr.len;
+    rc = 0;
+done:
+    png_destroy_write_struct(&png, &info);
+    free(img);
+    return rc;
+}

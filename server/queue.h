@@ -1,0 +1,100 @@
+/*
+ * queue.h - the bounded work queue between HTTP handlers and workers.
+ *
+ * A request that needs a model becomes one gm_job: a model, an operation and
+ * n rows of input, with room for n rows of output. Handlers push jobs and
+ * never wait; a full queue refuses at once so that the caller can answer 503
+ * instead of blocking a network thread. Workers pop batches: the oldest job
+ * first, then every other queued job with the same batching key (model,
+ * operation, K), in arrival order, while the rows fit in max_rows. A worker
+ * that finds the oldest job's batch short of max_rows waits up to max_delay
+ * (counted from that job's arrival) for more, so a lone request pays at most
+ * max_delay and a burst fills whole batches.
+ *
+ * Jobs are owned by their submitter; the queue only links them. A job leaves
+ * the queue by exactly one of pop (then a worker owns its completion) or a
+ * successful gm_queue_cancel (then the submitter does).
+ */
+#ifndef GM_QUEUE_H
+#define GM_QUEUE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "gm/model.h"
+
+typedef enum {
+    GM_JOB_OK,        /* outputs are filled */
+    GM_JOB_EXPIRED,   /* its deadline passed before a worker reached it */
+    GM_JOB_CANCELLED, /* the client went away before a worker reached it */
+    GM_JOB_FAILED,    /* the model could not run it (out of memory) */
+} gm_job_status;
+
+typedef struct gm_job gm_job;
+struct gm_job {
+    /* Batching key and size, set by the submitter. */
+    const gm_model *model;
+    gm_op op;
+    int k; /* importance samples (logp); 0 for other operations */
+    int n; /* rows */
+
+    /* Inputs, n rows each, set by the submitter (those the op reads). */
+    const float *pixels; /* logp, encode, discriminate: (n, D) in [0, 1] */
+    const float *z;      /* decode: (n, latent_dim) */
+    const int *labels;   /* decode of a conditional model: (n) */
+    gm_row *rows;        /* sample, logp: (n) per-row parameters and streams */
+
+    /* Outputs, allocated by the submitter for the op it asks. */
+    float *out_pixels;        /* sample, decode: (n, D) */
+    double *out_logp;         /* sample: (n) exact log p (NADE), or NULL */
+    gm_logp_result *out_lp;   /* logp: (n) */
+    float *out_z;             /* encode: (n, encode_dim) */
+    float *out_logvar;        /* encode of a VAE: (n, encode_dim) */
+    float *out_logits;        /* discriminate: (n) */
+
+    /* Time in ns (CLOCK_MONOTONIC): set at push; deadline 0 = none. */
+    int64_t enqueued_ns, deadline_ns;
+    /* Set by the worker before done: when its batch started and ended, and
+     * the rows of the whole batch it joined. */
+    int64_t started_ns, finished_ns;
+    int batch_rows;
+    gm_job_status status;
+
+    /* Called by the worker just before computing: false drops the job as
+     * cancelled (the client disconnected). NULL = always alive. */
+    bool (*alive)(gm_job *job);
+    /* Called by the worker exactly once when the job leaves its hands; the
+     * job must not be touched by the worker afterwards. */
+    void (*done)(gm_job *job);
+    void *owner; /* the submitter's context */
+
+    gm_job *next, *prev; /* queue links */
+};
+
+typedef struct gm_queue gm_queue;
+
+gm_queue *gm_queue_new(int capacity);
+void gm_queue_free(gm_queue *q); /* accepts NULL; the queue must be empty */
+
+int64_t gm_now_ns(void); /* CLOCK_MONOTONIC */
+
+typedef enum { GM_PUSH_OK, GM_PUSH_FULL, GM_PUSH_CLOSED } gm_push_result;
+/* Appends job (stamping enqueued_ns) unless the queue is full or closed. */
+gm_push_result gm_queue_push(gm_queue *q, gm_job *job);
+
+/* Blocks until a batch is ready, writes up to max_jobs jobs to out in arrival
+ * order and returns how many; 0 once the queue is closed and empty. A single
+ * job with more than max_rows rows forms a batch of its own. */
+int gm_queue_pop_batch(gm_queue *q, int max_rows, int64_t max_delay_ns, gm_job **out, int max_jobs);
+
+/* Removes job if it is still queued: true if removed, false if a worker has
+ * it already (its done callback will run). */
+bool gm_queue_cancel(gm_queue *q, gm_job *job);
+
+int gm_queue_depth(gm_queue *q); /* jobs waiting */
+int gm_queue_capacity(const gm_queue *q);
+
+/* No more pushes; workers drain what is queued, then pop returns 0. */
+void gm_queue_close(gm_queue *q);
+
+#endif

@@ -1,0 +1,31 @@
+/*
+ * server.h - the state one running daemon shares between its HTTP threads
+ * and its workers: the settings, the loaded models, the queue, the workers
+ * and the metrics. Built by main.c, read-only afterwards except for the
+ * atomics (draining, accepted).
+ */
+#ifndef GM_SERVER_H
+#define GM_SERVER_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "batcher.h"
+#include "config.h"
+#include "metrics.h"
+#include "queue.h"
+
+typedef struct {
+    const gm_config *cfg;
+    int n_models;
+    gm_model *models[GM_MAX_MODELS];
+    const char *model_names[GM_MAX_MODELS];
+    gm_queue *queue;
+    gm_batcher *batcher;
+    gm_metrics *metrics;
+    atomic_bool ready;    /* every model loaded, not draining */
+    atomic_bool draining; /* SIGTERM seen: model requests get 503 */
+    atomic_int accepted;  /* requests queued for a worker and not yet answered */
+} gm_server;
+
+#endif
