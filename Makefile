@@ -4,7 +4,9 @@
 #   make test            every test (unit, reference parity, integration)
 #   make test SAN=1      the same under AddressSanitizer + UBSan (in build/san)
 #   make fixtures        regenerate the PyTorch reference fixtures (needs python3-torch)
+#   make run             the daemon on config/gmserve.json (http://127.0.0.1:8080)
 #   make bench-core      core throughput next to PyTorch and the sgemm roofline
+#   make bench-http      the live daemon under load (wrk), batching on and off
 #   make deps            install the Debian packages the build needs
 
 CC     ?= cc
@@ -33,7 +35,7 @@ CORE_OBJ   := $(CORE_SRC:%.c=$(BUILD)/%.o)
 SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/%.o)
 TESTS      := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
-.PHONY: all test fixtures deps clean bench-core
+.PHONY: all test fixtures deps clean bench-core bench-http run
 all: $(BUILD)/gmserve
 
 $(BUILD)/%.o: %.c $(wildcard include/gm/*.h server/*.h server/core/*.h)
@@ -64,6 +66,12 @@ $(BUILD)/bench_core: bench/bench_core.c $(BUILD)/libgmcore.a
 
 bench-core: $(BUILD)/bench_core
 	@bash bench/bench_core.sh $(BUILD)
+
+bench-http: $(BUILD)/gmserve
+	@bash bench/bench_http.sh $(BUILD)
+
+run: $(BUILD)/gmserve
+	OPENBLAS_NUM_THREADS=1 $(BUILD)/gmserve --config config/gmserve.json
 
 deps:
 	bash scripts/install-deps.sh

@@ -161,6 +161,10 @@ out:
 }
 
 int main(int argc, char **argv) {
+    if (argc == 2 && !strcmp(argv[1], "--settings-markdown")) { /* the README's settings table */
+        gm_config_markdown(stdout);
+        return 0;
+    }
     if (argc >= 2 && !strcmp(argv[1], "check")) {
         if (argc == 2) fprintf(stderr, "usage: gmserve check MODEL.safetensors...\n");
         return argc == 2 ? 2 : check_files(argc - 2, argv + 2);

@@ -19,6 +19,7 @@ struct gm_queue {
     pthread_cond_t cv;
     gm_job *head, *tail;
     int depth, capacity;
+    int idle; /* workers inside pop_batch */
     bool closed;
 };
 
@@ -94,9 +95,11 @@ static int batch_rows_ready(const gm_queue *q, int max_rows) {
 
 int gm_queue_pop_batch(gm_queue *q, int max_rows, int64_t max_delay_ns, gm_job **out, int max_jobs) {
     pthread_mutex_lock(&q->mu);
+    q->idle++;
     for (;;) {
         if (!q->head) {
             if (q->closed) {
+                q->idle--;
                 pthread_mutex_unlock(&q->mu);
                 return 0;
             }
@@ -109,6 +112,12 @@ int gm_queue_pop_batch(gm_queue *q, int max_rows, int64_t max_delay_ns, gm_job *
         int rc = pthread_cond_timedwait(&q->cv, &q->mu, &ts);
         (void)rc; /* timeout or a push: either way look again */
     }
+    /* Leave a fair share to the other idle workers: one batch on one core
+     * while another core idles would halve the throughput. */
+    int ready = batch_rows_ready(q, max_rows);
+    int share = (ready + q->idle - 1) / q->idle;
+    if (share < max_rows) max_rows = share;
+    q->idle--;
     gm_job *lead = q->head;
     int count = 0, rows = 0;
     for (gm_job *j = lead, *next; j && count < max_jobs; j = next) {

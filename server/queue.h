@@ -8,8 +8,11 @@
  * first, then every other queued job with the same batching key (model,
  * operation, K), in arrival order, while the rows fit in max_rows. A worker
  * that finds the oldest job's batch short of max_rows waits up to max_delay
- * (counted from that job's arrival) for more, so a lone request pays at most
- * max_delay and a burst fills whole batches.
+ * (counted from that job's arrival) for more; with max_delay 0 (measured
+ * best on 2 cores, see the README) a worker takes whatever queued while it
+ * was busy, so batches grow with load and a lone request waits for nothing.
+ * When other workers are idle, a worker takes only its fair share of the
+ * ready rows, so that one batch never runs on one core while another idles.
  *
  * Jobs are owned by their submitter; the queue only links them. A job leaves
  * the queue by exactly one of pop (then a worker owns its completion) or a
