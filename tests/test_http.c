@@ -549,6 +549,43 @@ static void test_client_that_leaves_is_dropped(void **state) {
     assert_int_equal(daemon_stop(&d), 0);
 }
 
+/* Start-up refuses a bad setting or model file, naming it. */
+static void test_startup_refusals(void **state) {
+    const char *bin = getenv("GMSERVE_BIN") ? getenv("GMSERVE_BIN") : "build/gmserve";
+    FILE *f = fopen("build/test-logs/unknown-key.json", "w");
+    fputs("{\"models\": {\"a\": \"x\"}, \"max_btach\": 3}\n", f);
+    fclose(f);
+    static const struct {
+        const char *args;
+        int status;
+        const char *want;
+    } CASES[] = {
+        {"--model nade=tests/fixtures/missing.safetensors", 1, "tests/fixtures/missing.safetensors"},
+        {"--model nade=tests/fixtures/nade_ref.ref.safetensors", 1, "model \"nade\""},
+        {"--model nade=tests/fixtures/nade_ref.safetensors --max-batch 0", 2, "max_batch = 0 is out of range"},
+        {"--model nade=tests/fixtures/nade_ref.safetensors --listen nowhere", 2, "HOST:PORT"},
+        {"--model bad/name=x", 2, "model name"},
+        {"--config build/test-logs/unknown-key.json", 2, "unknown setting \"max_btach\""},
+        {"--config build/test-logs/does-not-exist.json", 2, "does-not-exist.json"},
+        {"--bogus 1", 2, "unknown argument"},
+        {"", 2, "no models to serve"},
+    };
+    for (size_t i = 0; i < sizeof CASES / sizeof CASES[0]; i++) {
+        char cmd[1024], out[4096] = "";
+        snprintf(cmd, sizeof cmd, "%s --config build/test-logs/empty.json %s 2>&1", bin, CASES[i].args);
+        if (strstr(CASES[i].args, "--config")) snprintf(cmd, sizeof cmd, "%s %s 2>&1", bin, CASES[i].args);
+        FILE *p = popen(cmd, "r");
+        size_t n = fread(out, 1, sizeof out - 1, p);
+        out[n] = 0;
+        int st = pclose(p);
+        if (!WIFEXITED(st) || WEXITSTATUS(st) != CASES[i].status || !strstr(out, CASES[i].want)) {
+            print_error("gmserve %s: exit %d, output \"%s\"; want exit %d and \"%s\"\n", CASES[i].args,
+                        WIFEXITED(st) ? WEXITSTATUS(st) : -1, out, CASES[i].status, CASES[i].want);
+            fail();
+        }
+    }
+}
+
 int main(void) {
     const struct CMUnitTest with_main[] = {
         cmocka_unit_test(test_every_error_status),
@@ -561,6 +598,7 @@ int main(void) {
         cmocka_unit_test(test_api_keys_and_cors),
         cmocka_unit_test(test_sigterm_loses_no_accepted_request),
         cmocka_unit_test(test_client_that_leaves_is_dropped),
+        cmocka_unit_test(test_startup_refusals),
     };
     int failed = cmocka_run_group_tests(with_main, start_main, stop_main);
     return failed | cmocka_run_group_tests(own_daemon, NULL, NULL);
