@@ -4,6 +4,7 @@
 #   make test            every test (unit, reference parity, integration)
 #   make test SAN=1      the same under AddressSanitizer + UBSan (in build/san)
 #   make fixtures        regenerate the PyTorch reference fixtures (needs python3-torch)
+#   make test-browser    the web page in headless chromium (playwright-core from npm)
 #   make run             the daemon on config/gmserve.json (http://127.0.0.1:8080)
 #   make bench-core      core throughput next to PyTorch and the sgemm roofline
 #   make bench-http      the live daemon under load (wrk), batching on and off
@@ -35,7 +36,7 @@ CORE_OBJ   := $(CORE_SRC:%.c=$(BUILD)/%.o)
 SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/%.o)
 TESTS      := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
-.PHONY: all test fixtures deps clean bench-core bench-http run
+.PHONY: all test test-browser fixtures deps clean bench-core bench-http run
 all: $(BUILD)/gmserve
 
 $(BUILD)/%.o: %.c $(wildcard include/gm/*.h server/*.h server/core/*.h)
@@ -57,6 +58,9 @@ $(BUILD)/tests/%: tests/%.c $(wildcard tests/*.h) $(BUILD)/libgmserver.a $(BUILD
 
 test: $(TESTS) $(BUILD)/gmserve
 	@bash tests/run_all.sh $(BUILD)
+
+test-browser: $(BUILD)/gmserve
+	@bash tests/browser/run.sh $(BUILD)
 
 fixtures:
 	OMP_NUM_THREADS=1 $(TORCH_PY) tests/make_fixtures.py tests/fixtures

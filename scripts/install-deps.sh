@@ -1,12 +1,22 @@
 #!/usr/bin/env bash
 # Installs the Debian packages gmserve needs to build and test, when missing.
-# Usage: scripts/install-deps.sh [--torch]   (--torch adds python3-torch and
-# Fashion-MNIST, needed only to regenerate fixtures, train or benchmark
-# against PyTorch).
+# Usage: scripts/install-deps.sh [--torch] [--browser]
+#   --torch    python3-torch and Fashion-MNIST: to regenerate fixtures, train,
+#              or benchmark against PyTorch
+#   --browser  chromium, and node and npm when missing: for make test-browser
 set -euo pipefail
 pkgs=(build-essential pkg-config libmicrohttpd-dev libjansson-dev libopenblas-dev
       libopenblas0-pthread libpng-dev libcmocka-dev curl)
-[ "${1:-}" = "--torch" ] && pkgs+=(python3-torch dataset-fashion-mnist)
+for arg in "$@"; do
+    case $arg in
+    --torch) pkgs+=(python3-torch dataset-fashion-mnist) ;;
+    --browser)
+        pkgs+=(chromium)
+        command -v node >/dev/null || pkgs+=(nodejs)
+        command -v npm >/dev/null || pkgs+=(npm) ;;
+    *) echo "install-deps: unknown option $arg"; exit 2 ;;
+    esac
+done
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,0 +1,173 @@
+// The web page in real headless chromium against a live gmserve: it loads
+// without console errors, samples show decoded images of the right size, the
+// seed fixes them, drawing updates both log p figures, the interpolation
+// strip fills, and an API error reaches the person in the API's words.
+import assert from 'node:assert/strict';
+import { chromium } from 'playwright-core';
+
+const url = process.env.GMSERVE_URL;
+const shots = process.env.SHOTS;
+const browser = await chromium.launch({
+  executablePath: '/usr/bin/chromium',
+  args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run'],
+});
+const results = [];
+async function check(name, fn) {
+  try {
+    await fn();
+    results.push(['ok', name]);
+    console.log(`ok - ${name}`);
+  } catch (err) {
+    results.push(['FAIL', name]);
+    console.log(`not ok - ${name}\n  ${String(err.stack || err).split('\n').join('\n  ')}`);
+  }
+}
+
+const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
+const consoleErrors = [];
+page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
+page.on('pageerror', (e) => consoleErrors.push(String(e)));
+
+const gallerySrcs = () => page.$$eval('#gallery img', (imgs) => imgs.map((i) => i.src));
+const waitIdle = (section) => page.waitForFunction((s) => !document.getElementById(s).hasAttribute('aria-busy'), section);
+
+await page.goto(url + '/');
+await page.waitForSelector('#gallery img');
+await waitIdle('gallery-section');
+
+await check('the page lists the models', async () => {
+  const cards = await page.$$eval('#models .card h3', (hs) => hs.map((h) => h.textContent));
+  assert.deepEqual(cards.sort(), ['gan', 'nade', 'vae']);
+});
+
+await check('sampling shows decoded images at 28 x scale', async () => {
+  await page.selectOption('#s-model', 'vae');
+  await page.fill('#s-n', '6');
+  await page.fill('#s-seed', '7');
+  await page.selectOption('#s-scale', '4');
+  await page.click('#s-go');
+  await waitIdle('gallery-section');
+  const widths = await page.$$eval('#gallery img', (imgs) => imgs.map((i) => [i.complete, i.naturalWidth]));
+  assert.equal(widths.length, 6);
+  for (const [complete, w] of widths) assert.ok(complete && w === 28 * 4, `naturalWidth ${w}`);
+  await page.screenshot({ path: `${shots}/gallery.png`, fullPage: true });
+});
+
+await check('a new seed changes the images and the old seed restores them', async () => {
+  const first = await gallerySrcs();
+  await page.fill('#s-seed', '8');
+  await page.click('#s-go');
+  await waitIdle('gallery-section');
+  const second = await gallerySrcs();
+  assert.notDeepEqual(second, first);
+  await page.fill('#s-seed', '7');
+  await page.click('#s-go');
+  await waitIdle('gallery-section');
+  assert.deepEqual(await gallerySrcs(), first);
+});
+
+await check('the conditional GAN shows its classes', async () => {
+  await page.selectOption('#s-model', 'gan');
+  assert.ok(await page.isVisible('#s-label'));
+  const classes = await page.$$eval('#s-label option', (o) => o.length);
+  assert.equal(classes, 1 + 3);
+  await page.selectOption('#s-model', 'vae');
+});
+
+await check('drawing on the canvas updates both log p figures', async () => {
+  const box = await page.locator('#pad').boundingBox();
+  await page.mouse.move(box.x + box.width * 0.3, box.y + box.height * 0.2);
+  await page.mouse.down();
+  for (let i = 1; i <= 10; i++) await page.mouse.move(box.x + box.width * (0.3 + 0.04 * i), box.y + box.height * (0.2 + 0.06 * i));
+  await page.mouse.up();
+  await page.waitForFunction(() => document.querySelectorAll('#scores tbody tr').length === 2);
+  await waitIdle('score-section');
+  const first = await page.$$eval('#scores tbody tr', (rows) => rows.map((r) => [r.children[0].textContent, Number(r.children[1].textContent)]));
+  assert.deepEqual(first.map((r) => r[0].split(' ')[0]).sort(), ['nade', 'vae']);
+  for (const [, logp] of first) assert.ok(Number.isFinite(logp) && logp < 0, `log p ${logp}`);
+  await page.mouse.move(box.x + box.width * 0.7, box.y + box.height * 0.2);
+  await page.mouse.down();
+  await page.mouse.move(box.x + box.width * 0.2, box.y + box.height * 0.8, { steps: 8 });
+  await page.mouse.up();
+  await page.waitForFunction((old) => {
+    const now = [...document.querySelectorAll('#scores tbody tr')].map((r) => Number(r.children[1].textContent));
+    return now.length === 2 && now.every((x, i) => x !== old[i]);
+  }, first.map((r) => r[1]));
+  await page.screenshot({ path: `${shots}/score.png`, fullPage: true });
+});
+
+await check('the interpolation strip fills and the slider walks it', async () => {
+  await page.selectOption('#e-model', 'vae');
+  await page.fill('#e-steps', '7');
+  await page.click('#e-go');
+  await page.waitForFunction(() => document.querySelectorAll('#strip img').length === 7);
+  await waitIdle('explore-section');
+  const loaded = await page.$$eval('#strip img', (imgs) => imgs.every((i) => i.complete && i.naturalWidth === 28 * 3));
+  assert.ok(loaded);
+  await page.fill('#e-walk', '6');
+  await page.dispatchEvent('#e-walk', 'input');
+  const big = await page.getAttribute('#e-big', 'src');
+  const last = await page.$$eval('#strip img', (imgs) => imgs[6].src);
+  assert.equal(big, last);
+  await page.selectOption('#e-model', 'gan');
+  await page.click('#e-go');
+  await page.waitForFunction(() => document.querySelector('#strip img') && document.querySelector('#strip img').naturalWidth === 16 * 3);
+  await page.screenshot({ path: `${shots}/explore.png`, fullPage: true });
+});
+
+await check('an API error appears on the page in the API\'s words', async () => {
+  await page.fill('#s-n', '100000');
+  await page.click('#s-go');
+  await page.waitForSelector('#error:not([hidden])');
+  const text = await page.textContent('#error');
+  assert.match(text, /^422: n = 100000 is out of range: 1 to 256 \(the server's max_n setting\)/);
+  assert.ok(await page.isEnabled('#s-go'), 'controls are enabled again');
+  await page.screenshot({ path: `${shots}/error.png`, fullPage: true });
+  await page.fill('#s-n', '4');
+  await page.click('#s-go');
+  await waitIdle('gallery-section');
+  assert.ok(await page.isHidden('#error'));
+});
+
+await check('controls disable while a request runs', async () => {
+  await page.fill('#s-n', '64');
+  await page.evaluate(() => {
+    window.sawDisabled = false;
+    const go = document.getElementById('s-go');
+    new MutationObserver(() => { if (go.disabled) window.sawDisabled = true; }).observe(go, { attributes: true });
+  });
+  await page.click('#s-go');
+  await waitIdle('gallery-section');
+  assert.ok(await page.evaluate(() => window.sawDisabled), 'Sample was never disabled');
+  assert.ok(await page.isEnabled('#s-go'));
+});
+
+await check('a narrow screen keeps the page usable', async () => {
+  await page.setViewportSize({ width: 380, height: 800 });
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+  assert.ok(overflow <= 0, `horizontal overflow of ${overflow}px`);
+  await page.screenshot({ path: `${shots}/narrow.png`, fullPage: true });
+});
+
+await check('keyboard reaches the controls', async () => {
+  await page.setViewportSize({ width: 1200, height: 900 });
+  await page.focus('#api-key');
+  const seen = new Set();
+  for (let i = 0; i < 12; i++) {
+    await page.keyboard.press('Tab');
+    seen.add(await page.evaluate(() => document.activeElement.id));
+  }
+  for (const id of ['s-model', 's-n', 's-seed', 's-new-seed']) assert.ok(seen.has(id), `Tab never reached #${id}`);
+});
+
+await check('no console errors', async () => {
+  // chromium logs every non-2xx fetch; the one 422 above was asked for
+  const unexpected = consoleErrors.filter((e) => !/status of 422/.test(e));
+  assert.deepEqual(unexpected, []);
+  assert.equal(consoleErrors.length - unexpected.length, 1);
+});
+
+await browser.close();
+const failed = results.filter((r) => r[0] !== 'ok').length;
+console.log(`browser: ${results.length - failed} passed, ${failed} failed; screenshots in ${shots}`);
+process.exit(failed ? 1 : 0);

@@ -1,0 +1,362 @@
+// gmserve's web page: plain JavaScript over the public API, no build step.
+'use strict';
+
+const $ = (id) => document.getElementById(id);
+let models = [];          // GET /v1/models
+const typical = {};       // model name -> {lo, hi, source}
+
+// ---- API -------------------------------------------------------------------
+// Every call goes through here: the API key when given, and the API's own
+// error message (SPEC: {"error": {"status", "message"}}) when it fails.
+async function api(path, options = {}) {
+  const headers = Object.assign({}, options.headers);
+  const key = $('api-key').value.trim();
+  if (key) headers.Authorization = 'Bearer ' + key;
+  const reply = await fetch(path, Object.assign({}, options, { headers }));
+  if (!reply.ok) {
+    let message = `${reply.status} ${reply.statusText}`;
+    try {
+      const body = await reply.json();
+      if (body.error && body.error.message) message = `${reply.status}: ${body.error.message}`;
+    } catch (_) { /* not JSON: keep the status line */ }
+    throw new Error(message);
+  }
+  return reply;
+}
+
+const postJSON = (path, body) =>
+  api(path, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) }).then((r) => r.json());
+
+function showError(err) {
+  const box = $('error');
+  box.textContent = err ? err.message : '';
+  box.hidden = !err;
+}
+
+// Runs fn with every control of the section disabled, showing its error.
+async function withBusy(section, fn) {
+  const controls = [...section.querySelectorAll('button, input, select')].filter((c) => !c.disabled);
+  controls.forEach((c) => { c.disabled = true; });
+  section.setAttribute('aria-busy', 'true');
+  try {
+    showError(null);
+    await fn();
+  } catch (err) {
+    showError(err);
+  } finally {
+    controls.forEach((c) => { c.disabled = false; });
+    section.removeAttribute('aria-busy');
+  }
+}
+
+const modelByName = (name) => models.find((m) => m.name === name);
+const pngSrc = (b64) => 'data:image/png;base64,' + b64;
+const fmt = (x, digits = 2) => (x === null || x === undefined ? '—' : Number(x).toFixed(digits));
+
+// ---- Models ----------------------------------------------------------------
+function modelCard(m) {
+  const card = document.createElement('article');
+  card.className = 'card';
+  const facts = [
+    ['family', m.family],
+    ['image', `${m.image.height}×${m.image.width}×${m.image.channels}`],
+    ['latent', m.latent_dim || '—'],
+    ['operations', m.operations.join(', ')],
+  ];
+  if (m.num_classes) facts.push(['classes', m.class_names.join(', ')]);
+  for (const [k, v] of Object.entries(m.metadata || {})) {
+    if (['gm.format', 'gm.family', 'gm.image', 'gm.latent_dim', 'gm.class_names', 'gm.num_classes'].includes(k)) continue;
+    facts.push([k.replace(/^gm\./, ''), typeof v === 'object' ? JSON.stringify(v) : v]);
+  }
+  const h = document.createElement('h3');
+  h.textContent = m.name;
+  const dl = document.createElement('dl');
+  for (const [k, v] of facts) {
+    const dt = document.createElement('dt');
+    const dd = document.createElement('dd');
+    dt.textContent = k;
+    dd.textContent = String(v);
+    dl.append(dt, dd);
+  }
+  card.append(h, dl);
+  return card;
+}
+
+function fillSelect(select, names) {
+  select.replaceChildren(...names.map((n) => new Option(n, n)));
+}
+
+// ---- Gallery ---------------------------------------------------------------
+function onSampleModel() {
+  const m = modelByName($('s-model').value);
+  document.body.classList.toggle('has-cond', !!m.num_classes);
+  document.body.classList.toggle('is-gan', m.family === 'gan');
+  document.body.classList.toggle('is-vae', m.family === 'vae');
+  const label = $('s-label');
+  label.replaceChildren(new Option('random', ''), ...(m.class_names || []).map((n, i) => new Option(n, String(i))));
+}
+
+async function sample() {
+  const m = modelByName($('s-model').value);
+  const body = { n: Number($('s-n').value), temperature: Number($('s-temp').value), scale: Number($('s-scale').value), format: 'json' };
+  if ($('s-seed').value !== '') body.seed = Number($('s-seed').value);
+  if (m.num_classes && $('s-label').value !== '') body.label = Number($('s-label').value);
+  if (m.family === 'gan' && Number($('s-trunc').value) > 0) body.truncation = Number($('s-trunc').value);
+  if (m.family === 'vae') body.mode = $('s-mode').value;
+  const reply = await postJSON(`/v1/models/${encodeURIComponent(m.name)}/sample`, body);
+  $('s-seed').value = reply.seed;
+  const gallery = $('gallery');
+  gallery.replaceChildren(...reply.images.map((img, i) => {
+    const a = document.createElement('a');
+    a.href = pngSrc(img.png);
+    a.download = `${m.name}-seed${reply.seed}-${i}.png`;
+    const el = document.createElement('img');
+    el.src = a.href;
+    const what = [img.class, img.logp !== undefined ? `log p ${fmt(img.logp)} nats` : ''].filter(Boolean).join(', ');
+    el.alt = `${m.name} sample ${i + 1}${what ? ' (' + what + ')' : ''}`;
+    el.title = el.alt;
+    a.append(el);
+    return a;
+  }));
+}
+
+// ---- Scoring ---------------------------------------------------------------
+const pad = $('pad');
+const ctx = pad.getContext('2d', { willReadFrequently: true });
+let drawing = null;
+
+function clearPad() {
+  ctx.fillStyle = '#000';
+  ctx.fillRect(0, 0, pad.width, pad.height);
+}
+
+function padPoint(ev) {
+  const r = pad.getBoundingClientRect();
+  return [(ev.clientX - r.left) * pad.width / r.width, (ev.clientY - r.top) * pad.height / r.height];
+}
+
+function stroke(from, to) {
+  ctx.strokeStyle = '#fff';
+  ctx.lineCap = 'round';
+  ctx.lineWidth = Number($('pad-brush').value) * pad.width / 28;
+  ctx.beginPath();
+  ctx.moveTo(from[0], from[1]);
+  ctx.lineTo(to[0], to[1]);
+  ctx.stroke();
+}
+
+function scorable() {
+  return models.filter((m) => m.operations.includes('logp') && m.image.channels === 1 &&
+    m.image.height === pad.height && m.image.width === pad.width);
+}
+
+function percentile(sorted, q) {
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.round(q * (sorted.length - 1))))];
+}
+
+// The typical log p of a model: its file's test figure when stored, else the
+// 5th-95th percentile of 32 of its own samples' scores.
+async function typicalRange(m) {
+  if (typical[m.name]) return typical[m.name];
+  const metrics = (m.metadata || {})['gm.metrics'];
+  if (metrics && typeof metrics === 'object' && metrics.test_nll_nats !== undefined) {
+    typical[m.name] = { text: `test NLL ${fmt(metrics.test_nll_nats, 1)} nats`, lo: -Infinity };
+    return typical[m.name];
+  }
+  const s = await postJSON(`/v1/models/${encodeURIComponent(m.name)}/sample`, { n: 32, seed: 12345, format: 'json' });
+  let scores = s.images.map((i) => i.logp);
+  if (scores.some((x) => x === undefined)) {
+    const r = await postJSON(`/v1/models/${encodeURIComponent(m.name)}/logp`, { images: s.images.map((i) => ({ png: i.png })), k: 100 });
+    scores = r.results.map((x) => x.logp);
+  }
+  scores.sort((a, b) => a - b);
+  const lo = percentile(scores, 0.05);
+  const hi = percentile(scores, 0.95);
+  typical[m.name] = { text: `${fmt(lo, 1)} to ${fmt(hi, 1)} nats (own samples)`, lo };
+  return typical[m.name];
+}
+
+async function score() {
+  const blob = await new Promise((resolve) => pad.toBlob(resolve, 'image/png'));
+  const rows = [];
+  for (const m of scorable()) {
+    const k = m.exact_logp ? '' : `?k=${$('pad-k').value}`;
+    const reply = await api(`/v1/models/${encodeURIComponent(m.name)}/logp${k}`,
+      { method: 'POST', headers: { 'Content-Type': 'image/png' }, body: blob }).then((r) => r.json());
+    const r = reply.results[0];
+    const t = await typicalRange(m);
+    const how = reply.method === 'exact' ? 'exact' : `K = ${reply.k}${r.se !== undefined ? ', ± ' + fmt(r.se) : ''}`;
+    rows.push([`${m.name} (${how})`, r.logp, r.bits_per_dim, t]);
+  }
+  const tbody = $('scores').querySelector('tbody');
+  tbody.replaceChildren(...rows.map(([name, logp, bpd, t]) => {
+    const tr = document.createElement('tr');
+    const cells = [name, fmt(logp), fmt(bpd, 3), t.text];
+    for (const c of cells) {
+      const td = document.createElement('td');
+      td.textContent = c;
+      tr.append(td);
+    }
+    tr.dataset.model = name;
+    if (logp < t.lo) {
+      tr.children[1].classList.add('unusual');
+      tr.children[1].title = 'below the typical range: unusual for this model';
+    }
+    return tr;
+  }));
+}
+
+function setupPad() {
+  clearPad();
+  pad.addEventListener('pointerdown', (ev) => {
+    pad.setPointerCapture(ev.pointerId);
+    drawing = padPoint(ev);
+    stroke(drawing, drawing);
+  });
+  pad.addEventListener('pointermove', (ev) => {
+    if (!drawing) return;
+    const p = padPoint(ev);
+    stroke(drawing, p);
+    drawing = p;
+  });
+  const end = () => {
+    if (!drawing) return;
+    drawing = null;
+    withBusy($('score-section'), score);
+  };
+  pad.addEventListener('pointerup', end);
+  pad.addEventListener('pointercancel', end);
+  $('pad-clear').addEventListener('click', () => { clearPad(); withBusy($('score-section'), score); });
+  $('pad-invert').addEventListener('click', () => {
+    const img = ctx.getImageData(0, 0, pad.width, pad.height);
+    for (let i = 0; i < img.data.length; i += 4) for (let c = 0; c < 3; c++) img.data[i + c] = 255 - img.data[i + c];
+    ctx.putImageData(img, 0, 0);
+    withBusy($('score-section'), score);
+  });
+  $('pad-k').addEventListener('change', () => withBusy($('score-section'), score));
+  $('pad-upload').addEventListener('change', async (ev) => {
+    const file = ev.target.files[0];
+    if (!file) return;
+    const bitmap = await createImageBitmap(file).catch(() => null);
+    if (!bitmap) return showError(new Error(`cannot read ${file.name} as an image`));
+    clearPad();
+    ctx.drawImage(bitmap, 0, 0, pad.width, pad.height); // scaled to the model's size
+    const img = ctx.getImageData(0, 0, pad.width, pad.height);
+    for (let i = 0; i < img.data.length; i += 4) {
+      const g = 0.299 * img.data[i] + 0.587 * img.data[i + 1] + 0.114 * img.data[i + 2];
+      img.data[i] = img.data[i + 1] = img.data[i + 2] = g;
+      img.data[i + 3] = 255;
+    }
+    ctx.putImageData(img, 0, 0);
+    withBusy($('score-section'), score);
+  });
+}
+
+// ---- Latent interpolation -------------------------------------------------
+// GAN latents are drawn here from the seeds (mulberry32 + Box-Muller), so
+// "seed A" means the same z on every visit; VAE latents come from encoding
+// the VAE's own samples for seeds A and B.
+function normals(seed, n) {
+  let a = seed >>> 0;
+  const uniform = () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return (((t ^ (t >>> 14)) >>> 0) + 0.5) / 4294967296;
+  };
+  const z = [];
+  while (z.length < n) {
+    const r = Math.sqrt(-2 * Math.log(uniform()));
+    const th = 2 * Math.PI * uniform();
+    z.push(r * Math.cos(th), r * Math.sin(th));
+  }
+  return z.slice(0, n);
+}
+
+function onExploreModel() {
+  const m = modelByName($('e-model').value);
+  document.body.classList.toggle('e-has-cond', !!m.num_classes);
+  fillSelect($('e-label'), m.class_names || []);
+  $('e-how').textContent = m.family === 'vae'
+    ? 'Seeds A and B pick two of the VAE\'s samples; both are encoded, and the straight line between their latent means is decoded.'
+    : 'Seeds A and B draw two latent vectors z ~ N(0, I) in this page; the straight line between them is decoded.';
+}
+
+async function latentFor(m, seed) {
+  if (m.family !== 'vae') return normals(seed, m.latent_dim);
+  const s = await postJSON(`/v1/models/${encodeURIComponent(m.name)}/sample`, { n: 1, seed, format: 'json' });
+  const e = await postJSON(`/v1/models/${encodeURIComponent(m.name)}/encode`, { images: [{ png: s.images[0].png }] });
+  return e.results[0].z;
+}
+
+async function interpolate() {
+  const m = modelByName($('e-model').value);
+  const steps = Math.max(2, Math.min(32, Number($('e-steps').value)));
+  const za = await latentFor(m, Number($('e-a').value));
+  const zb = await latentFor(m, Number($('e-b').value));
+  const latents = [];
+  for (let i = 0; i < steps; i++) {
+    const t = i / (steps - 1);
+    latents.push(za.map((a, j) => (1 - t) * a + t * zb[j]));
+  }
+  const body = { latents, scale: 3, format: 'json' };
+  if (m.num_classes) body.label = Number($('e-label').selectedIndex);
+  const reply = await postJSON(`/v1/models/${encodeURIComponent(m.name)}/decode`, body);
+  const strip = $('strip');
+  strip.replaceChildren(...reply.images.map((img, i) => {
+    const el = document.createElement('img');
+    el.src = pngSrc(img.png);
+    el.alt = `step ${i + 1} of ${steps}`;
+    return el;
+  }));
+  const walk = $('e-walk');
+  walk.max = String(steps - 1);
+  walk.value = '0';
+  walk.disabled = false;
+  showWalk();
+}
+
+function showWalk() {
+  const imgs = $('strip').querySelectorAll('img');
+  const i = Number($('e-walk').value);
+  if (!imgs[i]) return;
+  $('e-big').src = imgs[i].src;
+  $('e-big').alt = `interpolation step ${i + 1} of ${imgs.length}`;
+  $('e-big').hidden = false;
+  imgs.forEach((img, j) => { img.style.outline = j === i ? '2px solid #f0a30a' : ''; });
+}
+
+// ---- Start -----------------------------------------------------------------
+async function start() {
+  const reply = await api('/v1/models').then((r) => r.json());
+  models = reply.models;
+  $('models').replaceChildren(...models.map(modelCard));
+  const samplers = models.filter((m) => m.operations.includes('sample')).map((m) => m.name);
+  fillSelect($('s-model'), samplers);
+  onSampleModel();
+  const decoders = models.filter((m) => m.operations.includes('decode')).map((m) => m.name);
+  fillSelect($('e-model'), decoders);
+  $('explore-section').hidden = decoders.length === 0;
+  if (decoders.length) onExploreModel();
+  const first = scorable()[0] || models.find((m) => m.operations.includes('logp'));
+  if (first) {
+    pad.width = first.image.width;
+    pad.height = first.image.height;
+  } else {
+    $('score-section').hidden = true;
+  }
+  setupPad();
+  $('s-model').addEventListener('change', onSampleModel);
+  $('e-model').addEventListener('change', onExploreModel);
+  $('sample-form').addEventListener('submit', (ev) => { ev.preventDefault(); withBusy($('gallery-section'), sample); });
+  $('s-new-seed').addEventListener('click', () => {
+    $('s-seed').value = String(Math.floor(Math.random() * 2 ** 31));
+    withBusy($('gallery-section'), sample);
+  });
+  $('explore-form').addEventListener('submit', (ev) => { ev.preventDefault(); withBusy($('explore-section'), interpolate); });
+  $('e-walk').addEventListener('input', showWalk);
+  await withBusy($('gallery-section'), sample);
+}
+
+start().catch(showError);
