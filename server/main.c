@@ -11,7 +11,8 @@
  * (restart to change settings); it is logged and ignored.
  *
  * `gmserve check FILE...` loads model files exactly as the daemon would and
- * prints what each serves or why it is refused.
+ * prints what each serves or why it is refused; `gmserve probe [URL]` is a
+ * health check for container images without curl.
  */
 #include <cblas.h>
 #include <jansson.h>
@@ -24,6 +25,7 @@
 
 #include "api.h"
 #include "http.h"
+#include "probe.h"
 
 static void describe(const char *path, const gm_model *m) {
     const gm_model_info *in = gm_model_get_info(m);
@@ -165,6 +167,7 @@ int main(int argc, char **argv) {
         gm_config_markdown(stdout);
         return 0;
     }
+    if (argc >= 2 && !strcmp(argv[1], "probe")) return gm_probe(argc > 2 ? argv[2] : NULL, 3000);
     if (argc >= 2 && !strcmp(argv[1], "check")) {
         if (argc == 2) fprintf(stderr, "usage: gmserve check MODEL.safetensors...\n");
         return argc == 2 ? 2 : check_files(argc - 2, argv + 2);

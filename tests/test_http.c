@@ -292,6 +292,14 @@ static void test_operations_agree_with_the_core(void **state) {
     assert_int_equal(a.status, 200);
     reply_free(&a);
 
+    /* the container health check: gmserve probe URL */
+    char cmd[512];
+    const char *bin = getenv("GMSERVE_BIN") ? getenv("GMSERVE_BIN") : "build/gmserve";
+    snprintf(cmd, sizeof cmd, "%s probe http://127.0.0.1:%d/readyz", bin, p);
+    assert_int_equal(system(cmd), 0);
+    snprintf(cmd, sizeof cmd, "%s probe http://127.0.0.1:%d/nope 2>/dev/null", bin, p);
+    assert_int_not_equal(system(cmd), 0);
+
     /* service routes and headers */
     a = http(p, "GET", "/healthz", "X-Request-Id: trace-123\r\n", NULL, 0);
     assert_true(reply_header(&a, "X-Request-Id", hv, sizeof hv) && !strcmp(hv, "trace-123"));
