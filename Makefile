@@ -5,6 +5,7 @@
 #   make test SAN=1      the same under AddressSanitizer + UBSan (in build/san)
 #   make fixtures        regenerate the PyTorch reference fixtures (needs python3-torch)
 #   make test-browser    the web page in headless chromium (playwright-core from npm)
+#   make test-deploy     the image and compose file, run with podman (root)
 #   make run             the daemon on config/gmserve.json (http://127.0.0.1:8080)
 #   make bench-core      core throughput next to PyTorch and the sgemm roofline
 #   make bench-http      the live daemon under load (wrk), batching on and off
@@ -36,7 +37,7 @@ CORE_OBJ   := $(CORE_SRC:%.c=$(BUILD)/%.o)
 SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/%.o)
 TESTS      := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
-.PHONY: all test test-browser fixtures deps clean bench-core bench-http run
+.PHONY: all test test-browser test-deploy fixtures deps clean bench-core bench-http run
 all: $(BUILD)/gmserve
 
 $(BUILD)/%.o: %.c $(wildcard include/gm/*.h server/*.h server/core/*.h)
@@ -61,6 +62,9 @@ test: $(TESTS) $(BUILD)/gmserve
 
 test-browser: $(BUILD)/gmserve
 	@bash tests/browser/run.sh $(BUILD)
+
+test-deploy:
+	@bash tests/deploy/run.sh
 
 fixtures:
 	OMP_NUM_THREADS=1 $(TORCH_PY) tests/make_fixtures.py tests/fixtures
