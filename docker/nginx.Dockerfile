@@ -1,0 +1,11 @@
+# nginx in front of gmserve replicas (docker/compose.scale.yaml), from the
+# same base as gmserve with Debian's nginx and docker/nginx.conf.
+FROM debian:bookworm-slim
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends nginx-light \
+ && rm -rf /var/lib/apt/lists/* \
+ && ln -sf /dev/stderr /var/log/nginx/error.log
+COPY docker/nginx.conf /etc/nginx/nginx.conf
+EXPOSE 8080
+STOPSIGNAL SIGQUIT
+CMD ["nginx", "-g", "daemon off;"]
