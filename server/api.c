@@ -305,8 +305,6 @@ bool gm_api_handle(gm_call *c, const gm_http_request *req) {
     return queued;
 }
 
-void gm_api_finish(gm_call *c) { gm_ops_finish(c); }
-
 void gm_call_release(gm_call *c) {
     free(c->in);
     free(c->out);

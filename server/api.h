@@ -4,7 +4,7 @@
  * http.c hands over a parsed request (method, path, query, a few headers,
  * body); gm_api_handle routes it through one table, checks the API key and
  * either answers at once (service routes, errors) or prepares a gm_job for
- * the queue. When the job is done, gm_api_finish turns its outputs into the
+ * the queue. When the job is done, gm_ops_finish turns its outputs into the
  * reply (PNG or JSON), on the worker's thread. Every error reply is built by
  * gm_reply_error, so they all have the same shape:
  *   {"error": {"status": <int>, "message": "<what was wrong and how to fix it>"}}
@@ -76,9 +76,6 @@ typedef struct {
  * when c->reply is final. */
 bool gm_api_handle(gm_call *c, const gm_http_request *req);
 
-/* Builds c->reply from the finished job (its status and outputs). */
-void gm_api_finish(gm_call *c);
-
 /* Frees what the call owns (buffers and the reply body). */
 void gm_call_release(gm_call *c);
 
@@ -91,6 +88,7 @@ void gm_reply_json(gm_reply *r, int status, json_t *v);
 /* Model operations (ops.c): parse parameters and inputs into c->job, or
  * fill an error reply and return false. params merges query and body. */
 bool gm_ops_prepare(gm_call *c, gm_op op, json_t *params, const gm_http_request *req);
+/* Builds c->reply from the finished job (its status and outputs). */
 void gm_ops_finish(gm_call *c);
 
 #endif

@@ -91,9 +91,7 @@ static void add_headers(request *r, struct MHD_Response *resp) {
     char buf[256];
     if (rep->content_type) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, rep->content_type);
     MHD_add_response_header(resp, "X-Request-Id", r->id);
-    if (rep->content_type && strncmp(rep->content_type, "text/html", 9) && strncmp(rep->content_type, "text/javascript", 15) &&
-        strncmp(rep->content_type, "text/css", 8))
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    if (r->call.route != GM_ROUTE_PAGE) MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
     if (job->started_ns) {
         snprintf(buf, sizeof buf, "queue;dur=%.3f, compute;dur=%.3f, batch;desc=\"%d rows\"",
                  (job->started_ns - job->enqueued_ns) * 1e-6,
@@ -112,6 +110,11 @@ static void add_headers(request *r, struct MHD_Response *resp) {
         MHD_add_response_header(resp, "Access-Control-Allow-Origin", origin);
         MHD_add_response_header(resp, "Vary", "Origin");
         MHD_add_response_header(resp, "Access-Control-Expose-Headers", "X-Seed, X-Request-Id, Server-Timing, Retry-After");
+        if (!strcmp(r->method, "OPTIONS")) { /* a preflight */
+            MHD_add_response_header(resp, "Access-Control-Allow-Methods", "GET, HEAD, POST, OPTIONS");
+            MHD_add_response_header(resp, "Access-Control-Allow-Headers", "Authorization, Content-Type, X-Request-Id");
+            MHD_add_response_header(resp, "Access-Control-Max-Age", "600");
+        }
     }
     if (atomic_load(&s->draining)) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
 }
@@ -134,20 +137,7 @@ static enum MHD_Result reply_options(request *r) {
     gm_reply *rep = &r->call.reply;
     rep->status = 204;
     snprintf(rep->allow, sizeof rep->allow, "GET, HEAD, POST, OPTIONS");
-    struct MHD_Response *resp = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
-    if (!resp) return MHD_NO;
-    add_headers(r, resp);
-    const char *origin = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Origin");
-    if (cors_allowed(r->h->srv->cfg, origin)) {
-        MHD_add_response_header(resp, "Access-Control-Allow-Methods", "GET, HEAD, POST, OPTIONS");
-        MHD_add_response_header(resp, "Access-Control-Allow-Headers", "Authorization, Content-Type, X-Request-Id");
-        MHD_add_response_header(resp, "Access-Control-Max-Age", "600");
-    }
-    r->status = 204;
-    r->replied = true;
-    enum MHD_Result ret = MHD_queue_response(r->conn, 204, resp);
-    MHD_destroy_response(resp);
-    return ret;
+    return send_reply(r);
 }
 
 static enum MHD_Result collect_arg(void *cls, enum MHD_ValueKind kind, const char *key, const char *value) {
@@ -170,7 +160,7 @@ static void job_done(gm_job *job) {
     request *r = job->owner;
     if (job->status == GM_JOB_EXPIRED) gm_metrics_reject(r->h->srv->metrics, GM_REJECT_DEADLINE);
     if (job->status == GM_JOB_CANCELLED) gm_metrics_reject(r->h->srv->metrics, GM_REJECT_CANCELLED);
-    gm_api_finish(&r->call);
+    gm_ops_finish(&r->call);
     r->st = ST_DONE;
     MHD_resume_connection(r->conn);
 }

@@ -32,16 +32,8 @@ static const char *const ACCEPTED[GM_OP_COUNT] = {
     [GM_OP_DECODE] = "latents, label, format, scale",
 };
 
-static bool fail(gm_call *c, int status, const char *fmt, ...) GM_PRINTF(3, 4);
-static bool fail(gm_call *c, int status, const char *fmt, ...) {
-    char msg[900];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    gm_reply_error(&c->reply, status, "%s", msg);
-    return false;
-}
+/* Fills the error reply and yields false, for `return fail(c, 422, ...)`. */
+#define fail(c, status, ...) (gm_reply_error(&(c)->reply, (status), __VA_ARGS__), false)
 
 static bool accepted(gm_op op, const char *key) {
     const char *list = ACCEPTED[op];
@@ -146,7 +138,7 @@ static bool parse_label(gm_call *c, const gm_model_info *in, json_t *v, int *out
     bool ok = get_long(c, tmp, "label", 0, 0, in->num_classes - 1, NULL, &x);
     json_decref(tmp);
     if (ok) *out = (int)x;
-    else if (s) fail(c, 422, "label \"%s\" is neither a class name nor an index 0 to %d (GET /v1/models lists the classes)", s, in->num_classes - 1);
+    else if (s) (void)fail(c, 422, "label \"%s\" is neither a class name nor an index 0 to %d (GET /v1/models lists the classes)", s, in->num_classes - 1);
     return ok;
 }
 
