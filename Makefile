@@ -16,7 +16,7 @@ ARCH   ?= native
 SAN    ?= 0
 TORCH_PY ?= /usr/bin/python3
 
-PKGS   := libmicrohttpd jansson libpng openblas
+PKGS   := libmicrohttpd jansson libpng openblas zlib
 BUILD  := build$(if $(filter 1,$(SAN)),/san,)
 
 CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -g -Wall -Wextra -Wshadow -Wno-unused-parameter -fopenmp-simd \
@@ -71,6 +71,9 @@ fixtures:
 
 $(BUILD)/bench_core: bench/bench_core.c $(BUILD)/libgmcore.a
 	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libgmcore.a $(LDFLAGS) $(LDLIBS)
+
+$(BUILD)/nade_train: models/train/nade_train.c $(BUILD)/libgmserver.a $(BUILD)/libgmcore.a
+	$(CC) $(CFLAGS) -Iserver -o $@ $< $(BUILD)/libgmserver.a $(BUILD)/libgmcore.a $(LDFLAGS) $(LDLIBS)
 
 bench-core: $(BUILD)/bench_core
 	@bash bench/bench_core.sh $(BUILD)

@@ -12,7 +12,8 @@
  *
  * `gmserve check FILE...` loads model files exactly as the daemon would and
  * prints what each serves or why it is refused; `gmserve probe [URL]` is a
- * health check for container images without curl.
+ * health check for container images without curl; `gmserve eval ...`
+ * measures model quality on Fashion-MNIST (eval.c).
  */
 #include <cblas.h>
 #include <jansson.h>
@@ -25,6 +26,7 @@
 
 #include "api.h"
 #include "http.h"
+#include "eval.h"
 #include "probe.h"
 
 static void describe(const char *path, const gm_model *m) {
@@ -167,6 +169,7 @@ int main(int argc, char **argv) {
         gm_config_markdown(stdout);
         return 0;
     }
+    if (argc >= 2 && !strcmp(argv[1], "eval")) return gm_eval_main(argc - 2, argv + 2);
     if (argc >= 2 && !strcmp(argv[1], "probe")) return gm_probe(argc > 2 ? argv[2] : NULL, 3000);
     if (argc >= 2 && !strcmp(argv[1], "check")) {
         if (argc == 2) fprintf(stderr, "usage: gmserve check MODEL.safetensors...\n");

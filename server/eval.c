@@ -1,0 +1,471 @@
+/*
+ * eval.c - `gmserve eval`: the quality of the bundled models, measured by
+ * gmserve's own code on Fashion-MNIST (models/README.md gives the protocol).
+ *
+ *   NADE        exact test NLL on the fixed binarization (GM_BINARIZE_SEED)
+ *   VAE         importance-sampled test NLL with K samples (its standard
+ *               error across images and the mean Monte-Carlo error), ELBO
+ *   GAN         Fréchet distance between samples and the test set in the
+ *               classifier's penultimate features, next to the train-vs-test
+ *               floor (same count); conditional accuracy (the classifier
+ *               assigns the requested label)
+ *   classifier  test accuracy
+ *
+ * Rows are split across threads (each OpenBLAS call single-threaded), with
+ * progress on stderr. The results go to stdout as a table and, with --json,
+ * to a file that models/train/stamp_metrics.py writes into gm.metrics.
+ * --grids DIR writes a sample grid PNG per model.
+ */
+#include <cblas.h>
+#include <jansson.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "dataset.h"
+#include "eval.h"
+#include "frechet.h"
+#include "gm/layers.h"
+#include "gm/model.h"
+#include "pngio.h"
+
+#define SAMPLE_SEED 1
+
+typedef struct {
+    const char *nade, *vae, *gan, *classifier, *data, *json, *grids;
+    int k, vae_images, samples, threads;
+} options;
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+/* ---- a parallel loop over chunks of rows, with progress ---- */
+
+typedef struct {
+    int (*fn)(void *ctx, int first, int count);
+    void *ctx;
+    int n, chunk;
+    atomic_int next, done, failed;
+    const char *what;
+    double t0;
+} loop;
+
+static void *loop_thread(void *arg) {
+    loop *l = arg;
+    for (;;) {
+        int first = atomic_fetch_add(&l->next, l->chunk);
+        if (first >= l->n || atomic_load(&l->failed)) return NULL;
+        int count = first + l->chunk <= l->n ? l->chunk : l->n - first;
+        if (l->fn(l->ctx, first, count)) atomic_store(&l->failed, 1);
+        int d = atomic_fetch_add(&l->done, count) + count;
+        int step = l->n / 20 > 0 ? l->n / 20 : 1;
+        if (d / step != (d - count) / step || d == l->n)
+            fprintf(stderr, "\r  %s: %d/%d (%.0f s)   ", l->what, d, l->n, now_s() - l->t0);
+    }
+}
+
+static int parallel(const char *what, int n, int chunk, int threads, int (*fn)(void *, int, int), void *ctx) {
+    loop l = {.fn = fn, .ctx = ctx, .n = n, .chunk = chunk, .what = what, .t0 = now_s()};
+    pthread_t t[64];
+    int started = 0;
+    for (; started < threads - 1 && started < 64; started++)
+        if (pthread_create(&t[started], NULL, loop_thread, &l)) break;
+    loop_thread(&l);
+    for (int i = 0; i < started; i++) pthread_join(t[i], NULL);
+    fprintf(stderr, "\n");
+    return atomic_load(&l.failed) ? -1 : 0;
+}
+
+/* ---- the classifier: two layer lists, features and head ---- */
+
+typedef struct {
+    gm_net *features, *head;
+    int fdim, classes;
+} classifier;
+
+static int classifier_load(classifier *c, const char *path, int h, int w, char err[GM_ERR_LEN]) {
+    memset(c, 0, sizeof *c);
+    gm_st *st = gm_st_load(path, err);
+    if (!st) return -1;
+    const char *fam = gm_st_meta(st, "gm.family"), *fj = gm_st_meta(st, "gm.features"),
+               *hj = gm_st_meta(st, "gm.head");
+    int rc = -1;
+    if (!fam || strcmp(fam, "classifier") || !fj || !hj) {
+        gm_errorf(err, "%s: not a classifier file (gm.family \"classifier\" with gm.features and gm.head)", path);
+        goto done;
+    }
+    c->features = gm_net_build(st, "gm.features", fj, gm_shape3(1, h, w), err);
+    if (!c->features) goto done;
+    c->fdim = gm_shape_size(gm_net_out_shape(c->features));
+    c->head = gm_net_build(st, "gm.head", hj, gm_shape1(c->fdim), err);
+    if (!c->head) goto done;
+    c->classes = gm_shape_size(gm_net_out_shape(c->head));
+    rc = 0;
+done:
+    gm_st_free(st);
+    return rc;
+}
+
+static void classifier_free(classifier *c) {
+    gm_net_free(c->features);
+    gm_net_free(c->head);
+}
+
+typedef struct {
+    const classifier *c;
+    const float *pixels; /* (n, D) in [0, 1] */
+    int D;
+    float *features; /* (n, fdim) */
+    int *predicted;  /* (n) */
+} classify_job;
+
+static int classify_chunk(void *ctx, int first, int count) {
+    classify_job *j = ctx;
+    float *f = j->features + (size_t)first * j->c->fdim;
+    float *logits = malloc(sizeof(float) * count * j->c->classes);
+    int rc = -1;
+    if (logits && !gm_net_forward(j->c->features, count, j->pixels + (size_t)first * j->D, f) &&
+        !gm_net_forward(j->c->head, count, f, logits)) {
+        for (int r = 0; r < count; r++) {
+            int best = 0;
+            for (int k = 1; k < j->c->classes; k++)
+                if (logits[r * j->c->classes + k] > logits[r * j->c->classes + best]) best = k;
+            j->predicted[first + r] = best;
+        }
+        rc = 0;
+    }
+    free(logits);
+    return rc;
+}
+
+static int classify(const classifier *c, const float *pixels, int n, int D, int threads, const char *what,
+                    float *features, int *predicted) {
+    classify_job j = {c, pixels, D, features, predicted};
+    return parallel(what, n, 250, threads, classify_chunk, &j);
+}
+
+/* ---- likelihoods ---- */
+
+typedef struct {
+    const gm_model *m;
+    const float *x;
+    int D, K;
+    gm_logp_result *out;
+} logp_job;
+
+static int logp_chunk(void *ctx, int first, int count) {
+    logp_job *j = ctx;
+    gm_row *rows = calloc((size_t)count, sizeof *rows);
+    if (!rows) return -1;
+    for (int r = 0; r < count; r++) gm_rng_seed(&rows[r].rng, SAMPLE_SEED, (uint64_t)(first + r));
+    int rc = gm_model_logp(j->m, count, j->x + (size_t)first * j->D, j->K, rows, j->out + first);
+    free(rows);
+    return rc;
+}
+
+typedef struct {
+    double mean, se; /* of -log p over images */
+} stat;
+
+static stat nll_stat(const gm_logp_result *r, int n, int use_elbo) {
+    double s = 0, s2 = 0;
+    for (int i = 0; i < n; i++) {
+        double v = -(use_elbo ? r[i].elbo : r[i].logp);
+        s += v;
+        s2 += v * v;
+    }
+    double mean = s / n;
+    return (stat){mean, sqrt(fmax(s2 / n - mean * mean, 0) / (n - 1))};
+}
+
+static gm_model *load_model(const char *path, gm_family want, char err[GM_ERR_LEN]) {
+    gm_model *m = gm_model_load(path, err);
+    if (m && gm_model_get_info(m)->family != want) {
+        gm_errorf(err, "%s: a %s model, where %s was expected", path, gm_family_name(gm_model_get_info(m)->family),
+                  gm_family_name(want));
+        gm_model_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+/* Writes n samples of m (rows seeded SAMPLE_SEED, labels round-robin for a
+ * conditional model) as a grid PNG. */
+static int write_grid(const gm_model *m, const char *dir, const char *name, int n, char err[GM_ERR_LEN]) {
+    const gm_model_info *in = gm_model_get_info(m);
+    gm_row *rows = calloc((size_t)n, sizeof *rows);
+    float *px = malloc(sizeof(float) * n * in->dim);
+    uint8_t *png = NULL;
+    size_t len;
+    int rc = -1;
+    if (!rows || !px) goto done;
+    for (int r = 0; r < n; r++) {
+        gm_rng_seed(&rows[r].rng, SAMPLE_SEED, (uint64_t)r);
+        rows[r].temperature = 1.0f;
+        rows[r].label = in->num_classes ? (r % in->num_classes) : 0;
+    }
+    if (gm_model_sample(m, n, rows, px, NULL)) goto done;
+    if (in->num_classes) { /* one row of the grid per class: transpose */
+        float *t = malloc(sizeof(float) * n * in->dim);
+        if (!t) goto done;
+        int per = n / in->num_classes;
+        for (int r = 0; r < n; r++)
+            memcpy(t + (size_t)((r % in->num_classes) * per + r / in->num_classes) * in->dim,
+                   px + (size_t)r * in->dim, sizeof(float) * in->dim);
+        free(px);
+        px = t;
+    }
+    char path[4096], desc[128];
+    snprintf(path, sizeof path, "%s/%s.png", dir, name);
+    snprintf(desc, sizeof desc, "gmserve eval: %d samples of %s, seed %d", n, name, SAMPLE_SEED);
+    if (gm_png_encode(px, n, in->height, in->width, in->channels, 2, desc, &png, &len, err)) goto done;
+    FILE *f = fopen(path, "wb");
+    if (!f || fwrite(png, 1, len, f) != len || fclose(f)) {
+        gm_errorf(err, "%s: cannot write", path);
+        goto done;
+    }
+    fprintf(stderr, "  wrote %s\n", path);
+    rc = 0;
+done:
+    free(rows);
+    free(px);
+    free(png);
+    return rc;
+}
+
+static int eval_likelihood(const options *o, const char *path, gm_family fam, const gm_dataset *test,
+                           const float *test_bin, json_t *report, char err[GM_ERR_LEN]) {
+    gm_model *m = load_model(path, fam, err);
+    if (!m) return -1;
+    const gm_model_info *in = gm_model_get_info(m);
+    int n = fam == GM_FAMILY_VAE && o->vae_images < test->n ? o->vae_images : test->n;
+    int K = fam == GM_FAMILY_VAE ? o->k : 1;
+    gm_logp_result *res = calloc((size_t)n, sizeof *res);
+    int rc = -1;
+    if (in->dim != test->dim) {
+        gm_errorf(err, "%s: image of %d pixels, the data has %d", path, in->dim, test->dim);
+        goto done;
+    }
+    logp_job j = {m, test_bin, in->dim, K, res};
+    char what[64];
+    snprintf(what, sizeof what, "%s log p%s", gm_family_name(fam), fam == GM_FAMILY_VAE ? " (K samples)" : "");
+    double t0 = now_s();
+    if (!res || parallel(what, n, fam == GM_FAMILY_VAE ? 2 : 100, o->threads, logp_chunk, &j)) {
+        gm_errorf(err, "%s: out of memory", path);
+        goto done;
+    }
+    stat nll = nll_stat(res, n, 0);
+    double bpd = nll.mean / (in->dim * log(2.0));
+    json_t *r = json_pack("{s:s,s:f,s:f,s:f,s:i,s:i,s:i,s:f}", "file", path, "test_nll_nats", nll.mean,
+                          "test_nll_se", nll.se, "bits_per_dim", bpd, "test_images", n, "binarization_seed",
+                          (int)GM_BINARIZE_SEED, "k", K, "seconds", now_s() - t0);
+    printf("%-5s test NLL %.2f nats (+- %.2f over %d images), %.4f bits/dim", gm_family_name(fam), nll.mean, nll.se,
+           n, bpd);
+    if (fam == GM_FAMILY_VAE) {
+        stat elbo = nll_stat(res, n, 1);
+        double mc = 0;
+        for (int i = 0; i < n; i++) mc += res[i].se;
+        json_object_set_new(r, "test_neg_elbo_nats", json_real(elbo.mean));
+        json_object_set_new(r, "mean_monte_carlo_se", json_real(mc / n));
+        printf(", K = %d (mean Monte-Carlo se %.3f); -ELBO %.2f", K, mc / n, elbo.mean);
+    }
+    printf("\n");
+    fflush(stdout);
+    json_object_set_new(report, gm_family_name(fam), r);
+    rc = o->grids ? write_grid(m, o->grids, gm_family_name(fam), 64, err) : 0;
+done:
+    free(res);
+    gm_model_free(m);
+    return rc;
+}
+
+static double frechet_of(const float *a, int na, const float *b, int nb, int d) {
+    double *m1 = malloc(sizeof(double) * d), *m2 = malloc(sizeof(double) * d);
+    double *s1 = malloc(sizeof(double) * d * d), *s2 = malloc(sizeof(double) * d * d);
+    double fd = -1;
+    if (m1 && m2 && s1 && s2) {
+        gm_gaussian_fit(a, na, d, m1, s1);
+        gm_gaussian_fit(b, nb, d, m2, s2);
+        fd = gm_frechet_distance(m1, s1, m2, s2, d);
+    }
+    free(m1);
+    free(m2);
+    free(s1);
+    free(s2);
+    return fd;
+}
+
+typedef struct {
+    const gm_model *m;
+    float *pixels;
+    int D, classes;
+} sample_job;
+
+static int sample_chunk(void *ctx, int first, int count) {
+    sample_job *j = ctx;
+    gm_row *rows = calloc((size_t)count, sizeof *rows);
+    if (!rows) return -1;
+    for (int r = 0; r < count; r++) {
+        gm_rng_seed(&rows[r].rng, SAMPLE_SEED, (uint64_t)(first + r));
+        rows[r].temperature = 1.0f;
+        rows[r].label = j->classes ? (first + r) % j->classes : 0;
+    }
+    int rc = gm_model_sample(j->m, count, rows, j->pixels + (size_t)first * j->D, NULL);
+    free(rows);
+    return rc;
+}
+
+static int eval_gan(const options *o, const classifier *c, const gm_dataset *train, const gm_dataset *test,
+                    json_t *report, char err[GM_ERR_LEN]) {
+    gm_model *m = load_model(o->gan, GM_FAMILY_GAN, err);
+    if (!m) return -1;
+    const gm_model_info *in = gm_model_get_info(m);
+    int n = o->samples, D = in->dim, F = c->fdim, rc = -1;
+    int nt = n < test->n ? n : test->n, nr = n < train->n ? n : train->n;
+    float *px = malloc(sizeof(float) * n * D), *fs = malloc(sizeof(float) * n * F);
+    float *ft = malloc(sizeof(float) * nt * F), *fr = malloc(sizeof(float) * nr * F);
+    int *pred = malloc(sizeof(int) * (n > train->n ? n : train->n));
+    if (!px || !fs || !ft || !fr || !pred) {
+        gm_errorf(err, "gan evaluation: out of memory");
+        goto done;
+    }
+    if (D != test->dim) {
+        gm_errorf(err, "%s: image of %d pixels, the data has %d", o->gan, D, test->dim);
+        goto done;
+    }
+    sample_job sj = {m, px, D, in->num_classes};
+    if (parallel("gan samples", n, 100, o->threads, sample_chunk, &sj) ||
+        classify(c, px, n, D, o->threads, "classifier on gan samples", fs, pred))
+        goto oom;
+    int right = 0;
+    for (int r = 0; r < n; r++) right += in->num_classes && pred[r] == r % in->num_classes;
+    if (classify(c, test->images, nt, D, o->threads, "classifier on test", ft, pred)) goto oom;
+    if (classify(c, train->images, nr, D, o->threads, "classifier on train", fr, pred)) goto oom;
+    double fd = frechet_of(fs, n, ft, nt, F), floor = frechet_of(fr, nr, ft, nt, F);
+    if (fd < 0 || floor < 0) goto oom;
+    printf("gan   Fréchet distance %.3f to %d test images (train-vs-test floor %.3f, ratio %.1fx), %d samples",
+           fd, nt, floor, fd / floor, n);
+    json_t *r = json_pack("{s:s,s:f,s:f,s:f,s:i,s:i,s:s}", "file", o->gan, "frechet_distance", fd,
+                          "frechet_floor_train_vs_test", floor, "frechet_ratio", fd / floor, "samples", n,
+                          "feature_dim", F, "features", "classifier penultimate layer (models/classifier.safetensors)");
+    if (in->num_classes) {
+        printf(", conditional accuracy %.2f %%", 100.0 * right / n);
+        json_object_set_new(r, "conditional_accuracy", json_real((double)right / n));
+    }
+    printf("\n");
+    fflush(stdout);
+    json_object_set_new(report, "gan", r);
+    rc = o->grids ? write_grid(m, o->grids, "gan", 100, err) : 0;
+    goto done;
+oom:
+    gm_errorf(err, "gan evaluation: out of memory");
+done:
+    free(px);
+    free(fs);
+    free(ft);
+    free(fr);
+    free(pred);
+    gm_model_free(m);
+    return rc;
+}
+
+static int usage(void) {
+    fprintf(stderr,
+            "usage: gmserve eval [--nade FILE] [--vae FILE] [--gan FILE --classifier FILE] [--classifier FILE]\n"
+            "                    [--k 1000] [--vae-images N] [--samples 10000] [--threads 2]\n"
+            "                    [--data %s] [--json OUT] [--grids DIR]\n",
+            GM_DATASET_DIR);
+    return 2;
+}
+
+int gm_eval_main(int argc, char **argv) {
+    options o = {.data = GM_DATASET_DIR, .k = 1000, .vae_images = 10000, .samples = 10000, .threads = 2};
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!v) return usage();
+        const char **s = !strcmp(a, "--nade")         ? &o.nade
+                         : !strcmp(a, "--vae")        ? &o.vae
+                         : !strcmp(a, "--gan")        ? &o.gan
+                         : !strcmp(a, "--classifier") ? &o.classifier
+                         : !strcmp(a, "--data")       ? &o.data
+                         : !strcmp(a, "--json")       ? &o.json
+                         : !strcmp(a, "--grids")      ? &o.grids
+                                                      : NULL;
+        int *n = !strcmp(a, "--k")            ? &o.k
+                 : !strcmp(a, "--vae-images") ? &o.vae_images
+                 : !strcmp(a, "--samples")    ? &o.samples
+                 : !strcmp(a, "--threads")    ? &o.threads
+                                              : NULL;
+        if (s) *s = v;
+        else if (n) {
+            char *end;
+            long x = strtol(v, &end, 10);
+            if (*end || x < 1 || x > 10000000) return usage();
+            *n = (int)x;
+        } else return usage();
+        i++;
+    }
+    if (o.gan && !o.classifier) {
+        fprintf(stderr, "gmserve eval: --gan needs --classifier (the features of the Fréchet distance)\n");
+        return 2;
+    }
+    if (o.samples < 2 || o.threads > 64) return usage();
+    openblas_set_num_threads(1);
+    char err[GM_ERR_LEN];
+    gm_dataset train = {0}, test = {0};
+    float *test_bin = NULL;
+    classifier c = {0};
+    json_t *report = json_object();
+    int rc = 1;
+    if (gm_dataset_load(&test, o.data, "t10k", err)) goto fail;
+    if (o.gan && gm_dataset_load(&train, o.data, "train", err)) goto fail;
+    if (!(test_bin = malloc(sizeof(float) * test.n * test.dim))) goto oom;
+    gm_binarize(&test, 0, test.n, GM_BINARIZE_SEED, test_bin);
+    if (o.nade && eval_likelihood(&o, o.nade, GM_FAMILY_NADE, &test, test_bin, report, err)) goto fail;
+    if (o.vae && eval_likelihood(&o, o.vae, GM_FAMILY_VAE, &test, test_bin, report, err)) goto fail;
+    if (o.classifier) {
+        if (classifier_load(&c, o.classifier, test.height, test.width, err)) goto fail;
+        float *f = malloc(sizeof(float) * test.n * c.fdim);
+        int *pred = malloc(sizeof(int) * test.n);
+        if (!f || !pred || classify(&c, test.images, test.n, test.dim, o.threads, "classifier on test", f, pred)) {
+            free(f);
+            free(pred);
+            goto oom;
+        }
+        int right = 0;
+        for (int i = 0; i < test.n; i++) right += pred[i] == test.labels[i];
+        free(f);
+        free(pred);
+        printf("classifier test accuracy %.2f %% (%d images, %d features)\n", 100.0 * right / test.n, test.n,
+               c.fdim);
+        fflush(stdout);
+        json_object_set_new(report, "classifier",
+                            json_pack("{s:s,s:f,s:i}", "file", o.classifier, "test_accuracy",
+                                      (double)right / test.n, "feature_dim", c.fdim));
+    }
+    if (o.gan && eval_gan(&o, &c, &train, &test, report, err)) goto fail;
+    if (o.json && json_dump_file(report, o.json, JSON_INDENT(2))) {
+        gm_errorf(err, "%s: cannot write", o.json);
+        goto fail;
+    }
+    rc = 0;
+    goto done;
+oom:
+    gm_errorf(err, "out of memory");
+fail:
+    fprintf(stderr, "gmserve eval: %s\n", err);
+done:
+    json_decref(report);
+    classifier_free(&c);
+    free(test_bin);
+    gm_dataset_free(&train);
+    gm_dataset_free(&test);
+    return rc;
+}
