@@ -6,6 +6,8 @@
 #   make fixtures        regenerate the PyTorch reference fixtures (needs python3-torch)
 #   make test-browser    the web page in headless chromium (playwright-core from npm)
 #   make test-deploy     the image and compose file, run with podman (root)
+#   make weights         retrain the bundled models (models/README.md; python3-torch, ~2 h)
+#   make eval            measure the bundled models with gmserve eval (Fashion-MNIST)
 #   make run             the daemon on config/gmserve.json (http://127.0.0.1:8080)
 #   make bench-core      core throughput next to PyTorch and the sgemm roofline
 #   make bench-http      the live daemon under load (wrk), batching on and off
@@ -37,7 +39,7 @@ CORE_OBJ   := $(CORE_SRC:%.c=$(BUILD)/%.o)
 SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/%.o)
 TESTS      := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
-.PHONY: all test test-browser test-deploy fixtures deps clean bench-core bench-http run
+.PHONY: all test test-browser test-deploy fixtures deps clean bench-core bench-http run weights eval
 all: $(BUILD)/gmserve
 
 $(BUILD)/%.o: %.c $(wildcard include/gm/*.h server/*.h server/core/*.h)
@@ -74,6 +76,15 @@ $(BUILD)/bench_core: bench/bench_core.c $(BUILD)/libgmcore.a
 
 $(BUILD)/nade_train: models/train/nade_train.c $(BUILD)/libgmserver.a $(BUILD)/libgmcore.a
 	$(CC) $(CFLAGS) -Iserver -o $@ $< $(BUILD)/libgmserver.a $(BUILD)/libgmcore.a $(LDFLAGS) $(LDLIBS)
+
+weights: $(BUILD)/nade_train $(BUILD)/gmserve
+	TORCH_PY=$(TORCH_PY) bash models/train/train_all.sh $(BUILD)
+
+eval: $(BUILD)/gmserve
+	@mkdir -p $(BUILD)/eval
+	$(BUILD)/gmserve eval --nade models/nade.safetensors --vae models/vae.safetensors \
+	    --gan models/gan.safetensors --classifier models/classifier.safetensors \
+	    --json $(BUILD)/eval/metrics.json --grids $(BUILD)/eval
 
 bench-core: $(BUILD)/bench_core
 	@bash bench/bench_core.sh $(BUILD)

@@ -3,7 +3,7 @@
  * order) on dynamically binarized Fashion-MNIST, with a hand-written
  * gradient in O(D H) per image.
  *
- *   build/nade_train OUT.safetensors [--hidden 500] [--epochs 60] [--seed 1]
+ *   build/nade_train OUT.safetensors [--hidden 500] [--epochs 40] [--seed 1]
  *                    [--data DIR] [--threads 2]
  *
  * The gradient is gm_nade_nll_grad (server/core/nade_grad.c), O(D H) per
@@ -142,7 +142,7 @@ static void usage(void) {
 
 int main(int argc, char **argv) {
     const char *out = NULL, *dir = GM_DATASET_DIR;
-    int H = 500, epochs = 60, threads = 2;
+    int H = 500, epochs = 40, threads = 2;
     unsigned long long seed = 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;

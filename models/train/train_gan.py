@@ -49,7 +49,7 @@ def g_input(z, y):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("out")
-    ap.add_argument("--epochs", type=int, default=12)
+    ap.add_argument("--epochs", type=int, default=15)
     ap.add_argument("--encoder-steps", type=int, default=4000)
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()

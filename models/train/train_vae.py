@@ -22,7 +22,7 @@ Z = 32
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("out")
-    ap.add_argument("--epochs", type=int, default=80)
+    ap.add_argument("--epochs", type=int, default=150)
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
     data.single_thread(args.seed)

@@ -4,21 +4,25 @@
 # debian:bookworm-slim stand-in, builds docker/Dockerfile unchanged, then with
 # docker/compose.yaml: ready within 10 s, non-root, a PNG from /sample and a
 # number from /logp, healthy, and `compose stop` under load answering every
-# accepted request with exit code 0. `compose down` runs on every exit.
+# accepted request with exit code 0. Then docker/compose.scale.yaml: requests
+# spread over the three replicas, a replica killed (SIGKILL) under 20 s of
+# load costs no failed request, and once started again it serves its share.
+# `compose down` runs for both files on every exit.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 fail() { echo "test-deploy: FAIL: $*"; exit 1; }
 export GMSERVE_PORT=${GMSERVE_PORT:-18480}
 compose=(podman-compose -f docker/compose.yaml)
+scale=(podman-compose -f docker/compose.scale.yaml)
 base=http://127.0.0.1:$GMSERVE_PORT
 out=build/deploy
 mkdir -p "$out"
 
 # podman, as the note says: runc, no default ulimits
 missing=()
-for p in podman podman-compose runc debootstrap; do command -v $p >/dev/null || missing+=($p); done
+for p in podman podman-compose runc debootstrap wrk; do command -v $p >/dev/null || missing+=($p); done
 if [ ${#missing[@]} -gt 0 ]; then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends podman podman-compose runc debootstrap
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 if ! grep -q 'runtime = "runc"' /etc/containers/containers.conf 2>/dev/null; then
     mkdir -p /etc/containers
@@ -28,7 +32,10 @@ bash scripts/make-base-image.sh
 
 cleanup() {
     "${compose[@]}" down > "$out/down.log" 2>&1 || true
+    "${scale[@]}" down > "$out/down-scale.log" 2>&1 || true
     podman network rm -f docker_default > /dev/null 2>&1 || true
+    left=$(podman ps -a --format '{{.Names}}' | grep -E '^docker_(gmserve|nginx)' || true)
+    [ -z "$left" ] || echo "test-deploy: containers left after down: $left"
 }
 trap cleanup EXIT
 cleanup
@@ -77,4 +84,71 @@ grep -Evq '^(200|503)$' "$out/stop-load.txt" && fail "a request failed during th
 exit_code=$(podman inspect --format '{{.State.ExitCode}}' "$container")
 [ "$exit_code" = 0 ] || fail "gmserve exited $exit_code"
 echo "test-deploy: stopped with exit code 0"
+"${compose[@]}" down > "$out/down.log" 2>&1
+
+# ---- scale-out: three replicas behind nginx ----
+echo "test-deploy: building nginx and starting three replicas ..."
+podman build -q --format docker -f docker/nginx.Dockerfile -t localhost/gmserve-nginx:latest . \
+    > "$out/build-nginx.log" 2>&1 || { tail -20 "$out/build-nginx.log"; fail "podman build nginx"; }
+"${scale[@]}" up -d > "$out/scale-up.log" 2>&1 || { tail -20 "$out/scale-up.log"; fail "scale up"; }
+replica_ip() {
+    podman inspect --format '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "docker_$1_1"
+}
+served() { # model requests a replica has answered, from its own /metrics
+    curl -sf --max-time 2 "http://$(replica_ip "$1"):8080/metrics" |
+        awk '/^gmserve_inference_requests_total/ {s += $NF} END {print s + 0}'
+}
+ready=""
+for _ in $(seq 150); do
+    ok=0
+    for r in gmserve1 gmserve2 gmserve3; do
+        curl -sf --max-time 1 "http://$(replica_ip $r):8080/readyz" > /dev/null && ok=$((ok + 1))
+    done
+    if [ $ok -eq 3 ] && curl -sf --max-time 1 "$base/readyz" > /dev/null; then ready=1; break; fi
+    sleep 0.2
+done
+[ -n "$ready" ] || { tail -20 "$out/scale-up.log"; fail "replicas or nginx not ready within 30 s"; }
+for i in $(seq 60); do
+    curl -sf -o /dev/null "$base/sample?model=gan&seed=$i" || fail "request $i through nginx failed"
+done
+spread="$(served gmserve1) $(served gmserve2) $(served gmserve3)"
+echo "test-deploy: 60 requests through nginx, answered per replica: $spread"
+for n in $spread; do [ "$n" -gt 0 ] || fail "a replica got no requests ($spread)"; done
+
+# SIGKILL one replica under load, start it again, count failures. The
+# restarted replica gets a new address and nginx reloads to reach it
+# (docker/nginx-entrypoint.sh); a reload closes idle keep-alive client
+# connections, which HTTP clients retry (RFC 9112 9.3.1) but wrk counts as
+# errors, so this load opens a connection per request.
+victim=docker_gmserve2_1
+wrk -t2 -c8 -d20s --timeout 15s -H 'Connection: close' "$base/sample?model=gan&n=32&seed=5" \
+    > "$out/kill-wrk.txt" 2>&1 &
+wrk_pid=$!
+sleep 5
+podman kill "$victim" > /dev/null
+echo "test-deploy: killed $victim (SIGKILL) under load"
+sleep 5
+podman start "$victim" > /dev/null 2>&1 || true
+wait $wrk_pid || fail "wrk failed: $(cat "$out/kill-wrk.txt")"
+total=$(awk '/requests in/ {print $1}' "$out/kill-wrk.txt")
+bad=$(awk '/Non-2xx/ {print $NF}' "$out/kill-wrk.txt")
+sock=$(grep 'Socket errors' "$out/kill-wrk.txt" || true)
+echo "test-deploy: during the kill: $total requests, non-2xx ${bad:-0}, ${sock:-no socket errors}"
+[ -z "$bad" ] && [ -z "$sock" ] || fail "requests failed while a replica was killed"
+
+# the restarted replica rejoins: it answers some of the next requests
+before=$(served gmserve2)
+rejoined=""
+for i in $(seq 60); do
+    curl -sf -o /dev/null "$base/sample?model=gan&seed=$i" || fail "request after restart failed"
+    if [ $((i % 10)) -eq 0 ] && [ "$(served gmserve2)" -gt "$before" ]; then rejoined=$i; break; fi
+    sleep 0.1
+done
+[ -n "$rejoined" ] || fail "the restarted replica got no requests (nginx did not take it back)"
+echo "test-deploy: restarted replica back in rotation (served a request within $rejoined requests)"
+trap - EXIT
+cleanup
+[ -z "$(podman ps -a --format '{{.Names}}' | grep -E '^docker_(gmserve|nginx)')" ] || fail "containers left after down"
+[ -z "$(podman network ls --format '{{.Name}}' | grep '^docker_')" ] || fail "a network left after down"
+echo "test-deploy: down left no container or network"
 echo "test-deploy: all checks passed"

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# make weights: retrains every bundled model on Fashion-MNIST, evaluates them
+# with gmserve's own code and stamps the metrics into the files.
+#   models/train/train_all.sh BUILD [OUTDIR]
+# Two lanes share the two cores, one thread each (notes/training.md):
+#   lane 1: VAE, then NADE (C)      lane 2: GAN (+ encoder), then classifier
+# Each lane's progress lines (epoch, loss, time) go to the terminal and to
+# OUTDIR/train-*.log. The files replace OUTDIR/*.safetensors only when every
+# training succeeded.
+set -euo pipefail
+build=${1:-build}
+out=${2:-models}
+py=${TORCH_PY:-/usr/bin/python3}
+tmp="$build/weights"
+mkdir -p "$tmp" "$out/samples"
+export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
+here=models/train
+lane1() {
+    "$py" "$here/train_vae.py" "$tmp/vae.safetensors" 2>&1 | tee "$tmp/train-vae.log"
+    "$build/nade_train" "$tmp/nade.safetensors" --threads 1 2>&1 | tee "$tmp/train-nade.log"
+}
+lane2() {
+    "$py" "$here/train_gan.py" "$tmp/gan.safetensors" 2>&1 | tee "$tmp/train-gan.log"
+    "$py" "$here/train_classifier.py" "$tmp/classifier.safetensors" 2>&1 | tee "$tmp/train-classifier.log"
+}
+start=$(date +%s)
+lane1 & p1=$!
+lane2 & p2=$!
+wait $p1 && wait $p2
+echo "train_all: trained in $(( ($(date +%s) - start) / 60 )) min; evaluating ..."
+"$build/gmserve" eval --nade "$tmp/nade.safetensors" --vae "$tmp/vae.safetensors" \
+    --gan "$tmp/gan.safetensors" --classifier "$tmp/classifier.safetensors" \
+    --json "$tmp/metrics.json" --grids "$out/samples"
+python3 "$here/stamp_metrics.py" "$tmp/metrics.json" nade="$tmp/nade.safetensors" \
+    vae="$tmp/vae.safetensors" gan="$tmp/gan.safetensors" classifier="$tmp/classifier.safetensors"
+cp "$tmp"/{nade,vae,gan,classifier}.safetensors "$tmp/metrics.json" "$out/"
+echo "train_all: wrote $out/{nade,vae,gan,classifier}.safetensors, $out/metrics.json and $out/samples/"
