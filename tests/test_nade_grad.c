@@ -45,9 +45,9 @@ static void test_gradient_matches_finite_differences(void **state) {
     gm_rng r;
     gm_rng_seed(&r, 7, 0);
     random_params(&p, &r, 1.0);
-    float x[N * D], A[N * H], G[N * H];
+    float x[N * D], scratch[3 * N * H];
     for (int i = 0; i < N * D; i++) x[i] = gm_rng_uniform(&r) < 0.5 ? 1.0f : 0.0f;
-    double got_nll = gm_nade_nll_grad(&p, N, x, A, G, &g);
+    double got_nll = gm_nade_nll_grad(&p, N, x, scratch, &g);
 
     /* double copies of every parameter, addressed as one vector */
     double WT[D * H], V[D * H], c[H], b[D];
@@ -86,14 +86,14 @@ static void test_full_size_nll_matches_float64(void **state) {
     gm_rng r;
     gm_rng_seed(&r, 11, 0);
     random_params(&p, &r, 0.3);
-    float *x = malloc(sizeof(float) * N * D), A[N * H], G[N * H];
+    float *x = malloc(sizeof(float) * N * D), scratch[3 * N * H];
     double *WT = malloc(sizeof(double) * D * H), *V = malloc(sizeof(double) * D * H), c[H], b[D];
     for (int i = 0; i < D * H; i++) WT[i] = p.WT[i], V[i] = p.V[i];
     for (int j = 0; j < H; j++) c[j] = p.c[j];
     for (int k = 0; k < D; k++) b[k] = p.b[k];
     for (int i = 0; i < N * D; i++) x[i] = gm_rng_uniform(&r) < 0.4 ? 1.0f : 0.0f;
     for (int n = 0; n < N; n++) {
-        double got = gm_nade_nll_grad(&p, 1, x + n * D, A, G, NULL), want = nll64(&p, WT, V, c, b, x + n * D);
+        double got = gm_nade_nll_grad(&p, 1, x + n * D, scratch, NULL), want = nll64(&p, WT, V, c, b, x + n * D);
         assert_true(fabs(got - want) < 1e-3);
     }
     free(x);

@@ -34,7 +34,7 @@ typedef struct {
     const gm_nade_params *p;
     const float *x; /* (n, D) binary */
     int n;
-    float *A, *G;       /* (n, H) scratch */
+    float *scratch;      /* 3 n H floats */
     gm_nade_params grad; /* this thread's gradient */
     double nll;          /* sum over its images */
     pthread_t thread;
@@ -48,14 +48,14 @@ static double now_s(void) {
 
 static void *grad_thread(void *arg) {
     worker *w = arg;
-    w->nll = gm_nade_nll_grad(w->p, w->n, w->x, w->A, w->G, &w->grad);
+    w->nll = gm_nade_nll_grad(w->p, w->n, w->x, w->scratch, &w->grad);
     return NULL;
 }
 
 
 static void *eval_thread(void *arg) {
     worker *w = arg;
-    w->nll = gm_nade_nll_grad(w->p, w->n, w->x, w->A, w->G, NULL);
+    w->nll = gm_nade_nll_grad(w->p, w->n, w->x, w->scratch, NULL);
     return NULL;
 }
 
@@ -180,9 +180,8 @@ int main(int argc, char **argv) {
     int block = (test.n + threads - 1) / threads; /* evaluation blocks are the largest */
     for (int t = 0; t < threads; t++) {
         ws[t].p = &p;
-        ws[t].A = malloc((size_t)block * H * sizeof(float));
-        ws[t].G = malloc((size_t)block * H * sizeof(float));
-        if (!ws[t].A || !ws[t].G || gm_nade_params_alloc(&ws[t].grad, D, H)) goto oom;
+        ws[t].scratch = malloc((size_t)3 * block * H * sizeof(float));
+        if (!ws[t].scratch || gm_nade_params_alloc(&ws[t].grad, D, H)) goto oom;
     }
     gm_binarize(&test, 0, test.n, GM_BINARIZE_SEED, test_x);
 
@@ -275,8 +274,7 @@ int main(int argc, char **argv) {
     }
     printf("[nade] wrote %s\n", out);
     for (int w = 0; w < threads; w++) {
-        free(ws[w].A);
-        free(ws[w].G);
+        free(ws[w].scratch);
         gm_nade_params_free(&ws[w].grad);
     }
     gm_nade_params_free(&p);

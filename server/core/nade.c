@@ -9,9 +9,9 @@
  * The batch is walked pixel by pixel, and for each pixel image by image: the
  * two rows of weights that pixel needs (V[i, :] and W[:, i], stored
  * transposed so both are contiguous) stay in L1 while every image's running
- * a (H floats) is updated. The inner loop fuses activation, dot product and
- * update, and vectorizes (gm_expf; `omp simd` lets the dot product
- * reassociate). Binary pixels make the update an add of W[:, i] or nothing.
+ * a and h = act(a) (H floats each) are updated. Binary pixels make the update
+ * an add of W[:, i] or nothing, so h is recomputed only after an on pixel;
+ * the loops vectorize (gm_expf; `omp simd` lets the dot product reassociate).
  * Per-image log p accumulates in double: a sum of D terms must hold 1e-4.
  *
  * Sampling runs the same recurrence, drawing x_i ~ Bernoulli(sigmoid(logit /
@@ -134,17 +134,29 @@ fail:
     return NULL;
 }
 
-/* sum_j act(a_j) v_j */
-static inline float hidden_dot(const float *restrict a, const float *restrict v, int H, bool relu) {
-    float dot = 0.0f;
+/* a += w and h = act(a), fused: the only place activations are computed. */
+static inline void add_and_activate(float *restrict a, float *restrict h, const float *restrict w, int H,
+                                    bool relu) {
     if (relu) {
-#pragma omp simd reduction(+ : dot)
-        for (int j = 0; j < H; j++) dot += (a[j] > 0.0f ? a[j] : 0.0f) * v[j];
+#pragma omp simd
+        for (int j = 0; j < H; j++) {
+            a[j] += w[j];
+            h[j] = a[j] > 0.0f ? a[j] : 0.0f;
+        }
     } else {
-#pragma omp simd reduction(+ : dot)
-        for (int j = 0; j < H; j++) dot += gm_sigmoidf(a[j]) * v[j];
+#pragma omp simd
+        for (int j = 0; j < H; j++) {
+            a[j] += w[j];
+            h[j] = gm_sigmoidf(a[j]);
+        }
     }
-    return dot;
+}
+
+static inline float dot(const float *restrict h, const float *restrict v, int H) {
+    float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+    for (int j = 0; j < H; j++) s += h[j] * v[j];
+    return s;
 }
 
 /* log sigmoid(s) in double: -log(1 + e^-s), stable for either sign. */
@@ -152,21 +164,28 @@ static inline double log_sigmoid(double s) { return s >= 0 ? -log1p(exp(-s)) : s
 
 /* The recurrence over a batch. rows == NULL: score the binary images x.
  * Otherwise draw each pixel into `drawn` with the rows' streams and
- * temperatures (x is then unused). */
+ * temperatures (x is then unused). Each image keeps a and h = act(a); h
+ * changes only after a pixel that is on, so the activations (the costly
+ * part) are computed for the on pixels only, a fraction the size of the
+ * mean intensity (~0.29 on Fashion-MNIST). */
 static int nade_run(const nade *m, int B, const float *x, float *drawn, gm_row *rows, double *logp) {
     int D = m->D, H = m->H;
-    float *A = malloc((size_t)B * H * sizeof(float));
-    if (!A) return -1;
-    for (int r = 0; r < B; r++) {
-        memcpy(A + (size_t)r * H, m->c, (size_t)H * sizeof(float));
+    float *A = calloc((size_t)B * H, sizeof(float)), *Hs = malloc((size_t)B * H * sizeof(float));
+    if (!A || !Hs) {
+        free(A);
+        free(Hs);
+        return -1;
+    }
+    for (int r = 0; r < B; r++) { /* a = 0 + c */
+        add_and_activate(A + (size_t)r * H, Hs + (size_t)r * H, m->c, H, m->relu);
         logp[r] = 0.0;
     }
     for (int k = 0; k < D; k++) {
         int i = m->order[k];
         const float *v = m->V + (size_t)i * H, *w = m->WT + (size_t)i * H;
         for (int r = 0; r < B; r++) {
-            float *restrict a = A + (size_t)r * H;
-            float logit = m->b[i] + hidden_dot(a, v, H, m->relu);
+            float *a = A + (size_t)r * H, *h = Hs + (size_t)r * H;
+            float logit = m->b[i] + dot(h, v, H);
             bool on;
             if (rows) {
                 double p = 1.0 / (1.0 + exp(-(double)logit / rows[r].temperature));
@@ -176,13 +195,11 @@ static int nade_run(const nade *m, int B, const float *x, float *drawn, gm_row *
                 on = x[(size_t)r * D + i] != 0.0f;
             }
             logp[r] += log_sigmoid(on ? logit : -logit);
-            if (on) {
-#pragma omp simd
-                for (int j = 0; j < H; j++) a[j] += w[j];
-            }
+            if (on) add_and_activate(a, h, w, H, m->relu);
         }
     }
     free(A);
+    free(Hs);
     return 0;
 }
 

@@ -17,7 +17,7 @@ void gm_nade_params_zero(gm_nade_params *p);
 void gm_nade_params_free(gm_nade_params *p);
 
 /* Returns sum over the n binary images x (n, D) of -log p(x). When grad is
- * not NULL, adds the gradient of that sum to it. A and G are (n, H) scratch. */
-double gm_nade_nll_grad(const gm_nade_params *p, int n, const float *x, float *A, float *G, gm_nade_params *grad);
+ * not NULL, adds the gradient of that sum to it. scratch: 3 n H floats. */
+double gm_nade_nll_grad(const gm_nade_params *p, int n, const float *x, float *scratch, gm_nade_params *grad);
 
 #endif
