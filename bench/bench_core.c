@@ -41,9 +41,14 @@ static double median_time(run_fn fn, void *ctx) {
     return t[n / 2];
 }
 
+/* Inputs rotate through a pool of distinct images, so that a small batch is
+ * not timed on the same image over and over (which the branch predictor and
+ * caches could learn). */
+#define POOL 256
+
 typedef struct {
     const gm_model *m;
-    int B;
+    int B, next, dim;
     float *x, *out, *aux;
     gm_row *rows;
     gm_logp_result *lp;
@@ -56,9 +61,15 @@ static void reseed(op_ctx *c) {
         gm_rng_seed(&c->rows[r].rng, 1, (uint64_t)r);
     }
 }
+static const float *next_input(op_ctx *c) {
+    if (c->next + c->B > POOL) c->next = 0;
+    const float *x = c->x + (size_t)c->next * c->dim;
+    c->next += c->B;
+    return x;
+}
 static void run_nade_logp(void *p) {
     op_ctx *c = p;
-    gm_model_logp(c->m, c->B, c->x, 1, NULL, c->lp);
+    gm_model_logp(c->m, c->B, next_input(c), 1, NULL, c->lp);
 }
 static void run_sample(void *p) {
     op_ctx *c = p;
@@ -67,7 +78,7 @@ static void run_sample(void *p) {
 }
 static void run_encode(void *p) {
     op_ctx *c = p;
-    gm_model_encode(c->m, c->B, c->x, c->out, c->aux);
+    gm_model_encode(c->m, c->B, next_input(c), c->out, c->aux);
 }
 
 /* The sgemm shapes (M, N, K) an operation performs at batch B. */
@@ -149,8 +160,8 @@ int main(int argc, char **argv) {
         for (int bi = 0; bi < 4; bi++) {
             int B = batches[bi];
             const gm_model_info *info = gm_model_get_info(models[ops[o].model]);
-            op_ctx c = {.m = models[ops[o].model], .B = B};
-            c.x = malloc((size_t)B * info->dim * sizeof(float));
+            op_ctx c = {.m = models[ops[o].model], .B = B, .dim = info->dim};
+            c.x = malloc((size_t)POOL * info->dim * sizeof(float));
             c.out = malloc((size_t)B * (info->dim > 1024 ? info->dim : 1024) * sizeof(float));
             c.aux = malloc((size_t)B * 1024 * sizeof(float));
             c.rows = malloc(B * sizeof(gm_row));
@@ -158,7 +169,7 @@ int main(int argc, char **argv) {
             c.dlp = malloc(B * sizeof(double));
             gm_rng g;
             gm_rng_seed(&g, 9, 0);
-            for (size_t i = 0; i < (size_t)B * info->dim; i++) c.x[i] = gm_rng_uniform(&g) < 0.3 ? 1.0f : 0.0f;
+            for (size_t i = 0; i < (size_t)POOL * info->dim; i++) c.x[i] = gm_rng_uniform(&g) < 0.3 ? 1.0f : 0.0f;
             reseed(&c);
             double t = median_time(ops[o].fn, &c), rate = B / t, tr = torch ? torch_rate(torch, ops[o].op, B) : 0;
             printf("%-12s %5d %12.0f ", ops[o].op, B, rate);
