@@ -127,6 +127,7 @@ static double torch_rate(json_t *torch, const char *op, int B) {
 
 int main(int argc, char **argv) {
     const char *dir = argc > 1 ? argv[1] : "build/bench";
+    gm_set_compute_threads(openblas_get_num_threads()); /* NADE splits rows like OpenBLAS splits GEMMs */
     char path[512], err[GM_ERR_LEN];
     snprintf(path, sizeof path, "%s/torch.json", dir);
     json_t *torch = json_load_file(path, 0, NULL);

@@ -48,7 +48,7 @@ static const option OPTIONS[] = {
     STR(log_format, "text", "access log on stderr: text, json or off"),
     STR(web_root, "web", "folder of the web page served at /"),
     LONG(workers, 1, 64, 2, "worker threads computing batches"),
-    LONG(blas_threads, 1, 64, 1, "OpenBLAS threads (process-wide; 1 is best with 2 workers on 2 cores)"),
+    LONG(blas_threads, 1, 64, 1, "threads per operation: OpenBLAS's, and NADE's row split (process-wide; 1 is best with 2 workers on 2 cores)"),
     LONG(http_threads, 1, 64, 2, "HTTP threads (epoll; requests never wait for compute on them)"),
     LONG(max_batch, 1, 4096, 16, "most rows (images) computed together in one batch"),
     LONG(max_delay_us, 0, 1000000, 0, "longest a request waits for more to join its batch, microseconds (0: take what queued meanwhile)"),

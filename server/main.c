@@ -107,6 +107,7 @@ static int serve(const gm_config *cfg) {
     s.cfg = cfg;
     char err[GM_ERR_LEN];
     openblas_set_num_threads((int)cfg->blas_threads);
+    gm_set_compute_threads((int)cfg->blas_threads);
     json_object_seed(0);
     sigset_t sigs;
     sigemptyset(&sigs);

@@ -64,6 +64,11 @@ typedef struct {
 
 typedef struct gm_model gm_model;
 
+/* Threads one operation may use for its work outside OpenBLAS (NADE's
+ * recurrence), process-wide; default 1. The daemon sets it to blas_threads. */
+void gm_set_compute_threads(int n);
+int gm_compute_threads(void);
+
 gm_model *gm_model_load(const char *path, char err[GM_ERR_LEN]);
 void gm_model_free(gm_model *m); /* accepts NULL */
 

@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "family.h"
+#include "parallel.h"
 #include "vmath.h"
 
 typedef struct {
@@ -162,14 +163,24 @@ static inline float dot(const float *restrict h, const float *restrict v, int H)
 /* log sigmoid(s) in double: -log(1 + e^-s), stable for either sign. */
 static inline double log_sigmoid(double s) { return s >= 0 ? -log1p(exp(-s)) : s - log1p(exp(s)); }
 
-/* The recurrence over a batch. rows == NULL: score the binary images x.
- * Otherwise draw each pixel into `drawn` with the rows' streams and
- * temperatures (x is then unused). Each image keeps a and h = act(a); h
- * changes only after a pixel that is on, so the activations (the costly
- * part) are computed for the on pixels only, a fraction the size of the
- * mean intensity (~0.29 on Fashion-MNIST). */
-static int nade_run(const nade *m, int B, const float *x, float *drawn, gm_row *rows, double *logp) {
-    int D = m->D, H = m->H;
+/* One call's rows and where their results go. */
+typedef struct {
+    const nade *m;
+    const float *x; /* rows == NULL: the binary images to score */
+    float *drawn;   /* rows != NULL: where drawn pixels go */
+    gm_row *rows;
+    double *logp;
+} nade_call;
+
+/* The recurrence over rows [r0, r1) of a call: score the images x, or draw
+ * each pixel into `drawn` with the rows' streams and temperatures. Each image
+ * keeps a and h = act(a); h changes only after a pixel that is on, so the
+ * activations (the costly part) are computed for the on pixels only, a
+ * fraction the size of the mean intensity (~0.29 on Fashion-MNIST). */
+static int nade_rows(void *ctx, int r0, int r1) {
+    const nade_call *c = ctx;
+    const nade *m = c->m;
+    int D = m->D, H = m->H, B = r1 - r0;
     float *A = calloc((size_t)B * H, sizeof(float)), *Hs = malloc((size_t)B * H * sizeof(float));
     if (!A || !Hs) {
         free(A);
@@ -178,29 +189,37 @@ static int nade_run(const nade *m, int B, const float *x, float *drawn, gm_row *
     }
     for (int r = 0; r < B; r++) { /* a = 0 + c */
         add_and_activate(A + (size_t)r * H, Hs + (size_t)r * H, m->c, H, m->relu);
-        logp[r] = 0.0;
+        c->logp[r0 + r] = 0.0;
     }
     for (int k = 0; k < D; k++) {
         int i = m->order[k];
         const float *v = m->V + (size_t)i * H, *w = m->WT + (size_t)i * H;
         for (int r = 0; r < B; r++) {
             float *a = A + (size_t)r * H, *h = Hs + (size_t)r * H;
+            size_t px = (size_t)(r0 + r) * D + i;
             float logit = m->b[i] + dot(h, v, H);
             bool on;
-            if (rows) {
-                double p = 1.0 / (1.0 + exp(-(double)logit / rows[r].temperature));
-                on = gm_rng_uniform(&rows[r].rng) < p;
-                drawn[(size_t)r * D + i] = on ? 1.0f : 0.0f;
+            if (c->rows) {
+                gm_row *row = &c->rows[r0 + r];
+                double p = 1.0 / (1.0 + exp(-(double)logit / row->temperature));
+                on = gm_rng_uniform(&row->rng) < p;
+                c->drawn[px] = on ? 1.0f : 0.0f;
             } else {
-                on = x[(size_t)r * D + i] != 0.0f;
+                on = c->x[px] != 0.0f;
             }
-            logp[r] += log_sigmoid(on ? logit : -logit);
+            c->logp[r0 + r] += log_sigmoid(on ? logit : -logit);
             if (on) add_and_activate(a, h, w, H, m->relu);
         }
     }
     free(A);
     free(Hs);
     return 0;
+}
+
+/* Rows split across the compute threads, a few images each at least. */
+static int nade_run(const nade *m, int B, const float *x, float *drawn, gm_row *rows, double *logp) {
+    nade_call c = {m, x, drawn, rows, logp};
+    return gm_parallel_rows(B, 4, nade_rows, &c);
 }
 
 static int nade_logp(const void *p, const gm_model_info *info, int B, const float *x, int K, gm_row *rows,
