@@ -69,45 +69,40 @@ def main():
     dec = nn.Sequential(nn.Linear(Z, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 784))
     params = list(enc.parameters()) + list(dec.parameters())
     prog = data.Progress("vae", args.epochs + args.iw_epochs)
+
+    def train(loss_fn, epochs, lr, eta_min, label, first):
+        opt = torch.optim.Adam(params, lr=lr)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs * math.ceil(len(x) / 128), eta_min=eta_min)
+        for e in range(epochs):
+            perm = torch.randperm(len(x))
+            total = 0.0
+            for i in range(0, len(x), 128):
+                xb = torch.bernoulli(x[perm[i:i + 128]])
+                loss = loss_fn(xb)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                sched.step()
+                total += loss.item() * len(xb)
+            prog.epoch(first + e, **{label: total / len(x)})
+
+    def neg_elbo(xb):
+        h = enc(xb)
+        mu, logvar = h[:, :Z], h[:, Z:]
+        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+        rec = F.binary_cross_entropy_with_logits(dec(z), xb, reduction="sum")
+        kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum()
+        return (rec + kl) / len(xb)
+
     if args.resume:
         t = load_tensors(args.resume)
         for prefix, seq in (("enc", enc), ("dec", dec)):
             seq.load_state_dict({k[len(prefix) + 1:]: v for k, v in t.items() if k.startswith(prefix + ".")})
         print(f"[vae] phase 1 from {args.resume}", flush=True)
     else:
-        opt = torch.optim.Adam(params, lr=1e-3)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, args.epochs * math.ceil(len(x) / 128), eta_min=1e-5)
-        for e in range(args.epochs):
-            perm = torch.randperm(len(x))
-            total = 0.0
-            for i in range(0, len(x), 128):
-                xb = torch.bernoulli(x[perm[i:i + 128]])
-                h = enc(xb)
-                mu, logvar = h[:, :Z], h[:, Z:]
-                z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
-                rec = F.binary_cross_entropy_with_logits(dec(z), xb, reduction="sum")
-                kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum()
-                loss = (rec + kl) / len(xb)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                sched.step()
-                total += loss.item() * len(xb)
-            prog.epoch(e, neg_elbo=total / len(x))
-    opt = torch.optim.Adam(params, lr=1e-4)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, args.iw_epochs * math.ceil(len(x) / 128), eta_min=1e-6)
-    for e in range(args.iw_epochs):
-        perm = torch.randperm(len(x))
-        total = 0.0
-        for i in range(0, len(x), 128):
-            xb = torch.bernoulli(x[perm[i:i + 128]])
-            loss = -iw_bound(enc, dec, xb, args.iw)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += loss.item() * len(xb)
-        prog.epoch(args.epochs + e, **{f"neg_iw{args.iw}_bound": total / len(x)})
+        train(neg_elbo, args.epochs, 1e-3, 1e-5, "neg_elbo", 0)
+    train(lambda xb: -iw_bound(enc, dec, xb, args.iw), args.iw_epochs, 1e-4, 1e-6, f"neg_iw{args.iw}_bound",
+          args.epochs)
     enc.eval()
     dec.eval()
     el, et = gmfile.layer_list(enc, "enc")
