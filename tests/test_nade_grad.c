@@ -1,10 +1,9 @@
 /*
  * test_nade_grad.c - the NADE trainer's NLL and gradient (core/nade_grad.c)
  * against a float64 evaluation of SPEC §1.1 and its central finite
- * differences, and the fixed test binarization's statistics.
+ * differences.
  */
 #include "../server/core/nade_grad.h"
-#include "dataset.h"
 #include "gm/rng.h"
 #include "testutil.h"
 
@@ -102,32 +101,10 @@ static void test_full_size_nll_matches_float64(void **state) {
     gm_nade_params_free(&p);
 }
 
-/* The fixed binarization: reproducible, and each pixel is 1 with
- * probability equal to its intensity (checked on a synthetic dataset). */
-static void test_binarization_is_fixed_and_unbiased(void **state) {
-    enum { N = 4000, DIM = 16 };
-    gm_dataset ds = {.n = N, .height = 4, .width = 4, .dim = DIM};
-    ds.images = malloc(sizeof(float) * N * DIM);
-    for (int i = 0; i < N * DIM; i++) ds.images[i] = (float)(i % DIM) / (DIM - 1);
-    float *a = malloc(sizeof(float) * N * DIM), *b = malloc(sizeof(float) * N * DIM);
-    gm_binarize(&ds, 0, N, GM_BINARIZE_SEED, a);
-    gm_binarize(&ds, 100, N - 100, GM_BINARIZE_SEED, b);
-    assert_memory_equal(a + 100 * DIM, b, sizeof(float) * (N - 100) * DIM); /* depends only on the index */
-    for (int j = 0; j < DIM; j++) {
-        double ones = 0, q = (double)j / (DIM - 1);
-        for (int n = 0; n < N; n++) ones += a[n * DIM + j];
-        assert_true(fabs(ones / N - q) <= 5 * sqrt(q * (1 - q) / N) + 1e-12);
-    }
-    free(a);
-    free(b);
-    free(ds.images);
-}
-
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gradient_matches_finite_differences),
         cmocka_unit_test(test_full_size_nll_matches_float64),
-        cmocka_unit_test(test_binarization_is_fixed_and_unbiased),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
