@@ -21,6 +21,14 @@ static void test_expf_accuracy(void **state) {
         double want = 1.0 / (1.0 + exp(-(double)(float)x));
         assert_true(fabs(gm_sigmoidf((float)x) - want) <= 3e-7 * want + 1e-12);
     }
+    double worst_tanh = 0;
+    for (double x = -20; x <= 20; x += 0.000917) {
+        double err = fabs(gm_tanhf((float)x) - tanh((double)(float)x));
+        if (err > worst_tanh) worst_tanh = err;
+    }
+    print_message("gm_tanhf: worst absolute error %.3g\n", worst_tanh);
+    assert_true(worst_tanh < 2e-7);
+    assert_true(gm_tanhf(100.0f) == 1.0f && gm_tanhf(-100.0f) == -1.0f && gm_tanhf(0.0f) == 0.0f);
 }
 
 static void test_uniform_and_normal_moments(void **state) {

@@ -16,10 +16,13 @@
  * sgemm giving every kernel tap's contribution for every input pixel, then
  * col2im adds each tap's row into its output plane, reading contiguously. Chunks bound the im2col
  * scratch to ~16 MB whatever the batch size; all scratch is the calling
- * thread's (scratch.h), reused from call to call.
+ * thread's (scratch.h), reused from call to call. OpenBLAS threads the
+ * sgemms; everything else is split over samples (gm_parallel_rows).
  */
 #include "gm/layers.h"
+#include "parallel.h"
 #include "scratch.h"
+#include "vmath.h"
 
 #include <cblas.h>
 #include <jansson.h>
@@ -459,47 +462,111 @@ static void linear_forward(const layer *L, int B, const float *x, float *y) {
         for (int o = 0; o < n_out; o++) y[(size_t)b * n_out + o] += L->bias[o];
 }
 
+/* Work outside sgemm is split over samples across the compute threads
+ * (parallel.h): each sample's im2col rows, scatter and col2im planes are its
+ * own, so the split changes no result. */
+typedef struct {
+    const layer *L;
+    const float *x;
+    float *y;
+    const scratch *s;
+    int b0, cols; /* the chunk's first sample; conv_transpose2d: columns of col */
+} conv_part;
+
+#define MIN_SAMPLES_PER_THREAD 4
+
+/* conv2d: col (nb*P, K), one row per output pixel */
+static int im2col_samples(void *ctx, int r0, int r1) {
+    const conv_part *c = ctx;
+    const layer *L = c->L;
+    int C = L->in.dim[0], H = L->in.dim[1], W = L->in.dim[2];
+    int Ho = L->out.dim[1], Wo = L->out.dim[2], P = Ho * Wo, K = C * L->kh * L->kw;
+    for (int b = r0; b < r1; b++) {
+        const float *xb = c->x + (size_t)(c->b0 + b) * C * H * W;
+        for (int oy = 0; oy < Ho; oy++)
+            for (int ox = 0; ox < Wo; ox++) {
+                float *row = c->s->col + ((size_t)b * P + oy * Wo + ox) * K;
+                for (int ch = 0; ch < C; ch++)
+                    for (int ky = 0; ky < L->kh; ky++) {
+                        int iy = oy * L->stride - L->pad + ky;
+                        for (int kx = 0; kx < L->kw; kx++) {
+                            int ix = ox * L->stride - L->pad + kx;
+                            *row++ = (iy >= 0 && iy < H && ix >= 0 && ix < W) ? xb[((size_t)ch * H + iy) * W + ix]
+                                                                                : 0.0f;
+                        }
+                    }
+            }
+    }
+    return 0;
+}
+
+/* conv2d: channels-last sgemm rows to NCHW, plus bias */
+static int scatter_samples(void *ctx, int r0, int r1) {
+    const conv_part *c = ctx;
+    const layer *L = c->L;
+    int Co = L->out.dim[0], P = L->out.dim[1] * L->out.dim[2];
+    for (int b = r0; b < r1; b++) {
+        float *yb = c->y + (size_t)(c->b0 + b) * Co * P;
+        const float *ab = c->s->aux + (size_t)b * P * Co;
+        for (int p = 0; p < P; p++)
+            for (int ch = 0; ch < Co; ch++) yb[(size_t)ch * P + p] = ab[(size_t)p * Co + ch] + L->bias[ch];
+    }
+    return 0;
+}
+
 /* x: (B, C, H, W); y: (B, Cout, Ho, Wo) */
 static void conv2d_forward(const layer *L, int B, const float *x, float *y, const scratch *s) {
-    int C = L->in.dim[0], H = L->in.dim[1], W = L->in.dim[2];
-    int Co = L->out.dim[0], Ho = L->out.dim[1], Wo = L->out.dim[2], P = Ho * Wo;
-    int K = C * L->kh * L->kw;
+    int Co = L->out.dim[0], P = L->out.dim[1] * L->out.dim[2];
+    int K = L->in.dim[0] * L->kh * L->kw;
     for (int b0 = 0; b0 < B; b0 += s->chunk) {
         int nb = B - b0 < s->chunk ? B - b0 : s->chunk;
-        /* col: (nb*P, K), one row per output pixel */
-        for (int b = 0; b < nb; b++) {
-            const float *xb = x + (size_t)(b0 + b) * C * H * W;
-            for (int oy = 0; oy < Ho; oy++)
-                for (int ox = 0; ox < Wo; ox++) {
-                    float *row = s->col + ((size_t)b * P + oy * Wo + ox) * K;
-                    for (int c = 0; c < C; c++)
-                        for (int ky = 0; ky < L->kh; ky++) {
-                            int iy = oy * L->stride - L->pad + ky;
-                            for (int kx = 0; kx < L->kw; kx++) {
-                                int ix = ox * L->stride - L->pad + kx;
-                                *row++ = (iy >= 0 && iy < H && ix >= 0 && ix < W) ? xb[((size_t)c * H + iy) * W + ix]
-                                                                                    : 0.0f;
-                            }
-                        }
-                }
-        }
+        conv_part part = {L, x, y, s, b0, 0};
+        gm_parallel_rows(nb, MIN_SAMPLES_PER_THREAD, im2col_samples, &part);
         /* aux: (nb*P, Co) = col W^T */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb * P, Co, K, 1.0f, s->col, K, L->weight, K, 0.0f,
                     s->aux, Co);
-        for (int b = 0; b < nb; b++) {
-            float *yb = y + (size_t)(b0 + b) * Co * P;
-            const float *ab = s->aux + (size_t)b * P * Co;
-            for (int p = 0; p < P; p++)
-                for (int c = 0; c < Co; c++) yb[(size_t)c * P + p] = ab[(size_t)p * Co + c] + L->bias[c];
+        gm_parallel_rows(nb, MIN_SAMPLES_PER_THREAD, scatter_samples, &part);
+    }
+}
+
+/* conv_transpose2d's col2im: kernel tap (c, ky, kx) of input pixel (iy, ix)
+ * adds to output pixel (iy*stride - pad + ky, ix*stride - pad + kx) */
+static int col2im_samples(void *ctx, int r0, int r1) {
+    const conv_part *c = ctx;
+    const layer *L = c->L;
+    int H = L->in.dim[1], W = L->in.dim[2], Pin = H * W;
+    int Co = L->out.dim[0], Ho = L->out.dim[1], Wo = L->out.dim[2];
+    for (int b = r0; b < r1; b++) {
+        float *yb = c->y + (size_t)(c->b0 + b) * Co * Ho * Wo;
+        for (int ch = 0; ch < Co; ch++) {
+            float *plane = yb + (size_t)ch * Ho * Wo;
+            for (int i = 0; i < Ho * Wo; i++) plane[i] = L->bias[ch];
+            for (int ky = 0; ky < L->kh; ky++)
+                for (int kx = 0; kx < L->kw; kx++) {
+                    const float *row =
+                        c->s->col + ((size_t)(ch * L->kh + ky) * L->kw + kx) * c->cols + (size_t)b * Pin;
+                    /* ox = ix*stride + off lies in [0, Wo) for ix in [lo, hi] */
+                    int st = L->stride, off = kx - L->pad;
+                    int lo = off >= 0 ? 0 : (-off + st - 1) / st;
+                    int hi = Wo - 1 - off < 0 ? -1 : (Wo - 1 - off) / st;
+                    if (hi > W - 1) hi = W - 1;
+                    for (int iy = 0; iy < H; iy++) {
+                        int oy = iy * st - L->pad + ky;
+                        if (oy < 0 || oy >= Ho) continue;
+                        float *yrow = plane + (size_t)oy * Wo;
+                        const float *r = row + (size_t)iy * W;
+                        for (int ix = lo; ix <= hi; ix++) yrow[ix * st + off] += r[ix];
+                    }
+                }
         }
     }
+    return 0;
 }
 
 /* x: (B, Cin, H, W); y: (B, Cout, Ho, Wo) */
 static void conv_t2d_forward(const layer *L, int B, const float *x, float *y, const scratch *s) {
-    int Ci = L->in.dim[0], H = L->in.dim[1], W = L->in.dim[2], Pin = H * W;
-    int Co = L->out.dim[0], Ho = L->out.dim[1], Wo = L->out.dim[2];
-    int N = Co * L->kh * L->kw;
+    int Ci = L->in.dim[0], Pin = L->in.dim[1] * L->in.dim[2];
+    int N = L->out.dim[0] * L->kh * L->kw;
     for (int b0 = 0; b0 < B; b0 += s->chunk) {
         int nb = B - b0 < s->chunk ? B - b0 : s->chunk, cols = nb * Pin;
         /* aux: (Ci, nb*Pin), each sample's channel plane copied whole */
@@ -510,59 +577,57 @@ static void conv_t2d_forward(const layer *L, int B, const float *x, float *y, co
         /* col: (Co*kh*kw, nb*Pin) = W^T aux, W being (Ci, Co*kh*kw) */
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, cols, Ci, 1.0f, L->weight, N, s->aux, cols, 0.0f,
                     s->col, cols);
-        /* col2im: kernel tap (c, ky, kx) of input pixel (iy, ix) adds to
-         * output pixel (iy*stride - pad + ky, ix*stride - pad + kx) */
-        for (int b = 0; b < nb; b++) {
-            float *yb = y + (size_t)(b0 + b) * Co * Ho * Wo;
-            for (int c = 0; c < Co; c++) {
-                float *plane = yb + (size_t)c * Ho * Wo;
-                for (int i = 0; i < Ho * Wo; i++) plane[i] = L->bias[c];
-                for (int ky = 0; ky < L->kh; ky++)
-                    for (int kx = 0; kx < L->kw; kx++) {
-                        const float *row = s->col + ((size_t)(c * L->kh + ky) * L->kw + kx) * cols + (size_t)b * Pin;
-                        /* ox = ix*stride + off lies in [0, Wo) for ix in [lo, hi] */
-                        int st = L->stride, off = kx - L->pad;
-                        int lo = off >= 0 ? 0 : (-off + st - 1) / st;
-                        int hi = Wo - 1 - off < 0 ? -1 : (Wo - 1 - off) / st;
-                        if (hi > W - 1) hi = W - 1;
-                        for (int iy = 0; iy < H; iy++) {
-                            int oy = iy * st - L->pad + ky;
-                            if (oy < 0 || oy >= Ho) continue;
-                            float *yrow = plane + (size_t)oy * Wo;
-                            const float *r = row + (size_t)iy * W;
-                            for (int ix = lo; ix <= hi; ix++) yrow[ix * st + off] += r[ix];
-                        }
-                    }
-            }
-        }
+        conv_part part = {L, x, y, s, b0, cols};
+        gm_parallel_rows(nb, MIN_SAMPLES_PER_THREAD, col2im_samples, &part);
     }
 }
 
-static void batch_norm_forward(const layer *L, int B, const float *x, float *y) {
-    int C = L->in.dim[0], inner = gm_shape_size(L->in) / C;
-    for (int b = 0; b < B; b++)
-        for (int c = 0; c < C; c++) {
-            size_t at = ((size_t)b * C + c) * inner;
-            for (int i = 0; i < inner; i++) y[at + i] = x[at + i] * L->scale[c] + L->shift[c];
-        }
-}
+typedef struct {
+    const layer *L;
+    const float *x;
+    float *y;
+    size_t per; /* values per sample */
+} elementwise_part;
 
-static void elementwise_forward(const layer *L, size_t n, const float *x, float *y) {
+static int elementwise_samples(void *ctx, int r0, int r1) {
+    const elementwise_part *e = ctx;
+    const layer *L = e->L;
+    size_t lo = (size_t)r0 * e->per, hi = (size_t)r1 * e->per;
+    const float *restrict x = e->x;
+    float *restrict y = e->y;
     switch (L->kind) {
+    case OP_BATCH_NORM: {
+        int C = L->in.dim[0];
+        size_t inner = e->per / C;
+        for (size_t i = lo; i < hi; i++) {
+            size_t c = i / inner % C;
+            y[i] = x[i] * L->scale[c] + L->shift[c];
+        }
+        break;
+    }
     case OP_RELU:
-        for (size_t i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : 0;
+        for (size_t i = lo; i < hi; i++) y[i] = x[i] > 0 ? x[i] : 0;
         break;
     case OP_LEAKY_RELU:
-        for (size_t i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : x[i] * L->slope;
+        for (size_t i = lo; i < hi; i++) y[i] = x[i] > 0 ? x[i] : x[i] * L->slope;
         break;
     case OP_SIGMOID:
-        for (size_t i = 0; i < n; i++) y[i] = 1.0f / (1.0f + expf(-x[i]));
+#pragma omp simd
+        for (size_t i = lo; i < hi; i++) y[i] = gm_sigmoidf(x[i]);
         break;
     case OP_TANH:
-        for (size_t i = 0; i < n; i++) y[i] = tanhf(x[i]);
+#pragma omp simd
+        for (size_t i = lo; i < hi; i++) y[i] = gm_tanhf(x[i]);
         break;
-    default: memcpy(y, x, n * sizeof *y); /* reshape, flatten */
+    default: memmove(y + lo, x + lo, (hi - lo) * sizeof *y); /* reshape, flatten */
     }
+    return 0;
+}
+
+/* batch_norm (not folded), activations, reshape and flatten, in place or not */
+static void elementwise_forward(const layer *L, int B, const float *x, float *y) {
+    elementwise_part e = {L, x, y, (size_t)gm_shape_size(L->in)};
+    gm_parallel_rows(B, MIN_SAMPLES_PER_THREAD * 4, elementwise_samples, &e);
 }
 
 int gm_net_forward(const gm_net *net, int B, const float *in, float *out) {
@@ -590,8 +655,7 @@ int gm_net_forward(const gm_net *net, int B, const float *in, float *out) {
         case OP_LINEAR: linear_forward(L, B, x, y); break;
         case OP_CONV2D: conv2d_forward(L, B, x, y, &s); break;
         case OP_CONV_T2D: conv_t2d_forward(L, B, x, y, &s); break;
-        case OP_BATCH_NORM: batch_norm_forward(L, B, x, y); break;
-        default: elementwise_forward(L, (size_t)B * gm_shape_size(L->in), x, y);
+        default: elementwise_forward(L, B, x, y);
         }
         x = y;
     }

@@ -36,4 +36,10 @@ static inline float gm_expf(float x) {
 
 static inline float gm_sigmoidf(float x) { return 1.0f / (1.0f + gm_expf(-x)); }
 
+/* tanh x = sign(x) (1 - e^-2|x|) / (1 + e^-2|x|): absolute error < 2e-7. */
+static inline float gm_tanhf(float x) {
+    float e = gm_expf(-2.0f * (x < 0 ? -x : x)), t = (1.0f - e) / (1.0f + e);
+    return x < 0 ? -t : t;
+}
+
 #endif
