@@ -28,6 +28,14 @@ static void test_expf_accuracy(void **state) {
     }
     print_message("gm_tanhf: worst absolute error %.3g\n", worst_tanh);
     assert_true(worst_tanh < 2e-7);
+    double worst_sp = 0;
+    for (double x = -100; x <= 100; x += 0.000731) {
+        double want = x > 0 ? x + log1p(exp(-x)) : log1p(exp(x));
+        double err = fabs(gm_softplusf((float)x) - want) / fmax(1.0, want);
+        if (err > worst_sp) worst_sp = err;
+    }
+    print_message("gm_softplusf: worst error %.3g (absolute, relative above 1)\n", worst_sp);
+    assert_true(worst_sp < 3e-7);
     assert_true(gm_tanhf(100.0f) == 1.0f && gm_tanhf(-100.0f) == -1.0f && gm_tanhf(0.0f) == 0.0f);
 }
 
