@@ -344,8 +344,9 @@ static int eval_gan(const options *o, const classifier *c, const gm_dataset *tra
     if (parallel("gan samples", n, 100, o->threads, sample_chunk, &sj) ||
         classify(c, px, n, D, o->threads, "classifier on gan samples", fs, pred))
         goto oom;
-    int right = 0;
-    for (int r = 0; r < n; r++) right += in->num_classes && pred[r] == r % in->num_classes;
+    int right = 0, per_class[1024] = {0}, classes = in->num_classes < 1024 ? in->num_classes : 0;
+    for (int r = 0; r < n && classes; r++)
+        if (pred[r] == r % classes) right++, per_class[r % classes]++;
     if (classify(c, test->images, nt, D, o->threads, "classifier on test", ft, pred)) goto oom;
     if (classify(c, train->images, nr, D, o->threads, "classifier on train", fr, pred)) goto oom;
     double fd = frechet_of(fs, n, ft, nt, F), floor = frechet_of(fr, nr, ft, nt, F);
@@ -355,9 +356,17 @@ static int eval_gan(const options *o, const classifier *c, const gm_dataset *tra
     json_t *r = json_pack("{s:s,s:f,s:f,s:f,s:i,s:i,s:s}", "file", o->gan, "frechet_distance", fd,
                           "frechet_floor_train_vs_test", floor, "frechet_ratio", fd / floor, "samples", n,
                           "feature_dim", F, "features", "classifier penultimate layer (models/classifier.safetensors)");
-    if (in->num_classes) {
-        printf(", conditional accuracy %.2f %%", 100.0 * right / n);
+    if (classes) {
+        printf(", conditional accuracy %.2f %%\n      per class:", 100.0 * right / n);
+        json_t *pc = json_array();
+        for (int k = 0; k < classes; k++) {
+            int asked = n / classes + (k < n % classes); /* labels are round-robin */
+            double acc = asked ? (double)per_class[k] / asked : 0;
+            printf(" %s %.1f", in->class_names ? in->class_names[k] : "", 100 * acc);
+            json_array_append_new(pc, json_real(acc));
+        }
         json_object_set_new(r, "conditional_accuracy", json_real((double)right / n));
+        json_object_set_new(r, "conditional_accuracy_per_class", pc);
     }
     printf("\n");
     fflush(stdout);
@@ -439,16 +448,26 @@ int gm_eval_main(int argc, char **argv) {
             free(pred);
             goto oom;
         }
-        int right = 0;
-        for (int i = 0; i < test.n; i++) right += pred[i] == test.labels[i];
+        int right = 0, hit[1024] = {0}, seen[1024] = {0};
+        for (int i = 0; i < test.n; i++) {
+            right += pred[i] == test.labels[i];
+            if (test.labels[i] < 1024) seen[test.labels[i]]++, hit[test.labels[i]] += pred[i] == test.labels[i];
+        }
         free(f);
         free(pred);
-        printf("classifier test accuracy %.2f %% (%d images, %d features)\n", 100.0 * right / test.n, test.n,
-               c.fdim);
+        printf("classifier test accuracy %.2f %% (%d images, %d features)\n      per class:", 100.0 * right / test.n,
+               test.n, c.fdim);
+        json_t *pc = json_array();
+        for (int k = 0; k < c.classes && k < 1024; k++) {
+            double acc = seen[k] ? (double)hit[k] / seen[k] : 0;
+            printf(" %.1f", 100 * acc);
+            json_array_append_new(pc, json_real(acc));
+        }
+        printf("\n");
         fflush(stdout);
         json_object_set_new(report, "classifier",
-                            json_pack("{s:s,s:f,s:i}", "file", o.classifier, "test_accuracy",
-                                      (double)right / test.n, "feature_dim", c.fdim));
+                            json_pack("{s:s,s:f,s:o,s:i}", "file", o.classifier, "test_accuracy",
+                                      (double)right / test.n, "test_accuracy_per_class", pc, "feature_dim", c.fdim));
     }
     if (o.gan && eval_gan(&o, &c, &train, &test, report, err)) goto fail;
     if (o.json && json_dump_file(report, o.json, JSON_INDENT(2))) {

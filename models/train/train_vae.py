@@ -2,12 +2,13 @@
 Bernoulli decoder, trained on dynamically binarized Fashion-MNIST.
 
     OMP_NUM_THREADS=1 /usr/bin/python3 models/train/train_vae.py OUT.safetensors
-        [--epochs 150] [--iw-epochs 20] [--iw 10] [--resume PHASE1.safetensors]
+        [--epochs 150] [--iw-epochs 20] [--iw 10] [--iw-lr 1e-4] [--resume PHASE1.safetensors]
 
 Phase 1: the negative ELBO (reconstruction BCE summed over pixels + analytic
 KL), Adam 1e-3 with a cosine decay to 1e-5, batch 128. Phase 2 fine-tunes on
 the importance-weighted bound with K = --iw samples (Burda et al., IWAE),
-the quantity gmserve's /logp estimates, Adam 1e-4 with a cosine decay.
+the quantity gmserve's /logp estimates, Adam --iw-lr with a cosine decay to
+1/100 of it. --epochs 0 --iw-lr 1e-3 trains on the IW bound from scratch.
 --resume starts phase 2 from a phase-1 file instead of training phase 1.
 """
 import argparse
@@ -60,6 +61,7 @@ def main():
     ap.add_argument("--epochs", type=int, default=150)
     ap.add_argument("--iw-epochs", type=int, default=20)
     ap.add_argument("--iw", type=int, default=10)
+    ap.add_argument("--iw-lr", type=float, default=1e-4)
     ap.add_argument("--resume")
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
@@ -99,10 +101,10 @@ def main():
         for prefix, seq in (("enc", enc), ("dec", dec)):
             seq.load_state_dict({k[len(prefix) + 1:]: v for k, v in t.items() if k.startswith(prefix + ".")})
         print(f"[vae] phase 1 from {args.resume}", flush=True)
-    else:
+    elif args.epochs:
         train(neg_elbo, args.epochs, 1e-3, 1e-5, "neg_elbo", 0)
-    train(lambda xb: -iw_bound(enc, dec, xb, args.iw), args.iw_epochs, 1e-4, 1e-6, f"neg_iw{args.iw}_bound",
-          args.epochs)
+    train(lambda xb: -iw_bound(enc, dec, xb, args.iw), args.iw_epochs, args.iw_lr, args.iw_lr / 100,
+          f"neg_iw{args.iw}_bound", args.epochs)
     enc.eval()
     dec.eval()
     el, et = gmfile.layer_list(enc, "enc")
@@ -114,8 +116,8 @@ def main():
         "gm.description": "MLP VAE 784-512-512-(2x32) / 32-512-512-784, Bernoulli decoder",
         "gm.training": {"command": data.command(), "seed": args.seed, "epochs": args.epochs,
                         "iw_epochs": args.iw_epochs, "iw_k": args.iw,
-                        "optimizer": "ELBO: Adam 1e-3, cosine to 1e-5; then IW bound: Adam 1e-4, cosine to 1e-6; "
-                                     "batch 128", "device": "cpu, 1 thread",
+                        "optimizer": f"ELBO: Adam 1e-3, cosine to 1e-5; then IW bound: Adam {args.iw_lr:g}, "
+                                     f"cosine to {args.iw_lr / 100:g}; batch 128", "device": "cpu, 1 thread",
                         "minutes": round(prog.minutes(), 1)},
     })
     print(f"[vae] wrote {args.out}", flush=True)
