@@ -126,7 +126,8 @@ static json_t *model_json(const gm_server *s, int i) {
             !strcmp(key, "gm.discriminator"))
             continue;
         json_t *v = NULL;
-        if (!strcmp(key, "gm.metrics") || !strcmp(key, "gm.class_names")) v = json_loads(value, 0, NULL);
+        if (!strcmp(key, "gm.metrics") || !strcmp(key, "gm.training") || !strcmp(key, "gm.class_names"))
+            v = json_loads(value, 0, NULL);
         json_object_set_new(meta, key, v ? v : json_string(value));
     }
     json_t *o = json_pack("{s:s,s:s,s:{s:i,s:i,s:i},s:i,s:i,s:o,s:b,s:b,s:o}", "name", s->model_names[i], "family",

@@ -66,20 +66,35 @@ function modelCard(m) {
   if (m.num_classes) facts.push(['classes', m.class_names.join(', ')]);
   for (const [k, v] of Object.entries(m.metadata || {})) {
     if (['gm.format', 'gm.family', 'gm.image', 'gm.latent_dim', 'gm.class_names', 'gm.num_classes'].includes(k)) continue;
-    facts.push([k.replace(/^gm\./, ''), typeof v === 'object' ? JSON.stringify(v) : v]);
+    facts.push([k.replace(/^gm\./, ''), v]);
   }
   const h = document.createElement('h3');
   h.textContent = m.name;
+  card.append(h, factList(facts));
+  return card;
+}
+
+// Metadata values that are JSON objects (training, metrics) fold into a
+// <details> with one line per field; numbers get 4 significant digits.
+const plain = (v) => (typeof v === 'number' && !Number.isInteger(v) ? Number(v.toPrecision(4)) : v);
+function factList(facts) {
   const dl = document.createElement('dl');
   for (const [k, v] of facts) {
     const dt = document.createElement('dt');
     const dd = document.createElement('dd');
     dt.textContent = k;
-    dd.textContent = String(v);
+    if (v && typeof v === 'object' && !Array.isArray(v)) {
+      const details = document.createElement('details');
+      const summary = document.createElement('summary');
+      summary.textContent = `${Object.keys(v).length} fields`;
+      details.append(summary, factList(Object.entries(v)));
+      dd.append(details);
+    } else {
+      dd.textContent = Array.isArray(v) ? v.map(plain).join(', ') : String(plain(v));
+    }
     dl.append(dt, dd);
   }
-  card.append(h, dl);
-  return card;
+  return dl;
 }
 
 function fillSelect(select, names) {

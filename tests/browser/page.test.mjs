@@ -70,11 +70,12 @@ await check('the conditional GAN shows its classes', async () => {
   await page.selectOption('#s-model', 'gan');
   assert.ok(await page.isVisible('#s-label'));
   const classes = await page.$$eval('#s-label option', (o) => o.length);
-  assert.equal(classes, 1 + 3);
+  assert.equal(classes, 1 + 10); // "any" and the ten Fashion-MNIST classes
   await page.selectOption('#s-model', 'vae');
 });
 
 await check('drawing on the canvas updates both log p figures', async () => {
+  await page.locator('#pad').scrollIntoViewIfNeeded();
   const box = await page.locator('#pad').boundingBox();
   await page.mouse.move(box.x + box.width * 0.3, box.y + box.height * 0.2);
   await page.mouse.down();
@@ -111,7 +112,7 @@ await check('the interpolation strip fills and the slider walks it', async () =>
   assert.equal(big, last);
   await page.selectOption('#e-model', 'gan');
   await page.click('#e-go');
-  await page.waitForFunction(() => document.querySelector('#strip img') && document.querySelector('#strip img').naturalWidth === 16 * 3);
+  await page.waitForFunction(() => document.querySelector('#strip img') && document.querySelector('#strip img').naturalWidth === 28 * 3);
   await page.screenshot({ path: `${shots}/explore.png`, fullPage: true });
 });
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# make test-browser: starts gmserve on a loopback port with the test fixtures
+# make test-browser: starts gmserve on a loopback port with the bundled models
 # and the web page, installs playwright-core (npm) when missing, and runs
 # page.test.mjs in headless Debian chromium. Screenshots: BUILD/browser/.
 set -euo pipefail
@@ -15,8 +15,8 @@ fi
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 echo '{}' > "$out/empty.json"
 "$build/gmserve" --config "$out/empty.json" --listen "127.0.0.1:$port" --web-root web \
-    --model nade=tests/fixtures/nade_ref.safetensors --model vae=tests/fixtures/vae_mlp.safetensors \
-    --model gan=tests/fixtures/gan_cond.safetensors 2> "$out/daemon.log" &
+    --model nade=models/nade.safetensors --model vae=models/vae.safetensors \
+    --model gan=models/gan.safetensors 2> "$out/daemon.log" &
 pid=$!
 trap 'kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null || true' EXIT
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
