@@ -474,6 +474,7 @@ typedef struct {
 } conv_part;
 
 #define MIN_SAMPLES_PER_THREAD 4
+#define MIN_VALUES_PER_THREAD (1 << 17)
 
 /* conv2d: col (nb*P, K), one row per output pixel */
 static int im2col_samples(void *ctx, int r0, int r1) {
@@ -627,7 +628,10 @@ static int elementwise_samples(void *ctx, int r0, int r1) {
 /* batch_norm (not folded), activations, reshape and flatten, in place or not */
 static void elementwise_forward(const layer *L, int B, const float *x, float *y) {
     elementwise_part e = {L, x, y, (size_t)gm_shape_size(L->in)};
-    gm_parallel_rows(B, MIN_SAMPLES_PER_THREAD * 4, elementwise_samples, &e);
+    /* a thread costs tens of microseconds to start: split only when each
+     * gets at least MIN_VALUES_PER_THREAD values */
+    size_t min_rows = MIN_VALUES_PER_THREAD / e.per + 1;
+    gm_parallel_rows(B, min_rows > (size_t)B ? B + 1 : (int)min_rows, elementwise_samples, &e);
 }
 
 int gm_net_forward(const gm_net *net, int B, const float *in, float *out) {
