@@ -5,8 +5,9 @@
 # Two lanes share the two cores, one thread each (notes/training.md):
 #   lane 1: VAE, then NADE (C)      lane 2: GAN (+ encoder), then classifier
 # Each lane's progress lines (epoch, loss, time) go to the terminal and to
-# OUTDIR/train-*.log. The files replace OUTDIR/*.safetensors only when every
-# training succeeded.
+# BUILD/weights/train-*.log. The files replace OUTDIR/*.safetensors only when
+# every training succeeded. VAE_ARGS, GAN_ARGS, NADE_ARGS and CLASSIFIER_ARGS
+# add options to one trainer (e.g. NADE_ARGS="--epochs 1" for a quick check).
 set -euo pipefail
 build=${1:-build}
 out=${2:-models}
@@ -16,12 +17,12 @@ mkdir -p "$tmp" "$out/samples"
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 here=models/train
 lane1() {
-    "$py" "$here/train_vae.py" "$tmp/vae.safetensors" 2>&1 | tee "$tmp/train-vae.log"
-    "$build/nade_train" "$tmp/nade.safetensors" --threads 1 2>&1 | tee "$tmp/train-nade.log"
+    "$py" "$here/train_vae.py" "$tmp/vae.safetensors" ${VAE_ARGS:-} 2>&1 | tee "$tmp/train-vae.log"
+    "$build/nade_train" "$tmp/nade.safetensors" --threads 1 ${NADE_ARGS:-} 2>&1 | tee "$tmp/train-nade.log"
 }
 lane2() {
-    "$py" "$here/train_gan.py" "$tmp/gan.safetensors" 2>&1 | tee "$tmp/train-gan.log"
-    "$py" "$here/train_classifier.py" "$tmp/classifier.safetensors" 2>&1 | tee "$tmp/train-classifier.log"
+    "$py" "$here/train_gan.py" "$tmp/gan.safetensors" ${GAN_ARGS:-} 2>&1 | tee "$tmp/train-gan.log"
+    "$py" "$here/train_classifier.py" "$tmp/classifier.safetensors" ${CLASSIFIER_ARGS:-} 2>&1 | tee "$tmp/train-classifier.log"
 }
 start=$(date +%s)
 lane1 & p1=$!
