@@ -13,6 +13,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -167,6 +168,7 @@ static inline daemon_t daemon_start(const char *name, const char *const *args) {
     argv[argc] = NULL;
     d.pid = fork();
     if (d.pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* a test that fails midway leaves no daemon holding its pipe */
         FILE *log = freopen(d.log, "w", stderr);
         (void)log;
         execv(bin, (char *const *)argv);

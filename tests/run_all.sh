@@ -9,7 +9,7 @@ passed=0 failed=0 bad=()
 for t in "$build"/tests/test_*; do
     [ -x "$t" ] || continue
     echo "== $(basename "$t")"
-    out=$("$t" 2>&1); rc=$?
+    out=$(timeout 600 "$t" 2>&1); rc=$?   # a hung binary fails instead of stalling CI
     printf '%s\n' "$out"
     p=$(printf '%s\n' "$out" | sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' | awk '{s+=$1} END {print s+0}')
     f=$(printf '%s\n' "$out" | sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' | awk '{s+=$1} END {print s+0}')

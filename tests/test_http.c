@@ -535,8 +535,8 @@ static void test_sigterm_loses_no_accepted_request(void **state) {
 static void test_client_that_leaves_is_dropped(void **state) {
     const char *args[] = {"--model", VAE, "--workers", "1", "--max-batch", "1", NULL};
     daemon_t d = daemon_start("gone", args);
-    slow_client busy[2];
-    drain_args a = {&d, busy, 2}; /* keeps the single worker busy */
+    slow_client busy[8]; /* ~8 x 17 ms of K = 5000 keeps the single worker busy while the 3 hang up */
+    drain_args a = {&d, busy, 8};
     pthread_t t;
     pthread_create(&t, NULL, drain_load, &a);
     sleep_ms(30);
