@@ -21,9 +21,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "dataset.h"
+#include "queue.h"
 #include "gm/rng.h"
 #include "core/nade_grad.h"
 
@@ -39,12 +39,6 @@ typedef struct {
     double nll;          /* sum over its images */
     pthread_t thread;
 } worker;
-
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
-}
 
 static void *grad_thread(void *arg) {
     worker *w = arg;
@@ -202,11 +196,11 @@ int main(int argc, char **argv) {
     for (int i = 0; i < N; i++) perm[i] = i;
 
     int steps = epochs * (N / BATCH), t = 0;
-    double t0 = now_s();
+    double t0 = (gm_now_ns() * 1e-9);
     printf("[nade] H=%d, %d train images, %d epochs, batch %d, %d threads\n", H, N, epochs, BATCH, threads);
     fflush(stdout);
     for (int e = 0; e < epochs; e++) {
-        double te = now_s(), train_nll = 0;
+        double te = (gm_now_ns() * 1e-9), train_nll = 0;
         for (int i = N - 1; i > 0; i--) { /* Fisher-Yates */
             int j = (int)(gm_rng_next(&rng) % (uint64_t)(i + 1)), tmp = perm[i];
             perm[i] = perm[j];
@@ -240,7 +234,7 @@ int main(int argc, char **argv) {
         if (last || e % 5 == 4) snprintf(test_txt, sizeof test_txt, "  test nll %.2f",
                                          run_split(ws, threads, test_x, test.n, eval_thread) / test.n);
         printf("[nade] epoch %d/%d  train nll %.2f%s  %.1f s  (total %.1f min)\n", e + 1, epochs,
-               train_nll / (N / BATCH * BATCH), test_txt, now_s() - te, (now_s() - t0) / 60);
+               train_nll / (N / BATCH * BATCH), test_txt, (gm_now_ns() * 1e-9) - te, ((gm_now_ns() * 1e-9) - t0) / 60);
         fflush(stdout);
     }
 
@@ -261,7 +255,7 @@ int main(int argc, char **argv) {
     json_t *training = json_pack("{s:s,s:I,s:i,s:s,s:s,s:f}", "command", cmd, "seed", (json_int_t)seed,
                                  "epochs", epochs, "optimizer", "Adam 1e-3, cosine to 1e-5, batch 100",
                                  "device", device,
-                                 "minutes", round((now_s() - t0) / 6) / 10);
+                                 "minutes", round(((gm_now_ns() * 1e-9) - t0) / 6) / 10);
     char *tj = json_dumps(training, JSON_COMPACT);
     json_object_set_new(meta, "gm.training", json_string(tj));
     free(tj);

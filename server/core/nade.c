@@ -160,9 +160,6 @@ static inline float dot(const float *restrict h, const float *restrict v, int H)
     return s;
 }
 
-/* log sigmoid(s) in double: -log(1 + e^-s), stable for either sign. */
-static inline double log_sigmoid(double s) { return s >= 0 ? -log1p(exp(-s)) : s - log1p(exp(s)); }
-
 /* One call's rows and where their results go. */
 typedef struct {
     const nade *m;
@@ -207,7 +204,7 @@ static int nade_rows(void *ctx, int r0, int r1) {
             } else {
                 on = c->x[px] != 0.0f;
             }
-            c->logp[r0 + r] += log_sigmoid(on ? logit : -logit);
+            c->logp[r0 + r] -= gm_softplus(on ? -(double)logit : (double)logit); /* log sigmoid(+-logit) */
             if (on) add_and_activate(a, h, w, H, m->relu);
         }
     }

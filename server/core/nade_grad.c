@@ -50,8 +50,6 @@ void gm_nade_params_free(gm_nade_params *p) {
     p->WT = p->V = p->c = p->b = NULL;
 }
 
-static inline double softplus(double s) { return s > 0 ? s + log1p(exp(-s)) : log1p(exp(s)); }
-
 double gm_nade_nll_grad(const gm_nade_params *p, int n, const float *x, float *scratch, gm_nade_params *grad) {
     int D = p->D, H = p->H;
     if (n <= 0) return 0.0;
@@ -77,7 +75,7 @@ double gm_nade_nll_grad(const gm_nade_params *p, int n, const float *x, float *s
             float logit = p->b[k];
 #pragma omp simd reduction(+ : logit)
             for (int j = 0; j < H; j++) logit += h[j] * vk[j];
-            nll += softplus(on ? -(double)logit : (double)logit);
+            nll += gm_softplus(on ? -(double)logit : (double)logit);
             if (!grad) continue;
             float *restrict dwk = grad->WT + (size_t)k * H, *restrict dvk = grad->V + (size_t)k * H;
             float e = gm_sigmoidf(logit) - (float)on;
