@@ -11,7 +11,8 @@
  * transposed so both are contiguous) stay in L1 while every image's running
  * a and h = act(a) (H floats each) are updated. Binary pixels make the update
  * an add of W[:, i] or nothing, so h is recomputed only after an on pixel;
- * the loops vectorize (gm_expf; `omp simd` lets the dot product reassociate).
+ * the loops vectorize (gm_expf; `omp simd` lets the dot products reassociate,
+ * four rows at a time so that their accumulators are independent).
  * Per-image log p accumulates in double: a sum of D terms must hold 1e-4.
  *
  * Sampling runs the same recurrence, drawing x_i ~ Bernoulli(sigmoid(logit /
@@ -153,11 +154,21 @@ static inline void add_and_activate(float *restrict a, float *restrict h, const 
     }
 }
 
-static inline float dot(const float *restrict h, const float *restrict v, int H) {
-    float s = 0.0f;
-#pragma omp simd reduction(+ : s)
-    for (int j = 0; j < H; j++) s += h[j] * v[j];
-    return s;
+/* Four rows' dot products with v at once: one vector accumulator would be a
+ * chain of dependent adds (latency-bound); four are independent, and v is
+ * loaded once for all four. Every row goes through this same code (a short
+ * batch repeats its last row), so a row's logit never depends on its batch. */
+static inline void dot4(const float *const h[4], const float *restrict v, int H, float *out) {
+    const float *restrict h0 = h[0], *restrict h1 = h[1], *restrict h2 = h[2], *restrict h3 = h[3];
+    float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
+#pragma omp simd reduction(+ : s0, s1, s2, s3)
+    for (int j = 0; j < H; j++) {
+        s0 += h0[j] * v[j];
+        s1 += h1[j] * v[j];
+        s2 += h2[j] * v[j];
+        s3 += h3[j] * v[j];
+    }
+    out[0] = s0, out[1] = s1, out[2] = s2, out[3] = s3;
 }
 
 /* One call's rows and where their results go. */
@@ -178,10 +189,12 @@ static int nade_rows(void *ctx, int r0, int r1) {
     const nade_call *c = ctx;
     const nade *m = c->m;
     int D = m->D, H = m->H, B = r1 - r0;
-    float *A = calloc((size_t)B * H, sizeof(float)), *Hs = malloc((size_t)B * H * sizeof(float));
-    if (!A || !Hs) {
+    float *A = calloc((size_t)B * H, sizeof(float)), *Hs = malloc((size_t)B * H * sizeof(float)),
+          *logits = malloc((size_t)B * sizeof(float));
+    if (!A || !Hs || !logits) {
         free(A);
         free(Hs);
+        free(logits);
         return -1;
     }
     for (int r = 0; r < B; r++) { /* a = 0 + c */
@@ -191,25 +204,35 @@ static int nade_rows(void *ctx, int r0, int r1) {
     for (int k = 0; k < D; k++) {
         int i = m->order[k];
         const float *v = m->V + (size_t)i * H, *w = m->WT + (size_t)i * H;
+        for (int r = 0; r < B; r += 4) {
+            const float *h[4];
+            float out[4];
+            for (int q = 0; q < 4; q++) h[q] = Hs + (size_t)(r + q < B ? r + q : B - 1) * H;
+            dot4(h, v, H, out);
+            for (int q = 0; q < 4 && r + q < B; q++) logits[r + q] = out[q];
+        }
         for (int r = 0; r < B; r++) {
-            float *a = A + (size_t)r * H, *h = Hs + (size_t)r * H;
             size_t px = (size_t)(r0 + r) * D + i;
-            float logit = m->b[i] + dot(h, v, H);
+            double logit = (double)(m->b[i] + logits[r]), e = exp(-fabs(logit));
             bool on;
             if (c->rows) {
                 gm_row *row = &c->rows[r0 + r];
-                double p = 1.0 / (1.0 + exp(-(double)logit / row->temperature));
+                double p = row->temperature == 1.0f ? (logit >= 0 ? 1.0 : e) / (1.0 + e)
+                                                    : 1.0 / (1.0 + exp(-logit / row->temperature));
                 on = gm_rng_uniform(&row->rng) < p;
                 c->drawn[px] = on ? 1.0f : 0.0f;
             } else {
                 on = c->x[px] != 0.0f;
             }
-            c->logp[r0 + r] -= gm_softplus(on ? -(double)logit : (double)logit); /* log sigmoid(+-logit) */
-            if (on) add_and_activate(a, h, w, H, m->relu);
+            /* log sigmoid(+-logit) = -softplus(-+logit), sharing e with p */
+            double x = on ? -logit : logit;
+            c->logp[r0 + r] -= (x > 0 ? x : 0.0) + log1p(e);
+            if (on) add_and_activate(A + (size_t)r * H, Hs + (size_t)r * H, w, H, m->relu);
         }
     }
     free(A);
     free(Hs);
+    free(logits);
     return 0;
 }
 
