@@ -5,7 +5,11 @@
  * layer's output shape from its input and check each weight against it, and
  * fold a batch_norm that follows a linear or convolution into that layer
  * (w' = w * s, b' = (b - mean) * s + beta with s = gamma / sqrt(var + eps)),
- * so that eval-mode BN costs nothing at run time.
+ * so that eval-mode BN costs nothing at run time. An activation that follows
+ * one of those layers is fused into it too: applied in the pass that adds
+ * the bias (linear, conv2d) or right after col2im builds a sample
+ * (conv_transpose2d), while the values are still in cache, instead of as a
+ * separate pass over the batch.
  *
  * Forward: a whole batch goes through one layer at a time, ping-ponging
  * between two scratch buffers. linear is one sgemm over the batch. conv2d is
@@ -27,6 +31,7 @@
 #include <cblas.h>
 #include <jansson.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,8 +68,12 @@ typedef struct {
     float *weight, *bias;
     float *scale, *shift; /* standalone batch_norm, per channel */
     int kh, kw, stride, pad, out_pad;
-    float slope;
+    float slope;   /* leaky_relu, standalone or fused */
+    op_kind act;   /* linear / convolutions: a fused activation, or OP_COUNT for none */
 } layer;
+
+static bool has_weights(const layer *L) { return L->kind == OP_LINEAR || L->kind == OP_CONV2D || L->kind == OP_CONV_T2D; }
+static bool is_activation(op_kind k) { return k == OP_RELU || k == OP_LEAKY_RELU || k == OP_SIGMOID || k == OP_TANH; }
 
 struct gm_net {
     gm_shape in, out;
@@ -275,7 +284,7 @@ static int build_batch_norm(const where *w, json_t *o, layer *L, layer *prev, in
         L->shift[c] = (float)((b ? b->f32[c] : 0.0) - m->f32[c] * s);
     }
     *folded = 0;
-    if (!prev || (prev->kind != OP_LINEAR && prev->kind != OP_CONV2D && prev->kind != OP_CONV_T2D)) return 0;
+    if (!prev || !has_weights(prev) || prev->act != OP_COUNT) return 0; /* BN after an activation stays */
     /* y = s * (W x + bias) + shift = (s W) x + (s bias + shift) */
     int n_out = prev->out.dim[0];
     if (prev->kind == OP_CONV_T2D) {
@@ -384,9 +393,10 @@ gm_net *gm_net_build(const gm_st *st, const char *what, const char *json, gm_sha
         op_kind kind = OP_COUNT;
         for (int k = 0; k < OP_COUNT; k++)
             if (strcmp(OP_NAMES[k], w.op) == 0) kind = (op_kind)k;
-        layer *L = &net->layers[net->n];
+        layer *L = &net->layers[net->n], *prev = net->n ? &net->layers[net->n - 1] : NULL;
         memset(L, 0, sizeof *L);
         L->kind = kind;
+        L->act = OP_COUNT;
         L->in = cur;
         L->out = cur;
         int rc = 0, folded = 0;
@@ -395,7 +405,7 @@ gm_net *gm_net_build(const gm_st *st, const char *what, const char *json, gm_sha
         case OP_CONV2D: rc = build_conv(&w, o, L, 0, err); break;
         case OP_CONV_T2D: rc = build_conv(&w, o, L, 1, err); break;
         case OP_BATCH_NORM:
-            rc = build_batch_norm(&w, o, L, net->n ? &net->layers[net->n - 1] : NULL, &folded, err);
+            rc = build_batch_norm(&w, o, L, prev, &folded, err);
             break;
         case OP_LEAKY_RELU: {
             double slope;
@@ -419,11 +429,16 @@ gm_net *gm_net_build(const gm_st *st, const char *what, const char *json, gm_sha
             free_layer(L);
             goto fail;
         }
-        if ((L->kind == OP_LINEAR || L->kind == OP_CONV2D || L->kind == OP_CONV_T2D) && (!L->weight || !L->bias)) {
+        if (has_weights(L) && (!L->weight || !L->bias)) {
             free_layer(L);
             goto oom;
         }
         cur = L->out;
+        if (is_activation(kind) && prev && has_weights(prev) && prev->act == OP_COUNT) {
+            prev->act = kind;
+            prev->slope = L->slope;
+            folded = 1;
+        }
         if (folded) {
             free_layer(L);
             continue;
@@ -453,13 +468,72 @@ typedef struct {
     int chunk; /* samples per im2col chunk */
 } scratch;
 
-/* x: (B, n_in); y: (B, n_out) = x W^T + bias */
+/* y = act(x) for an activation kind (in place when y == x); any other kind
+ * copies. */
+static void activate(op_kind act, float slope, const float *x, float *y, size_t n) {
+    switch (act) {
+    case OP_RELU:
+#pragma omp simd
+        for (size_t i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : 0;
+        break;
+    case OP_LEAKY_RELU:
+#pragma omp simd
+        for (size_t i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : x[i] * slope;
+        break;
+    case OP_SIGMOID:
+#pragma omp simd
+        for (size_t i = 0; i < n; i++) y[i] = gm_sigmoidf(x[i]);
+        break;
+    case OP_TANH:
+#pragma omp simd
+        for (size_t i = 0; i < n; i++) y[i] = gm_tanhf(x[i]);
+        break;
+    default:
+        if (y != x) memmove(y, x, n * sizeof *y);
+    }
+}
+
+/* A split of whole samples whose work outside sgemm is the sample's own. */
+typedef struct {
+    const layer *L;
+    float *y;
+} linear_part;
+
+static int bias_act_samples(void *ctx, int r0, int r1) {
+    const linear_part *c = ctx;
+    int n = c->L->out.dim[0];
+    for (int b = r0; b < r1; b++) {
+        float *y = c->y + (size_t)b * n;
+#pragma omp simd
+        for (int o = 0; o < n; o++) y[o] += c->L->bias[o];
+        activate(c->L->act, c->L->slope, y, y, (size_t)n);
+    }
+    return 0;
+}
+
+#define MIN_SAMPLES_PER_THREAD 4
+#define MIN_VALUES_PER_THREAD (1 << 17)
+
+/* Splits `B` samples of `per` values each over the compute threads only
+ * when each thread gets at least MIN_VALUES_PER_THREAD values: a split
+ * costs a few microseconds of hand-off, more than a small pass. */
+static void split_values(int B, size_t per, int (*fn)(void *, int, int), void *ctx) {
+    size_t min_rows = MIN_VALUES_PER_THREAD / (per ? per : 1) + 1;
+    gm_parallel_rows(B, min_rows > (size_t)B ? B + 1 : (int)min_rows, fn, ctx);
+}
+
+/* x: (B, n_in); y: (B, n_out) = act(x W^T + bias). One sample is a
+ * matrix-vector product: sgemm would pack the whole weight matrix for a
+ * single row. */
 static void linear_forward(const layer *L, int B, const float *x, float *y) {
     int n_in = gm_shape_size(L->in), n_out = L->out.dim[0];
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, n_out, n_in, 1.0f, x, n_in, L->weight, n_in, 0.0f, y,
-                n_out);
-    for (int b = 0; b < B; b++)
-        for (int o = 0; o < n_out; o++) y[(size_t)b * n_out + o] += L->bias[o];
+    if (B == 1)
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, n_out, n_in, 1.0f, L->weight, n_in, x, 1, 0.0f, y, 1);
+    else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, n_out, n_in, 1.0f, x, n_in, L->weight, n_in, 0.0f,
+                    y, n_out);
+    linear_part part = {L, y};
+    split_values(B, (size_t)n_out, bias_act_samples, &part);
 }
 
 /* Work outside sgemm is split over samples across the compute threads
@@ -472,9 +546,6 @@ typedef struct {
     const scratch *s;
     int b0, cols; /* the chunk's first sample; conv_transpose2d: columns of col */
 } conv_part;
-
-#define MIN_SAMPLES_PER_THREAD 4
-#define MIN_VALUES_PER_THREAD (1 << 17)
 
 /* conv2d: col (nb*P, K), one row per output pixel */
 static int im2col_samples(void *ctx, int r0, int r1) {
@@ -511,6 +582,7 @@ static int scatter_samples(void *ctx, int r0, int r1) {
         const float *ab = c->s->aux + (size_t)b * P * Co;
         for (int p = 0; p < P; p++)
             for (int ch = 0; ch < Co; ch++) yb[(size_t)ch * P + p] = ab[(size_t)p * Co + ch] + L->bias[ch];
+        activate(L->act, L->slope, yb, yb, (size_t)Co * P);
     }
     return 0;
 }
@@ -560,6 +632,7 @@ static int col2im_samples(void *ctx, int r0, int r1) {
                     }
                 }
         }
+        activate(L->act, L->slope, yb, yb, (size_t)Co * Ho * Wo);
     }
     return 0;
 }
@@ -594,44 +667,24 @@ static int elementwise_samples(void *ctx, int r0, int r1) {
     const elementwise_part *e = ctx;
     const layer *L = e->L;
     size_t lo = (size_t)r0 * e->per, hi = (size_t)r1 * e->per;
-    const float *restrict x = e->x;
-    float *restrict y = e->y;
-    switch (L->kind) {
-    case OP_BATCH_NORM: {
+    if (L->kind == OP_BATCH_NORM) {
         int C = L->in.dim[0];
         size_t inner = e->per / C;
         for (size_t i = lo; i < hi; i++) {
             size_t c = i / inner % C;
-            y[i] = x[i] * L->scale[c] + L->shift[c];
+            e->y[i] = e->x[i] * L->scale[c] + L->shift[c];
         }
-        break;
-    }
-    case OP_RELU:
-        for (size_t i = lo; i < hi; i++) y[i] = x[i] > 0 ? x[i] : 0;
-        break;
-    case OP_LEAKY_RELU:
-        for (size_t i = lo; i < hi; i++) y[i] = x[i] > 0 ? x[i] : x[i] * L->slope;
-        break;
-    case OP_SIGMOID:
-#pragma omp simd
-        for (size_t i = lo; i < hi; i++) y[i] = gm_sigmoidf(x[i]);
-        break;
-    case OP_TANH:
-#pragma omp simd
-        for (size_t i = lo; i < hi; i++) y[i] = gm_tanhf(x[i]);
-        break;
-    default: memmove(y + lo, x + lo, (hi - lo) * sizeof *y); /* reshape, flatten */
+    } else { /* activations; reshape and flatten copy */
+        activate(L->kind, L->slope, e->x + lo, e->y + lo, hi - lo);
     }
     return 0;
 }
 
-/* batch_norm (not folded), activations, reshape and flatten, in place or not */
+/* batch_norm (not folded), activations not fused, reshape and flatten, in
+ * place or not */
 static void elementwise_forward(const layer *L, int B, const float *x, float *y) {
     elementwise_part e = {L, x, y, (size_t)gm_shape_size(L->in)};
-    /* a thread costs tens of microseconds to start: split only when each
-     * gets at least MIN_VALUES_PER_THREAD values */
-    size_t min_rows = MIN_VALUES_PER_THREAD / e.per + 1;
-    gm_parallel_rows(B, min_rows > (size_t)B ? B + 1 : (int)min_rows, elementwise_samples, &e);
+    split_values(B, e.per, elementwise_samples, &e);
 }
 
 int gm_net_forward(const gm_net *net, int B, const float *in, float *out) {
