@@ -7,6 +7,10 @@
  * defines it, including orders where nothing may be folded (a batch_norm
  * after an activation; a second activation), at batch 1 (the
  * matrix-vector path) and batch 7.
+ *
+ * conv_transpose2d (computed as sgemm + an output-side col2im) is checked
+ * against its float64 definition, every input pixel scattering its kernel,
+ * over strides 1-3, paddings 0-2, output padding and non-square kernels.
  */
 #include "gm/layers.h"
 #include "testutil.h"
@@ -120,11 +124,77 @@ static void test_second_activation_stays(void **state) {
     check_chain("[" LINEAR ",{\"op\":\"sigmoid\"},{\"op\":\"tanh\"}]", ops, 3, 2);
 }
 
+/* One conv_transpose2d case: Ci -> Co channels, kernel kh x kw. */
+typedef struct {
+    int ci, co, kh, kw, stride, pad, out_pad, h, w;
+} convt_case;
+
+static void check_conv_transpose(convt_case k) {
+    int nw = k.ci * k.co * k.kh * k.kw, B = 3;
+    int ho = (k.h - 1) * k.stride - 2 * k.pad + k.kh + k.out_pad, wo = (k.w - 1) * k.stride - 2 * k.pad + k.kw + k.out_pad;
+    float *data = malloc((size_t)(nw + k.co) * sizeof(float));
+    for (int i = 0; i < nw + k.co; i++) data[i] = (float)(((i * 53) % 29) - 14) * 0.07f;
+    char header[512], json[256];
+    snprintf(header, sizeof header,
+             "{\"w\":{\"dtype\":\"F32\",\"shape\":[%d,%d,%d,%d],\"data_offsets\":[0,%d]},"
+             "\"b\":{\"dtype\":\"F32\",\"shape\":[%d],\"data_offsets\":[%d,%d]}}",
+             k.ci, k.co, k.kh, k.kw, 4 * nw, k.co, 4 * nw, 4 * (nw + k.co));
+    snprintf(json, sizeof json,
+             "[{\"op\":\"conv_transpose2d\",\"weight\":\"w\",\"bias\":\"b\",\"stride\":%d,\"padding\":%d,"
+             "\"output_padding\":%d}]",
+             k.stride, k.pad, k.out_pad);
+    size_t len;
+    uint8_t *buf = st_build(header, data, (size_t)(nw + k.co) * sizeof(float), &len);
+    char err[GM_ERR_LEN];
+    gm_st *st = gm_st_parse("convt.safetensors", buf, len, err);
+    assert_non_null(st);
+    gm_net *net = gm_net_build(st, "gm.generator", json, gm_shape3(k.ci, k.h, k.w), err);
+    if (!net) print_error("%s\n", err);
+    assert_non_null(net);
+    size_t nin = (size_t)k.ci * k.h * k.w, nout = (size_t)k.co * ho * wo;
+    float *x = malloc(B * nin * sizeof(float)), *got = malloc(B * nout * sizeof(float));
+    float *want = malloc(B * nout * sizeof(float));
+    double *ref = malloc(nout * sizeof(double));
+    for (size_t i = 0; i < B * nin; i++) x[i] = (float)((int)(i * 31 % 23) - 11) * 0.1f;
+    for (int b = 0; b < B; b++) {
+        for (int c = 0; c < k.co; c++)
+            for (int p = 0; p < ho * wo; p++) ref[(size_t)c * ho * wo + p] = data[nw + c];
+        for (int ci = 0; ci < k.ci; ci++)
+            for (int iy = 0; iy < k.h; iy++)
+                for (int ix = 0; ix < k.w; ix++)
+                    for (int c = 0; c < k.co; c++)
+                        for (int ky = 0; ky < k.kh; ky++)
+                            for (int kx = 0; kx < k.kw; kx++) {
+                                int oy = iy * k.stride - k.pad + ky, ox = ix * k.stride - k.pad + kx;
+                                if (oy < 0 || oy >= ho || ox < 0 || ox >= wo) continue;
+                                ref[((size_t)c * ho + oy) * wo + ox] +=
+                                    (double)x[b * nin + ((size_t)ci * k.h + iy) * k.w + ix] *
+                                    data[(((size_t)ci * k.co + c) * k.kh + ky) * k.kw + kx];
+                            }
+        for (size_t i = 0; i < nout; i++) want[b * nout + i] = (float)ref[i];
+    }
+    assert_int_equal(gm_net_forward(net, B, x, got), 0);
+    assert_close_f(json, got, want, B * nout, 1e-5);
+    free(data), free(buf), free(x), free(got), free(want), free(ref);
+    gm_net_free(net);
+    gm_st_free(st);
+}
+
+static void test_conv_transpose_matches_definition(void **state) {
+    const convt_case cases[] = {
+        {3, 2, 4, 4, 2, 1, 0, 5, 6}, {2, 3, 3, 3, 2, 1, 1, 4, 4}, {2, 2, 3, 2, 1, 0, 0, 3, 5},
+        {1, 2, 5, 3, 3, 2, 2, 4, 3}, {2, 1, 2, 2, 2, 0, 1, 1, 1}, {4, 3, 1, 1, 2, 0, 0, 3, 3},
+        {2, 2, 3, 3, 1, 2, 0, 4, 4},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) check_conv_transpose(cases[i]);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_batch_norm_and_activation_fold),
         cmocka_unit_test(test_batch_norm_after_activation_stays),
         cmocka_unit_test(test_second_activation_stays),
+        cmocka_unit_test(test_conv_transpose_matches_definition),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
