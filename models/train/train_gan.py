@@ -1,15 +1,24 @@
 """train_gan.py - the bundled GAN: a class-conditional DCGAN-style generator
-trained as an AC-GAN (the discriminator also classifies), then an encoder
-trained to invert the generator so that /encode works.
+trained against a projection discriminator (Miyato & Koyama 2018) with the
+hinge loss, then an encoder trained to invert the generator so that /encode
+works.
 
     OMP_NUM_THREADS=1 /usr/bin/python3 models/train/train_gan.py OUT.safetensors [--epochs N]
 
 Generator: [z (64), one-hot label (10)] -> linear 128*7*7 -> BN-ReLU ->
 convT 64x14x14 -> BN-ReLU -> convT 1x28x28 -> tanh (the bench-core shape).
-Discriminator: conv 64 s2 -> LReLU -> conv 128 s2 -> BN -> LReLU -> one
-real/fake logit (exported as gm.discriminator) and 10 class logits (the
-auxiliary head, used only in training). Images are grayscale in [-1, 1].
-DCGAN settings: Adam 2e-4, beta1 0.5, batch 64, weights N(0, 0.02).
+Discriminator: features h = conv 64 s2 -> LReLU -> conv 128 s2 -> BN -> LReLU;
+logit(x, y) = psi(h) + <embed(y), h>. Images are grayscale in [-1, 1].
+Settings: Adam 2e-4, beta1 0.5, batch 64, weights N(0, 0.02).
+
+Why not AC-GAN (the previous recipe): its auxiliary classifier pulls samples
+towards what is easiest to classify. Measured by `gmserve eval` after 4
+epochs, AC-GAN gave Fréchet distance 29.5 (conditional accuracy 98.8 %),
+the projection discriminator 22.1 (92.1 %); after 7 epochs, 15.2 (92.2 %).
+
+The served discriminator (gm.discriminator, one logit per image without a
+label) is the trained feature trunk with a linear real-vs-fake probe fitted
+on its detached features during training; the probe does not train the GAN.
 """
 import argparse
 
@@ -49,7 +58,7 @@ def g_input(z, y):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("out")
-    ap.add_argument("--epochs", type=int, default=15)
+    ap.add_argument("--epochs", type=int, default=25)
     ap.add_argument("--encoder-steps", type=int, default=4000)
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
@@ -57,38 +66,46 @@ def main():
     x, y = data.load("train")
     x = x.reshape(-1, 1, 28, 28) * 2 - 1
     G, D = generator(), trunk()
-    adv, aux = nn.Linear(128 * 7 * 7, 1), nn.Linear(128 * 7 * 7, C)
-    for m in (G, D, adv, aux):
+    psi, embed, probe = nn.Linear(128 * 7 * 7, 1), nn.Embedding(C, 128 * 7 * 7), nn.Linear(128 * 7 * 7, 1)
+    for m in (G, D, psi, embed, probe):
         m.apply(init)
-    d_params = list(D.parameters()) + list(adv.parameters()) + list(aux.parameters())
+    nn.init.normal_(embed.weight, 0.0, 0.02)
+
+    def logit(h, labels):
+        return psi(h) + (embed(labels) * h).sum(1, keepdim=True)
+
+    d_params = list(D.parameters()) + list(psi.parameters()) + list(embed.parameters())
     opt_g = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(d_params, lr=2e-4, betas=(0.5, 0.999))
+    opt_p = torch.optim.Adam(probe.parameters(), lr=1e-3)
     prog = data.Progress("gan", args.epochs)
     B = 64
+    ones, zeros = torch.ones(B, 1), torch.zeros(B, 1)
     for e in range(args.epochs):
         perm = torch.randperm(len(x))
-        sums = {"d": 0.0, "g": 0.0, "acc_real": 0.0}
+        sums = {"d": 0.0, "g": 0.0, "probe_acc": 0.0}
         steps = 0
         for i in range(0, len(x) - B + 1, B):
             xr, yr = x[perm[i:i + B]], y[perm[i:i + B]]
             yf = torch.randint(0, C, (B,))
             xf = G(g_input(torch.randn(B, Z), yf))
             hr, hf = D(xr), D(xf.detach())
-            ones, zeros = torch.ones(B, 1), torch.zeros(B, 1)
-            ld = (F.binary_cross_entropy_with_logits(adv(hr), ones) +
-                  F.binary_cross_entropy_with_logits(adv(hf), zeros) +
-                  F.cross_entropy(aux(hr), yr) + F.cross_entropy(aux(hf), yf))
+            ld = F.relu(1 - logit(hr, yr)).mean() + F.relu(1 + logit(hf, yf)).mean()
             opt_d.zero_grad()
             ld.backward()
             opt_d.step()
-            h = D(xf)
-            lg = F.binary_cross_entropy_with_logits(adv(h), ones) + F.cross_entropy(aux(h), yf)
+            pr, pf = probe(hr.detach()), probe(hf.detach())
+            lp = F.binary_cross_entropy_with_logits(pr, ones) + F.binary_cross_entropy_with_logits(pf, zeros)
+            opt_p.zero_grad()
+            lp.backward()
+            opt_p.step()
+            lg = -logit(D(xf), yf).mean()
             opt_g.zero_grad()
             lg.backward()
             opt_g.step()
             sums["d"] += ld.item()
             sums["g"] += lg.item()
-            sums["acc_real"] += (aux(hr).argmax(1) == yr).float().mean().item()
+            sums["probe_acc"] += ((pr > 0).float().mean() + (pf < 0).float().mean()).item() / 2
             steps += 1
         prog.epoch(e, **{k: v / steps for k, v in sums.items()})
 
@@ -125,7 +142,7 @@ def main():
     E.eval()
 
     D.eval()
-    disc = nn.Sequential(*D, adv)
+    disc = nn.Sequential(*D, probe)
     gl, gt = gmfile.layer_list(G, "gen")
     dl, dt = gmfile.layer_list(disc, "disc")
     el, et = gmfile.layer_list(E, "enc")
@@ -134,11 +151,13 @@ def main():
         "gm.num_classes": str(C), "gm.class_names": data.CLASS_NAMES, "gm.output": "tanh",
         "gm.generator": gl, "gm.discriminator": dl, "gm.encoder": el,
         "gm.dataset": "Fashion-MNIST (Debian dataset-fashion-mnist), grayscale in [-1, 1]",
-        "gm.description": "class-conditional DCGAN (AC-GAN) z=64 + one-hot 10 -> 128x7x7 -> 64x14x14 -> 1x28x28, "
-                          "with its discriminator and an encoder that inverts the generator",
+        "gm.description": "class-conditional DCGAN z=64 + one-hot 10 -> 128x7x7 -> 64x14x14 -> 1x28x28, trained "
+                          "against a projection discriminator (hinge loss); with the discriminator's trunk and a "
+                          "real-vs-fake probe, and an encoder that inverts the generator",
         "gm.training": {"command": data.command(), "seed": args.seed, "epochs": args.epochs,
                         "encoder_steps": args.encoder_steps,
-                        "optimizer": "Adam 2e-4 beta1 0.5, batch 64; encoder Adam 1e-3 MSE on z",
+                        "optimizer": "hinge loss, projection discriminator, Adam 2e-4 beta1 0.5, batch 64; "
+                                     "probe Adam 1e-3 BCE on detached features; encoder Adam 1e-3 MSE on z",
                         "device": "cpu, 1 thread", "minutes": round(prog.minutes(), 1)},
     })
     print(f"[gan] wrote {args.out}", flush=True)

@@ -94,7 +94,8 @@ def main():
         "gm.description": "MLP VAE 784-512-512-(2x32) / 32-512-512-784, Bernoulli decoder",
         "gm.training": {"command": data.command(), "seed": args.seed, "epochs": args.epochs,
                         "iw_epochs": args.iw_epochs, "iw_k": args.iw,
-                        "optimizer": f"ELBO: Adam 1e-3, cosine to 1e-5; then IW bound: Adam {args.iw_lr:g}, "
+                        "optimizer": (f"ELBO for {args.epochs} epochs: Adam 1e-3, cosine to 1e-5; then " if args.epochs
+                                      else "") + f"IW bound (K = {args.iw}): Adam {args.iw_lr:g}, "
                                      f"cosine to {args.iw_lr / 100:g}; batch 128", "device": "cpu, 1 thread",
                         "minutes": round(prog.minutes(), 1)},
     })
