@@ -26,7 +26,9 @@ BATCHES = [1, 16, 64, 256]
 D, H, Z_VAE, Z_GAN = 784, 500, 32, 64
 
 
-def timeit(fn, batch, min_time=0.4, max_reps=50):
+def timeit(fn, batch, min_time=0.4, max_reps=2000):
+    """Median seconds per call over >= 3 calls and >= min_time, at most
+    max_reps calls: the rule bench_core.c uses for gmserve."""
     fn()  # warm-up
     times = []
     start = time.perf_counter()

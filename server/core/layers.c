@@ -637,21 +637,29 @@ static int col2im_samples(void *ctx, int r0, int r1) {
     return 0;
 }
 
+/* conv_transpose2d's input to aux: (Ci, nb*Pin), each sample's channel
+ * plane copied whole */
+static int planes_samples(void *ctx, int r0, int r1) {
+    const conv_part *c = ctx;
+    int Ci = c->L->in.dim[0], Pin = c->L->in.dim[1] * c->L->in.dim[2];
+    for (int b = r0; b < r1; b++)
+        for (int ch = 0; ch < Ci; ch++)
+            memcpy(c->s->aux + (size_t)ch * c->cols + (size_t)b * Pin, c->x + ((size_t)(c->b0 + b) * Ci + ch) * Pin,
+                   (size_t)Pin * sizeof(float));
+    return 0;
+}
+
 /* x: (B, Cin, H, W); y: (B, Cout, Ho, Wo) */
 static void conv_t2d_forward(const layer *L, int B, const float *x, float *y, const scratch *s) {
     int Ci = L->in.dim[0], Pin = L->in.dim[1] * L->in.dim[2];
     int N = L->out.dim[0] * L->kh * L->kw;
     for (int b0 = 0; b0 < B; b0 += s->chunk) {
         int nb = B - b0 < s->chunk ? B - b0 : s->chunk, cols = nb * Pin;
-        /* aux: (Ci, nb*Pin), each sample's channel plane copied whole */
-        for (int b = 0; b < nb; b++)
-            for (int c = 0; c < Ci; c++)
-                memcpy(s->aux + (size_t)c * cols + (size_t)b * Pin, x + ((size_t)(b0 + b) * Ci + c) * Pin,
-                       (size_t)Pin * sizeof(float));
+        conv_part part = {L, x, y, s, b0, cols};
+        split_values(nb, (size_t)Ci * Pin, planes_samples, &part);
         /* col: (Co*kh*kw, nb*Pin) = W^T aux, W being (Ci, Co*kh*kw) */
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, cols, Ci, 1.0f, L->weight, N, s->aux, cols, 0.0f,
                     s->col, cols);
-        conv_part part = {L, x, y, s, b0, cols};
         gm_parallel_rows(nb, MIN_SAMPLES_PER_THREAD, col2im_samples, &part);
     }
 }
