@@ -268,7 +268,12 @@ static int nade_encode(const void *p, const gm_model_info *info, int B, const fl
     int H = m->H;
     for (int r = 0; r < B; r++) memcpy(z + (size_t)r * H, m->c, (size_t)H * sizeof(float));
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, H, m->D, 1.0f, x, m->D, m->WT, H, 1.0f, z, H);
-    for (size_t j = 0; j < (size_t)B * H; j++) z[j] = m->relu ? (z[j] > 0 ? z[j] : 0) : 1.0f / (1.0f + expf(-z[j]));
+    size_t n = (size_t)B * H;
+    if (m->relu)
+        for (size_t j = 0; j < n; j++) z[j] = z[j] > 0 ? z[j] : 0;
+    else
+#pragma omp simd
+        for (size_t j = 0; j < n; j++) z[j] = gm_sigmoidf(z[j]);
     return 0;
 }
 

@@ -102,7 +102,8 @@ static int vae_encode(const void *p, const gm_model_info *info, int B, const flo
 }
 
 static void sigmoid_inplace(float *v, size_t n) {
-    for (size_t i = 0; i < n; i++) v[i] = 1.0f / (1.0f + expf(-v[i]));
+#pragma omp simd
+    for (size_t i = 0; i < n; i++) v[i] = gm_sigmoidf(v[i]);
 }
 
 static int vae_decode(const void *p, const gm_model_info *info, int B, const float *z, const int *labels,
