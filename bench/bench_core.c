@@ -98,8 +98,8 @@ static int shapes_for(const char *op, int B, gemm_shape *s) {
     }
     if (strcmp(op, "gan_sample") == 0) {
         s[0] = (gemm_shape){B, 6272, 64, 0, 1};
-        s[1] = (gemm_shape){64 * 16, B * 49, 128, 1, 0};
-        s[2] = (gemm_shape){16, B * 196, 64, 1, 0};
+        s[1] = (gemm_shape){B * 49, 64 * 16, 128, 1, 0};
+        s[2] = (gemm_shape){B * 196, 16, 64, 1, 0};
         return 3;
     }
     return 0;

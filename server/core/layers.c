@@ -16,10 +16,14 @@
  * im2col with one row per output pixel of every sample in a chunk, so the
  * sgemm has M = samples * output pixels (big, BLAS-friendly) and produces
  * channels-last rows that are then scattered to NCHW. conv_transpose2d is the
- * adjoint (Caffe's layout): the chunk's channel planes side by side, one
- * sgemm giving every kernel tap's contribution for every input pixel, then
- * col2im adds each tap's row into its output plane, reading contiguously. Chunks bound the im2col
- * scratch to ~16 MB whatever the batch size; all scratch is the calling
+ * adjoint: the chunk's channel planes side by side, one sgemm giving, for
+ * every input pixel, a row of every kernel tap's contribution to every
+ * output channel (the weight is stored (Cin, kh, kw, Cout) for this), then
+ * col2im adds each tap's Cout values into a channels-last copy of the
+ * sample's output, contiguous vector adds, and transposes that to NCHW.
+ * Between two conv_transpose2d layers the output stays channels-last: it is
+ * what the next one's sgemm reads, so neither transposes nor copies.
+ * Chunks bound the im2col scratch to ~16 MB whatever the batch size; all scratch is the calling
  * thread's (scratch.h), reused from call to call. OpenBLAS threads the
  * sgemms; everything else is split over samples (gm_parallel_rows).
  */
@@ -70,6 +74,7 @@ typedef struct {
     int kh, kw, stride, pad, out_pad;
     float slope;   /* leaky_relu, standalone or fused */
     op_kind act;   /* linear / convolutions: a fused activation, or OP_COUNT for none */
+    bool nhwc_out; /* conv_transpose2d followed by another: output channels-last */
 } layer;
 
 static bool has_weights(const layer *L) { return L->kind == OP_LINEAR || L->kind == OP_CONV2D || L->kind == OP_CONV_T2D; }
@@ -331,6 +336,21 @@ static int build_reshape(const where *w, json_t *o, layer *L, char err[GM_ERR_LE
     return 0;
 }
 
+/* conv_transpose2d weights from the file's (Cin, Cout, kh, kw) to (Cin, kh,
+ * kw, Cout), the order of col2im's rows. Done once the chain is built: a
+ * batch_norm folded into the layer scales them in the file's order. */
+static int reorder_conv_t(layer *L) {
+    int ci = L->in.dim[0], co = L->out.dim[0], kk = L->kh * L->kw;
+    float *w = malloc((size_t)ci * co * kk * sizeof *w);
+    if (!w) return -1;
+    for (int i = 0; i < ci; i++)
+        for (int o = 0; o < co; o++)
+            for (int k = 0; k < kk; k++) w[((size_t)i * kk + k) * co + o] = L->weight[((size_t)i * co + o) * kk + k];
+    free(L->weight);
+    L->weight = w;
+    return 0;
+}
+
 static void free_layer(layer *L) {
     free(L->weight);
     free(L->bias);
@@ -447,6 +467,12 @@ gm_net *gm_net_build(const gm_st *st, const char *what, const char *json, gm_sha
         net->n++;
     }
     net->out = cur;
+    for (int i = 0; i < net->n; i++) {
+        layer *L = &net->layers[i];
+        if (L->kind != OP_CONV_T2D) continue;
+        if (reorder_conv_t(L)) goto oom;
+        L->nhwc_out = i + 1 < net->n && net->layers[i + 1].kind == OP_CONV_T2D;
+    }
     json_decref(root);
     return net;
 oom:
@@ -602,37 +628,44 @@ static void conv2d_forward(const layer *L, int B, const float *x, float *y, cons
     }
 }
 
-/* conv_transpose2d's col2im: kernel tap (c, ky, kx) of input pixel (iy, ix)
- * adds to output pixel (iy*stride - pad + ky, ix*stride - pad + kx) */
+/* conv_transpose2d's col2im. Row (b, iy, ix) of col holds, for each kernel
+ * tap (ky, kx), the Cout values that input pixel adds to output pixel
+ * (iy*stride - pad + ky, ix*stride - pad + kx). They are added into the
+ * sample's output kept channels-last (Cout contiguous values per pixel, so
+ * each add is one vector loop), which is then transposed to NCHW unless
+ * the next layer takes it channels-last. */
 static int col2im_samples(void *ctx, int r0, int r1) {
     const conv_part *c = ctx;
     const layer *L = c->L;
-    int H = L->in.dim[1], W = L->in.dim[2], Pin = H * W;
-    int Co = L->out.dim[0], Ho = L->out.dim[1], Wo = L->out.dim[2];
+    int H = L->in.dim[1], W = L->in.dim[2], Pin = H * W, st = L->stride;
+    int Co = L->out.dim[0], Ho = L->out.dim[1], Wo = L->out.dim[2], P = Ho * Wo;
+    size_t N = (size_t)Co * L->kh * L->kw;
+    float *t = L->nhwc_out ? NULL : gm_scratch(4, (size_t)P * Co);
+    if (!L->nhwc_out && !t) return -1;
     for (int b = r0; b < r1; b++) {
-        float *yb = c->y + (size_t)(c->b0 + b) * Co * Ho * Wo;
-        for (int ch = 0; ch < Co; ch++) {
-            float *plane = yb + (size_t)ch * Ho * Wo;
-            for (int i = 0; i < Ho * Wo; i++) plane[i] = L->bias[ch];
-            for (int ky = 0; ky < L->kh; ky++)
-                for (int kx = 0; kx < L->kw; kx++) {
-                    const float *row =
-                        c->s->col + ((size_t)(ch * L->kh + ky) * L->kw + kx) * c->cols + (size_t)b * Pin;
-                    /* ox = ix*stride + off lies in [0, Wo) for ix in [lo, hi] */
-                    int st = L->stride, off = kx - L->pad;
-                    int lo = off >= 0 ? 0 : (-off + st - 1) / st;
-                    int hi = Wo - 1 - off < 0 ? -1 : (Wo - 1 - off) / st;
-                    if (hi > W - 1) hi = W - 1;
-                    for (int iy = 0; iy < H; iy++) {
-                        int oy = iy * st - L->pad + ky;
-                        if (oy < 0 || oy >= Ho) continue;
-                        float *yrow = plane + (size_t)oy * Wo;
-                        const float *r = row + (size_t)iy * W;
-                        for (int ix = lo; ix <= hi; ix++) yrow[ix * st + off] += r[ix];
+        float *yb = c->y + (size_t)(c->b0 + b) * Co * P;
+        if (L->nhwc_out) t = yb;
+        for (int p = 0; p < P; p++) memcpy(t + (size_t)p * Co, L->bias, (size_t)Co * sizeof *t);
+        for (int iy = 0; iy < H; iy++)
+            for (int ix = 0; ix < W; ix++) {
+                const float *row = c->s->col + ((size_t)b * Pin + (size_t)iy * W + ix) * N;
+                for (int ky = 0; ky < L->kh; ky++) {
+                    int oy = iy * st - L->pad + ky;
+                    if (oy < 0 || oy >= Ho) continue;
+                    for (int kx = 0; kx < L->kw; kx++) {
+                        int ox = ix * st - L->pad + kx;
+                        if (ox < 0 || ox >= Wo) continue;
+                        float *restrict dst = t + ((size_t)oy * Wo + ox) * Co;
+                        const float *restrict src = row + ((size_t)ky * L->kw + kx) * Co;
+#pragma omp simd
+                        for (int ch = 0; ch < Co; ch++) dst[ch] += src[ch];
                     }
                 }
-        }
-        activate(L->act, L->slope, yb, yb, (size_t)Co * Ho * Wo);
+            }
+        if (!L->nhwc_out)
+            for (int ch = 0; ch < Co; ch++)
+                for (int p = 0; p < P; p++) yb[(size_t)ch * P + p] = t[(size_t)p * Co + ch];
+        activate(L->act, L->slope, yb, yb, (size_t)Co * P);
     }
     return 0;
 }
@@ -649,19 +682,28 @@ static int planes_samples(void *ctx, int r0, int r1) {
     return 0;
 }
 
-/* x: (B, Cin, H, W); y: (B, Cout, Ho, Wo) */
-static void conv_t2d_forward(const layer *L, int B, const float *x, float *y, const scratch *s) {
+/* x: (B, Cin, H, W), or (B, H, W, Cin) when nhwc_in; y: (B, Cout, Ho, Wo),
+ * or (B, Ho, Wo, Cout) when L->nhwc_out */
+static int conv_t2d_forward(const layer *L, int B, const float *x, float *y, const scratch *s, bool nhwc_in) {
     int Ci = L->in.dim[0], Pin = L->in.dim[1] * L->in.dim[2];
     int N = L->out.dim[0] * L->kh * L->kw;
     for (int b0 = 0; b0 < B; b0 += s->chunk) {
         int nb = B - b0 < s->chunk ? B - b0 : s->chunk, cols = nb * Pin;
         conv_part part = {L, x, y, s, b0, cols};
-        split_values(nb, (size_t)Ci * Pin, planes_samples, &part);
-        /* col: (Co*kh*kw, nb*Pin) = W^T aux, W being (Ci, Co*kh*kw) */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, cols, Ci, 1.0f, L->weight, N, s->aux, cols, 0.0f,
-                    s->col, cols);
-        gm_parallel_rows(nb, MIN_SAMPLES_PER_THREAD, col2im_samples, &part);
+        /* col: (nb*Pin, kh*kw*Co) = X W, X being the chunk's pixels as rows of
+         * Ci (channels-last input as it is, NCHW through aux's planes) and W
+         * (Ci, kh*kw*Co) */
+        if (nhwc_in) {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cols, N, Ci, 1.0f, x + (size_t)b0 * Ci * Pin, Ci,
+                        L->weight, N, 0.0f, s->col, N);
+        } else {
+            split_values(nb, (size_t)Ci * Pin, planes_samples, &part);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, cols, N, Ci, 1.0f, s->aux, cols, L->weight, N,
+                        0.0f, s->col, N);
+        }
+        if (gm_parallel_rows(nb, MIN_SAMPLES_PER_THREAD, col2im_samples, &part)) return -1;
     }
+    return 0;
 }
 
 typedef struct {
@@ -719,7 +761,9 @@ int gm_net_forward(const gm_net *net, int B, const float *in, float *out) {
         switch (L->kind) {
         case OP_LINEAR: linear_forward(L, B, x, y); break;
         case OP_CONV2D: conv2d_forward(L, B, x, y, &s); break;
-        case OP_CONV_T2D: conv_t2d_forward(L, B, x, y, &s); break;
+        case OP_CONV_T2D:
+            if (conv_t2d_forward(L, B, x, y, &s, i > 0 && net->layers[i - 1].nhwc_out)) return -1;
+            break;
         default: elementwise_forward(L, B, x, y);
         }
         x = y;
