@@ -6,7 +6,7 @@
  * gm_net_forward and, independently, layer by layer in float64 as SPEC §1.4
  * defines it, including orders where nothing may be folded (a batch_norm
  * after an activation; a second activation), at batch 1 (the
- * matrix-vector path) and batch 7.
+ * matrix-vector path, dense and sparse inputs) and batch 7.
  *
  * conv_transpose2d (computed as sgemm + an output-side col2im) is checked
  * against its float64 definition, every input pixel scattering its kernel,
@@ -95,15 +95,20 @@ static void check_chain(const char *json, const ref_op *ops, int n, int layers_l
     assert_non_null(net);
     assert_int_equal(gm_net_layers(net), layers_left);
     float x[BATCH * IN], got[BATCH * OUT], want[BATCH * OUT];
-    for (int i = 0; i < BATCH * IN; i++) x[i] = (float)(((i * 37) % 17) - 8) * 0.3f;
-    for (int b = 0; b < BATCH; b++) {
-        double y[OUT];
-        reference(ops, n, x + b * IN, y);
-        for (int o = 0; o < OUT; o++) want[b * OUT + o] = (float)y[o];
-    }
-    for (int B = 1; B <= BATCH; B += BATCH - 1) {
-        assert_int_equal(gm_net_forward(net, B, x, got), 0);
-        assert_close_f(json, got, want, (size_t)B * OUT, 1e-6);
+    /* dense inputs, then mostly zero ones (one sample's linear then reads
+     * only the weight rows of its nonzero inputs) */
+    for (int sparse = 0; sparse <= 1; sparse++) {
+        for (int i = 0; i < BATCH * IN; i++)
+            x[i] = sparse && i % IN != 1 ? 0.0f : (float)(((i * 37) % 17) - 8) * 0.3f + 0.1f;
+        for (int b = 0; b < BATCH; b++) {
+            double y[OUT];
+            reference(ops, n, x + b * IN, y);
+            for (int o = 0; o < OUT; o++) want[b * OUT + o] = (float)y[o];
+        }
+        for (int B = 1; B <= BATCH; B += BATCH - 1) {
+            assert_int_equal(gm_net_forward(net, B, x, got), 0);
+            assert_close_f(json, got, want, (size_t)B * OUT, 1e-6);
+        }
     }
     gm_net_free(net);
     gm_st_free(st);

@@ -70,8 +70,10 @@ static const char *const OP_NAMES[OP_COUNT] = {
 typedef struct {
     op_kind kind;
     gm_shape in, out;
-    /* linear: weight (O, I); conv2d: (Cout, Cin*kh*kw); conv_transpose2d:
-     * (Cin, Cout*kh*kw). bias (O) or (Cout), zeros when the file has none. */
+    /* linear: weight (I, O), transposed at load; conv2d: (Cout, Cin*kh*kw);
+     * conv_transpose2d: (Cin, Cout*kh*kw) as in the file, (Cin, kh*kw*Cout)
+     * once the chain is built. bias (O) or (Cout), zeros when the file has
+     * none. */
     float *weight, *bias;
     float *scale, *shift; /* standalone batch_norm, per channel */
     int kh, kw, stride, pad, out_pad;
@@ -208,7 +210,10 @@ static int build_linear(const where *w, json_t *o, layer *L, char err[GM_ERR_LEN
     int out = (int)wt->shape[0];
     if (check_vector(w, bt, out, L->in, err)) return -1;
     L->out = gm_shape1(out);
-    L->weight = copy_floats(wt->f32, (size_t)wt->numel);
+    L->weight = malloc((size_t)wt->numel * sizeof(float));
+    if (L->weight) /* (I, O): row i is what input i adds to every output */
+        for (int r = 0; r < out; r++)
+            for (int i = 0; i < in; i++) L->weight[(size_t)i * out + r] = wt->f32[(size_t)r * in + i];
     L->bias = copy_floats(bt ? bt->f32 : NULL, (size_t)out);
     return 0;
 }
@@ -300,9 +305,12 @@ static int build_batch_norm(const where *w, json_t *o, layer *L, layer *prev, in
         for (int ci = 0; ci < cin; ci++)
             for (int co = 0; co < n_out; co++)
                 for (int k = 0; k < kk; k++) prev->weight[((size_t)ci * n_out + co) * kk + k] *= L->scale[co];
+    } else if (prev->kind == OP_LINEAR) {
+        size_t n_in = (size_t)gm_shape_size(prev->in);
+        for (size_t k = 0; k < n_in; k++)
+            for (int co = 0; co < n_out; co++) prev->weight[k * n_out + co] *= L->scale[co];
     } else {
-        size_t row = prev->kind == OP_LINEAR ? (size_t)gm_shape_size(prev->in)
-                                             : (size_t)prev->in.dim[0] * prev->kh * prev->kw;
+        size_t row = (size_t)prev->in.dim[0] * prev->kh * prev->kw;
         for (int co = 0; co < n_out; co++)
             for (size_t k = 0; k < row; k++) prev->weight[co * row + k] *= L->scale[co];
     }
@@ -551,16 +559,31 @@ static void split_values(int B, size_t per, int (*fn)(void *, int, int), void *c
     gm_parallel_rows(B, min_rows > (size_t)B ? B + 1 : (int)min_rows, fn, ctx);
 }
 
-/* x: (B, n_in); y: (B, n_out) = act(x W^T + bias). One sample is a
- * matrix-vector product: sgemm would pack the whole weight matrix for a
- * single row. */
+/* x: (B, n_in); y: (B, n_out) = act(x W + bias), W stored (n_in, n_out).
+ * One sample is a matrix-vector product, which is bound by reading W: when
+ * at least half its inputs are zero (a binary image, a ReLU's output) it
+ * reads only the rows of the nonzero ones; otherwise sgemv (sgemm would
+ * pack all of W for a single row). */
 static void linear_forward(const layer *L, int B, const float *x, float *y) {
     int n_in = gm_shape_size(L->in), n_out = L->out.dim[0];
+    int nonzero = 0;
     if (B == 1)
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, n_out, n_in, 1.0f, L->weight, n_in, x, 1, 0.0f, y, 1);
-    else
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, n_out, n_in, 1.0f, x, n_in, L->weight, n_in, 0.0f,
-                    y, n_out);
+        for (int i = 0; i < n_in; i++) nonzero += x[i] != 0.0f;
+    if (B == 1 && 2 * nonzero <= n_in) {
+        memset(y, 0, (size_t)n_out * sizeof *y);
+        for (int i = 0; i < n_in; i++) {
+            if (x[i] == 0.0f) continue;
+            const float *restrict w = L->weight + (size_t)i * n_out;
+            float xi = x[i];
+#pragma omp simd
+            for (int o = 0; o < n_out; o++) y[o] += xi * w[o];
+        }
+    } else if (B == 1) {
+        cblas_sgemv(CblasRowMajor, CblasTrans, n_in, n_out, 1.0f, L->weight, n_out, x, 1, 0.0f, y, 1);
+    } else {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, n_out, n_in, 1.0f, x, n_in, L->weight, n_out,
+                    0.0f, y, n_out);
+    }
     linear_part part = {L, y};
     split_values(B, (size_t)n_out, bias_act_samples, &part);
 }
