@@ -564,6 +564,8 @@ static void split_values(int B, size_t per, int (*fn)(void *, int, int), void *c
  * at least half its inputs are zero (a binary image, a ReLU's output) it
  * reads only the rows of the nonzero ones; otherwise sgemv (sgemm would
  * pack all of W for a single row). */
+#define SPARSE_CHUNK 1024
+
 static void linear_forward(const layer *L, int B, const float *x, float *y) {
     int n_in = gm_shape_size(L->in), n_out = L->out.dim[0];
     int nonzero = 0;
@@ -571,12 +573,20 @@ static void linear_forward(const layer *L, int B, const float *x, float *y) {
         for (int i = 0; i < n_in; i++) nonzero += x[i] != 0.0f;
     if (B == 1 && 2 * nonzero <= n_in) {
         memset(y, 0, (size_t)n_out * sizeof *y);
-        for (int i = 0; i < n_in; i++) {
-            if (x[i] == 0.0f) continue;
-            const float *restrict w = L->weight + (size_t)i * n_out;
-            float xi = x[i];
+        for (int i0 = 0; i0 < n_in; i0 += SPARSE_CHUNK) {
+            /* the nonzero inputs' indices first, without branches: a
+             * branch per input mispredicts on every new image */
+            int idx[SPARSE_CHUNK], m = 0, i1 = n_in - i0 < SPARSE_CHUNK ? n_in : i0 + SPARSE_CHUNK;
+            for (int i = i0; i < i1; i++) {
+                idx[m] = i;
+                m += x[i] != 0.0f;
+            }
+            for (int k = 0; k < m; k++) {
+                const float *restrict w = L->weight + (size_t)idx[k] * n_out;
+                float xi = x[idx[k]];
 #pragma omp simd
-            for (int o = 0; o < n_out; o++) y[o] += xi * w[o];
+                for (int o = 0; o < n_out; o++) y[o] += xi * w[o];
+            }
         }
     } else if (B == 1) {
         cblas_sgemv(CblasRowMajor, CblasTrans, n_in, n_out, 1.0f, L->weight, n_out, x, 1, 0.0f, y, 1);
