@@ -224,9 +224,7 @@ static int nade_rows(void *ctx, int r0, int r1) {
             } else {
                 on = c->x[px] != 0.0f;
             }
-            /* log sigmoid(+-logit) = -softplus(-+logit), sharing e with p */
-            double x = on ? -logit : logit;
-            c->logp[r0 + r] -= (x > 0 ? x : 0.0) + log1p(e);
+            c->logp[r0 + r] -= gm_softplus_e(on ? -logit : logit, e); /* log sigmoid(+-logit), e shared with p */
             if (on) add_and_activate(A + (size_t)r * H, Hs + (size_t)r * H, w, H, m->relu);
         }
     }

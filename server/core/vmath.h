@@ -44,8 +44,10 @@ static inline float gm_tanhf(float x) {
 }
 
 /* log(1 + e^x) in double, stable for either sign: the exact per-pixel terms
- * of NADE's log p (a sum of 784 of them must hold 1e-4). */
-static inline double gm_softplus(double x) { return x > 0 ? x + log1p(exp(-x)) : log1p(exp(x)); }
+ * of NADE's log p (a sum of 784 of them must hold 1e-4). The _e form takes
+ * e = exp(-|x|) from a caller that needs it too (NADE's draw). */
+static inline double gm_softplus_e(double x, double e) { return (x > 0 ? x : 0.0) + log1p(e); }
+static inline double gm_softplus(double x) { return gm_softplus_e(x, exp(-fabs(x))); }
 
 /* softplus(x) = log(1 + e^x) = max(x, 0) + log1p(e^-|x|), the log1p as
  * 2 atanh(u / (2 + u)) by its odd series (u <= 1, so s <= 1/3 and seven
