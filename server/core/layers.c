@@ -82,7 +82,9 @@ typedef struct {
     bool nhwc_out; /* conv_transpose2d followed by another: output channels-last */
 } layer;
 
-static bool has_weights(const layer *L) { return L->kind == OP_LINEAR || L->kind == OP_CONV2D || L->kind == OP_CONV_T2D; }
+static bool has_weights(const layer *L) {
+    return L->kind == OP_LINEAR || L->kind == OP_CONV2D || L->kind == OP_CONV_T2D;
+}
 static bool is_activation(op_kind k) { return k == OP_RELU || k == OP_LEAKY_RELU || k == OP_SIGMOID || k == OP_TANH; }
 
 struct gm_net {

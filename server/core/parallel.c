@@ -5,8 +5,9 @@
  * need, and sleep on a condition variable between jobs: a hand-off is a
  * wake-up, 9.5 us there (on an idle VM either costs ~50 us: waking the
  * halted virtual CPU dominates). They sleep rather than spin because
- * OpenBLAS's own threads want the same cores between our passes. One job uses the pool at a time; a caller that finds it busy (two
- * batches computed at once) runs its rows itself, which changes no result.
+ * OpenBLAS's own threads want the same cores between our passes. One job
+ * uses the pool at a time; a caller that finds it busy (two batches
+ * computed at once) runs its rows itself, which changes no result.
  */
 #include <pthread.h>
 #include <stdatomic.h>
