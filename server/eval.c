@@ -302,7 +302,10 @@ static void compare(const gm_logp_result *vae, const gm_logp_result *nade, int n
                         json_pack("{s:f,s:f,s:i}", "logp_nats", mean, "paired_se", se, "images", n));
 }
 
-static double frechet_of(const float *a, int na, const float *b, int nb, int d) {
+/* The distance between Gaussians fitted to the feature sets a and b; *mean_term
+ * gets its |mu_a - mu_b|^2 part, which tells a shift of the whole sample set
+ * from a mismatch in spread (the covariance part, the rest). */
+static double frechet_of(const float *a, int na, const float *b, int nb, int d, double *mean_term) {
     double *m1 = malloc(sizeof(double) * d), *m2 = malloc(sizeof(double) * d);
     double *s1 = malloc(sizeof(double) * d * d), *s2 = malloc(sizeof(double) * d * d);
     double fd = -1;
@@ -310,6 +313,8 @@ static double frechet_of(const float *a, int na, const float *b, int nb, int d) 
         gm_gaussian_fit(a, na, d, m1, s1);
         gm_gaussian_fit(b, nb, d, m2, s2);
         fd = gm_frechet_distance(m1, s1, m2, s2, d);
+        *mean_term = 0;
+        for (int i = 0; i < d; i++) *mean_term += (m1[i] - m2[i]) * (m1[i] - m2[i]);
     }
     free(m1);
     free(m2);
@@ -365,12 +370,15 @@ static int eval_gan(const options *o, const classifier *c, const gm_dataset *tra
         if (pred[r] == r % classes) right++, per_class[r % classes]++;
     if (classify(c, test->images, nt, D, o->threads, "classifier on test", ft, pred)) goto oom;
     if (classify(c, train->images, nr, D, o->threads, "classifier on train", fr, pred)) goto oom;
-    double fd = frechet_of(fs, n, ft, nt, F), floor = frechet_of(fr, nr, ft, nt, F);
+    double fd_means, floor_means;
+    double fd = frechet_of(fs, n, ft, nt, F, &fd_means), floor = frechet_of(fr, nr, ft, nt, F, &floor_means);
     if (fd < 0 || floor < 0) goto oom;
-    printf("gan   Fréchet distance %.3f to %d test images (train-vs-test floor %.3f, ratio %.1fx), %d samples",
-           fd, nt, floor, fd / floor, n);
-    json_t *r = json_pack("{s:s,s:f,s:f,s:f,s:i,s:i,s:s}", "file", o->gan, "frechet_distance", fd,
-                          "frechet_floor_train_vs_test", floor, "frechet_ratio", fd / floor, "samples", n,
+    printf("gan   Fréchet distance %.3f to %d test images (means %.3f, covariances %.3f; train-vs-test floor %.3f,"
+           " ratio %.1fx), %d samples",
+           fd, nt, fd_means, fd - fd_means, floor, fd / floor, n);
+    json_t *r = json_pack("{s:s,s:f,s:f,s:f,s:f,s:f,s:i,s:i,s:s}", "file", o->gan, "frechet_distance", fd,
+                          "frechet_mean_term", fd_means, "frechet_floor_train_vs_test", floor,
+                          "frechet_floor_mean_term", floor_means, "frechet_ratio", fd / floor, "samples", n,
                           "feature_dim", F, "features", "classifier penultimate layer (models/classifier.safetensors)");
     if (classes) {
         printf(", conditional accuracy %.2f %%\n      per class:", 100.0 * right / n);
