@@ -302,25 +302,46 @@ static void compare(const gm_logp_result *vae, const gm_logp_result *nade, int n
                         json_pack("{s:f,s:f,s:i}", "logp_nats", mean, "paired_se", se, "images", n));
 }
 
-/* The distance between Gaussians fitted to the feature sets a and b; *mean_term
- * gets its |mu_a - mu_b|^2 part, which tells a shift of the whole sample set
- * from a mismatch in spread (the covariance part, the rest). */
-static double frechet_of(const float *a, int na, const float *b, int nb, int d, double *mean_term) {
+typedef struct {
+    double distance, mean_term; /* mean_term: the |mu_a - mu_b|^2 part */
+    double spread;              /* tr(S_a) / tr(S_b): below 1, a has less variety than b */
+} frechet_parts;
+
+/* The Fréchet distance between Gaussians fitted to the feature sets a and b,
+ * split so that a shift of the whole set shows apart from a lack of variety.
+ * Returns 0, or -1 when out of memory. */
+static int frechet_of(const float *a, int na, const float *b, int nb, int d, frechet_parts *out) {
     double *m1 = malloc(sizeof(double) * d), *m2 = malloc(sizeof(double) * d);
     double *s1 = malloc(sizeof(double) * d * d), *s2 = malloc(sizeof(double) * d * d);
-    double fd = -1;
-    if (m1 && m2 && s1 && s2) {
-        gm_gaussian_fit(a, na, d, m1, s1);
-        gm_gaussian_fit(b, nb, d, m2, s2);
-        fd = gm_frechet_distance(m1, s1, m2, s2, d);
-        *mean_term = 0;
-        for (int i = 0; i < d; i++) *mean_term += (m1[i] - m2[i]) * (m1[i] - m2[i]);
+    int rc = -1;
+    if (m1 && m2 && s1 && s2 && !gm_gaussian_fit(a, na, d, m1, s1) && !gm_gaussian_fit(b, nb, d, m2, s2)) {
+        out->distance = gm_frechet_distance(m1, s1, m2, s2, d);
+        double tr1 = 0, tr2 = 0;
+        out->mean_term = 0;
+        for (int i = 0; i < d; i++) {
+            out->mean_term += (m1[i] - m2[i]) * (m1[i] - m2[i]);
+            tr1 += s1[i * d + i];
+            tr2 += s2[i * d + i];
+        }
+        out->spread = tr2 > 0 ? tr1 / tr2 : 0;
+        rc = out->distance < 0 ? -1 : 0;
     }
     free(m1);
     free(m2);
     free(s1);
     free(s2);
-    return fd;
+    return rc;
+}
+
+/* The rows of x (n, d) whose label is k, copied to out; labels NULL means
+ * row r has label r % classes (the round-robin labels of the samples).
+ * Returns how many. */
+static int rows_of_class(const float *x, int n, int d, const int *labels, int classes, int k, float *out) {
+    int m = 0;
+    for (int r = 0; r < n; r++)
+        if ((labels ? labels[r] : r % classes) == k)
+            memcpy(out + (size_t)m++ * d, x + (size_t)r * d, sizeof(float) * d);
+    return m;
 }
 
 typedef struct {
@@ -340,6 +361,40 @@ static int sample_chunk(void *ctx, int first, int count) {
     }
     int rc = gm_model_sample(j->m, count, rows, j->pixels + (size_t)first * j->D, NULL);
     free(rows);
+    return rc;
+}
+
+/* The distance class by class, samples of label k against test images of
+ * label k: which classes lack variety (spread < 1) or sit apart (mean term).
+ * scratch holds n * d floats. Skipped when a class has under two rows. */
+static int per_class_frechet(const float *fs, int n, const float *ft, int nt, int d, const int *test_labels,
+                             int classes, const char *const *names, float *scratch, json_t *report) {
+    float *real = malloc(sizeof(float) * nt * d);
+    json_t *dist = json_array(), *spread = json_array();
+    int rc = -1;
+    if (!real || !dist || !spread) goto done;
+    printf("\n      per class, Fréchet distance (feature spread of samples / test):");
+    for (int k = 0; k < classes; k++) {
+        int ns = rows_of_class(fs, n, d, NULL, classes, k, scratch);
+        int nr = rows_of_class(ft, nt, d, test_labels, classes, k, real);
+        frechet_parts p;
+        if (ns < 2 || nr < 2) {
+            printf(" (too few rows)");
+            rc = 0;
+            goto done;
+        }
+        if (frechet_of(scratch, ns, real, nr, d, &p)) goto done;
+        printf(" %s %.1f (%.2f)", names ? names[k] : "", p.distance, p.spread);
+        json_array_append_new(dist, json_real(p.distance));
+        json_array_append_new(spread, json_real(p.spread));
+    }
+    json_object_set(report, "frechet_per_class", dist);
+    json_object_set(report, "feature_spread_per_class", spread);
+    rc = 0;
+done:
+    json_decref(dist);
+    json_decref(spread);
+    free(real);
     return rc;
 }
 
@@ -370,16 +425,15 @@ static int eval_gan(const options *o, const classifier *c, const gm_dataset *tra
         if (pred[r] == r % classes) right++, per_class[r % classes]++;
     if (classify(c, test->images, nt, D, o->threads, "classifier on test", ft, pred)) goto oom;
     if (classify(c, train->images, nr, D, o->threads, "classifier on train", fr, pred)) goto oom;
-    double fd_means, floor_means;
-    double fd = frechet_of(fs, n, ft, nt, F, &fd_means), floor = frechet_of(fr, nr, ft, nt, F, &floor_means);
-    if (fd < 0 || floor < 0) goto oom;
-    printf("gan   Fréchet distance %.3f to %d test images (means %.3f, covariances %.3f; train-vs-test floor %.3f,"
-           " ratio %.1fx), %d samples",
-           fd, nt, fd_means, fd - fd_means, floor, fd / floor, n);
-    json_t *r = json_pack("{s:s,s:f,s:f,s:f,s:f,s:f,s:i,s:i,s:s}", "file", o->gan, "frechet_distance", fd,
-                          "frechet_mean_term", fd_means, "frechet_floor_train_vs_test", floor,
-                          "frechet_floor_mean_term", floor_means, "frechet_ratio", fd / floor, "samples", n,
-                          "feature_dim", F, "features", "classifier penultimate layer (models/classifier.safetensors)");
+    frechet_parts fd, floor;
+    if (frechet_of(fs, n, ft, nt, F, &fd) || frechet_of(fr, nr, ft, nt, F, &floor)) goto oom;
+    printf("gan   Fréchet distance %.3f to %d test images (train-vs-test floor %.3f, ratio %.1fx), %d samples",
+           fd.distance, nt, floor.distance, fd.distance / floor.distance, n);
+    json_t *r = json_pack("{s:s,s:f,s:f,s:f,s:f,s:f,s:i,s:i,s:s}", "file", o->gan, "frechet_distance", fd.distance,
+                          "frechet_mean_term", fd.mean_term, "feature_spread", fd.spread,
+                          "frechet_floor_train_vs_test", floor.distance, "frechet_ratio",
+                          fd.distance / floor.distance, "samples", n, "feature_dim", F, "features",
+                          "classifier penultimate layer (models/classifier.safetensors)");
     if (classes) {
         printf(", conditional accuracy %.2f %%\n      per class:", 100.0 * right / n);
         json_t *pc = json_array();
@@ -391,6 +445,7 @@ static int eval_gan(const options *o, const classifier *c, const gm_dataset *tra
         }
         json_object_set_new(r, "conditional_accuracy", json_real((double)right / n));
         json_object_set_new(r, "conditional_accuracy_per_class", pc);
+        if (per_class_frechet(fs, n, ft, nt, F, test->labels, classes, in->class_names, px, r)) goto oom;
     }
     printf("\n");
     fflush(stdout);

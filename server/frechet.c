@@ -5,14 +5,15 @@
 
 #include "frechet.h"
 
-void gm_gaussian_fit(const float *x, int n, int d, double *mean, double *cov) {
+int gm_gaussian_fit(const float *x, int n, int d, double *mean, double *cov) {
+    double *c = malloc(sizeof(double) * d);
+    if (!c) return -1;
     memset(mean, 0, sizeof(double) * d);
     memset(cov, 0, sizeof(double) * d * d);
     for (int r = 0; r < n; r++)
         for (int i = 0; i < d; i++) mean[i] += x[(size_t)r * d + i];
     for (int i = 0; i < d; i++) mean[i] /= n;
-    double *c = malloc(sizeof(double) * d);
-    for (int r = 0; r < n && c; r++) {
+    for (int r = 0; r < n; r++) {
         for (int i = 0; i < d; i++) c[i] = x[(size_t)r * d + i] - mean[i];
         for (int i = 0; i < d; i++)
             for (int j = i; j < d; j++) cov[i * d + j] += c[i] * c[j];
@@ -20,6 +21,7 @@ void gm_gaussian_fit(const float *x, int n, int d, double *mean, double *cov) {
     for (int i = 0; i < d; i++)
         for (int j = i; j < d; j++) cov[j * d + i] = cov[i * d + j] /= (n - 1);
     free(c);
+    return 0;
 }
 
 void gm_sym_eigen(double *a, int d, double *w, double *v) {

@@ -6,8 +6,9 @@
 #ifndef GM_FRECHET_H
 #define GM_FRECHET_H
 
-/* Mean (d) and unbiased covariance (d, d) of n rows of x (n, d), n >= 2. */
-void gm_gaussian_fit(const float *x, int n, int d, double *mean, double *cov);
+/* Mean (d) and unbiased covariance (d, d) of n rows of x (n, d), n >= 2.
+ * Returns 0, or -1 when out of memory. */
+int gm_gaussian_fit(const float *x, int n, int d, double *mean, double *cov);
 
 /* The distance between N(m1, s1) and N(m2, s2), d-dimensional. Returns a
  * value >= 0 (tiny negative rounding is clamped), or -1 when out of memory. */

@@ -93,7 +93,7 @@ static void test_fit_and_self_distance(void **state) {
         for (int j = 0; j < d; j++) x[i * d + j] = (float)(j + z * (j % 3 + 1) + 0.5 * gm_rng_normal(&r));
     }
     double m[d], s[d * d];
-    gm_gaussian_fit(x, n, d, m, s);
+    assert_int_equal(gm_gaussian_fit(x, n, d, m, s), 0);
     for (int j = 0; j < d; j++) {
         double var = (j % 3 + 1) * (j % 3 + 1) + 0.25;
         assert_true(fabs(m[j] - j) < 5 * sqrt(var / n));
