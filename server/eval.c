@@ -445,7 +445,10 @@ static int eval_gan(const options *o, const classifier *c, const gm_dataset *tra
         }
         json_object_set_new(r, "conditional_accuracy", json_real((double)right / n));
         json_object_set_new(r, "conditional_accuracy_per_class", pc);
-        if (per_class_frechet(fs, n, ft, nt, F, test->labels, classes, in->class_names, px, r)) goto oom;
+        if (per_class_frechet(fs, n, ft, nt, F, test->labels, classes, in->class_names, px, r)) {
+            json_decref(r);
+            goto oom;
+        }
     }
     printf("\n");
     fflush(stdout);

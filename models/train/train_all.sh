@@ -3,7 +3,8 @@
 # with gmserve's own code and stamps the metrics into the files.
 #   models/train/train_all.sh BUILD [OUTDIR]
 # Two lanes share the two cores, one thread each (notes/training.md):
-#   lane 1: VAE, then NADE (C)      lane 2: GAN (+ encoder), then classifier
+#   lane 1: VAE, NADE (C), classifier      lane 2: GAN (+ encoder)
+# The GAN, the longest training, has a lane of its own.
 # Each lane's progress lines (epoch, loss, time) go to the terminal and to
 # BUILD/weights/train-*.log. The files replace OUTDIR/*.safetensors only when
 # every training succeeded. VAE_ARGS, GAN_ARGS, NADE_ARGS and CLASSIFIER_ARGS
@@ -19,10 +20,10 @@ here=models/train
 lane1() {
     "$py" "$here/train_vae.py" "$tmp/vae.safetensors" ${VAE_ARGS:-} 2>&1 | tee "$tmp/train-vae.log"
     "$build/nade_train" "$tmp/nade.safetensors" --threads 1 ${NADE_ARGS:-} 2>&1 | tee "$tmp/train-nade.log"
+    "$py" "$here/train_classifier.py" "$tmp/classifier.safetensors" ${CLASSIFIER_ARGS:-} 2>&1 | tee "$tmp/train-classifier.log"
 }
 lane2() {
     "$py" "$here/train_gan.py" "$tmp/gan.safetensors" ${GAN_ARGS:-} 2>&1 | tee "$tmp/train-gan.log"
-    "$py" "$here/train_classifier.py" "$tmp/classifier.safetensors" ${CLASSIFIER_ARGS:-} 2>&1 | tee "$tmp/train-classifier.log"
 }
 start=$(date +%s)
 lane1 & p1=$!

@@ -30,6 +30,7 @@ import data
 import gmfile
 
 Z, C = 64, 10
+LR = 2e-4
 
 
 def generator():
@@ -59,6 +60,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("out")
     ap.add_argument("--epochs", type=int, default=25)
+    ap.add_argument("--lr-decay", action="store_true", help="decay both learning rates linearly to 0 over the run")
     ap.add_argument("--encoder-steps", type=int, default=4000)
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
@@ -75,17 +77,22 @@ def main():
         return psi(h) + (embed(labels) * h).sum(1, keepdim=True)
 
     d_params = list(D.parameters()) + list(psi.parameters()) + list(embed.parameters())
-    opt_g = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    opt_d = torch.optim.Adam(d_params, lr=2e-4, betas=(0.5, 0.999))
+    opt_g = torch.optim.Adam(G.parameters(), lr=LR, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(d_params, lr=LR, betas=(0.5, 0.999))
     opt_p = torch.optim.Adam(probe.parameters(), lr=1e-3)
     prog = data.Progress("gan", args.epochs)
     B = 64
     ones, zeros = torch.ones(B, 1), torch.zeros(B, 1)
+    step, total_steps = 0, args.epochs * (len(x) // B)
     for e in range(args.epochs):
         perm = torch.randperm(len(x))
         sums = {"d": 0.0, "g": 0.0, "probe_acc": 0.0}
         steps = 0
         for i in range(0, len(x) - B + 1, B):
+            if args.lr_decay:
+                for group in opt_g.param_groups + opt_d.param_groups:
+                    group["lr"] = LR * (1 - step / total_steps)
+            step += 1
             xr, yr = x[perm[i:i + B]], y[perm[i:i + B]]
             yf = torch.randint(0, C, (B,))
             xf = G(g_input(torch.randn(B, Z), yf))
@@ -156,7 +163,8 @@ def main():
                           "real-vs-fake probe, and an encoder that inverts the generator",
         "gm.training": {"command": data.command(), "seed": args.seed, "epochs": args.epochs,
                         "encoder_steps": args.encoder_steps,
-                        "optimizer": "hinge loss, projection discriminator, Adam 2e-4 beta1 0.5, batch 64; "
+                        "optimizer": "hinge loss, projection discriminator, Adam 2e-4 beta1 0.5, batch 64"
+                                     + (", learning rates decayed linearly to 0" if args.lr_decay else "") + "; "
                                      "probe Adam 1e-3 BCE on detached features; encoder Adam 1e-3 MSE on z",
                         "device": "cpu, 1 thread", "minutes": round(prog.minutes(), 1)},
     })
