@@ -9,7 +9,10 @@ Generator: [z (64), one-hot label (10)] -> linear 128*7*7 -> BN-ReLU ->
 convT 64x14x14 -> BN-ReLU -> convT 1x28x28 -> tanh (the bench-core shape).
 Discriminator: features h = conv 64 s2 -> LReLU -> conv 128 s2 -> BN -> LReLU;
 logit(x, y) = psi(h) + <embed(y), h>. Images are grayscale in [-1, 1].
-Settings: Adam 2e-4, beta1 0.5, batch 64, weights N(0, 0.02).
+Settings: Adam 2e-4, beta1 0.5, batch 64, weights N(0, 0.02), 34 epochs with
+both learning rates decayed linearly to 0. At a constant rate the distance
+was no lower after 34 epochs (8.42) than after 25 (8.36); with the decay,
+34 epochs gave 7.90.
 
 Why not AC-GAN (the previous recipe): its auxiliary classifier pulls samples
 towards what is easiest to classify. Measured by `gmserve eval` after 4
@@ -59,8 +62,7 @@ def g_input(z, y):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("out")
-    ap.add_argument("--epochs", type=int, default=25)
-    ap.add_argument("--lr-decay", action="store_true", help="decay both learning rates linearly to 0 over the run")
+    ap.add_argument("--epochs", type=int, default=34)
     ap.add_argument("--encoder-steps", type=int, default=4000)
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
@@ -83,15 +85,14 @@ def main():
     prog = data.Progress("gan", args.epochs)
     B = 64
     ones, zeros = torch.ones(B, 1), torch.zeros(B, 1)
-    step, total_steps = 0, args.epochs * (len(x) // B)
+    step, total_steps = 0, args.epochs * (len(x) // B)  # the learning rates decay linearly to 0
     for e in range(args.epochs):
         perm = torch.randperm(len(x))
         sums = {"d": 0.0, "g": 0.0, "probe_acc": 0.0}
         steps = 0
         for i in range(0, len(x) - B + 1, B):
-            if args.lr_decay:
-                for group in opt_g.param_groups + opt_d.param_groups:
-                    group["lr"] = LR * (1 - step / total_steps)
+            for group in opt_g.param_groups + opt_d.param_groups:
+                group["lr"] = LR * (1 - step / total_steps)
             step += 1
             xr, yr = x[perm[i:i + B]], y[perm[i:i + B]]
             yf = torch.randint(0, C, (B,))
@@ -163,9 +164,9 @@ def main():
                           "real-vs-fake probe, and an encoder that inverts the generator",
         "gm.training": {"command": data.command(), "seed": args.seed, "epochs": args.epochs,
                         "encoder_steps": args.encoder_steps,
-                        "optimizer": "hinge loss, projection discriminator, Adam 2e-4 beta1 0.5, batch 64"
-                                     + (", learning rates decayed linearly to 0" if args.lr_decay else "") + "; "
-                                     "probe Adam 1e-3 BCE on detached features; encoder Adam 1e-3 MSE on z",
+                        "optimizer": "hinge loss, projection discriminator, Adam 2e-4 beta1 0.5, batch 64, "
+                                     "learning rates decayed linearly to 0; probe Adam 1e-3 BCE on detached "
+                                     "features; encoder Adam 1e-3 MSE on z",
                         "device": "cpu, 1 thread", "minutes": round(prog.minutes(), 1)},
     })
     print(f"[gan] wrote {args.out}", flush=True)
