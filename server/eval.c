@@ -61,12 +61,12 @@ static void *loop_thread(void *arg) {
         int d = atomic_fetch_add(&l->done, count) + count;
         int step = l->n / 20 > 0 ? l->n / 20 : 1;
         if (d / step != (d - count) / step || d == l->n)
-            fprintf(stderr, "\r  %s: %d/%d (%.0f s)   ", l->what, d, l->n, (gm_now_ns() * 1e-9) - l->t0);
+            fprintf(stderr, "\r  %s: %d/%d (%.0f s)   ", l->what, d, l->n, gm_now_s() - l->t0);
     }
 }
 
 static int parallel(const char *what, int n, int chunk, int threads, int (*fn)(void *, int, int), void *ctx) {
-    loop l = {.fn = fn, .ctx = ctx, .n = n, .chunk = chunk, .what = what, .t0 = (gm_now_ns() * 1e-9)};
+    loop l = {.fn = fn, .ctx = ctx, .n = n, .chunk = chunk, .what = what, .t0 = gm_now_s()};
     pthread_t t[64];
     int started = 0;
     for (; started < threads - 1 && started < 64; started++)
@@ -253,7 +253,7 @@ static int eval_likelihood(const options *o, const char *path, gm_family fam, co
     logp_job j = {m, test_bin, in->dim, K, res};
     char what[64];
     snprintf(what, sizeof what, "%s log p%s", gm_family_name(fam), fam == GM_FAMILY_VAE ? " (K samples)" : "");
-    double t0 = (gm_now_ns() * 1e-9);
+    double t0 = gm_now_s();
     if (!res || parallel(what, n, fam == GM_FAMILY_VAE ? 2 : 100, o->threads, logp_chunk, &j)) {
         gm_errorf(err, "%s: out of memory", path);
         goto done;
@@ -262,7 +262,7 @@ static int eval_likelihood(const options *o, const char *path, gm_family fam, co
     double bpd = nll.mean / (in->dim * log(2.0));
     json_t *r = json_pack("{s:s,s:f,s:f,s:f,s:i,s:i,s:i,s:f}", "file", path, "test_nll_nats", nll.mean,
                           "test_nll_se", nll.se, "bits_per_dim", bpd, "test_images", n, "binarization_seed",
-                          (int)GM_BINARIZE_SEED, "k", K, "seconds", (gm_now_ns() * 1e-9) - t0);
+                          (int)GM_BINARIZE_SEED, "k", K, "seconds", gm_now_s() - t0);
     printf("%-5s test NLL %.2f nats (+- %.2f over %d images), %.4f bits/dim", gm_family_name(fam), nll.mean, nll.se,
            n, bpd);
     if (fam == GM_FAMILY_VAE) {

@@ -80,6 +80,7 @@ gm_queue *gm_queue_new(int capacity);
 void gm_queue_free(gm_queue *q); /* accepts NULL; the queue must be empty */
 
 int64_t gm_now_ns(void); /* CLOCK_MONOTONIC */
+double gm_now_s(void);   /* the same clock in seconds, for progress lines */
 
 typedef enum { GM_PUSH_OK, GM_PUSH_FULL, GM_PUSH_CLOSED } gm_push_result;
 /* Appends job (stamping enqueued_ns) unless the queue is full or closed. */

@@ -196,11 +196,11 @@ int main(int argc, char **argv) {
     for (int i = 0; i < N; i++) perm[i] = i;
 
     int steps = epochs * (N / BATCH), t = 0;
-    double t0 = (gm_now_ns() * 1e-9);
+    double t0 = gm_now_s();
     printf("[nade] H=%d, %d train images, %d epochs, batch %d, %d threads\n", H, N, epochs, BATCH, threads);
     fflush(stdout);
     for (int e = 0; e < epochs; e++) {
-        double te = (gm_now_ns() * 1e-9), train_nll = 0;
+        double te = gm_now_s(), train_nll = 0;
         for (int i = N - 1; i > 0; i--) { /* Fisher-Yates */
             int j = (int)(gm_rng_next(&rng) % (uint64_t)(i + 1)), tmp = perm[i];
             perm[i] = perm[j];
@@ -234,7 +234,7 @@ int main(int argc, char **argv) {
         if (last || e % 5 == 4) snprintf(test_txt, sizeof test_txt, "  test nll %.2f",
                                          run_split(ws, threads, test_x, test.n, eval_thread) / test.n);
         printf("[nade] epoch %d/%d  train nll %.2f%s  %.1f s  (total %.1f min)\n", e + 1, epochs,
-               train_nll / (N / BATCH * BATCH), test_txt, (gm_now_ns() * 1e-9) - te, ((gm_now_ns() * 1e-9) - t0) / 60);
+               train_nll / (N / BATCH * BATCH), test_txt, gm_now_s() - te, (gm_now_s() - t0) / 60);
         fflush(stdout);
     }
 
@@ -255,7 +255,7 @@ int main(int argc, char **argv) {
     json_t *training = json_pack("{s:s,s:I,s:i,s:s,s:s,s:f}", "command", cmd, "seed", (json_int_t)seed,
                                  "epochs", epochs, "optimizer", "Adam 1e-3, cosine to 1e-5, batch 100",
                                  "device", device,
-                                 "minutes", round(((gm_now_ns() * 1e-9) - t0) / 6) / 10);
+                                 "minutes", round((gm_now_s() - t0) / 6) / 10);
     char *tj = json_dumps(training, JSON_COMPACT);
     json_object_set_new(meta, "gm.training", json_string(tj));
     free(tj);
