@@ -85,12 +85,12 @@ def main():
     prog = data.Progress("gan", args.epochs)
     B = 64
     ones, zeros = torch.ones(B, 1), torch.zeros(B, 1)
-    step, total_steps = 0, args.epochs * (len(x) // B)  # the learning rates decay linearly to 0
+    per_epoch = len(x) // B
+    step, total_steps = 0, args.epochs * per_epoch  # the learning rates decay linearly to 0
     for e in range(args.epochs):
         perm = torch.randperm(len(x))
         sums = {"d": 0.0, "g": 0.0, "probe_acc": 0.0}
-        steps = 0
-        for i in range(0, len(x) - B + 1, B):
+        for i in range(0, per_epoch * B, B):
             for group in opt_g.param_groups + opt_d.param_groups:
                 group["lr"] = LR * (1 - step / total_steps)
             step += 1
@@ -114,8 +114,7 @@ def main():
             sums["d"] += ld.item()
             sums["g"] += lg.item()
             sums["probe_acc"] += ((pr > 0).float().mean() + (pf < 0).float().mean()).item() / 2
-            steps += 1
-        prog.epoch(e, **{k: v / steps for k, v in sums.items()})
+        prog.epoch(e, **{k: v / per_epoch for k, v in sums.items()})
 
     # Served in eval mode: recompute BatchNorm statistics as exact averages
     # over many generator batches rather than trusting the momentum estimate.
