@@ -200,9 +200,11 @@ static void check_merged_equals_alone(const char *fixture_name, gm_op op) {
         int n = sizes[i];
         char what[128];
         snprintf(what, sizeof what, "%s %s job %d", fixture_name, gm_op_name(op), i);
-        /* NADE is bit-exact; sgemm blocks differently for other batch sizes, so
-         * VAE and GAN rows agree to float rounding (SPEC: "to float rounding") */
-        double tol = in->family == GM_FAMILY_NADE ? 0 : 1e-5;
+        /* NADE's own log p and sampling loops are bit-exact; whatever goes
+         * through a linear layer (VAE, GAN, NADE encode) does not: sgemm blocks
+         * differently for other batch sizes and one sparse row takes another
+         * path, so those rows agree to float rounding */
+        double tol = in->family == GM_FAMILY_NADE && op != GM_OP_ENCODE ? 0 : 1e-5;
         assert_close_f(what, merged[i].out, alone[i].out, (size_t)n * (in->dim + in->encode_dim), tol);
         assert_close_f(what, merged[i].out2, alone[i].out2, (size_t)n * in->encode_dim, tol);
         for (int r = 0; r < n; r++) {
