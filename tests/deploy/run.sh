@@ -18,15 +18,21 @@ base=http://127.0.0.1:$GMSERVE_PORT
 out=build/deploy
 mkdir -p "$out"
 
-# podman, as the note says: runc, no default ulimits
+# podman with runc, no default ulimits, and netavark networking: its
+# aardvark-dns is what lets nginx reach the replicas by service name (podman
+# falls back to CNI without a DNS plugin when these recommends are missing)
 missing=()
-for p in podman podman-compose runc debootstrap wrk; do command -v $p >/dev/null || missing+=($p); done
+for p in podman podman-compose runc debootstrap wrk netavark aardvark-dns; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
 if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
-if ! grep -q 'runtime = "runc"' /etc/containers/containers.conf 2>/dev/null; then
+if ! grep -q 'network_backend = "netavark"' /etc/containers/containers.conf 2>/dev/null; then
     mkdir -p /etc/containers
-    printf '[containers]\ndefault_ulimits = []\n[engine]\nruntime = "runc"\n' > /etc/containers/containers.conf
+    podman network rm -f docker_default > /dev/null 2>&1 || true # made by the old backend
+    printf '[containers]\ndefault_ulimits = []\n[engine]\nruntime = "runc"\n[network]\nnetwork_backend = "netavark"\n' \
+        > /etc/containers/containers.conf
 fi
 bash scripts/make-base-image.sh
 
