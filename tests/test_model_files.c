@@ -264,6 +264,70 @@ static void test_forward_splits_large_batch(void **state) {
     gm_st_free(st);
 }
 
+/* A layer list may name one small tensor in every layer: the cost is
+ * bounded per net, not by the file's size. 3x3 convolutions of 64 channels
+ * on 64x64 pixels cost 4096 * 576 * 64 multiply-adds per sample each; the
+ * layer that takes the sum past GM_NET_MAX_MACS is refused. */
+static void test_compute_limit(void **state) {
+    char list[16384] = "[{\"op\":\"conv2d\",\"weight\":\"c0\",\"padding\":1}";
+    for (int i = 1; i < 80; i++) strcat(list, ",{\"op\":\"conv2d\",\"weight\":\"c\",\"padding\":1}");
+    strcat(list, "]");
+    long long sum = 4096LL * 4 * 9 * 64;
+    int over = 1;
+    while ((sum += 4096LL * 64 * 9 * 64) <= GM_NET_MAX_MACS) over++;
+    char where[64];
+    snprintf(where, sizeof where, "gm.discriminator layer %d (conv2d)", over);
+    const char *meta[] = {"gm.format", "1", "gm.family", "gan", "gm.image", "64x64x4", "gm.latent_dim", "1",
+                          "gm.generator", "[{\"op\":\"linear\",\"weight\":\"g\"}]", "gm.discriminator", list,
+                          NULL};
+    tensor_spec ts[] = {T("g", 2, 16384, 1), T("c0", 4, 64, 4, 3, 3), T("c", 4, 64, 64, 3, 3)};
+    expect_refused(meta, ts, N(ts), where, "multiply-adds", NULL);
+}
+
+/* The same for the weights every layer copies: 65 linear layers naming one
+ * 1024x1024 tensor hold 2^26 + 2^20 values, over GM_NET_MAX_WEIGHTS (2^26):
+ * layer 64 is refused. */
+static void test_weight_limit(void **state) {
+    char list[8192] = "[";
+    for (int i = 0; i < 65; i++) strcat(list, i ? ",{\"op\":\"linear\",\"weight\":\"w\"}" : "{\"op\":\"linear\",\"weight\":\"w\"}");
+    strcat(list, "]");
+    const char *meta[] = {"gm.format", "1", "gm.family", "gan", "gm.image", "32x32x1", "gm.latent_dim", "1024",
+                          "gm.generator", list, NULL};
+    tensor_spec ts[] = {T("w", 2, 1024, 1024)};
+    assert_int_equal(GM_NET_MAX_WEIGHTS, 1 << 26);
+    expect_refused(meta, ts, N(ts), "gm.generator layer 64 (linear)", "weight values", NULL);
+}
+
+/* Guards, not holes: the header and metadata text is checked by jansson
+ * (valid UTF-8 without NUL or lone surrogates, nesting depth), so nothing
+ * that /v1/models echoes can be invalid; layer lists too. */
+static void test_text_guards(void **state) {
+    static const char *const HEADERS[] = {
+        "{\"__metadata__\":{\"gm.description\":\"\\ud800\"}}",
+        "{\"__metadata__\":{\"gm.description\":\"\xc0\xaf\"}}",
+        "{\"__metadata__\":{\"gm.description\":\"a\\u0000b\"}}",
+    };
+    for (int i = 0; i < 3; i++) {
+        size_t len;
+        uint8_t *buf = st_build(HEADERS[i], NULL, 0, &len);
+        char err[GM_ERR_LEN] = "";
+        gm_st *st = gm_st_parse("text.safetensors", buf, len, err);
+        free(buf);
+        if (st || !strstr(err, "not valid UTF-8 JSON")) {
+            print_error("header %d: %s \"%s\"\n", i, st ? "accepted" : "refused with", err);
+            gm_st_free(st);
+            fail();
+        }
+    }
+    char *deep = malloc(200002);
+    memset(deep, '[', 200000);
+    strcpy(deep + 200000, "]");
+    const char *meta[] = {"gm.format", "1", "gm.family", "gan", "gm.image", "1x1x1", "gm.latent_dim", "1",
+                          "gm.generator", deep, NULL};
+    expect_refused(meta, NULL, 0, "gm.generator", "not a valid JSON layer list", "depth");
+    free(deep);
+}
+
 /* Runs a shell command; returns its exit status and its output in out. */
 static int run(const char *cmd, char *out, size_t n) {
     FILE *p = popen(cmd, "r");
@@ -319,6 +383,9 @@ int main(void) {
         cmocka_unit_test(test_nade_nonfinite),
         cmocka_unit_test(test_float_range_fields),
         cmocka_unit_test(test_selftest_catches_overflow),
+        cmocka_unit_test(test_compute_limit),
+        cmocka_unit_test(test_weight_limit),
+        cmocka_unit_test(test_text_guards),
         cmocka_unit_test(test_forward_splits_large_batch),
         cmocka_unit_test(test_check_and_daemon),
     };

@@ -94,6 +94,7 @@ struct gm_net {
     int max_size;   /* largest per-sample activation */
     int max_col;    /* largest per-sample im2col / col2im scratch */
     int max_aux;    /* largest per-sample channels-last scratch */
+    long long macs, weights; /* per-sample multiply-adds and weight values, summed over layers */
 };
 
 int gm_shape_size(gm_shape s) { return s.rank == 1 ? s.dim[0] : s.dim[0] * s.dim[1] * s.dim[2]; }
@@ -427,6 +428,29 @@ void gm_net_free(gm_net *net) {
     free(net);
 }
 
+/* Adds a linear or convolution's multiply-adds and weights to the net's
+ * totals, which must stay within GM_NET_MAX_MACS and GM_NET_MAX_WEIGHTS: a
+ * layer list may name one big tensor in every layer, so the file's size
+ * alone bounds neither. The factors are bounded (<= 2^24 each), their
+ * products fit long long. */
+static int track_cost(const where *w, gm_net *net, const layer *L, char err[GM_ERR_LEN]) {
+    long long cin = L->in.dim[0], cout = L->out.dim[0], kk = (long long)L->kh * L->kw, macs, weights;
+    if (L->kind == OP_LINEAR) {
+        macs = weights = (long long)gm_shape_size(L->in) * cout;
+    } else {
+        weights = cin * cout * kk;
+        macs = weights * (L->kind == OP_CONV2D ? (long long)L->out.dim[1] * L->out.dim[2]
+                                               : (long long)L->in.dim[1] * L->in.dim[2]);
+    }
+    net->macs = net->macs + macs > GM_NET_MAX_MACS ? -1 : net->macs + macs;
+    net->weights = net->weights + weights > GM_NET_MAX_WEIGHTS ? -1 : net->weights + weights;
+    if (net->macs < 0 || net->weights < 0)
+        return gm_errorf(err, WHERE_FMT "the net would exceed %lld multiply-adds or %d weight values per sample "
+                                       "(this layer: %lld and %lld)",
+                         WHERE_ARGS(w), GM_NET_MAX_MACS, GM_NET_MAX_WEIGHTS, macs, weights);
+    return 0;
+}
+
 /* Sizes here fit int: build checked each against GM_NET_MAX_VALUES or
  * GM_NET_MAX_COL. */
 static void track_scratch(gm_net *net, const layer *L) {
@@ -523,6 +547,10 @@ gm_net *gm_net_build(const gm_st *st, const char *what, const char *json, gm_sha
         if (has_weights(L) && (!L->weight || !L->bias)) {
             free_layer(L);
             goto oom;
+        }
+        if (has_weights(L) && track_cost(&w, net, L, err)) {
+            free_layer(L);
+            goto fail;
         }
         cur = L->out;
         if (is_activation(kind) && prev && has_weights(prev) && prev->act == OP_COUNT) {
