@@ -28,11 +28,13 @@ typedef struct {
     double poison;
 } tensor_spec;
 
-#define T(n, nd, ...) {.name = n, .ndim = nd, .shape = {__VA_ARGS__}, .poison_at = -1}
+#define T(n, nd, ...)                                                                                        \
+    { .name = n, .ndim = nd, .shape = {__VA_ARGS__}, .poison_at = -1 }
 
 static int64_t numel(const tensor_spec *t) {
     int64_t n = 1;
-    for (int d = 0; d < t->ndim; d++) n *= t->shape[d];
+    for (int d = 0; d < t->ndim; d++)
+        n *= t->shape[d];
     return n;
 }
 
@@ -41,12 +43,14 @@ static int64_t numel(const tensor_spec *t) {
 static const char *write_model(const char *const *meta, const tensor_spec *ts, int nt) {
     static char path[64];
     json_t *hdr = json_object(), *md = json_object();
-    for (int i = 0; meta[i]; i += 2) json_object_set_new(md, meta[i], json_string(meta[i + 1]));
+    for (int i = 0; meta[i]; i += 2)
+        json_object_set_new(md, meta[i], json_string(meta[i + 1]));
     json_object_set_new(hdr, "__metadata__", md);
     size_t off = 0;
     for (int i = 0; i < nt; i++) {
         json_t *shape = json_array();
-        for (int d = 0; d < ts[i].ndim; d++) json_array_append_new(shape, json_integer(ts[i].shape[d]));
+        for (int d = 0; d < ts[i].ndim; d++)
+            json_array_append_new(shape, json_integer(ts[i].shape[d]));
         size_t bytes = (size_t)numel(&ts[i]) * (ts[i].f64 ? 8 : 4);
         json_object_set_new(hdr, ts[i].name,
                             json_pack("{s:s,s:o,s:[I,I]}", "dtype", ts[i].f64 ? "F64" : "F32", "shape", shape,
@@ -86,15 +90,16 @@ static const char *write_model(const char *const *meta, const tensor_spec *ts, i
 
 /* The file must be refused with a message holding its path and each of
  * the fragments (up to 3; NULL ends the list). */
-static void expect_refused(const char *const *meta, const tensor_spec *ts, int nt, const char *f1, const char *f2,
-                           const char *f3) {
+static void expect_refused(const char *const *meta, const tensor_spec *ts, int nt, const char *f1,
+                           const char *f2, const char *f3) {
     const char *path = write_model(meta, ts, nt);
     char err[GM_ERR_LEN] = "";
     gm_model *m = gm_model_load(path, err);
     unlink(path);
     const char *must[3] = {f1, f2, f3};
     bool ok = !m && strstr(err, path);
-    for (int i = 0; i < 3 && must[i]; i++) ok = ok && strstr(err, must[i]);
+    for (int i = 0; i < 3 && must[i]; i++)
+        ok = ok && strstr(err, must[i]);
     if (!ok) {
         print_error("expected a refusal naming \"%s\", \"%s\", \"%s\"; got %s: \"%s\"\n", f1, f2 ? f2 : "",
                     f3 ? f3 : "", m ? "success" : "error", err);
@@ -111,7 +116,14 @@ static void expect_refused(const char *const *meta, const tensor_spec *ts, int n
  * for nothing and im2col wrote 64 GB past it (SIGSEGV on the first
  * request). */
 static void test_conv2d_im2col_overflow(void **state) {
-    const char *meta[] = {"gm.format", "1", "gm.family", "gan", "gm.image", "1x1x1", "gm.latent_dim", "1",
+    const char *meta[] = {"gm.format",
+                          "1",
+                          "gm.family",
+                          "gan",
+                          "gm.image",
+                          "1x1x1",
+                          "gm.latent_dim",
+                          "1",
                           "gm.generator",
                           "[{\"op\":\"reshape\",\"shape\":[1,1,1]},"
                           "{\"op\":\"conv2d\",\"weight\":\"k64\",\"padding\":1055},"
@@ -126,17 +138,33 @@ static void test_conv2d_im2col_overflow(void **state) {
  * the chain checked out; a later layer dividing by the wrapped sizes died
  * of SIGFPE. */
 static void test_reshape_dims_overflow(void **state) {
-    const char *meta[] = {"gm.format", "1", "gm.family", "gan", "gm.image", "2x13x1", "gm.latent_dim", "26",
+    const char *meta[] = {"gm.format",
+                          "1",
+                          "gm.family",
+                          "gan",
+                          "gm.image",
+                          "2x13x1",
+                          "gm.latent_dim",
+                          "26",
                           "gm.generator",
-                          "[{\"op\":\"reshape\",\"shape\":[2761926,1764119,3785993]},{\"op\":\"flatten\"}]", NULL};
-    expect_refused(meta, NULL, 0, "gm.generator layer 0 (reshape)", "[2761926,1764119,3785993]", "per sample");
+                          "[{\"op\":\"reshape\",\"shape\":[2761926,1764119,3785993]},{\"op\":\"flatten\"}]",
+                          NULL};
+    expect_refused(meta, NULL, 0, "gm.generator layer 0 (reshape)", "[2761926,1764119,3785993]",
+                   "per sample");
 }
 
 /* A layer whose output has more values per sample than the documented
  * limit (2049 x 2049 > 2^22) is refused: a batch of it would need
  * unbounded memory. */
 static void test_activation_limit(void **state) {
-    const char *meta[] = {"gm.format", "1", "gm.family", "gan", "gm.image", "1x1x1", "gm.latent_dim", "4",
+    const char *meta[] = {"gm.format",
+                          "1",
+                          "gm.family",
+                          "gan",
+                          "gm.image",
+                          "1x1x1",
+                          "gm.latent_dim",
+                          "4",
                           "gm.generator",
                           "[{\"op\":\"reshape\",\"shape\":[1,2,2]},"
                           "{\"op\":\"conv_transpose2d\",\"weight\":\"k1\",\"stride\":2048},"
@@ -148,10 +176,19 @@ static void test_activation_limit(void **state) {
     expect_refused(meta, ts, N(ts), "gm.generator layer 1 (conv_transpose2d)", "2049x2049", limit);
 }
 
-static const char *const VAE_META[] = {
-    "gm.format", "1", "gm.family", "vae", "gm.image", "2x2x1", "gm.latent_dim", "1",
-    "gm.encoder", "[{\"op\":\"linear\",\"weight\":\"enc.w\",\"bias\":\"enc.b\"}]",
-    "gm.decoder", "[{\"op\":\"linear\",\"weight\":\"dec.w\"},{\"op\":\"leaky_relu\"}]", NULL};
+static const char *const VAE_META[] = {"gm.format",
+                                       "1",
+                                       "gm.family",
+                                       "vae",
+                                       "gm.image",
+                                       "2x2x1",
+                                       "gm.latent_dim",
+                                       "1",
+                                       "gm.encoder",
+                                       "[{\"op\":\"linear\",\"weight\":\"enc.w\",\"bias\":\"enc.b\"}]",
+                                       "gm.decoder",
+                                       "[{\"op\":\"linear\",\"weight\":\"dec.w\"},{\"op\":\"leaky_relu\"}]",
+                                       NULL};
 
 /* NaN and infinite weights (F32, and an F64 beyond float range, whose
  * conversion to float was undefined) are refused naming the tensor; before,
@@ -189,24 +226,49 @@ static void test_nade_nonfinite(void **state) {
  * undefined behaviour), and folding a large scale into large weights
  * overflows them to infinity. */
 static void test_float_range_fields(void **state) {
-    const char *slope[] = {"gm.format", "1", "gm.family", "gan", "gm.image", "1x1x1", "gm.latent_dim", "1",
-                           "gm.generator", "[{\"op\":\"leaky_relu\",\"slope\":1e300}]", NULL};
+    const char *slope[] = {"gm.format",
+                           "1",
+                           "gm.family",
+                           "gan",
+                           "gm.image",
+                           "1x1x1",
+                           "gm.latent_dim",
+                           "1",
+                           "gm.generator",
+                           "[{\"op\":\"leaky_relu\",\"slope\":1e300}]",
+                           NULL};
     expect_refused(slope, NULL, 0, "gm.generator layer 0 (leaky_relu)", "\"slope\"", "float range");
-    const char *bn[] = {"gm.format", "1", "gm.family", "gan", "gm.image", "1x1x1", "gm.latent_dim", "1",
-                        "gm.generator",
-                        "[{\"op\":\"relu\"},{\"op\":\"batch_norm\",\"weight\":\"g\",\"mean\":\"m\",\"var\":\"v\","
-                        "\"eps\":0}]",
-                        NULL};
+    const char *bn[] = {
+        "gm.format",
+        "1",
+        "gm.family",
+        "gan",
+        "gm.image",
+        "1x1x1",
+        "gm.latent_dim",
+        "1",
+        "gm.generator",
+        "[{\"op\":\"relu\"},{\"op\":\"batch_norm\",\"weight\":\"g\",\"mean\":\"m\",\"var\":\"v\","
+        "\"eps\":0}]",
+        NULL};
     const float g = 1e30f, mean = 0, var = 1e-30f, w = 1e30f, s10 = 1e10f, one = 1;
     tensor_spec tbn[] = {{.name = "g", .ndim = 1, .shape = {1}, .values = &g, .poison_at = -1},
                          {.name = "m", .ndim = 1, .shape = {1}, .values = &mean, .poison_at = -1},
                          {.name = "v", .ndim = 1, .shape = {1}, .values = &var, .poison_at = -1}};
     expect_refused(bn, tbn, N(tbn), "gm.generator layer 1 (batch_norm)", "'v'", "beyond float range");
-    const char *fold[] = {"gm.format", "1", "gm.family", "gan", "gm.image", "1x1x1", "gm.latent_dim", "1",
-                          "gm.generator",
-                          "[{\"op\":\"linear\",\"weight\":\"w\"},{\"op\":\"batch_norm\",\"weight\":\"g\",\"mean\":\"m\","
-                          "\"var\":\"v\"}]",
-                          NULL};
+    const char *fold[] = {
+        "gm.format",
+        "1",
+        "gm.family",
+        "gan",
+        "gm.image",
+        "1x1x1",
+        "gm.latent_dim",
+        "1",
+        "gm.generator",
+        "[{\"op\":\"linear\",\"weight\":\"w\"},{\"op\":\"batch_norm\",\"weight\":\"g\",\"mean\":\"m\","
+        "\"var\":\"v\"}]",
+        NULL};
     tensor_spec tf[] = {{.name = "w", .ndim = 2, .shape = {1, 1}, .values = &w, .poison_at = -1},
                         {.name = "g", .ndim = 1, .shape = {1}, .values = &s10, .poison_at = -1},
                         {.name = "m", .ndim = 1, .shape = {1}, .values = &mean, .poison_at = -1},
@@ -222,7 +284,14 @@ static void test_float_range_fields(void **state) {
 static const float ZERO = 0, BIG = 3e38f, PM[2] = {3e38f, -3e38f}, ONES[2] = {1, 1};
 
 static void test_selftest_catches_overflow(void **state) {
-    const char *meta[] = {"gm.format", "1", "gm.family", "gan", "gm.image", "1x1x1", "gm.latent_dim", "1",
+    const char *meta[] = {"gm.format",
+                          "1",
+                          "gm.family",
+                          "gan",
+                          "gm.image",
+                          "1x1x1",
+                          "gm.latent_dim",
+                          "1",
                           "gm.generator",
                           "[{\"op\":\"linear\",\"weight\":\"w0\",\"bias\":\"b0\"},"
                           "{\"op\":\"linear\",\"weight\":\"w1\"},{\"op\":\"linear\",\"weight\":\"w2\"}]",
@@ -245,10 +314,12 @@ static void test_forward_splits_large_batch(void **state) {
     gm_st *st = gm_st_load(path, err);
     unlink(path);
     assert_non_null(st);
-    gm_net *net = gm_net_build(st, "net", "[{\"op\":\"linear\",\"weight\":\"w\",\"bias\":\"b\"}]", gm_shape1(1), err);
+    gm_net *net =
+        gm_net_build(st, "net", "[{\"op\":\"linear\",\"weight\":\"w\",\"bias\":\"b\"}]", gm_shape1(1), err);
     assert_non_null(net);
     float x[B], *y = malloc((size_t)B * OUT * sizeof *y);
-    for (int r = 0; r < B; r++) x[r] = 0.5f + r;
+    for (int r = 0; r < B; r++)
+        x[r] = 0.5f + r;
     assert_int_equal(gm_net_forward(net, B, x, y), 0);
     const float *w = gm_st_tensor(st, "w")->f32, *b = gm_st_tensor(st, "b")->f32;
     for (int r = 0; r < B; r++)
@@ -270,15 +341,27 @@ static void test_forward_splits_large_batch(void **state) {
  * layer that takes the sum past GM_NET_MAX_MACS is refused. */
 static void test_compute_limit(void **state) {
     char list[16384] = "[{\"op\":\"conv2d\",\"weight\":\"c0\",\"padding\":1}";
-    for (int i = 1; i < 80; i++) strcat(list, ",{\"op\":\"conv2d\",\"weight\":\"c\",\"padding\":1}");
+    for (int i = 1; i < 80; i++)
+        strcat(list, ",{\"op\":\"conv2d\",\"weight\":\"c\",\"padding\":1}");
     strcat(list, "]");
     long long sum = 4096LL * 4 * 9 * 64;
     int over = 1;
-    while ((sum += 4096LL * 64 * 9 * 64) <= GM_NET_MAX_MACS) over++;
+    while ((sum += 4096LL * 64 * 9 * 64) <= GM_NET_MAX_MACS)
+        over++;
     char where[64];
     snprintf(where, sizeof where, "gm.discriminator layer %d (conv2d)", over);
-    const char *meta[] = {"gm.format", "1", "gm.family", "gan", "gm.image", "64x64x4", "gm.latent_dim", "1",
-                          "gm.generator", "[{\"op\":\"linear\",\"weight\":\"g\"}]", "gm.discriminator", list,
+    const char *meta[] = {"gm.format",
+                          "1",
+                          "gm.family",
+                          "gan",
+                          "gm.image",
+                          "64x64x4",
+                          "gm.latent_dim",
+                          "1",
+                          "gm.generator",
+                          "[{\"op\":\"linear\",\"weight\":\"g\"}]",
+                          "gm.discriminator",
+                          list,
                           NULL};
     tensor_spec ts[] = {T("g", 2, 16384, 1), T("c0", 4, 64, 4, 3, 3), T("c", 4, 64, 64, 3, 3)};
     expect_refused(meta, ts, N(ts), where, "multiply-adds", NULL);
@@ -289,10 +372,11 @@ static void test_compute_limit(void **state) {
  * layer 64 is refused. */
 static void test_weight_limit(void **state) {
     char list[8192] = "[";
-    for (int i = 0; i < 65; i++) strcat(list, i ? ",{\"op\":\"linear\",\"weight\":\"w\"}" : "{\"op\":\"linear\",\"weight\":\"w\"}");
+    for (int i = 0; i < 65; i++)
+        strcat(list, i ? ",{\"op\":\"linear\",\"weight\":\"w\"}" : "{\"op\":\"linear\",\"weight\":\"w\"}");
     strcat(list, "]");
-    const char *meta[] = {"gm.format", "1", "gm.family", "gan", "gm.image", "32x32x1", "gm.latent_dim", "1024",
-                          "gm.generator", list, NULL};
+    const char *meta[] = {"gm.format",     "1",    "gm.family",    "gan", "gm.image", "32x32x1",
+                          "gm.latent_dim", "1024", "gm.generator", list,  NULL};
     tensor_spec ts[] = {T("w", 2, 1024, 1024)};
     assert_int_equal(GM_NET_MAX_WEIGHTS, 1 << 26);
     expect_refused(meta, ts, N(ts), "gm.generator layer 64 (linear)", "weight values", NULL);
@@ -322,8 +406,8 @@ static void test_text_guards(void **state) {
     char *deep = malloc(200002);
     memset(deep, '[', 200000);
     strcpy(deep + 200000, "]");
-    const char *meta[] = {"gm.format", "1", "gm.family", "gan", "gm.image", "1x1x1", "gm.latent_dim", "1",
-                          "gm.generator", deep, NULL};
+    const char *meta[] = {"gm.format",     "1", "gm.family",    "gan", "gm.image", "1x1x1",
+                          "gm.latent_dim", "1", "gm.generator", deep,  NULL};
     expect_refused(meta, NULL, 0, "gm.generator", "not a valid JSON layer list", "depth");
     free(deep);
 }
@@ -347,7 +431,8 @@ static void test_check_and_daemon(void **state) {
     char cmd[1024], out[8192];
     snprintf(cmd, sizeof cmd, "%s check %s 2>&1", bin(), fixture("vae_mlp.safetensors"));
     int rc = run(cmd, out, sizeof out);
-    if (rc != 0 || !strstr(out, "self-test ran sample, logp, encode, decode on 2 rows") || !strstr(out, "finite")) {
+    if (rc != 0 || !strstr(out, "self-test ran sample, logp, encode, decode on 2 rows") ||
+        !strstr(out, "finite")) {
         print_error("check on a good file: rc %d, output: %s\n", rc, out);
         fail();
     }

@@ -1,8 +1,10 @@
 /*
  * layers.c - builds and runs the layer lists of SPEC.md §1.4.
  *
- * Build: parse the JSON once, look up and copy each tensor, infer every
- * layer's output shape from its input and check each weight against it, and
+ * Build: parse the JSON once, look up and copy each tensor (refusing NaN and
+ * infinities), infer every layer's output shape from its input and check
+ * each weight against it and every size against the per-sample bounds of
+ * layers.h (each product overflow-checked: a file chooses the factors), and
  * fold a batch_norm that follows a linear or convolution into that layer
  * (w' = w * s, b' = (b - mean) * s + beta with s = gamma / sqrt(var + eps)),
  * so that eval-mode BN costs nothing at run time. An activation that follows
