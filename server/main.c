@@ -10,8 +10,9 @@
  * finish what is left, and the process exits 0. SIGHUP does not reload
  * (restart to change settings); it is logged and ignored.
  *
- * `gmserve check FILE...` loads model files exactly as the daemon would and
- * prints what each serves or why it is refused; `gmserve probe [URL]` is a
+ * `gmserve check FILE...` loads model files exactly as the daemon would
+ * (which runs every operation once, gm_model_selftest) and prints what each
+ * serves or why it is refused; `gmserve probe [URL]` is a
  * health check for container images without curl; `gmserve eval ...`
  * measures model quality on Fashion-MNIST (eval.c).
  */
@@ -37,7 +38,10 @@ static void describe(const char *path, const gm_model *m) {
     printf(", operations:");
     for (int op = 0; op < GM_OP_COUNT; op++)
         if (in->supports[op]) printf(" %s", gm_op_name((gm_op)op));
-    printf("\n");
+    printf("\n%s: self-test ran", path); /* gm_model_load runs it: the daemon's load is the same */
+    for (int op = 0, first = 1; op < GM_OP_COUNT; op++)
+        if (in->supports[op]) printf("%s %s", first ? "" : ",", gm_op_name((gm_op)op)), first = 0;
+    printf(" on 2 rows with a fixed seed: all outputs finite\n");
 }
 
 static int check_files(int n, char **paths) {

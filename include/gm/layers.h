@@ -19,6 +19,22 @@
 #include "gm/error.h"
 #include "gm/safetensors.h"
 
+/* Bounds every net keeps, per sample (batch row), so that a file cannot make
+ * a batch need unbounded memory: at most GM_NET_MAX_VALUES values (16 MiB of
+ * floats) at any layer's input or output, and at most GM_NET_MAX_COL values
+ * (64 MiB) in one convolution's im2col / col2im buffer. gm_net_forward also
+ * splits a batch into passes of at most GM_NET_PASS_VALUES activation values
+ * (64 MiB per buffer), so that memory does not grow with the batch size.
+ * Across its layers a net does at most GM_NET_MAX_MACS multiply-adds per
+ * sample (seconds on one core) and holds at most GM_NET_MAX_WEIGHTS weight
+ * values (256 MiB). Building a net that needs more is refused, naming the
+ * layer. */
+#define GM_NET_MAX_VALUES (1 << 22)
+#define GM_NET_MAX_COL (1 << 24)
+#define GM_NET_PASS_VALUES (1 << 24)
+#define GM_NET_MAX_MACS (1LL << 33)
+#define GM_NET_MAX_WEIGHTS (1 << 26)
+
 typedef struct {
     int rank;   /* 1 or 3 */
     int dim[3]; /* [n] or [C, H, W] */

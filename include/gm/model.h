@@ -69,6 +69,8 @@ typedef struct gm_model gm_model;
 void gm_set_compute_threads(int n);
 int gm_compute_threads(void);
 
+/* Loading ends with gm_model_selftest: a file is accepted only when every
+ * operation it serves has run once and given finite outputs. */
 gm_model *gm_model_load(const char *path, char err[GM_ERR_LEN]);
 void gm_model_free(gm_model *m); /* accepts NULL */
 
@@ -96,5 +98,13 @@ int gm_model_decode(const gm_model *m, int B, const float *z, const int *labels,
 
 /* GAN with a discriminator: logits (B). */
 int gm_model_discriminate(const gm_model *m, int B, const float *pixels, float *logits);
+
+/* One forward pass of every supported operation, in gm_op order, on 2 rows
+ * with a fixed seed (temperature 1, labels 0 and 1 modulo num_classes, K = 2
+ * for a VAE's logp, which scores the sampled images, as do encode and
+ * discriminate). 0 when every output is finite (pixels in [0, 1]); else -1
+ * with a message naming the operation and the value. Finite weights can
+ * still overflow float range inside a network; this catches it at load. */
+int gm_model_selftest(const gm_model *m, char err[GM_ERR_LEN]);
 
 #endif

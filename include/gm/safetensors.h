@@ -71,4 +71,10 @@ const char *gm_dtype_name(gm_dtype dt);
 /* The file label given at load (the path), for messages. */
 const char *gm_st_label(const gm_st *st);
 
+/* The flat index of the first NaN or infinity in a float tensor, or -1 when
+ * every value is finite (and for integer tensors). The format allows any
+ * float, so users of weights call this: a non-finite weight makes every
+ * output it touches NaN. */
+int64_t gm_tensor_nonfinite(const gm_tensor *t);
+
 #endif

@@ -1,8 +1,10 @@
 /*
  * layers.c - builds and runs the layer lists of SPEC.md §1.4.
  *
- * Build: parse the JSON once, look up and copy each tensor, infer every
- * layer's output shape from its input and check each weight against it, and
+ * Build: parse the JSON once, look up and copy each tensor (refusing NaN and
+ * infinities), infer every layer's output shape from its input and check
+ * each weight against it and every size against the per-sample bounds of
+ * layers.h (each product overflow-checked: a file chooses the factors), and
  * fold a batch_norm that follows a linear or convolution into that layer
  * (w' = w * s, b' = (b - mean) * s + beta with s = gamma / sqrt(var + eps)),
  * so that eval-mode BN costs nothing at run time. An activation that follows
@@ -36,6 +38,7 @@
 #include "vmath.h"
 
 #include <cblas.h>
+#include <float.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdbool.h>
@@ -44,8 +47,7 @@
 #include <string.h>
 
 #define MAX_LAYERS 256
-#define MAX_SAMPLE_SIZE (1 << 24) /* values per sample at any layer */
-#define MAX_KERNEL_PARAM 4096     /* kernel size, stride, padding */
+#define MAX_KERNEL_PARAM 4096 /* kernel size, stride, padding */
 #define COL_SCRATCH_FLOATS (1 << 19)
 
 typedef enum {
@@ -94,9 +96,19 @@ struct gm_net {
     int max_size;   /* largest per-sample activation */
     int max_col;    /* largest per-sample im2col / col2im scratch */
     int max_aux;    /* largest per-sample channels-last scratch */
+    long long macs, weights; /* per-sample multiply-adds and weight values, summed over layers */
 };
 
 int gm_shape_size(gm_shape s) { return s.rank == 1 ? s.dim[0] : s.dim[0] * s.dim[1] * s.dim[2]; }
+
+/* a * b, or -1 when either is negative or the product overflows or exceeds
+ * limit: every size a file can influence is multiplied through this, so that
+ * no product wraps to a plausible value. */
+static long long mul_within(long long a, long long b, long long limit) {
+    long long r;
+    if (a < 0 || b < 0 || __builtin_mul_overflow(a, b, &r) || r > limit) return -1;
+    return r;
+}
 gm_shape gm_shape1(int n) { return (gm_shape){1, {n, 0, 0}}; }
 gm_shape gm_shape3(int c, int h, int w) { return (gm_shape){3, {c, h, w}}; }
 
@@ -143,6 +155,10 @@ static int get_tensor(const where *w, json_t *o, const char *key, int required, 
     if (!t->f32)
         return gm_errorf(err, WHERE_FMT "tensor '%s' has dtype %s; a float dtype is needed", WHERE_ARGS(w),
                          t->name, gm_dtype_name(t->dtype));
+    int64_t bad = gm_tensor_nonfinite(t);
+    if (bad >= 0)
+        return gm_errorf(err, WHERE_FMT "tensor '%s' holds %g at flat index %lld; weights must be finite",
+                         WHERE_ARGS(w), t->name, (double)t->f32[bad], (long long)bad);
     *out = t;
     return 0;
 }
@@ -179,8 +195,9 @@ static int get_num(const where *w, json_t *o, const char *key, double dflt, doub
         *out = dflt;
         return 0;
     }
-    if (!json_is_number(v) || !isfinite(json_number_value(v)))
-        return gm_errorf(err, WHERE_FMT "field \"%s\" must be a finite number", WHERE_ARGS(w), key);
+    if (!json_is_number(v) || !(fabs(json_number_value(v)) <= FLT_MAX)) /* also refuses NaN */
+        return gm_errorf(err, WHERE_FMT "field \"%s\" must be a finite number within float range", WHERE_ARGS(w),
+                         key);
     *out = json_number_value(v);
     return 0;
 }
@@ -206,9 +223,9 @@ static int build_linear(const where *w, json_t *o, layer *L, char err[GM_ERR_LEN
     int in = gm_shape_size(L->in);
     if (wt->ndim != 2 || wt->shape[1] != in)
         return weight_mismatch(w, wt, "a linear weight is [out, in] with in = the input's size", L->in, err);
-    if (wt->shape[0] < 1 || wt->shape[0] > MAX_SAMPLE_SIZE)
-        return gm_errorf(err, WHERE_FMT "weight '%s' has %lld outputs", WHERE_ARGS(w), wt->name,
-                         (long long)wt->shape[0]);
+    if (wt->shape[0] < 1 || wt->shape[0] > GM_NET_MAX_VALUES)
+        return gm_errorf(err, WHERE_FMT "weight '%s' has %lld outputs (1..%d values per sample)", WHERE_ARGS(w),
+                         wt->name, (long long)wt->shape[0], GM_NET_MAX_VALUES);
     int out = (int)wt->shape[0];
     if (check_vector(w, bt, out, L->in, err)) return -1;
     L->out = gm_shape1(out);
@@ -233,7 +250,8 @@ static int build_conv(const where *w, json_t *o, layer *L, int transposed, char 
     /* conv2d weight: [out, in, kh, kw]; conv_transpose2d: [in, out, kh, kw] */
     int in_axis = transposed ? 0 : 1;
     if (wt->ndim != 4 || wt->shape[in_axis] != C || wt->shape[2] < 1 || wt->shape[3] < 1 ||
-        wt->shape[2] > MAX_KERNEL_PARAM || wt->shape[3] > MAX_KERNEL_PARAM || wt->shape[1 - in_axis] < 1)
+        wt->shape[2] > MAX_KERNEL_PARAM || wt->shape[3] > MAX_KERNEL_PARAM || wt->shape[1 - in_axis] < 1 ||
+        wt->shape[1 - in_axis] > GM_NET_MAX_VALUES)
         return weight_mismatch(w, wt,
                                transposed ? "a conv_transpose2d weight is [in, out, kh, kw] with in = C"
                                           : "a conv2d weight is [out, in, kh, kw] with in = C",
@@ -258,13 +276,25 @@ static int build_conv(const where *w, json_t *o, layer *L, int transposed, char 
         wo = (W + 2LL * L->pad - L->kw) / L->stride + 1;
         if (H + 2LL * L->pad < L->kh || W + 2LL * L->pad < L->kw) ho = wo = 0;
     }
-    if (ho < 1 || wo < 1 || ho * wo * cout > MAX_SAMPLE_SIZE) {
+    /* each factor is bounded (sides by the input and MAX_KERNEL_PARAM), but
+     * their products are not: checked */
+    if (ho < 1 || wo < 1 || mul_within(mul_within(ho, wo, GM_NET_MAX_VALUES), cout, GM_NET_MAX_VALUES) < 0) {
         char is[64];
         fmt_shape(is, sizeof is, L->in);
         return gm_errorf(err, WHERE_FMT "kernel %dx%d, stride %d, padding %d on input %s gives an output of "
-                                       "%lldx%lld",
-                         WHERE_ARGS(w), L->kh, L->kw, L->stride, L->pad, is, ho, wo);
+                                       "%lldx%lld with %d channels (at most %d values per sample)",
+                         WHERE_ARGS(w), L->kh, L->kw, L->stride, L->pad, is, ho, wo, cout, GM_NET_MAX_VALUES);
     }
+    /* im2col holds one row of C*kh*kw values per output pixel; col2im one
+     * row of Cout*kh*kw per input pixel */
+    long long pixels = transposed ? (long long)H * W : ho * wo, taps = (long long)L->kh * L->kw;
+    long long col = mul_within(mul_within(pixels, taps, GM_NET_MAX_COL), transposed ? cout : C, GM_NET_MAX_COL);
+    if (col < 0)
+        return gm_errorf(err, WHERE_FMT "kernel %dx%d over %d channels and %lld pixels needs %.0f %s values per "
+                                       "sample, over the limit of %d (use a smaller kernel, input or padding)",
+                         WHERE_ARGS(w), L->kh, L->kw, transposed ? cout : C, pixels,
+                         (double)pixels * (double)taps * (transposed ? cout : C), transposed ? "col2im" : "im2col",
+                         GM_NET_MAX_COL);
     if (check_vector(w, bt, cout, L->in, err)) return -1;
     L->out = gm_shape3(cout, (int)ho, (int)wo);
     L->weight = copy_floats(wt->f32, (size_t)wt->numel);
@@ -294,9 +324,12 @@ static int build_batch_norm(const where *w, json_t *o, layer *L, layer *prev, in
         if (!(var > 0))
             return gm_errorf(err, WHERE_FMT "var + eps must be positive (channel %d of '%s')", WHERE_ARGS(w), c,
                              v->name);
-        double s = (g ? g->f32[c] : 1.0) / sqrt(var);
+        double s = (g ? g->f32[c] : 1.0) / sqrt(var), sh = (b ? b->f32[c] : 0.0) - m->f32[c] * s;
+        if (!(fabs(s) <= FLT_MAX && fabs(sh) <= FLT_MAX)) /* a tiny var: no float holds the scale */
+            return gm_errorf(err, WHERE_FMT "channel %d of '%s' gives scale %g and shift %g, beyond float range",
+                             WHERE_ARGS(w), c, v->name, s, sh);
         L->scale[c] = (float)s;
-        L->shift[c] = (float)((b ? b->f32[c] : 0.0) - m->f32[c] * s);
+        L->shift[c] = (float)sh;
     }
     *folded = 0;
     if (!prev || !has_weights(prev) || prev->act != OP_COUNT) return 0; /* BN after an activation stays */
@@ -317,6 +350,16 @@ static int build_batch_norm(const where *w, json_t *o, layer *L, layer *prev, in
             for (size_t k = 0; k < row; k++) prev->weight[co * row + k] *= L->scale[co];
     }
     for (int co = 0; co < n_out; co++) prev->bias[co] = prev->bias[co] * L->scale[co] + L->shift[co];
+    size_t n_weights = prev->kind == OP_LINEAR ? (size_t)gm_shape_size(prev->in) * n_out
+                                               : (size_t)prev->in.dim[0] * n_out * prev->kh * prev->kw;
+    for (size_t k = 0; k < n_weights; k++)
+        if (!isfinite(prev->weight[k]))
+            return gm_errorf(err, WHERE_FMT "folded into the layer before, it makes weight %zu %g (beyond float range)",
+                             WHERE_ARGS(w), k, prev->weight[k]);
+    for (int co = 0; co < n_out; co++)
+        if (!isfinite(prev->bias[co]))
+            return gm_errorf(err, WHERE_FMT "folded into the layer before, it makes bias %d %g (beyond float range)",
+                             WHERE_ARGS(w), co, prev->bias[co]);
     free(L->scale);
     free(L->shift);
     L->scale = L->shift = NULL;
@@ -333,10 +376,19 @@ static int build_reshape(const where *w, json_t *o, layer *L, char err[GM_ERR_LE
     long long total = 1;
     for (size_t i = 0; i < n; i++) {
         json_t *v = json_array_get(s, i);
-        if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > MAX_SAMPLE_SIZE)
-            return gm_errorf(err, WHERE_FMT "\"shape\" entries must be positive integers", WHERE_ARGS(w));
+        if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > GM_NET_MAX_VALUES)
+            return gm_errorf(err, WHERE_FMT "\"shape\" entries must be integers in 1..%d", WHERE_ARGS(w),
+                             GM_NET_MAX_VALUES);
         d[i] = (int)json_integer_value(v);
-        total *= d[i];
+        /* checked: three dims of up to 2^22 could wrap to the input's size */
+        if ((total = mul_within(total, d[i], GM_NET_MAX_VALUES)) < 0) {
+            char is[64], *os = json_dumps(s, JSON_COMPACT);
+            fmt_shape(is, sizeof is, L->in);
+            gm_errorf(err, WHERE_FMT "cannot reshape input %s (%d values) to %s (more than %d values per sample)",
+                      WHERE_ARGS(w), is, gm_shape_size(L->in), os ? os : "that shape", GM_NET_MAX_VALUES);
+            free(os);
+            return -1;
+        }
     }
     L->out = n == 1 ? gm_shape1(d[0]) : gm_shape3(d[0], d[1], d[2]);
     if (total != gm_shape_size(L->in)) {
@@ -378,6 +430,31 @@ void gm_net_free(gm_net *net) {
     free(net);
 }
 
+/* Adds a linear or convolution's multiply-adds and weights to the net's
+ * totals, which must stay within GM_NET_MAX_MACS and GM_NET_MAX_WEIGHTS: a
+ * layer list may name one big tensor in every layer, so the file's size
+ * alone bounds neither. The factors are bounded (<= 2^24 each), their
+ * products fit long long. */
+static int track_cost(const where *w, gm_net *net, const layer *L, char err[GM_ERR_LEN]) {
+    long long cin = L->in.dim[0], cout = L->out.dim[0], kk = (long long)L->kh * L->kw, macs, weights;
+    if (L->kind == OP_LINEAR) {
+        macs = weights = (long long)gm_shape_size(L->in) * cout;
+    } else {
+        weights = cin * cout * kk;
+        macs = weights * (L->kind == OP_CONV2D ? (long long)L->out.dim[1] * L->out.dim[2]
+                                               : (long long)L->in.dim[1] * L->in.dim[2]);
+    }
+    net->macs = net->macs + macs > GM_NET_MAX_MACS ? -1 : net->macs + macs;
+    net->weights = net->weights + weights > GM_NET_MAX_WEIGHTS ? -1 : net->weights + weights;
+    if (net->macs < 0 || net->weights < 0)
+        return gm_errorf(err, WHERE_FMT "the net would exceed %lld multiply-adds or %d weight values per sample "
+                                       "(this layer: %lld and %lld)",
+                         WHERE_ARGS(w), GM_NET_MAX_MACS, GM_NET_MAX_WEIGHTS, macs, weights);
+    return 0;
+}
+
+/* Sizes here fit int: build checked each against GM_NET_MAX_VALUES or
+ * GM_NET_MAX_COL. */
 static void track_scratch(gm_net *net, const layer *L) {
     int size = gm_shape_size(L->out);
     if (size > net->max_size) net->max_size = size;
@@ -401,7 +478,14 @@ gm_net *gm_net_build(const gm_st *st, const char *what, const char *json, gm_sha
     gm_net *net = calloc(1, sizeof *net);
     if (!net) goto oom;
     net->in = net->out = in;
-    net->max_size = gm_shape_size(in);
+    long long in_size = in.rank == 1 ? in.dim[0]
+                                     : mul_within(mul_within(in.dim[0], in.dim[1], GM_NET_MAX_VALUES), in.dim[2],
+                                                  GM_NET_MAX_VALUES);
+    if (in_size < 1 || in_size > GM_NET_MAX_VALUES) {
+        gm_errorf(err, "%s: %s would take more than %d values per sample", gm_st_label(st), what, GM_NET_MAX_VALUES);
+        goto fail;
+    }
+    net->max_size = (int)in_size;
     if (!root) {
         gm_errorf(err, "%s: %s is not a valid JSON layer list: %s", gm_st_label(st), what, jerr.text);
         goto fail;
@@ -465,6 +549,10 @@ gm_net *gm_net_build(const gm_st *st, const char *what, const char *json, gm_sha
         if (has_weights(L) && (!L->weight || !L->bias)) {
             free_layer(L);
             goto oom;
+        }
+        if (has_weights(L) && track_cost(&w, net, L, err)) {
+            free_layer(L);
+            goto fail;
         }
         cur = L->out;
         if (is_activation(kind) && prev && has_weights(prev) && prev->act == OP_COUNT) {
@@ -776,7 +864,7 @@ static void elementwise_forward(const layer *L, int B, const float *x, float *y)
     split_values(B, e.per, elementwise_samples, &e);
 }
 
-int gm_net_forward(const gm_net *net, int B, const float *in, float *out) {
+static int forward_pass(const gm_net *net, int B, const float *in, float *out) {
     size_t in_n = (size_t)B * gm_shape_size(net->in);
     if (net->n == 0) {
         memmove(out, in, in_n * sizeof *out);
@@ -806,6 +894,20 @@ int gm_net_forward(const gm_net *net, int B, const float *in, float *out) {
         default: elementwise_forward(L, B, x, y);
         }
         x = y;
+    }
+    return 0;
+}
+
+/* Passes of at most GM_NET_PASS_VALUES activation values, so that scratch
+ * memory stays bounded however large the batch (each row's result is its
+ * own, so the split changes nothing but rounding in BLAS). */
+int gm_net_forward(const gm_net *net, int B, const float *in, float *out) {
+    int rows = GM_NET_PASS_VALUES / net->max_size;
+    size_t in_n = (size_t)gm_shape_size(net->in), out_n = (size_t)gm_shape_size(net->out);
+    if (rows < 1) rows = 1;
+    for (int b0 = 0; b0 < B; b0 += rows) {
+        int nb = B - b0 < rows ? B - b0 : rows;
+        if (forward_pass(net, nb, in + (size_t)b0 * in_n, out + (size_t)b0 * out_n)) return -1;
     }
     return 0;
 }

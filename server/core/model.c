@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,7 +19,7 @@
 #include "gm/model.h"
 
 #define MAX_IMAGE_SIDE 4096
-#define MAX_IMAGE_DIM (1 << 22)
+#define MAX_IMAGE_DIM GM_NET_MAX_VALUES /* an image must fit through a net */
 #define MAX_LATENT 65536
 #define MAX_CLASSES 100000
 
@@ -56,18 +57,31 @@ static int meta_int(const gm_st *st, const char *key, long lo, long hi, long dfl
     return 0;
 }
 
+/* The decimal integer in 1..max at *p, followed by `sep`, or -1. (Not
+ * sscanf: its %d is undefined for numbers beyond int.) */
+static long side(const char **p, long max, char sep) {
+    char *end;
+    if (**p < '0' || **p > '9') return -1;
+    errno = 0;
+    long n = strtol(*p, &end, 10);
+    if (errno || n < 1 || n > max || *end != sep) return -1;
+    *p = sep ? end + 1 : end;
+    return n;
+}
+
 static int parse_image(const gm_st *st, gm_model_info *info, char err[GM_ERR_LEN]) {
-    const char *v = gm_st_meta(st, "gm.image");
-    int h, w, c, used = 0;
+    const char *v = gm_st_meta(st, "gm.image"), *p = v;
+    long h, w, c;
     if (!v) return gm_errorf(err, "%s: metadata \"gm.image\" (\"HxWxC\", e.g. \"28x28x1\") is required", gm_st_label(st));
-    if (sscanf(v, "%dx%dx%d%n", &h, &w, &c, &used) != 3 || v[used] || h < 1 || w < 1 || c < 1 ||
-        h > MAX_IMAGE_SIDE || w > MAX_IMAGE_SIDE || c > 4 || (long)h * w * c > MAX_IMAGE_DIM)
-        return gm_errorf(err, "%s: metadata \"gm.image\" = \"%s\" must be \"HxWxC\" with sides 1..%d and C 1..4",
-                         gm_st_label(st), v, MAX_IMAGE_SIDE);
-    info->height = h;
-    info->width = w;
-    info->channels = c;
-    info->dim = h * w * c;
+    if ((h = side(&p, MAX_IMAGE_SIDE, 'x')) < 0 || (w = side(&p, MAX_IMAGE_SIDE, 'x')) < 0 ||
+        (c = side(&p, 4, 0)) < 0 || h * w * c > MAX_IMAGE_DIM)
+        return gm_errorf(err, "%s: metadata \"gm.image\" = \"%s\" must be \"HxWxC\" with sides 1..%d, C 1..4 and "
+                              "at most %d values",
+                         gm_st_label(st), v, MAX_IMAGE_SIDE, MAX_IMAGE_DIM);
+    info->height = (int)h;
+    info->width = (int)w;
+    info->channels = (int)c;
+    info->dim = (int)(h * w * c);
     return 0;
 }
 
@@ -131,7 +145,7 @@ gm_model *gm_model_load(const char *path, char err[GM_ERR_LEN]) {
     if (parse_image(m->st, &m->info, err) || parse_classes(m, err)) goto fail;
     if (f != GM_FAMILY_NADE && meta_int(m->st, "gm.latent_dim", 1, MAX_LATENT, 0, &m->info.latent_dim, err))
         goto fail;
-    if (!(m->state = m->impl->load(m->st, &m->info, err))) goto fail;
+    if (!(m->state = m->impl->load(m->st, &m->info, err)) || gm_model_selftest(m, err)) goto fail;
     return m;
 fail:
     gm_model_free(m);
@@ -233,4 +247,98 @@ void gm_chw_to_hwc(const gm_model_info *info, int B, const float *src, float *ds
         for (int p = 0; p < P; p++)
             for (int c = 0; c < C; c++)
                 dst[((size_t)b * P + p) * C + c] = src[((size_t)b * C + c) * P + p];
+}
+
+/* ---- the load-time self-test ---- */
+
+#define SELFTEST_ROWS 2
+#define SELFTEST_SEED 15u
+#define SELFTEST_K 2
+
+/* -1 with a message when one of n values is not finite (or, for pixels, not
+ * in [0, 1]). */
+static int check_values(const gm_model *m, gm_op op, const char *what, const float *v, size_t n, bool pixels,
+                        char err[GM_ERR_LEN]) {
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(v[i]) || (pixels && !(v[i] >= 0.0f && v[i] <= 1.0f)))
+            return gm_errorf(err, "%s: self-test: %s of %d rows (seed %u) gave %s %g at index %zu (%s); the weights "
+                                  "overflow float range",
+                             gm_st_label(m->st), gm_op_name(op), SELFTEST_ROWS, SELFTEST_SEED, what, (double)v[i], i,
+                             pixels ? "pixels must be in [0, 1]" : "values must be finite");
+    return 0;
+}
+
+static void selftest_rows(const gm_model *m, gm_row *rows) {
+    for (int r = 0; r < SELFTEST_ROWS; r++) {
+        rows[r] = (gm_row){.temperature = 1.0f, .label = m->info.num_classes ? r % m->info.num_classes : -1};
+        gm_rng_seed(&rows[r].rng, SELFTEST_SEED, (uint64_t)r);
+    }
+}
+
+int gm_model_selftest(const gm_model *m, char err[GM_ERR_LEN]) {
+    const gm_model_info *in = &m->info;
+    enum { B = SELFTEST_ROWS };
+    int D = in->dim, E = in->encode_dim > in->latent_dim ? in->encode_dim : in->latent_dim, labels[B];
+    gm_row rows[B];
+    gm_logp_result lp[B];
+    float *px = malloc((size_t)B * D * sizeof *px), *z = malloc((size_t)B * (E + 1) * sizeof *z),
+          *lv = malloc((size_t)B * (E + 1) * sizeof *lv), logits[B];
+    int rc = -1;
+    if (!px || !z || !lv) {
+        gm_errorf(err, "%s: out of memory for the self-test", gm_st_label(m->st));
+        goto done;
+    }
+    for (int op = 0; op < GM_OP_COUNT; op++) {
+        if (!in->supports[op]) continue;
+        selftest_rows(m, rows);
+        int ran = -1;
+        switch ((gm_op)op) {
+        case GM_OP_SAMPLE:
+            if (!(ran = gm_model_sample(m, B, rows, px, NULL)) && check_values(m, op, "pixel", px, (size_t)B * D, true, err))
+                goto done;
+            break;
+        case GM_OP_LOGP: /* on the samples: a sampling model always has them */
+            if ((ran = gm_model_logp(m, B, px, SELFTEST_K, rows, lp))) break;
+            for (int r = 0; r < B; r++)
+                if (!isfinite(lp[r].logp) || (!in->exact_logp && !(isfinite(lp[r].elbo) && isfinite(lp[r].se)))) {
+                    gm_errorf(err, "%s: self-test: logp of %d rows (seed %u, K = %d) gave logp %g, elbo %g, se %g "
+                                   "for row %d; the weights overflow float range",
+                              gm_st_label(m->st), B, SELFTEST_SEED, SELFTEST_K, lp[r].logp, lp[r].elbo, lp[r].se, r);
+                    goto done;
+                }
+            break;
+        case GM_OP_ENCODE:
+            if ((ran = gm_model_encode(m, B, px, z, in->family == GM_FAMILY_VAE ? lv : NULL))) break;
+            if (check_values(m, op, "z", z, (size_t)B * in->encode_dim, false, err) ||
+                (in->family == GM_FAMILY_VAE &&
+                 check_values(m, op, "logvar", lv, (size_t)B * in->encode_dim, false, err)))
+                goto done;
+            break;
+        case GM_OP_DECODE:
+            for (int r = 0; r < B; r++) {
+                for (int j = 0; j < in->latent_dim; j++) z[(size_t)r * in->latent_dim + j] = (float)gm_rng_normal(&rows[r].rng);
+                labels[r] = rows[r].label;
+            }
+            if (!(ran = gm_model_decode(m, B, z, in->num_classes ? labels : NULL, px)) &&
+                check_values(m, op, "pixel", px, (size_t)B * D, true, err))
+                goto done;
+            break;
+        case GM_OP_DISCRIMINATE:
+            if (!(ran = gm_model_discriminate(m, B, px, logits)) && check_values(m, op, "logit", logits, B, false, err))
+                goto done;
+            break;
+        case GM_OP_COUNT: break;
+        }
+        if (ran) {
+            gm_errorf(err, "%s: self-test: %s of %d rows failed (out of memory)", gm_st_label(m->st),
+                      gm_op_name((gm_op)op), B);
+            goto done;
+        }
+    }
+    rc = 0;
+done:
+    free(px);
+    free(z);
+    free(lv);
+    return rc;
 }

@@ -64,6 +64,12 @@ static const gm_tensor *need(const gm_st *st, const char *name, int d0, int d1, 
             gm_errorf(err, "%s: NADE tensor '%s' must be a float tensor of shape [%d]", gm_st_label(st), name, d0);
         return NULL;
     }
+    int64_t bad = gm_tensor_nonfinite(t);
+    if (bad >= 0) {
+        gm_errorf(err, "%s: NADE tensor '%s' holds %g at flat index %lld; weights must be finite", gm_st_label(st),
+                  name, (double)t->f32[bad], (long long)bad);
+        return NULL;
+    }
     return t;
 }
 
@@ -180,13 +186,27 @@ typedef struct {
     double *logp;
 } nade_call;
 
+/* Rows of one block of nade_rows: its state (a and h, 2 H floats per row)
+ * stays within 2 x 16 MiB however many rows a call brings. */
+#define BLOCK_VALUES (1 << 22)
+
+static int nade_block(const nade_call *c, int r0, int r1);
+
+/* The recurrence over rows [r0, r1), in blocks of bounded state. */
+static int nade_rows(void *ctx, int r0, int r1) {
+    const nade_call *c = ctx;
+    int per = BLOCK_VALUES / c->m->H; /* >= 4: H <= 2^20 */
+    for (int b0 = r0; b0 < r1; b0 += per)
+        if (nade_block(c, b0, r1 - b0 < per ? r1 : b0 + per)) return -1;
+    return 0;
+}
+
 /* The recurrence over rows [r0, r1) of a call: score the images x, or draw
  * each pixel into `drawn` with the rows' streams and temperatures. Each image
  * keeps a and h = act(a); h changes only after a pixel that is on, so the
  * activations (the costly part) are computed for the on pixels only, a
  * fraction the size of the mean intensity (~0.29 on Fashion-MNIST). */
-static int nade_rows(void *ctx, int r0, int r1) {
-    const nade_call *c = ctx;
+static int nade_block(const nade_call *c, int r0, int r1) {
     const nade *m = c->m;
     int D = m->D, H = m->H, B = r1 - r0;
     float *A = calloc((size_t)B * H, sizeof(float)), *Hs = malloc((size_t)B * H * sizeof(float)),

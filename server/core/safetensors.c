@@ -14,7 +14,9 @@
 #include "gm/safetensors.h"
 
 #include <errno.h>
+#include <float.h>
 #include <jansson.h>
+#include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -135,7 +137,9 @@ static int convert(gm_tensor *t, const uint8_t *src) {
         case GM_DTYPE_F64: {
             double d;
             memcpy(&d, src + 8 * i, 8);
-            dst[i] = (float)d;
+            /* a finite double beyond float range has no float value (the
+             * conversion is undefined): it becomes the infinity it rounds to */
+            dst[i] = fabs(d) > FLT_MAX && isfinite(d) ? (d > 0 ? INFINITY : -INFINITY) : (float)d;
             break;
         }
         default: break;
@@ -416,3 +420,10 @@ const char *gm_st_meta_at(const gm_st *st, int i, const char **key) {
 }
 
 const char *gm_st_label(const gm_st *st) { return st->label; }
+
+int64_t gm_tensor_nonfinite(const gm_tensor *t) {
+    if (!t->f32) return -1;
+    for (int64_t i = 0; i < t->numel; i++)
+        if (!isfinite(t->f32[i])) return i;
+    return -1;
+}

@@ -21,7 +21,8 @@
 #include "family.h"
 #include "vmath.h"
 
-#define ROWS 1024 /* decoder rows per forward pass */
+#define ROWS 1024 /* decoder rows per forward pass, at most */
+#define ROWS_VALUES (1 << 24) /* and at most this many logits per pass (64 MiB) */
 
 typedef struct {
     gm_net *enc, *dec;
@@ -141,13 +142,14 @@ static double bernoulli_loglik(const float *restrict x, const float *restrict lo
 static int vae_logp(const void *p, const gm_model_info *info, int B, const float *x, int K, gm_row *rows,
                     gm_logp_result *out) {
     const vae *m = p;
-    int Z = info->latent_dim, D = info->dim;
+    /* D <= 2^22 (model.c), so rows_max >= 4 */
+    int Z = info->latent_dim, D = info->dim, rows_max = ROWS_VALUES / D < ROWS ? ROWS_VALUES / D : ROWS;
     float *stats = malloc((size_t)B * 2 * Z * sizeof *stats);
-    float *z = malloc((size_t)ROWS * Z * sizeof *z);
-    float *logits = malloc((size_t)ROWS * D * sizeof *logits);
+    float *z = malloc((size_t)rows_max * Z * sizeof *z);
+    float *logits = malloc((size_t)rows_max * D * sizeof *logits);
     double *lw = malloc((size_t)B * K * sizeof *lw);    /* log importance weights */
     double *recon = calloc((size_t)B, sizeof *recon);  /* sum_k log p(x|z_k) */
-    int *owner = malloc((size_t)ROWS * sizeof *owner); /* chunk row -> b*K + k */
+    int *owner = malloc((size_t)rows_max * sizeof *owner); /* chunk row -> b*K + k */
     double *sd = malloc((size_t)Z * sizeof *sd);       /* exp(logvar / 2) of the current image */
     int rc = -1;
     if (!stats || !z || !logits || !lw || !recon || !owner || !sd || run_encoder(m, info, B, x, stats)) goto done;
@@ -171,7 +173,7 @@ static int vae_logp(const void *p, const gm_model_info *info, int B, const float
             }
             lw[(size_t)r * K + k] = lpq;
             owner[n++] = r * K + k;
-            if (n == ROWS || (r == B - 1 && k == K - 1)) {
+            if (n == rows_max || (r == B - 1 && k == K - 1)) {
                 if (run_decoder(m, info, n, z, logits)) goto done;
                 for (int i = 0; i < n; i++) {
                     int b = owner[i] / K;
