@@ -253,15 +253,14 @@ int gm_png_encode(const float *pixels, int n, int h, int w, int c, int scale, co
                          .text = (char *)description};
         png_set_text(png, info, &text, 1);
     }
-    if (scale > 1) {
-        /* an upscaled image repeats each row scale times: the Up filter turns
-         * the copies into zeros and run-length zlib packs those runs at
-         * once, where libpng's default (adaptive filters, deflate level 6)
-         * spends 4x the time for a larger file (256 images at scale 16:
-         * 0.38 s, 520 kB -> 0.095 s, 445 kB) */
-        png_set_filter(png, PNG_FILTER_TYPE_BASE, PNG_FILTER_UP);
-        png_set_compression_strategy(png, Z_RLE);
-    }
+    /* Run-length deflate: on these images (few gray levels, flat regions) it
+     * packs as well as libpng's default level 6, or better, in a fraction of
+     * the time (4096 NADE samples: 789 kB in 0.74 s -> 746 kB in 0.42 s per
+     * request; 16384 random binary images: 2.1 s -> 0.2 s). An upscaled
+     * image repeats each row scale times, which the Up filter turns into
+     * zeros: 256 images at scale 16, 0.38 s and 520 kB -> 0.095 s and 445 kB. */
+    png_set_compression_strategy(png, Z_RLE);
+    if (scale > 1) png_set_filter(png, PNG_FILTER_TYPE_BASE, PNG_FILTER_UP);
     png_write_info(png, info);
     for (int y = 0; y < gh; y++) png_write_row(png, img + (size_t)y * gw * c);
     png_write_end(png, info);
