@@ -156,6 +156,7 @@ void gm_query_add(gm_http_request *req, const char *key, size_t key_len, const c
     char q[GM_QUOTE_LEN], qv[GM_QUOTE_LEN];
     const char *problem = NULL;
     if (req->query_error[0]) return; /* the first problem is the one reported */
+    if (key_len == 0 && !value) return; /* "&&": an empty segment holds no parameter (as URL parsers read it) */
     if (!value) value = "", value_len = 0;
     if (key_len == 0)
         problem = "has an empty name";

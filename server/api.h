@@ -44,7 +44,8 @@ typedef struct {
 } gm_http_request;
 
 /* Adds one decoded query parameter (key_len and value_len bytes; value NULL
- * when the parameter had no "=") to req->query. A name or value that is
+ * when the parameter had no "=") to req->query; an empty segment (no name,
+ * no "=", as between "&&") is skipped. A name or value that is
  * empty, holds a NUL byte or is not UTF-8, or a name given twice, is not
  * added: the first such problem goes to req->query_error, and a model
  * operation answers it with 400. */
