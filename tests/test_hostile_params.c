@@ -5,9 +5,11 @@
  * error; %00 and invalid UTF-8 in query names and values; JSON bodies sent
  * without (or with a look-alike of) application/json; a positive double
  * that is 0 as a float; a 44-byte PNG declaring a 2 GB text chunk; a JSON
- * body of millions of tiny values; a 256-image grid at scale 16. Every
- * error must keep its 4xx status and a valid JSON body, and the daemon must
- * exit 0 (under SAN=1: no sanitizer report, no leak).
+ * body of millions of tiny values. Every error must keep its 4xx status
+ * and a valid JSON body, and the daemon must exit 0 (under SAN=1: no
+ * sanitizer report, no leak). In-process: the PNG bombs' memory, a
+ * 256-image grid at scale 16 against the scale-1 grid, and the UTF-8
+ * checks against jansson's.
  */
 #include "testutil.h"
 
@@ -15,6 +17,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "api.h"
 #include "base64.h"
 #include "daemon.h"
 #include "gm/rng.h"
@@ -367,6 +370,78 @@ static void test_upscaled_grid_is_exact_and_quick(void **state) {
     free(px);
 }
 
+/* gm_quote and the query checks against jansson's own UTF-8 validation,
+ * on random strings of pieces: ASCII, single boundary bytes, and
+ * sequences at the edges of validity (the last code point before the
+ * surrogates, the first after, U+10FFFF and one past it, overlong forms).
+ * A quoted string is always valid UTF-8 and bounded, and a value is
+ * accepted exactly when jansson takes it as a string (and holds no NUL). */
+static void test_utf8_checks_agree_with_jansson(void **state) {
+    static const char *const PIECES[] = {"a",
+                                         "a",
+                                         "\"",
+                                         "\\",
+                                         "\x01",
+                                         "\x7f",
+                                         "\x80",
+                                         "\xbf",
+                                         "\xc0\xaf",
+                                         "\xc1\xbf",
+                                         "\xc2\x80",
+                                         "\xdf\xbf",
+                                         "\xc3\xa9",
+                                         "\xe0\x9f\xbf",
+                                         "\xe0\xa0\x80",
+                                         "\xed\x9f\xbf",
+                                         "\xed\xa0\x80",
+                                         "\xee\x80\x80",
+                                         "\xef\xbf\xbf",
+                                         "\xf0\x8f\xbf\xbf",
+                                         "\xf0\x90\x80\x80",
+                                         "\xf4\x8f\xbf\xbf",
+                                         "\xf4\x90\x80\x80",
+                                         "\xf5\x80\x80\x80",
+                                         "\xff",
+                                         "\xe2\x82",
+                                         "\xf0\x9f\x98"};
+    enum { NP = sizeof PIECES / sizeof PIECES[0] };
+    gm_rng rng;
+    gm_rng_seed(&rng, 11, 0);
+    int accepted = 0;
+    for (int t = 0; t < 20000; t++) {
+        char s[400];
+        size_t len = 0, pieces = gm_rng_next(&rng) % (t < 19000 ? 4 : 90);
+        for (size_t i = 0; i < pieces; i++) {
+            const char *p = PIECES[gm_rng_next(&rng) % NP];
+            memcpy(s + len, p, strlen(p));
+            len += strlen(p);
+        }
+        if (t % 100 == 0 && len) s[gm_rng_next(&rng) % len] = 0; /* now and then a NUL */
+        char q[GM_QUOTE_LEN];
+        gm_quote(q, s, len);
+        json_t *j = json_string(q);
+        if (!j || strlen(q) >= GM_QUOTE_LEN) {
+            print_error("gm_quote of %zu bytes gave %zu bytes that jansson %s\n", len, strlen(q),
+                        j ? "takes" : "refuses");
+            fail();
+        }
+        json_decref(j);
+        gm_http_request req = {.query = json_object()};
+        gm_query_add(&req, "v", 1, s, len);
+        json_t *want = len > 0 && !memchr(s, 0, len) ? json_stringn(s, len) : NULL;
+        if ((want != NULL) != (req.query_error[0] == 0)) {
+            print_error("a value of %zu bytes: jansson %s it, gm_query_add says \"%s\"\n", len,
+                        want ? "takes" : "refuses", req.query_error);
+            fail();
+        }
+        accepted += want != NULL;
+        json_decref(want);
+        json_decref(req.query);
+    }
+    print_message("%d of 20000 random values are valid UTF-8\n", accepted);
+    assert_true(accepted > 2000 && accepted < 18000); /* the comparison saw both answers often */
+}
+
 int main(void) {
     const struct CMUnitTest daemon_tests[] = {
         cmocka_unit_test(test_empty_parameter_name),
@@ -380,7 +455,8 @@ int main(void) {
     const struct CMUnitTest unit_tests[] = {
         cmocka_unit_test(test_png_bomb_decodes_without_allocating),
         cmocka_unit_test(test_upscaled_grid_is_exact_and_quick),
+        cmocka_unit_test(test_utf8_checks_agree_with_jansson),
     };
-    int failed = cmocka_run_group_tests_name("pngio", unit_tests, NULL, NULL);
+    int failed = cmocka_run_group_tests_name("in-process", unit_tests, NULL, NULL);
     return failed | cmocka_run_group_tests_name("hostile requests", daemon_tests, start, stop);
 }
