@@ -69,13 +69,112 @@ void gm_reply_json(gm_reply *r, int status, json_t *v) {
     r->len = strlen(text);
 }
 
+/* The length of the UTF-8 character at s (n bytes available), or 0 when s
+ * does not start with a complete, valid one (overlong forms, surrogates and
+ * code points past U+10FFFF are invalid). */
+static size_t utf8_char(const uint8_t *s, size_t n) {
+    if (n == 0) return 0;
+    if (s[0] < 0x80) return 1;
+    size_t len = s[0] >= 0xc2 && s[0] <= 0xdf   ? 2
+                 : s[0] >= 0xe0 && s[0] <= 0xef ? 3
+                 : s[0] >= 0xf0 && s[0] <= 0xf4 ? 4
+                                                : 0;
+    if (len == 0 || len > n) return 0;
+    for (size_t i = 1; i < len; i++)
+        if ((s[i] & 0xc0) != 0x80) return 0;
+    if (s[0] == 0xe0 && s[1] < 0xa0) return 0;  /* overlong */
+    if (s[0] == 0xed && s[1] >= 0xa0) return 0; /* a UTF-16 surrogate */
+    if (s[0] == 0xf0 && s[1] < 0x90) return 0;  /* overlong */
+    if (s[0] == 0xf4 && s[1] >= 0x90) return 0; /* past U+10FFFF */
+    return len;
+}
+
+static bool valid_utf8(const char *s, size_t len) {
+    for (size_t i = 0, k; i < len; i += k)
+        if (!(k = utf8_char((const uint8_t *)s + i, len - i))) return false;
+    return true;
+}
+
+const char *gm_quote(char out[GM_QUOTE_LEN], const char *s, size_t len) {
+    const uint8_t *u = (const uint8_t *)s;
+    size_t o = 0, budget = GM_QUOTE_LEN - 8; /* room for the quotes, "..." and the NUL */
+    out[o++] = '"';
+    for (size_t i = 0; i < len;) {
+        size_t k = utf8_char(u + i, len - i);
+        bool plain = k > 1 || (k == 1 && u[i] >= 0x20 && u[i] < 0x7f && u[i] != '"' && u[i] != '\\');
+        size_t need = plain ? k : k == 1 && (u[i] == '"' || u[i] == '\\') ? 2 : 4;
+        if (o - 1 + need > budget) {
+            memcpy(out + o, "...", 3);
+            o += 3;
+            break;
+        }
+        if (plain)
+            memcpy(out + o, u + i, k);
+        else if (need == 2)
+            out[o] = '\\', out[o + 1] = (char)u[i];
+        else
+            snprintf(out + o, 5, "\\x%02x", u[i]);
+        o += need;
+        i += k ? k : 1;
+    }
+    out[o++] = '"';
+    out[o] = 0;
+    return out;
+}
+
 void gm_reply_error(gm_reply *r, int status, const char *fmt, ...) {
-    char msg[1024];
+    char msg[1024], clean[4 * sizeof msg];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    gm_reply_json(r, status, json_pack("{s:{s:i,s:s}}", "error", "status", status, "message", msg));
+    /* JSON text must be UTF-8: should a message still hold a byte that is not
+     * (a caller echoed raw input, or the cut above split a character), write
+     * it as \xNN rather than lose the reply to json_pack's refusal */
+    size_t n = strlen(msg), o = 0;
+    for (size_t i = 0, k; i < n; i += k ? k : 1) {
+        k = utf8_char((const uint8_t *)msg + i, n - i);
+        if (k)
+            memcpy(clean + o, msg + i, k), o += k;
+        else
+            o += (size_t)snprintf(clean + o, 5, "\\x%02x", (uint8_t)msg[i]);
+    }
+    clean[o] = 0;
+    gm_reply_json(r, status, json_pack("{s:{s:i,s:s}}", "error", "status", status, "message", clean));
+}
+
+bool gm_media_type_is(const char *content_type, const char *type) {
+    size_t n = strlen(type);
+    if (!content_type || strncasecmp(content_type, type, n) != 0) return false;
+    const char *rest = content_type + n;
+    rest += strspn(rest, " \t");
+    return *rest == 0 || *rest == ';';
+}
+
+void gm_query_add(gm_http_request *req, const char *key, size_t key_len, const char *value,
+                  size_t value_len) {
+    char q[GM_QUOTE_LEN], qv[GM_QUOTE_LEN];
+    const char *problem = NULL;
+    if (req->query_error[0]) return; /* the first problem is the one reported */
+    if (key_len == 0 && !value) return; /* "&&": an empty segment holds no parameter (as URL parsers read it) */
+    if (!value) value = "", value_len = 0;
+    if (key_len == 0)
+        problem = "has an empty name";
+    else if (memchr(key, 0, key_len) || !valid_utf8(key, key_len))
+        problem = "has a name with a NUL byte or bytes that are not UTF-8";
+    else if (value_len == 0)
+        problem = "has no value (write name=value)";
+    else if (memchr(value, 0, value_len) || !valid_utf8(value, value_len))
+        problem = "has a value with a NUL byte or bytes that are not UTF-8";
+    else if (json_object_getn(req->query, key, key_len))
+        problem = "is given twice";
+    json_t *v = problem ? NULL : json_stringn(value, value_len);
+    if (!problem && (!v || json_object_setn_new(req->query, key, key_len, v) != 0))
+        problem = "could not be stored (out of memory)";
+    if (problem)
+        gm_errorf(req->query_error,
+                  "the query parameter %s (value %s) %s; percent-encode names and values as UTF-8",
+                  gm_quote(q, key, key_len), gm_quote(qv, value, value_len), problem);
 }
 
 /* Matches path against pattern; the segment under the first "*" goes to
@@ -146,9 +245,12 @@ static json_t *model_json(const gm_server *s, int i) {
 
 static void handle_models(gm_call *c, const char *name) {
     gm_server *s = c->srv;
+    char q[GM_QUOTE_LEN];
     if (name[0]) {
         c->model = gm_config_model_index(s->cfg, name);
-        if (c->model < 0) return gm_reply_error(&c->reply, 404, "no model named \"%s\" (GET /v1/models lists them)", name);
+        if (c->model < 0)
+            return gm_reply_error(&c->reply, 404, "no model named %s (GET /v1/models lists them)",
+                                  gm_quote(q, name, strlen(name)));
         return gm_reply_json(&c->reply, 200, model_json(s, c->model));
     }
     json_t *list = json_array();
@@ -176,7 +278,9 @@ static void handle_page(gm_call *c, const char *file) {
     const char *type = page_type(file);
     bool safe = file[0] != '.' && strspn(file, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") ==
                                       strlen(file);
-    if (!type || !safe) return gm_reply_error(&c->reply, 404, "no page file \"%s\"", file);
+    char q[GM_QUOTE_LEN];
+    if (!type || !safe)
+        return gm_reply_error(&c->reply, 404, "no page file %s", gm_quote(q, file, strlen(file)));
     char path[GM_PATH_LEN + 128];
     snprintf(path, sizeof path, "%s/%s", c->srv->cfg->web_root, file);
     FILE *f = fopen(path, "rb");
@@ -208,12 +312,74 @@ static void handle_metrics(gm_call *c) {
                           .content_type = "text/plain; version=0.0.4; charset=utf-8"};
 }
 
+/* An upper bound on the number of values in the JSON text b (n bytes):
+ * every value but a container's first follows a comma, and each first one
+ * is counted by its container's bracket. One pass, no allocation. */
+static size_t json_value_bound(const uint8_t *b, size_t n) {
+    size_t count = 1;
+    bool in_string = false;
+    for (size_t i = 0; i < n; i++) {
+        if (in_string) {
+            if (b[i] == '\\')
+                i++;
+            else if (b[i] == '"')
+                in_string = false;
+        } else if (b[i] == '"')
+            in_string = true;
+        else if (b[i] == ',' || b[i] == '[' || b[i] == '{')
+            count++;
+    }
+    return count;
+}
+
+/* Parsing costs jansson about 40 bytes of memory per value, so a body of
+ * millions of small values would cost hundreds of MB before any check
+ * could refuse it. The most values an operation can use are its images'
+ * pixels (or latents) times max_images, and a few parameters; a body with
+ * more is refused before it is parsed. */
+static bool json_body_affordable(gm_call *c, const gm_http_request *req) {
+    enum { PARAM_VALUES = 64 };
+    const gm_model_info *in = gm_model_get_info(c->srv->models[c->model]);
+    size_t per_item = c->route == GM_ROUTE_LOGP || c->route == GM_ROUTE_ENCODE ? (size_t)in->dim + 2
+                      : c->route == GM_ROUTE_DECODE                            ? (size_t)in->latent_dim + 2
+                                                                               : 0;
+    size_t limit = per_item * (size_t)c->srv->cfg->max_images + PARAM_VALUES;
+    size_t values = json_value_bound(req->body, req->body_len);
+    if (values <= limit) return true;
+    gm_reply_error(&c->reply, 413,
+                   "the JSON body holds about %zu values; a %s request to this model uses at most %zu "
+                   "(%s)",
+                   values, gm_route_names[c->route], limit,
+                   per_item ? "max_images x the values of one image or latent, plus the parameters"
+                            : "its parameters");
+    return false;
+}
+
 /* The request's parameters: the query string, overlaid by a JSON object body
  * (a body that is not JSON is the operation's to read: a PNG). */
 static json_t *merged_params(gm_call *c, const gm_http_request *req) {
+    char q[GM_QUOTE_LEN];
+    if (req->query_error[0]) {
+        gm_reply_error(&c->reply, 400, "%s", req->query_error);
+        return NULL;
+    }
     json_t *params = json_copy(req->query);
-    const char *ct = req->content_type ? req->content_type : "";
-    if (req->body_len == 0 || strncasecmp(ct, "application/json", 16) != 0) return params;
+    const char *ct = req->content_type;
+    bool png_op = c->route == GM_ROUTE_LOGP || c->route == GM_ROUTE_ENCODE;
+    if (req->body_len == 0 || (png_op && gm_media_type_is(ct, "image/png"))) return params;
+    if (!gm_media_type_is(ct, "application/json")) {
+        json_decref(params);
+        gm_reply_error(&c->reply, 415,
+                       "the body's Content-Type is %s; send the parameters as Content-Type: "
+                       "application/json%s",
+                       ct ? gm_quote(q, ct, strlen(ct)) : "missing",
+                       png_op ? " (or one image as image/png)" : "");
+        return NULL;
+    }
+    if (!json_body_affordable(c, req)) {
+        json_decref(params);
+        return NULL;
+    }
     json_error_t je;
     json_t *body = json_loadb((const char *)req->body, req->body_len, JSON_REJECT_DUPLICATES, &je);
     if (!body) {
@@ -241,7 +407,10 @@ static void handle_operation(gm_call *c, const gm_http_request *req, const char 
         model = m ? json_string_value(m) : s->cfg->default_model;
     }
     c->model = gm_config_model_index(s->cfg, model);
-    if (c->model < 0) return gm_reply_error(&c->reply, 404, "no model named \"%s\" (GET /v1/models lists them)", model);
+    char q[GM_QUOTE_LEN];
+    if (c->model < 0)
+        return gm_reply_error(&c->reply, 404, "no model named %s (GET /v1/models lists them)",
+                              gm_quote(q, model, strlen(model)));
     if (atomic_load(&s->draining)) {
         gm_metrics_reject(s->metrics, GM_REJECT_DRAINING);
         c->reply.retry_after = 1;
@@ -260,7 +429,7 @@ bool gm_api_handle(gm_call *c, const gm_http_request *req) {
     unsigned method = !strcmp(req->method, "GET") || !strcmp(req->method, "HEAD") ? M_GET
                       : !strcmp(req->method, "POST")                              ? M_POST
                                                                                   : 0;
-    char name[GM_NAME_LEN + 64];
+    char name[GM_NAME_LEN + 64], q[GM_QUOTE_LEN];
     const route_def *found = NULL;
     unsigned allowed = 0;
     for (int i = 0; i < NROUTES; i++) {
@@ -274,11 +443,13 @@ bool gm_api_handle(gm_call *c, const gm_http_request *req) {
     if (!found && allowed) {
         snprintf(c->reply.allow, sizeof c->reply.allow, "%s%s%s", allowed & M_GET ? "GET, HEAD" : "",
                  allowed == (M_GET | M_POST) ? ", " : "", allowed & M_POST ? "POST" : "");
-        gm_reply_error(&c->reply, 405, "%s is not allowed on %s; use %s", req->method, req->path, c->reply.allow);
+        gm_reply_error(&c->reply, 405, "%s is not allowed on %s; use %s", req->method,
+                       gm_quote(q, req->path, strlen(req->path)), c->reply.allow);
         return false;
     }
     if (!found) {
-        gm_reply_error(&c->reply, 404, "no route %s (see GET /v1/models and the README's API section)", req->path);
+        gm_reply_error(&c->reply, 404, "no route %s (see GET /v1/models and the README's API section)",
+                       gm_quote(q, req->path, strlen(req->path)));
         return false;
     }
     c->route = found->route;

@@ -36,11 +36,33 @@ extern const char *const gm_route_names[GM_ROUTE_COUNT];
 
 typedef struct {
     const char *method, *path;
-    json_t *query; /* object: query-string key -> string value */
+    json_t *query;                /* object: query-string key -> string value, filled by gm_query_add */
+    char query_error[GM_ERR_LEN]; /* the first bad query parameter, or "" */
     const char *content_type, *authorization;
     const uint8_t *body;
     size_t body_len;
 } gm_http_request;
+
+/* Adds one decoded query parameter (key_len and value_len bytes; value NULL
+ * when the parameter had no "=") to req->query; an empty segment (no name,
+ * no "=", as between "&&") is skipped. A name or value that is
+ * empty, holds a NUL byte or is not UTF-8, or a name given twice, is not
+ * added: the first such problem goes to req->query_error, and a model
+ * operation answers it with 400. */
+void gm_query_add(gm_http_request *req, const char *key, size_t key_len, const char *value, size_t value_len);
+
+/* Whether a Content-Type header names this media type (e.g.
+ * "application/json"): the same type, in any case, optionally followed by
+ * parameters such as "; charset=utf-8". */
+bool gm_media_type_is(const char *content_type, const char *type);
+
+/* Writes s (len bytes, untrusted) into out as a double-quoted string that
+ * is valid UTF-8 whatever s holds: printable ASCII and valid UTF-8 as is,
+ * '"' and '\\' escaped, other bytes as \xNN, and at most about
+ * GM_QUOTE_LEN - 8 bytes of s (never cut inside a character; "..." marks the
+ * cut). Returns out, for use as a "%s" argument of an error message. */
+enum { GM_QUOTE_LEN = 160 };
+const char *gm_quote(char out[GM_QUOTE_LEN], const char *s, size_t len);
 
 typedef struct {
     int status;

@@ -140,8 +140,10 @@ static enum MHD_Result reply_options(request *r) {
     return send_reply(r);
 }
 
-static enum MHD_Result collect_arg(void *cls, enum MHD_ValueKind kind, const char *key, const char *value) {
-    json_object_set_new(cls, key, json_string(value ? value : ""));
+/* With lengths: a decoded %00 stays visible, for gm_query_add to refuse. */
+static enum MHD_Result collect_arg(void *cls, enum MHD_ValueKind kind, const char *key, size_t key_len,
+                                   const char *value, size_t value_len) {
+    gm_query_add(cls, key, key_len, value, value_len);
     return MHD_YES;
 }
 
@@ -273,7 +275,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
     json_t *query = json_object();
     if (!query) return MHD_NO;
-    MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, collect_arg, query);
     gm_http_request req = {
         .method = method,
         .path = url,
@@ -283,6 +284,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         .body = r->body,
         .body_len = r->len,
     };
+    MHD_get_connection_values_n(conn, MHD_GET_ARGUMENT_KIND, collect_arg, &req);
     bool queue_it = gm_api_handle(&r->call, &req);
     json_decref(query);
     free(r->body); /* the call has copied what it needs */

@@ -7,7 +7,8 @@
  * serves GET and POST. Malformed values are 400, well-formed values out of
  * range are 422 naming the range and the setting that bounds it; a
  * parameter the operation does not take is 400 listing those it does, so
- * that a typo is never silently ignored.
+ * that a typo is never silently ignored. Whatever a message echoes from the
+ * request goes through gm_quote, so the reply stays valid UTF-8.
  */
 #include <errno.h>
 #include <math.h>
@@ -22,7 +23,7 @@
 #include "pngio.h"
 
 enum { MAX_OUTPUT_PIXELS = 1 << 26 }; /* one reply's pixels after scaling */
-#define MAX_TEMPERATURE 100.0
+#define MAX_TEMPERATURE 100.0f
 #define MAX_LATENT_ABS 1e4
 
 static const char *const ACCEPTED[GM_OP_COUNT] = {
@@ -35,11 +36,14 @@ static const char *const ACCEPTED[GM_OP_COUNT] = {
 /* Fills the error reply and yields false, for `return fail(c, 422, ...)`. */
 #define fail(c, status, ...) (gm_reply_error(&(c)->reply, (status), __VA_ARGS__), false)
 
+/* Whether key is one of the names in the op's ", "-separated list. */
 static bool accepted(gm_op op, const char *key) {
-    const char *list = ACCEPTED[op];
     size_t n = strlen(key);
-    for (const char *p = strstr(list, key); p; p = strstr(p + 1, key))
-        if ((p == list || p[-1] == ' ') && (p[n] == ',' || p[n] == 0)) return true;
+    for (const char *p = ACCEPTED[op]; *p; p += strspn(p, ", ")) {
+        size_t len = strcspn(p, ",");
+        if (len == n && n > 0 && !memcmp(p, key, n)) return true;
+        p += len;
+    }
     return false;
 }
 
@@ -47,6 +51,7 @@ static bool accepted(gm_op op, const char *key) {
 static bool get_long(gm_call *c, json_t *p, const char *key, long dflt, long lo, long hi, const char *limit,
                      long *out) {
     json_t *v = json_object_get(p, key);
+    char q[GM_QUOTE_LEN];
     *out = dflt;
     if (!v) return true;
     long long x;
@@ -56,7 +61,8 @@ static bool get_long(gm_call *c, json_t *p, const char *key, long dflt, long lo,
         errno = 0;
         x = strtoll(json_string_value(v), &end, 10);
         if (errno || end == json_string_value(v) || *end)
-            return fail(c, 400, "%s = \"%s\" is not an integer", key, json_string_value(v));
+            return fail(c, 400, "%s = %s is not an integer", key,
+                        gm_quote(q, json_string_value(v), json_string_length(v)));
     } else return fail(c, 400, "%s must be an integer", key);
     if (x < lo || x > hi)
         return fail(c, 422, "%s = %lld is out of range: %ld to %ld%s%s%s", key, x, lo, hi, limit ? " (the server's " : "",
@@ -65,10 +71,13 @@ static bool get_long(gm_call *c, json_t *p, const char *key, long dflt, long lo,
     return true;
 }
 
-/* A real parameter in (lo, hi] (lo_open) or [lo, hi]. */
-static bool get_double(gm_call *c, json_t *p, const char *key, double dflt, double lo, bool lo_open, double hi,
-                       double *out) {
+/* A real parameter in (lo, hi] (lo_open) or [lo, hi]. The range is checked
+ * on the float the model computes with, so a value such as 1e-320 that
+ * passes "> 0" as a double but rounds to 0 as a float is refused. */
+static bool get_float(gm_call *c, json_t *p, const char *key, float dflt, float lo, bool lo_open, float hi,
+                      float *out) {
     json_t *v = json_object_get(p, key);
+    char q[GM_QUOTE_LEN];
     *out = dflt;
     if (!v) return true;
     double x;
@@ -77,11 +86,14 @@ static bool get_double(gm_call *c, json_t *p, const char *key, double dflt, doub
         char *end;
         x = strtod(json_string_value(v), &end);
         if (end == json_string_value(v) || *end)
-            return fail(c, 400, "%s = \"%s\" is not a number", key, json_string_value(v));
+            return fail(c, 400, "%s = %s is not a number", key,
+                        gm_quote(q, json_string_value(v), json_string_length(v)));
     } else return fail(c, 400, "%s must be a number", key);
-    if (!isfinite(x) || (lo_open ? x <= lo : x < lo) || x > hi)
-        return fail(c, 422, "%s = %g is out of range: %s%g to %g", key, x, lo_open ? "above " : "", lo, hi);
-    *out = x;
+    float f = (float)x;
+    if (!isfinite(f) || (lo_open ? f <= lo : f < lo) || f > hi)
+        return fail(c, 422, "%s = %g is out of range: %s%g to %g (as a 32-bit float it is %g)", key, x,
+                    lo_open ? "above " : "", lo, hi, f);
+    *out = f;
     return true;
 }
 
@@ -138,7 +150,12 @@ static bool parse_label(gm_call *c, const gm_model_info *in, json_t *v, int *out
     bool ok = get_long(c, tmp, "label", 0, 0, in->num_classes - 1, NULL, &x);
     json_decref(tmp);
     if (ok) *out = (int)x;
-    else if (s) (void)fail(c, 422, "label \"%s\" is neither a class name nor an index 0 to %d (GET /v1/models lists the classes)", s, in->num_classes - 1);
+    else if (s) {
+        char q[GM_QUOTE_LEN];
+        (void)fail(c, 422,
+                   "label %s is neither a class name nor an index 0 to %d (GET /v1/models lists the classes)",
+                   gm_quote(q, s, json_string_length(v)), in->num_classes - 1);
+    }
     return ok;
 }
 
@@ -147,8 +164,12 @@ static const char *model_name(const gm_call *c) { return c->srv->model_names[c->
 static bool check_params(gm_call *c, gm_op op, json_t *params) {
     const char *key;
     json_t *v;
-    json_object_foreach(params, key, v) if (!accepted(op, key))
-        return fail(c, 400, "unknown parameter \"%s\" for %s; it takes: %s", key, gm_op_name(op), ACCEPTED[op]);
+    char q[GM_QUOTE_LEN];
+    json_object_foreach(params, key, v) {
+        if (!accepted(op, key))
+            return fail(c, 400, "unknown parameter %s for %s; it takes: %s", gm_quote(q, key, strlen(key)),
+                        gm_op_name(op), ACCEPTED[op]);
+    }
     return true;
 }
 
@@ -184,10 +205,10 @@ static bool prepare_output_format(gm_call *c, json_t *p, bool png_default) {
 static bool prepare_sample(gm_call *c, const gm_model_info *in, json_t *p, bool is_get) {
     const gm_config *cfg = c->srv->cfg;
     long n;
-    double temperature, truncation;
+    float temperature, truncation;
     bool sample_pixels;
     if (!get_long(c, p, "n", 1, 1, cfg->max_n, "max_n", &n) || !get_seed(c, p, true, &c->seed) ||
-        !get_double(c, p, "temperature", 1.0, 0.0, true, MAX_TEMPERATURE, &temperature) ||
+        !get_float(c, p, "temperature", 1.0f, 0.0f, true, MAX_TEMPERATURE, &temperature) ||
         !prepare_output_format(c, p, is_get) || !check_output_size(c, in, n))
         return false;
     int label = -1;
@@ -196,7 +217,7 @@ static bool prepare_sample(gm_call *c, const gm_model_info *in, json_t *p, bool 
     if (lv && !parse_label(c, in, lv, &label)) return false;
     if (json_object_get(p, "truncation") && in->family != GM_FAMILY_GAN)
         return fail(c, 422, "truncation applies to GAN models only");
-    if (!get_double(c, p, "truncation", 0.0, 0.0, true, 100.0, &truncation)) return false;
+    if (!get_float(c, p, "truncation", 0.0f, 0.0f, true, 100.0f, &truncation)) return false;
     if (json_object_get(p, "mode") && in->family != GM_FAMILY_VAE)
         return fail(c, 422, "mode applies to VAE models only");
     if (!get_choice(c, p, "mode", "mean", "sample", false, &sample_pixels)) return false;
@@ -208,8 +229,8 @@ static bool prepare_sample(gm_call *c, const gm_model_info *in, json_t *p, bool 
     for (long i = 0; i < n; i++) {
         gm_row *r = &c->rows[i];
         gm_rng_seed(&r->rng, c->seed, (uint64_t)i);
-        r->temperature = (float)temperature;
-        r->truncation = (float)truncation;
+        r->temperature = temperature;
+        r->truncation = truncation;
         r->sample_pixels = sample_pixels;
         r->label = label;
         if (in->num_classes && label < 0) { /* a label of its own, from a stream apart from the row's */
@@ -258,9 +279,8 @@ static bool read_image(gm_call *c, const gm_model_info *in, json_t *img, size_t 
 /* The images of logp and encode: an image/png body (one image) or a JSON
  * body {"images": [...]}. */
 static bool read_images(gm_call *c, const gm_model_info *in, json_t *p, const gm_http_request *req, long *n) {
-    const char *ct = req->content_type ? req->content_type : "";
     char err[GM_ERR_LEN];
-    if (!strncasecmp(ct, "image/png", 9)) {
+    if (req->body_len > 0 && gm_media_type_is(req->content_type, "image/png")) {
         *n = 1;
         c->in = malloc((size_t)in->dim * sizeof *c->in);
         if (!c->in) return fail(c, 500, "out of memory");
@@ -268,9 +288,6 @@ static bool read_images(gm_call *c, const gm_model_info *in, json_t *p, const gm
         if (st != GM_PNG_OK) return fail(c, st == GM_PNG_WRONG_SIZE ? 422 : 400, "%s", err);
         return true;
     }
-    if (strncasecmp(ct, "application/json", 16) != 0)
-        return fail(c, 415, "send the image as Content-Type: image/png, or JSON {\"images\": [...]} as "
-                            "application/json (got \"%s\")", ct);
     json_t *images = json_object_get(p, "images");
     if (!json_is_array(images)) return fail(c, 400, "the body needs \"images\": [{\"png\": \"<base64>\"}, ...]");
     *n = (long)json_array_size(images);

