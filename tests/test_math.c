@@ -17,6 +17,9 @@ static void test_expf_accuracy(void **state) {
     assert_true(worst < 3e-7);
     /* clamped outside the range: finite, no NaN */
     assert_true(isfinite(gm_expf(1000.0f)) && gm_expf(-1000.0f) >= 0.0f);
+    /* a NaN from a hostile model file must not reach the float-to-int conversion */
+    float nan_in = gm_expf(NAN);
+    assert_true(nan_in >= 0.0f && nan_in <= expf(-86.0f));
     double worst_sig = 0;
     for (double x = -87; x <= 88; x += 0.000731) {
         double want = 1.0 / (1.0 + exp(-(double)(float)x)), rel = fabs(gm_sigmoidf((float)x) - want) / want;

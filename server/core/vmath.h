@@ -7,7 +7,9 @@
  * 2^n built in the exponent bits; it has no calls or branches, so loops over
  * it vectorize (AVX-512: 16 lanes). Relative error < 3e-7 against double exp
  * over the clamped range (tests/test_vmath.c); inputs are clamped to
- * [-87, 88] where float exp neither overflows nor goes subnormal.
+ * [-87, 88] where float exp neither overflows nor goes subnormal; a NaN
+ * clamps to -87 too (the comparison is written so that NaN fails it), since
+ * converting NaN to an integer below is undefined behaviour.
  */
 #ifndef GM_VMATH_H
 #define GM_VMATH_H
@@ -17,7 +19,7 @@
 #include <string.h>
 
 static inline float gm_expf(float x) {
-    x = x < -87.0f ? -87.0f : x;
+    x = x > -87.0f ? x : -87.0f;
     x = x > 88.0f ? 88.0f : x;
     /* round to nearest via the 1.5 * 2^23 trick: exact for |v| < 2^22 */
     float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
