@@ -348,15 +348,16 @@ static void *send_heavy(void *arg) {
     return NULL;
 }
 
-/* Two heavy VAE logp requests (about 3 s each) fill both workers; a one-row
- * NADE sample sent meanwhile is answered long before either. Then a GAN
- * sample with truncation = 1e-30 is answered at once and SIGTERM stops the
- * daemon. */
+/* Two heavy VAE logp requests (about 1 s each unloaded, several times that
+ * under load or the sanitizers, hence the long deadline) fill both workers;
+ * a one-row NADE sample sent meanwhile is answered long before either. Then
+ * a GAN sample with truncation = 1e-30 is answered at once and SIGTERM stops
+ * the daemon. */
 static void test_daemon_small_request_not_starved(void **state) {
     const char *args[] = {"--model", "nade=models/nade.safetensors", "--model", "vae=models/vae.safetensors",
-                          "--model", "gan=models/gan.safetensors", "--workers", "2", NULL};
+                          "--model", "gan=models/gan.safetensors", "--workers", "2", "--deadline-ms", "120000", NULL};
     daemon_t d = daemon_start("cost_starve", args);
-    heavy_req h[2] = {{.port = d.port, .n = 48, .k = 5000}, {.port = d.port, .n = 48, .k = 5000}};
+    heavy_req h[2] = {{.port = d.port, .n = 16, .k = 5000}, {.port = d.port, .n = 16, .k = 5000}};
     pthread_t t[2];
     for (int i = 0; i < 2; i++) pthread_create(&t[i], NULL, send_heavy, &h[i]);
     sleep_ms(500); /* both are computing */
