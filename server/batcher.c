@@ -55,6 +55,18 @@ static size_t row_bytes(const gm_model_info *in, unit u) {
 
 static void **field(gm_job *j, int f) { return (void **)((char *)j + FIELDS[f].offset); }
 
+/* The piece of j that its take selects, as a job of its own: every per-row
+ * array starts at the piece's first row, so a piece needs no copy. */
+static gm_job piece_of(gm_job *j, const gm_model_info *in) {
+    gm_job p = *j;
+    p.n = j->take;
+    for (int f = 0; f < NFIELDS; f++) {
+        char *base = *field(&p, f);
+        if (base) *field(&p, f) = base + (size_t)j->rows_done * row_bytes(in, FIELDS[f].unit);
+    }
+    return p;
+}
+
 /* Runs one job (possibly a merged one) through the core. */
 static int run_op(gm_job *j) {
     switch (j->op) {
@@ -106,23 +118,38 @@ int gm_batch_run(gm_job *const *jobs, int count) {
     int64_t start = gm_now_ns();
     for (int i = 0; i < count; i++) {
         gm_job *j = jobs[i];
-        j->started_ns = start;
+        if (j->take <= 0 || j->take > j->n - j->rows_done) j->take = j->n - j->rows_done;
+        if (j->rows_done == 0) j->started_ns = start;
         if (j->deadline_ns && start > j->deadline_ns) j->status = GM_JOB_EXPIRED;
         else if (j->alive && !j->alive(j)) j->status = GM_JOB_CANCELLED;
         else if (nlive < MAX_JOBS_PER_BATCH) {
             live[nlive++] = j;
-            rows += j->n;
+            rows += j->take;
         }
     }
     int rc = 0;
-    if (nlive == 1) rc = run_op(live[0]);
-    else if (nlive > 1) rc = run_merged(live, nlive, rows);
+    const gm_model_info *in = nlive ? gm_model_get_info(live[0]->model) : NULL;
+    if (nlive == 1) {
+        gm_job p = piece_of(live[0], in);
+        rc = run_op(&p);
+    } else if (nlive > 1) {
+        gm_job *pieces = malloc((size_t)nlive * sizeof *pieces), *ptrs[MAX_JOBS_PER_BATCH];
+        if (!pieces) rc = -1;
+        for (int i = 0; pieces && i < nlive; i++) {
+            pieces[i] = piece_of(live[i], in);
+            ptrs[i] = &pieces[i];
+        }
+        if (pieces) rc = run_merged(ptrs, nlive, rows);
+        free(pieces);
+    }
     int64_t end = gm_now_ns();
     for (int i = 0; i < nlive; i++) {
         live[i]->status = rc == 0 ? GM_JOB_OK : GM_JOB_FAILED;
         live[i]->finished_ns = end;
         live[i]->batch_rows = rows;
+        live[i]->rows_done += live[i]->take;
     }
+    for (int i = 0; i < count; i++) jobs[i]->take = 0;
     return rows;
 }
 
@@ -139,7 +166,11 @@ static void *worker_main(void *arg) {
             atomic_store(&b->service_ns, old ? (old * 7 + dt) / 8 : dt);
             if (b->cfg.on_batch) b->cfg.on_batch(b->cfg.ctx, jobs, count, rows, dt);
         }
-        for (int i = 0; i < count; i++) jobs[i]->done(jobs[i]);
+        for (int i = 0; i < count; i++) {
+            gm_job *j = jobs[i];
+            if (j->status == GM_JOB_OK && j->rows_done < j->n) gm_queue_requeue(b->q, j); /* others go first */
+            else j->done(j);
+        }
     }
     return NULL;
 }

@@ -4,9 +4,11 @@
  * Each worker pops a batch of jobs that share a model, operation and K
  * (queue.h), concatenates their rows, runs the operation once through the
  * core, copies each job's rows back into its own outputs and calls its done
- * callback. Jobs past their deadline or whose client left are finished
- * without computing. Because every row carries its own random stream, a job's
- * results do not depend on the batch it joined.
+ * callback. A job the queue hands out in pieces (chunk_rows) goes back to
+ * the queue after each piece until its last. Before every piece, a job past
+ * its deadline or whose client left is finished without computing more.
+ * Because every row carries its own random stream, a job's results do not
+ * depend on the batch it joined nor on how it was cut into pieces.
  */
 #ifndef GM_BATCHER_H
 #define GM_BATCHER_H
@@ -35,9 +37,12 @@ void gm_batcher_join(gm_batcher *b);
  * (0 before the first batch): what Retry-After estimates are made from. */
 int64_t gm_batcher_service_ns(gm_batcher *b);
 
-/* Runs count jobs of one batching key as one batch and sets each job's
- * status, times and batch_rows; does not call done. Returns the rows
- * computed (jobs expired or cancelled are skipped). For tests and workers. */
+/* Runs one piece of each of count jobs of one batching key as one batch:
+ * rows rows_done .. rows_done + take - 1 of each (take 0: all that remain).
+ * Sets each job's status, times and batch_rows and advances rows_done; does
+ * not call done. A job with status GM_JOB_OK and rows_done < n has rows
+ * left. Returns the rows computed (jobs expired or cancelled are skipped).
+ * For tests and workers. */
 int gm_batch_run(gm_job *const *jobs, int count);
 
 #endif

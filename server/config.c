@@ -63,6 +63,8 @@ static const option OPTIONS[] = {
     LONG(max_connections, 4, 100000, 512, "simultaneous HTTP connections"),
     LONG(idle_timeout_s, 1, 86400, 60, "an idle connection is closed after this many seconds"),
     LONG(drain_timeout_s, 0, 3600, 30, "on SIGTERM, longest wait for accepted requests to finish"),
+    LONG(max_request_cost_ms, 1, 86400000, 10000, "most estimated compute one request may cost, ms of one core (n x cost per row, x K for a VAE logp, plus PNG work); beyond it 422"),
+    LONG(chunk_cost_ms, 1, 60000, 50, "a request is computed in pieces of about this many ms of compute, so others wait at most about one piece"),
 };
 enum { NOPTIONS = sizeof OPTIONS / sizeof OPTIONS[0] };
 

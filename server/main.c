@@ -65,7 +65,7 @@ static void on_batch(void *ctx, gm_job *const *jobs, int count, int rows, int64_
     gm_server *s = ctx;
     const gm_call *lead = jobs[0]->owner;
     for (int i = 0; i < count; i++)
-        if (jobs[i]->status == GM_JOB_OK)
+        if (jobs[i]->status == GM_JOB_OK && jobs[i]->rows_done == jobs[i]->n) /* its last piece */
             gm_metrics_job(s->metrics, lead->model, jobs[i]->op, jobs[i]->started_ns - jobs[i]->enqueued_ns);
     gm_metrics_batch(s->metrics, lead->model, jobs[0]->op, rows, compute_ns);
 }

@@ -20,6 +20,7 @@
 
 #include "api.h"
 #include "base64.h"
+#include "cost.h"
 #include "pngio.h"
 
 enum { MAX_OUTPUT_PIXELS = 1 << 26 }; /* one reply's pixels after scaling */
@@ -375,7 +376,7 @@ static bool prepare_decode(gm_call *c, const gm_model_info *in, json_t *p) {
     return true;
 }
 
-bool gm_ops_prepare(gm_call *c, gm_op op, json_t *params, const gm_http_request *req) {
+static bool prepare_op(gm_call *c, gm_op op, json_t *params, const gm_http_request *req) {
     const gm_model_info *in = gm_model_get_info(c->srv->models[c->model]);
     c->job = (gm_job){.model = c->srv->models[c->model], .op = op, .owner = c};
     c->scale = 1;
@@ -387,6 +388,11 @@ bool gm_ops_prepare(gm_call *c, gm_op op, json_t *params, const gm_http_request 
     case GM_OP_DECODE: return prepare_decode(c, in, params);
     default: return fail(c, 404, "no such operation");
     }
+}
+
+/* Every prepared job then passes admission by cost (cost.h). */
+bool gm_ops_prepare(gm_call *c, gm_op op, json_t *params, const gm_http_request *req) {
+    return prepare_op(c, op, params, req) && gm_cost_admit(c);
 }
 
 static json_t *number(double x) { return isfinite(x) ? json_real(x) : json_null(); }

@@ -60,6 +60,16 @@ static void unlink_job(gm_queue *q, gm_job *j) {
     q->depth--;
 }
 
+static void append(gm_queue *q, gm_job *job) {
+    job->next = NULL;
+    job->prev = q->tail;
+    if (q->tail) q->tail->next = job;
+    else q->head = job;
+    q->tail = job;
+    q->depth++;
+    pthread_cond_broadcast(&q->cv);
+}
+
 gm_push_result gm_queue_push(gm_queue *q, gm_job *job) {
     pthread_mutex_lock(&q->mu);
     gm_push_result r = GM_PUSH_OK;
@@ -67,29 +77,44 @@ gm_push_result gm_queue_push(gm_queue *q, gm_job *job) {
     else if (q->depth >= q->capacity) r = GM_PUSH_FULL;
     else {
         job->enqueued_ns = gm_now_ns();
-        job->next = NULL;
-        job->prev = q->tail;
-        if (q->tail) q->tail->next = job;
-        else q->head = job;
-        q->tail = job;
-        q->depth++;
-        pthread_cond_broadcast(&q->cv);
+        job->rows_done = job->take = 0;
+        append(q, job);
     }
     pthread_mutex_unlock(&q->mu);
     return r;
+}
+
+void gm_queue_requeue(gm_queue *q, gm_job *job) {
+    pthread_mutex_lock(&q->mu);
+    append(q, job);
+    pthread_mutex_unlock(&q->mu);
 }
 
 static bool same_key(const gm_job *a, const gm_job *b) {
     return a->model == b->model && a->op == b->op && a->k == b->k;
 }
 
+/* The rows of j that its next piece computes. */
+static int piece_rows(const gm_job *j) {
+    int left = j->n - j->rows_done;
+    return j->chunk_rows > 0 && j->chunk_rows < left ? j->chunk_rows : left;
+}
+
+/* The most rows of a batch led by lead: max_rows, and no more than one of
+ * the lead's pieces, so that merging never makes a batch heavier than that. */
+static int batch_cap(const gm_job *lead, int max_rows) {
+    return lead->chunk_rows > 0 && lead->chunk_rows < max_rows ? lead->chunk_rows : max_rows;
+}
+
 /* Rows that a batch led by the head job would hold now. */
 static int batch_rows_ready(const gm_queue *q, int max_rows) {
     int rows = 0;
+    max_rows = batch_cap(q->head, max_rows);
     for (const gm_job *j = q->head; j; j = j->next) {
         if (!same_key(j, q->head)) continue;
-        if (rows > 0 && rows + j->n > max_rows) break;
-        rows += j->n;
+        int n = piece_rows(j);
+        if (rows > 0 && rows + n > max_rows) break;
+        rows += n;
         if (rows >= max_rows) break;
     }
     return rows;
@@ -121,12 +146,15 @@ int gm_queue_pop_batch(gm_queue *q, int max_rows, int64_t max_delay_ns, gm_job *
     if (share < max_rows) max_rows = share;
     q->idle--;
     gm_job *lead = q->head;
+    max_rows = batch_cap(lead, max_rows);
     int count = 0, rows = 0;
     for (gm_job *j = lead, *next; j && count < max_jobs; j = next) {
         next = j->next;
         if (j != lead && !same_key(j, lead)) continue;
-        if (count > 0 && rows + j->n > max_rows) break;
-        rows += j->n;
+        int n = piece_rows(j);
+        if (count > 0 && rows + n > max_rows) break;
+        rows += n;
+        j->take = n;
         unlink_job(q, j);
         out[count++] = j;
         if (rows >= max_rows) break;

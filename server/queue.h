@@ -14,9 +14,18 @@
  * When other workers are idle, a worker takes only its fair share of the
  * ready rows, so that one batch never runs on one core while another idles.
  *
+ * A heavy job is handed out in pieces: a job with chunk_rows > 0 leaves pop
+ * with at most chunk_rows of its remaining rows (take), and the worker puts
+ * it back at the tail (gm_queue_requeue) while rows remain, so that every job
+ * queued meanwhile gets its turn before the next piece: a small request
+ * waits behind a heavy one for about one piece, not for all of it. The
+ * submitter sizes chunk_rows from the operation's cost (cost.h); jobs merged
+ * behind a lead job share its key and so its cost per row, and the batch
+ * holds at most the lead's chunk_rows.
+ *
  * Jobs are owned by their submitter; the queue only links them. A job leaves
- * the queue by exactly one of pop (then a worker owns its completion) or a
- * successful gm_queue_cancel (then the submitter does).
+ * the queue by exactly one of pop (then a worker owns its completion, and
+ * may requeue it) or a successful gm_queue_cancel (then the submitter does).
  */
 #ifndef GM_QUEUE_H
 #define GM_QUEUE_H
@@ -40,6 +49,7 @@ struct gm_job {
     gm_op op;
     int k; /* importance samples (logp); 0 for other operations */
     int n; /* rows */
+    int chunk_rows; /* most rows computed in one piece; 0 = all at once */
 
     /* Inputs, n rows each, set by the submitter (those the op reads). */
     const float *pixels; /* logp, encode, discriminate: (n, D) in [0, 1] */
@@ -55,16 +65,20 @@ struct gm_job {
     float *out_logvar;        /* encode of a VAE: (n, encode_dim) */
     float *out_logits;        /* discriminate: (n) */
 
-    /* Time in ns (CLOCK_MONOTONIC): set at push; deadline 0 = none. */
+    /* Time in ns (CLOCK_MONOTONIC): set at the first push; deadline 0 =
+     * none. The deadline is checked before every piece. */
     int64_t enqueued_ns, deadline_ns;
-    /* Set by the worker before done: when its batch started and ended, and
-     * the rows of the whole batch it joined. */
+    /* Set by the worker before done: when its first piece started and its
+     * last ended, and the rows of the last batch it joined. */
     int64_t started_ns, finished_ns;
     int batch_rows;
     gm_job_status status;
+    /* Progress, kept by pop and the worker: rows computed so far, and the
+     * rows of the piece being computed (0 = all that remain). */
+    int rows_done, take;
 
-    /* Called by the worker just before computing: false drops the job as
-     * cancelled (the client disconnected). NULL = always alive. */
+    /* Called by the worker just before computing each piece: false drops
+     * the job as cancelled (the client disconnected). NULL = always alive. */
     bool (*alive)(gm_job *job);
     /* Called by the worker exactly once when the job leaves its hands; the
      * job must not be touched by the worker afterwards. */
@@ -88,8 +102,13 @@ gm_push_result gm_queue_push(gm_queue *q, gm_job *job);
 
 /* Blocks until a batch is ready, writes up to max_jobs jobs to out in arrival
  * order and returns how many; 0 once the queue is closed and empty. A single
- * job with more than max_rows rows forms a batch of its own. */
+ * job with more than max_rows rows forms a batch of its own. Each job's take
+ * says how many of its remaining rows this batch computes. */
 int gm_queue_pop_batch(gm_queue *q, int max_rows, int64_t max_delay_ns, gm_job **out, int max_jobs);
+
+/* Puts back at the tail a popped job that has rows left (rows_done < n).
+ * It was admitted already, so neither capacity nor close refuses it. */
+void gm_queue_requeue(gm_queue *q, gm_job *job);
 
 /* Removes job if it is still queued: true if removed, false if a worker has
  * it already (its done callback will run). */

@@ -50,7 +50,7 @@ typedef struct {
     gm_rng rng;         /* the row's own random stream */
     float temperature;  /* > 0: scales z (VAE, GAN), divides logits (NADE) */
     int label;          /* conditional GAN: 0 <= label < num_classes; else ignored */
-    float truncation;   /* GAN: redraw each z_j with |z_j| > truncation; 0 = off */
+    float truncation;   /* GAN: z_j ~ N(0, 1) given |z_j| <= truncation; 0 = off */
     bool sample_pixels; /* VAE: draw Bernoulli pixels instead of returning the mean */
 } gm_row;
 

@@ -6,7 +6,9 @@
  * what a row draws depends only on its request's seed and its index: never on
  * which batch it joined or what else was in it. Normals come from the
  * Box-Muller transform in double precision; the second value of each pair is
- * kept for the next call.
+ * kept for the next call. A truncated normal inverts its CDF, so it costs
+ * one uniform per draw however narrow the truncation: a redraw loop would
+ * run for ever at t = 1e-30.
  */
 #ifndef GM_RNG_H
 #define GM_RNG_H
@@ -24,5 +26,11 @@ void gm_rng_seed(gm_rng *r, uint64_t seed, uint64_t stream);
 uint64_t gm_rng_next(gm_rng *r);
 double gm_rng_uniform(gm_rng *r); /* [0, 1), 53 bits */
 double gm_rng_normal(gm_rng *r);  /* N(0, 1) */
+/* N(0, 1) conditioned on |z| <= t, for any t > 0 (1e-300 to infinity). */
+double gm_rng_truncated_normal(gm_rng *r, double t);
+
+/* The standard normal quantile Phi^-1(p) for 0 < p < 1 (Wichura's AS241,
+ * about 1e-16 relative error, tails included). */
+double gm_normal_quantile(double p);
 
 #endif

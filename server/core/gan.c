@@ -8,8 +8,9 @@
  * in the generator's range. A GAN defines no likelihood: logp is not
  * supported, by design.
  *
- * Truncation redraws each z_j until |z_j| <= t (the truncation trick), then
- * temperature scales z; both use only the row's own stream.
+ * Truncation draws each z_j from the normal conditioned on |z_j| <= t (the
+ * truncation trick), by inverse CDF in O(1) for every t, then temperature
+ * scales z; both use only the row's own stream.
  */
 #include <assert.h>
 #include <math.h>
@@ -103,8 +104,7 @@ static int gan_sample(const void *p, const gm_model_info *info, int B, gm_row *r
     for (int r = 0; r < B; r++) {
         double t = rows[r].truncation;
         for (int j = 0; j < Z; j++) {
-            double v = gm_rng_normal(&rows[r].rng);
-            while (t > 0 && fabs(v) > t) v = gm_rng_normal(&rows[r].rng);
+            double v = t > 0 ? gm_rng_truncated_normal(&rows[r].rng, t) : gm_rng_normal(&rows[r].rng);
             z[(size_t)r * Z + j] = (float)(rows[r].temperature * v);
         }
         labels[r] = rows[r].label;
