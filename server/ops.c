@@ -485,8 +485,9 @@ void gm_ops_finish(gm_call *c) {
     const gm_model_info *in = gm_model_get_info(c->job.model);
     switch (c->job.status) {
     case GM_JOB_EXPIRED:
-        return gm_reply_error(&c->reply, 504, "the request waited longer than its deadline (%ld ms, the server's "
-                                              "deadline_ms setting); the server is overloaded: retry later",
+        return gm_reply_error(&c->reply, 504, "the request passed its deadline (%ld ms, the server's deadline_ms "
+                                              "setting) waiting or computing; it was stopped: retry later, or ask "
+                                              "for less (fewer rows, a lower k)",
                               c->srv->cfg->deadline_ms);
     case GM_JOB_CANCELLED: return gm_reply_error(&c->reply, 499, "the client closed the connection");
     case GM_JOB_FAILED: return gm_reply_error(&c->reply, 500, "out of memory computing the batch");
