@@ -40,6 +40,7 @@ typedef struct {
     const char *content_type, *authorization;
     const uint8_t *body;
     size_t body_len;
+    const char *raw_uri; /* the target as sent: path and query, percent-encoding intact */
 } gm_http_request;
 
 typedef struct {

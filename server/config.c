@@ -63,6 +63,9 @@ static const option OPTIONS[] = {
     LONG(max_connections, 4, 100000, 512, "simultaneous HTTP connections"),
     LONG(idle_timeout_s, 1, 86400, 60, "an idle connection is closed after this many seconds"),
     LONG(drain_timeout_s, 0, 3600, 30, "on SIGTERM, longest wait for accepted requests to finish"),
+    LONG(max_connections_per_ip, 0, 100000, 128, "simultaneous HTTP connections from one client address (0: no limit; raise it behind a proxy, whose connections all share one address)"),
+    LONG(request_timeout_s, 1, 86400, 20, "a request's headers and body must arrive within this many seconds of the connection opening or its previous reply, however slowly they trickle"),
+    LONG(max_body_memory_bytes, 1048576, 68719476736, 268435456, "memory all request bodies being received may hold together; beyond it 503 with Retry-After"),
 };
 enum { NOPTIONS = sizeof OPTIONS / sizeof OPTIONS[0] };
 
