@@ -30,6 +30,7 @@ struct gm_conn {
     MHD_socket fd;
     int64_t since_ns; /* when the current request's deadline started */
     bool busy;        /* the request is complete: not the reaper's */
+    bool hung_up;     /* the peer's end was seen closed on the previous pass */
     bool reaped;
 };
 
@@ -45,7 +46,7 @@ struct gm_conns {
     size_t body_budget;
 };
 
-/* One look at every receiving connection; the number closed. */
+/* One look at every receiving connection; the number closed or about to be. */
 static size_t reap_pass(gm_conns *cs, struct pollfd **pfd, gm_conn ***who, size_t *cap) {
     if (cs->n > *cap) {
         size_t c = cs->n * 2;
@@ -70,12 +71,19 @@ static size_t reap_pass(gm_conns *cs, struct pollfd **pfd, gm_conn ***who, size_
         (*who)[k++] = c;
     }
     if (!k || poll(*pfd, k, 0) <= 0) return closed;
-    for (size_t i = 0; i < k; i++)
-        if ((*pfd)[i].revents & (POLLRDHUP | POLLHUP | POLLERR)) {
-            (*who)[i]->reaped = true;
-            shutdown((*who)[i]->fd, SHUT_RDWR);
-            closed++;
+    /* A client may send a whole request and then close its end; MHD reads
+     * and answers that at once. So a hang-up counts only when it is still
+     * there, the request still incomplete, on the next pass. */
+    for (size_t i = 0; i < k; i++) {
+        gm_conn *c = (*who)[i];
+        bool hup = (*pfd)[i].revents & (POLLRDHUP | POLLHUP | POLLERR);
+        if (hup && c->hung_up) {
+            c->reaped = true;
+            shutdown(c->fd, SHUT_RDWR);
         }
+        closed += hup; /* a pass soon after, for the confirmation */
+        c->hung_up = hup;
+    }
     return closed;
 }
 
@@ -170,6 +178,7 @@ void gm_conn_set_busy(gm_conns *cs, gm_conn *c, bool busy) {
     pthread_mutex_lock(&cs->mu);
     c->busy = busy;
     if (!busy) c->since_ns = gm_now_ns();
+    c->hung_up = false;
     pthread_mutex_unlock(&cs->mu);
 }
 

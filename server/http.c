@@ -1,9 +1,13 @@
 /*
  * http.c - requests in, replies out, over libmicrohttpd (see http.h).
  *
- * A request's life: the first handler call (headers only) makes its context
- * and refuses an oversized Content-Length at once; the next calls copy body
- * chunks (capped at max_body_bytes); the last call routes it. A model
+ * A request's life: the URI log callback makes its context as soon as the
+ * request line is in, and checks the raw target; the first handler call
+ * (headers only) fills it in and refuses, at once, a target or framing it
+ * does not take, an oversized Content-Length, or a body the memory budget
+ * cannot hold; the next calls copy body chunks (capped at max_body_bytes);
+ * the last call routes it. conn.c's reaper closes connections whose request
+ * is not complete in time or whose peer hung up. A model
  * operation then suspends the connection *before* pushing the job, so that a
  * worker's resume can never reach a connection that is not suspended; the
  * worker writes the reply into the context and resumes as the very last

@@ -118,6 +118,15 @@ static void test_half_closed_burst_is_reclaimed(void **state) {
     print_message("after %d connect+partial+close on max_connections 32: answered %d in %d ms\n", N, st, ms);
     assert_int_equal(st, 200);
     assert_true(ms < 5000);
+    /* a whole request followed by closing the sending side is still answered */
+    int fd = connect_to(d.port);
+    send(fd, HEALTHZ, strlen(HEALTHZ), MSG_NOSIGNAL);
+    shutdown(fd, SHUT_WR);
+    reply_t r;
+    raw_exchange(fd, NULL, 0, 5000, &r);
+    close(fd);
+    assert_int_equal(r.status, 200);
+    reply_free(&r);
     assert_int_equal(daemon_stop(&d), 0);
 }
 
