@@ -61,7 +61,7 @@ static const option OPTIONS[] = {
     LONG(max_scale, 1, 64, 16, "largest PNG upscaling factor"),
     LONG(deadline_ms, 1, 3600000, 30000, "a request not computed within this many ms gets 504"),
     LONG(max_connections, 4, 100000, 512, "simultaneous HTTP connections"),
-    LONG(idle_timeout_s, 1, 86400, 60, "an idle connection is closed after this many seconds"),
+    LONG(idle_timeout_s, 1, 86400, 60, "a connection with no traffic either way is closed after this many seconds (between requests, request_timeout_s comes first)"),
     LONG(drain_timeout_s, 0, 3600, 30, "on SIGTERM, longest wait for accepted requests to finish"),
     LONG(max_connections_per_ip, 0, 100000, 128, "simultaneous HTTP connections from one client address (0: no limit; raise it behind a proxy, whose connections all share one address)"),
     LONG(request_timeout_s, 1, 86400, 20, "a request's headers and body must arrive within this many seconds of the connection opening or its previous reply, however slowly they trickle"),
