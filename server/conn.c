@@ -25,6 +25,12 @@
  * into the freed slots (a burst of half-closed ones arrives in waves). */
 enum { PERIOD_MS = 100, BURST_MS = 10 };
 
+/* Under pressure (7/8 of max_connections open) a request gets only this long:
+ * otherwise clients from many addresses holding partial requests would lock
+ * everyone else out for the whole request deadline. A real client sends its
+ * headers within milliseconds of connecting. */
+enum { PRESSURE_TIMEOUT_S = 2 };
+
 struct gm_conn {
     gm_conn *prev, *next;
     MHD_socket fd;
@@ -41,7 +47,8 @@ struct gm_conns {
     bool stop;
     gm_conn *head;
     size_t n;
-    int64_t timeout_ns;
+    int64_t timeout_ns, pressure_timeout_ns;
+    size_t pressure; /* open connections from which pressure_timeout_ns applies */
     atomic_size_t body_used;
     size_t body_budget;
 };
@@ -57,11 +64,11 @@ static size_t reap_pass(gm_conns *cs, struct pollfd **pfd, gm_conn ***who, size_
         if (!p || !w) return 0; /* try again next period */
         *cap = c;
     }
-    int64_t now = gm_now_ns();
+    int64_t now = gm_now_ns(), timeout = cs->n >= cs->pressure ? cs->pressure_timeout_ns : cs->timeout_ns;
     size_t k = 0, closed = 0;
     for (gm_conn *c = cs->head; c; c = c->next) {
         if (c->busy || c->reaped) continue;
-        if (now - c->since_ns > cs->timeout_ns) {
+        if (now - c->since_ns > timeout) {
             c->reaped = true;
             shutdown(c->fd, SHUT_RDWR);
             closed++;
@@ -110,12 +117,14 @@ static void *reaper(void *arg) {
     return NULL;
 }
 
-gm_conns *gm_conns_start(long timeout_s, size_t body_budget) {
+gm_conns *gm_conns_start(long timeout_s, long max_connections, size_t body_budget) {
     gm_conns *cs = calloc(1, sizeof *cs);
     if (!cs) return NULL;
     pthread_mutex_init(&cs->mu, NULL);
     pthread_cond_init(&cs->wake, NULL);
     cs->timeout_ns = (int64_t)timeout_s * 1000000000;
+    cs->pressure_timeout_ns = (int64_t)(timeout_s < PRESSURE_TIMEOUT_S ? timeout_s : PRESSURE_TIMEOUT_S) * 1000000000;
+    cs->pressure = (size_t)(max_connections - max_connections / 8);
     cs->body_budget = body_budget;
     if (pthread_create(&cs->thread, NULL, reaper, cs)) {
         pthread_cond_destroy(&cs->wake);

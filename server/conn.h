@@ -10,7 +10,8 @@
  * (shutdown(SHUT_RDWR), which MHD then sees as the end of the stream) when
  * its peer has hung up, or when the request is not complete within an
  * absolute deadline counted from the connection's opening or from its
- * previous reply. Connections with a complete request (computing, or
+ * previous reply; a deadline of 2 s once 7/8 of the connections are open.
+ * Connections with a complete request (computing, or
  * sending the reply) are never touched here.
  *
  * It also keeps the budget of memory that request bodies may hold across
@@ -26,9 +27,10 @@
 typedef struct gm_conns gm_conns;
 typedef struct gm_conn gm_conn; /* one connection, MHD's socket context */
 
-/* Starts the reaper; timeout_s: the request deadline; body_budget: bytes all
- * bodies in progress may hold together. NULL when out of memory or threads. */
-gm_conns *gm_conns_start(long timeout_s, size_t body_budget);
+/* Starts the reaper; timeout_s: the request deadline; max_connections: MHD's
+ * limit (for the pressure rule); body_budget: bytes all bodies in progress
+ * may hold together. NULL when out of memory or threads. */
+gm_conns *gm_conns_start(long timeout_s, long max_connections, size_t body_budget);
 /* Stops the reaper. Call after MHD_stop_daemon (every connection closed). */
 void gm_conns_stop(gm_conns *cs);
 

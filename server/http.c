@@ -554,7 +554,7 @@ gm_http *gm_http_start(gm_server *srv, char err[GM_ERR_LEN]) {
     }
     h->srv = srv;
     h->listen_fd = MHD_INVALID_SOCKET;
-    if (!(h->conns = gm_conns_start(cfg->request_timeout_s, (size_t)cfg->max_body_memory_bytes))) {
+    if (!(h->conns = gm_conns_start(cfg->request_timeout_s, cfg->max_connections, (size_t)cfg->max_body_memory_bytes))) {
         freeaddrinfo(ai);
         free(h);
         gm_errorf(err, "cannot start the connection reaper (out of memory or threads)");

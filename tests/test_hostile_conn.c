@@ -84,6 +84,29 @@ static void test_partial_headers_leave_room_for_others(void **state) {
     assert_int_equal(daemon_stop(&d), 0);
 }
 
+static void test_many_addresses_holding_partial_headers(void **state) {
+    raise_nofile();
+    /* no per-address limit, and a long deadline: what frees the slots is the
+     * short deadline that applies when nearly all of them are taken */
+    const char *args[] = {"--model", NADE, "--max-connections", "32", "--max-connections-per-ip", "0",
+                          "--request-timeout-s", "60", NULL};
+    daemon_t d = daemon_start("hostile_pressure", args);
+    enum { N = 40 };
+    int fds[N];
+    for (int i = 0; i < N; i++) {
+        fds[i] = connect_to(d.port);
+        if (fds[i] >= 0) send(fds[i], PARTIAL, strlen(PARTIAL), MSG_NOSIGNAL);
+    }
+    sleep_ms(200);
+    int ms = 0, st = healthz_from_other(d.port, &ms);
+    print_message("%d partial requests, no per-address limit: another client answered %d in %d ms\n", N, st, ms);
+    assert_int_equal(st, 200);
+    assert_true(ms < 5000);
+    for (int i = 0; i < N; i++)
+        if (fds[i] >= 0) close(fds[i]);
+    assert_int_equal(daemon_stop(&d), 0);
+}
+
 static void test_trickle_is_cut_at_the_deadline(void **state) {
     const char *args[] = {"--model", NADE, "--request-timeout-s", "2", "--idle-timeout-s", "60", NULL};
     daemon_t d = daemon_start("hostile_trickle", args);
@@ -365,6 +388,7 @@ static void test_cors_wildcard_and_vary(void **state) {
 int main(void) {
     const struct CMUnitTest conn[] = {
         cmocka_unit_test(test_partial_headers_leave_room_for_others),
+        cmocka_unit_test(test_many_addresses_holding_partial_headers),
         cmocka_unit_test(test_trickle_is_cut_at_the_deadline),
         cmocka_unit_test(test_half_closed_burst_is_reclaimed),
         cmocka_unit_test(test_body_budget_gives_503),
