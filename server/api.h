@@ -41,6 +41,7 @@ typedef struct {
     const char *content_type, *authorization;
     const uint8_t *body;
     size_t body_len;
+    const char *raw_uri; /* the target as sent: path and query, percent-encoding intact */
 } gm_http_request;
 
 /* Adds one decoded query parameter (key_len and value_len bytes; value NULL

@@ -61,10 +61,13 @@ static const option OPTIONS[] = {
     LONG(max_scale, 1, 64, 16, "largest PNG upscaling factor"),
     LONG(deadline_ms, 1, 3600000, 30000, "a request not computed within this many ms gets 504"),
     LONG(max_connections, 4, 100000, 512, "simultaneous HTTP connections"),
-    LONG(idle_timeout_s, 1, 86400, 60, "an idle connection is closed after this many seconds"),
+    LONG(idle_timeout_s, 1, 86400, 60, "a connection with no traffic either way is closed after this many seconds (between requests, request_timeout_s comes first)"),
     LONG(drain_timeout_s, 0, 3600, 30, "on SIGTERM, longest wait for accepted requests to finish"),
     LONG(max_request_cost_ms, 1, 86400000, 10000, "most estimated compute one request may cost, ms of one core (n x cost per row, x K for a VAE logp, plus PNG work); beyond it 422"),
     LONG(chunk_cost_ms, 1, 60000, 50, "a request is computed in pieces of about this many ms of compute, so others wait at most about one piece"),
+    LONG(max_connections_per_ip, 0, 100000, 128, "simultaneous HTTP connections from one client address (0: no limit; raise it behind a proxy, whose connections all share one address)"),
+    LONG(request_timeout_s, 1, 86400, 20, "a request's headers and body must arrive within this many seconds of the connection opening or its previous reply, however slowly they trickle"),
+    LONG(max_body_memory_bytes, 1048576, 68719476736, 268435456, "memory all request bodies being received may hold together; beyond it 503 with Retry-After"),
 };
 enum { NOPTIONS = sizeof OPTIONS / sizeof OPTIONS[0] };
 

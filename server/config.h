@@ -43,6 +43,7 @@ typedef struct {
     long max_body_bytes, max_n, max_images, max_k, default_k, max_scale;
     long deadline_ms, max_connections, idle_timeout_s, drain_timeout_s;
     long max_request_cost_ms, chunk_cost_ms; /* admission and pieces (cost.h) */
+    long max_connections_per_ip, request_timeout_s, max_body_memory_bytes;
 } gm_config;
 
 typedef enum { GM_CONFIG_OK, GM_CONFIG_HELP, GM_CONFIG_ERROR } gm_config_result;

@@ -1,9 +1,13 @@
 /*
  * http.c - requests in, replies out, over libmicrohttpd (see http.h).
  *
- * A request's life: the first handler call (headers only) makes its context
- * and refuses an oversized Content-Length at once; the next calls copy body
- * chunks (capped at max_body_bytes); the last call routes it. A model
+ * A request's life: the URI log callback makes its context as soon as the
+ * request line is in, and checks the raw target; the first handler call
+ * (headers only) fills it in and refuses, at once, a target or framing it
+ * does not take, an oversized Content-Length, or a body the memory budget
+ * cannot hold; the next calls copy body chunks (capped at max_body_bytes);
+ * the last call routes it. conn.c's reaper closes connections whose request
+ * is not complete in time or whose peer hung up. A model
  * operation then suspends the connection *before* pushing the job, so that a
  * worker's resume can never reach a connection that is not suspended; the
  * worker writes the reply into the context and resumes as the very last
@@ -30,9 +34,15 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "conn.h"
 #include "http.h"
 
-enum { MEMORY_LIMIT = 64 * 1024, ID_LEN = 64 };
+/* MHD keeps the request line, headers and one record per query parameter
+ * (56 bytes each) in a per-connection pool of MEMORY_LIMIT bytes. When the
+ * records overflow it, MHD 0.9.75 neither answers nor closes, so longer
+ * targets and more parameters than these are refused (414) before MHD
+ * parses them. */
+enum { MEMORY_LIMIT = 64 * 1024, ID_LEN = 64, MAX_URI = 8192, MAX_QUERY_PARAMS = 256 };
 
 struct gm_http {
     gm_server *srv;
@@ -41,15 +51,23 @@ struct gm_http {
     atomic_ullong next_id;
     int port;
     MHD_socket listen_fd; /* returned by quiesce; closed after stop, as MHD requires */
+    gm_conns *conns;
 };
 
 typedef enum { ST_RECEIVING, ST_QUEUED, ST_DONE } req_state;
+
+/* Why a request target is refused before anything else looks at it. */
+typedef enum { TARGET_OK, TARGET_TOO_LONG, TARGET_TOO_MANY_PARAMS, TARGET_ENCODED_SLASH } target_check;
 
 typedef struct {
     gm_call call;
     gm_http *h;
     struct MHD_Connection *conn;
+    gm_conn *rec; /* the reaper's record of the connection */
     req_state st;
+    bool started;  /* the headers were seen (new_request ran) */
+    target_check target;
+    char *raw_uri; /* the target as sent: percent-encoding intact */
     int64_t t0;
     char method[16];
     char *path;
@@ -57,7 +75,9 @@ typedef struct {
     char client[INET6_ADDRSTRLEN];
     uint8_t *body;
     size_t len, cap;
-    bool too_large, accepted, replied;
+    size_t reserved;        /* bytes of the body budget this request holds */
+    size_t dropped;         /* bytes of a refused body read and thrown away */
+    bool too_large, no_memory, accepted, replied;
     int status;
     size_t bytes;
 } request;
@@ -78,10 +98,16 @@ static void client_address(struct MHD_Connection *conn, char *out, size_t n) {
         inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out, (socklen_t)n);
 }
 
-static bool cors_allowed(const gm_config *cfg, const char *origin) {
-    for (int i = 0; origin && i < cfg->n_cors_origins; i++)
-        if (!strcmp(cfg->cors_origins[i], "*") || !strcmp(cfg->cors_origins[i], origin)) return true;
-    return false;
+/* The Access-Control-Allow-Origin value for a request's Origin, or NULL.
+ * With * configured the answer is *, never the echoed origin: echoing would
+ * vouch for any page, including the opaque origin "null". */
+static const char *cors_allow(const gm_config *cfg, const char *origin) {
+    if (!origin) return NULL;
+    for (int i = 0; i < cfg->n_cors_origins; i++)
+        if (!strcmp(cfg->cors_origins[i], "*")) return "*";
+    for (int i = 0; i < cfg->n_cors_origins; i++)
+        if (!strcmp(cfg->cors_origins[i], origin)) return origin;
+    return NULL;
 }
 
 static void add_headers(request *r, struct MHD_Response *resp) {
@@ -105,10 +131,11 @@ static void add_headers(request *r, struct MHD_Response *resp) {
         snprintf(buf, sizeof buf, "%d", rep->retry_after);
         MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, buf);
     }
-    const char *origin = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Origin");
-    if (cors_allowed(s->cfg, origin)) {
-        MHD_add_response_header(resp, "Access-Control-Allow-Origin", origin);
-        MHD_add_response_header(resp, "Vary", "Origin");
+    const char *allow = cors_allow(s->cfg, MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Origin"));
+    /* the reply depends on Origin whenever CORS is on, so caches must key on it even for refused origins */
+    if (s->cfg->n_cors_origins) MHD_add_response_header(resp, "Vary", "Origin");
+    if (allow) {
+        MHD_add_response_header(resp, "Access-Control-Allow-Origin", allow);
         MHD_add_response_header(resp, "Access-Control-Expose-Headers", "X-Seed, X-Request-Id, Server-Timing, Retry-After");
         if (!strcmp(r->method, "OPTIONS")) { /* a preflight */
             MHD_add_response_header(resp, "Access-Control-Allow-Methods", "GET, HEAD, POST, OPTIONS");
@@ -128,6 +155,7 @@ static enum MHD_Result send_reply(request *r) {
     r->status = rep->status;
     r->bytes = rep->len;
     r->replied = true;
+    gm_conn_set_busy(r->h->conns, r->rec, true);
     enum MHD_Result ret = MHD_queue_response(r->conn, (unsigned)rep->status, resp);
     MHD_destroy_response(resp);
     return ret;
@@ -203,17 +231,37 @@ static enum MHD_Result enqueue(request *r) {
     return MHD_YES;
 }
 
-static request *new_request(gm_http *h, struct MHD_Connection *conn, const char *url, const char *method) {
+/* MHD's URI log callback: it runs once the request line is read, before MHD
+ * splits off the query or percent-decodes the path, so it sees the target as
+ * the client sent it. What it returns becomes the request's context. */
+static void *on_target(void *cls, const char *uri, struct MHD_Connection *conn) {
     request *r = calloc(1, sizeof *r);
     if (!r) return NULL;
+    r->t0 = gm_now_ns();
+    size_t len = strlen(uri);
+    const char *q = strchr(uri, '?');
+    size_t path_len = q ? (size_t)(q - uri) : len, params = q && q[1];
+    for (const char *p = q; p && *p; p++) params += *p == '&';
+    if (len > MAX_URI) r->target = TARGET_TOO_LONG;
+    else if (params > MAX_QUERY_PARAMS) r->target = TARGET_TOO_MANY_PARAMS;
+    for (size_t i = 0; r->target == TARGET_OK && i + 2 < path_len; i++)
+        if (uri[i] == '%' && uri[i + 1] == '2' && (uri[i + 2] | 0x20) == 'f') r->target = TARGET_ENCODED_SLASH;
+    r->raw_uri = strndup(uri, len > MAX_URI ? MAX_URI : len);
+    /* MHD parses the query out of this same buffer right after we return;
+     * emptying it keeps a refused query's parameters out of the pool */
+    if (q && (r->target == TARGET_TOO_LONG || r->target == TARGET_TOO_MANY_PARAMS)) ((char *)q)[1] = 0;
+    return r;
+}
+
+/* Fills in the request once its headers are in (the first handler call). */
+static bool new_request(gm_http *h, request *r, struct MHD_Connection *conn, const char *url, const char *method) {
     r->path = strdup(url);
-    if (!r->path) {
-        free(r);
-        return NULL;
-    }
+    if (!r->path) return false;
+    r->started = true;
     r->h = h;
     r->conn = conn;
-    r->t0 = gm_now_ns();
+    r->rec = gm_conns_of(conn);
+    if (!r->t0) r->t0 = gm_now_ns();
     r->call.srv = h->srv;
     r->call.model = -1;
     r->call.route = GM_ROUTE_OTHER;
@@ -224,7 +272,150 @@ static request *new_request(gm_http *h, struct MHD_Connection *conn, const char 
     client_address(conn, r->client, sizeof r->client);
     atomic_fetch_add(&h->in_flight, 1);
     gm_metrics_in_flight(h->srv->metrics, 1);
-    return r;
+    return true;
+}
+
+/* The headers that decide how a request is framed and who sent it. */
+typedef struct {
+    int content_length, transfer_encoding, authorization;
+    bool te_chunked, auth_nul;
+    const char *auth_end; /* just past the terminator of the Authorization value last seen */
+} header_scan;
+
+/* MHD keeps header values as C strings, so "Bearer KEY\0junk" would read as
+ * "Bearer KEY". The line itself stays in MHD's read buffer with its end
+ * overwritten by NULs: right after a value's terminator comes another NUL
+ * (CRLF) or the next header's name (bare LF). Anything else there is the
+ * rest of a line that a NUL cut short. */
+static void check_nul(header_scan *sc, const char *next_key) {
+    if (sc->auth_end && *sc->auth_end && sc->auth_end != next_key) sc->auth_nul = true;
+    sc->auth_end = NULL;
+}
+
+static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const char *key, const char *value) {
+    header_scan *sc = cls;
+    check_nul(sc, key);
+    if (!strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH)) sc->content_length++;
+    if (!strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING)) {
+        sc->transfer_encoding++;
+        sc->te_chunked = value && !strcasecmp(value, "chunked");
+    }
+    if (!strcasecmp(key, MHD_HTTP_HEADER_AUTHORIZATION)) {
+        sc->authorization++;
+        if (value) sc->auth_end = value + strlen(value) + 1;
+    }
+    return MHD_YES;
+}
+
+/* Requests refused on their target or headers alone: a target MHD cannot
+ * hold, an encoded slash (never a path separator: no name has one), and
+ * framing or credentials that a proxy in front could read differently from
+ * us. True when r's reply is set. */
+static bool refuse_head(request *r, struct MHD_Connection *conn) {
+    gm_reply *rep = &r->call.reply;
+    switch (r->target) {
+    case TARGET_OK:
+        break;
+    case TARGET_TOO_LONG:
+        gm_reply_error(rep, 414, "the request target is over %d bytes", MAX_URI);
+        return true;
+    case TARGET_TOO_MANY_PARAMS:
+        gm_reply_error(rep, 414, "the query has more than %d parameters", MAX_QUERY_PARAMS);
+        return true;
+    case TARGET_ENCODED_SLASH:
+        gm_reply_error(rep, 404, "no such route: the path has an encoded slash (%%2F), and no model or file name "
+                                 "contains '/'");
+        return true;
+    }
+    header_scan sc = {0};
+    MHD_get_connection_values(conn, MHD_HEADER_KIND, scan_header, &sc);
+    check_nul(&sc, NULL);
+    if (sc.content_length > 1)
+        gm_reply_error(rep, 400, "Content-Length is given %d times; send it once", sc.content_length);
+    else if (sc.content_length && sc.transfer_encoding)
+        gm_reply_error(rep, 400, "both Content-Length and Transfer-Encoding are given; send one of them");
+    else if (sc.transfer_encoding > 1 || (sc.transfer_encoding && !sc.te_chunked))
+        gm_reply_error(rep, 501, "the only Transfer-Encoding accepted is a single \"chunked\"");
+    else if (sc.authorization > 1)
+        gm_reply_error(rep, 400, "Authorization is given %d times; send it once", sc.authorization);
+    else if (sc.auth_nul) gm_reply_error(rep, 400, "the Authorization header contains a NUL byte");
+    else return false;
+    return true;
+}
+
+static void release_body(request *r) {
+    free(r->body);
+    r->body = NULL;
+    r->len = r->cap = 0;
+    gm_conns_release(r->h->conns, r->reserved);
+    r->reserved = 0;
+}
+
+static enum MHD_Result reply_no_memory(request *r) {
+    const gm_config *cfg = r->h->srv->cfg;
+    r->call.reply.retry_after = 1;
+    gm_reply_error(&r->call.reply, 503, "the server holds as many request bodies as it may (%ld bytes, the "
+                                        "max_body_memory_bytes setting); retry after 1 s", cfg->max_body_memory_bytes);
+    return send_reply(r);
+}
+
+/* The first handler call: the headers are in, the body (if any) is not. */
+static enum MHD_Result on_headers(request *r, struct MHD_Connection *conn) {
+    gm_server *s = r->h->srv;
+    if (refuse_head(r, conn)) return send_reply(r);
+    const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    unsigned long long declared = cl ? strtoull(cl, NULL, 10) : 0;
+    if (declared > (unsigned long long)s->cfg->max_body_bytes) {
+        gm_metrics_reject(s->metrics, GM_REJECT_TOO_LARGE);
+        gm_reply_error(&r->call.reply, 413, "the body is %s bytes; the limit is %ld (the server's max_body_bytes "
+                                            "setting)", cl, s->cfg->max_body_bytes);
+        return send_reply(r);
+    }
+    /* a declared body takes its whole size from the budget now, before 100 Continue */
+    if (declared && !gm_conns_reserve(r->h->conns, (size_t)declared)) return reply_no_memory(r);
+    r->reserved = (size_t)declared;
+    return MHD_YES;
+}
+
+/* A body chunk: copied, or dropped when the body is being refused. */
+static enum MHD_Result on_body(request *r, const char *data, size_t n) {
+    size_t max = (size_t)r->h->srv->cfg->max_body_bytes;
+    if (r->too_large || r->no_memory) {
+        /* Only a chunked body gets here (a declared one was refused before
+         * it was sent). It is read and dropped so that the 413 or 503 can
+         * follow it, but at most max_body_bytes of it: past that the
+         * connection is closed, so that a chunk size like 2^64-1 cannot keep
+         * it reading forever. */
+        r->dropped += n;
+        return r->dropped > max ? MHD_NO : MHD_YES;
+    }
+    if (n > max - r->len) {
+        r->too_large = true;
+        release_body(r);
+        r->dropped = n;
+        return MHD_YES;
+    }
+    if (r->len + n > r->cap) {
+        size_t cap = r->reserved; /* a declared body: all of it, reserved already */
+        if (!cap) {
+            cap = r->cap ? r->cap : 16384;
+            while (cap < r->len + n) cap *= 2;
+            if (cap > max) cap = max;
+            if (!gm_conns_reserve(r->h->conns, cap - r->cap)) {
+                r->no_memory = true;
+                release_body(r);
+                r->dropped = n;
+                return MHD_YES;
+            }
+        }
+        uint8_t *b = realloc(r->body, cap);
+        if (!b) return MHD_NO;
+        r->body = b;
+        r->cap = cap;
+    }
+    memcpy(r->body + r->len, data, n);
+    r->len += n;
+    return MHD_YES;
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
@@ -232,40 +423,19 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     gm_http *h = cls;
     gm_server *s = h->srv;
     request *r = *con_cls;
-    if (!r) {
-        if (!(r = new_request(h, conn, url, method))) return MHD_NO;
-        *con_cls = r;
-        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-        if (cl && strtoull(cl, NULL, 10) > (unsigned long long)s->cfg->max_body_bytes) {
-            gm_metrics_reject(s->metrics, GM_REJECT_TOO_LARGE);
-            gm_reply_error(&r->call.reply, 413, "the body is %s bytes; the limit is %ld (the server's max_body_bytes "
-                                                "setting)", cl, s->cfg->max_body_bytes);
-            return send_reply(r);
-        }
-        return MHD_YES;
+    if (!r && !(*con_cls = r = calloc(1, sizeof *r))) return MHD_NO; /* on_target ran out of memory */
+    if (!r->started) {
+        if (!new_request(h, r, conn, url, method)) return MHD_NO;
+        return on_headers(r, conn);
     }
     if (*upload_size) {
         size_t n = *upload_size;
         *upload_size = 0;
-        if (r->too_large) return MHD_YES;
-        if (n > (size_t)s->cfg->max_body_bytes - r->len) {
-            r->too_large = true; /* keep reading (and dropping) so the 413 can be sent at the end */
-            return MHD_YES;
-        }
-        if (r->len + n > r->cap) {
-            size_t cap = r->cap ? r->cap : 16384;
-            while (cap < r->len + n) cap *= 2;
-            uint8_t *b = realloc(r->body, cap);
-            if (!b) return MHD_NO;
-            r->body = b;
-            r->cap = cap;
-        }
-        memcpy(r->body + r->len, upload_data, n);
-        r->len += n;
-        return MHD_YES;
+        return on_body(r, upload_data, n);
     }
     if (r->st == ST_DONE) return send_reply(r);
     if (r->st == ST_QUEUED) return MHD_YES; /* not reached: suspended connections get no calls */
+    gm_conn_set_busy(h->conns, r->rec, true); /* the whole request is in */
     if (!strcmp(method, "OPTIONS")) return reply_options(r);
     if (r->too_large) {
         gm_metrics_reject(s->metrics, GM_REJECT_TOO_LARGE);
@@ -273,11 +443,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                        s->cfg->max_body_bytes);
         return send_reply(r);
     }
+    if (r->no_memory) return reply_no_memory(r);
     json_t *query = json_object();
     if (!query) return MHD_NO;
     gm_http_request req = {
         .method = method,
         .path = url,
+        .raw_uri = r->raw_uri ? r->raw_uri : url,
         .query = query,
         .content_type = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE),
         .authorization = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION),
@@ -287,10 +459,23 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     MHD_get_connection_values_n(conn, MHD_GET_ARGUMENT_KIND, collect_arg, &req);
     bool queue_it = gm_api_handle(&r->call, &req);
     json_decref(query);
-    free(r->body); /* the call has copied what it needs */
-    r->body = NULL;
-    r->len = r->cap = 0;
+    release_body(r); /* the call has copied what it needs */
     return queue_it ? enqueue(r) : send_reply(r);
+}
+
+/* A copy of s that is safe in a log line: bytes outside printable ASCII,
+ * '"' and '\\' become \xHH, so a client cannot forge a line (%0a), send
+ * terminal escapes, or make a JSON line invalid UTF-8. Free it. */
+static char *log_safe(const char *s) {
+    size_t n = strlen(s);
+    char *out = malloc(4 * n + 1), *o = out;
+    if (!out) return NULL;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p >= 0x20 && *p < 0x7f && *p != '"' && *p != '\\') *o++ = (char)*p;
+        else o += sprintf(o, "\\x%02x", *p);
+    }
+    *o = 0;
+    return out;
 }
 
 static void access_log(const request *r, int64_t end) {
@@ -307,27 +492,38 @@ static void access_log(const request *r, int64_t end) {
     gmtime_r(&now.tv_sec, &tm);
     strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
     const char *model = r->call.model >= 0 ? r->h->srv->model_names[r->call.model] : "-";
+    char *method = log_safe(r->method), *path = log_safe(r->path);
+    if (!method || !path) goto out;
     if (!strcmp(fmt, "json")) {
         json_t *line = json_pack("{s:s,s:s,s:s,s:s,s:s,s:i,s:I,s:f,s:f,s:f,s:i,s:s}", "time", ts, "client", r->client,
-                                 "method", r->method, "path", r->path, "model", model, "status", r->status, "bytes",
+                                 "method", method, "path", path, "model", model, "status", r->status, "bytes",
                                  (json_int_t)r->bytes, "ms", ms, "queue_ms", queue_ms, "compute_ms", compute_ms,
                                  "batch", job->batch_rows, "id", r->id);
         char *text = line ? json_dumps(line, JSON_COMPACT | JSON_REAL_PRECISION(6)) : NULL;
         if (text) fprintf(stderr, "%s\n", text);
         free(text);
         json_decref(line);
-        return;
+        goto out;
     }
     fprintf(stderr, "%s %s \"%s %s\" %d %zuB %.2fms queue=%.2fms compute=%.2fms batch=%d model=%s id=%s\n", ts,
-            r->client, r->method, r->path, r->status, r->bytes, ms, queue_ms, compute_ms, job->batch_rows, model, r->id);
+            r->client, method, path, r->status, r->bytes, ms, queue_ms, compute_ms, job->batch_rows, model, r->id);
+out:
+    free(method);
+    free(path);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe) {
     gm_http *h = cls;
     request *r = *con_cls;
+    gm_conn_set_busy(h->conns, gm_conns_of(conn), false); /* the next request's deadline starts now */
     if (!r) return;
     *con_cls = NULL;
+    if (!r->started) { /* the connection ended before the headers were in */
+        free(r->raw_uri);
+        free(r);
+        return;
+    }
     int64_t end = gm_now_ns();
     if (!r->replied) r->status = 0; /* closed before any reply */
     gm_metrics_request(h->srv->metrics, r->call.route, r->call.model, r->status, end - r->t0);
@@ -336,7 +532,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     gm_metrics_in_flight(h->srv->metrics, -1);
     atomic_fetch_sub(&h->in_flight, 1);
     gm_call_release(&r->call);
-    free(r->body);
+    release_body(r);
+    free(r->raw_uri);
     free(r->path);
     free(r);
 }
@@ -359,6 +556,12 @@ gm_http *gm_http_start(gm_server *srv, char err[GM_ERR_LEN]) {
     }
     h->srv = srv;
     h->listen_fd = MHD_INVALID_SOCKET;
+    if (!(h->conns = gm_conns_start(cfg->request_timeout_s, cfg->max_connections, (size_t)cfg->max_body_memory_bytes))) {
+        freeaddrinfo(ai);
+        free(h);
+        gm_errorf(err, "cannot start the connection reaper (out of memory or threads)");
+        return NULL;
+    }
     uint64_t seed = 0;
     if (getrandom(&seed, sizeof seed, 0) != sizeof seed) seed = (uint64_t)gm_now_ns();
     atomic_store(&h->next_id, seed);
@@ -370,6 +573,9 @@ gm_http *gm_http_start(gm_server *srv, char err[GM_ERR_LEN]) {
         {MHD_OPTION_CONNECTION_TIMEOUT, (intptr_t)cfg->idle_timeout_s, NULL},
         {MHD_OPTION_CONNECTION_MEMORY_LIMIT, MEMORY_LIMIT, NULL},
         {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, h},
+        {MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)gm_conns_notify, h->conns},
+        {MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)on_target, h},
+        {MHD_OPTION_PER_IP_CONNECTION_LIMIT, (intptr_t)cfg->max_connections_per_ip, NULL},
         {MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, NULL},
         {cfg->http_threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, (intptr_t)cfg->http_threads, NULL},
         {MHD_OPTION_END, 0, NULL},
@@ -379,6 +585,7 @@ gm_http *gm_http_start(gm_server *srv, char err[GM_ERR_LEN]) {
     freeaddrinfo(ai);
     if (!h->d) {
         gm_errorf(err, "cannot listen on %s (address in use, or not this machine's?)", cfg->listen);
+        gm_conns_stop(h->conns);
         free(h);
         return NULL;
     }
@@ -396,6 +603,7 @@ void gm_http_quiesce(gm_http *h) { h->listen_fd = MHD_quiesce_daemon(h->d); }
 void gm_http_stop(gm_http *h) {
     if (!h) return;
     MHD_stop_daemon(h->d);
+    gm_conns_stop(h->conns);
     if (h->listen_fd != MHD_INVALID_SOCKET) close(h->listen_fd);
     free(h);
 }

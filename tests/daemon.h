@@ -14,6 +14,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -199,6 +200,64 @@ static inline int daemon_stop(daemon_t *d) {
     kill(d->pid, SIGKILL);
     waitpid(d->pid, NULL, 0);
     return -1;
+}
+
+/* ---- raw connections, for tests of hostile clients ---- */
+
+/* A connection from a chosen loopback source address (any of 127/8), so that
+ * a test can be a different client than its attackers; -1 on failure. */
+static inline int connect_from(int port, const char *src) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET}, to = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                                                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    inet_pton(AF_INET, src, &a.sin_addr);
+    struct timeval tv = {60, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    if (bind(fd, (struct sockaddr *)&a, sizeof a) || connect(fd, (struct sockaddr *)&to, sizeof to)) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* Milliseconds until the peer closes fd (EOF or reset), or -1 when it is
+ * still open after timeout_ms. Whatever it sends meanwhile is read and
+ * dropped. */
+static inline int wait_closed(int fd, int timeout_ms) {
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        int ms = (int)((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000);
+        if (ms >= timeout_ms) return -1;
+        struct pollfd p = {fd, POLLIN, 0};
+        if (poll(&p, 1, timeout_ms - ms) <= 0) continue;
+        char buf[4096];
+        if (recv(fd, buf, sizeof buf, MSG_DONTWAIT) <= 0) return ms;
+    }
+}
+
+/* Sends raw bytes on fd and reads the reply until the peer closes or
+ * timeout_ms passes; returns the milliseconds it took (r->status is 0 when no
+ * reply came). */
+static inline int raw_exchange(int fd, const void *req, size_t len, int timeout_ms, reply_t *r) {
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    if (len) send(fd, req, len, MSG_NOSIGNAL);
+    read_reply(fd, r);
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int)((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000);
+}
+
+/* Raises the open-file limit to the hard limit (tests that hold many sockets). */
+static inline void raise_nofile(void) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
 }
 
 #endif
