@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # fuzz/run.sh BUILD NAME SECONDS MAX_LEN MALLOC_MB - one harness for make fuzz:
 # replays fuzz/regressions/NAME/* (each must pass), then fuzzes for SECONDS
-# from the committed seeds, writing new inputs to BUILD/corpus/NAME and any
+# from the committed seeds with the dictionary fuzz/NAME.dict, writing new inputs to BUILD/corpus/NAME and any
 # crashing one to BUILD/crashes/NAME. Fails if an input crashed.
 set -euo pipefail
 build=$1 name=$2 secs=$3 max_len=$4 malloc_mb=$5
 bin=$build/fuzz_$name
 opts=(-rss_limit_mb=2048 "-malloc_limit_mb=$malloc_mb" "-max_len=$max_len" -timeout=30)
+dict=fuzz/$name.dict # tokens of the input's format, for the mutator
+[ -f "$dict" ] && opts+=("-dict=$dict")
 export OPENBLAS_NUM_THREADS=1 # one core per harness
 mkdir -p "$build/corpus/$name" "$build/crashes/$name"
 log=$build/fuzz_$name.log
