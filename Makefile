@@ -107,6 +107,7 @@ clean:
 #   make fuzz                 build the libFuzzer harnesses with clang (ASan + UBSan), replay
 #                             fuzz/regressions/<harness>/, then run each for FUZZ_SECONDS (default 60)
 #   make fuzz FUZZ_SECONDS=5  a short run; one harness: make fuzz FUZZERS=png
+#   make fuzz FUZZ_FLAGS='-fork=1 -ignore_crashes=1'   go on past crashes, collecting them all
 #
 # New corpus entries go to build/fuzz/corpus/<harness>/ (the committed seeds in
 # fuzz/corpus/<harness>/ are only read); crashing inputs to build/fuzz/crashes/<harness>/.
@@ -114,6 +115,7 @@ clean:
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
 FUZZERS      ?= safetensors model png api config
+FUZZ_FLAGS   ?=
 FUZZ_BUILD   := build/fuzz
 FUZZ_CFLAGS  := $(CFLAGS_BASE) -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
                 -fno-sanitize-recover=undefined -Wno-pass-failed -Iserver -DGM_FIXTURES='"$(CURDIR)/tests/fixtures"'
@@ -141,4 +143,4 @@ $(FUZZ_BUILD)/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz_util.h $(FUZZ_OBJ)
 fuzz-build: $(FUZZERS:%=$(FUZZ_BUILD)/fuzz_%)
 
 fuzz: fuzz-build
-	@$(foreach f,$(FUZZERS),bash fuzz/run.sh $(FUZZ_BUILD) $(f) $(FUZZ_SECONDS) $(FUZZ_MAX_LEN_$(f)) $(FUZZ_MALLOC_$(f)) &&) true
+	@$(foreach f,$(FUZZERS),bash fuzz/run.sh $(FUZZ_BUILD) $(f) $(FUZZ_SECONDS) $(FUZZ_MAX_LEN_$(f)) $(FUZZ_MALLOC_$(f)) $(FUZZ_FLAGS) &&) true
