@@ -12,6 +12,7 @@
 #   make bench-core      core throughput next to PyTorch and the sgemm roofline
 #   make bench-http      the live daemon under load (wrk), batching on and off
 #   make deps            install the Debian packages the build needs
+#   make fuzz            the libFuzzer harnesses of fuzz/, FUZZ_SECONDS (60) each (needs clang)
 
 CC     ?= cc
 ARCH   ?= native
@@ -100,3 +101,46 @@ deps:
 
 clean:
 	rm -rf build
+
+# ---- fuzzing (README.md, "Fuzzing") ----
+#
+#   make fuzz                 build the libFuzzer harnesses with clang (ASan + UBSan), replay
+#                             fuzz/regressions/<harness>/, then run each for FUZZ_SECONDS (default 60)
+#   make fuzz FUZZ_SECONDS=5  a short run; one harness: make fuzz FUZZERS=png
+#   make fuzz FUZZ_FLAGS='-fork=1 -ignore_crashes=1'   go on past crashes, collecting them all
+#
+# New corpus entries go to build/fuzz/corpus/<harness>/ (the committed seeds in
+# fuzz/corpus/<harness>/ are only read); crashing inputs to build/fuzz/crashes/<harness>/.
+
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZERS      ?= safetensors model png api config
+FUZZ_FLAGS   ?=
+FUZZ_BUILD   := build/fuzz
+FUZZ_CFLAGS  := $(CFLAGS_BASE) -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
+                -fno-sanitize-recover=undefined -Wno-pass-failed -Iserver -DGM_FIXTURES='"$(CURDIR)/tests/fixtures"'
+FUZZ_OBJ     := $(filter-out $(FUZZ_BUILD)/server/main.o,$(CORE_SRC:%.c=$(FUZZ_BUILD)/%.o) $(SERVER_SRC:%.c=$(FUZZ_BUILD)/%.o))
+# per harness: the largest input, and the largest single allocation that is not a finding (MB)
+FUZZ_MAX_LEN_safetensors := 65536
+FUZZ_MAX_LEN_model       := 65536
+FUZZ_MAX_LEN_png         := 16384
+FUZZ_MAX_LEN_api         := 16384
+FUZZ_MAX_LEN_config      := 4096
+FUZZ_MALLOC_safetensors  := 256
+FUZZ_MALLOC_model        := 512
+FUZZ_MALLOC_png          := 64
+FUZZ_MALLOC_api          := 64
+FUZZ_MALLOC_config       := 64
+
+.PHONY: fuzz fuzz-build
+$(FUZZ_OBJ): $(FUZZ_BUILD)/%.o: %.c $(wildcard include/gm/*.h server/*.h server/core/*.h)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+
+$(FUZZ_BUILD)/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz_util.h $(FUZZ_OBJ)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_OBJ) $(LDLIBS)
+
+fuzz-build: $(FUZZERS:%=$(FUZZ_BUILD)/fuzz_%)
+
+fuzz: fuzz-build
+	@$(foreach f,$(FUZZERS),bash fuzz/run.sh $(FUZZ_BUILD) $(f) $(FUZZ_SECONDS) $(FUZZ_MAX_LEN_$(f)) $(FUZZ_MALLOC_$(f)) $(FUZZ_FLAGS) &&) true

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages gmserve needs to build and test, when missing.
-# Usage: scripts/install-deps.sh [--torch] [--browser]
+# Usage: scripts/install-deps.sh [--torch] [--browser] [--fuzz]
 #   --torch    python3-torch and Fashion-MNIST: to regenerate fixtures, train,
 #              or benchmark against PyTorch
+#   --fuzz     clang and its libFuzzer runtime: for make fuzz
 #   --browser  chromium, and node and npm when missing: for make test-browser
 set -euo pipefail
 pkgs=(build-essential pkg-config libmicrohttpd-dev libjansson-dev libopenblas-dev
@@ -10,6 +11,7 @@ pkgs=(build-essential pkg-config libmicrohttpd-dev libjansson-dev libopenblas-de
 for arg in "$@"; do
     case $arg in
     --torch) pkgs+=(python3-torch dataset-fashion-mnist) ;;
+    --fuzz) pkgs+=(clang libclang-rt-dev) ;;
     --browser)
         pkgs+=(chromium)
         command -v node >/dev/null || pkgs+=(nodejs)
