@@ -100,3 +100,12 @@ deps:
 
 clean:
 	rm -rf build
+
+# make soak: SOAK_SECONDS (default 1800) of mixed legitimate load at
+# concurrency 64 with attacks mixed in, against the daemon on a loopback port
+# (bench/soak.py, standard library only; not run by CI). Fails when a
+# legitimate request fails, the daemon dies or hangs, or its RSS grows.
+SOAK_PY ?= /usr/bin/python3
+.PHONY: soak
+soak: $(BUILD)/gmserve
+	$(SOAK_PY) bench/soak.py $(BUILD)/gmserve
