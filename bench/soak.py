@@ -866,7 +866,9 @@ def report(soak, health, metrics, rss_end, stopped):
         problems.append(f"{st.hang_count()} complete attack request(s) got no reply (hang)")
     if not alive:
         problems.append("the daemon died or stopped answering")
-    if not growth <= RSS_MARGIN_MB:
+    if math.isnan(growth):
+        problems.append("no RSS sample after the warm-up and at the end to compare")
+    elif growth > RSS_MARGIN_MB:
         problems.append(f"RSS grew {f1(growth)} MB after warm-up (margin {RSS_MARGIN_MB:.0f})")
     if stopped != "exit status 0":
         problems.append(f"SIGTERM: {stopped}")
