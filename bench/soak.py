@@ -847,6 +847,13 @@ def report(soak, health, metrics, rss_end, stopped):
     alive = soak.died is None and health == 200
     print(f"daemon: {'alive' if soak.died is None else soak.died}; /healthz at the end: {health}; "
           f"SIGTERM: {stopped}")
+    try:  # a sanitizer build says why it stopped
+        with open(soak.log_path, errors="replace") as f:
+            said = [l.rstrip() for l in f if re.search(r"ERROR: \w+Sanitizer|SUMMARY: |runtime error:", l)]
+        for line in said[:6]:
+            print(f"daemon log: {line}")
+    except OSError:
+        pass
     if metrics:
         rej = re.findall(r'^gmserve_rejections_total\{reason="(\w+)"\} (\d+)', metrics, re.M)
         print("rejections (/metrics): " + (", ".join(f"{r} {n}" for r, n in rej if n != "0") or "none"))
