@@ -13,6 +13,7 @@
 #   make bench-http      the live daemon under load (wrk), batching on and off
 #   make deps            install the Debian packages the build needs
 #   make fuzz            the libFuzzer harnesses of fuzz/, FUZZ_SECONDS (60) each (needs clang)
+#   make soak            30 min of mixed load with attacks mixed in (SOAK_SECONDS; not run by CI)
 
 CC     ?= cc
 ARCH   ?= native
@@ -144,3 +145,12 @@ fuzz-build: $(FUZZERS:%=$(FUZZ_BUILD)/fuzz_%)
 
 fuzz: fuzz-build
 	@$(foreach f,$(FUZZERS),bash fuzz/run.sh $(FUZZ_BUILD) $(f) $(FUZZ_SECONDS) $(FUZZ_MAX_LEN_$(f)) $(FUZZ_MALLOC_$(f)) $(FUZZ_FLAGS) &&) true
+
+# make soak: SOAK_SECONDS (default 1800) of mixed legitimate load at
+# concurrency 64 with attacks mixed in, against the daemon on a loopback port
+# (bench/soak.py, standard library only; not run by CI). Fails when a
+# legitimate request fails, the daemon dies or hangs, or its RSS grows.
+SOAK_PY ?= /usr/bin/python3
+.PHONY: soak
+soak: $(BUILD)/gmserve
+	$(SOAK_PY) bench/soak.py $(BUILD)/gmserve
