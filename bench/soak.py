@@ -34,6 +34,7 @@ SOAK_OUT (build/soak), SOAK_LOG_FORMAT (off: the daemon's access log).
 
 import asyncio
 import base64
+import itertools
 import json
 import math
 import os
@@ -71,6 +72,15 @@ LOG_FORMAT = os.environ.get("SOAK_LOG_FORMAT", "off")
 BIN = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "build", "gmserve")
 
 HOST = "127.0.0.1"
+# Attacks come from other loopback addresses, as from other machines: the
+# per-address connection limit then stops none of them at the door, so they
+# reach the request handling they aim at (legitimate clients use HOST).
+ATTACKERS = int(env_num("SOAK_ATTACKER_ADDRESSES", 8))
+_next_attacker = itertools.count()
+
+
+def attacker_address():
+    return f"127.0.0.{2 + next(_next_attacker) % ATTACKERS}"
 SAMPLE_EVERY_S = 10.0
 LEGIT_TIMEOUT_S = 60.0     # above the daemon's 30 s deadline plus compute
 START_TIMEOUT_S = 60.0     # models load in ~1 s; a sanitizer build is slower
@@ -165,9 +175,10 @@ def request_bytes(method, path, body=b"", ctype=None, extra=""):
     return (h + extra + "\r\n").encode("latin-1") + body
 
 
-async def open_conn(port, timeout=10.0):
+async def open_conn(port, timeout=10.0, source=None):
     try:
-        return await asyncio.wait_for(asyncio.open_connection(HOST, port, limit=1 << 16), timeout)
+        local = (source, 0) if source else None
+        return await asyncio.wait_for(asyncio.open_connection(HOST, port, limit=1 << 16, local_addr=local), timeout)
     except asyncio.TimeoutError:
         raise NoReply("connect timed out")
     except OSError as e:
@@ -458,7 +469,7 @@ class Soak:
         t = time.monotonic()
         outcome, writer = None, None
         try:
-            reader, writer = await open_conn(self.port)
+            reader, writer = await open_conn(self.port, source=attacker_address())
             for piece in (req if isinstance(req, list) else [req]):
                 writer.write(piece)
                 await asyncio.wait_for(writer.drain(), timeout)
@@ -504,7 +515,7 @@ class Soak:
         hold_s = 120.0
         writer, outcome = None, None
         try:
-            reader, writer = await open_conn(self.port)
+            reader, writer = await open_conn(self.port, source=attacker_address())
             writer.write(b"GET /sample?model=nade HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
             read = asyncio.ensure_future(reader.read(4096))
             while self.live() and time.monotonic() - t < hold_s:
@@ -548,7 +559,7 @@ class Soak:
                 return
             t = time.monotonic()
             try:
-                reader, writer = await open_conn(self.port)
+                reader, writer = await open_conn(self.port, source=attacker_address())
                 writer.write(req)
                 await asyncio.wait_for(writer.drain(), 5.0)
                 close_writer(writer, reset=how == "reset")
