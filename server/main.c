@@ -11,8 +11,10 @@
  * (restart to change settings); it is logged and ignored.
  *
  * `gmserve check FILE...` loads model files exactly as the daemon would
- * (which runs every operation once, gm_model_selftest) and prints what each
- * serves or why it is refused; `gmserve probe [URL]` is a
+ * (which recomputes the file's probes and runs every operation once,
+ * gm_model_selftest) and prints what each serves or why it is refused; the
+ * evaluation classifier, which the daemon does not serve, is recognised and
+ * its networks built instead; `gmserve probe [URL]` is a
  * health check for container images without curl; `gmserve eval ...`
  * measures model quality on Fashion-MNIST (eval.c).
  */
@@ -26,15 +28,23 @@
 #include <time.h>
 
 #include "api.h"
+#include "gm/layers.h"
+#include "gm/safetensors.h"
 #include "http.h"
 #include "eval.h"
 #include "probe.h"
 
 static void describe(const char *path, const gm_model *m) {
     const gm_model_info *in = gm_model_get_info(m);
-    printf("%s: %s, image %dx%dx%d", path, gm_family_name(in->family), in->height, in->width, in->channels);
+    printf("%s: a served model, family %s, image %dx%dx%d", path, gm_family_name(in->family), in->height, in->width,
+           in->channels);
     if (in->latent_dim) printf(", latent %d", in->latent_dim);
     if (in->num_classes) printf(", %d classes", in->num_classes);
+    if (in->family == GM_FAMILY_VAE) {
+        const char *lik = gm_model_meta(m, "gm.likelihood"), *scale = gm_model_meta(m, "gm.likelihood_scale");
+        printf(", input %s, likelihood %s", in->binary ? "binary" : "gray", lik ? lik : "bernoulli");
+        if (scale) printf(" (scale %s)", scale);
+    }
     printf(", operations:");
     for (int op = 0; op < GM_OP_COUNT; op++)
         if (in->supports[op]) printf(" %s", gm_op_name((gm_op)op));
@@ -42,6 +52,52 @@ static void describe(const char *path, const gm_model *m) {
     for (int op = 0, first = 1; op < GM_OP_COUNT; op++)
         if (in->supports[op]) printf("%s %s", first ? "" : ",", gm_op_name((gm_op)op)), first = 0;
     printf(" on 2 rows with a fixed seed: all outputs finite\n");
+    const char *probes = gm_model_probes(m);
+    if (*probes) printf("%s: probes: %s\n", path, probes);
+    else printf("%s: probes: none (the file carries no gm.probe.* tensors to recompute)\n", path);
+}
+
+/* A side "HxWxC" of gm.image, as model.c reads it: 1..4096, then `sep`. */
+static long image_side(const char **p, char sep) {
+    char *end;
+    long n = **p >= '0' && **p <= '9' ? strtol(*p, &end, 10) : -1;
+    if (n < 1 || n > 4096 || *end != sep) return -1;
+    *p = sep ? end + 1 : end;
+    return n;
+}
+
+/* The evaluation classifier (gm.family "classifier": gm.features from the
+ * image to features, gm.head to class logits; eval.c) is no served model:
+ * check builds its two networks as gmserve eval does. -1 when the file is
+ * not one; else 0, or 1 (printed) when its networks do not build. */
+static int check_classifier(const char *path) {
+    char err[GM_ERR_LEN];
+    gm_st *st = gm_st_load(path, err);
+    const char *fam = st ? gm_st_meta(st, "gm.family") : NULL;
+    if (!fam || strcmp(fam, "classifier") != 0) {
+        gm_st_free(st);
+        return -1;
+    }
+    const char *img = gm_st_meta(st, "gm.image"), *p = img, *fj = gm_st_meta(st, "gm.features"),
+               *hj = gm_st_meta(st, "gm.head");
+    long h = p ? image_side(&p, 'x') : -1, w = h > 0 ? image_side(&p, 'x') : -1, c = w > 0 ? image_side(&p, 0) : -1;
+    gm_net *features = NULL, *head = NULL;
+    int rc = 1;
+    if (c < 1 || c > 4 || !fj || !hj)
+        gm_errorf(err, "%s: a classifier file needs gm.image (\"HxWxC\"), gm.features and gm.head", path);
+    else if ((features = gm_net_build(st, "gm.features", fj, gm_shape3((int)c, (int)h, (int)w), err)) &&
+             (head = gm_net_build(st, "gm.head", hj, gm_shape1(gm_shape_size(gm_net_out_shape(features))), err)))
+        rc = 0;
+    if (rc)
+        fprintf(stderr, "gmserve: %s\n", err);
+    else
+        printf("%s: the evaluation classifier (gm.family classifier), read by gmserve eval --classifier, not a "
+               "served model: image %s, %d features, %d classes; its networks build\n",
+               path, img, gm_shape_size(gm_net_out_shape(features)), gm_shape_size(gm_net_out_shape(head)));
+    gm_net_free(features);
+    gm_net_free(head);
+    gm_st_free(st);
+    return rc;
 }
 
 static int check_files(int n, char **paths) {
@@ -50,8 +106,9 @@ static int check_files(int n, char **paths) {
         char err[GM_ERR_LEN];
         gm_model *m = gm_model_load(paths[i], err);
         if (!m) {
-            fprintf(stderr, "gmserve: %s\n", err);
-            rc = 1;
+            int classifier = check_classifier(paths[i]);
+            if (classifier < 0) fprintf(stderr, "gmserve: %s\n", err);
+            rc |= classifier != 0;
             continue;
         }
         describe(paths[i], m);

@@ -41,7 +41,7 @@ typedef struct {
     int num_classes;                  /* > 0 for class-conditional models */
     const char *const *class_names;   /* num_classes names, or NULL */
     bool supports[GM_OP_COUNT];
-    bool binary;     /* inputs are binarized at 0.5 (NADE, Bernoulli VAE) */
+    bool binary;     /* inputs are binarized at 0.5 (NADE; a VAE with gm.input "binary") */
     bool exact_logp; /* logp is exact (NADE), else an importance-sampled estimate */
 } gm_model_info;
 
@@ -51,7 +51,7 @@ typedef struct {
     float temperature;  /* > 0: scales z (VAE, GAN), divides logits (NADE) */
     int label;          /* conditional GAN: 0 <= label < num_classes; else ignored */
     float truncation;   /* GAN: z_j ~ N(0, 1) given |z_j| <= truncation; 0 = off */
-    bool sample_pixels; /* VAE: draw Bernoulli pixels instead of returning the mean */
+    bool sample_pixels; /* VAE: draw pixels from p(x|z) instead of returning its mean */
 } gm_row;
 
 /* A row's log-likelihood. For NADE logp is exact and elbo, se are NAN. For a
@@ -69,12 +69,19 @@ typedef struct gm_model gm_model;
 void gm_set_compute_threads(int n);
 int gm_compute_threads(void);
 
-/* Loading ends with gm_model_selftest: a file is accepted only when every
- * operation it serves has run once and given finite outputs. */
+/* Loading recomputes the probes the file carries (gm.probe.<net>.in.<input>
+ * and gm.probe.<net>.out: inputs and the exporting PyTorch module's outputs)
+ * on the networks as built, refusing a file whose outputs differ beyond 1e-4
+ * of the probe output's scale, and ends with gm_model_selftest: a file is
+ * accepted only when every operation it serves has run once and given finite
+ * outputs. Files without probes load as before. */
 gm_model *gm_model_load(const char *path, char err[GM_ERR_LEN]);
 void gm_model_free(gm_model *m); /* accepts NULL */
 
 const gm_model_info *gm_model_get_info(const gm_model *m);
+/* What the load-time probes verified, e.g. "encoder, decoder verified (4
+ * probe inputs each)"; "" for a file without probes. */
+const char *gm_model_probes(const gm_model *m);
 /* The file's metadata: value for key, or NULL; and enumeration. */
 const char *gm_model_meta(const gm_model *m, const char *key);
 int gm_model_meta_count(const gm_model *m);

@@ -17,6 +17,10 @@
 typedef struct {
     void *(*load)(const gm_st *st, gm_model_info *info, char err[GM_ERR_LEN]);
     void (*free)(void *impl);
+    /* The network called `name` ("encoder", "decoder", "generator",
+     * "discriminator"), or NULL when the model has none (or no nets at all:
+     * then the hook itself is NULL). The load-time probes run it. */
+    const gm_net *(*net)(const void *impl, const char *name);
     int (*sample)(const void *impl, const gm_model_info *info, int B, gm_row *rows, float *pixels, double *logp);
     int (*logp)(const void *impl, const gm_model_info *info, int B, const float *x, int K, gm_row *rows,
                 gm_logp_result *out);
@@ -31,6 +35,14 @@ extern const gm_family_impl gm_nade_family, gm_vae_family, gm_gan_family;
 /* Builds the net stored in metadata `key` with input `in`; checks that its
  * output has `out_size` values. NULL with a message when it fails. */
 gm_net *gm_family_net(const gm_st *st, const char *key, gm_shape in, int out_size, char err[GM_ERR_LEN]);
+
+/* Recomputes the file's probes (gm.probe.<net>.in.<input> /
+ * gm.probe.<net>.out) on the loaded networks, verify.c. 0 when every probe
+ * matches, with `summary` saying what was verified ("" when the file has
+ * none); else -1 with a message naming the net, the output index and both
+ * values. */
+int gm_verify_probes(const gm_st *st, const gm_model_info *info, const gm_family_impl *impl, const void *state,
+                     char *summary, size_t summary_len, char err[GM_ERR_LEN]);
 
 /* The image as a network sees it: [C, H, W]. */
 gm_shape gm_image_shape(const gm_model_info *info);

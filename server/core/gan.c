@@ -144,8 +144,15 @@ static int gan_discriminate(const void *p, const gm_model_info *info, int B, con
     return image_net(m, m->disc, info, B, x, logits);
 }
 
+static const gm_net *gan_net(const void *p, const char *name) {
+    const gan *m = p;
+    return !strcmp(name, "generator") ? m->gen : !strcmp(name, "discriminator") ? m->disc
+                                                : !strcmp(name, "encoder") ? m->enc : NULL;
+}
+
 const gm_family_impl gm_gan_family = {
     .load = gan_load,
+    .net = gan_net,
     .free = gan_free,
     .sample = gan_sample,
     .encode = gan_encode,

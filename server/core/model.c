@@ -29,6 +29,7 @@ struct gm_model {
     void *state;
     gm_model_info info;
     char **class_names;
+    char probes[192]; /* what the load-time probes verified; "" when none */
 };
 
 static const char *const FAMILY_NAMES[GM_FAMILY_COUNT] = {"nade", "vae", "gan"};
@@ -128,14 +129,26 @@ gm_model *gm_model_load(const char *path, char err[GM_ERR_LEN]) {
     }
     if (!(m->st = gm_st_load(path, err))) goto fail;
     const char *fmt = gm_st_meta(m->st, "gm.format");
-    if (!fmt || strcmp(fmt, "1") != 0) {
-        gm_errorf(err, "%s: metadata \"gm.format\" must be \"1\" (found %s%s%s)", path, fmt ? "\"" : "",
-                  fmt ? fmt : "none", fmt ? "\"" : "");
+    if (!fmt) {
+        gm_errorf(err, "%s: a safetensors file without gm.* metadata (no gm.format: a plain state_dict?); gmserve serves files "
+                       "written by its exporter, which adds the networks and their metadata: python3 -m gmexport "
+                       "(README: Serve your own PyTorch model)",
+                  path);
+        goto fail;
+    }
+    if (strcmp(fmt, "1") != 0) {
+        gm_errorf(err, "%s: metadata \"gm.format\" must be \"1\" (found \"%s\")", path, fmt);
         goto fail;
     }
     const char *fam = gm_st_meta(m->st, "gm.family");
     int f = 0;
     while (f < GM_FAMILY_COUNT && !(fam && strcmp(fam, FAMILY_NAMES[f]) == 0)) f++;
+    if (fam && strcmp(fam, "classifier") == 0) {
+        gm_errorf(err, "%s: the evaluation classifier (gm.family \"classifier\"), read by gmserve eval "
+                       "--classifier: not a model the daemon serves",
+                  path);
+        goto fail;
+    }
     if (f == GM_FAMILY_COUNT) {
         gm_errorf(err, "%s: metadata \"gm.family\" must be nade, vae or gan (found %s)", path, fam ? fam : "none");
         goto fail;
@@ -145,7 +158,10 @@ gm_model *gm_model_load(const char *path, char err[GM_ERR_LEN]) {
     if (parse_image(m->st, &m->info, err) || parse_classes(m, err)) goto fail;
     if (f != GM_FAMILY_NADE && meta_int(m->st, "gm.latent_dim", 1, MAX_LATENT, 0, &m->info.latent_dim, err))
         goto fail;
-    if (!(m->state = m->impl->load(m->st, &m->info, err)) || gm_model_selftest(m, err)) goto fail;
+    if (!(m->state = m->impl->load(m->st, &m->info, err)) ||
+        gm_verify_probes(m->st, &m->info, m->impl, m->state, m->probes, sizeof m->probes, err) ||
+        gm_model_selftest(m, err))
+        goto fail;
     return m;
 fail:
     gm_model_free(m);
@@ -163,6 +179,7 @@ void gm_model_free(gm_model *m) {
 }
 
 const gm_model_info *gm_model_get_info(const gm_model *m) { return &m->info; }
+const char *gm_model_probes(const gm_model *m) { return m->probes; }
 const char *gm_model_meta(const gm_model *m, const char *key) { return gm_st_meta(m->st, key); }
 int gm_model_meta_count(const gm_model *m) { return gm_st_meta_count(m->st); }
 const char *gm_model_meta_at(const gm_model *m, int i, const char **key) { return gm_st_meta_at(m->st, i, key); }

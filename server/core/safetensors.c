@@ -269,6 +269,19 @@ static int check_tiling(const gm_st *st, span *spans, int n, uint64_t data_len, 
     return 0;
 }
 
+/* What torch.save writes: a zip archive (since PyTorch 1.6) or, with
+ * _use_new_zipfile_serialization=False, a pickle (protocol 2 to 5). Asked
+ * only once the first 8 bytes have failed as a header length, so that no
+ * valid file is misnamed. */
+static bool torch_checkpoint(const uint8_t *buf, size_t len) {
+    return len >= 4 && ((buf[0] == 'P' && buf[1] == 'K' && buf[2] == 3 && buf[3] == 4) ||
+                        (buf[0] == 0x80 && buf[1] >= 2 && buf[1] <= 5));
+}
+
+#define TORCH_HINT                                                                                               \
+    "this is a PyTorch checkpoint (torch.save), not a safetensors model file; export it with python3 -m "       \
+    "gmexport (README: Serve your own PyTorch model)"
+
 gm_st *gm_st_parse(const char *label, const uint8_t *buf, size_t len, char err[GM_ERR_LEN]) {
     gm_st *st = calloc(1, sizeof *st);
     json_t *root = NULL;
@@ -282,6 +295,10 @@ gm_st *gm_st_parse(const char *label, const uint8_t *buf, size_t len, char err[G
         goto fail;
     }
     uint64_t n = load_u64le(buf);
+    if ((n > GM_ST_MAX_HEADER || n > len - 8) && torch_checkpoint(buf, len)) {
+        gm_errorf(err, "%s: " TORCH_HINT, label);
+        goto fail;
+    }
     if (n > GM_ST_MAX_HEADER) {
         gm_errorf(err, "%s: header length %llu exceeds the limit of %u bytes", label, (unsigned long long)n,
                   GM_ST_MAX_HEADER);

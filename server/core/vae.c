@@ -1,9 +1,11 @@
 /*
- * vae.c - variational autoencoder with a Bernoulli decoder (SPEC.md §1.2).
+ * vae.c - variational autoencoder (SPEC.md §1.2).
  *
  * The encoder maps an image to (mean, logvar) of q(z|x); the decoder maps z
- * to D logits of p(x|z). log p(x) is estimated by importance sampling with
- * q as the proposal:
+ * to the parameters of p(x|z), whose distribution gm.likelihood names
+ * (likelihood.c: Bernoulli by default). Images reach the encoder binarized
+ * at 0.5 (gm.input "binary", the default) or unchanged ("gray"). log p(x)
+ * is estimated by importance sampling with q as the proposal:
  *
  *   log p(x) ~= logsumexp_k [log p(x|z_k) + log p(z_k) - log q(z_k|x)] - log K
  *
@@ -19,14 +21,16 @@
 #include <string.h>
 
 #include "family.h"
-#include "vmath.h"
+#include "likelihood.h"
 
 #define ROWS 1024 /* decoder rows per forward pass, at most */
-#define ROWS_VALUES (1 << 24) /* and at most this many logits per pass (64 MiB) */
+#define ROWS_VALUES (1 << 24) /* and at most this many decoder values per pass (64 MiB) */
 
 typedef struct {
     gm_net *enc, *dec;
-    bool dec_chw; /* decoder output is [C, H, W]: convert to channels last */
+    bool dec_chw; /* decoder output is [C, H, W] (or [2C, H, W]): convert to channels last */
+    gm_lik lik;
+    int values;   /* decoder values per image: gm_lik_values * D */
 } vae;
 
 static void vae_free(void *p) {
@@ -38,26 +42,29 @@ static void vae_free(void *p) {
 }
 
 static void *vae_load(const gm_st *st, gm_model_info *info, char err[GM_ERR_LEN]) {
-    const char *lik = gm_st_meta(st, "gm.likelihood");
-    if (lik && strcmp(lik, "bernoulli") != 0) {
-        gm_errorf(err, "%s: metadata \"gm.likelihood\" = \"%s\" is not supported (only bernoulli)",
-                  gm_st_label(st), lik);
+    const char *input = gm_st_meta(st, "gm.input");
+    if (input && strcmp(input, "binary") != 0 && strcmp(input, "gray") != 0) {
+        gm_errorf(err, "%s: metadata \"gm.input\" = \"%s\" must be binary or gray", gm_st_label(st), input);
         return NULL;
     }
+    gm_lik lik;
+    if (gm_lik_parse(st, &lik, err)) return NULL;
     vae *m = calloc(1, sizeof *m);
     if (!m) {
         gm_errorf(err, "out of memory");
         return NULL;
     }
     int Z = info->latent_dim;
+    m->lik = lik;
+    m->values = gm_lik_values(&lik) * info->dim; /* <= 2^23: fits an int */
     if (!(m->enc = gm_family_net(st, "gm.encoder", gm_image_shape(info), 2 * Z, err)) ||
-        !(m->dec = gm_family_net(st, "gm.decoder", gm_shape1(Z), info->dim, err))) {
+        !(m->dec = gm_family_net(st, "gm.decoder", gm_shape1(Z), m->values, err))) {
         vae_free(m);
         return NULL;
     }
     m->dec_chw = gm_net_out_shape(m->dec).rank == 3 && info->channels > 1;
     info->encode_dim = Z;
-    info->binary = true;
+    info->binary = !input || strcmp(input, "binary") == 0;
     info->supports[GM_OP_SAMPLE] = info->supports[GM_OP_LOGP] = true;
     info->supports[GM_OP_ENCODE] = info->supports[GM_OP_DECODE] = true;
     return m;
@@ -77,12 +84,18 @@ static int run_encoder(const vae *m, const gm_model_info *info, int B, const flo
     return rc;
 }
 
-/* z: (B, Z) -> logits: (B, D) channels last */
-static int run_decoder(const vae *m, const gm_model_info *info, int B, const float *z, float *logits) {
-    if (!m->dec_chw) return gm_net_forward(m->dec, B, z, logits);
-    float *chw = malloc((size_t)B * info->dim * sizeof *chw);
+/* z: (B, Z) -> out: (B, values), each D-value part (location, log scale)
+ * channels last */
+static int run_decoder(const vae *m, const gm_model_info *info, int B, const float *z, float *out) {
+    if (!m->dec_chw) return gm_net_forward(m->dec, B, z, out);
+    float *chw = malloc((size_t)B * m->values * sizeof *chw);
     int rc = chw ? gm_net_forward(m->dec, B, z, chw) : -1;
-    if (!rc) gm_chw_to_hwc(info, B, chw, logits);
+    /* the parts are consecutive channel groups of [values / (H W), H, W] */
+    for (int part = 0; !rc && part < m->values / info->dim; part++)
+        for (int r = 0; r < B; r++) {
+            size_t at = (size_t)r * m->values + (size_t)part * info->dim;
+            gm_chw_to_hwc(info, 1, chw + at, out + at);
+        }
     free(chw);
     return rc;
 }
@@ -102,57 +115,56 @@ static int vae_encode(const void *p, const gm_model_info *info, int B, const flo
     return 0;
 }
 
-static void sigmoid_inplace(float *v, size_t n) {
-#pragma omp simd
-    for (size_t i = 0; i < n; i++) v[i] = gm_sigmoidf(v[i]);
+/* z: (B, Z) -> pixels: (B, D), the likelihood's mean, or a draw for rows
+ * that ask for one (rows may be NULL: means only) */
+static int decode_pixels(const vae *m, const gm_model_info *info, int B, const float *z, gm_row *rows,
+                         float *pixels) {
+    int D = info->dim;
+    float *out = malloc((size_t)B * m->values * sizeof *out);
+    if (!out || run_decoder(m, info, B, z, out)) {
+        free(out);
+        return -1;
+    }
+    for (int r = 0; r < B; r++) {
+        bool draw = rows && rows[r].sample_pixels;
+        gm_lik_pixels(&m->lik, out + (size_t)r * m->values, D, draw, draw ? &rows[r].rng : NULL,
+                      pixels + (size_t)r * D);
+    }
+    free(out);
+    return 0;
 }
 
 static int vae_decode(const void *p, const gm_model_info *info, int B, const float *z, const int *labels,
                       float *pixels) {
-    if (run_decoder(p, info, B, z, pixels)) return -1;
-    sigmoid_inplace(pixels, (size_t)B * info->dim);
-    return 0;
+    return decode_pixels(p, info, B, z, NULL, pixels);
 }
 
 static int vae_sample(const void *p, const gm_model_info *info, int B, gm_row *rows, float *pixels, double *logp) {
-    int Z = info->latent_dim, D = info->dim;
+    int Z = info->latent_dim;
     float *z = calloc((size_t)B * Z, sizeof *z);
     if (!z) return -1;
     for (int r = 0; r < B; r++)
         for (int j = 0; j < Z; j++) z[(size_t)r * Z + j] = (float)(rows[r].temperature * gm_rng_normal(&rows[r].rng));
-    int rc = vae_decode(p, info, B, z, NULL, pixels);
-    for (int r = 0; r < B && !rc; r++)
-        if (rows[r].sample_pixels)
-            for (int i = 0; i < D; i++) {
-                float *px = &pixels[(size_t)r * D + i];
-                *px = gm_rng_uniform(&rows[r].rng) < *px ? 1.0f : 0.0f;
-            }
+    int rc = decode_pixels(p, info, B, z, rows, pixels);
     free(z);
     return rc;
-}
-
-/* log p(x|z) for binary x: sum_i x_i l_i - softplus(l_i), vectorized */
-static double bernoulli_loglik(const float *restrict x, const float *restrict logits, int D) {
-    double s = 0.0;
-#pragma omp simd reduction(+ : s)
-    for (int i = 0; i < D; i++) s += (double)(x[i] * logits[i] - gm_softplusf(logits[i]));
-    return s;
 }
 
 static int vae_logp(const void *p, const gm_model_info *info, int B, const float *x, int K, gm_row *rows,
                     gm_logp_result *out) {
     const vae *m = p;
-    /* D <= 2^22 (model.c), so rows_max >= 4 */
-    int Z = info->latent_dim, D = info->dim, rows_max = ROWS_VALUES / D < ROWS ? ROWS_VALUES / D : ROWS;
+    /* V <= 2^22 (a net's output bound, layers.h), so rows_max >= 4 */
+    int Z = info->latent_dim, D = info->dim, V = m->values;
+    int rows_max = ROWS_VALUES / V < ROWS ? ROWS_VALUES / V : ROWS;
     float *stats = malloc((size_t)B * 2 * Z * sizeof *stats);
     float *z = malloc((size_t)rows_max * Z * sizeof *z);
-    float *logits = malloc((size_t)rows_max * D * sizeof *logits);
+    float *dec = malloc((size_t)rows_max * V * sizeof *dec);
     double *lw = malloc((size_t)B * K * sizeof *lw);    /* log importance weights */
     double *recon = calloc((size_t)B, sizeof *recon);  /* sum_k log p(x|z_k) */
     int *owner = malloc((size_t)rows_max * sizeof *owner); /* chunk row -> b*K + k */
     double *sd = malloc((size_t)Z * sizeof *sd);       /* exp(logvar / 2) of the current image */
     int rc = -1;
-    if (!stats || !z || !logits || !lw || !recon || !owner || !sd || run_encoder(m, info, B, x, stats)) goto done;
+    if (!stats || !z || !dec || !lw || !recon || !owner || !sd || run_encoder(m, info, B, x, stats)) goto done;
     int n = 0;
     for (int r = 0; r < B; r++) {
         const float *mu = stats + (size_t)r * 2 * Z, *lv = mu + Z;
@@ -174,10 +186,10 @@ static int vae_logp(const void *p, const gm_model_info *info, int B, const float
             lw[(size_t)r * K + k] = lpq;
             owner[n++] = r * K + k;
             if (n == rows_max || (r == B - 1 && k == K - 1)) {
-                if (run_decoder(m, info, n, z, logits)) goto done;
+                if (run_decoder(m, info, n, z, dec)) goto done;
                 for (int i = 0; i < n; i++) {
                     int b = owner[i] / K;
-                    double ll = bernoulli_loglik(x + (size_t)b * D, logits + (size_t)i * D, D);
+                    double ll = gm_lik_logp(&m->lik, x + (size_t)b * D, dec + (size_t)i * V, D);
                     lw[owner[i]] += ll;
                     recon[b] += ll;
                 }
@@ -206,7 +218,7 @@ static int vae_logp(const void *p, const gm_model_info *info, int B, const float
 done:
     free(stats);
     free(z);
-    free(logits);
+    free(dec);
     free(lw);
     free(recon);
     free(owner);
@@ -214,8 +226,14 @@ done:
     return rc;
 }
 
+static const gm_net *vae_net(const void *p, const char *name) {
+    const vae *m = p;
+    return !strcmp(name, "encoder") ? m->enc : !strcmp(name, "decoder") ? m->dec : NULL;
+}
+
 const gm_family_impl gm_vae_family = {
     .load = vae_load,
+    .net = vae_net,
     .free = vae_free,
     .sample = vae_sample,
     .logp = vae_logp,

@@ -1,0 +1,321 @@
+/*
+ * verify.c - self-verifying model files: the exporter stores probe inputs
+ * and PyTorch's outputs for them next to the weights, and loading recomputes
+ * every probe on the networks as built, so that a file which does not
+ * compute what its PyTorch module computes is refused at load, not served.
+ *
+ * For a network N (encoder, decoder, generator, discriminator) the tensors
+ * are gm.probe.N.in.<input> [P, per-sample input shape] and gm.probe.N.out
+ * [P, per-sample output shape] (F32, 1 <= P <= MAX_ROWS), the output being
+ * the network's own (before the sigmoid or tanh the server applies after
+ * it). The inputs are named as in gm.N_inputs (a JSON array), or by default
+ * "image" for encoders and discriminators, "z" for decoders and generators
+ * and "z", "onehot" for a class-conditional generator. A value matches when
+ * |got - want| <= 1e-4 max(1, max |want|), the maximum over the whole probe
+ * output. Probe tensors are input like any other: every name, dtype, shape
+ * and value is checked before it is used.
+ */
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "family.h"
+
+#define PREFIX "gm.probe."
+#define MAX_ROWS 16 /* probe inputs per network: each costs one forward row */
+#define MAX_INPUTS 8
+#define MAX_CODE 65536
+#define TOLERANCE 1e-4
+
+static const char *const NETS[] = {"encoder", "decoder", "generator", "discriminator"};
+#define NETS_COUNT (int)(sizeof NETS / sizeof NETS[0])
+
+/* A network input: its name, per-sample shape and tensor. */
+typedef struct {
+    const char *name;
+    int rank, dims[3];
+    const gm_tensor *t;
+} input;
+
+static int net_index(const char *s, size_t n) {
+    for (int i = 0; i < NETS_COUNT; i++)
+        if (strlen(NETS[i]) == n && strncmp(s, NETS[i], n) == 0) return i;
+    return -1;
+}
+
+/* The per-sample shape of input `in->name`. */
+static int input_shape(const gm_st *st, const gm_model_info *info, const char *net, input *in,
+                       char err[GM_ERR_LEN]) {
+    const char *L = gm_st_label(st), *n = in->name;
+    if (!strcmp(n, "image")) {
+        in->rank = 3;
+        in->dims[0] = info->channels, in->dims[1] = info->height, in->dims[2] = info->width;
+    } else if (!strcmp(n, "z")) {
+        in->rank = 1, in->dims[0] = info->latent_dim;
+    } else if (!strcmp(n, "onehot") || !strcmp(n, "label")) {
+        if (!info->num_classes)
+            return gm_errorf(err, "%s: probe of network \"%s\": input \"%s\" needs gm.num_classes > 0", L,
+                             net, n);
+        in->rank = !strcmp(n, "onehot") ? 1 : 0; /* a label is one class index per sample */
+        in->dims[0] = info->num_classes;
+    } else if (!strcmp(n, "code")) {
+        const char *v = gm_st_meta(st, "gm.code_dim");
+        char *end;
+        errno = 0;
+        long c = v ? strtol(v, &end, 10) : 0;
+        if (!v || errno || end == v || *end || c < 1 || c > MAX_CODE)
+            return gm_errorf(err,
+                             "%s: probe of network \"%s\": input \"code\" needs metadata \"gm.code_dim\" in "
+                             "1..%d (found %s)",
+                             L, net, MAX_CODE, v ? v : "none");
+        in->rank = 1, in->dims[0] = (int)c;
+    } else {
+        return gm_errorf(
+            err, "%s: probe of network \"%s\": input \"%s\" is not one of image, z, label, onehot, code", L,
+            net, n);
+    }
+    return 0;
+}
+
+/* The input names of network `net`: gm.<net>_inputs, or the defaults. */
+static int input_names(const gm_st *st, const gm_model_info *info, const char *net, json_t **owned,
+                       const char *names[MAX_INPUTS], int *count, char err[GM_ERR_LEN]) {
+    char key[64];
+    snprintf(key, sizeof key, "gm.%s_inputs", net);
+    const char *v = gm_st_meta(st, key);
+    *owned = NULL;
+    if (!v) {
+        bool gen = !strcmp(net, "generator"), z = gen || !strcmp(net, "decoder");
+        names[0] = z ? "z" : "image";
+        names[1] = "onehot";
+        *count = gen && info->num_classes ? 2 : 1;
+        return 0;
+    }
+    json_t *arr = json_loads(v, 0, NULL);
+    size_t n = json_array_size(arr);
+    if (!json_is_array(arr) || n < 1 || n > MAX_INPUTS) {
+        json_decref(arr);
+        return gm_errorf(err, "%s: metadata \"%s\" = \"%.80s\" must be a JSON array of 1..%d input names",
+                         gm_st_label(st), key, v, MAX_INPUTS);
+    }
+    for (size_t i = 0; i < n; i++) {
+        names[i] = json_string_value(json_array_get(arr, i));
+        for (size_t j = 0; names[i] && j < i; j++)
+            if (!strcmp(names[i], names[j])) names[i] = NULL;
+        if (!names[i]) {
+            json_decref(arr);
+            return gm_errorf(err, "%s: metadata \"%s\" entry %zu is not a string distinct from the others",
+                             gm_st_label(st), key, i);
+        }
+    }
+    *owned = arr;
+    *count = (int)n;
+    return 0;
+}
+
+/* Checks tensor t = [P, dims...] of F32 finite values. */
+static int check_tensor(const gm_st *st, const char *net, const gm_tensor *t, int P, int rank,
+                        const int *dims, char err[GM_ERR_LEN]) {
+    const char *L = gm_st_label(st);
+    bool ok = t->ndim == rank + 1 && t->shape[0] == P;
+    for (int d = 0; ok && d < rank; d++)
+        ok = t->shape[d + 1] == dims[d];
+    if (!ok) {
+        char want[96];
+        int at = snprintf(want, sizeof want, "[%d", P);
+        for (int d = 0; d < rank; d++)
+            at += snprintf(want + at, sizeof want - (size_t)at, ", %d", dims[d]);
+        snprintf(want + at, sizeof want - (size_t)at, "]");
+        return gm_errorf(err,
+                         "%s: tensor '%s' (a probe of network \"%s\") must have shape %s: [probes, the "
+                         "network's per-sample shape]",
+                         L, t->name, net, want);
+    }
+    int64_t bad = gm_tensor_nonfinite(t);
+    if (bad >= 0)
+        return gm_errorf(err, "%s: tensor '%s' (a probe of network \"%s\") holds %g at index %lld", L,
+                         t->name, net, (double)t->f32[bad], (long long)bad);
+    return 0;
+}
+
+/* Today's networks take one input array: the named inputs concatenated per
+ * sample, in order (a conditional generator's z, then its one-hot label).
+ * in: P rows, the inputs' values side by side. */
+static void feed(const input *ins, int n, int P, float *in) {
+    for (int p = 0, at = 0; p < P; p++)
+        for (int i = 0; i < n; i++) {
+            int w = 1;
+            for (int d = 0; d < ins[i].rank; d++)
+                w *= ins[i].dims[d];
+            memcpy(in + at, ins[i].t->f32 + (size_t)p * w, (size_t)w * sizeof *in);
+            at += w;
+        }
+}
+
+static int verify_net(const gm_st *st, const gm_model_info *info, const gm_net *net, const char *name,
+                      const gm_tensor *out, int *rows, char err[GM_ERR_LEN]) {
+    const char *L = gm_st_label(st), *names[MAX_INPUTS];
+    input ins[MAX_INPUTS] = {0};
+    json_t *owned;
+    int n = 0, rc = -1;
+    float *x = NULL, *got = NULL;
+    if (input_names(st, info, name, &owned, names, &n, err)) return -1;
+    if (out->ndim < 1 || out->shape[0] < 1 || out->shape[0] > MAX_ROWS) {
+        gm_errorf(err, "%s: tensor '%s' must hold 1..%d probes along its first dimension", L, out->name,
+                  MAX_ROWS);
+        goto done;
+    }
+    int P = (int)out->shape[0], width = 0;
+    for (int i = 0; i < n; i++) {
+        char key[128];
+        snprintf(key, sizeof key, PREFIX "%s.in.%s", name, names[i]);
+        ins[i].name = names[i];
+        if (input_shape(st, info, name, &ins[i], err)) goto done;
+        if (!(ins[i].t = gm_st_tensor(st, key))) {
+            gm_errorf(err, "%s: probe of network \"%s\": tensor '%s' (input \"%s\") is missing", L, name, key,
+                      names[i]);
+            goto done;
+        }
+        if (check_tensor(st, name, ins[i].t, P, ins[i].rank, ins[i].dims, err)) goto done;
+        int w = 1;
+        for (int d = 0; d < ins[i].rank; d++)
+            w *= ins[i].dims[d]; /* a known shape: within the value bound */
+        width += w;
+        for (int64_t k = 0; ins[i].rank == 0 && k < P; k++) {
+            float v = ins[i].t->f32[k];
+            if (!(v >= 0 && v < info->num_classes && v == floorf(v))) {
+                gm_errorf(err, "%s: tensor '%s' value %lld is %g, not a class index in 0..%d", L, key,
+                          (long long)k, (double)v, info->num_classes - 1);
+                goto done;
+            }
+        }
+    }
+    /* every input tensor of this network is one of its inputs */
+    char in_prefix[64];
+    int in_len = snprintf(in_prefix, sizeof in_prefix, PREFIX "%s.in.", name);
+    for (int t = 0; t < gm_st_count(st); t++) {
+        const char *tn = gm_st_at(st, t)->name;
+        if (strncmp(tn, in_prefix, (size_t)in_len) != 0) continue;
+        bool listed = false;
+        for (int i = 0; i < n; i++)
+            listed = listed || !strcmp(tn + in_len, names[i]);
+        if (!listed) {
+            gm_errorf(err,
+                      "%s: tensor '%s' is a probe input that network \"%s\" does not take (its inputs: see "
+                      "gm.%s_inputs)",
+                      L, tn, name, name);
+            goto done;
+        }
+    }
+    int in_size = gm_shape_size(gm_net_in_shape(net));
+    if (width != in_size) {
+        gm_errorf(
+            err, "%s: probe of network \"%s\": its inputs give %d values per sample but the network takes %d",
+            L, name, width, in_size);
+        goto done;
+    }
+    gm_shape os = gm_net_out_shape(net);
+    int out_size = gm_shape_size(os);
+    /* the output as the network shapes it, or flattened */
+    if (check_tensor(st, name, out, P, 1, &out_size, err) &&
+        check_tensor(st, name, out, P, os.rank, os.dim, err))
+        goto done;
+    if (!(x = malloc((size_t)P * width * sizeof *x)) || !(got = malloc((size_t)P * out_size * sizeof *got))) {
+        gm_errorf(err, "%s: out of memory for the probes of network \"%s\"", L, name);
+        goto done;
+    }
+    feed(ins, n, P, x);
+    if (gm_net_forward(net, P, x, got)) {
+        gm_errorf(err, "%s: out of memory for the probes of network \"%s\"", L, name);
+        goto done;
+    }
+    size_t total = (size_t)P * out_size;
+    double scale = 1.0;
+    for (size_t i = 0; i < total; i++)
+        scale = fmax(scale, fabs((double)out->f32[i]));
+    for (size_t i = 0; i < total; i++) {
+        double diff = fabs((double)got[i] - (double)out->f32[i]);
+        if (!(diff <= TOLERANCE * scale)) {
+            gm_errorf(err,
+                      "%s: probe of network \"%s\" does not match: output %zu (probe %zu, value %zu) is %.9g "
+                      "here but %.9g in '%s' (|difference| %.3g > %g x %.3g): the file does not compute what "
+                      "the exported module did",
+                      L, name, i, i / (size_t)out_size, i % (size_t)out_size, (double)got[i],
+                      (double)out->f32[i], out->name, diff, TOLERANCE, scale);
+            goto done;
+        }
+    }
+    *rows = P;
+    rc = 0;
+done:
+    json_decref(owned);
+    free(x);
+    free(got);
+    return rc;
+}
+
+int gm_verify_probes(const gm_st *st, const gm_model_info *info, const gm_family_impl *impl,
+                     const void *state, char *summary, size_t summary_len, char err[GM_ERR_LEN]) {
+    const char *L = gm_st_label(st);
+    const gm_tensor *outs[NETS_COUNT] = {0};
+    summary[0] = '\0';
+    /* every gm.probe.* tensor names a network of this model, as out or in.<input> */
+    for (int t = 0; t < gm_st_count(st); t++) {
+        const gm_tensor *ten = gm_st_at(st, t);
+        if (strncmp(ten->name, PREFIX, strlen(PREFIX)) != 0) continue;
+        const char *rest = ten->name + strlen(PREFIX), *dot = strchr(rest, '.');
+        int k = dot ? net_index(rest, (size_t)(dot - rest)) : -1;
+        bool is_out = dot && !strcmp(dot, ".out"), is_in = dot && !strncmp(dot, ".in.", 4) && dot[4];
+        if (k < 0 || !(is_out || is_in))
+            return gm_errorf(
+                err,
+                "%s: tensor '%s': a probe must be named " PREFIX "<network>.out or " PREFIX
+                "<network>.in.<input>, the network one of encoder, decoder, generator, discriminator",
+                L, ten->name);
+        if (!impl->net || !impl->net(state, NETS[k]))
+            return gm_errorf(err, "%s: tensor '%s' probes network \"%s\", which this %s file does not have",
+                             L, ten->name, NETS[k], gm_family_name(info->family));
+        if (ten->dtype != GM_DTYPE_F32)
+            return gm_errorf(err, "%s: tensor '%s': a probe must be F32 (found %s)", L, ten->name,
+                             gm_dtype_name(ten->dtype));
+        if (is_out) outs[k] = ten;
+    }
+    int rows[NETS_COUNT] = {0}, verified = 0;
+    for (int k = 0; k < NETS_COUNT; k++) {
+        const gm_net *net = impl->net ? impl->net(state, NETS[k]) : NULL;
+        if (!net) continue;
+        char in_prefix[64];
+        int in_len = snprintf(in_prefix, sizeof in_prefix, PREFIX "%s.in.", NETS[k]);
+        bool has_in = false;
+        for (int t = 0; t < gm_st_count(st); t++)
+            has_in = has_in || !strncmp(gm_st_at(st, t)->name, in_prefix, (size_t)in_len);
+        if (!outs[k] && has_in)
+            return gm_errorf(err, "%s: network \"%s\" has probe inputs but no tensor '" PREFIX "%s.out'", L,
+                             NETS[k], NETS[k]);
+        if (!outs[k]) continue;
+        if (verify_net(st, info, net, NETS[k], outs[k], &rows[k], err)) return -1;
+        verified++;
+    }
+    if (!verified) return 0;
+    bool same = true;
+    int first = -1, at = 0;
+    for (int k = 0; k < NETS_COUNT; k++)
+        if (rows[k]) {
+            if (first < 0) first = k;
+            same = same && rows[k] == rows[first];
+        }
+    for (int k = 0, i = 0; k < NETS_COUNT; k++) {
+        if (!rows[k]) continue;
+        at += snprintf(summary + at, summary_len - (size_t)at, "%s%s", i++ ? ", " : "", NETS[k]);
+        if (!same) at += snprintf(summary + at, summary_len - (size_t)at, " (%d probe inputs)", rows[k]);
+    }
+    if (same)
+        snprintf(summary + at, summary_len - (size_t)at, " verified (%d probe input%s%s)", rows[first],
+                 rows[first] == 1 ? "" : "s", verified > 1 ? " each" : "");
+    else
+        snprintf(summary + at, summary_len - (size_t)at, " verified");
+    return 0;
+}
