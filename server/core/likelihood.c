@@ -9,7 +9,8 @@
  * on [0, 1], so its normalizer C = l / tanh(l / 2) has no cancellation
  * near lambda = 1/2 (l = 0, where C -> 2) apart from the removable 0/0,
  * which the series log C = log 2 + l^2 / 12 covers for |l| < 1e-4 (next
- * term l^4 / 1440: below 1e-19).
+ * term -7 l^4 / 1440: below 1e-18). The mean has the series 1/2 + l / 12
+ * (next term -l^3 / 720).
  *
  * The discretized logistic puts pixel x on the nearest of 256 levels k / 255;
  * level k takes the logistic's mass between the bin edges (k -+ 1/2) / 255,
