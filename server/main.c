@@ -44,6 +44,7 @@ static void describe(const char *path, const gm_model *m) {
         const char *lik = gm_model_meta(m, "gm.likelihood"), *scale = gm_model_meta(m, "gm.likelihood_scale");
         printf(", input %s, likelihood %s", in->binary ? "binary" : "gray", lik ? lik : "bernoulli");
         if (scale) printf(" (scale %s)", scale);
+        if (gm_model_meta(m, "gm.decoder_output")) printf(", decoder output %s", gm_model_meta(m, "gm.decoder_output"));
     }
     printf(", operations:");
     for (int op = 0; op < GM_OP_COUNT; op++)

@@ -171,6 +171,54 @@ def gan_fixture(name, h, w, C, Z, classes, gen, disc, encoder, dtype, output):
     ref(name, out, {})
 
 
+# ---------- VAE likelihoods (torch.distributions, float64) ----------
+
+def discretized_logistic_pixelcnn(x, mu, log_s):
+    """One-component discretized logistic as PixelCNN++ writes it, on its [-1, 1]
+    scale (bin half-width 1/255, open edge bins): our [0, 1] pixels, locations
+    and scales map by 2t - 1 and 2s."""
+    x, mu, inv_s = 2 * x - 1, 2 * mu - 1, torch.exp(-(log_s + math.log(2)))
+    centered = x - mu
+    plus_in, min_in = inv_s * (centered + 1 / 255), inv_s * (centered - 1 / 255)
+    log_cdf_plus = plus_in - nn.functional.softplus(plus_in)
+    log_one_minus_cdf_min = -nn.functional.softplus(min_in)
+    cdf_delta = torch.sigmoid(plus_in) - torch.sigmoid(min_in)
+    return torch.where(x < -0.999, log_cdf_plus,
+                       torch.where(x > 0.999, log_one_minus_cdf_min, torch.log(cdf_delta)))
+
+
+def likelihood_fixture(name):
+    """Decoder outputs and pixels (float32, as the C test feeds them) with the
+    float64 log p(x | outputs) summed over 8 pixels and the per-pixel means."""
+    D = 8
+    logits = torch.tensor([-12.0, -3.0, -0.4, 1e-4, 0.0, 0.9, 4.0, 15.0])
+    gray = torch.tensor([0.05, 0.3, 0.5, 0.5, 0.0, 0.75, 1.0, 0.9])
+    loc = torch.tensor([0.1, -0.1, 0.5, 0.6, 0.95, 0.3, 1.1, 0.42])
+    log_s = torch.tensor([-4.0, -2.0, -3.0, -1.5, -5.0, -2.5, -3.5, -4.5])
+    levels = torch.tensor([0.0, 3.0, 64.0, 128.0, 250.0, 76.0, 255.0, 107.0]) / 255
+    cases = {
+        "bernoulli": (logits, gray,
+                      torch.distributions.Bernoulli(logits=logits.double(), validate_args=False), None),
+        "continuous_bernoulli": (logits, gray, torch.distributions.ContinuousBernoulli(logits=logits.double()), None),
+        "gaussian": (loc, gray, torch.distributions.Normal(loc.double(), 0.1), None),
+        "gaussian_learned": (torch.cat([loc, log_s]), gray,
+                             torch.distributions.Normal(loc.double(), log_s.double().exp()), None),
+        "discretized_logistic": (torch.cat([loc, log_s]), levels, None,
+                                 discretized_logistic_pixelcnn(levels.double(), loc.double(), log_s.double())),
+    }
+    tensors, doubles = {}, {}
+    for kind, (params, x, dist, logp) in cases.items():
+        x = x.float()
+        tensors[kind + ".params"], tensors[kind + ".x"] = params.float(), x
+        if dist is not None:
+            logp = dist.log_prob(x.double())
+            if kind != "gaussian" and kind != "gaussian_learned":
+                doubles[kind + ".mean"] = dist.mean.tolist()
+        doubles[kind + ".logp"] = [logp.sum().item()]
+    assert all(t.numel() in (D, 2 * D) for t in tensors.values())
+    ref(name, tensors, doubles)
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     nade_fixture("nade_tiny", 2, 5, 6, relu=False, order_dtype=None, scale=1.0, n_inputs="all")
@@ -201,6 +249,7 @@ def main():
                 nn.Sequential(nn.Linear(5, 8 * 3 * 3), nn.ReLU(), nn.Unflatten(1, (8, 3, 3)),
                               nn.ConvTranspose2d(8, 3, 4, 2, 1), nn.Sigmoid()),
                 None, None, torch.bfloat16, "sigmoid")
+    likelihood_fixture("likelihoods")
     print("fixtures written to", OUT)
 
 

@@ -203,10 +203,11 @@ static int verify_net(const gm_st *st, const gm_model_info *info, const gm_net *
         for (int i = 0; i < n; i++)
             listed = listed || !strcmp(tn + in_len, names[i]);
         if (!listed) {
-            gm_errorf(err,
-                      "%s: tensor '%s' is a probe input that network \"%s\" does not take (its inputs: see "
-                      "gm.%s_inputs)",
-                      L, tn, name, name);
+            char list[96] = "";
+            for (int i = 0, at = 0; i < n && at < (int)sizeof list; i++)
+                at += snprintf(list + at, sizeof list - (size_t)at, "%s%s", i ? ", " : "", names[i]);
+            gm_errorf(err, "%s: tensor '%s' is a probe input that network \"%s\" does not take (its inputs: %s)", L,
+                      tn, name, list);
             goto done;
         }
     }
