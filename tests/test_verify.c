@@ -421,6 +421,7 @@ enum { LD = 8 }; /* pixels of the likelihood models */
 typedef struct {
     const char *likelihood, *scale, *output;
     bool rgb;       /* 2x2x2 with a [V/4, 2, 2] decoder output (channel groups) */
+    bool sigmoid;   /* the decoder ends in a sigmoid (implied by output "probabilities") */
     float bias[16]; /* the decoder's output, in the network's order */
     float x[LD];
 } lik_case;
@@ -435,7 +436,7 @@ static gm_model *lik_model(const lik_case *c, char err[GM_ERR_LEN]) {
     snprintf(dec, sizeof dec, "[{\"op\":\"linear\",\"weight\":\"d.w\",\"bias\":\"d.b\"}%s%s]",
              c->rgb ? (V == 16 ? ",{\"op\":\"reshape\",\"shape\":[4,2,2]}" : ",{\"op\":\"reshape\",\"shape\":[2,2,2]}")
                     : "",
-             c->output && !strcmp(c->output, "probabilities") ? ",{\"op\":\"sigmoid\"}" : "");
+             c->sigmoid || (c->output && !strcmp(c->output, "probabilities")) ? ",{\"op\":\"sigmoid\"}" : "");
     file f = {0};
     meta_set(&f, "gm.format", "1");
     meta_set(&f, "gm.family", "vae");
@@ -565,6 +566,21 @@ static void test_likelihoods_exact(void **state) {
     check_case(&c, "continuous_bernoulli from probabilities", 1e-6);
     c.likelihood = "bernoulli";
     check_case(&c, "bernoulli from probabilities", 1e-6);
+    /* the same decoder without gm.decoder_output, or with "logits", was read
+     * as logits and squashed twice; now it is refused */
+    const char *as_logits[] = {NULL, "logits"};
+    for (int i = 0; i < 2; i++) {
+        lik_case twice = c;
+        twice.output = as_logits[i];
+        twice.sigmoid = true;
+        char err[GM_ERR_LEN] = "";
+        gm_model *m = lik_model(&twice, err);
+        if (m || !strstr(err, "gm.decoder ends in a sigmoid") || !strstr(err, "set it to \"probabilities\"")) {
+            print_error("a sigmoid decoder read as logits: %s\n", m ? "accepted" : err);
+            gm_model_free(m);
+            fail();
+        }
+    }
 
     const float loc[LD] = {-0.2f, 0.0f, 0.1f, 0.5f, 0.45f, 0.8f, 1.3f, 0.97f};
     c = (lik_case){.likelihood = "gaussian", .scale = "0.1"};

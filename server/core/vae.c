@@ -16,6 +16,7 @@
  * not depend on its batch. The standard error of the estimate comes from the
  * delta method on the mean importance weight.
  */
+#include <jansson.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +42,25 @@ static void vae_free(void *p) {
     free(m);
 }
 
+/* A Bernoulli decoder whose last op is a sigmoid outputs probabilities:
+ * read as logits, they would be squashed a second time (pixels in 0.5 to
+ * 0.73). -1 when gm.decoder_output does not say so. */
+static int sigmoid_twice(const gm_st *st, const gm_lik *lik, char err[GM_ERR_LEN]) {
+    if (lik->probabilities || (lik->kind != GM_LIK_BERNOULLI && lik->kind != GM_LIK_CONTINUOUS_BERNOULLI)) return 0;
+    const char *json = gm_st_meta(st, "gm.decoder");
+    json_t *ops = json ? json_loads(json, 0, NULL) : NULL;
+    size_t n = json_array_size(ops);
+    const char *last = n ? json_string_value(json_object_get(json_array_get(ops, n - 1), "op")) : NULL;
+    bool sigmoid = last && strcmp(last, "sigmoid") == 0;
+    json_decref(ops);
+    if (sigmoid)
+        return gm_errorf(err, "%s: gm.decoder ends in a sigmoid, so it outputs probabilities, but metadata "
+                              "\"gm.decoder_output\" is %s: set it to \"probabilities\" (the sigmoid is then "
+                              "never applied twice)",
+                         gm_st_label(st), gm_st_meta(st, "gm.decoder_output") ? "\"logits\"" : "absent (logits)");
+    return 0;
+}
+
 static void *vae_load(const gm_st *st, gm_model_info *info, char err[GM_ERR_LEN]) {
     const char *input = gm_st_meta(st, "gm.input");
     if (input && strcmp(input, "binary") != 0 && strcmp(input, "gray") != 0) {
@@ -48,7 +68,7 @@ static void *vae_load(const gm_st *st, gm_model_info *info, char err[GM_ERR_LEN]
         return NULL;
     }
     gm_lik lik;
-    if (gm_lik_parse(st, &lik, err)) return NULL;
+    if (gm_lik_parse(st, &lik, err) || sigmoid_twice(st, &lik, err)) return NULL;
     vae *m = calloc(1, sizeof *m);
     if (!m) {
         gm_errorf(err, "out of memory");
