@@ -465,7 +465,10 @@ static void lik_params(const lik_case *c, int i, long double *loc, long double *
     if (c->rgb) at = (i % C) * HW + i / C; /* HWC index -> CHW index */
     *loc = c->bias[at];
     bool learned = c->scale && !strcmp(c->scale, "learned");
-    *log_scale = learned ? (long double)c->bias[(c->rgb ? C * HW : LD) + at] : (c->scale ? logl(strtold(c->scale, NULL)) : 0);
+    if (learned)
+        *log_scale = c->bias[(c->rgb ? C * HW : LD) + at];
+    else
+        *log_scale = c->scale ? logl(strtold(c->scale, NULL)) : 0;
 }
 
 /* F of the logistic and its complement, in long double */
@@ -776,7 +779,7 @@ static void expect_load_error(const char *path, const char *f1, const char *f2) 
  * "gm.format must be \"1\" (found none)". */
 static void test_refusals_say_what_to_run(void **state) {
     /* the first bytes of torch.save({'w': torch.zeros(3)}) in both formats */
-    const uint8_t zip[32] = {'P', 'K', 3, 4, 0, 0, 8, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 16};
+    const uint8_t zip[32] = {'P', 'K', 3, 4, 0, 0, 8, 8, [28] = 16};
     const uint8_t pickle[32] = {0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19};
     const uint8_t *files[] = {zip, pickle};
     for (int i = 0; i < 2; i++) {

@@ -130,9 +130,9 @@ gm_model *gm_model_load(const char *path, char err[GM_ERR_LEN]) {
     if (!(m->st = gm_st_load(path, err))) goto fail;
     const char *fmt = gm_st_meta(m->st, "gm.format");
     if (!fmt) {
-        gm_errorf(err, "%s: a safetensors file without gm.* metadata (no gm.format: a plain state_dict?); gmserve serves files "
-                       "written by its exporter, which adds the networks and their metadata: python3 -m gmexport "
-                       "(README: Serve your own PyTorch model)",
+        gm_errorf(err, "%s: a safetensors file without gm.* metadata (no gm.format: a plain state_dict?); "
+                       "gmserve serves files written by its exporter, which adds the networks and their "
+                       "metadata: python3 -m gmexport (README: Serve your own PyTorch model)",
                   path);
         goto fail;
     }
