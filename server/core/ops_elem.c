@@ -1,0 +1,173 @@
+/*
+ * ops_elem.c - the ops that are not sgemm calls: activations, a batch_norm
+ * that could not be folded, reshapes, and the ops that combine or split
+ * values (add, mul, concat, split, expand, embedding).
+ *
+ * Each is split over samples across the compute threads (parallel.h) only
+ * when each thread gets enough values to pay for the hand-off.
+ */
+#include "ops.h"
+#include "parallel.h"
+#include "vmath.h"
+
+#include <math.h>
+#include <string.h>
+
+/* y = act(x) for an activation kind (in place when y == x); any other kind
+ * copies. */
+void op_activate(op_kind act, float slope, const float *x, float *y, size_t n) {
+    switch (act) {
+    case OP_RELU:
+#pragma omp simd
+        for (size_t i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : 0;
+        break;
+    case OP_LEAKY_RELU:
+#pragma omp simd
+        for (size_t i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : x[i] * slope;
+        break;
+    case OP_SIGMOID:
+#pragma omp simd
+        for (size_t i = 0; i < n; i++) y[i] = gm_sigmoidf(x[i]);
+        break;
+    case OP_TANH:
+#pragma omp simd
+        for (size_t i = 0; i < n; i++) y[i] = gm_tanhf(x[i]);
+        break;
+    default:
+        if (y != x) memmove(y, x, n * sizeof *y);
+    }
+}
+
+#define MIN_SAMPLES_PER_THREAD 4
+#define MIN_VALUES_PER_THREAD (1 << 17)
+
+/* Splits `B` samples of `per` values each over the compute threads only
+ * when each thread gets at least MIN_VALUES_PER_THREAD values: a hand-off
+ * to a worker costs from 10 to 50 microseconds (parallel.c), more than a
+ * small pass. */
+void op_split_values(int B, size_t per, int (*fn)(void *, int, int), void *ctx) {
+    size_t min_rows = MIN_VALUES_PER_THREAD / (per ? per : 1) + 1;
+    gm_parallel_rows(B, min_rows > (size_t)B ? B + 1 : (int)min_rows, fn, ctx);
+}
+typedef struct {
+    const layer *L;
+    const float *x;
+    float *y;
+    size_t per; /* values per sample */
+} elementwise_part;
+
+static int elementwise_samples(void *ctx, int r0, int r1) {
+    const elementwise_part *e = ctx;
+    const layer *L = e->L;
+    size_t lo = (size_t)r0 * e->per, hi = (size_t)r1 * e->per;
+    if (L->kind == OP_BATCH_NORM) {
+        int C = L->in.dim[0];
+        size_t inner = e->per / C;
+        for (size_t i = lo; i < hi; i++) {
+            size_t c = i / inner % C;
+            e->y[i] = e->x[i] * L->scale[c] + L->shift[c];
+        }
+    } else { /* activations; reshape and flatten copy */
+        op_activate(L->kind, L->slope, e->x + lo, e->y + lo, hi - lo);
+    }
+    return 0;
+}
+
+/* batch_norm (not folded), activations not fused, reshape and flatten, in
+ * place or not */
+void op_elementwise(const layer *L, int B, const float *x, float *y) {
+    elementwise_part e = {L, x, y, (size_t)gm_shape_size(L->in)};
+    op_split_values(B, e.per, elementwise_samples, &e);
+}
+
+
+/* Values per sample of dims [from, rank) of s. */
+static size_t span(gm_shape s, int from) {
+    size_t n = 1;
+    for (int i = from; i < s.rank; i++) n *= (size_t)s.dim[i];
+    return n;
+}
+
+typedef struct {
+    const layer *L;
+    const float *const *x;
+    float *const *y;
+} graph_part;
+
+/* add / mul / expand of one sample: y[i0, i1, i2] = a[..] op b[..] with the
+ * broadcast strides of build */
+static void broadcast_sample(const layer *L, const float *a, const float *b, float *y) {
+    const int *d = L->bdim, *sa = L->bstr[0], *sb = L->bstr[1];
+    for (int i0 = 0; i0 < d[0]; i0++)
+        for (int i1 = 0; i1 < d[1]; i1++) {
+            const float *ra = a + (size_t)i0 * sa[0] + (size_t)i1 * sa[1];
+            float *ry = y + ((size_t)i0 * d[1] + i1) * d[2];
+            if (L->kind == OP_EXPAND) {
+                for (int i2 = 0; i2 < d[2]; i2++) ry[i2] = ra[(size_t)i2 * sa[2]];
+                continue;
+            }
+            const float *rb = b + (size_t)i0 * sb[0] + (size_t)i1 * sb[1];
+            if (L->kind == OP_ADD)
+                for (int i2 = 0; i2 < d[2]; i2++) ry[i2] = ra[(size_t)i2 * sa[2]] + rb[(size_t)i2 * sb[2]];
+            else
+                for (int i2 = 0; i2 < d[2]; i2++) ry[i2] = ra[(size_t)i2 * sa[2]] * rb[(size_t)i2 * sb[2]];
+        }
+}
+
+static int graph_samples(void *ctx, int r0, int r1) {
+    const graph_part *g = ctx;
+    const layer *L = g->L;
+    size_t out_n = (size_t)gm_shape_size(L->out);
+    for (int b = r0; b < r1; b++) {
+        switch (L->kind) {
+        case OP_ADD:
+        case OP_MUL:
+            broadcast_sample(L, g->x[0] + (size_t)b * gm_shape_size(L->ins[0]),
+                             g->x[1] + (size_t)b * gm_shape_size(L->ins[1]), g->y[0] + (size_t)b * out_n);
+            break;
+        case OP_EXPAND:
+            broadcast_sample(L, g->x[0] + (size_t)b * gm_shape_size(L->in), NULL, g->y[0] + (size_t)b * out_n);
+            break;
+        case OP_CONCAT: {
+            /* each input contributes a block of span(axis) values per outer index */
+            size_t outer = span(L->out, 0) / span(L->out, L->axis), at = 0, row = span(L->out, L->axis);
+            float *y = g->y[0] + (size_t)b * out_n;
+            for (int k = 0; k < L->n_in; k++) {
+                size_t blk = span(L->ins[k], L->axis), n = (size_t)gm_shape_size(L->ins[k]);
+                const float *x = g->x[k] + (size_t)b * n;
+                for (size_t o = 0; o < outer; o++) memcpy(y + o * row + at, x + o * blk, blk * sizeof *y);
+                at += blk;
+            }
+            break;
+        }
+        case OP_SPLIT: {
+            size_t in_n = (size_t)gm_shape_size(L->in), row = span(L->in, L->axis), outer = in_n / row, at = 0;
+            const float *x = g->x[0] + (size_t)b * in_n;
+            for (int k = 0; k < L->n_out; k++) {
+                size_t blk = span(L->outs[k], L->axis), n = (size_t)gm_shape_size(L->outs[k]);
+                float *y = g->y[k] + (size_t)b * n;
+                for (size_t o = 0; o < outer; o++) memcpy(y + o * blk, x + o * row + at, blk * sizeof *y);
+                at += blk;
+            }
+            break;
+        }
+        case OP_EMBEDDING: {
+            /* the label arrives as a float; one that is not a row index has
+             * no embedding (PyTorch raises): NaN makes that visible */
+            float v = g->x[0][b], *y = g->y[0] + (size_t)b * out_n;
+            if (v >= 0 && v < (float)L->rows && v == floorf(v))
+                memcpy(y, L->weight + (size_t)v * out_n, out_n * sizeof *y);
+            else
+                for (size_t i = 0; i < out_n; i++) y[i] = NAN;
+            break;
+        }
+        default: break;
+        }
+    }
+    return 0;
+}
+
+void op_graph(const layer *L, int B, const float *const *x, float *const *y) {
+    graph_part g = {L, x, y};
+    op_split_values(B, (size_t)gm_shape_size(L->out) * (L->kind == OP_SPLIT ? 1 : L->n_in), graph_samples, &g);
+}
