@@ -171,8 +171,112 @@ def gan_fixture(name, h, w, C, Z, classes, gen, disc, encoder, dtype, output):
     ref(name, out, {})
 
 
+# ---------- layer graphs: one file of op cases ----------
+
+class GraphCases:
+    """Cases of graph_ops.safetensors: for case c, metadata "c.graph" (the
+    graph JSON, written by hand next to the PyTorch code it stands for) and
+    "c.inputs" (input names in order), tensors "c.in.<name>" [B, ...] (a
+    label is [B] floats holding integers), "c.out" [B, ...] (PyTorch's
+    float32 output) and the case's weights "c.<w>"."""
+
+    def __init__(self):
+        self.tensors, self.meta, self.names = {}, {}, []
+
+    def w(self, case, name, t):
+        key = f"{case}.{name}"
+        self.tensors[key] = t.detach().float().contiguous()
+        return key
+
+    def add(self, case, graph, inputs, out):
+        self.names.append(case)
+        self.meta[case + ".graph"] = graph
+        self.meta[case + ".inputs"] = [k for k, _ in inputs]
+        for k, v in inputs:
+            self.tensors[f"{case}.in.{k}"] = v.float().contiguous()
+        self.tensors[case + ".out"] = out.detach().float().contiguous()
+
+    def write(self, name):
+        self.meta["cases"] = self.names
+        gmfile.write(os.path.join(OUT, name), self.tensors, self.meta)
+
+
+def graph_fixtures():
+    torch.manual_seed(16)
+    g, B, F = GraphCases(), 3, nn.functional
+    with torch.no_grad():
+        # a residual MLP block: h is read twice, so nothing may be fused into its linear
+        x = torch.randn(B, 6)
+        w1, b1, w2 = torch.randn(6, 6) * 0.5, torch.randn(6), torch.randn(6, 6) * 0.5
+        h = x @ w1.T + b1
+        c = "residual"
+        g.add(c, [{"op": "linear", "weight": g.w(c, "w1", w1), "bias": g.w(c, "b1", b1), "name": "h"},
+                  {"op": "relu"}, {"op": "dropout"}, {"op": "linear", "weight": g.w(c, "w2", w2), "name": "r"},
+                  {"op": "add", "inputs": ["h", "r"]}, {"op": "tanh"}],
+              [("x", x)], torch.tanh(h + F.relu(h) @ w2.T))
+
+        # a conditional generator: label -> embedding, z concatenated with
+        # it; a label map expanded over the image and concatenated on
+        # channels; split into halves for a gated (GLU-style) output
+        z, label = torch.randn(B, 4), torch.tensor([2.0, 0.0, 1.0])
+        emb, emb2 = torch.randn(3, 2), torch.randn(3, 3)
+        wl, bl = torch.randn(12, 6) * 0.4, torch.randn(12)
+        wc, bc = torch.randn(4, 6, 3, 3) * 0.3, torch.randn(4)
+        li = label.long()
+        t = (torch.cat([z, emb[li]], 1) @ wl.T + bl).view(B, 3, 2, 2)
+        t = torch.cat([t, emb2[li].view(B, 3, 1, 1).expand(B, 3, 2, 2)], 1)
+        t = F.conv2d(t, wc, bc, padding=1)
+        a, b = torch.split(t, [2, 2], 1)
+        c = "cond_gen"
+        g.add(c, [{"op": "embedding", "weight": g.w(c, "emb", emb), "inputs": ["label"], "name": "e"},
+                  {"op": "concat", "inputs": ["z", "e"], "dim": 0},
+                  {"op": "linear", "weight": g.w(c, "wl", wl), "bias": g.w(c, "bl", bl)},
+                  {"op": "reshape", "shape": [3, 2, 2], "name": "t"},
+                  {"op": "embedding", "weight": g.w(c, "emb2", emb2), "inputs": ["label"]},
+                  {"op": "expand", "shape": [3, 2, 2], "name": "map"},
+                  {"op": "concat", "inputs": ["t", "map"]},
+                  {"op": "conv2d", "weight": g.w(c, "wc", wc), "bias": g.w(c, "bc", bc), "padding": 1},
+                  {"op": "split", "sizes": [2, 2], "dim": -3, "names": ["a", "b"]},
+                  {"op": "sigmoid", "inputs": ["b"], "name": "gate"},
+                  {"op": "mul", "inputs": ["a", "gate"]}],
+              [("z", z), ("label", label)], a * torch.sigmoid(b))
+
+        # broadcasting: a per-channel vector, a [C, 1, 1] and a single value
+        # over a map; concatenation along the last dimension
+        x, v = torch.randn(B, 3, 4, 5), torch.randn(B, 3)
+        s = torch.randn(B, 1)
+        t = x + v.view(B, 3, 1, 1)
+        u = t * s.view(B, 1, 1, 1)
+        c = "broadcast"
+        g.add(c, [{"op": "add", "inputs": ["x", "v"], "name": "t"},
+                  {"op": "mul", "inputs": ["t", "s"], "name": "u"},
+                  {"op": "reshape", "inputs": ["v"], "shape": [3, 1, 1], "name": "v3"},
+                  {"op": "mul", "inputs": ["x", "v3"], "name": "xv"},
+                  {"op": "concat", "inputs": ["u", "xv", "t"], "dim": -1}],
+              [("x", x), ("v", v), ("s", s)], torch.cat([u, x * v.view(B, 3, 1, 1), t], -1))
+    g.write("graph_ops.safetensors")
+
+    # a GAN generator fed by name, in its own argument order:
+    # forward(label, z, onehot, code), the code at its prior mean (zeros)
+    emb, wl, bl = torch.randn(2, 2), torch.randn(16, 9) * 0.5, torch.randn(16)
+    graph = [{"op": "embedding", "weight": "gen.emb", "inputs": ["label"], "name": "e"},
+             {"op": "concat", "inputs": ["z", "e", "onehot", "code"]},
+             {"op": "linear", "weight": "gen.wl", "bias": "gen.bl"}, {"op": "tanh"}]
+    model("gan_graph", {"gen.emb": emb, "gen.wl": wl, "gen.bl": bl},
+          {"gm.family": "gan", "gm.image": "4x4x1", "gm.latent_dim": "3", "gm.num_classes": "2",
+           "gm.class_names": ["a", "b"], "gm.generator": graph,
+           "gm.generator_inputs": ["label", "z", "onehot", "code"], "gm.code_dim": "2"})
+    z, labels = torch.randn(4, 3), torch.tensor([1, 0, 0, 1])
+    with torch.no_grad():
+        y = torch.tanh(torch.cat([z, emb[labels], F.one_hot(labels, 2).float(), torch.zeros(4, 2)], 1) @ wl.T + bl)
+    ref("gan_graph", {"z": z, "labels": labels, "pixels": ((y + 1) / 2).clamp(0, 1)}, {})
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
+    if sys.argv[2:] == ["graph"]:  # only the graph cases: the other fixtures stay as committed
+        graph_fixtures()
+        return
     nade_fixture("nade_tiny", 2, 5, 6, relu=False, order_dtype=None, scale=1.0, n_inputs="all")
     nade_fixture("nade_tiny_relu", 3, 3, 7, relu=True, order_dtype=torch.int32, scale=1.0, n_inputs="all")
     nade_fixture("nade_ref", 28, 28, 64, relu=False, order_dtype=torch.int64, scale=0.1, n_inputs=8)
@@ -201,6 +305,7 @@ def main():
                 nn.Sequential(nn.Linear(5, 8 * 3 * 3), nn.ReLU(), nn.Unflatten(1, (8, 3, 3)),
                               nn.ConvTranspose2d(8, 3, 4, 2, 1), nn.Sigmoid()),
                 None, None, torch.bfloat16, "sigmoid")
+    graph_fixtures()
     print("fixtures written to", OUT)
 
 

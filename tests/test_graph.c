@@ -1,0 +1,383 @@
+/*
+ * test_graph.c - layer graphs: named values, several inputs, the ops that
+ * combine values, and the rewrites that must respect who reads what.
+ *
+ * Each op is checked against its definition written here as a float64
+ * loop over indices (the reference), on random inputs, at batch 1 and 5;
+ * the cases of tests/fixtures/graph_ops.safetensors are checked against
+ * PyTorch's float32 outputs (tests/make_fixtures.py). Tolerance 1e-4
+ * relative to the output's scale, as for every network.
+ */
+#include "gm/layers.h"
+#include "gm/model.h"
+#include "testutil.h"
+
+/* ---- an in-memory file of named float tensors ---- */
+
+typedef struct {
+    const char *name;
+    int ndim, shape[4];
+    const float *data;
+} tdef;
+
+static gm_st *make_st(const tdef *t, int n) {
+    char header[8192];
+    size_t at = (size_t)snprintf(header, sizeof header, "{"), off = 0, total = 0;
+    for (int i = 0; i < n; i++) {
+        size_t numel = 1;
+        for (int d = 0; d < t[i].ndim; d++) numel *= (size_t)t[i].shape[d];
+        total += numel;
+    }
+    float *data = calloc(total ? total : 1, sizeof *data);
+    assert_non_null(data);
+    for (int i = 0; i < n; i++) {
+        size_t numel = 1;
+        at += (size_t)snprintf(header + at, sizeof header - at, "%s\"%s\":{\"dtype\":\"F32\",\"shape\":[", i ? "," : "",
+                               t[i].name);
+        for (int d = 0; d < t[i].ndim; d++) {
+            numel *= (size_t)t[i].shape[d];
+            at += (size_t)snprintf(header + at, sizeof header - at, "%s%d", d ? "," : "", t[i].shape[d]);
+        }
+        at += (size_t)snprintf(header + at, sizeof header - at, "],\"data_offsets\":[%zu,%zu]}", off * 4,
+                               (off + numel) * 4);
+        memcpy(data + off, t[i].data, numel * sizeof *data);
+        off += numel;
+    }
+    snprintf(header + at, sizeof header - at, "}");
+    size_t len;
+    uint8_t *buf = st_build(header, data, total * sizeof *data, &len);
+    char err[GM_ERR_LEN];
+    gm_st *st = gm_st_parse("graph.safetensors", buf, len, err);
+    free(buf);
+    free(data);
+    if (!st) print_error("%s\n", err);
+    assert_non_null(st);
+    return st;
+}
+
+static unsigned rng_state = 12345;
+static float frand(void) { /* uniform in [-1, 1) */
+    rng_state = rng_state * 1664525u + 1013904223u;
+    return (float)((rng_state >> 8) / 8388608.0 - 1.0);
+}
+static float *rand_floats(size_t n) {
+    float *p = malloc(n * sizeof *p);
+    assert_non_null(p);
+    for (size_t i = 0; i < n; i++) p[i] = frand();
+    return p;
+}
+
+static gm_net *build(const gm_st *st, const char *json, int n, const gm_net_input *in) {
+    char err[GM_ERR_LEN] = "";
+    gm_net *net = gm_net_build_inputs(st, "gm.test", json, n, in, err);
+    if (!net) print_error("%s\n", err);
+    assert_non_null(net);
+    return net;
+}
+
+/* Runs net on in[] (B samples) and compares with want (float64). */
+static void check_forward(const char *what, const gm_net *net, int B, const float *const *in, const double *want) {
+    size_t n = (size_t)B * gm_shape_size(gm_net_out_shape(net));
+    float *got = malloc(n * sizeof *got), *w = malloc(n * sizeof *w);
+    assert_non_null(got);
+    assert_non_null(w);
+    assert_int_equal(gm_net_forward_inputs(net, B, in, got), 0);
+    for (size_t i = 0; i < n; i++) w[i] = (float)want[i];
+    assert_close_f(what, got, w, n, 1e-4);
+    free(got);
+    free(w);
+}
+
+/* ---- add / mul broadcasting, concat, split, expand ---- */
+
+enum { C = 3, H = 4, W = 5, P = H * W, BMAX = 5 };
+
+static void test_add_mul_broadcast(void **state) {
+    gm_st *st = make_st(NULL, 0);
+    /* x [C,H,W] with: a same-shape y, a [C] vector, a [C,1,1] map, a [1] */
+    gm_net_input in[4] = {{"x", gm_shape3(C, H, W)}, {"y", gm_shape3(C, H, W)}, {"v", gm_shape1(C)}, {"s", gm_shape1(1)}};
+    const char *json = "[{\"op\":\"add\",\"inputs\":[\"x\",\"y\"],\"name\":\"a\"},"
+                       "{\"op\":\"mul\",\"inputs\":[\"v\",\"a\"],\"name\":\"b\"},"
+                       "{\"op\":\"reshape\",\"inputs\":[\"v\"],\"shape\":[3,1,1],\"name\":\"v3\"},"
+                       "{\"op\":\"add\",\"inputs\":[\"b\",\"v3\"],\"name\":\"c\"},"
+                       "{\"op\":\"mul\",\"inputs\":[\"c\",\"s\"]}]";
+    gm_net *net = build(st, json, 4, in);
+    for (int B = 1; B <= BMAX; B += BMAX - 1) {
+        float *x = rand_floats((size_t)B * C * P), *y = rand_floats((size_t)B * C * P), *v = rand_floats((size_t)B * C),
+              *s = rand_floats((size_t)B);
+        double *want = malloc((size_t)B * C * P * sizeof *want);
+        for (int b = 0; b < B; b++)
+            for (int c = 0; c < C; c++)
+                for (int p = 0; p < P; p++) {
+                    size_t i = ((size_t)b * C + c) * P + p;
+                    double vc = v[b * C + c];
+                    want[i] = (vc * ((double)x[i] + y[i]) + vc) * s[b];
+                }
+        const float *ins[4] = {x, y, v, s};
+        check_forward("add/mul broadcast", net, B, ins, want);
+        free(x), free(y), free(v), free(s), free(want);
+    }
+    gm_net_free(net);
+    gm_st_free(st);
+}
+
+static void test_concat_split_expand(void **state) {
+    gm_st *st = make_st(NULL, 0);
+    /* x [C,H,W] split on W into 2 + 3, the halves swapped back together;
+     * a [2] vector expanded to [2,H,W] and concatenated on channels; then
+     * split on channels into three and the middle one kept */
+    gm_net_input in[2] = {{"x", gm_shape3(C, H, W)}, {"v", gm_shape1(2)}};
+    const char *json = "[{\"op\":\"split\",\"sizes\":[2,3],\"dim\":2,\"names\":[\"l\",\"r\"]},"
+                       "{\"op\":\"concat\",\"inputs\":[\"r\",\"l\"],\"dim\":-1,\"name\":\"sw\"},"
+                       "{\"op\":\"expand\",\"inputs\":[\"v\"],\"shape\":[2,4,5],\"name\":\"m\"},"
+                       "{\"op\":\"concat\",\"inputs\":[\"sw\",\"m\"]},"
+                       "{\"op\":\"split\",\"sizes\":[1,3,1],\"names\":[\"p\",\"q\",\"t\"]},"
+                       "{\"op\":\"flatten\",\"inputs\":[\"q\"]}]";
+    gm_net *net = build(st, json, 2, in);
+    assert_int_equal(gm_shape_size(gm_net_out_shape(net)), 3 * P);
+    for (int B = 1; B <= BMAX; B += BMAX - 1) {
+        float *x = rand_floats((size_t)B * C * P), *v = rand_floats((size_t)B * 2);
+        double *want = malloc((size_t)B * 3 * P * sizeof *want);
+        for (int b = 0; b < B; b++)
+            for (int c = 1; c < 4; c++) /* channels 1..3 of the 5-channel concat */
+                for (int h = 0; h < H; h++)
+                    for (int w = 0; w < W; w++) {
+                        double val;
+                        if (c < C) {
+                            int src = w < 3 ? w + 2 : w - 3; /* [r (cols 2..4), l (cols 0..1)] */
+                            val = x[(((size_t)b * C + c) * H + h) * W + src];
+                        } else {
+                            val = v[b * 2 + (c - C)];
+                        }
+                        want[(((size_t)b * 3 + c - 1) * H + h) * W + w] = val;
+                    }
+        const float *ins[2] = {x, v};
+        check_forward("concat/split/expand", net, B, ins, want);
+        free(x), free(v), free(want);
+    }
+    gm_net_free(net);
+    gm_st_free(st);
+}
+
+/* ---- embedding: a label (one float holding an integer) to a row ---- */
+
+static void test_embedding(void **state) {
+    enum { NUM = 4, DIM = 3 };
+    float *table = rand_floats(NUM * DIM);
+    tdef t[1] = {{"emb", 2, {NUM, DIM}, table}};
+    gm_st *st = make_st(t, 1);
+    gm_net_input in[2] = {{"z", gm_shape1(2)}, {"label", gm_shape0()}};
+    gm_net *net = build(st,
+                        "[{\"op\":\"embedding\",\"weight\":\"emb\",\"inputs\":[\"label\"],\"name\":\"e\"},"
+                                    "{\"op\":\"concat\",\"inputs\":[\"e\",\"z\"]}]",
+                        2, in);
+    float z[2 * NUM], label[NUM];
+    double want[NUM * (DIM + 2)];
+    for (int b = 0; b < NUM; b++) {
+        label[b] = (float)(NUM - 1 - b);
+        z[2 * b] = frand(), z[2 * b + 1] = frand();
+        for (int d = 0; d < DIM; d++) want[b * (DIM + 2) + d] = table[(NUM - 1 - b) * DIM + d];
+        want[b * (DIM + 2) + DIM] = z[2 * b], want[b * (DIM + 2) + DIM + 1] = z[2 * b + 1];
+    }
+    const float *ins[2] = {z, label};
+    check_forward("embedding", net, NUM, ins, want);
+    /* an index outside the table, or not an integer, has no embedding */
+    float bad[3] = {-1.0f, (float)NUM, 0.5f}, out[3 * (DIM + 2)];
+    const float *bins[2] = {z, bad};
+    assert_int_equal(gm_net_forward_inputs(net, 3, bins, out), 0);
+    for (int b = 0; b < 3; b++) assert_true(isnan(out[b * (DIM + 2)]));
+    gm_net_free(net);
+    gm_st_free(st);
+    free(table);
+}
+
+/* ---- folding and fusion only where nothing else reads the value ---- */
+
+static void test_fold_respects_readers(void **state) {
+    enum { N = 4 };
+    float *w = rand_floats(N * N), *bias = rand_floats(N), *mean = rand_floats(N), var[N];
+    for (int i = 0; i < N; i++) var[i] = 0.5f + (float)i;
+    tdef t[4] = {{"w", 2, {N, N}, w}, {"b", 1, {N}, bias}, {"m", 1, {N}, mean}, {"v", 1, {N}, var}};
+    gm_st *st = make_st(t, 4);
+    gm_net_input in = {"x", gm_shape1(N)};
+    /* h = linear(x) is read by the batch_norm and by the add: the BN must
+     * stay; its own output, read only by the relu, takes the relu's place
+     * nowhere (a BN has no fused activation), so 4 ops remain */
+    gm_net *net = build(st,
+                        "[{\"op\":\"linear\",\"weight\":\"w\",\"bias\":\"b\",\"name\":\"h\"},"
+                                    "{\"op\":\"batch_norm\",\"mean\":\"m\",\"var\":\"v\"},{\"op\":\"relu\",\"name\":\"r\"},"
+                                    "{\"op\":\"add\",\"inputs\":[\"h\",\"r\"]}]",
+                        1, &in);
+    assert_int_equal(gm_net_layers(net), 4);
+    /* the same chain without the skip folds the BN and fuses the relu */
+    gm_net *chain = build(st,
+                          "[{\"op\":\"linear\",\"weight\":\"w\",\"bias\":\"b\",\"name\":\"h\"},{\"op\":\"dropout\"},"
+                                      "{\"op\":\"batch_norm\",\"mean\":\"m\",\"var\":\"v\"},{\"op\":\"relu\",\"name\":\"r\"}]",
+                          1, &in);
+    assert_int_equal(gm_net_layers(chain), 1);
+    for (int B = 1; B <= BMAX; B += BMAX - 1) {
+        float *x = rand_floats((size_t)B * N);
+        double want[BMAX * N], want_chain[BMAX * N];
+        for (int b = 0; b < B; b++)
+            for (int o = 0; o < N; o++) {
+                double h = bias[o];
+                for (int i = 0; i < N; i++) h += (double)w[o * N + i] * x[b * N + i];
+                double r = (h - mean[o]) / sqrt(var[o] + 1e-5);
+                r = r > 0 ? r : 0;
+                want[b * N + o] = h + r;
+                want_chain[b * N + o] = r;
+            }
+        const float *ins[1] = {x};
+        check_forward("residual after linear", net, B, ins, want);
+        check_forward("folded chain", chain, B, ins, want_chain);
+        free(x);
+    }
+    gm_net_free(net);
+    gm_net_free(chain);
+    gm_st_free(st);
+    free(w), free(bias), free(mean);
+}
+
+/* Many values alive at once: each keeps its own buffer until its last
+ * reader, however the buffers are reused. */
+static void test_many_live_values(void **state) {
+    gm_st *st = make_st(NULL, 0);
+    gm_net_input in = {"x", gm_shape1(2)};
+    gm_net *net = build(st,
+                        "[{\"op\":\"tanh\",\"name\":\"a\"},{\"op\":\"sigmoid\",\"name\":\"b\"},"
+                                    "{\"op\":\"relu\",\"inputs\":[\"x\"],\"name\":\"c\"},"
+                                    "{\"op\":\"mul\",\"inputs\":[\"a\",\"x\"],\"name\":\"d\"},"
+                                    "{\"op\":\"add\",\"inputs\":[\"d\",\"c\"],\"name\":\"e\"},"
+                                    "{\"op\":\"concat\",\"inputs\":[\"e\",\"a\",\"b\",\"c\",\"d\",\"x\"]}]",
+                        1, &in);
+    for (int B = 1; B <= BMAX; B += BMAX - 1) {
+        float *x = rand_floats((size_t)B * 2);
+        double want[BMAX * 12];
+        for (int b = 0; b < B; b++)
+            for (int j = 0; j < 2; j++) {
+                double v = x[b * 2 + j], a = tanh(v), bb = 1 / (1 + exp(-a)), c = v > 0 ? v : 0, d = a * v;
+                double vals[6] = {d + c, a, bb, c, d, v};
+                for (int k = 0; k < 6; k++) want[b * 12 + k * 2 + j] = vals[k];
+            }
+        const float *ins[1] = {x};
+        check_forward("many live values", net, B, ins, want);
+        free(x);
+    }
+    gm_net_free(net);
+    gm_st_free(st);
+}
+
+/* ---- refusals name the op, the values and both shapes ---- */
+
+static void test_graph_refusals(void **state) {
+    float w[12] = {0};
+    tdef t[1] = {{"w", 2, {3, 4}, w}};
+    gm_st *st = make_st(t, 1);
+    gm_net_input in[2] = {{"x", gm_shape3(2, 3, 4)}, {"v", gm_shape1(4)}};
+    struct {
+        const char *json;
+        const char *must[4];
+    } cases[] = {
+        {"[{\"op\":\"add\",\"inputs\":[\"x\",\"v\"]}]", {"layer 0 (add)", "'x' [2, 3, 4]", "'v' [4]", "broadcast"}},
+        {"[{\"op\":\"relu\",\"inputs\":[\"nope\"]}]", {"layer 0 (relu)", "'nope'", "earlier op"}},
+        {"[{\"op\":\"relu\",\"name\":\"x\"}]", {"layer 0 (relu)", "'x'", "already taken"}},
+        {"[{\"op\":\"add\"}]", {"layer 0 (add)", "\"inputs\"", "2"}},
+        {"[{\"op\":\"relu\",\"inputs\":[\"x\",\"v\"]}]", {"layer 0 (relu)", "\"inputs\"", "1"}},
+        {"[{\"op\":\"concat\",\"inputs\":[\"x\",\"v\"]}]", {"layer 0 (concat)", "'v' [4]", "'x' [2, 3, 4]"}},
+        {"[{\"op\":\"concat\",\"inputs\":[\"x\",\"x\"],\"dim\":3}]", {"layer 0 (concat)", "\"dim\"", "[2, 3, 4]"}},
+        {"[{\"op\":\"split\",\"sizes\":[1,2],\"names\":[\"a\",\"b\"]},{\"op\":\"relu\"}]",
+         {"layer 0 (split)", "add up to 3", "[2, 3, 4]"}},
+        {"[{\"op\":\"split\",\"sizes\":[1],\"names\":[\"a\",\"b\"]},{\"op\":\"relu\"}]",
+         {"layer 0 (split)", "\"sizes\"", "one size per name"}},
+        {"[{\"op\":\"relu\"},{\"op\":\"split\",\"sizes\":[1,1],\"names\":[\"a\",\"b\"]}]",
+         {"layer 1 (split)", "one output"}},
+        {"[{\"op\":\"expand\",\"inputs\":[\"v\"],\"shape\":[3,2,2]}]", {"layer 0 (expand)", "[4]", "entry 0"}},
+        {"[{\"op\":\"embedding\",\"weight\":\"w\",\"inputs\":[\"v\"]}]", {"layer 0 (embedding)", "[4]", "one index"}},
+        {"[{\"op\":\"relu\",\"name\":\"\"}]", {"layer 0 (relu)", "\"name\"", "1 to 63"}},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char err[GM_ERR_LEN] = "";
+        gm_net *net = gm_net_build_inputs(st, "gm.test", cases[i].json, 2, in, err);
+        int ok = !net && strstr(err, "gm.test");
+        for (int k = 0; k < 4 && cases[i].must[k]; k++) ok = ok && strstr(err, cases[i].must[k]);
+        if (!ok) {
+            print_error("case %zu %s: expected a refusal naming %s..., got %s: \"%s\"\n", i, cases[i].json,
+                        cases[i].must[0], net ? "success" : "error", err);
+            gm_net_free(net);
+            fail();
+        }
+    }
+    gm_st_free(st);
+}
+
+/* ---- the PyTorch cases ---- */
+
+static void test_pytorch_cases(void **state) {
+    gm_st *st = load_ref("graph_ops.safetensors");
+    json_t *cases = json_loads(gm_st_meta(st, "cases"), 0, NULL);
+    assert_true(json_array_size(cases) > 0);
+    for (size_t c = 0; c < json_array_size(cases); c++) {
+        const char *name = json_string_value(json_array_get(cases, c));
+        char key[256];
+        snprintf(key, sizeof key, "%s.inputs", name);
+        json_t *names = json_loads(gm_st_meta(st, key), 0, NULL);
+        gm_net_input in[GM_NET_MAX_INPUTS];
+        const float *x[GM_NET_MAX_INPUTS];
+        char keys[GM_NET_MAX_INPUTS][256];
+        int B = 0, n = (int)json_array_size(names);
+        for (int i = 0; i < n; i++) {
+            snprintf(keys[i], sizeof keys[i], "%s.in.%s", name, json_string_value(json_array_get(names, i)));
+            const gm_tensor *t = gm_st_tensor(st, keys[i]);
+            assert_non_null(t);
+            B = (int)t->shape[0];
+            in[i].name = json_string_value(json_array_get(names, i));
+            in[i].shape = (gm_shape){t->ndim - 1, {0, 0, 0}};
+            for (int d = 1; d < t->ndim; d++) in[i].shape.dim[d - 1] = (int)t->shape[d];
+            x[i] = t->f32;
+        }
+        snprintf(key, sizeof key, "%s.graph", name);
+        char err[GM_ERR_LEN] = "";
+        gm_net *net = gm_net_build_inputs(st, name, gm_st_meta(st, key), n, in, err);
+        if (!net) print_error("%s\n", err);
+        assert_non_null(net);
+        snprintf(key, sizeof key, "%s.out", name);
+        const gm_tensor *want = gm_st_tensor(st, key);
+        assert_non_null(want);
+        assert_int_equal((int64_t)B * gm_shape_size(gm_net_out_shape(net)), want->numel);
+        float *got = malloc((size_t)want->numel * sizeof *got);
+        assert_int_equal(gm_net_forward_inputs(net, B, x, got), 0);
+        assert_close_f(name, got, want->f32, (size_t)want->numel, 1e-4);
+        free(got);
+        gm_net_free(net);
+        json_decref(names);
+    }
+    json_decref(cases);
+    gm_st_free(st);
+}
+
+/* A GAN generator whose file names its inputs (label, z, onehot, code)
+ * receives each by name, in its own order. */
+static void test_gan_named_inputs(void **state) {
+    gm_model *m = load_model("gan_graph.safetensors");
+    gm_st *ref = load_ref("gan_graph.ref.safetensors");
+    const gm_model_info *info = gm_model_get_info(m);
+    const gm_tensor *z = gm_st_tensor(ref, "z"), *lt = gm_st_tensor(ref, "labels");
+    int B = (int)z->shape[0], labels[8];
+    for (int r = 0; r < B; r++) labels[r] = (int)lt->i64[r];
+    float px[8 * 16];
+    assert_int_equal(info->dim, 16);
+    assert_int_equal(gm_model_decode(m, B, z->f32, labels, px), 0);
+    assert_close_f("gan_graph pixels", px, ref_f32(ref, "pixels"), (size_t)B * info->dim, 1e-4);
+    gm_st_free(ref);
+    gm_model_free(m);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_add_mul_broadcast),   cmocka_unit_test(test_concat_split_expand),
+        cmocka_unit_test(test_embedding),           cmocka_unit_test(test_fold_respects_readers),
+        cmocka_unit_test(test_many_live_values),    cmocka_unit_test(test_graph_refusals),
+        cmocka_unit_test(test_pytorch_cases),       cmocka_unit_test(test_gan_named_inputs),
+    };
+    return cmocka_run_group_tests_name("layer graphs", tests, NULL, NULL);
+}
