@@ -254,6 +254,57 @@ def graph_fixtures():
                   {"op": "mul", "inputs": ["x", "v3"], "name": "xv"},
                   {"op": "concat", "inputs": ["u", "xv", "t"], "dim": -1}],
               [("x", x), ("v", v), ("s", s)], torch.cat([u, x * v.view(B, 3, 1, 1), t], -1))
+
+        # convolutions: groups, dilation, non-square kernel / stride / padding, "same"
+        x = torch.randn(B, 4, 7, 6)
+        c1 = nn.Conv2d(4, 6, (3, 2), stride=(2, 1), padding=(1, 0), groups=2)
+        c2 = nn.Conv2d(6, 6, 3, padding="same", dilation=(2, 1), groups=6)
+        c3 = nn.Conv2d(6, 4, (4, 3), padding="same")
+        t1 = nn.ConvTranspose2d(4, 6, (3, 2), stride=(2, 3), padding=(1, 0), output_padding=(1, 2), groups=2)
+        t2 = nn.ConvTranspose2d(6, 3, 3, stride=2, dilation=2, padding=1, groups=3)
+        bn = randomize_bn(nn.BatchNorm2d(6))
+        c = "convs"
+        conv = lambda m, n, **kw: dict({"op": "conv2d", "weight": g.w(c, n + ".w", m.weight),
+                                        "bias": g.w(c, n + ".b", m.bias)}, **kw)
+        convt = lambda m, n, **kw: dict({"op": "conv_transpose2d", "weight": g.w(c, n + ".w", m.weight),
+                                         "bias": g.w(c, n + ".b", m.bias)}, **kw)
+        g.add(c, [conv(c1, "c1", stride=[2, 1], padding=[1, 0], groups=2),
+                  {"op": "batch_norm", "weight": g.w(c, "bn.g", bn.weight), "bias": g.w(c, "bn.b", bn.bias),
+                   "mean": g.w(c, "bn.m", bn.running_mean), "var": g.w(c, "bn.v", bn.running_var)},
+                  {"op": "relu"},
+                  conv(c2, "c2", padding="same", dilation=[2, 1], groups=6),
+                  conv(c3, "c3", padding="same"),
+                  convt(t1, "t1", stride=[2, 3], padding=[1, 0], output_padding=[1, 2], groups=2),
+                  convt(t2, "t2", stride=2, dilation=2, padding=1, groups=3)],
+              [("image", x)], t2(t1(c3(c2(F.relu(bn(c1(x))))))))
+
+        # a ResNet block with reflection padding, and DCGAN-style upsampling
+        x = torch.randn(B, 3, 5, 6)
+        r1, r2 = nn.Conv2d(3, 3, 3), nn.Conv2d(3, 3, 3)
+        u1 = nn.Conv2d(3, 2, 3, padding=1)
+        h = x + r2(F.pad(F.relu(r1(F.pad(x, [1, 1, 1, 1], mode="reflect"))), [1, 1, 1, 1], mode="replicate"))
+        up = u1(F.interpolate(h, scale_factor=2, mode="nearest"))
+        out = torch.cat([F.interpolate(up, size=(7, 9), mode="bilinear", align_corners=False),
+                         F.interpolate(up, size=(7, 9), mode="bilinear", align_corners=True),
+                         F.interpolate(up, size=(7, 9), mode="nearest"),
+                         F.interpolate(F.pad(up, [2, 1, 0, 1], value=1.5), size=(7, 9))], 1)
+        c = "resblock_upsample"
+        g.add(c, [{"op": "pad", "pad": [1, 1, 1, 1], "mode": "reflect"},
+                  {"op": "conv2d", "weight": g.w(c, "r1.w", r1.weight), "bias": g.w(c, "r1.b", r1.bias)},
+                  {"op": "relu"}, {"op": "pad", "pad": [1, 1, 1, 1], "mode": "replicate"},
+                  {"op": "conv2d", "weight": g.w(c, "r2.w", r2.weight), "bias": g.w(c, "r2.b", r2.bias), "name": "r"},
+                  {"op": "add", "inputs": ["image", "r"]},
+                  {"op": "upsample", "scale_factor": 2, "mode": "nearest"},
+                  {"op": "conv2d", "weight": g.w(c, "u1.w", u1.weight), "bias": g.w(c, "u1.b", u1.bias),
+                   "padding": 1, "name": "up"},
+                  {"op": "upsample", "inputs": ["up"], "size": [7, 9], "mode": "bilinear", "name": "b0"},
+                  {"op": "upsample", "inputs": ["up"], "size": [7, 9], "mode": "bilinear", "align_corners": True,
+                   "name": "b1"},
+                  {"op": "upsample", "inputs": ["up"], "size": [7, 9], "name": "n0"},
+                  {"op": "pad", "inputs": ["up"], "pad": [2, 1, 0, 1], "value": 1.5},
+                  {"op": "upsample", "size": [7, 9], "name": "n1"},
+                  {"op": "concat", "inputs": ["b0", "b1", "n0", "n1"]}],
+              [("image", x)], out)
     g.write("graph_ops.safetensors")
 
     # a GAN generator fed by name, in its own argument order:

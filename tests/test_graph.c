@@ -310,6 +310,226 @@ static void test_graph_refusals(void **state) {
     gm_st_free(st);
 }
 
+/* ---- convolutions: groups, dilation, non-square, "same" ---- */
+
+typedef struct {
+    bool transposed;
+    int ci, co, h, w, kh, kw, sh, sw, ph, pw, dh, dw, g, oph, opw;
+    bool same, bn; /* padding "same"; a batch_norm after it (folded) */
+} conv_case;
+
+/* The definition: every (output, input, tap) triple that lines up. */
+static void conv_reference(const conv_case *k, const float *x, const float *wt, const float *bias, double *y, int ho,
+                           int wo) {
+    int cig = k->ci / k->g, cog = k->co / k->g;
+    int pt = k->same ? k->dh * (k->kh - 1) / 2 : k->ph, pl = k->same ? k->dw * (k->kw - 1) / 2 : k->pw;
+    for (int i = 0; i < k->co * ho * wo; i++) y[i] = bias[i / (ho * wo)];
+    for (int ci = 0; ci < k->ci; ci++)
+        for (int j = 0; j < cog; j++) {
+            int co = ci / cig * cog + j;
+            for (int ky = 0; ky < k->kh; ky++)
+                for (int kx = 0; kx < k->kw; kx++)
+                    if (k->transposed) {
+                        double wv = wt[((ci * cog + j) * k->kh + ky) * k->kw + kx];
+                        for (int iy = 0; iy < k->h; iy++)
+                            for (int ix = 0; ix < k->w; ix++) {
+                                int oy = iy * k->sh - k->ph + ky * k->dh, ox = ix * k->sw - k->pw + kx * k->dw;
+                                if (oy >= 0 && oy < ho && ox >= 0 && ox < wo)
+                                    y[(co * ho + oy) * wo + ox] += wv * x[(ci * k->h + iy) * k->w + ix];
+                            }
+                    } else {
+                        double wv = wt[((co * cig + ci % cig) * k->kh + ky) * k->kw + kx];
+                        for (int oy = 0; oy < ho; oy++)
+                            for (int ox = 0; ox < wo; ox++) {
+                                int iy = oy * k->sh - pt + ky * k->dh, ix = ox * k->sw - pl + kx * k->dw;
+                                if (iy >= 0 && iy < k->h && ix >= 0 && ix < k->w)
+                                    y[(co * ho + oy) * wo + ox] += wv * x[(ci * k->h + iy) * k->w + ix];
+                            }
+                    }
+        }
+}
+
+static void check_conv(const conv_case *k) {
+    int wn = k->transposed ? k->ci * (k->co / k->g) * k->kh * k->kw : k->co * (k->ci / k->g) * k->kh * k->kw;
+    float *wt = rand_floats((size_t)wn), *bias = rand_floats((size_t)k->co), *mean = rand_floats((size_t)k->co);
+    float var[64];
+    for (int c = 0; c < k->co; c++) var[c] = 0.3f + 0.1f * (float)c;
+    tdef t[4] = {{"w", 4, {k->transposed ? k->ci : k->co, k->transposed ? k->co / k->g : k->ci / k->g, k->kh, k->kw}, wt},
+                 {"b", 1, {k->co}, bias}, {"m", 1, {k->co}, mean}, {"v", 1, {k->co}, var}};
+    gm_st *st = make_st(t, 4);
+    char json[512], pad[64];
+    if (k->same)
+        snprintf(pad, sizeof pad, "\"same\"");
+    else
+        snprintf(pad, sizeof pad, "[%d,%d]", k->ph, k->pw);
+    int at = snprintf(json, sizeof json,
+                      "[{\"op\":\"%s\",\"weight\":\"w\",\"bias\":\"b\",\"stride\":[%d,%d],\"padding\":%s,"
+                      "\"dilation\":[%d,%d],\"groups\":%d",
+                      k->transposed ? "conv_transpose2d" : "conv2d", k->sh, k->sw, pad, k->dh, k->dw, k->g);
+    if (k->transposed) at += snprintf(json + at, sizeof json - at, ",\"output_padding\":[%d,%d]", k->oph, k->opw);
+    snprintf(json + at, sizeof json - at, "}%s]",
+             k->bn ? ",{\"op\":\"batch_norm\",\"mean\":\"m\",\"var\":\"v\"}" : "");
+    gm_net_input in = {"image", gm_shape3(k->ci, k->h, k->w)};
+    gm_net *net = build(st, json, 1, &in);
+    assert_int_equal(gm_net_layers(net), 1);
+    gm_shape os = gm_net_out_shape(net);
+    int ho = os.dim[1], wo = os.dim[2], n_in = k->ci * k->h * k->w, n_out = k->co * ho * wo;
+    int want_ho = k->transposed ? (k->h - 1) * k->sh - 2 * k->ph + k->dh * (k->kh - 1) + k->oph + 1
+                  : k->same     ? k->h
+                                : (k->h + 2 * k->ph - k->dh * (k->kh - 1) - 1) / k->sh + 1;
+    assert_int_equal(ho, want_ho);
+    for (int B = 1; B <= 3; B += 2) {
+        float *x = rand_floats((size_t)B * n_in);
+        double *want = malloc((size_t)B * n_out * sizeof *want);
+        for (int b = 0; b < B; b++) {
+            conv_reference(k, x + (size_t)b * n_in, wt, bias, want + (size_t)b * n_out, ho, wo);
+            for (int i = 0; k->bn && i < n_out; i++) {
+                int c = i / (ho * wo);
+                want[(size_t)b * n_out + i] = (want[(size_t)b * n_out + i] - mean[c]) / sqrt(var[c] + 1e-5);
+            }
+        }
+        const float *ins[1] = {x};
+        check_forward(json, net, B, ins, want);
+        free(x);
+        free(want);
+    }
+    gm_net_free(net);
+    gm_st_free(st);
+    free(wt), free(bias), free(mean);
+}
+
+static void test_conv_general(void **state) {
+    const conv_case cases[] = {
+        /* conv2d: groups, dilation, non-square kernel / stride / padding, same */
+        {false, 4, 6, 7, 6, 3, 2, 2, 1, 1, 0, 1, 1, 2, 0, 0, false, true},
+        {false, 3, 3, 8, 7, 3, 3, 1, 2, 2, 1, 2, 1, 3, 0, 0, false, false}, /* depthwise, dilated */
+        {false, 2, 4, 6, 5, 4, 3, 1, 1, 0, 0, 1, 2, 1, 0, 0, true, true},   /* "same", even kernel: odd pad after */
+        {false, 4, 2, 5, 5, 1, 1, 1, 1, 0, 0, 1, 1, 2, 0, 0, false, false}, /* grouped 1x1 */
+        /* conv_transpose2d: groups, dilation, non-square, output padding */
+        {true, 4, 6, 3, 4, 3, 2, 2, 3, 1, 0, 1, 1, 2, 1, 2, false, true},
+        {true, 3, 3, 4, 3, 2, 3, 1, 2, 0, 1, 2, 2, 3, 0, 1, false, false},
+        {true, 2, 5, 3, 3, 4, 4, 2, 2, 1, 1, 1, 1, 1, 0, 0, false, false},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) check_conv(&cases[i]);
+}
+
+/* Two grouped conv_transpose2d in a row hand over channels-last. */
+static void test_conv_t_chain_groups(void **state) {
+    float *w1 = rand_floats(4 * 3 * 2 * 2), *w2 = rand_floats(6 * 1 * 3 * 3), *b1 = rand_floats(6), *b2 = rand_floats(2);
+    tdef t[4] = {{"w1", 4, {4, 3, 2, 2}, w1}, {"w2", 4, {6, 1, 3, 3}, w2}, {"b1", 1, {6}, b1}, {"b2", 1, {2}, b2}};
+    gm_st *st = make_st(t, 4);
+    gm_net_input in = {"z", gm_shape3(4, 3, 2)};
+    gm_net *net = build(st,
+                        "[{\"op\":\"conv_transpose2d\",\"weight\":\"w1\",\"bias\":\"b1\",\"stride\":2,\"groups\":2},"
+                        "{\"op\":\"conv_transpose2d\",\"weight\":\"w2\",\"bias\":\"b2\",\"padding\":1,\"groups\":2}]",
+                        1, &in);
+    conv_case k1 = {true, 4, 6, 3, 2, 2, 2, 2, 2, 0, 0, 1, 1, 2, 0, 0, false, false};
+    conv_case k2 = {true, 6, 2, 6, 4, 3, 3, 1, 1, 1, 1, 1, 1, 2, 0, 0, false, false};
+    float *x = rand_floats(2 * 24);
+    double mid[6 * 6 * 4], want[2 * 2 * 6 * 4];
+    float midf[6 * 6 * 4];
+    for (int b = 0; b < 2; b++) {
+        conv_reference(&k1, x + b * 24, w1, b1, mid, 6, 4);
+        for (int i = 0; i < 6 * 6 * 4; i++) midf[i] = (float)mid[i];
+        conv_reference(&k2, midf, w2, b2, want + b * 48, 6, 4);
+    }
+    const float *ins[1] = {x};
+    check_forward("conv_transpose2d chain with groups", net, 2, ins, want);
+    gm_net_free(net);
+    gm_st_free(st);
+    free(w1), free(w2), free(b1), free(b2), free(x);
+}
+
+/* ---- pad and upsample ---- */
+
+static void test_pad_modes(void **state) {
+    gm_st *st = make_st(NULL, 0);
+    gm_net_input in = {"x", gm_shape3(2, 3, 4)};
+    const char *modes[3] = {"zero", "reflect", "replicate"};
+    for (int m = 0; m < 3; m++) {
+        char json[256];
+        snprintf(json, sizeof json, "[{\"op\":\"pad\",\"pad\":[3,1,2,0],\"mode\":\"%s\",\"value\":0.5}]", modes[m]);
+        gm_net *net = build(st, json, 1, &in);
+        gm_shape os = gm_net_out_shape(net);
+        assert_int_equal(os.dim[1], 5);
+        assert_int_equal(os.dim[2], 8);
+        float *x = rand_floats(2 * 24);
+        double want[2 * 5 * 8];
+        for (int c = 0; c < 2; c++)
+            for (int y = 0; y < 5; y++)
+                for (int xx = 0; xx < 8; xx++) {
+                    int sy = y - 2, sx = xx - 3;
+                    bool inside = sy >= 0 && sy < 3 && sx >= 0 && sx < 4;
+                    if (m == 1) { /* reflect: mirror about the edge, edge not repeated */
+                        sy = sy < 0 ? -sy : sy > 2 ? 4 - sy : sy;
+                        sx = sx < 0 ? -sx : sx > 3 ? 6 - sx : sx;
+                    } else if (m == 2) {
+                        sy = sy < 0 ? 0 : sy > 2 ? 2 : sy;
+                        sx = sx < 0 ? 0 : sx > 3 ? 3 : sx;
+                    }
+                    want[(c * 5 + y) * 8 + xx] = m == 0 && !inside ? 0.5 : x[(c * 3 + sy) * 4 + sx];
+                }
+        const float *ins[1] = {x};
+        check_forward(json, net, 1, ins, want);
+        gm_net_free(net);
+        free(x);
+    }
+    char err[GM_ERR_LEN] = "";
+    assert_null(gm_net_build_inputs(st, "gm.test", "[{\"op\":\"pad\",\"pad\":[4,0],\"mode\":\"reflect\"}]", 1, &in, err));
+    assert_non_null(strstr(err, "layer 0 (pad)"));
+    assert_null(gm_net_build_inputs(st, "gm.test", "[{\"op\":\"pad\",\"pad\":[1,1],\"mode\":\"circular\"}]", 1, &in, err));
+    assert_non_null(strstr(err, "\"mode\""));
+    gm_st_free(st);
+}
+
+/* PyTorch's source coordinate of output pixel i (align_corners false:
+ * half-pixel centres, clamped at 0). */
+static double up_src(int i, int n_in, int n_out, bool align) {
+    if (align) return n_out > 1 ? i * (double)(n_in - 1) / (n_out - 1) : 0;
+    double s = (i + 0.5) * n_in / n_out - 0.5;
+    return s < 0 ? 0 : s;
+}
+
+static void test_upsample(void **state) {
+    gm_st *st = make_st(NULL, 0);
+    gm_net_input in = {"x", gm_shape3(2, 3, 4)};
+    const char *jsons[4] = {"[{\"op\":\"upsample\",\"scale_factor\":[2,3]}]",
+                            "[{\"op\":\"upsample\",\"size\":[7,5],\"mode\":\"nearest\"}]",
+                            "[{\"op\":\"upsample\",\"scale_factor\":2.0,\"mode\":\"bilinear\"}]",
+                            "[{\"op\":\"upsample\",\"size\":[5,9],\"mode\":\"bilinear\",\"align_corners\":true}]"};
+    for (int j = 0; j < 4; j++) {
+        gm_net *net = build(st, jsons[j], 1, &in);
+        gm_shape os = gm_net_out_shape(net);
+        int Ho = os.dim[1], Wo = os.dim[2];
+        float *x = rand_floats(2 * 12);
+        double *want = malloc((size_t)2 * Ho * Wo * sizeof *want);
+        bool bilinear = j >= 2, align = j == 3;
+        for (int c = 0; c < 2; c++)
+            for (int y = 0; y < Ho; y++)
+                for (int xx = 0; xx < Wo; xx++) {
+                    double v;
+                    if (!bilinear) {
+                        int sy = (int)floor(y * 3.0 / Ho), sx = (int)floor(xx * 4.0 / Wo);
+                        v = x[(c * 3 + sy) * 4 + sx];
+                    } else {
+                        double fy = up_src(y, 3, Ho, align), fx = up_src(xx, 4, Wo, align);
+                        int y0 = (int)fy, x0 = (int)fx, y1 = y0 < 2 ? y0 + 1 : 2, x1 = x0 < 3 ? x0 + 1 : 3;
+                        double ty = fy - y0, tx = fx - x0;
+                        const float *p = x + c * 12;
+                        v = (1 - ty) * ((1 - tx) * p[y0 * 4 + x0] + tx * p[y0 * 4 + x1]) +
+                            ty * ((1 - tx) * p[y1 * 4 + x0] + tx * p[y1 * 4 + x1]);
+                    }
+                    want[(c * Ho + y) * Wo + xx] = v;
+                }
+        const float *ins[1] = {x};
+        check_forward(jsons[j], net, 1, ins, want);
+        gm_net_free(net);
+        free(x);
+        free(want);
+    }
+    gm_st_free(st);
+}
+
 /* ---- the PyTorch cases ---- */
 
 static void test_pytorch_cases(void **state) {
@@ -377,6 +597,8 @@ int main(void) {
         cmocka_unit_test(test_add_mul_broadcast),   cmocka_unit_test(test_concat_split_expand),
         cmocka_unit_test(test_embedding),           cmocka_unit_test(test_fold_respects_readers),
         cmocka_unit_test(test_many_live_values),    cmocka_unit_test(test_graph_refusals),
+        cmocka_unit_test(test_conv_general),        cmocka_unit_test(test_conv_t_chain_groups),
+        cmocka_unit_test(test_pad_modes),           cmocka_unit_test(test_upsample),
         cmocka_unit_test(test_pytorch_cases),       cmocka_unit_test(test_gan_named_inputs),
     };
     return cmocka_run_group_tests_name("layer graphs", tests, NULL, NULL);

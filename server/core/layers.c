@@ -52,7 +52,7 @@
 
 static const char *const OP_NAMES[OP_COUNT] = {
     "linear", "conv2d", "conv_transpose2d", "batch_norm", "relu", "sigmoid", "tanh", "leaky_relu", "reshape",
-    "flatten", "add", "mul", "concat", "split", "expand", "embedding", "dropout",
+    "flatten", "add", "mul", "concat", "split", "expand", "embedding", "dropout", "pad", "upsample",
 };
 
 typedef struct {
@@ -229,6 +229,23 @@ static int build_linear(const where *w, json_t *o, layer *L, char err[GM_ERR_LEN
     return 0;
 }
 
+/* An int or [h, w] field ("stride", "padding", "dilation", ...), each in
+ * lo..MAX_KERNEL_PARAM. */
+static int get_pair(const where *w, json_t *o, const char *key, int dflt, int lo, int out[2], char err[GM_ERR_LEN]) {
+    json_t *v = json_object_get(o, key);
+    out[0] = out[1] = dflt;
+    if (!v) return 0;
+    json_t *e[2] = {v, v};
+    if (json_is_array(v) && json_array_size(v) == 2) e[0] = json_array_get(v, 0), e[1] = json_array_get(v, 1);
+    for (int i = 0; i < 2; i++) {
+        if (!json_is_integer(e[i]) || json_integer_value(e[i]) < lo || json_integer_value(e[i]) > MAX_KERNEL_PARAM)
+            return gm_errorf(err, WHERE_FMT "field \"%s\" must be an integer in %d..%d or a pair [h, w] of them",
+                             WHERE_ARGS(w), key, lo, MAX_KERNEL_PARAM);
+        out[i] = (int)json_integer_value(e[i]);
+    }
+    return 0;
+}
+
 static int build_conv(const where *w, json_t *o, layer *L, int transposed, char err[GM_ERR_LEN]) {
     const gm_tensor *wt, *bt;
     if (get_tensor(w, o, "weight", 1, &wt, err) || get_tensor(w, o, "bias", 0, &bt, err)) return -1;
@@ -238,44 +255,71 @@ static int build_conv(const where *w, json_t *o, layer *L, int transposed, char 
         return gm_errorf(err, WHERE_FMT "input has shape %s but a convolution needs [C, H, W] (add a reshape)",
                          WHERE_ARGS(w), is);
     }
-    int C = L->in.dim[0], H = L->in.dim[1], W = L->in.dim[2];
-    /* conv2d weight: [out, in, kh, kw]; conv_transpose2d: [in, out, kh, kw] */
+    int C = L->in.dim[0], H = L->in.dim[1], W = L->in.dim[2], st[2], pad[2] = {0, 0}, dil[2], opad[2];
+    if (get_int(w, o, "groups", 1, 1, &L->groups, err)) return -1;
+    int g = L->groups;
+    /* conv2d weight: [out, in / groups, kh, kw]; conv_transpose2d: [in, out / groups, kh, kw] */
     int in_axis = transposed ? 0 : 1;
-    if (wt->ndim != 4 || wt->shape[in_axis] != C || wt->shape[2] < 1 || wt->shape[3] < 1 ||
+    long long want_in = transposed ? C : C / g;
+    if (C % g)
+        return gm_errorf(err, WHERE_FMT "groups %d does not divide the input's %d channels", WHERE_ARGS(w), g, C);
+    if (wt->ndim != 4 || wt->shape[in_axis] != want_in || wt->shape[2] < 1 || wt->shape[3] < 1 ||
         wt->shape[2] > MAX_KERNEL_PARAM || wt->shape[3] > MAX_KERNEL_PARAM || wt->shape[1 - in_axis] < 1 ||
-        wt->shape[1 - in_axis] > GM_NET_MAX_VALUES)
+        wt->shape[1 - in_axis] > GM_NET_MAX_VALUES / (transposed ? g : 1))
         return weight_mismatch(w, wt,
-                               transposed ? "a conv_transpose2d weight is [in, out, kh, kw] with in = C"
-                                          : "a conv2d weight is [out, in, kh, kw] with in = C",
+                               transposed ? "a conv_transpose2d weight is [in, out / groups, kh, kw] with in = C"
+                                          : "a conv2d weight is [out, in / groups, kh, kw] with in = C / groups",
                                L->in, err);
-    int cout = (int)wt->shape[1 - in_axis];
+    int cout = (int)wt->shape[1 - in_axis] * (transposed ? g : 1);
+    if (cout % g)
+        return gm_errorf(err, WHERE_FMT "groups %d does not divide the %d output channels of weight '%s'",
+                         WHERE_ARGS(w), g, cout, wt->name);
     L->kh = (int)wt->shape[2];
     L->kw = (int)wt->shape[3];
-    if (get_int(w, o, "stride", 1, 1, &L->stride, err) || get_int(w, o, "padding", 0, 0, &L->pad, err) ||
-        get_int(w, o, "output_padding", 0, 0, &L->out_pad, err))
+    json_t *pv = json_object_get(o, "padding");
+    bool same = !transposed && json_is_string(pv) && strcmp(json_string_value(pv), "same") == 0;
+    bool valid = !transposed && json_is_string(pv) && strcmp(json_string_value(pv), "valid") == 0;
+    if (get_pair(w, o, "stride", 1, 1, st, err) || get_pair(w, o, "dilation", 1, 1, dil, err) ||
+        (!same && !valid && get_pair(w, o, "padding", 0, 0, pad, err)) ||
+        get_pair(w, o, "output_padding", 0, 0, opad, err))
         return -1;
+    L->sh = st[0], L->sw = st[1], L->dh = dil[0], L->dw = dil[1];
+    /* the kernel's extent, dilation * (k - 1) + 1: at most 4096 * 4096 */
+    long long eh = (long long)L->dh * (L->kh - 1) + 1, ew = (long long)L->dw * (L->kw - 1) + 1;
+    if (same) {
+        /* PyTorch: the total padding dilation * (k - 1), any odd one on the bottom / right */
+        if (L->sh != 1 || L->sw != 1)
+            return gm_errorf(err, WHERE_FMT "padding \"same\" needs stride 1 (as in PyTorch), not %dx%d", WHERE_ARGS(w),
+                             L->sh, L->sw);
+        pad[0] = (int)((eh - 1) / 2), pad[1] = (int)((ew - 1) / 2);
+    }
+    L->ph = pad[0], L->pw = pad[1];
+    long long ph_total = same ? eh - 1 : 2LL * L->ph, pw_total = same ? ew - 1 : 2LL * L->pw;
     long long ho, wo;
     if (transposed) {
-        if (L->out_pad >= L->stride)
-            return gm_errorf(err, WHERE_FMT "output_padding %d must be smaller than stride %d", WHERE_ARGS(w),
-                             L->out_pad, L->stride);
-        ho = (long long)(H - 1) * L->stride - 2LL * L->pad + L->kh + L->out_pad;
-        wo = (long long)(W - 1) * L->stride - 2LL * L->pad + L->kw + L->out_pad;
+        if ((opad[0] >= L->sh && opad[0] >= L->dh) || (opad[1] >= L->sw && opad[1] >= L->dw))
+            return gm_errorf(err, WHERE_FMT "output_padding %d must be smaller than stride %d or dilation %d",
+                             WHERE_ARGS(w), opad[0] >= L->sh && opad[0] >= L->dh ? opad[0] : opad[1],
+                             opad[0] >= L->sh && opad[0] >= L->dh ? L->sh : L->sw,
+                             opad[0] >= L->sh && opad[0] >= L->dh ? L->dh : L->dw);
+        ho = (long long)(H - 1) * L->sh - ph_total + eh + opad[0];
+        wo = (long long)(W - 1) * L->sw - pw_total + ew + opad[1];
     } else {
-        if (L->out_pad)
+        if (opad[0] || opad[1])
             return gm_errorf(err, WHERE_FMT "output_padding is only for conv_transpose2d", WHERE_ARGS(w));
-        ho = (H + 2LL * L->pad - L->kh) / L->stride + 1;
-        wo = (W + 2LL * L->pad - L->kw) / L->stride + 1;
-        if (H + 2LL * L->pad < L->kh || W + 2LL * L->pad < L->kw) ho = wo = 0;
+        ho = (H + ph_total - eh) / L->sh + 1;
+        wo = (W + pw_total - ew) / L->sw + 1;
+        if (H + ph_total < eh || W + pw_total < ew) ho = wo = 0;
     }
     /* each factor is bounded (sides by the input and MAX_KERNEL_PARAM), but
      * their products are not: checked */
     if (ho < 1 || wo < 1 || mul_within(mul_within(ho, wo, GM_NET_MAX_VALUES), cout, GM_NET_MAX_VALUES) < 0) {
         char is[64];
         fmt_shape(is, sizeof is, L->in);
-        return gm_errorf(err, WHERE_FMT "kernel %dx%d, stride %d, padding %d on input %s gives an output of "
-                                       "%lldx%lld with %d channels (at most %d values per sample)",
-                         WHERE_ARGS(w), L->kh, L->kw, L->stride, L->pad, is, ho, wo, cout, GM_NET_MAX_VALUES);
+        return gm_errorf(err, WHERE_FMT "kernel %dx%d, stride %dx%d, padding %dx%d, dilation %dx%d on input %s gives "
+                                       "an output of %lldx%lld with %d channels (at most %d values per sample)",
+                         WHERE_ARGS(w), L->kh, L->kw, L->sh, L->sw, L->ph, L->pw, L->dh, L->dw, is, ho, wo, cout,
+                         GM_NET_MAX_VALUES);
     }
     /* im2col holds one row of C*kh*kw values per output pixel; col2im one
      * row of Cout*kh*kw per input pixel */
@@ -330,23 +374,24 @@ static int build_batch_norm(const where *w, json_t *o, layer *L, layer *prev, in
     if (!prev || !op_has_weights(prev->kind) || prev->act != OP_COUNT) return 0; /* BN after an activation stays */
     /* y = s * (W x + bias) + shift = (s W) x + (s bias + shift) */
     int n_out = prev->out.dim[0];
-    if (prev->kind == OP_CONV_T2D) {
-        int cin = prev->in.dim[0], kk = prev->kh * prev->kw;
+    if (prev->kind == OP_CONV_T2D) { /* (Cin, Cout / groups, kh, kw): input ci feeds its group's outputs */
+        int cin = prev->in.dim[0], kk = prev->kh * prev->kw, og = n_out / prev->groups, ig = cin / prev->groups;
         for (int ci = 0; ci < cin; ci++)
-            for (int co = 0; co < n_out; co++)
-                for (int k = 0; k < kk; k++) prev->weight[((size_t)ci * n_out + co) * kk + k] *= L->scale[co];
+            for (int j = 0; j < og; j++)
+                for (int k = 0; k < kk; k++) prev->weight[((size_t)ci * og + j) * kk + k] *= L->scale[ci / ig * og + j];
     } else if (prev->kind == OP_LINEAR) {
         size_t n_in = (size_t)gm_shape_size(prev->in);
         for (size_t k = 0; k < n_in; k++)
             for (int co = 0; co < n_out; co++) prev->weight[k * n_out + co] *= L->scale[co];
     } else {
-        size_t row = (size_t)prev->in.dim[0] * prev->kh * prev->kw;
+        size_t row = (size_t)prev->in.dim[0] / prev->groups * prev->kh * prev->kw;
         for (int co = 0; co < n_out; co++)
             for (size_t k = 0; k < row; k++) prev->weight[co * row + k] *= L->scale[co];
     }
     for (int co = 0; co < n_out; co++) prev->bias[co] = prev->bias[co] * L->scale[co] + L->shift[co];
-    size_t n_weights = prev->kind == OP_LINEAR ? (size_t)gm_shape_size(prev->in) * n_out
-                                               : (size_t)prev->in.dim[0] * n_out * prev->kh * prev->kw;
+    size_t n_weights = prev->kind == OP_LINEAR
+                           ? (size_t)gm_shape_size(prev->in) * n_out
+                           : (size_t)prev->in.dim[0] * n_out / prev->groups * prev->kh * prev->kw;
     for (size_t k = 0; k < n_weights; k++)
         if (!isfinite(prev->weight[k]))
             return gm_errorf(err, WHERE_FMT "folded into the layer before, it makes weight %zu %g (beyond float range)",
@@ -397,11 +442,12 @@ static int build_reshape(const where *w, json_t *o, layer *L, char err[GM_ERR_LE
     return 0;
 }
 
-/* conv_transpose2d weights from the file's (Cin, Cout, kh, kw) to (Cin, kh,
- * kw, Cout), the order of col2im's rows. Done once the chain is built: a
- * batch_norm folded into the layer scales them in the file's order. */
+/* conv_transpose2d weights from the file's (Cin, Cout/g, kh, kw) to (Cin,
+ * kh, kw, Cout/g), the order of col2im's rows within a group. Done once the
+ * graph is built: a batch_norm folded into the layer scales them in the
+ * file's order. */
 static int reorder_conv_t(layer *L) {
-    int ci = L->in.dim[0], co = L->out.dim[0], kk = L->kh * L->kw;
+    int ci = L->in.dim[0], co = L->out.dim[0] / L->groups, kk = L->kh * L->kw;
     float *w = malloc((size_t)ci * co * kk * sizeof *w);
     if (!w) return -1;
     for (int i = 0; i < ci; i++)
@@ -441,7 +487,7 @@ static int track_cost(const where *w, gm_net *net, const layer *L, char err[GM_E
     } else if (L->kind == OP_LINEAR) {
         macs = weights = (long long)gm_shape_size(L->in) * cout;
     } else {
-        weights = cin * cout * kk;
+        weights = cin * cout / L->groups * kk;
         macs = weights * (L->kind == OP_CONV2D ? (long long)L->out.dim[1] * L->out.dim[2]
                                                : (long long)L->in.dim[1] * L->in.dim[2]);
     }
@@ -632,6 +678,90 @@ static int build_embedding(const where *w, json_t *o, layer *L, char err[GM_ERR_
     return 0;
 }
 
+/* ---- pad and upsample: the last two dimensions ---- */
+
+/* One of `names` (n of them) in string field `key`, or dflt when absent. */
+static int get_choice(const where *w, json_t *o, const char *key, const char *const *names, int n, int dflt,
+                      int *out, char err[GM_ERR_LEN]) {
+    json_t *v = json_object_get(o, key);
+    *out = dflt;
+    if (!v) return 0;
+    for (int i = 0; i < n && json_is_string(v); i++)
+        if (strcmp(json_string_value(v), names[i]) == 0) return (*out = i), 0;
+    char list[128];
+    size_t at = 0;
+    for (int i = 0; i < n; i++) at += (size_t)snprintf(list + at, sizeof list - at, "%s\"%s\"", i ? ", " : "", names[i]);
+    return gm_errorf(err, WHERE_FMT "field \"%s\" must be one of %s", WHERE_ARGS(w), key, list);
+}
+
+static int build_pad(const where *w, json_t *o, layer *L, char err[GM_ERR_LEN]) {
+    static const char *const modes[] = {"zero", "reflect", "replicate", "constant"};
+    json_t *p = json_object_get(o, "pad");
+    size_t n = json_array_size(p);
+    char is[64];
+    fmt_shape(is, sizeof is, L->in);
+    if (!json_is_array(p) || (n != 2 && n != 4) || L->in.rank < (int)n / 2)
+        return gm_errorf(err, WHERE_FMT "\"pad\" must be [left, right] or [left, right, top, bottom] over the last "
+                                       "dimensions of the input %s",
+                         WHERE_ARGS(w), is);
+    double fill;
+    if (get_choice(w, o, "mode", modes, 4, 0, &L->mode, err) || get_num(w, o, "value", 0, &fill, err)) return -1;
+    if (L->mode == 3) L->mode = PAD_ZERO; /* PyTorch's name for it */
+    L->value = (float)fill;
+    L->out = L->in;
+    for (size_t i = 0; i < n; i++) {
+        json_t *v = json_array_get(p, i);
+        int axis = L->in.rank - 1 - (int)i / 2, size = L->in.dim[axis];
+        if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > MAX_KERNEL_PARAM ||
+            (L->mode == PAD_REFLECT && json_integer_value(v) >= size))
+            return gm_errorf(err, WHERE_FMT "\"pad\" entry %zu must be an integer in 0..%d%s (input %s)", WHERE_ARGS(w),
+                             i, L->mode == PAD_REFLECT ? size - 1 : MAX_KERNEL_PARAM,
+                             L->mode == PAD_REFLECT ? ", less than the padded dimension for reflect" : "", is);
+        L->pads[i] = (int)json_integer_value(v);
+        L->out.dim[axis] += L->pads[i];
+    }
+    long long total = 1;
+    for (int d = 0; d < L->out.rank && total > 0; d++) total = mul_within(total, L->out.dim[d], GM_NET_MAX_VALUES);
+    if (total < 0)
+        return gm_errorf(err, WHERE_FMT "padding input %s would give more than %d values per sample", WHERE_ARGS(w), is,
+                         GM_NET_MAX_VALUES);
+    return 0;
+}
+
+static int build_upsample(const where *w, json_t *o, layer *L, char err[GM_ERR_LEN]) {
+    static const char *const modes[] = {"nearest", "bilinear"};
+    char is[64];
+    fmt_shape(is, sizeof is, L->in);
+    if (L->in.rank != 3)
+        return gm_errorf(err, WHERE_FMT "input has shape %s but upsample needs [C, H, W]", WHERE_ARGS(w), is);
+    if (get_choice(w, o, "mode", modes, 2, 0, &L->mode, err)) return -1;
+    L->mode += UP_NEAREST;
+    json_t *ac = json_object_get(o, "align_corners");
+    if (ac && !json_is_boolean(ac))
+        return gm_errorf(err, WHERE_FMT "field \"align_corners\" must be true or false", WHERE_ARGS(w));
+    L->align_corners = json_is_true(ac);
+    json_t *size = json_object_get(o, "size"), *sf = json_object_get(o, "scale_factor");
+    long long out[2];
+    if (!size == !sf)
+        return gm_errorf(err, WHERE_FMT "give one of \"size\" [H, W] and \"scale_factor\" (an integer or [sh, sw])",
+                         WHERE_ARGS(w));
+    json_t *e[2] = {size ? size : sf, size ? size : sf};
+    if (json_is_array(e[0]) && json_array_size(e[0]) == 2) e[1] = json_array_get(e[0], 1), e[0] = json_array_get(e[0], 0);
+    for (int i = 0; i < 2; i++) {
+        /* a scale factor is an integer, in JSON 2 or 2.0 */
+        double v = json_is_number(e[i]) ? json_number_value(e[i]) : 0;
+        if (!(v >= 1 && v <= (size ? GM_NET_MAX_VALUES : MAX_KERNEL_PARAM)) || v != floor(v) || (size && !json_is_integer(e[i])))
+            return gm_errorf(err, WHERE_FMT "\"%s\" must be %s", WHERE_ARGS(w), size ? "size" : "scale_factor",
+                             size ? "[H, W] of positive integers" : "an integer factor 1..4096 or a pair of them");
+        out[i] = size ? (long long)v : (long long)v * L->in.dim[1 + i];
+    }
+    if (mul_within(mul_within(out[0], out[1], GM_NET_MAX_VALUES), L->in.dim[0], GM_NET_MAX_VALUES) < 0)
+        return gm_errorf(err, WHERE_FMT "upsampling input %s to %lldx%lld gives more than %d values per sample",
+                         WHERE_ARGS(w), is, out[0], out[1], GM_NET_MAX_VALUES);
+    L->out = gm_shape3(L->in.dim[0], (int)out[0], (int)out[1]);
+    return 0;
+}
+
 /* ---- the graph ---- */
 
 static int find_value(const gm_net *net, const char *name) {
@@ -763,6 +893,8 @@ static int build_op(const where *w, gm_net *net, json_t *o, layer *L, int *folde
     case OP_SPLIT: rc = build_split(w, o, L, err); break;
     case OP_EXPAND: rc = build_expand(w, o, L, err); break;
     case OP_EMBEDDING: rc = build_embedding(w, o, L, err); break;
+    case OP_PAD: rc = build_pad(w, o, L, err); break;
+    case OP_UPSAMPLE: rc = build_upsample(w, o, L, err); break;
     default: break; /* relu, sigmoid, tanh: shape unchanged */
     }
     if (rc) return -1;
@@ -1029,6 +1161,8 @@ static int forward_pass(const gm_net *net, int B, const float *const *in, float 
         case OP_SPLIT:
         case OP_EXPAND:
         case OP_EMBEDDING: op_graph(L, B, x, y); break;
+        case OP_PAD:
+        case OP_UPSAMPLE: op_resample(L, B, x[0], y[0]); break;
         default: op_elementwise(L, B, x[0], y[0]);
         }
     }

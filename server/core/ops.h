@@ -36,6 +36,8 @@ typedef enum {
     OP_EXPAND,
     OP_EMBEDDING,
     OP_DROPOUT,
+    OP_PAD,
+    OP_UPSAMPLE,
     OP_COUNT
 } op_kind;
 
@@ -46,13 +48,22 @@ typedef struct {
     gm_shape ins[OP_MAX_IO], outs[OP_MAX_IO];
     gm_shape in, out; /* ins[0], outs[0] */
     /* linear: weight (I, O), transposed at load; conv2d: (Cout, Cin*kh*kw);
-     * conv_transpose2d: (Cin, Cout*kh*kw) as in the file, (Cin, kh*kw*Cout)
-     * once the graph is built; embedding: (num, dim) as in the file. bias
+     * conv_transpose2d: (Cin, Cout/g*kh*kw) as in the file, (Cin,
+     * kh*kw*Cout/g) once the graph is built (g = groups; conv2d's rows are
+     * Cin/g*kh*kw long); embedding: (num, dim) as in the file. bias
      * (O) or (Cout), zeros when the file has none. */
     float *weight, *bias;
     float *scale, *shift; /* standalone batch_norm, per channel */
-    int kh, kw, stride, pad, out_pad;
+    /* convolutions: kernel, stride, padding before the first row / column
+     * (conv2d "same" pads any odd extra after the last), dilation, groups */
+    int kh, kw, sh, sw, ph, pw, dh, dw, groups;
     int axis;      /* concat / split: the per-sample dimension */
+    /* pad: [left, right, top, bottom] of the last two dimensions, the mode
+     * and the zero mode's value; upsample: the mode and whether corners
+     * align */
+    int pads[4], mode;
+    float value;
+    bool align_corners;
     int rows;      /* embedding: rows of the table */
     /* add, mul, expand: the output as [d0, d1, d2] and, per input, the
      * strides that walk it (0 along a broadcast dimension) */
@@ -85,6 +96,9 @@ void op_activate(op_kind act, float slope, const float *x, float *y, size_t n);
 void op_split_values(int B, size_t per, int (*fn)(void *, int, int), void *ctx);
 /* batch_norm (not folded), activations not fused, reshape, flatten */
 void op_elementwise(const layer *L, int B, const float *x, float *y);
+/* pad and upsample, over the last two dimensions of each sample */
+void op_resample(const layer *L, int B, const float *x, float *y);
+enum { PAD_ZERO, PAD_REFLECT, PAD_REPLICATE, UP_NEAREST, UP_BILINEAR };
 /* add, mul, concat, split, expand, embedding: x[k] is input k, y[k] output k */
 void op_graph(const layer *L, int B, const float *const *x, float *const *y);
 

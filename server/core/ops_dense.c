@@ -96,7 +96,8 @@ typedef struct {
     int b0, cols; /* the chunk's first sample; conv_transpose2d: columns of col */
 } conv_part;
 
-/* conv2d: col (nb*P, K), one row per output pixel */
+/* conv2d: col (nb*P, K), one row per output pixel, channel-major, so that
+ * each group's columns are one contiguous slice of K */
 static int im2col_samples(void *ctx, int r0, int r1) {
     const conv_part *c = ctx;
     const layer *L = c->L;
@@ -109,9 +110,9 @@ static int im2col_samples(void *ctx, int r0, int r1) {
                 float *row = c->s->col + ((size_t)b * P + oy * Wo + ox) * K;
                 for (int ch = 0; ch < C; ch++)
                     for (int ky = 0; ky < L->kh; ky++) {
-                        int iy = oy * L->stride - L->pad + ky;
+                        int iy = oy * L->sh - L->ph + ky * L->dh;
                         for (int kx = 0; kx < L->kw; kx++) {
-                            int ix = ox * L->stride - L->pad + kx;
+                            int ix = ox * L->sw - L->pw + kx * L->dw;
                             *row++ = (iy >= 0 && iy < H && ix >= 0 && ix < W) ? xb[((size_t)ch * H + iy) * W + ix]
                                                                                 : 0.0f;
                         }
@@ -139,30 +140,33 @@ static int scatter_samples(void *ctx, int r0, int r1) {
 /* x: (B, C, H, W); y: (B, Cout, Ho, Wo) */
 void op_conv2d(const layer *L, int B, const float *x, float *y, const op_scratch *s) {
     int Co = L->out.dim[0], P = L->out.dim[1] * L->out.dim[2];
-    int K = L->in.dim[0] * L->kh * L->kw;
+    int g = L->groups, K = L->in.dim[0] * L->kh * L->kw, Kg = K / g, Cg = Co / g;
     for (int b0 = 0; b0 < B; b0 += s->chunk) {
         int nb = B - b0 < s->chunk ? B - b0 : s->chunk;
         conv_part part = {L, x, y, s, b0, 0};
         gm_parallel_rows(nb, MIN_SAMPLES_PER_THREAD, im2col_samples, &part);
-        /* aux: (nb*P, Co) = col W^T */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb * P, Co, K, 1.0f, s->col, K, L->weight, K, 0.0f,
-                    s->aux, Co);
+        /* aux: (nb*P, Co) = col W^T, group by group: group i's Cg output
+         * columns from its Kg input columns and its Cg weight rows */
+        for (int i = 0; i < g; i++)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb * P, Cg, Kg, 1.0f, s->col + (size_t)i * Kg, K,
+                        L->weight + (size_t)i * Cg * Kg, Kg, 0.0f, s->aux + (size_t)i * Cg, Co);
         gm_parallel_rows(nb, MIN_SAMPLES_PER_THREAD, scatter_samples, &part);
     }
 }
 
-/* conv_transpose2d's col2im. Row (b, iy, ix) of col holds, for each kernel
- * tap (ky, kx), the Cout values that input pixel adds to output pixel
- * (iy*stride - pad + ky, ix*stride - pad + kx). They are added into the
+/* conv_transpose2d's col2im. Row (b, iy, ix) of col holds, for each group
+ * and each kernel tap (ky, kx), the group's Cout/g values that input pixel
+ * adds to output pixel (iy*stride - pad + ky*dilation, ix*stride - pad +
+ * kx*dilation). They are added into the
  * sample's output kept channels-last (Cout contiguous values per pixel, so
  * each add is one vector loop), which is then transposed to NCHW unless
  * the next layer takes it channels-last. */
 static int col2im_samples(void *ctx, int r0, int r1) {
     const conv_part *c = ctx;
     const layer *L = c->L;
-    int H = L->in.dim[1], W = L->in.dim[2], Pin = H * W, st = L->stride;
-    int Co = L->out.dim[0], Ho = L->out.dim[1], Wo = L->out.dim[2], P = Ho * Wo;
-    size_t N = (size_t)Co * L->kh * L->kw;
+    int H = L->in.dim[1], W = L->in.dim[2], Pin = H * W;
+    int Co = L->out.dim[0], Ho = L->out.dim[1], Wo = L->out.dim[2], P = Ho * Wo, Cg = Co / L->groups;
+    size_t N = (size_t)Co * L->kh * L->kw, Ng = N / L->groups;
     float *t = L->nhwc_out ? NULL : gm_scratch(4, (size_t)P * Co);
     if (!L->nhwc_out && !t) return -1;
     for (int b = r0; b < r1; b++) {
@@ -173,15 +177,17 @@ static int col2im_samples(void *ctx, int r0, int r1) {
             for (int ix = 0; ix < W; ix++) {
                 const float *row = c->s->col + ((size_t)b * Pin + (size_t)iy * W + ix) * N;
                 for (int ky = 0; ky < L->kh; ky++) {
-                    int oy = iy * st - L->pad + ky;
+                    int oy = iy * L->sh - L->ph + ky * L->dh;
                     if (oy < 0 || oy >= Ho) continue;
                     for (int kx = 0; kx < L->kw; kx++) {
-                        int ox = ix * st - L->pad + kx;
+                        int ox = ix * L->sw - L->pw + kx * L->dw;
                         if (ox < 0 || ox >= Wo) continue;
-                        float *restrict dst = t + ((size_t)oy * Wo + ox) * Co;
-                        const float *restrict src = row + ((size_t)ky * L->kw + kx) * Co;
+                        for (int gi = 0; gi < L->groups; gi++) {
+                            float *restrict dst = t + ((size_t)oy * Wo + ox) * Co + (size_t)gi * Cg;
+                            const float *restrict src = row + gi * Ng + ((size_t)ky * L->kw + kx) * Cg;
 #pragma omp simd
-                        for (int ch = 0; ch < Co; ch++) dst[ch] += src[ch];
+                            for (int ch = 0; ch < Cg; ch++) dst[ch] += src[ch];
+                        }
                     }
                 }
             }
@@ -208,21 +214,24 @@ static int planes_samples(void *ctx, int r0, int r1) {
 /* x: (B, Cin, H, W), or (B, H, W, Cin) when nhwc_in; y: (B, Cout, Ho, Wo),
  * or (B, Ho, Wo, Cout) when L->nhwc_out */
 int op_conv_t2d(const layer *L, int B, const float *x, float *y, const op_scratch *s) {
-    int Ci = L->in.dim[0], Pin = L->in.dim[1] * L->in.dim[2];
-    int N = L->out.dim[0] * L->kh * L->kw;
+    int g = L->groups, Ci = L->in.dim[0], Cig = Ci / g, Pin = L->in.dim[1] * L->in.dim[2];
+    int N = L->out.dim[0] * L->kh * L->kw, Ng = N / g;
     for (int b0 = 0; b0 < B; b0 += s->chunk) {
         int nb = B - b0 < s->chunk ? B - b0 : s->chunk, cols = nb * Pin;
         conv_part part = {L, x, y, s, b0, cols};
-        /* col: (nb*Pin, kh*kw*Co) = X W, X being the chunk's pixels as rows of
-         * Ci (channels-last input as it is, NCHW through aux's planes) and W
-         * (Ci, kh*kw*Co) */
-        if (L->nhwc_in) {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cols, N, Ci, 1.0f, x + (size_t)b0 * Ci * Pin, Ci,
-                        L->weight, N, 0.0f, s->col, N);
-        } else {
-            op_split_values(nb, (size_t)Ci * Pin, planes_samples, &part);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, cols, N, Ci, 1.0f, s->aux, cols, L->weight, N,
-                        0.0f, s->col, N);
+        /* col: (nb*Pin, g*kh*kw*Cg) = X W per group, X being the chunk's
+         * pixels as rows of the group's Cig channels (channels-last input
+         * as it is, NCHW through aux's planes) and W the group's (Cig,
+         * kh*kw*Cg) */
+        if (!L->nhwc_in) op_split_values(nb, (size_t)Ci * Pin, planes_samples, &part);
+        for (int i = 0; i < g; i++) {
+            const float *wg = L->weight + (size_t)i * Cig * Ng;
+            if (L->nhwc_in)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cols, Ng, Cig, 1.0f,
+                            x + (size_t)b0 * Ci * Pin + (size_t)i * Cig, Ci, wg, Ng, 0.0f, s->col + (size_t)i * Ng, N);
+            else
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, cols, Ng, Cig, 1.0f,
+                            s->aux + (size_t)i * Cig * cols, cols, wg, Ng, 0.0f, s->col + (size_t)i * Ng, N);
         }
         if (gm_parallel_rows(nb, MIN_SAMPLES_PER_THREAD, col2im_samples, &part)) return -1;
     }

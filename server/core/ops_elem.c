@@ -171,3 +171,88 @@ void op_graph(const layer *L, int B, const float *const *x, float *const *y) {
     graph_part g = {L, x, y};
     op_split_values(B, (size_t)gm_shape_size(L->out) * (L->kind == OP_SPLIT ? 1 : L->n_in), graph_samples, &g);
 }
+
+/* The rows and columns of a sample's last two dimensions: [H, W] of a
+ * [C, H, W] (C planes), [1, n] of an [n]. */
+static void planes_of(gm_shape s, int *planes, int *h, int *w) {
+    *w = s.dim[s.rank - 1];
+    *h = s.rank >= 2 ? s.dim[s.rank - 2] : 1;
+    *planes = gm_shape_size(s) / (*h * *w);
+}
+
+/* pad: the source index of output index i along an axis of n values
+ * padded by `before`, or -1 for the zero mode's constant */
+static int pad_source(int mode, int i, int before, int n) {
+    i -= before;
+    if (i >= 0 && i < n) return i;
+    if (mode == PAD_ZERO) return -1;
+    if (mode == PAD_REPLICATE) return i < 0 ? 0 : n - 1;
+    return i < 0 ? -i : 2 * (n - 1) - i; /* reflect: build checked before, after < n */
+}
+
+/* upsample along one axis: output i reads inputs i0 and i1 with weight
+ * (1 - t, t), as PyTorch computes it in float */
+static void up_source(const layer *L, int i, int n_in, int n_out, int *i0, int *i1, float *t) {
+    if (L->mode == UP_NEAREST) {
+        /* an integer factor exactly; otherwise PyTorch's float formula */
+        int s = n_out % n_in == 0 ? i / (n_out / n_in) : (int)floorf((float)i * ((float)n_in / (float)n_out));
+        *i0 = *i1 = s < n_in - 1 ? s : n_in - 1;
+        *t = 0;
+        return;
+    }
+    float src;
+    if (L->align_corners)
+        src = n_out > 1 ? (float)i * ((float)(n_in - 1) / (float)(n_out - 1)) : 0.0f;
+    else
+        src = ((float)i + 0.5f) * ((float)n_in / (float)n_out) - 0.5f;
+    if (src < 0) src = 0;
+    *i0 = (int)src;
+    if (*i0 > n_in - 1) *i0 = n_in - 1;
+    *i1 = *i0 + 1 < n_in ? *i0 + 1 : n_in - 1;
+    *t = src - (float)*i0;
+}
+
+typedef struct {
+    const layer *L;
+    const float *x;
+    float *y;
+} resample_part;
+
+static int resample_samples(void *ctx, int r0, int r1) {
+    const resample_part *r = ctx;
+    const layer *L = r->L;
+    int planes, H, W, Ho, Wo, unused;
+    planes_of(L->in, &planes, &H, &W);
+    planes_of(L->out, &unused, &Ho, &Wo);
+    for (int b = r0; b < r1; b++)
+        for (int p = 0; p < planes; p++) {
+            const float *x = r->x + ((size_t)b * planes + p) * H * W;
+            float *y = r->y + ((size_t)b * planes + p) * Ho * Wo;
+            for (int oy = 0; oy < Ho; oy++) {
+                if (L->kind == OP_PAD) {
+                    int sy = pad_source(L->mode, oy, L->pads[2], H);
+                    for (int ox = 0; ox < Wo; ox++) {
+                        int sx = pad_source(L->mode, ox, L->pads[0], W);
+                        y[(size_t)oy * Wo + ox] = sy < 0 || sx < 0 ? L->value : x[(size_t)sy * W + sx];
+                    }
+                    continue;
+                }
+                int y0, y1, x0, x1;
+                float ty, tx;
+                up_source(L, oy, H, Ho, &y0, &y1, &ty);
+                const float *a = x + (size_t)y0 * W, *c = x + (size_t)y1 * W;
+                for (int ox = 0; ox < Wo; ox++) {
+                    up_source(L, ox, W, Wo, &x0, &x1, &tx);
+                    y[(size_t)oy * Wo + ox] = L->mode == UP_NEAREST ? a[x0]
+                                                                    : (1 - ty) * ((1 - tx) * a[x0] + tx * a[x1]) +
+                                                                          ty * ((1 - tx) * c[x0] + tx * c[x1]);
+                }
+            }
+        }
+    return 0;
+}
+
+void op_resample(const layer *L, int B, const float *x, float *y) {
+    resample_part r = {L, x, y};
+    op_split_values(B, (size_t)gm_shape_size(L->out), resample_samples, &r);
+}
