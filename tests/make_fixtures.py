@@ -305,6 +305,48 @@ def graph_fixtures():
                   {"op": "upsample", "size": [7, 9], "name": "n1"},
                   {"op": "concat", "inputs": ["b0", "b1", "n0", "n1"]}],
               [("image", x)], out)
+
+        # normalizations and the other activations
+        x = torch.randn(B, 3, 6, 5)
+        k1, k2 = nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 4, 3)
+        in1 = nn.InstanceNorm2d(4, affine=True)
+        in2 = nn.InstanceNorm2d(4, affine=True, track_running_stats=True)
+        gn, ln = nn.GroupNorm(2, 4), nn.LayerNorm([4, 3], eps=1e-4)
+        for m in (in1, in2, gn, ln):
+            m.weight.data.normal_(1, 0.3)
+            m.bias.data.normal_(0, 0.3)
+        in2.running_mean.normal_(0, 0.5)
+        in2.running_var.uniform_(0.5, 2)
+        in2.eval()
+        pr1, pr2 = nn.PReLU(), nn.PReLU(4)
+        pr1.weight.data.fill_(0.3)
+        pr2.weight.data.uniform_(-0.5, 0.5)
+        lin = nn.Linear(48, 10)
+        h = F.gelu(in1(k1(x)))
+        h = pr2(F.silu(gn(h)))
+        h = F.elu(in2(k2(h)), alpha=0.8)                      # [4, 4, 3]
+        h = F.softplus(ln(h), beta=1.5, threshold=2.0)
+        h = F.gelu(pr1(lin(h.flatten(1))), approximate="tanh")
+        out = torch.softmax(F.hardtanh(h, -0.4, 0.6) * 3, dim=-1)
+        c = "norms"
+        g.add(c, [{"op": "conv2d", "weight": g.w(c, "k1.w", k1.weight), "bias": g.w(c, "k1.b", k1.bias), "padding": 1},
+                  {"op": "instance_norm", "weight": g.w(c, "in1.w", in1.weight), "bias": g.w(c, "in1.b", in1.bias)},
+                  {"op": "gelu"},
+                  {"op": "group_norm", "groups": 2, "weight": g.w(c, "gn.w", gn.weight), "bias": g.w(c, "gn.b", gn.bias)},
+                  {"op": "silu"}, {"op": "prelu", "weight": g.w(c, "pr2", pr2.weight)},
+                  {"op": "conv2d", "weight": g.w(c, "k2.w", k2.weight), "bias": g.w(c, "k2.b", k2.bias)},
+                  {"op": "instance_norm", "weight": g.w(c, "in2.w", in2.weight), "bias": g.w(c, "in2.b", in2.bias),
+                   "mean": g.w(c, "in2.m", in2.running_mean), "var": g.w(c, "in2.v", in2.running_var)},
+                  {"op": "elu", "alpha": 0.8},
+                  {"op": "layer_norm", "normalized_shape": [4, 3], "eps": 1e-4,
+                   "weight": g.w(c, "ln.w", ln.weight), "bias": g.w(c, "ln.b", ln.bias)},
+                  {"op": "softplus", "beta": 1.5, "threshold": 2.0}, {"op": "flatten"},
+                  {"op": "linear", "weight": g.w(c, "lin.w", lin.weight), "bias": g.w(c, "lin.b", lin.bias)},
+                  {"op": "prelu", "weight": g.w(c, "pr1", pr1.weight)}, {"op": "gelu", "approximate": "tanh"},
+                  {"op": "hardtanh", "min": -0.4, "max": 0.6}, {"op": "dropout"},
+                  {"op": "linear", "weight": g.w(c, "three", torch.eye(10) * 3)},  # the * 3
+                  {"op": "softmax", "dim": -1}],
+              [("image", x)], out)
     g.write("graph_ops.safetensors")
 
     # a GAN generator fed by name, in its own argument order:

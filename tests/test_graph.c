@@ -530,6 +530,155 @@ static void test_upsample(void **state) {
     gm_st_free(st);
 }
 
+/* ---- activations, standalone and fused into the linear before ---- */
+
+static double act_ref(int k, double x) {
+    switch (k) {
+    case 0: return x > 0 ? x : 0.7 * expm1(x);                        /* elu alpha 0.7 */
+    case 1: return 0.5 * x * (1 + erf(x / sqrt(2.0)));                /* gelu */
+    case 2: return 0.5 * x * (1 + tanh(sqrt(2 / M_PI) * (x + 0.044715 * x * x * x))); /* gelu tanh */
+    case 3: return x / (1 + exp(-x));                                 /* silu */
+    case 4: return 2 * x > 1.5 ? x : log1p(exp(2 * x)) / 2;           /* softplus beta 2, threshold 1.5 */
+    default: return x < -0.5 ? -0.5 : x > 0.25 ? 0.25 : x;            /* hardtanh [-0.5, 0.25] */
+    }
+}
+
+static void test_activations(void **state) {
+    static const char *const ops[6] = {"{\"op\":\"elu\",\"alpha\":0.7}", "{\"op\":\"gelu\"}",
+                                       "{\"op\":\"gelu\",\"approximate\":\"tanh\"}", "{\"op\":\"silu\"}",
+                                       "{\"op\":\"softplus\",\"beta\":2,\"threshold\":1.5}",
+                                       "{\"op\":\"hardtanh\",\"min\":-0.5,\"max\":0.25}"};
+    enum { N = 6 };
+    float *w = rand_floats(N * N), *bias = rand_floats(N);
+    for (int i = 0; i < N * N; i++) w[i] *= 3; /* reach both sides of every threshold */
+    tdef t[2] = {{"w", 2, {N, N}, w}, {"b", 1, {N}, bias}};
+    gm_st *st = make_st(t, 2);
+    gm_net_input in = {"x", gm_shape1(N)};
+    for (int k = 0; k < 6; k++)
+        for (int fused = 0; fused < 2; fused++) {
+            char json[256];
+            snprintf(json, sizeof json, "[%s%s]", fused ? "{\"op\":\"linear\",\"weight\":\"w\",\"bias\":\"b\"}," : "",
+                     ops[k]);
+            gm_net *net = build(st, json, 1, &in);
+            assert_int_equal(gm_net_layers(net), 1);
+            float *x = rand_floats(BMAX * N);
+            for (int i = 0; i < BMAX * N; i++) x[i] *= 3;
+            double want[BMAX * N];
+            for (int b = 0; b < BMAX; b++)
+                for (int o = 0; o < N; o++) {
+                    double v = x[b * N + o];
+                    if (fused) {
+                        v = bias[o];
+                        for (int i = 0; i < N; i++) v += (double)w[o * N + i] * x[b * N + i];
+                    }
+                    want[b * N + o] = act_ref(k, v);
+                }
+            const float *ins[1] = {x};
+            check_forward(json, net, BMAX, ins, want);
+            gm_net_free(net);
+            free(x);
+        }
+    gm_st_free(st);
+    free(w), free(bias);
+}
+
+/* ---- prelu, softmax, instance / group / layer norm on [C, H, W] ---- */
+
+static void test_norms(void **state) {
+    float *g = rand_floats(C), *bt = rand_floats(C), *lg = rand_floats(H * W), *lb = rand_floats(H * W), *slopes = rand_floats(C);
+    float mean[C] = {0.1f, -0.2f, 0.3f}, var[C] = {0.5f, 1.5f, 2.0f}, one = 0.2f;
+    tdef t[8] = {{"g", 1, {C}, g},       {"b", 1, {C}, bt},       {"lg", 2, {H, W}, lg},  {"lb", 2, {H, W}, lb},
+                 {"m", 1, {C}, mean},    {"v", 1, {C}, var},      {"slopes", 1, {C}, slopes}, {"one", 1, {1}, &one}};
+    gm_st *st = make_st(t, 8);
+    gm_net_input in = {"x", gm_shape3(C, H, W)};
+    const char *jsons[] = {
+        "[{\"op\":\"instance_norm\",\"weight\":\"g\",\"bias\":\"b\",\"eps\":0.001}]",
+        "[{\"op\":\"instance_norm\"}]",
+        "[{\"op\":\"instance_norm\",\"weight\":\"g\",\"bias\":\"b\",\"mean\":\"m\",\"var\":\"v\"}]",
+        "[{\"op\":\"group_norm\",\"groups\":1,\"weight\":\"g\",\"bias\":\"b\"}]",
+        "[{\"op\":\"layer_norm\",\"normalized_shape\":[4,5],\"weight\":\"lg\",\"bias\":\"lb\"}]",
+        "[{\"op\":\"layer_norm\",\"normalized_shape\":[5]}]",
+        "[{\"op\":\"prelu\",\"weight\":\"slopes\"}]",
+        "[{\"op\":\"prelu\",\"weight\":\"one\"}]",
+        "[{\"op\":\"softmax\",\"dim\":0}]",
+        "[{\"op\":\"softmax\",\"dim\":-1}]",
+    };
+    for (int j = 0; j < 10; j++) {
+        gm_net *net = build(st, jsons[j], 1, &in);
+        for (int B = 1; B <= 2; B++) {
+            float *x = rand_floats((size_t)B * C * P);
+            double want[2 * C * P];
+            for (int b = 0; b < B; b++) {
+                const float *xb = x + b * C * P;
+                double *yb = want + b * C * P;
+                for (int i = 0; i < C * P; i++) {
+                    int c = i / P, h = i / W % H, w = i % W;
+                    double v = xb[i], s = 0, sq = 0, n = 0;
+                    if (j <= 1 || j == 3 || j == 4 || j == 5) { /* statistics over the block of i */
+                        for (int k = 0; k < C * P; k++) {
+                            bool same = j <= 1 ? k / P == c : j == 3 ? true : j == 4 ? k / P == c : k / W == i / W;
+                            if (same) s += xb[k], n++;
+                        }
+                        for (int k = 0; k < C * P; k++) {
+                            bool same = j <= 1 ? k / P == c : j == 3 ? true : j == 4 ? k / P == c : k / W == i / W;
+                            if (same) sq += (xb[k] - s / n) * (xb[k] - s / n);
+                        }
+                        v = (v - s / n) / sqrt(sq / n + (j == 0 ? 1e-3 : 1e-5));
+                    }
+                    if (j == 0 || j == 3) v = v * g[c] + bt[c];
+                    if (j == 2) v = (v - mean[c]) / sqrt(var[c] + 1e-5) * g[c] + bt[c];
+                    if (j == 4) v = v * lg[h * W + w] + lb[h * W + w];
+                    if (j == 6) v = v > 0 ? v : v * slopes[c];
+                    if (j == 7) v = v > 0 ? v : v * 0.2f;
+                    if (j >= 8) { /* softmax over channels (dim 0) or over a row (dim -1) */
+                        double mx = -1e300, sum = 0;
+                        for (int k = 0; k < (j == 8 ? C : W); k++) {
+                            double e = xb[j == 8 ? (k * H + h) * W + w : (c * H + h) * W + k];
+                            mx = e > mx ? e : mx;
+                        }
+                        for (int k = 0; k < (j == 8 ? C : W); k++)
+                            sum += exp(xb[j == 8 ? (k * H + h) * W + w : (c * H + h) * W + k] - mx);
+                        v = exp(v - mx) / sum;
+                    }
+                    yb[i] = v;
+                }
+            }
+            const float *ins[1] = {x};
+            check_forward(jsons[j], net, B, ins, want);
+            free(x);
+        }
+        gm_net_free(net);
+    }
+    /* instance_norm with running statistics folds into the conv before */
+    float k1[C * C] = {0};
+    for (int c = 0; c < C; c++) k1[c * C + c] = 1.0f;
+    tdef t2[5] = {{"k", 4, {C, C, 1, 1}, k1}, {"g", 1, {C}, g}, {"b", 1, {C}, bt}, {"m", 1, {C}, mean}, {"v", 1, {C}, var}};
+    gm_st *st2 = make_st(t2, 5);
+    gm_net *net = build(st2,
+                        "[{\"op\":\"conv2d\",\"weight\":\"k\"},{\"op\":\"instance_norm\",\"weight\":\"g\","
+                        "\"bias\":\"b\",\"mean\":\"m\",\"var\":\"v\"},{\"op\":\"silu\"}]",
+                        1, &in);
+    assert_int_equal(gm_net_layers(net), 1);
+    gm_net_free(net);
+    gm_st_free(st2);
+    /* refusals */
+    char err[GM_ERR_LEN] = "";
+    assert_null(gm_net_build_inputs(st, "gm.test", "[{\"op\":\"group_norm\",\"groups\":2}]", 1, &in, err));
+    assert_non_null(strstr(err, "layer 0 (group_norm)"));
+    assert_non_null(strstr(err, "[3, 4, 5]"));
+    assert_null(gm_net_build_inputs(st, "gm.test", "[{\"op\":\"layer_norm\",\"normalized_shape\":[4]}]", 1, &in, err));
+    assert_non_null(strstr(err, "trailing"));
+    assert_null(gm_net_build_inputs(st, "gm.test", "[{\"op\":\"layer_norm\",\"normalized_shape\":[5],\"weight\":\"g\"}]",
+                                    1, &in, err));
+    assert_non_null(strstr(err, "'g'"));
+    assert_null(gm_net_build_inputs(st, "gm.test", "[{\"op\":\"gelu\",\"approximate\":\"fast\"}]", 1, &in, err));
+    assert_non_null(strstr(err, "\"approximate\""));
+    assert_null(gm_net_build_inputs(st, "gm.test", "[{\"op\":\"hardtanh\",\"min\":1,\"max\":0}]", 1, &in, err));
+    assert_non_null(strstr(err, "layer 0 (hardtanh)"));
+    gm_st_free(st);
+    free(g), free(bt), free(lg), free(lb), free(slopes);
+}
+
 /* ---- the PyTorch cases ---- */
 
 static void test_pytorch_cases(void **state) {
@@ -599,6 +748,7 @@ int main(void) {
         cmocka_unit_test(test_many_live_values),    cmocka_unit_test(test_graph_refusals),
         cmocka_unit_test(test_conv_general),        cmocka_unit_test(test_conv_t_chain_groups),
         cmocka_unit_test(test_pad_modes),           cmocka_unit_test(test_upsample),
+        cmocka_unit_test(test_activations),         cmocka_unit_test(test_norms),
         cmocka_unit_test(test_pytorch_cases),       cmocka_unit_test(test_gan_named_inputs),
     };
     return cmocka_run_group_tests_name("layer graphs", tests, NULL, NULL);

@@ -53,6 +53,7 @@
 static const char *const OP_NAMES[OP_COUNT] = {
     "linear", "conv2d", "conv_transpose2d", "batch_norm", "relu", "sigmoid", "tanh", "leaky_relu", "reshape",
     "flatten", "add", "mul", "concat", "split", "expand", "embedding", "dropout", "pad", "upsample",
+    "elu", "gelu", "silu", "softplus", "hardtanh", "prelu", "softmax", "instance_norm", "group_norm", "layer_norm",
 };
 
 typedef struct {
@@ -678,7 +679,7 @@ static int build_embedding(const where *w, json_t *o, layer *L, char err[GM_ERR_
     return 0;
 }
 
-/* ---- pad and upsample: the last two dimensions ---- */
+/* ---- activations and normalizations ---- */
 
 /* One of `names` (n of them) in string field `key`, or dflt when absent. */
 static int get_choice(const where *w, json_t *o, const char *key, const char *const *names, int n, int dflt,
@@ -693,6 +694,122 @@ static int get_choice(const where *w, json_t *o, const char *key, const char *co
     for (int i = 0; i < n; i++) at += (size_t)snprintf(list + at, sizeof list - at, "%s\"%s\"", i ? ", " : "", names[i]);
     return gm_errorf(err, WHERE_FMT "field \"%s\" must be one of %s", WHERE_ARGS(w), key, list);
 }
+
+
+static int build_activation(const where *w, json_t *o, layer *L, char err[GM_ERR_LEN]) {
+    double a0 = 0, a1 = 0;
+    int rc = 0;
+    switch (L->kind) {
+    case OP_LEAKY_RELU: rc = get_num(w, o, "slope", 0.01, &a0, err); break;
+    case OP_ELU: rc = get_num(w, o, "alpha", 1.0, &a0, err); break;
+    case OP_GELU: {
+        static const char *const approx[] = {"none", "tanh"};
+        int k;
+        rc = get_choice(w, o, "approximate", approx, 2, 0, &k, err);
+        a0 = k;
+        break;
+    }
+    case OP_SOFTPLUS:
+        rc = get_num(w, o, "beta", 1.0, &a0, err) || get_num(w, o, "threshold", 20.0, &a1, err);
+        if (!rc && !(a0 > 0))
+            return gm_errorf(err, WHERE_FMT "field \"beta\" must be positive (found %g)", WHERE_ARGS(w), a0);
+        break;
+    default: /* hardtanh */
+        rc = get_num(w, o, "min", -1.0, &a0, err) || get_num(w, o, "max", 1.0, &a1, err);
+        if (!rc && !(a0 <= a1))
+            return gm_errorf(err, WHERE_FMT "\"min\" %g must not exceed \"max\" %g", WHERE_ARGS(w), a0, a1);
+    }
+    L->a0 = (float)a0;
+    L->a1 = (float)a1;
+    return rc ? -1 : 0;
+}
+
+/* A per-channel vector from an optional tensor of n values (or one value
+ * broadcast, when `one` allows it), else `dflt` everywhere. */
+static float *channel_vector(const where *w, const gm_tensor *t, int n, bool one, float dflt, gm_shape in,
+                             char err[GM_ERR_LEN]) {
+    if (t && !(one && t->ndim == 1 && t->shape[0] == 1) && check_vector(w, t, n, in, err)) return NULL;
+    float *v = malloc((size_t)n * sizeof *v);
+    if (!v) {
+        gm_errorf(err, "%s: out of memory building %s", gm_st_label(w->st), w->what);
+        return NULL;
+    }
+    for (int i = 0; i < n; i++) v[i] = t ? t->f32[t->numel == 1 ? 0 : i] : dflt;
+    return v;
+}
+
+static int build_prelu(const where *w, json_t *o, layer *L, char err[GM_ERR_LEN]) {
+    const gm_tensor *t;
+    if (get_tensor(w, o, "weight", 1, &t, err)) return -1;
+    if (L->in.rank == 0) return gm_errorf(err, WHERE_FMT "input is a single value; prelu needs channels", WHERE_ARGS(w));
+    return (L->scale = channel_vector(w, t, L->in.dim[0], true, 0, L->in, err)) ? 0 : -1;
+}
+
+/* instance_norm with running statistics is a batch_norm (what PyTorch's
+ * eval does with them), so it folds like one. Otherwise each sample's
+ * blocks are normalized by their own statistics: instance_norm one block
+ * per channel, group_norm one per group of channels, layer_norm one over
+ * the trailing "normalized_shape" dimensions. */
+static int build_norm(const where *w, json_t *o, layer *L, layer *prev, int *folded, char err[GM_ERR_LEN]) {
+    char is[64];
+    fmt_shape(is, sizeof is, L->in);
+    if (L->kind == OP_INSTANCE_NORM && L->in.rank < 2)
+        return gm_errorf(err, WHERE_FMT "input has shape %s but instance_norm needs [C, L] or [C, H, W]", WHERE_ARGS(w),
+                         is);
+    if (L->kind == OP_INSTANCE_NORM && (json_object_get(o, "mean") || json_object_get(o, "var"))) {
+        L->kind = OP_BATCH_NORM;
+        return build_batch_norm(w, o, L, prev, folded, err);
+    }
+    if (L->in.rank == 0) return gm_errorf(err, WHERE_FMT "input is a single value; nothing to normalize", WHERE_ARGS(w));
+    const gm_tensor *g, *b;
+    if (get_tensor(w, o, "weight", 0, &g, err) || get_tensor(w, o, "bias", 0, &b, err) ||
+        get_num(w, o, "eps", 1e-5, &L->eps, err))
+        return -1;
+    if (!(L->eps > 0)) return gm_errorf(err, WHERE_FMT "field \"eps\" must be positive", WHERE_ARGS(w));
+    int C = L->in.dim[0], n = C;
+    if (L->kind == OP_INSTANCE_NORM) {
+        L->groups = C;
+    } else if (L->kind == OP_GROUP_NORM) {
+        if (get_int(w, o, "groups", 0, 1, &L->groups, err)) return -1;
+        if (L->groups < 1 || C % L->groups)
+            return gm_errorf(err, WHERE_FMT "\"groups\" (%d) must divide the %d channels of input %s", WHERE_ARGS(w),
+                             L->groups, C, is);
+    } else {
+        json_t *ns = json_object_get(o, "normalized_shape");
+        int k = (int)json_array_size(ns);
+        bool ok = json_is_array(ns) && k >= 1 && k <= L->in.rank;
+        n = 1;
+        for (int i = 0; ok && i < k; i++) {
+            json_t *v = json_array_get(ns, (size_t)i);
+            ok = json_is_integer(v) && json_integer_value(v) == L->in.dim[L->in.rank - k + i];
+            n *= L->in.dim[L->in.rank - k + i];
+        }
+        if (!ok)
+            return gm_errorf(err, WHERE_FMT "\"normalized_shape\" must be the trailing dimensions of input %s",
+                             WHERE_ARGS(w), is);
+        L->groups = gm_shape_size(L->in) / n;
+        for (int i = 0; i < 2; i++) {
+            const gm_tensor *t = i ? b : g;
+            if (t && t->numel != n) {
+                char ts[64];
+                fmt_tshape(ts, sizeof ts, t);
+                return gm_errorf(err, WHERE_FMT "tensor '%s' has shape %s but normalized_shape holds %d values (input %s)",
+                                 WHERE_ARGS(w), t->name, ts, n, is);
+            }
+        }
+    }
+    L->scale = channel_vector(w, L->kind == OP_LAYER_NORM ? NULL : g, n, false, 1, L->in, err);
+    L->shift = L->scale ? channel_vector(w, L->kind == OP_LAYER_NORM ? NULL : b, n, false, 0, L->in, err) : NULL;
+    if (!L->scale || !L->shift) return -1;
+    if (L->kind == OP_LAYER_NORM)
+        for (int i = 0; i < n; i++) {
+            if (g) L->scale[i] = g->f32[i];
+            if (b) L->shift[i] = b->f32[i];
+        }
+    return 0;
+}
+
+/* ---- pad and upsample: the last two dimensions ---- */
 
 static int build_pad(const where *w, json_t *o, layer *L, char err[GM_ERR_LEN]) {
     static const char *const modes[] = {"zero", "reflect", "replicate", "constant"};
@@ -879,12 +996,16 @@ static int build_op(const where *w, gm_net *net, json_t *o, layer *L, int *folde
     case OP_CONV2D: rc = build_conv(w, o, L, 0, err); break;
     case OP_CONV_T2D: rc = build_conv(w, o, L, 1, err); break;
     case OP_BATCH_NORM: rc = build_batch_norm(w, o, L, prev, folded, err); break;
-    case OP_LEAKY_RELU: {
-        double slope;
-        rc = get_num(w, o, "slope", 0.01, &slope, err);
-        L->slope = (float)slope;
-        break;
-    }
+    case OP_LEAKY_RELU:
+    case OP_ELU:
+    case OP_GELU:
+    case OP_SOFTPLUS:
+    case OP_HARDTANH: rc = build_activation(w, o, L, err); break;
+    case OP_PRELU: rc = build_prelu(w, o, L, err); break;
+    case OP_SOFTMAX: rc = get_axis(w, o, L->in, &L->axis, err); break;
+    case OP_INSTANCE_NORM:
+    case OP_GROUP_NORM:
+    case OP_LAYER_NORM: rc = build_norm(w, o, L, prev, folded, err); break;
     case OP_RESHAPE: rc = build_reshape(w, o, L, err); break;
     case OP_FLATTEN: L->out = gm_shape1(gm_shape_size(L->in)); break;
     case OP_ADD:
@@ -904,7 +1025,8 @@ static int build_op(const where *w, gm_net *net, json_t *o, layer *L, int *folde
     if (L->kind != OP_SPLIT) L->outs[0] = L->out;
     if (op_is_activation(L->kind) && prev) {
         prev->act = L->kind;
-        prev->slope = L->slope;
+        prev->a0 = L->a0;
+        prev->a1 = L->a1;
         *folded = 1;
     }
     return 0;
@@ -1163,6 +1285,11 @@ static int forward_pass(const gm_net *net, int B, const float *const *in, float 
         case OP_EMBEDDING: op_graph(L, B, x, y); break;
         case OP_PAD:
         case OP_UPSAMPLE: op_resample(L, B, x[0], y[0]); break;
+        case OP_SOFTMAX:
+        case OP_PRELU:
+        case OP_INSTANCE_NORM:
+        case OP_GROUP_NORM:
+        case OP_LAYER_NORM: op_norm(L, B, x[0], y[0]); break;
         default: op_elementwise(L, B, x[0], y[0]);
         }
     }

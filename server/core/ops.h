@@ -38,6 +38,16 @@ typedef enum {
     OP_DROPOUT,
     OP_PAD,
     OP_UPSAMPLE,
+    OP_ELU,
+    OP_GELU,
+    OP_SILU,
+    OP_SOFTPLUS,
+    OP_HARDTANH,
+    OP_PRELU,
+    OP_SOFTMAX,
+    OP_INSTANCE_NORM,
+    OP_GROUP_NORM,
+    OP_LAYER_NORM,
     OP_COUNT
 } op_kind;
 
@@ -53,7 +63,10 @@ typedef struct {
      * Cin/g*kh*kw long); embedding: (num, dim) as in the file. bias
      * (O) or (Cout), zeros when the file has none. */
     float *weight, *bias;
-    float *scale, *shift; /* standalone batch_norm, per channel */
+    /* standalone batch_norm: per channel; prelu: scale the slope per
+     * channel; instance / group norm: the affine weight and bias per
+     * channel, layer_norm per normalized value */
+    float *scale, *shift;
     /* convolutions: kernel, stride, padding before the first row / column
      * (conv2d "same" pads any odd extra after the last), dilation, groups */
     int kh, kw, sh, sw, ph, pw, dh, dw, groups;
@@ -68,7 +81,11 @@ typedef struct {
     /* add, mul, expand: the output as [d0, d1, d2] and, per input, the
      * strides that walk it (0 along a broadcast dimension) */
     int bdim[3], bstr[2][3];
-    float slope;   /* leaky_relu, standalone or fused */
+    /* an activation's parameters, standalone or fused: leaky_relu slope;
+     * elu alpha; gelu 1 for the tanh approximation; softplus beta and
+     * threshold; hardtanh min and max */
+    float a0, a1;
+    double eps;    /* instance_norm (without running stats), group_norm, layer_norm */
     op_kind act;   /* linear / convolutions: a fused activation, or OP_COUNT for none */
     bool nhwc_in;  /* conv_transpose2d whose input is another's channels-last output */
     bool nhwc_out; /* conv_transpose2d whose only consumer is another: output channels-last */
@@ -80,8 +97,11 @@ typedef struct {
 } op_scratch;
 
 static inline bool op_has_weights(op_kind k) { return k == OP_LINEAR || k == OP_CONV2D || k == OP_CONV_T2D; }
+/* the elementwise functions with scalar parameters, which a linear or
+ * convolution can apply in its bias pass */
 static inline bool op_is_activation(op_kind k) {
-    return k == OP_RELU || k == OP_LEAKY_RELU || k == OP_SIGMOID || k == OP_TANH;
+    return k == OP_RELU || k == OP_LEAKY_RELU || k == OP_SIGMOID || k == OP_TANH || k == OP_ELU || k == OP_GELU ||
+           k == OP_SILU || k == OP_SOFTPLUS || k == OP_HARDTANH;
 }
 
 /* ops_dense.c */
@@ -91,11 +111,13 @@ int op_conv_t2d(const layer *L, int B, const float *x, float *y, const op_scratc
 
 /* ops_elem.c: y = act(x) for an activation kind (in place when y == x); any
  * other kind copies */
-void op_activate(op_kind act, float slope, const float *x, float *y, size_t n);
+void op_activate(op_kind act, float a0, float a1, const float *x, float *y, size_t n);
 /* Splits B samples of `per` values over the compute threads when that pays. */
 void op_split_values(int B, size_t per, int (*fn)(void *, int, int), void *ctx);
 /* batch_norm (not folded), activations not fused, reshape, flatten */
 void op_elementwise(const layer *L, int B, const float *x, float *y);
+/* instance_norm, group_norm, layer_norm, softmax, prelu */
+void op_norm(const layer *L, int B, const float *x, float *y);
 /* pad and upsample, over the last two dimensions of each sample */
 void op_resample(const layer *L, int B, const float *x, float *y);
 enum { PAD_ZERO, PAD_REFLECT, PAD_REPLICATE, UP_NEAREST, UP_BILINEAR };

@@ -41,7 +41,7 @@ static int bias_act_samples(void *ctx, int r0, int r1) {
         float *y = c->y + (size_t)b * n;
 #pragma omp simd
         for (int o = 0; o < n; o++) y[o] += c->L->bias[o];
-        op_activate(c->L->act, c->L->slope, y, y, (size_t)n);
+        op_activate(c->L->act, c->L->a0, c->L->a1, y, y, (size_t)n);
     }
     return 0;
 }
@@ -132,7 +132,7 @@ static int scatter_samples(void *ctx, int r0, int r1) {
         const float *ab = c->s->aux + (size_t)b * P * Co;
         for (int p = 0; p < P; p++)
             for (int ch = 0; ch < Co; ch++) yb[(size_t)ch * P + p] = ab[(size_t)p * Co + ch] + L->bias[ch];
-        op_activate(L->act, L->slope, yb, yb, (size_t)Co * P);
+        op_activate(L->act, L->a0, L->a1, yb, yb, (size_t)Co * P);
     }
     return 0;
 }
@@ -194,7 +194,7 @@ static int col2im_samples(void *ctx, int r0, int r1) {
         if (!L->nhwc_out)
             for (int ch = 0; ch < Co; ch++)
                 for (int p = 0; p < P; p++) yb[(size_t)ch * P + p] = t[(size_t)p * Co + ch];
-        op_activate(L->act, L->slope, yb, yb, (size_t)Co * P);
+        op_activate(L->act, L->a0, L->a1, yb, yb, (size_t)Co * P);
     }
     return 0;
 }

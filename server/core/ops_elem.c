@@ -15,7 +15,7 @@
 
 /* y = act(x) for an activation kind (in place when y == x); any other kind
  * copies. */
-void op_activate(op_kind act, float slope, const float *x, float *y, size_t n) {
+void op_activate(op_kind act, float a0, float a1, const float *x, float *y, size_t n) {
     switch (act) {
     case OP_RELU:
 #pragma omp simd
@@ -23,7 +23,30 @@ void op_activate(op_kind act, float slope, const float *x, float *y, size_t n) {
         break;
     case OP_LEAKY_RELU:
 #pragma omp simd
-        for (size_t i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : x[i] * slope;
+        for (size_t i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : x[i] * a0;
+        break;
+    case OP_ELU:
+        for (size_t i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : a0 * expm1f(x[i]);
+        break;
+    case OP_GELU:
+        if (a0 != 0) /* tanh approximation */
+#pragma omp simd
+            for (size_t i = 0; i < n; i++)
+                y[i] = 0.5f * x[i] * (1.0f + gm_tanhf(0.7978845608f * (x[i] + 0.044715f * x[i] * x[i] * x[i])));
+        else
+            for (size_t i = 0; i < n; i++) y[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678f));
+        break;
+    case OP_SILU:
+#pragma omp simd
+        for (size_t i = 0; i < n; i++) y[i] = x[i] * gm_sigmoidf(x[i]);
+        break;
+    case OP_SOFTPLUS: /* linear above the threshold, as in PyTorch */
+#pragma omp simd
+        for (size_t i = 0; i < n; i++) y[i] = x[i] * a0 > a1 ? x[i] : gm_softplusf(x[i] * a0) / a0;
+        break;
+    case OP_HARDTANH:
+#pragma omp simd
+        for (size_t i = 0; i < n; i++) y[i] = x[i] < a0 ? a0 : x[i] > a1 ? a1 : x[i];
         break;
     case OP_SIGMOID:
 #pragma omp simd
@@ -68,7 +91,7 @@ static int elementwise_samples(void *ctx, int r0, int r1) {
             e->y[i] = e->x[i] * L->scale[c] + L->shift[c];
         }
     } else { /* activations; reshape and flatten copy */
-        op_activate(L->kind, L->slope, e->x + lo, e->y + lo, hi - lo);
+        op_activate(L->kind, L->a0, L->a1, e->x + lo, e->y + lo, hi - lo);
     }
     return 0;
 }
@@ -255,4 +278,73 @@ static int resample_samples(void *ctx, int r0, int r1) {
 void op_resample(const layer *L, int B, const float *x, float *y) {
     resample_part r = {L, x, y};
     op_split_values(B, (size_t)gm_shape_size(L->out), resample_samples, &r);
+}
+
+typedef struct {
+    const layer *L;
+    const float *x;
+    float *y;
+} norm_part;
+
+/* instance_norm / group_norm / layer_norm: each sample is L->groups blocks
+ * of contiguous values normalized by their own mean and (biased) variance,
+ * both accumulated in double; then the affine weight and bias, per channel
+ * or (layer_norm) per value of the block. */
+static void normalize_sample(const layer *L, const float *x, float *y) {
+    size_t size = (size_t)gm_shape_size(L->in), n = size / L->groups, inner = size / L->in.dim[0];
+    for (int g = 0; g < L->groups; g++) {
+        const float *xb = x + g * n;
+        float *yb = y + g * n;
+        double sum = 0, sq = 0;
+        for (size_t i = 0; i < n; i++) sum += xb[i];
+        double mean = sum / (double)n;
+        for (size_t i = 0; i < n; i++) sq += (xb[i] - mean) * (xb[i] - mean);
+        double inv = 1.0 / sqrt(sq / (double)n + L->eps);
+        for (size_t i = 0; i < n; i++) {
+            size_t a = L->kind == OP_LAYER_NORM ? i : (g * n + i) / inner;
+            yb[i] = (float)((xb[i] - mean) * inv) * L->scale[a] + L->shift[a];
+        }
+    }
+}
+
+/* softmax along per-sample dimension L->axis: for each position of the
+ * other dimensions, exp(x - max) / sum */
+static void softmax_sample(const layer *L, const float *x, float *y) {
+    size_t inner = 1, outer = 1, len = (size_t)L->in.dim[L->axis];
+    for (int d = L->axis + 1; d < L->in.rank; d++) inner *= (size_t)L->in.dim[d];
+    for (int d = 0; d < L->axis; d++) outer *= (size_t)L->in.dim[d];
+    for (size_t o = 0; o < outer; o++)
+        for (size_t j = 0; j < inner; j++) {
+            const float *xr = x + o * len * inner + j;
+            float *yr = y + o * len * inner + j, mx = xr[0];
+            for (size_t k = 1; k < len; k++) mx = xr[k * inner] > mx ? xr[k * inner] : mx;
+            double sum = 0;
+            for (size_t k = 0; k < len; k++) sum += (yr[k * inner] = gm_expf(xr[k * inner] - mx));
+            float inv = (float)(1.0 / sum);
+            for (size_t k = 0; k < len; k++) yr[k * inner] *= inv;
+        }
+}
+
+static int norm_samples(void *ctx, int r0, int r1) {
+    const norm_part *p = ctx;
+    const layer *L = p->L;
+    size_t size = (size_t)gm_shape_size(L->in);
+    for (int b = r0; b < r1; b++) {
+        const float *x = p->x + (size_t)b * size;
+        float *y = p->y + (size_t)b * size;
+        if (L->kind == OP_SOFTMAX) {
+            softmax_sample(L, x, y);
+        } else if (L->kind == OP_PRELU) {
+            size_t inner = size / L->in.dim[0];
+            for (size_t i = 0; i < size; i++) y[i] = x[i] > 0 ? x[i] : x[i] * L->scale[i / inner];
+        } else {
+            normalize_sample(L, x, y);
+        }
+    }
+    return 0;
+}
+
+void op_norm(const layer *L, int B, const float *x, float *y) {
+    norm_part p = {L, x, y};
+    op_split_values(B, (size_t)gm_shape_size(L->in), norm_samples, &p);
 }
