@@ -347,6 +347,25 @@ def graph_fixtures():
                   {"op": "linear", "weight": g.w(c, "three", torch.eye(10) * 3)},  # the * 3
                   {"op": "softmax", "dim": -1}],
               [("image", x)], out)
+
+        # pooling and pixel_shuffle
+        x = torch.randn(B, 8, 7, 6)
+        a = F.max_pool2d(x, (3, 2), stride=(2, 2), padding=(1, 1), dilation=(1, 2))
+        b = F.avg_pool2d(x, (3, 2), stride=2, padding=1)
+        d = F.avg_pool2d(x, 3, stride=2, padding=1, count_include_pad=False)
+        e = F.pixel_shuffle(x, 2)
+        c = "pools"
+        g.add(c, [{"op": "max_pool2d", "kernel_size": [3, 2], "stride": [2, 2], "padding": [1, 1], "dilation": [1, 2],
+                   "name": "a"},
+                  {"op": "avg_pool2d", "inputs": ["image"], "kernel_size": [3, 2], "stride": 2, "padding": 1, "name": "b"},
+                  {"op": "avg_pool2d", "inputs": ["image"], "kernel_size": 3, "stride": 2, "padding": 1,
+                   "count_include_pad": False, "name": "d"},
+                  {"op": "pixel_shuffle", "inputs": ["image"], "upscale_factor": 2},
+                  {"op": "max_pool2d", "kernel_size": 2, "name": "e"},
+                  {"op": "flatten", "inputs": ["a"], "name": "fa"}, {"op": "flatten", "inputs": ["b"], "name": "fb"},
+                  {"op": "flatten", "inputs": ["d"], "name": "fd"}, {"op": "flatten", "inputs": ["e"], "name": "fe"},
+                  {"op": "concat", "inputs": ["fa", "fb", "fd", "fe"]}],
+              [("image", x)], torch.cat([t.flatten(1) for t in (a, b, d, F.max_pool2d(e, 2))], 1))
     g.write("graph_ops.safetensors")
 
     # a GAN generator fed by name, in its own argument order:

@@ -679,6 +679,85 @@ static void test_norms(void **state) {
     free(g), free(bt), free(lg), free(lb), free(slopes);
 }
 
+/* ---- pooling and pixel_shuffle ---- */
+
+typedef struct {
+    bool avg, include_pad;
+    int kh, kw, sh, sw, ph, pw, dh, dw;
+} pool_case;
+
+static void test_pools(void **state) {
+    enum { PH = 7, PW = 6 };
+    gm_st *st = make_st(NULL, 0);
+    gm_net_input in = {"x", gm_shape3(2, PH, PW)};
+    const pool_case cases[] = {
+        {false, false, 2, 2, 2, 2, 0, 0, 1, 1}, {false, false, 3, 2, 2, 1, 1, 1, 1, 1},
+        {false, false, 3, 3, 1, 2, 1, 0, 2, 1}, {true, true, 3, 2, 2, 1, 1, 1, 1, 1},
+        {true, false, 3, 3, 2, 2, 1, 1, 1, 1},  {true, true, 2, 3, 1, 3, 0, 1, 1, 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const pool_case *k = &cases[i];
+        char json[256];
+        snprintf(json, sizeof json,
+                 "[{\"op\":\"%s\",\"kernel_size\":[%d,%d],\"stride\":[%d,%d],\"padding\":[%d,%d]%s%s}]",
+                 k->avg ? "avg_pool2d" : "max_pool2d", k->kh, k->kw, k->sh, k->sw, k->ph, k->pw,
+                 k->avg ? (k->include_pad ? "" : ",\"count_include_pad\":false") : "",
+                 k->avg ? "" : (k->dh > 1 ? ",\"dilation\":[2,1]" : ""));
+        gm_net *net = build(st, json, 1, &in);
+        int ho = (PH + 2 * k->ph - k->dh * (k->kh - 1) - 1) / k->sh + 1;
+        int wo = (PW + 2 * k->pw - k->dw * (k->kw - 1) - 1) / k->sw + 1;
+        assert_int_equal(gm_net_out_shape(net).dim[1], ho);
+        assert_int_equal(gm_net_out_shape(net).dim[2], wo);
+        float *x = rand_floats(2 * PH * PW);
+        double *want = malloc((size_t)2 * ho * wo * sizeof *want);
+        for (int c = 0; c < 2; c++)
+            for (int oy = 0; oy < ho; oy++)
+                for (int ox = 0; ox < wo; ox++) {
+                    double mx = -INFINITY, sum = 0;
+                    int n = 0;
+                    for (int ky = 0; ky < k->kh; ky++)
+                        for (int kx = 0; kx < k->kw; kx++) {
+                            int iy = oy * k->sh - k->ph + ky * k->dh, ix = ox * k->sw - k->pw + kx * k->dw;
+                            bool inside = iy >= 0 && iy < PH && ix >= 0 && ix < PW;
+                            /* with padding counted, the window stops at the padded edge */
+                            if (inside || (k->include_pad && iy < PH + k->ph && ix < PW + k->pw)) n++;
+                            if (!inside) continue;
+                            double v = x[(c * PH + iy) * PW + ix];
+                            mx = v > mx ? v : mx;
+                            sum += v;
+                        }
+                    want[(c * ho + oy) * wo + ox] = k->avg ? sum / n : mx;
+                }
+        const float *ins[1] = {x};
+        check_forward(json, net, 1, ins, want);
+        gm_net_free(net);
+        free(x);
+        free(want);
+    }
+    /* pixel_shuffle: [C r^2, H, W] -> [C, H r, W r] */
+    gm_net_input in2 = {"x", gm_shape3(8, 2, 3)};
+    gm_net *net = build(st, "[{\"op\":\"pixel_shuffle\",\"upscale_factor\":2}]", 1, &in2);
+    float *x = rand_floats(48);
+    double want[48];
+    for (int c = 0; c < 2; c++)
+        for (int y = 0; y < 4; y++)
+            for (int xx = 0; xx < 6; xx++) want[(c * 4 + y) * 6 + xx] = x[((c * 4 + (y % 2) * 2 + xx % 2) * 2 + y / 2) * 3 + xx / 2];
+    const float *ins[1] = {x};
+    check_forward("pixel_shuffle", net, 1, ins, want);
+    gm_net_free(net);
+    free(x);
+    char err[GM_ERR_LEN] = "";
+    assert_null(gm_net_build_inputs(st, "gm.test", "[{\"op\":\"max_pool2d\",\"kernel_size\":2,\"ceil_mode\":true}]", 1,
+                                    &in, err));
+    assert_non_null(strstr(err, "\"ceil_mode\""));
+    assert_null(gm_net_build_inputs(st, "gm.test", "[{\"op\":\"avg_pool2d\",\"kernel_size\":2,\"padding\":2}]", 1, &in,
+                                    err));
+    assert_non_null(strstr(err, "layer 0 (avg_pool2d)"));
+    assert_null(gm_net_build_inputs(st, "gm.test", "[{\"op\":\"pixel_shuffle\",\"upscale_factor\":3}]", 1, &in2, err));
+    assert_non_null(strstr(err, "[8, 2, 3]"));
+    gm_st_free(st);
+}
+
 /* ---- the PyTorch cases ---- */
 
 static void test_pytorch_cases(void **state) {
@@ -749,6 +828,7 @@ int main(void) {
         cmocka_unit_test(test_conv_general),        cmocka_unit_test(test_conv_t_chain_groups),
         cmocka_unit_test(test_pad_modes),           cmocka_unit_test(test_upsample),
         cmocka_unit_test(test_activations),         cmocka_unit_test(test_norms),
+        cmocka_unit_test(test_pools),
         cmocka_unit_test(test_pytorch_cases),       cmocka_unit_test(test_gan_named_inputs),
     };
     return cmocka_run_group_tests_name("layer graphs", tests, NULL, NULL);

@@ -54,6 +54,7 @@ static const char *const OP_NAMES[OP_COUNT] = {
     "linear", "conv2d", "conv_transpose2d", "batch_norm", "relu", "sigmoid", "tanh", "leaky_relu", "reshape",
     "flatten", "add", "mul", "concat", "split", "expand", "embedding", "dropout", "pad", "upsample",
     "elu", "gelu", "silu", "softplus", "hardtanh", "prelu", "softmax", "instance_norm", "group_norm", "layer_norm",
+    "max_pool2d", "avg_pool2d", "pixel_shuffle",
 };
 
 typedef struct {
@@ -809,6 +810,61 @@ static int build_norm(const where *w, json_t *o, layer *L, layer *prev, int *fol
     return 0;
 }
 
+/* ---- pooling and pixel_shuffle ---- */
+
+static int build_pool(const where *w, json_t *o, layer *L, char err[GM_ERR_LEN]) {
+    char is[64];
+    fmt_shape(is, sizeof is, L->in);
+    if (L->in.rank != 3) return gm_errorf(err, WHERE_FMT "input has shape %s but %s needs [C, H, W]", WHERE_ARGS(w), is, w->op);
+    int k[2], st[2], pad[2], dil[2] = {1, 1};
+    bool avg = L->kind == OP_AVG_POOL2D;
+    json_t *ceil = json_object_get(o, "ceil_mode"), *cip = json_object_get(o, "count_include_pad");
+    if (ceil && !json_is_false(ceil))
+        return gm_errorf(err, WHERE_FMT "\"ceil_mode\" must be false (windows past the edge are not supported)",
+                         WHERE_ARGS(w));
+    if (json_object_get(o, "divisor_override") && !json_is_null(json_object_get(o, "divisor_override")))
+        return gm_errorf(err, WHERE_FMT "\"divisor_override\" is not supported", WHERE_ARGS(w));
+    if ((cip && !json_is_boolean(cip)) || (cip && !avg))
+        return gm_errorf(err, WHERE_FMT "\"count_include_pad\" must be true or false (avg_pool2d only)", WHERE_ARGS(w));
+    if (!json_object_get(o, "kernel_size"))
+        return gm_errorf(err, WHERE_FMT "field \"kernel_size\" is missing", WHERE_ARGS(w));
+    if (get_pair(w, o, "kernel_size", 1, 1, k, err) || get_pair(w, o, "padding", 0, 0, pad, err) ||
+        (!avg && get_pair(w, o, "dilation", 1, 1, dil, err)))
+        return -1;
+    json_t *sv = json_object_get(o, "stride"); /* PyTorch: null or absent means the kernel size */
+    st[0] = k[0], st[1] = k[1];
+    if (sv && !json_is_null(sv) && !(json_is_array(sv) && json_array_size(sv) == 0) &&
+        get_pair(w, o, "stride", 1, 1, st, err))
+        return -1;
+    if (2 * pad[0] > k[0] || 2 * pad[1] > k[1])
+        return gm_errorf(err, WHERE_FMT "padding %dx%d must be at most half the kernel %dx%d", WHERE_ARGS(w), pad[0],
+                         pad[1], k[0], k[1]);
+    L->kh = k[0], L->kw = k[1], L->sh = st[0], L->sw = st[1], L->ph = pad[0], L->pw = pad[1], L->dh = dil[0],
+    L->dw = dil[1];
+    L->align_corners = !cip || json_is_true(cip); /* count_include_pad */
+    long long eh = (long long)L->dh * (L->kh - 1) + 1, ew = (long long)L->dw * (L->kw - 1) + 1;
+    long long ho = (L->in.dim[1] + 2LL * L->ph - eh) / L->sh + 1, wo = (L->in.dim[2] + 2LL * L->pw - ew) / L->sw + 1;
+    if (L->in.dim[1] + 2LL * L->ph < eh || L->in.dim[2] + 2LL * L->pw < ew || ho < 1 || wo < 1)
+        return gm_errorf(err, WHERE_FMT "kernel %dx%d (dilation %dx%d) with padding %dx%d does not fit input %s",
+                         WHERE_ARGS(w), L->kh, L->kw, L->dh, L->dw, L->ph, L->pw, is);
+    L->out = gm_shape3(L->in.dim[0], (int)ho, (int)wo);
+    return 0;
+}
+
+static int build_pixel_shuffle(const where *w, json_t *o, layer *L, char err[GM_ERR_LEN]) {
+    char is[64];
+    fmt_shape(is, sizeof is, L->in);
+    if (get_int(w, o, "upscale_factor", 0, 1, &L->groups, err)) return -1;
+    int r = L->groups;
+    if (L->in.rank != 3 || r < 1 || L->in.dim[0] % (r * r) ||
+        mul_within(L->in.dim[1], r, GM_NET_MAX_VALUES) < 0 || mul_within(L->in.dim[2], r, GM_NET_MAX_VALUES) < 0)
+        return gm_errorf(err, WHERE_FMT "\"upscale_factor\" %d needs a [C, H, W] input with C a multiple of %d "
+                                       "(input %s)",
+                         WHERE_ARGS(w), r, r * r, is);
+    L->out = gm_shape3(L->in.dim[0] / (r * r), L->in.dim[1] * r, L->in.dim[2] * r);
+    return 0;
+}
+
 /* ---- pad and upsample: the last two dimensions ---- */
 
 static int build_pad(const where *w, json_t *o, layer *L, char err[GM_ERR_LEN]) {
@@ -1015,6 +1071,9 @@ static int build_op(const where *w, gm_net *net, json_t *o, layer *L, int *folde
     case OP_EXPAND: rc = build_expand(w, o, L, err); break;
     case OP_EMBEDDING: rc = build_embedding(w, o, L, err); break;
     case OP_PAD: rc = build_pad(w, o, L, err); break;
+    case OP_MAX_POOL2D:
+    case OP_AVG_POOL2D: rc = build_pool(w, o, L, err); break;
+    case OP_PIXEL_SHUFFLE: rc = build_pixel_shuffle(w, o, L, err); break;
     case OP_UPSAMPLE: rc = build_upsample(w, o, L, err); break;
     default: break; /* relu, sigmoid, tanh: shape unchanged */
     }
@@ -1290,6 +1349,9 @@ static int forward_pass(const gm_net *net, int B, const float *const *in, float 
         case OP_INSTANCE_NORM:
         case OP_GROUP_NORM:
         case OP_LAYER_NORM: op_norm(L, B, x[0], y[0]); break;
+        case OP_MAX_POOL2D:
+        case OP_AVG_POOL2D:
+        case OP_PIXEL_SHUFFLE: op_pool(L, B, x[0], y[0]); break;
         default: op_elementwise(L, B, x[0], y[0]);
         }
     }

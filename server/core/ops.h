@@ -48,6 +48,9 @@ typedef enum {
     OP_INSTANCE_NORM,
     OP_GROUP_NORM,
     OP_LAYER_NORM,
+    OP_MAX_POOL2D,
+    OP_AVG_POOL2D,
+    OP_PIXEL_SHUFFLE,
     OP_COUNT
 } op_kind;
 
@@ -118,6 +121,10 @@ void op_split_values(int B, size_t per, int (*fn)(void *, int, int), void *ctx);
 void op_elementwise(const layer *L, int B, const float *x, float *y);
 /* instance_norm, group_norm, layer_norm, softmax, prelu */
 void op_norm(const layer *L, int B, const float *x, float *y);
+/* max_pool2d, avg_pool2d (kernel kh x kw, stride, padding, dilation of
+ * the conv fields; avg: count_include_pad in align_corners), pixel_shuffle
+ * (factor in groups) */
+void op_pool(const layer *L, int B, const float *x, float *y);
 /* pad and upsample, over the last two dimensions of each sample */
 void op_resample(const layer *L, int B, const float *x, float *y);
 enum { PAD_ZERO, PAD_REFLECT, PAD_REPLICATE, UP_NEAREST, UP_BILINEAR };

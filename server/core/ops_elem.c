@@ -348,3 +348,57 @@ void op_norm(const layer *L, int B, const float *x, float *y) {
     norm_part p = {L, x, y};
     op_split_values(B, (size_t)gm_shape_size(L->in), norm_samples, &p);
 }
+
+typedef struct {
+    const layer *L;
+    const float *x;
+    float *y;
+} pool_part;
+
+static int pool_samples(void *ctx, int r0, int r1) {
+    const pool_part *p = ctx;
+    const layer *L = p->L;
+    int C = L->in.dim[0], H = L->in.dim[1], W = L->in.dim[2], Co = L->out.dim[0], Ho = L->out.dim[1],
+        Wo = L->out.dim[2];
+    for (int b = r0; b < r1; b++) {
+        const float *x = p->x + (size_t)b * C * H * W;
+        float *y = p->y + (size_t)b * Co * Ho * Wo;
+        if (L->kind == OP_PIXEL_SHUFFLE) { /* y[c, h*r + i, w*r + j] = x[c*r*r + i*r + j, h, w] */
+            int r = L->groups;
+            for (int c = 0; c < Co; c++)
+                for (int oy = 0; oy < Ho; oy++)
+                    for (int ox = 0; ox < Wo; ox++)
+                        y[((size_t)c * Ho + oy) * Wo + ox] =
+                            x[(((size_t)c * r * r + (oy % r) * r + ox % r) * H + oy / r) * W + ox / r];
+            continue;
+        }
+        for (int c = 0; c < C; c++)
+            for (int oy = 0; oy < Ho; oy++)
+                for (int ox = 0; ox < Wo; ox++) {
+                    /* the window; taps in the padding are -inf for max, zeros for avg */
+                    float mx = -INFINITY, sum = 0;
+                    int inside = 0, window = 0;
+                    for (int ky = 0; ky < L->kh; ky++) {
+                        int iy = oy * L->sh - L->ph + ky * L->dh;
+                        for (int kx = 0; kx < L->kw; kx++) {
+                            int ix = ox * L->sw - L->pw + kx * L->dw;
+                            /* avg counts padding up to the padded edge, as PyTorch does */
+                            window += iy < H + L->ph && ix < W + L->pw;
+                            if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
+                            float v = x[((size_t)c * H + iy) * W + ix];
+                            mx = v > mx || isnan(v) ? v : mx;
+                            sum += v;
+                            inside++;
+                        }
+                    }
+                    y[((size_t)c * Ho + oy) * Wo + ox] =
+                        L->kind == OP_MAX_POOL2D ? mx : sum / (float)(L->align_corners ? window : inside);
+                }
+    }
+    return 0;
+}
+
+void op_pool(const layer *L, int B, const float *x, float *y) {
+    pool_part p = {L, x, y};
+    op_split_values(B, (size_t)gm_shape_size(L->in), pool_samples, &p);
+}
