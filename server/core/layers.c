@@ -476,7 +476,8 @@ void gm_net_free(gm_net *net) {
     free(net);
 }
 
-/* Adds a linear or convolution's multiply-adds and weights to the net's
+/* Adds a linear, convolution, embedding or pooling's multiply-adds (a
+ * pooling window's taps count as such) and weights to the net's
  * totals, which must stay within GM_NET_MAX_MACS and GM_NET_MAX_WEIGHTS: a
  * layer list may name one big tensor in every layer, so the file's size
  * alone bounds neither. The factors are bounded (<= 2^24 each), their
@@ -486,6 +487,9 @@ static int track_cost(const where *w, gm_net *net, const layer *L, char err[GM_E
     if (L->kind == OP_EMBEDDING) {
         weights = (long long)L->rows * cout;
         macs = cout;
+    } else if (L->kind == OP_MAX_POOL2D || L->kind == OP_AVG_POOL2D) { /* a window per output value */
+        weights = 0;
+        macs = (long long)gm_shape_size(L->out) * kk;
     } else if (L->kind == OP_LINEAR) {
         macs = weights = (long long)gm_shape_size(L->in) * cout;
     } else {
@@ -1080,7 +1084,10 @@ static int build_op(const where *w, gm_net *net, json_t *o, layer *L, int *folde
     if (rc) return -1;
     if ((op_has_weights(L->kind) || L->kind == OP_EMBEDDING) && (!L->weight || !L->bias))
         return gm_errorf(err, "%s: out of memory building %s", gm_st_label(w->st), w->what);
-    if ((op_has_weights(L->kind) || L->kind == OP_EMBEDDING) && track_cost(w, net, L, err)) return -1;
+    if ((op_has_weights(L->kind) || L->kind == OP_EMBEDDING || L->kind == OP_MAX_POOL2D ||
+         L->kind == OP_AVG_POOL2D) &&
+        track_cost(w, net, L, err))
+        return -1;
     if (L->kind != OP_SPLIT) L->outs[0] = L->out;
     if (op_is_activation(L->kind) && prev) {
         prev->act = L->kind;
