@@ -20,9 +20,12 @@ typedef struct {
     const float *data;
 } tdef;
 
-static gm_st *make_st(const tdef *t, int n) {
+/* The file's bytes; `meta` is the text of a JSON object of metadata
+ * strings, or NULL. */
+static uint8_t *make_file(const tdef *t, int n, const char *meta, size_t *len) {
     char header[8192];
     size_t at = (size_t)snprintf(header, sizeof header, "{"), off = 0, total = 0;
+    if (meta) at += (size_t)snprintf(header + at, sizeof header - at, "\"__metadata__\":%s%s", meta, n ? "," : "");
     for (int i = 0; i < n; i++) {
         size_t numel = 1;
         for (int d = 0; d < t[i].ndim; d++) numel *= (size_t)t[i].shape[d];
@@ -44,12 +47,17 @@ static gm_st *make_st(const tdef *t, int n) {
         off += numel;
     }
     snprintf(header + at, sizeof header - at, "}");
+    uint8_t *buf = st_build(header, data, total * sizeof *data, len);
+    free(data);
+    return buf;
+}
+
+static gm_st *make_st(const tdef *t, int n) {
     size_t len;
-    uint8_t *buf = st_build(header, data, total * sizeof *data, &len);
+    uint8_t *buf = make_file(t, n, NULL, &len);
     char err[GM_ERR_LEN];
     gm_st *st = gm_st_parse("graph.safetensors", buf, len, err);
     free(buf);
-    free(data);
     if (!st) print_error("%s\n", err);
     assert_non_null(st);
     return st;
@@ -820,6 +828,90 @@ static void test_gan_named_inputs(void **state) {
     gm_model_free(m);
 }
 
+/* Loads a GAN model file of one linear generator [4x1x1 image] with extra
+ * metadata; NULL with the message in err when refused. */
+static gm_model *load_gan(const float *w, int in, const char *extra, char err[GM_ERR_LEN]) {
+    char meta[1024];
+    snprintf(meta, sizeof meta,
+             "{\"gm.format\":\"1\",\"gm.family\":\"gan\",\"gm.image\":\"2x2x1\",\"gm.latent_dim\":\"3\"%s,"
+             "\"gm.generator\":\"[{\\\"op\\\":\\\"linear\\\",\\\"weight\\\":\\\"w\\\"}]\"}",
+             extra);
+    tdef t[1] = {{"w", 2, {4, in}, w}};
+    size_t len;
+    uint8_t *buf = make_file(t, 1, meta, &len);
+    char path[] = "/tmp/gm_test_graph_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, buf, len), (ssize_t)len);
+    close(fd);
+    free(buf);
+    gm_model *m = gm_model_load(path, err);
+    unlink(path);
+    return m;
+}
+
+/* Named inputs z and onehot concatenated in the graph give what a file
+ * without gm.generator_inputs gives (the same [Z + C] vector); names the
+ * model cannot feed are refused. */
+static void test_gan_inputs_by_name(void **state) {
+    float *w = rand_floats(4 * 5);
+    char err[GM_ERR_LEN] = "";
+    const char *classes = ",\"gm.num_classes\":\"2\",\"gm.class_names\":\"[\\\"a\\\",\\\"b\\\"]\"";
+    char extra[512];
+    gm_model *legacy = load_gan(w, 5, classes, err);
+    if (!legacy) print_error("%s\n", err);
+    assert_non_null(legacy);
+    snprintf(extra, sizeof extra, "%s,\"gm.generator_inputs\":\"[\\\"z\\\",\\\"onehot\\\"]\"", classes);
+    /* the graph: concat [z, onehot] then the same linear */
+    char meta[1024];
+    snprintf(meta, sizeof meta,
+             "{\"gm.format\":\"1\",\"gm.family\":\"gan\",\"gm.image\":\"2x2x1\",\"gm.latent_dim\":\"3\"%s,"
+             "\"gm.generator\":\"[{\\\"op\\\":\\\"concat\\\",\\\"inputs\\\":[\\\"z\\\",\\\"onehot\\\"]},"
+             "{\\\"op\\\":\\\"linear\\\",\\\"weight\\\":\\\"w\\\"}]\"}",
+             extra);
+    tdef t[1] = {{"w", 2, {4, 5}, w}};
+    size_t len;
+    uint8_t *buf = make_file(t, 1, meta, &len);
+    char path[] = "/tmp/gm_test_graph_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, buf, len), (ssize_t)len);
+    close(fd);
+    free(buf);
+    gm_model *named = gm_model_load(path, err);
+    unlink(path);
+    if (!named) print_error("%s\n", err);
+    assert_non_null(named);
+    float z[4 * 3], a[4 * 4], b[4 * 4];
+    int labels[4] = {0, 1, 1, 0};
+    for (int i = 0; i < 12; i++) z[i] = frand();
+    assert_int_equal(gm_model_decode(legacy, 4, z, labels, a), 0);
+    assert_int_equal(gm_model_decode(named, 4, z, labels, b), 0);
+    assert_memory_equal(a, b, sizeof a);
+    gm_model_free(legacy);
+    gm_model_free(named);
+    struct {
+        const char *extra, *must;
+    } bad[] = {
+        {",\"gm.generator_inputs\":\"[\\\"z\\\",\\\"lbl\\\"]\"", "'lbl'"},
+        {",\"gm.generator_inputs\":\"[\\\"z\\\",\\\"label\\\"]\"", "no classes"},
+        {",\"gm.generator_inputs\":\"[\\\"z\\\",\\\"code\\\"]\"", "gm.code_dim"},
+        {",\"gm.generator_inputs\":\"[\\\"z\\\",\\\"code\\\"]\",\"gm.code_dim\":\"0\"", "gm.code_dim"},
+        {",\"gm.generator_inputs\":\"z\"", "gm.generator_inputs"},
+        {",\"gm.generator_inputs\":\"[\\\"z\\\",\\\"z\\\"]\"", "distinct"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        gm_model *m = load_gan(w, 3, bad[i].extra, err);
+        if (m || !strstr(err, bad[i].must)) {
+            print_error("case %zu: expected a refusal naming %s, got %s: \"%s\"\n", i, bad[i].must,
+                        m ? "success" : "error", err);
+            gm_model_free(m);
+            fail();
+        }
+    }
+    free(w);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_add_mul_broadcast),   cmocka_unit_test(test_concat_split_expand),
@@ -830,6 +922,7 @@ int main(void) {
         cmocka_unit_test(test_activations),         cmocka_unit_test(test_norms),
         cmocka_unit_test(test_pools),
         cmocka_unit_test(test_pytorch_cases),       cmocka_unit_test(test_gan_named_inputs),
+        cmocka_unit_test(test_gan_inputs_by_name),
     };
     return cmocka_run_group_tests_name("layer graphs", tests, NULL, NULL);
 }
