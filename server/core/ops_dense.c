@@ -164,7 +164,7 @@ void op_conv2d(const layer *L, int B, const float *x, float *y, const op_scratch
 static int col2im_samples(void *ctx, int r0, int r1) {
     const conv_part *c = ctx;
     const layer *L = c->L;
-    int H = L->in.dim[1], W = L->in.dim[2], Pin = H * W;
+    int H = L->in.dim[1], W = L->in.dim[2], Pin = H * W, sh = L->sh, sw = L->sw, dh = L->dh, dw = L->dw;
     int Co = L->out.dim[0], Ho = L->out.dim[1], Wo = L->out.dim[2], P = Ho * Wo, Cg = Co / L->groups;
     size_t N = (size_t)Co * L->kh * L->kw, Ng = N / L->groups;
     float *t = L->nhwc_out ? NULL : gm_scratch(4, (size_t)P * Co);
@@ -177,17 +177,21 @@ static int col2im_samples(void *ctx, int r0, int r1) {
             for (int ix = 0; ix < W; ix++) {
                 const float *row = c->s->col + ((size_t)b * Pin + (size_t)iy * W + ix) * N;
                 for (int ky = 0; ky < L->kh; ky++) {
-                    int oy = iy * L->sh - L->ph + ky * L->dh;
+                    int oy = iy * sh - L->ph + ky * dh;
                     if (oy < 0 || oy >= Ho) continue;
                     for (int kx = 0; kx < L->kw; kx++) {
-                        int ox = ix * L->sw - L->pw + kx * L->dw;
+                        int ox = ix * sw - L->pw + kx * dw;
                         if (ox < 0 || ox >= Wo) continue;
-                        for (int gi = 0; gi < L->groups; gi++) {
-                            float *restrict dst = t + ((size_t)oy * Wo + ox) * Co + (size_t)gi * Cg;
-                            const float *restrict src = row + gi * Ng + ((size_t)ky * L->kw + kx) * Cg;
+                        float *restrict dst = t + ((size_t)oy * Wo + ox) * Co;
+                        const float *restrict src = row + ((size_t)ky * L->kw + kx) * Cg;
+                        if (L->groups == 1) { /* the common case, without the group loop (tiny Cout) */
 #pragma omp simd
-                            for (int ch = 0; ch < Cg; ch++) dst[ch] += src[ch];
+                            for (int ch = 0; ch < Co; ch++) dst[ch] += src[ch];
+                            continue;
                         }
+                        for (int gi = 0; gi < L->groups; gi++)
+#pragma omp simd
+                            for (int ch = 0; ch < Cg; ch++) dst[gi * Cg + ch] += src[gi * Ng + ch];
                     }
                 }
             }
