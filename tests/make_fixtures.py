@@ -201,6 +201,104 @@ class GraphCases:
         gmfile.write(os.path.join(OUT, name), self.tensors, self.meta)
 
 
+def random_graph(g, c, rng, B):
+    """A random graph over x [4, 6, 6] and y [4], built op by op next to the
+    PyTorch call it stands for; an op that does not fit the current value is
+    skipped. Differential coverage of the op combinations the hand-written
+    cases do not reach (folding next to named values, buffer reuse, every
+    op after every other)."""
+    F = nn.functional
+    vals = {"x": torch.randn(B, 4, 6, 6), "y": torch.randn(B, 4)}
+    inputs = [("x", vals["x"]), ("y", vals["y"])]
+    graph, prev = [], "x"
+    for i in range(rng.randint(1, 8)):
+        x, o, y = vals[prev], None, None
+        k = rng.choice(["conv", "convt", "pad", "up", "pool", "norm", "act", "bin", "cat", "split", "shuffle", "lin"])
+        if x.dim() != 4 and k not in ("act", "lin", "bin", "norm"):
+            k = "act"
+        if k == "conv":
+            gr = rng.choice([d for d in (1, 2, 4) if x.shape[1] % d == 0])
+            w, b = torch.randn(4, x.shape[1] // gr, rng.randint(1, 3), rng.randint(1, 3)) * 0.3, torch.randn(4)
+            pad, dil = rng.choice([0, "same", [1, 0]]), rng.choice([1, [1, 2]])
+            p2, d2 = (pad, pad) if pad in (0, "same") else pad, (dil, dil) if dil == 1 else dil
+            if pad == "same" or all(x.shape[2 + a] + 2 * p2[a] > d2[a] * (w.shape[2 + a] - 1) for a in (0, 1)):
+                y = F.conv2d(x, w, b, padding=tuple(pad) if isinstance(pad, list) else pad, dilation=dil, groups=gr)
+                o = {"op": "conv2d", "weight": g.w(c, f"w{i}", w), "bias": g.w(c, f"b{i}", b), "padding": pad,
+                     "dilation": dil, "groups": gr}
+        elif k == "convt" and x.shape[2] <= 8:
+            gr = rng.choice([d for d in (1, 2) if x.shape[1] % d == 0])
+            w, st = torch.randn(x.shape[1], 4 // gr, rng.randint(1, 3), rng.randint(2, 3)) * 0.3, rng.choice([1, [2, 1]])
+            y = F.conv_transpose2d(x, w, None, stride=st, groups=gr)
+            o = {"op": "conv_transpose2d", "weight": g.w(c, f"w{i}", w), "stride": st, "groups": gr}
+        elif k == "pad":
+            p, m = [rng.randint(0, 2) for _ in range(4)], rng.choice(["zero", "reflect", "replicate"])
+            if m != "reflect" or max(p) < min(x.shape[2], x.shape[3]):
+                y = F.pad(x, p, mode="constant", value=0.25) if m == "zero" else F.pad(x, p, mode=m)
+                o = dict({"op": "pad", "pad": p, "mode": m}, **({"value": 0.25} if m == "zero" else {}))
+        elif k == "up" and x.shape[2] <= 8:
+            m = rng.choice(["nearest", "bilinear"])
+            ac = {"align_corners": rng.random() < 0.5} if m == "bilinear" else {}
+            how = {"scale_factor": rng.choice([1, 2])} if rng.random() < 0.5 else \
+                {"size": [rng.randint(2, 11), rng.randint(2, 11)]}
+            y = F.interpolate(x, mode=m, **how, **ac)
+            o = dict({"op": "upsample", "mode": m}, **how, **ac)
+        elif k == "pool":
+            ks = rng.randint(1, 3)
+            pd, st = rng.randint(0, ks // 2), rng.randint(1, 2)
+            if rng.random() < 0.5:
+                y, o = F.max_pool2d(x, ks, st, pd), {"op": "max_pool2d", "kernel_size": ks, "stride": st, "padding": pd}
+            else:
+                cip = rng.random() < 0.5
+                y = F.avg_pool2d(x, ks, st, pd, count_include_pad=cip)
+                o = {"op": "avg_pool2d", "kernel_size": ks, "stride": st, "padding": pd, "count_include_pad": cip}
+        elif k == "norm":
+            j, C = rng.randint(0, 3), x.shape[1]
+            if j == 0 and x.dim() == 4:
+                y, o = F.instance_norm(x), {"op": "instance_norm"}
+            elif j == 1 and C % 2 == 0:
+                gw, gb = torch.randn(C), torch.randn(C)
+                y = F.group_norm(x, 2, gw, gb)
+                o = {"op": "group_norm", "groups": 2, "weight": g.w(c, f"gw{i}", gw), "bias": g.w(c, f"gb{i}", gb)}
+            elif j == 2:
+                y, o = F.layer_norm(x, list(x.shape[-1:])), {"op": "layer_norm", "normalized_shape": list(x.shape[-1:])}
+            else:
+                d = rng.choice([0, -1])
+                y, o = torch.softmax(x, dim=d + 1 if d >= 0 else d), {"op": "softmax", "dim": d}
+        elif k == "act":
+            a = rng.choice(["relu", "elu", "gelu", "silu", "softplus", "hardtanh", "tanh", "sigmoid", "leaky_relu",
+                            "dropout"])
+            fn = {"tanh": torch.tanh, "sigmoid": torch.sigmoid, "dropout": lambda t: t}.get(a) or getattr(F, a)
+            y, o = fn(x), {"op": a}
+        elif k == "lin":
+            w, b = torch.randn(4, x[0].numel()) * 0.2, torch.randn(4)
+            y, o = x.flatten(1) @ w.T + b, {"op": "linear", "weight": g.w(c, f"w{i}", w), "bias": g.w(c, f"b{i}", b)}
+        elif k == "bin":  # the same shape, or a [C] vector over a map's channels
+            other = rng.choice([n for n, v in vals.items() if v.shape == x.shape or
+                                (v.dim() == 2 and x.dim() == 4 and v.shape[1] == x.shape[1])])
+            v = vals[other].view(B, -1, 1, 1) if vals[other].dim() == 2 and x.dim() == 4 else vals[other]
+            op = rng.choice(["add", "mul"])
+            y, o = (x + v if op == "add" else x * v), {"op": op, "inputs": [prev, other]}
+        elif k == "cat":
+            others = [n for n, v in vals.items() if v.dim() == x.dim() and v.shape[2:] == x.shape[2:]]
+            pick = [prev] + rng.sample(others, min(len(others), rng.randint(0, 2)))
+            y, o = torch.cat([vals[n] for n in pick], 1), {"op": "concat", "inputs": pick}
+        elif k == "split" and x.shape[1] >= 2:
+            a = rng.randint(1, x.shape[1] - 1)
+            vals[f"s{i}a"], vals[f"s{i}b"] = torch.split(x, [a, x.shape[1] - a], 1)
+            graph.append({"op": "split", "sizes": [a, x.shape[1] - a], "names": [f"s{i}a", f"s{i}b"]})
+            prev = f"s{i}a"
+        elif k == "shuffle" and x.shape[1] % 4 == 0:
+            y, o = F.pixel_shuffle(x, 2), {"op": "pixel_shuffle", "upscale_factor": 2}
+        if o is not None:
+            o["name"] = f"v{i}"
+            vals[o["name"]], prev = y, o["name"]
+            graph.append(o)
+    if not graph or graph[-1]["op"] == "split":
+        graph.append({"op": "relu"})
+        vals[prev] = F.relu(vals[prev])
+    g.add(c, graph, inputs, vals[prev])
+
+
 def graph_fixtures():
     torch.manual_seed(16)
     g, B, F = GraphCases(), 3, nn.functional
@@ -367,6 +465,12 @@ def graph_fixtures():
                   {"op": "concat", "inputs": ["fa", "fb", "fd", "fe"]}],
               [("image", x)], torch.cat([t.flatten(1) for t in (a, b, d, F.max_pool2d(e, 2))], 1))
     g.write("graph_ops.safetensors")
+
+    r, rng = GraphCases(), __import__("random").Random(16)
+    with torch.no_grad():
+        for i in range(32):
+            random_graph(r, f"r{i}", rng, 2)
+    r.write("graph_random.safetensors")
 
     # a GAN generator fed by name, in its own argument order:
     # forward(label, z, onehot, code), the code at its prior mean (zeros)

@@ -768,8 +768,8 @@ static void test_pools(void **state) {
 
 /* ---- the PyTorch cases ---- */
 
-static void test_pytorch_cases(void **state) {
-    gm_st *st = load_ref("graph_ops.safetensors");
+static void check_pytorch_cases(const char *file) {
+    gm_st *st = load_ref(file);
     json_t *cases = json_loads(gm_st_meta(st, "cases"), 0, NULL);
     assert_true(json_array_size(cases) > 0);
     for (size_t c = 0; c < json_array_size(cases); c++) {
@@ -809,6 +809,11 @@ static void test_pytorch_cases(void **state) {
     }
     json_decref(cases);
     gm_st_free(st);
+}
+
+static void test_pytorch_cases(void **state) {
+    check_pytorch_cases("graph_ops.safetensors");    /* written by hand */
+    check_pytorch_cases("graph_random.safetensors"); /* random op sequences */
 }
 
 /* A GAN generator whose file names its inputs (label, z, onehot, code)

@@ -38,6 +38,7 @@
 #include "ops.h"
 #include "scratch.h"
 
+#include <assert.h>
 #include <float.h>
 #include <jansson.h>
 #include <math.h>
@@ -1387,5 +1388,6 @@ int gm_net_forward_inputs(const gm_net *net, int B, const float *const *in, floa
 }
 
 int gm_net_forward(const gm_net *net, int B, const float *in, float *out) {
+    assert(net->n_inputs == 1 && "a net of several inputs runs through gm_net_forward_inputs");
     return gm_net_forward_inputs(net, B, &in, out);
 }
