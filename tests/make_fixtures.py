@@ -219,8 +219,328 @@ def likelihood_fixture(name):
     ref(name, tensors, doubles)
 
 
+# ---------- layer graphs: one file of op cases ----------
+
+class GraphCases:
+    """Cases of graph_ops.safetensors: for case c, metadata "c.graph" (the
+    graph JSON, written by hand next to the PyTorch code it stands for) and
+    "c.inputs" (input names in order), tensors "c.in.<name>" [B, ...] (a
+    label is [B] floats holding integers), "c.out" [B, ...] (PyTorch's
+    float32 output) and the case's weights "c.<w>"."""
+
+    def __init__(self):
+        self.tensors, self.meta, self.names = {}, {}, []
+
+    def w(self, case, name, t):
+        key = f"{case}.{name}"
+        self.tensors[key] = t.detach().float().contiguous()
+        return key
+
+    def add(self, case, graph, inputs, out):
+        self.names.append(case)
+        self.meta[case + ".graph"] = graph
+        self.meta[case + ".inputs"] = [k for k, _ in inputs]
+        for k, v in inputs:
+            self.tensors[f"{case}.in.{k}"] = v.float().contiguous()
+        self.tensors[case + ".out"] = out.detach().float().contiguous()
+
+    def write(self, name):
+        self.meta["cases"] = self.names
+        gmfile.write(os.path.join(OUT, name), self.tensors, self.meta)
+
+
+def random_graph(g, c, rng, B):
+    """A random graph over x [4, 6, 6] and y [4], built op by op next to the
+    PyTorch call it stands for; an op that does not fit the current value is
+    skipped. Differential coverage of the op combinations the hand-written
+    cases do not reach (folding next to named values, buffer reuse, every
+    op after every other)."""
+    F = nn.functional
+    vals = {"x": torch.randn(B, 4, 6, 6), "y": torch.randn(B, 4)}
+    inputs = [("x", vals["x"]), ("y", vals["y"])]
+    graph, prev = [], "x"
+    for i in range(rng.randint(1, 8)):
+        x, o, y = vals[prev], None, None
+        k = rng.choice(["conv", "convt", "pad", "up", "pool", "norm", "act", "bin", "cat", "split", "shuffle", "lin"])
+        if x.dim() != 4 and k not in ("act", "lin", "bin", "norm"):
+            k = "act"
+        if k == "conv":
+            gr = rng.choice([d for d in (1, 2, 4) if x.shape[1] % d == 0])
+            w, b = torch.randn(4, x.shape[1] // gr, rng.randint(1, 3), rng.randint(1, 3)) * 0.3, torch.randn(4)
+            pad, dil = rng.choice([0, "same", [1, 0]]), rng.choice([1, [1, 2]])
+            p2, d2 = (pad, pad) if pad in (0, "same") else pad, (dil, dil) if dil == 1 else dil
+            if pad == "same" or all(x.shape[2 + a] + 2 * p2[a] > d2[a] * (w.shape[2 + a] - 1) for a in (0, 1)):
+                y = F.conv2d(x, w, b, padding=tuple(pad) if isinstance(pad, list) else pad, dilation=dil, groups=gr)
+                o = {"op": "conv2d", "weight": g.w(c, f"w{i}", w), "bias": g.w(c, f"b{i}", b), "padding": pad,
+                     "dilation": dil, "groups": gr}
+        elif k == "convt" and x.shape[2] <= 8:
+            gr = rng.choice([d for d in (1, 2) if x.shape[1] % d == 0])
+            w, st = torch.randn(x.shape[1], 4 // gr, rng.randint(1, 3), rng.randint(2, 3)) * 0.3, rng.choice([1, [2, 1]])
+            y = F.conv_transpose2d(x, w, None, stride=st, groups=gr)
+            o = {"op": "conv_transpose2d", "weight": g.w(c, f"w{i}", w), "stride": st, "groups": gr}
+        elif k == "pad":
+            p, m = [rng.randint(0, 2) for _ in range(4)], rng.choice(["zero", "reflect", "replicate"])
+            if m != "reflect" or max(p) < min(x.shape[2], x.shape[3]):
+                y = F.pad(x, p, mode="constant", value=0.25) if m == "zero" else F.pad(x, p, mode=m)
+                o = dict({"op": "pad", "pad": p, "mode": m}, **({"value": 0.25} if m == "zero" else {}))
+        elif k == "up" and x.shape[2] <= 8:
+            m = rng.choice(["nearest", "bilinear"])
+            ac = {"align_corners": rng.random() < 0.5} if m == "bilinear" else {}
+            how = {"scale_factor": rng.choice([1, 2])} if rng.random() < 0.5 else \
+                {"size": [rng.randint(2, 11), rng.randint(2, 11)]}
+            y = F.interpolate(x, mode=m, **how, **ac)
+            o = dict({"op": "upsample", "mode": m}, **how, **ac)
+        elif k == "pool":
+            ks = rng.randint(1, 3)
+            pd, st = rng.randint(0, ks // 2), rng.randint(1, 2)
+            if rng.random() < 0.5:
+                y, o = F.max_pool2d(x, ks, st, pd), {"op": "max_pool2d", "kernel_size": ks, "stride": st, "padding": pd}
+            else:
+                cip = rng.random() < 0.5
+                y = F.avg_pool2d(x, ks, st, pd, count_include_pad=cip)
+                o = {"op": "avg_pool2d", "kernel_size": ks, "stride": st, "padding": pd, "count_include_pad": cip}
+        elif k == "norm":
+            j, C = rng.randint(0, 3), x.shape[1]
+            if j == 0 and x.dim() == 4:
+                y, o = F.instance_norm(x), {"op": "instance_norm"}
+            elif j == 1 and C % 2 == 0:
+                gw, gb = torch.randn(C), torch.randn(C)
+                y = F.group_norm(x, 2, gw, gb)
+                o = {"op": "group_norm", "groups": 2, "weight": g.w(c, f"gw{i}", gw), "bias": g.w(c, f"gb{i}", gb)}
+            elif j == 2:
+                y, o = F.layer_norm(x, list(x.shape[-1:])), {"op": "layer_norm", "normalized_shape": list(x.shape[-1:])}
+            else:
+                d = rng.choice([0, -1])
+                y, o = torch.softmax(x, dim=d + 1 if d >= 0 else d), {"op": "softmax", "dim": d}
+        elif k == "act":
+            a = rng.choice(["relu", "elu", "gelu", "silu", "softplus", "hardtanh", "tanh", "sigmoid", "leaky_relu",
+                            "dropout"])
+            fn = {"tanh": torch.tanh, "sigmoid": torch.sigmoid, "dropout": lambda t: t}.get(a) or getattr(F, a)
+            y, o = fn(x), {"op": a}
+        elif k == "lin":
+            w, b = torch.randn(4, x[0].numel()) * 0.2, torch.randn(4)
+            y, o = x.flatten(1) @ w.T + b, {"op": "linear", "weight": g.w(c, f"w{i}", w), "bias": g.w(c, f"b{i}", b)}
+        elif k == "bin":  # the same shape, or a [C] vector over a map's channels
+            other = rng.choice([n for n, v in vals.items() if v.shape == x.shape or
+                                (v.dim() == 2 and x.dim() == 4 and v.shape[1] == x.shape[1])])
+            v = vals[other].view(B, -1, 1, 1) if vals[other].dim() == 2 and x.dim() == 4 else vals[other]
+            op = rng.choice(["add", "mul"])
+            y, o = (x + v if op == "add" else x * v), {"op": op, "inputs": [prev, other]}
+        elif k == "cat":
+            others = [n for n, v in vals.items() if v.dim() == x.dim() and v.shape[2:] == x.shape[2:]]
+            pick = [prev] + rng.sample(others, min(len(others), rng.randint(0, 2)))
+            y, o = torch.cat([vals[n] for n in pick], 1), {"op": "concat", "inputs": pick}
+        elif k == "split" and x.shape[1] >= 2:
+            a = rng.randint(1, x.shape[1] - 1)
+            vals[f"s{i}a"], vals[f"s{i}b"] = torch.split(x, [a, x.shape[1] - a], 1)
+            graph.append({"op": "split", "sizes": [a, x.shape[1] - a], "names": [f"s{i}a", f"s{i}b"]})
+            prev = f"s{i}a"
+        elif k == "shuffle" and x.shape[1] % 4 == 0:
+            y, o = F.pixel_shuffle(x, 2), {"op": "pixel_shuffle", "upscale_factor": 2}
+        if o is not None:
+            o["name"] = f"v{i}"
+            vals[o["name"]], prev = y, o["name"]
+            graph.append(o)
+    if not graph or graph[-1]["op"] == "split":
+        graph.append({"op": "relu"})
+        vals[prev] = F.relu(vals[prev])
+    g.add(c, graph, inputs, vals[prev])
+
+
+def graph_fixtures():
+    torch.manual_seed(16)
+    g, B, F = GraphCases(), 3, nn.functional
+    with torch.no_grad():
+        # a residual MLP block: h is read twice, so nothing may be fused into its linear
+        x = torch.randn(B, 6)
+        w1, b1, w2 = torch.randn(6, 6) * 0.5, torch.randn(6), torch.randn(6, 6) * 0.5
+        h = x @ w1.T + b1
+        c = "residual"
+        g.add(c, [{"op": "linear", "weight": g.w(c, "w1", w1), "bias": g.w(c, "b1", b1), "name": "h"},
+                  {"op": "relu"}, {"op": "dropout"}, {"op": "linear", "weight": g.w(c, "w2", w2), "name": "r"},
+                  {"op": "add", "inputs": ["h", "r"]}, {"op": "tanh"}],
+              [("x", x)], torch.tanh(h + F.relu(h) @ w2.T))
+
+        # a conditional generator: label -> embedding, z concatenated with
+        # it; a label map expanded over the image and concatenated on
+        # channels; split into halves for a gated (GLU-style) output
+        z, label = torch.randn(B, 4), torch.tensor([2.0, 0.0, 1.0])
+        emb, emb2 = torch.randn(3, 2), torch.randn(3, 3)
+        wl, bl = torch.randn(12, 6) * 0.4, torch.randn(12)
+        wc, bc = torch.randn(4, 6, 3, 3) * 0.3, torch.randn(4)
+        li = label.long()
+        t = (torch.cat([z, emb[li]], 1) @ wl.T + bl).view(B, 3, 2, 2)
+        t = torch.cat([t, emb2[li].view(B, 3, 1, 1).expand(B, 3, 2, 2)], 1)
+        t = F.conv2d(t, wc, bc, padding=1)
+        a, b = torch.split(t, [2, 2], 1)
+        c = "cond_gen"
+        g.add(c, [{"op": "embedding", "weight": g.w(c, "emb", emb), "inputs": ["label"], "name": "e"},
+                  {"op": "concat", "inputs": ["z", "e"], "dim": 0},
+                  {"op": "linear", "weight": g.w(c, "wl", wl), "bias": g.w(c, "bl", bl)},
+                  {"op": "reshape", "shape": [3, 2, 2], "name": "t"},
+                  {"op": "embedding", "weight": g.w(c, "emb2", emb2), "inputs": ["label"]},
+                  {"op": "expand", "shape": [3, 2, 2], "name": "map"},
+                  {"op": "concat", "inputs": ["t", "map"]},
+                  {"op": "conv2d", "weight": g.w(c, "wc", wc), "bias": g.w(c, "bc", bc), "padding": 1},
+                  {"op": "split", "sizes": [2, 2], "dim": -3, "names": ["a", "b"]},
+                  {"op": "sigmoid", "inputs": ["b"], "name": "gate"},
+                  {"op": "mul", "inputs": ["a", "gate"]}],
+              [("z", z), ("label", label)], a * torch.sigmoid(b))
+
+        # broadcasting: a per-channel vector, a [C, 1, 1] and a single value
+        # over a map; concatenation along the last dimension
+        x, v = torch.randn(B, 3, 4, 5), torch.randn(B, 3)
+        s = torch.randn(B, 1)
+        t = x + v.view(B, 3, 1, 1)
+        u = t * s.view(B, 1, 1, 1)
+        c = "broadcast"
+        g.add(c, [{"op": "add", "inputs": ["x", "v"], "name": "t"},
+                  {"op": "mul", "inputs": ["t", "s"], "name": "u"},
+                  {"op": "reshape", "inputs": ["v"], "shape": [3, 1, 1], "name": "v3"},
+                  {"op": "mul", "inputs": ["x", "v3"], "name": "xv"},
+                  {"op": "concat", "inputs": ["u", "xv", "t"], "dim": -1}],
+              [("x", x), ("v", v), ("s", s)], torch.cat([u, x * v.view(B, 3, 1, 1), t], -1))
+
+        # convolutions: groups, dilation, non-square kernel / stride / padding, "same"
+        x = torch.randn(B, 4, 7, 6)
+        c1 = nn.Conv2d(4, 6, (3, 2), stride=(2, 1), padding=(1, 0), groups=2)
+        c2 = nn.Conv2d(6, 6, 3, padding="same", dilation=(2, 1), groups=6)
+        c3 = nn.Conv2d(6, 4, (4, 3), padding="same")
+        t1 = nn.ConvTranspose2d(4, 6, (3, 2), stride=(2, 3), padding=(1, 0), output_padding=(1, 2), groups=2)
+        t2 = nn.ConvTranspose2d(6, 3, 3, stride=2, dilation=2, padding=1, groups=3)
+        bn = randomize_bn(nn.BatchNorm2d(6))
+        c = "convs"
+        conv = lambda m, n, **kw: dict({"op": "conv2d", "weight": g.w(c, n + ".w", m.weight),
+                                        "bias": g.w(c, n + ".b", m.bias)}, **kw)
+        convt = lambda m, n, **kw: dict({"op": "conv_transpose2d", "weight": g.w(c, n + ".w", m.weight),
+                                         "bias": g.w(c, n + ".b", m.bias)}, **kw)
+        g.add(c, [conv(c1, "c1", stride=[2, 1], padding=[1, 0], groups=2),
+                  {"op": "batch_norm", "weight": g.w(c, "bn.g", bn.weight), "bias": g.w(c, "bn.b", bn.bias),
+                   "mean": g.w(c, "bn.m", bn.running_mean), "var": g.w(c, "bn.v", bn.running_var)},
+                  {"op": "relu"},
+                  conv(c2, "c2", padding="same", dilation=[2, 1], groups=6),
+                  conv(c3, "c3", padding="same"),
+                  convt(t1, "t1", stride=[2, 3], padding=[1, 0], output_padding=[1, 2], groups=2),
+                  convt(t2, "t2", stride=2, dilation=2, padding=1, groups=3)],
+              [("image", x)], t2(t1(c3(c2(F.relu(bn(c1(x))))))))
+
+        # a ResNet block with reflection padding, and DCGAN-style upsampling
+        x = torch.randn(B, 3, 5, 6)
+        r1, r2 = nn.Conv2d(3, 3, 3), nn.Conv2d(3, 3, 3)
+        u1 = nn.Conv2d(3, 2, 3, padding=1)
+        h = x + r2(F.pad(F.relu(r1(F.pad(x, [1, 1, 1, 1], mode="reflect"))), [1, 1, 1, 1], mode="replicate"))
+        up = u1(F.interpolate(h, scale_factor=2, mode="nearest"))
+        out = torch.cat([F.interpolate(up, size=(7, 9), mode="bilinear", align_corners=False),
+                         F.interpolate(up, size=(7, 9), mode="bilinear", align_corners=True),
+                         F.interpolate(up, size=(7, 9), mode="nearest"),
+                         F.interpolate(F.pad(up, [2, 1, 0, 1], value=1.5), size=(7, 9))], 1)
+        c = "resblock_upsample"
+        g.add(c, [{"op": "pad", "pad": [1, 1, 1, 1], "mode": "reflect"},
+                  {"op": "conv2d", "weight": g.w(c, "r1.w", r1.weight), "bias": g.w(c, "r1.b", r1.bias)},
+                  {"op": "relu"}, {"op": "pad", "pad": [1, 1, 1, 1], "mode": "replicate"},
+                  {"op": "conv2d", "weight": g.w(c, "r2.w", r2.weight), "bias": g.w(c, "r2.b", r2.bias), "name": "r"},
+                  {"op": "add", "inputs": ["image", "r"]},
+                  {"op": "upsample", "scale_factor": 2, "mode": "nearest"},
+                  {"op": "conv2d", "weight": g.w(c, "u1.w", u1.weight), "bias": g.w(c, "u1.b", u1.bias),
+                   "padding": 1, "name": "up"},
+                  {"op": "upsample", "inputs": ["up"], "size": [7, 9], "mode": "bilinear", "name": "b0"},
+                  {"op": "upsample", "inputs": ["up"], "size": [7, 9], "mode": "bilinear", "align_corners": True,
+                   "name": "b1"},
+                  {"op": "upsample", "inputs": ["up"], "size": [7, 9], "name": "n0"},
+                  {"op": "pad", "inputs": ["up"], "pad": [2, 1, 0, 1], "value": 1.5},
+                  {"op": "upsample", "size": [7, 9], "name": "n1"},
+                  {"op": "concat", "inputs": ["b0", "b1", "n0", "n1"]}],
+              [("image", x)], out)
+
+        # normalizations and the other activations
+        x = torch.randn(B, 3, 6, 5)
+        k1, k2 = nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 4, 3)
+        in1 = nn.InstanceNorm2d(4, affine=True)
+        in2 = nn.InstanceNorm2d(4, affine=True, track_running_stats=True)
+        gn, ln = nn.GroupNorm(2, 4), nn.LayerNorm([4, 3], eps=1e-4)
+        for m in (in1, in2, gn, ln):
+            m.weight.data.normal_(1, 0.3)
+            m.bias.data.normal_(0, 0.3)
+        in2.running_mean.normal_(0, 0.5)
+        in2.running_var.uniform_(0.5, 2)
+        in2.eval()
+        pr1, pr2 = nn.PReLU(), nn.PReLU(4)
+        pr1.weight.data.fill_(0.3)
+        pr2.weight.data.uniform_(-0.5, 0.5)
+        lin = nn.Linear(48, 10)
+        h = F.gelu(in1(k1(x)))
+        h = pr2(F.silu(gn(h)))
+        h = F.elu(in2(k2(h)), alpha=0.8)                      # [4, 4, 3]
+        h = F.softplus(ln(h), beta=1.5, threshold=2.0)
+        h = F.gelu(pr1(lin(h.flatten(1))), approximate="tanh")
+        out = torch.softmax(F.hardtanh(h, -0.4, 0.6) * 3, dim=-1)
+        c = "norms"
+        g.add(c, [{"op": "conv2d", "weight": g.w(c, "k1.w", k1.weight), "bias": g.w(c, "k1.b", k1.bias), "padding": 1},
+                  {"op": "instance_norm", "weight": g.w(c, "in1.w", in1.weight), "bias": g.w(c, "in1.b", in1.bias)},
+                  {"op": "gelu"},
+                  {"op": "group_norm", "groups": 2, "weight": g.w(c, "gn.w", gn.weight), "bias": g.w(c, "gn.b", gn.bias)},
+                  {"op": "silu"}, {"op": "prelu", "weight": g.w(c, "pr2", pr2.weight)},
+                  {"op": "conv2d", "weight": g.w(c, "k2.w", k2.weight), "bias": g.w(c, "k2.b", k2.bias)},
+                  {"op": "instance_norm", "weight": g.w(c, "in2.w", in2.weight), "bias": g.w(c, "in2.b", in2.bias),
+                   "mean": g.w(c, "in2.m", in2.running_mean), "var": g.w(c, "in2.v", in2.running_var)},
+                  {"op": "elu", "alpha": 0.8},
+                  {"op": "layer_norm", "normalized_shape": [4, 3], "eps": 1e-4,
+                   "weight": g.w(c, "ln.w", ln.weight), "bias": g.w(c, "ln.b", ln.bias)},
+                  {"op": "softplus", "beta": 1.5, "threshold": 2.0}, {"op": "flatten"},
+                  {"op": "linear", "weight": g.w(c, "lin.w", lin.weight), "bias": g.w(c, "lin.b", lin.bias)},
+                  {"op": "prelu", "weight": g.w(c, "pr1", pr1.weight)}, {"op": "gelu", "approximate": "tanh"},
+                  {"op": "hardtanh", "min": -0.4, "max": 0.6}, {"op": "dropout"},
+                  {"op": "linear", "weight": g.w(c, "three", torch.eye(10) * 3)},  # the * 3
+                  {"op": "softmax", "dim": -1}],
+              [("image", x)], out)
+
+        # pooling and pixel_shuffle
+        x = torch.randn(B, 8, 7, 6)
+        a = F.max_pool2d(x, (3, 2), stride=(2, 2), padding=(1, 1), dilation=(1, 2))
+        b = F.avg_pool2d(x, (3, 2), stride=2, padding=1)
+        d = F.avg_pool2d(x, 3, stride=2, padding=1, count_include_pad=False)
+        e = F.pixel_shuffle(x, 2)
+        c = "pools"
+        g.add(c, [{"op": "max_pool2d", "kernel_size": [3, 2], "stride": [2, 2], "padding": [1, 1], "dilation": [1, 2],
+                   "name": "a"},
+                  {"op": "avg_pool2d", "inputs": ["image"], "kernel_size": [3, 2], "stride": 2, "padding": 1, "name": "b"},
+                  {"op": "avg_pool2d", "inputs": ["image"], "kernel_size": 3, "stride": 2, "padding": 1,
+                   "count_include_pad": False, "name": "d"},
+                  {"op": "pixel_shuffle", "inputs": ["image"], "upscale_factor": 2},
+                  {"op": "max_pool2d", "kernel_size": 2, "name": "e"},
+                  {"op": "flatten", "inputs": ["a"], "name": "fa"}, {"op": "flatten", "inputs": ["b"], "name": "fb"},
+                  {"op": "flatten", "inputs": ["d"], "name": "fd"}, {"op": "flatten", "inputs": ["e"], "name": "fe"},
+                  {"op": "concat", "inputs": ["fa", "fb", "fd", "fe"]}],
+              [("image", x)], torch.cat([t.flatten(1) for t in (a, b, d, F.max_pool2d(e, 2))], 1))
+    g.write("graph_ops.safetensors")
+
+    r, rng = GraphCases(), __import__("random").Random(16)
+    with torch.no_grad():
+        for i in range(32):
+            random_graph(r, f"r{i}", rng, 2)
+    r.write("graph_random.safetensors")
+
+    # a GAN generator fed by name, in its own argument order:
+    # forward(label, z, onehot, code), the code at its prior mean (zeros)
+    emb, wl, bl = torch.randn(2, 2), torch.randn(16, 9) * 0.5, torch.randn(16)
+    graph = [{"op": "embedding", "weight": "gen.emb", "inputs": ["label"], "name": "e"},
+             {"op": "concat", "inputs": ["z", "e", "onehot", "code"]},
+             {"op": "linear", "weight": "gen.wl", "bias": "gen.bl"}, {"op": "tanh"}]
+    model("gan_graph", {"gen.emb": emb, "gen.wl": wl, "gen.bl": bl},
+          {"gm.family": "gan", "gm.image": "4x4x1", "gm.latent_dim": "3", "gm.num_classes": "2",
+           "gm.class_names": ["a", "b"], "gm.generator": graph,
+           "gm.generator_inputs": ["label", "z", "onehot", "code"], "gm.code_dim": "2"})
+    z, labels = torch.randn(4, 3), torch.tensor([1, 0, 0, 1])
+    with torch.no_grad():
+        y = torch.tanh(torch.cat([z, emb[labels], F.one_hot(labels, 2).float(), torch.zeros(4, 2)], 1) @ wl.T + bl)
+    ref("gan_graph", {"z": z, "labels": labels, "pixels": ((y + 1) / 2).clamp(0, 1)}, {})
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
+    if sys.argv[2:] == ["graph"]:  # only the graph cases: the other fixtures stay as committed
+        graph_fixtures()
+        return
     nade_fixture("nade_tiny", 2, 5, 6, relu=False, order_dtype=None, scale=1.0, n_inputs="all")
     nade_fixture("nade_tiny_relu", 3, 3, 7, relu=True, order_dtype=torch.int32, scale=1.0, n_inputs="all")
     nade_fixture("nade_ref", 28, 28, 64, relu=False, order_dtype=torch.int64, scale=0.1, n_inputs=8)
@@ -250,6 +570,7 @@ def main():
                               nn.ConvTranspose2d(8, 3, 4, 2, 1), nn.Sigmoid()),
                 None, None, torch.bfloat16, "sigmoid")
     likelihood_fixture("likelihoods")
+    graph_fixtures()
     print("fixtures written to", OUT)
 
 

@@ -8,21 +8,36 @@
  * in the generator's range. A GAN defines no likelihood: logp is not
  * supported, by design.
  *
+ * A generator whose file lists its forward() arguments in metadata
+ * "gm.generator_inputs" receives them by name: "z" [Z], "label" (the class
+ * index, one value), "onehot" [C] and "code" [gm.code_dim]; there is no
+ * code parameter yet, so the code is fed its prior's mean, zeros. Without
+ * the key, a conditional generator gets z and the one-hot label
+ * concatenated as one [Z + C] vector, as files have always been written.
+ *
  * Truncation draws each z_j from the normal conditioned on |z_j| <= t (the
  * truncation trick), by inverse CDF in O(1) for every t, then temperature
  * scales z; both use only the row's own stream.
  */
 #include <assert.h>
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "family.h"
 
+typedef enum { IN_Z, IN_LABEL, IN_ONEHOT, IN_CODE, IN_KINDS } gen_input;
+
+static const char *const INPUT_NAMES[IN_KINDS] = {"z", "label", "onehot", "code"};
+
 typedef struct {
     gm_net *gen, *disc, *enc;
     bool tanh_range;
     bool gen_chw;
+    int n_inputs; /* 0: one [Z + C] vector, z then the one-hot label */
+    gen_input inputs[GM_NET_MAX_INPUTS];
+    int code_dim;
 } gan;
 
 static void gan_free(void *p) {
@@ -32,6 +47,51 @@ static void gan_free(void *p) {
     gm_net_free(m->disc);
     gm_net_free(m->enc);
     free(m);
+}
+
+/* gm.code_dim: the size of a continuous code input, 1..2^22. */
+static int parse_code_dim(const gm_st *st, int *out, char err[GM_ERR_LEN]) {
+    const char *v = gm_st_meta(st, "gm.code_dim");
+    char *end;
+    errno = 0;
+    long n = v ? strtol(v, &end, 10) : 0;
+    if (!v || errno || end == v || *end || n < 1 || n > GM_NET_MAX_VALUES)
+        return gm_errorf(err, "%s: the generator takes \"code\", so metadata \"gm.code_dim\" must be an integer in "
+                              "1..%d (found %s%s%s)",
+                         gm_st_label(st), GM_NET_MAX_VALUES, v ? "\"" : "", v ? v : "none", v ? "\"" : "");
+    *out = (int)n;
+    return 0;
+}
+
+static int build_generator(const gm_st *st, const gm_model_info *info, gan *m, char err[GM_ERR_LEN]) {
+    char names[GM_NET_MAX_INPUTS][GM_NET_NAME_LEN];
+    int n = gm_net_input_names(st, "gm.generator", names, err), Z = info->latent_dim, C = info->num_classes;
+    if (n < 0) return -1;
+    if (n == 0) return (m->gen = gm_family_net(st, "gm.generator", gm_shape1(Z + C), info->dim, err)) ? 0 : -1;
+    gm_net_input in[GM_NET_MAX_INPUTS];
+    for (int i = 0; i < n; i++) {
+        int k = 0;
+        while (k < IN_KINDS && strcmp(names[i], INPUT_NAMES[k]) != 0) k++;
+        if (k == IN_KINDS)
+            return gm_errorf(err, "%s: metadata \"gm.generator_inputs\" names input '%s'; a generator takes z, label, "
+                                  "onehot and code",
+                             gm_st_label(st), names[i]);
+        if ((k == IN_LABEL || k == IN_ONEHOT) && C == 0)
+            return gm_errorf(err, "%s: the generator takes '%s' but the model has no classes (gm.num_classes)",
+                             gm_st_label(st), names[i]);
+        if (k == IN_CODE && parse_code_dim(st, &m->code_dim, err)) return -1;
+        m->inputs[i] = (gen_input)k;
+        in[i].name = INPUT_NAMES[k];
+        in[i].shape = k == IN_Z ? gm_shape1(Z) : k == IN_LABEL ? gm_shape0() : gm_shape1(k == IN_ONEHOT ? C : m->code_dim);
+    }
+    m->n_inputs = n;
+    const char *json = gm_st_meta(st, "gm.generator");
+    if (!json) return gm_errorf(err, "%s: metadata \"gm.generator\" (a layer list) is required", gm_st_label(st));
+    if (!(m->gen = gm_net_build_inputs(st, "gm.generator", json, n, in, err))) return -1;
+    if (gm_shape_size(gm_net_out_shape(m->gen)) != info->dim)
+        return gm_errorf(err, "%s: gm.generator ends with %d values per sample but %d are needed", gm_st_label(st),
+                         gm_shape_size(gm_net_out_shape(m->gen)), info->dim);
+    return 0;
 }
 
 static void *gan_load(const gm_st *st, gm_model_info *info, char err[GM_ERR_LEN]) {
@@ -47,7 +107,7 @@ static void *gan_load(const gm_st *st, gm_model_info *info, char err[GM_ERR_LEN]
     }
     m->tanh_range = !out || strcmp(out, "tanh") == 0;
     int Z = info->latent_dim;
-    if (!(m->gen = gm_family_net(st, "gm.generator", gm_shape1(Z + info->num_classes), info->dim, err))) goto fail;
+    if (build_generator(st, info, m, err)) goto fail;
     if (gm_st_meta(st, "gm.discriminator") &&
         !(m->disc = gm_family_net(st, "gm.discriminator", gm_image_shape(info), 1, err)))
         goto fail;
@@ -64,25 +124,50 @@ fail:
     return NULL;
 }
 
+/* The generator's inputs for B rows: z, and the label as the file's
+ * generator takes it. */
+static int run_generator(const gan *m, const gm_model_info *info, int B, const float *z, const int *labels,
+                         float *y) {
+    int Z = info->latent_dim, C = info->num_classes;
+    for (int r = 0; r < B && C > 0; r++)
+        assert(labels[r] >= 0 && labels[r] < C && "the caller validates labels (model.h)");
+    if (m->n_inputs == 0 && C == 0) return gm_net_forward(m->gen, B, z, y);
+    const float *in[GM_NET_MAX_INPUTS];
+    float *owned[GM_NET_MAX_INPUTS] = {0};
+    int rc = -1;
+    for (int i = 0; i < (m->n_inputs ? m->n_inputs : 1); i++) {
+        gen_input k = m->n_inputs ? m->inputs[i] : IN_ONEHOT;
+        /* without gm.generator_inputs: z and the one-hot label as one vector */
+        int width = k == IN_Z ? 0 : k == IN_LABEL ? 1 : k == IN_CODE ? m->code_dim : (m->n_inputs ? C : Z + C);
+        if (k == IN_Z) {
+            in[i] = z;
+            continue;
+        }
+        float *v = owned[i] = calloc((size_t)B * width, sizeof *v);
+        if (!v) goto done;
+        for (int r = 0; r < B; r++) {
+            float *row = v + (size_t)r * width;
+            if (k == IN_LABEL) row[0] = (float)labels[r];
+            if (k == IN_ONEHOT && !m->n_inputs) memcpy(row, z + (size_t)r * Z, (size_t)Z * sizeof *row);
+            if (k == IN_ONEHOT) row[width - C + labels[r]] = 1.0f;
+        }
+        in[i] = v;
+    }
+    rc = gm_net_forward_inputs(m->gen, B, in, y);
+done:
+    for (int i = 0; i < GM_NET_MAX_INPUTS; i++) free(owned[i]);
+    return rc;
+}
+
 static int gan_decode(const void *p, const gm_model_info *info, int B, const float *z, const int *labels,
                       float *pixels) {
     const gan *m = p;
-    int Z = info->latent_dim, C = info->num_classes, D = info->dim;
-    const float *in = z;
-    float *zin = NULL, *chw = NULL;
+    int D = info->dim;
+    float *chw = NULL;
     int rc = -1;
-    if (C > 0) {
-        if (!(zin = calloc((size_t)B * (Z + C), sizeof *zin))) goto done;
-        for (int r = 0; r < B; r++) {
-            memcpy(zin + (size_t)r * (Z + C), z + (size_t)r * Z, (size_t)Z * sizeof *zin);
-            assert(labels[r] >= 0 && labels[r] < C && "the caller validates labels (model.h)");
-            zin[(size_t)r * (Z + C) + Z + labels[r]] = 1.0f;
-        }
-        in = zin;
-    }
     float *y = pixels;
     if (m->gen_chw && !(y = chw = malloc((size_t)B * D * sizeof *chw))) goto done;
-    if (gm_net_forward(m->gen, B, in, y)) goto done;
+    if (run_generator(m, info, B, z, labels, y)) goto done;
     if (m->gen_chw) gm_chw_to_hwc(info, B, chw, pixels);
     for (size_t i = 0; i < (size_t)B * D; i++) {
         float v = m->tanh_range ? 0.5f * (pixels[i] + 1.0f) : pixels[i];
@@ -90,7 +175,6 @@ static int gan_decode(const void *p, const gm_model_info *info, int B, const flo
     }
     rc = 0;
 done:
-    free(zin);
     free(chw);
     return rc;
 }

@@ -8,15 +8,14 @@
  * are gm.probe.N.in.<input> [P, per-sample input shape] and gm.probe.N.out
  * [P, per-sample output shape] (F32, 1 <= P <= MAX_ROWS), the output being
  * the network's own (before the sigmoid or tanh the server applies after
- * it). The inputs are named as in gm.N_inputs (a JSON array), or by default
- * "image" for encoders and discriminators, "z" for decoders and generators
- * and "z", "onehot" for a class-conditional generator. A value matches when
+ * it). The inputs are the network's own, named as in gm.N_inputs (a JSON
+ * array), or by default "image" for encoders and discriminators and "z" for
+ * decoders and generators (a class-conditional generator without the key
+ * takes one z input: z and the one-hot label side by side). A value matches when
  * |got - want| <= 1e-4 max(1, max |want|), the maximum over the whole probe
  * output. Probe tensors are input like any other: every name, dtype, shape
  * and value is checked before it is used.
  */
-#include <errno.h>
-#include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,19 +25,10 @@
 
 #define PREFIX "gm.probe."
 #define MAX_ROWS 16 /* probe inputs per network: each costs one forward row */
-#define MAX_INPUTS 8
-#define MAX_CODE 65536
 #define TOLERANCE 1e-4
 
 static const char *const NETS[] = {"encoder", "decoder", "generator", "discriminator"};
 #define NETS_COUNT (int)(sizeof NETS / sizeof NETS[0])
-
-/* A network input: its name, per-sample shape and tensor. */
-typedef struct {
-    const char *name;
-    int rank, dims[3];
-    const gm_tensor *t;
-} input;
 
 static int net_index(const char *s, size_t n) {
     for (int i = 0; i < NETS_COUNT; i++)
@@ -46,88 +36,18 @@ static int net_index(const char *s, size_t n) {
     return -1;
 }
 
-/* The per-sample shape of input `in->name`. */
-static int input_shape(const gm_st *st, const gm_model_info *info, const char *net, input *in,
-                       char err[GM_ERR_LEN]) {
-    const char *L = gm_st_label(st), *n = in->name;
-    if (!strcmp(n, "image")) {
-        in->rank = 3;
-        in->dims[0] = info->channels, in->dims[1] = info->height, in->dims[2] = info->width;
-    } else if (!strcmp(n, "z")) {
-        in->rank = 1, in->dims[0] = info->latent_dim;
-    } else if (!strcmp(n, "onehot") || !strcmp(n, "label")) {
-        if (!info->num_classes)
-            return gm_errorf(err, "%s: probe of network \"%s\": input \"%s\" needs gm.num_classes > 0", L,
-                             net, n);
-        in->rank = !strcmp(n, "onehot") ? 1 : 0; /* a label is one class index per sample */
-        in->dims[0] = info->num_classes;
-    } else if (!strcmp(n, "code")) {
-        const char *v = gm_st_meta(st, "gm.code_dim");
-        char *end;
-        errno = 0;
-        long c = v ? strtol(v, &end, 10) : 0;
-        if (!v || errno || end == v || *end || c < 1 || c > MAX_CODE)
-            return gm_errorf(err,
-                             "%s: probe of network \"%s\": input \"code\" needs metadata \"gm.code_dim\" in "
-                             "1..%d (found %s)",
-                             L, net, MAX_CODE, v ? v : "none");
-        in->rank = 1, in->dims[0] = (int)c;
-    } else {
-        return gm_errorf(
-            err, "%s: probe of network \"%s\": input \"%s\" is not one of image, z, label, onehot, code", L,
-            net, n);
-    }
-    return 0;
-}
-
-/* The input names of network `net`: gm.<net>_inputs, or the defaults. */
-static int input_names(const gm_st *st, const gm_model_info *info, const char *net, json_t **owned,
-                       const char *names[MAX_INPUTS], int *count, char err[GM_ERR_LEN]) {
-    char key[64];
-    snprintf(key, sizeof key, "gm.%s_inputs", net);
-    const char *v = gm_st_meta(st, key);
-    *owned = NULL;
-    if (!v) {
-        bool gen = !strcmp(net, "generator"), z = gen || !strcmp(net, "decoder");
-        names[0] = z ? "z" : "image";
-        names[1] = "onehot";
-        *count = gen && info->num_classes ? 2 : 1;
-        return 0;
-    }
-    json_t *arr = json_loads(v, 0, NULL);
-    size_t n = json_array_size(arr);
-    if (!json_is_array(arr) || n < 1 || n > MAX_INPUTS) {
-        json_decref(arr);
-        return gm_errorf(err, "%s: metadata \"%s\" = \"%.80s\" must be a JSON array of 1..%d input names",
-                         gm_st_label(st), key, v, MAX_INPUTS);
-    }
-    for (size_t i = 0; i < n; i++) {
-        names[i] = json_string_value(json_array_get(arr, i));
-        for (size_t j = 0; names[i] && j < i; j++)
-            if (!strcmp(names[i], names[j])) names[i] = NULL;
-        if (!names[i]) {
-            json_decref(arr);
-            return gm_errorf(err, "%s: metadata \"%s\" entry %zu is not a string distinct from the others",
-                             gm_st_label(st), key, i);
-        }
-    }
-    *owned = arr;
-    *count = (int)n;
-    return 0;
-}
-
-/* Checks tensor t = [P, dims...] of F32 finite values. */
-static int check_tensor(const gm_st *st, const char *net, const gm_tensor *t, int P, int rank,
-                        const int *dims, char err[GM_ERR_LEN]) {
+/* Checks tensor t = [P, shape...] of F32 finite values. */
+static int check_tensor(const gm_st *st, const char *net, const gm_tensor *t, int P, gm_shape shape,
+                        char err[GM_ERR_LEN]) {
     const char *L = gm_st_label(st);
-    bool ok = t->ndim == rank + 1 && t->shape[0] == P;
-    for (int d = 0; ok && d < rank; d++)
-        ok = t->shape[d + 1] == dims[d];
+    bool ok = t->ndim == shape.rank + 1 && t->shape[0] == P;
+    for (int d = 0; ok && d < shape.rank; d++)
+        ok = t->shape[d + 1] == shape.dim[d];
     if (!ok) {
         char want[96];
         int at = snprintf(want, sizeof want, "[%d", P);
-        for (int d = 0; d < rank; d++)
-            at += snprintf(want + at, sizeof want - (size_t)at, ", %d", dims[d]);
+        for (int d = 0; d < shape.rank; d++)
+            at += snprintf(want + at, sizeof want - (size_t)at, ", %d", shape.dim[d]);
         snprintf(want + at, sizeof want - (size_t)at, "]");
         return gm_errorf(err,
                          "%s: tensor '%s' (a probe of network \"%s\") must have shape %s: [probes, the "
@@ -141,57 +61,35 @@ static int check_tensor(const gm_st *st, const char *net, const gm_tensor *t, in
     return 0;
 }
 
-/* Today's networks take one input array: the named inputs concatenated per
- * sample, in order (a conditional generator's z, then its one-hot label).
- * in: P rows, the inputs' values side by side. */
-static void feed(const input *ins, int n, int P, float *in) {
-    for (int p = 0, at = 0; p < P; p++)
-        for (int i = 0; i < n; i++) {
-            int w = 1;
-            for (int d = 0; d < ins[i].rank; d++)
-                w *= ins[i].dims[d];
-            memcpy(in + at, ins[i].t->f32 + (size_t)p * w, (size_t)w * sizeof *in);
-            at += w;
-        }
-}
-
+/* Recomputes the probes of one network: each of the net's named inputs
+ * reads gm.probe.<name>.in.<input> (a "label" input holds class indices),
+ * and the output must match gm.probe.<name>.out. */
 static int verify_net(const gm_st *st, const gm_model_info *info, const gm_net *net, const char *name,
                       const gm_tensor *out, int *rows, char err[GM_ERR_LEN]) {
-    const char *L = gm_st_label(st), *names[MAX_INPUTS];
-    input ins[MAX_INPUTS] = {0};
-    json_t *owned;
-    int n = 0, rc = -1;
-    float *x = NULL, *got = NULL;
-    if (input_names(st, info, name, &owned, names, &n, err)) return -1;
-    if (out->ndim < 1 || out->shape[0] < 1 || out->shape[0] > MAX_ROWS) {
-        gm_errorf(err, "%s: tensor '%s' must hold 1..%d probes along its first dimension", L, out->name,
-                  MAX_ROWS);
-        goto done;
-    }
-    int P = (int)out->shape[0], width = 0;
+    const char *L = gm_st_label(st);
+    const float *ins[GM_NET_MAX_INPUTS];
+    int n = gm_net_inputs(net);
+    float *got = NULL;
+    if (out->ndim < 1 || out->shape[0] < 1 || out->shape[0] > MAX_ROWS)
+        return gm_errorf(err, "%s: tensor '%s' must hold 1..%d probes along its first dimension", L, out->name,
+                         MAX_ROWS);
+    int P = (int)out->shape[0];
     for (int i = 0; i < n; i++) {
+        const char *in_name = gm_net_input_name(net, i);
         char key[128];
-        snprintf(key, sizeof key, PREFIX "%s.in.%s", name, names[i]);
-        ins[i].name = names[i];
-        if (input_shape(st, info, name, &ins[i], err)) goto done;
-        if (!(ins[i].t = gm_st_tensor(st, key))) {
-            gm_errorf(err, "%s: probe of network \"%s\": tensor '%s' (input \"%s\") is missing", L, name, key,
-                      names[i]);
-            goto done;
+        snprintf(key, sizeof key, PREFIX "%s.in.%s", name, in_name);
+        const gm_tensor *t = gm_st_tensor(st, key);
+        if (!t)
+            return gm_errorf(err, "%s: probe of network \"%s\": tensor '%s' (input \"%s\") is missing", L, name,
+                             key, in_name);
+        if (check_tensor(st, name, t, P, gm_net_input_shape(net, i), err)) return -1;
+        for (int64_t k = 0; !strcmp(in_name, "label") && k < P; k++) {
+            float v = t->f32[k];
+            if (!(v >= 0 && v < info->num_classes && v == floorf(v)))
+                return gm_errorf(err, "%s: tensor '%s' value %lld is %g, not a class index in 0..%d", L, key,
+                                 (long long)k, (double)v, info->num_classes - 1);
         }
-        if (check_tensor(st, name, ins[i].t, P, ins[i].rank, ins[i].dims, err)) goto done;
-        int w = 1;
-        for (int d = 0; d < ins[i].rank; d++)
-            w *= ins[i].dims[d]; /* a known shape: within the value bound */
-        width += w;
-        for (int64_t k = 0; ins[i].rank == 0 && k < P; k++) {
-            float v = ins[i].t->f32[k];
-            if (!(v >= 0 && v < info->num_classes && v == floorf(v))) {
-                gm_errorf(err, "%s: tensor '%s' value %lld is %g, not a class index in 0..%d", L, key,
-                          (long long)k, (double)v, info->num_classes - 1);
-                goto done;
-            }
-        }
+        ins[i] = t->f32;
     }
     /* every input tensor of this network is one of its inputs */
     char in_prefix[64];
@@ -201,37 +99,23 @@ static int verify_net(const gm_st *st, const gm_model_info *info, const gm_net *
         if (strncmp(tn, in_prefix, (size_t)in_len) != 0) continue;
         bool listed = false;
         for (int i = 0; i < n; i++)
-            listed = listed || !strcmp(tn + in_len, names[i]);
+            listed = listed || !strcmp(tn + in_len, gm_net_input_name(net, i));
         if (!listed) {
             char list[96] = "";
             for (int i = 0, at = 0; i < n && at < (int)sizeof list; i++)
-                at += snprintf(list + at, sizeof list - (size_t)at, "%s%s", i ? ", " : "", names[i]);
-            gm_errorf(err, "%s: tensor '%s' is a probe input that network \"%s\" does not take (its inputs: %s)", L,
-                      tn, name, list);
-            goto done;
+                at += snprintf(list + at, sizeof list - (size_t)at, "%s%s", i ? ", " : "", gm_net_input_name(net, i));
+            return gm_errorf(err, "%s: tensor '%s' is a probe input that network \"%s\" does not take (its inputs: %s)",
+                             L, tn, name, list);
         }
-    }
-    int in_size = gm_shape_size(gm_net_in_shape(net));
-    if (width != in_size) {
-        gm_errorf(
-            err, "%s: probe of network \"%s\": its inputs give %d values per sample but the network takes %d",
-            L, name, width, in_size);
-        goto done;
     }
     gm_shape os = gm_net_out_shape(net);
     int out_size = gm_shape_size(os);
     /* the output as the network shapes it, or flattened */
-    if (check_tensor(st, name, out, P, 1, &out_size, err) &&
-        check_tensor(st, name, out, P, os.rank, os.dim, err))
-        goto done;
-    if (!(x = malloc((size_t)P * width * sizeof *x)) || !(got = malloc((size_t)P * out_size * sizeof *got))) {
-        gm_errorf(err, "%s: out of memory for the probes of network \"%s\"", L, name);
-        goto done;
-    }
-    feed(ins, n, P, x);
-    if (gm_net_forward(net, P, x, got)) {
-        gm_errorf(err, "%s: out of memory for the probes of network \"%s\"", L, name);
-        goto done;
+    if (check_tensor(st, name, out, P, gm_shape1(out_size), err) && check_tensor(st, name, out, P, os, err))
+        return -1;
+    if (!(got = malloc((size_t)P * out_size * sizeof *got)) || gm_net_forward_inputs(net, P, ins, got)) {
+        free(got);
+        return gm_errorf(err, "%s: out of memory for the probes of network \"%s\"", L, name);
     }
     size_t total = (size_t)P * out_size;
     double scale = 1.0;
@@ -246,16 +130,13 @@ static int verify_net(const gm_st *st, const gm_model_info *info, const gm_net *
                       "the exported module did",
                       L, name, i, i / (size_t)out_size, i % (size_t)out_size, (double)got[i],
                       (double)out->f32[i], out->name, diff, TOLERANCE, scale);
-            goto done;
+            free(got);
+            return -1;
         }
     }
-    *rows = P;
-    rc = 0;
-done:
-    json_decref(owned);
-    free(x);
     free(got);
-    return rc;
+    *rows = P;
+    return 0;
 }
 
 int gm_verify_probes(const gm_st *st, const gm_model_info *info, const gm_family_impl *impl,

@@ -1,0 +1,243 @@
+/*
+ * ops_dense.c - the ops that are sgemm calls: linear, conv2d,
+ * conv_transpose2d, each with its fused bias and activation.
+ *
+ * linear is one sgemm over the batch (or, for a single sample, a sparse or
+ * sgemv matrix-vector product). conv2d is im2col with one row per output
+ * pixel of every sample in a chunk, so the sgemm has M = samples * output
+ * pixels (big, BLAS-friendly) and produces channels-last rows that are then
+ * scattered to NCHW. conv_transpose2d is the adjoint: the chunk's channel
+ * planes side by side, one sgemm giving, for every input pixel, a row of
+ * every kernel tap's contribution to every output channel (the weight is
+ * stored (Cin, kh, kw, Cout) for this), then col2im adds each tap's Cout
+ * values into a channels-last copy of the sample's output, contiguous vector
+ * adds, and transposes that to NCHW. Between two conv_transpose2d layers the
+ * output stays channels-last: it is what the next one's sgemm reads, so
+ * neither transposes nor copies. Chunks bound the im2col / col2im scratch to
+ * 2 MB whatever the batch size, so that it stays in cache between the sgemm
+ * that writes it and the pass that reads it (16 MB chunks made GAN sampling
+ * 10 % slower). OpenBLAS threads the sgemms; everything else is split over
+ * samples (gm_parallel_rows).
+ */
+#include "ops.h"
+#include "parallel.h"
+#include "scratch.h"
+
+#include <cblas.h>
+#include <string.h>
+
+#define MIN_SAMPLES_PER_THREAD 4
+
+/* linear's bias and activation pass over samples [r0, r1) */
+typedef struct {
+    const layer *L;
+    float *y;
+} linear_part;
+
+static int bias_act_samples(void *ctx, int r0, int r1) {
+    const linear_part *c = ctx;
+    int n = c->L->out.dim[0];
+    for (int b = r0; b < r1; b++) {
+        float *y = c->y + (size_t)b * n;
+#pragma omp simd
+        for (int o = 0; o < n; o++) y[o] += c->L->bias[o];
+        op_activate(c->L->act, c->L->a0, c->L->a1, y, y, (size_t)n);
+    }
+    return 0;
+}
+
+/* x: (B, n_in); y: (B, n_out) = act(x W + bias), W stored (n_in, n_out).
+ * One sample is a matrix-vector product, which is bound by reading W: when
+ * at least half its inputs are zero (a binary image, a ReLU's output) it
+ * reads only the rows of the nonzero ones; otherwise sgemv (sgemm would
+ * pack all of W for a single row). */
+#define SPARSE_CHUNK 1024
+
+void op_linear(const layer *L, int B, const float *x, float *y) {
+    int n_in = gm_shape_size(L->in), n_out = L->out.dim[0];
+    int nonzero = 0;
+    if (B == 1)
+        for (int i = 0; i < n_in; i++) nonzero += x[i] != 0.0f;
+    if (B == 1 && 2 * nonzero <= n_in) {
+        memset(y, 0, (size_t)n_out * sizeof *y);
+        for (int i0 = 0; i0 < n_in; i0 += SPARSE_CHUNK) {
+            /* the nonzero inputs' indices first, without branches: a
+             * branch per input mispredicts on every new image */
+            int idx[SPARSE_CHUNK], m = 0, i1 = n_in - i0 < SPARSE_CHUNK ? n_in : i0 + SPARSE_CHUNK;
+            for (int i = i0; i < i1; i++) {
+                idx[m] = i;
+                m += x[i] != 0.0f;
+            }
+            for (int k = 0; k < m; k++) {
+                const float *restrict w = L->weight + (size_t)idx[k] * n_out;
+                float xi = x[idx[k]];
+#pragma omp simd
+                for (int o = 0; o < n_out; o++) y[o] += xi * w[o];
+            }
+        }
+    } else if (B == 1) {
+        cblas_sgemv(CblasRowMajor, CblasTrans, n_in, n_out, 1.0f, L->weight, n_out, x, 1, 0.0f, y, 1);
+    } else {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, n_out, n_in, 1.0f, x, n_in, L->weight, n_out,
+                    0.0f, y, n_out);
+    }
+    linear_part part = {L, y};
+    op_split_values(B, (size_t)n_out, bias_act_samples, &part);
+}
+
+/* Work outside sgemm is split over samples across the compute threads
+ * (parallel.h): each sample's im2col rows, scatter and col2im planes are its
+ * own, so the split changes no result. */
+typedef struct {
+    const layer *L;
+    const float *x;
+    float *y;
+    const op_scratch *s;
+    int b0, cols; /* the chunk's first sample; conv_transpose2d: columns of col */
+} conv_part;
+
+/* conv2d: col (nb*P, K), one row per output pixel, channel-major, so that
+ * each group's columns are one contiguous slice of K */
+static int im2col_samples(void *ctx, int r0, int r1) {
+    const conv_part *c = ctx;
+    const layer *L = c->L;
+    int C = L->in.dim[0], H = L->in.dim[1], W = L->in.dim[2];
+    int Ho = L->out.dim[1], Wo = L->out.dim[2], P = Ho * Wo, K = C * L->kh * L->kw;
+    for (int b = r0; b < r1; b++) {
+        const float *xb = c->x + (size_t)(c->b0 + b) * C * H * W;
+        for (int oy = 0; oy < Ho; oy++)
+            for (int ox = 0; ox < Wo; ox++) {
+                float *row = c->s->col + ((size_t)b * P + oy * Wo + ox) * K;
+                for (int ch = 0; ch < C; ch++)
+                    for (int ky = 0; ky < L->kh; ky++) {
+                        int iy = oy * L->sh - L->ph + ky * L->dh;
+                        for (int kx = 0; kx < L->kw; kx++) {
+                            int ix = ox * L->sw - L->pw + kx * L->dw;
+                            *row++ = (iy >= 0 && iy < H && ix >= 0 && ix < W) ? xb[((size_t)ch * H + iy) * W + ix]
+                                                                                : 0.0f;
+                        }
+                    }
+            }
+    }
+    return 0;
+}
+
+/* conv2d: channels-last sgemm rows to NCHW, plus bias */
+static int scatter_samples(void *ctx, int r0, int r1) {
+    const conv_part *c = ctx;
+    const layer *L = c->L;
+    int Co = L->out.dim[0], P = L->out.dim[1] * L->out.dim[2];
+    for (int b = r0; b < r1; b++) {
+        float *yb = c->y + (size_t)(c->b0 + b) * Co * P;
+        const float *ab = c->s->aux + (size_t)b * P * Co;
+        for (int p = 0; p < P; p++)
+            for (int ch = 0; ch < Co; ch++) yb[(size_t)ch * P + p] = ab[(size_t)p * Co + ch] + L->bias[ch];
+        op_activate(L->act, L->a0, L->a1, yb, yb, (size_t)Co * P);
+    }
+    return 0;
+}
+
+/* x: (B, C, H, W); y: (B, Cout, Ho, Wo) */
+void op_conv2d(const layer *L, int B, const float *x, float *y, const op_scratch *s) {
+    int Co = L->out.dim[0], P = L->out.dim[1] * L->out.dim[2];
+    int g = L->groups, K = L->in.dim[0] * L->kh * L->kw, Kg = K / g, Cg = Co / g;
+    for (int b0 = 0; b0 < B; b0 += s->chunk) {
+        int nb = B - b0 < s->chunk ? B - b0 : s->chunk;
+        conv_part part = {L, x, y, s, b0, 0};
+        gm_parallel_rows(nb, MIN_SAMPLES_PER_THREAD, im2col_samples, &part);
+        /* aux: (nb*P, Co) = col W^T, group by group: group i's Cg output
+         * columns from its Kg input columns and its Cg weight rows */
+        for (int i = 0; i < g; i++)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb * P, Cg, Kg, 1.0f, s->col + (size_t)i * Kg, K,
+                        L->weight + (size_t)i * Cg * Kg, Kg, 0.0f, s->aux + (size_t)i * Cg, Co);
+        gm_parallel_rows(nb, MIN_SAMPLES_PER_THREAD, scatter_samples, &part);
+    }
+}
+
+/* conv_transpose2d's col2im. Row (b, iy, ix) of col holds, for each group
+ * and each kernel tap (ky, kx), the group's Cout/g values that input pixel
+ * adds to output pixel (iy*stride - pad + ky*dilation, ix*stride - pad +
+ * kx*dilation). They are added into the
+ * sample's output kept channels-last (Cout contiguous values per pixel, so
+ * each add is one vector loop), which is then transposed to NCHW unless
+ * the next layer takes it channels-last. */
+static int col2im_samples(void *ctx, int r0, int r1) {
+    const conv_part *c = ctx;
+    const layer *L = c->L;
+    int H = L->in.dim[1], W = L->in.dim[2], Pin = H * W, sh = L->sh, sw = L->sw, dh = L->dh, dw = L->dw;
+    int Co = L->out.dim[0], Ho = L->out.dim[1], Wo = L->out.dim[2], P = Ho * Wo, Cg = Co / L->groups;
+    size_t N = (size_t)Co * L->kh * L->kw, Ng = N / L->groups;
+    float *t = L->nhwc_out ? NULL : gm_scratch(4, (size_t)P * Co);
+    if (!L->nhwc_out && !t) return -1;
+    for (int b = r0; b < r1; b++) {
+        float *yb = c->y + (size_t)(c->b0 + b) * Co * P;
+        if (L->nhwc_out) t = yb;
+        for (int p = 0; p < P; p++) memcpy(t + (size_t)p * Co, L->bias, (size_t)Co * sizeof *t);
+        for (int iy = 0; iy < H; iy++)
+            for (int ix = 0; ix < W; ix++) {
+                const float *row = c->s->col + ((size_t)b * Pin + (size_t)iy * W + ix) * N;
+                for (int ky = 0; ky < L->kh; ky++) {
+                    int oy = iy * sh - L->ph + ky * dh;
+                    if (oy < 0 || oy >= Ho) continue;
+                    for (int kx = 0; kx < L->kw; kx++) {
+                        int ox = ix * sw - L->pw + kx * dw;
+                        if (ox < 0 || ox >= Wo) continue;
+                        float *restrict dst = t + ((size_t)oy * Wo + ox) * Co;
+                        const float *restrict src = row + ((size_t)ky * L->kw + kx) * Cg;
+                        if (L->groups == 1) { /* the common case, without the group loop (tiny Cout) */
+#pragma omp simd
+                            for (int ch = 0; ch < Co; ch++) dst[ch] += src[ch];
+                            continue;
+                        }
+                        for (int gi = 0; gi < L->groups; gi++)
+#pragma omp simd
+                            for (int ch = 0; ch < Cg; ch++) dst[gi * Cg + ch] += src[gi * Ng + ch];
+                    }
+                }
+            }
+        if (!L->nhwc_out)
+            for (int ch = 0; ch < Co; ch++)
+                for (int p = 0; p < P; p++) yb[(size_t)ch * P + p] = t[(size_t)p * Co + ch];
+        op_activate(L->act, L->a0, L->a1, yb, yb, (size_t)Co * P);
+    }
+    return 0;
+}
+
+/* conv_transpose2d's input to aux: (Ci, nb*Pin), each sample's channel
+ * plane copied whole */
+static int planes_samples(void *ctx, int r0, int r1) {
+    const conv_part *c = ctx;
+    int Ci = c->L->in.dim[0], Pin = c->L->in.dim[1] * c->L->in.dim[2];
+    for (int b = r0; b < r1; b++)
+        for (int ch = 0; ch < Ci; ch++)
+            memcpy(c->s->aux + (size_t)ch * c->cols + (size_t)b * Pin, c->x + ((size_t)(c->b0 + b) * Ci + ch) * Pin,
+                   (size_t)Pin * sizeof(float));
+    return 0;
+}
+
+/* x: (B, Cin, H, W), or (B, H, W, Cin) when nhwc_in; y: (B, Cout, Ho, Wo),
+ * or (B, Ho, Wo, Cout) when L->nhwc_out */
+int op_conv_t2d(const layer *L, int B, const float *x, float *y, const op_scratch *s) {
+    int g = L->groups, Ci = L->in.dim[0], Cig = Ci / g, Pin = L->in.dim[1] * L->in.dim[2];
+    int N = L->out.dim[0] * L->kh * L->kw, Ng = N / g;
+    for (int b0 = 0; b0 < B; b0 += s->chunk) {
+        int nb = B - b0 < s->chunk ? B - b0 : s->chunk, cols = nb * Pin;
+        conv_part part = {L, x, y, s, b0, cols};
+        /* col: (nb*Pin, g*kh*kw*Cg) = X W per group, X being the chunk's
+         * pixels as rows of the group's Cig channels (channels-last input
+         * as it is, NCHW through aux's planes) and W the group's (Cig,
+         * kh*kw*Cg) */
+        if (!L->nhwc_in) op_split_values(nb, (size_t)Ci * Pin, planes_samples, &part);
+        for (int i = 0; i < g; i++) {
+            const float *wg = L->weight + (size_t)i * Cig * Ng;
+            if (L->nhwc_in)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cols, Ng, Cig, 1.0f,
+                            x + (size_t)b0 * Ci * Pin + (size_t)i * Cig, Ci, wg, Ng, 0.0f, s->col + (size_t)i * Ng, N);
+            else
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, cols, Ng, Cig, 1.0f,
+                            s->aux + (size_t)i * Cig * cols, cols, wg, Ng, 0.0f, s->col + (size_t)i * Ng, N);
+        }
+        if (gm_parallel_rows(nb, MIN_SAMPLES_PER_THREAD, col2im_samples, &part)) return -1;
+    }
+    return 0;
+}
