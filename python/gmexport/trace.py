@@ -576,15 +576,20 @@ def _m_layer_norm(tr, m, path, x):
     return tr.emit(op, [x], m(x.t))
 
 
-def _embedding(tr, path, x, weight, t):
+def _label(tr, x):
     if not isinstance(x, Act) or not x.label:
         tr.fail("an embedding's input must be the class label input ('label' in inputs)")
+
+
+def _embedding(tr, path, x, weight, t):
+    _label(tr, x)
     return tr.emit({"op": "embedding", "weight": tr.g.param(path, "weight", weight)}, [x], t)
 
 
 def _m_embedding(tr, m, path, x):
     if m.max_norm is not None:
         tr.fail("max_norm renormalizes the weights at every forward; export a copy without it")
+    _label(tr, x)
     return _embedding(tr, path, x, tr.weight(m, "weight"), m(x.t))
 
 
@@ -830,7 +835,8 @@ def _f_embedding(tr, x, weight, padding_idx=None, max_norm=None, norm_type=2.0, 
     if max_norm is not None:
         tr.fail("max_norm renormalizes the weights at every forward")
     w = tr.const_tensor(weight, "weight")
-    return _embedding(tr, tr.path(), x, w, F.embedding(tr.real(x), w))
+    _label(tr, x)
+    return _embedding(tr, tr.path(), x, w, F.embedding(x.t, w))
 
 
 def _f_one_hot(tr, x, num_classes=-1):
