@@ -202,6 +202,9 @@ class Translator:
                                       f"forward() takes an input '{p.name}' beyond the declared inputs "
                                       f"{[n for n, _ in inputs]}")
                 concrete[p.name] = p.default
+        if _base_class(module) in leaves:  # fx always traces the root's own forward
+            module = nn.Sequential(module)
+            self.root = module
         tracer = _Tracer(leaves)
         try:
             self.fx = tracer.trace(module, concrete_args=concrete or None)
