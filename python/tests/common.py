@@ -58,8 +58,3 @@ class ExportTest(unittest.TestCase):
     def ops(self, meta, net):
         import json
         return json.loads(meta[f"gm.{net}"])
-
-
-# PyTorch's own notice about even kernels with padding="same", not a finding
-import warnings  # noqa: E402
-warnings.filterwarnings("ignore", message="Using padding='same'")

@@ -1,5 +1,6 @@
 """Each silently wrong export of issue 16, now exported correctly or refused."""
 import unittest
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -66,9 +67,12 @@ class ReflectPadding(ExportTest):
     def test_same_padding_even_kernel_pads_asymmetrically(self):
         conv = nn.Conv2d(2, 2, 4, padding="same")
         x = torch.randn(2, 2, 7, 7)
-        ops, tensors, _ = gmexport.export_network("generator", conv, [("image", x)])
+        with warnings.catch_warnings():  # PyTorch's notice that it pads a copy, as we do
+            warnings.simplefilter("ignore")
+            ops, tensors, _ = gmexport.export_network("generator", conv, [("image", x)])
+            want = conv(x)
         self.assertEqual(ops[0]["op"], "pad")
-        self.assertIsNone(close(interp.run(ops, tensors, [("image", x)]), conv(x)))
+        self.assertIsNone(close(interp.run(ops, tensors, [("image", x)]), want))
 
     def test_circular_is_refused(self):
         conv = nn.Conv2d(3, 4, 3, padding=1, padding_mode="circular")
