@@ -8,6 +8,7 @@ outputs PyTorch computed for them ("gm.probe.<net>.in.<input>",
 "gm.probe.<net>.out"), so that the server can refuse a file whose graph
 does not compute what the module computed.
 """
+import contextlib
 import json
 
 import torch
@@ -53,13 +54,8 @@ class _Writer:
         """inputs: [(name, tensor [P, ...])] in forward() order."""
         if module is None:
             raise ExportError(net, "no module given")
-        was_training = [(m, m.training) for m in module.modules()]
-        module.eval()
-        try:
+        with _eval(module):
             ops, tensors, out = export_network(net, module, inputs, tuple_output)
-        finally:
-            for m, t in was_training:
-                m.training = t
         if out_size is not None and out[0].numel() not in ([out_size] if isinstance(out_size, int) else out_size):
             raise ExportError(net, f"forward() gives {out[0].numel()} values per sample; {out_size} are needed")
         clash = set(tensors) & set(self.tensors)
@@ -71,6 +67,7 @@ class _Writer:
         if names != defaults:
             self.meta[f"gm.{net}_inputs"] = json.dumps(names)
         for name, t in inputs:
+            t = t.reshape(t.shape[0], -1) if name in ("z", "onehot", "code") else t
             self.tensors[f"gm.probe.{net}.in.{name}"] = t.to(torch.float32).contiguous()
         self.tensors[f"gm.probe.{net}.out"] = out.contiguous()
         return ops
@@ -167,14 +164,20 @@ def save_gan(path, generator, image="28x28x1", latent_dim=None, inputs=("z",), n
              "code": torch.rand(PROBES, max(code_dim, 1), generator=w.gen) * 2 - 1}
     if legacy:
         probe["z"] = torch.cat([probe["z"], onehot], 1)
-    gen = w.network("generator", generator, [(n, probe[n]) for n in inputs], ["z"], w.D)
+    gen_inputs = [(n, probe[n]) for n in inputs]
+    if _takes_maps(generator, gen_inputs):
+        gen_inputs = [(n, t if n == "label" else t[:, :, None, None]) for n, t in gen_inputs]
+    gen = w.network("generator", generator, gen_inputs, ["z"], w.D)
     last = _last_op(gen)
     if last != output:
         raise ExportError("generator", f"output={output!r} but the network ends in {last!r}; the server reads "
                                        f"its values as {'[-1, 1]' if output == 'tanh' else '[0, 1]'}")
     images = w.images("tanh" if output == "tanh" else "gray")
     if discriminator is not None:
-        w.network("discriminator", discriminator, [("image", images)], ["image"], 1)
+        disc = w.network("discriminator", discriminator, [("image", images)], ["image"], 1)
+        if _last_op(disc) == "sigmoid":
+            raise ExportError("discriminator", "ends in a sigmoid, but the server reports the discriminator's "
+                                               "logit; export it without its final nn.Sigmoid")
     if encoder is not None:
         w.network("encoder", encoder, [("image", images)], ["image"], Z)
     w.save(path)
@@ -206,6 +209,35 @@ def save_nade(path, W, c, V, b, ordering=None, activation="sigmoid", image="28x2
         w.meta["gm.activation"] = activation
     w.tensors = ts
     w.save(path)
+
+
+@contextlib.contextmanager
+def _eval(module):
+    """module in eval mode, then each submodule back in its own mode."""
+    was = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        yield
+    finally:
+        for m, t in was:
+            m.training = t
+
+
+def _takes_maps(generator, inputs):
+    """True for a generator that takes its vectors as [B, n, 1, 1] (the
+    DCGAN of the PyTorch examples starts with a ConvTranspose2d on z) and
+    fails on [B, n]."""
+    with _eval(generator), torch.no_grad():
+        try:
+            generator(*[t for _, t in inputs])
+            return False
+        except Exception:  # only probing: the export itself reports what fails
+            pass
+        try:
+            generator(*[t if n == "label" else t[:, :, None, None] for n, t in inputs])
+            return True
+        except Exception:  # only probing: the export itself reports what fails
+            return False
 
 
 def _positive(v, what):

@@ -84,7 +84,17 @@ class Graph:
 
 class _Proxy(fx.Proxy):
     """Unpacks chunk/split results (`a, b = x.chunk(2, 1)`), which fx's own
-    Proxy cannot do on Python 3.11 without knowing the count."""
+    Proxy cannot do on Python 3.11 without knowing the count, and answers
+    questions about the device."""
+
+    def __getattr__(self, name):
+        # facts of the export, not of the data: the tensors are on the CPU
+        # (DCGAN code asks `if input.is_cuda and self.ngpu > 1`)
+        if name == "is_cuda":
+            return False
+        if name == "device":
+            return torch.device("cpu")
+        return super().__getattr__(name)
 
     def __iter__(self):
         n = self.node
@@ -170,7 +180,7 @@ RANDOM = {torch.randn, torch.rand, torch.randint, torch.randn_like, torch.rand_l
 ACT_MODULES = {nn.ReLU: "relu", nn.Sigmoid: "sigmoid", nn.Tanh: "tanh", nn.SiLU: "silu"}
 DROPOUT_MODULES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout)
 VIEW_METHODS = {"view", "reshape", "flatten", "unsqueeze", "squeeze", "contiguous", "view_as", "detach"}
-SHAPE_OPS = ("reshape", "flatten")
+VECTOR_INPUTS = ("z", "onehot", "code")
 
 
 class Translator:
@@ -263,6 +273,10 @@ class Translator:
                     continue
                 name, t = self.inputs[ph]
                 env[node] = Act(name, t, label=(name == "label"))
+                if name in VECTOR_INPUTS and t.dim() > 2:  # z fed as [B, Z, 1, 1], as DCGANs take it
+                    vid = self.g.value(name)
+                    self.g.ops.append(({"op": "reshape", "shape": list(t.shape[1:])}, [name], [vid]))
+                    env[node] = Act(vid, t)
                 ph += 1
             elif node.op == "get_attr":
                 env[node] = _fetch(self.root, node.target)
@@ -402,7 +416,8 @@ class Translator:
         shape = list(t.shape[1:])
         if shape == x.shape:
             return Act(x.vid, t, onehot=x.onehot)
-        op = {"op": "flatten"} if len(shape) == 1 else {"op": "reshape", "shape": shape}
+        # one value per sample, [] in PyTorch, is a [1] vector in a graph
+        op = {"op": "flatten"} if len(shape) <= 1 else {"op": "reshape", "shape": shape}
         return self.emit(op, [x], t)
 
     def affine(self, x, scale, shift, t):
@@ -1250,7 +1265,8 @@ def _finish(g, out, input_names):
 
 def export_network(net, module, inputs, tuple_output=False):
     """Traces `module` (already in eval mode) on `inputs`, [(name, tensor
-    [P, ...])] in forward() order. Returns (ops, tensors, out): the layer
+    [P, ...])] in forward() order (a z, onehot or code given as [P, n, 1, 1]
+    is a vector input [n] that the graph reshapes first). Returns (ops, tensors, out): the layer
     graph, the tensors it names and PyTorch's own output for the inputs
     ([P, ...]; a tuple output, when allowed, flattened and concatenated, as
     the graph computes it)."""

@@ -54,7 +54,9 @@ class Check(ExportTest):
         gmexport.save_vae(v, MLPEncoder(), MLPDecoder(), image="8x8x1", latent_dim=4)
         G, D = dcgan()
         gmexport.save_gan(g, G, image="8x8x1", latent_dim=6, discriminator=D)
-        return [(v, 2), (g, 2)]
+        e = self.path("check_examples_dcgan")
+        gmexport.save_gan(e, zoo.randomize(zoo.ExamplesDCGANGenerator()), image="16x16x3", latent_dim=16)
+        return [(v, 2), (g, 2), (e, 1)]
 
     def test_layer_list_files_load(self):
         for path, _ in self.layer_list_files():

@@ -4,6 +4,7 @@ import time
 import unittest
 
 import torch
+from torch import nn
 
 from common import ExportTest, close  # first: puts the package on sys.path
 import gmexport
@@ -44,6 +45,20 @@ class Zoo(ExportTest):
         self.assertEqual(kinds[:2], ["embedding", "mul"])
         self.assertIn("upsample", kinds)
         self.assertEqual(meta["gm.generator_inputs"], '["z", "label"]')
+
+    def test_examples_dcgan(self):
+        torch.manual_seed(6)
+        G = zoo.randomize(zoo.ExamplesDCGANGenerator(nz=16), 6)
+        D = zoo.randomize(zoo.ExamplesDCGANDiscriminator(), 7)
+        p = self.path("examples_dcgan")
+        with self.assertRaisesRegex(gmexport.ExportError, "sigmoid"):
+            gmexport.save_gan(p, G, image="16x16x3", latent_dim=16, discriminator=D)
+        logit = nn.Sequential(*list(D.main)[:-1], nn.Flatten())  # the discriminator's logit, as BCEWithLogits
+        timed("DCGAN (pytorch/examples, z as [B, nz, 1, 1])", lambda: gmexport.save_gan(
+            p, G, image="16x16x3", latent_dim=16, discriminator=logit))
+        tensors, meta = self.verify(p, {"generator": lambda z: G(z[:, :, None, None]), "discriminator": logit})
+        self.assertEqual(list(tensors["gm.probe.generator.in.z"].shape), [4, 16])
+        self.assertEqual(self.ops(meta, "generator")[0], {"op": "reshape", "shape": [16, 1, 1]})
 
     def test_infogan(self):
         torch.manual_seed(3)
