@@ -244,12 +244,20 @@ class Translator:
                                              "the ones the exporter computes)")
 
     def where(self, node):
-        path = node.meta.get("gm_path", "")
+        """The module path of a node and what it calls, for messages."""
         if node.op == "call_module":
-            path = node.target
+            return f"{self.net}.{node.target} ({type(self.root.get_submodule(node.target)).__name__})"
+        path = node.meta.get("gm_path", "")
         name = f"{self.net}.{path}" if path else self.net
-        return f"{name} ({node.format_node()})" if node.op != "call_module" else \
-            f"{name} ({type(self.root.get_submodule(node.target)).__name__})"
+        t = node.target
+        if node.op == "call_method":
+            what = f".{t}()"
+        elif callable(t):
+            mod = getattr(t, "__module__", None) or ""
+            what = f"{'torch.nn.functional' if mod.startswith('torch.nn.functional') else mod}.{t.__name__}"
+        else:
+            what = str(t)
+        return f"{name} ({what})"
 
     def weight(self, m, name):
         """A module's tensor as its forward would see it (hooks computed,
@@ -290,13 +298,16 @@ class Translator:
 
     def call(self, node, args, kwargs):
         where = self.where(node)
+        acts = _has((args, kwargs), _is_act)
         if node.op == "call_module":
             m = self.root.get_submodule(node.target)
+            if not acts:  # a layer applied to parameters only: its result is a constant
+                with torch.no_grad():
+                    return m(*self.real(args), **self.real(kwargs))
             handler = MODULES[_base_class(m)]
             self.inplace_check(node, args, getattr(m, "inplace", False))
             return handler(self, m, node.target, *args, **kwargs)
         target = node.target
-        acts = _has((args, kwargs), _is_act)
         if not acts:
             if target in RANDOM:
                 raise ExportError(where, "draws random numbers inside forward()")
@@ -309,15 +320,14 @@ class Translator:
             handler = FUNCTIONS.get(target)
         if handler is None:
             raise ExportError(where, "has no gmserve op")
-        inplace = kwargs.get("inplace", False) or (node.op == "call_method" and target.endswith("_")) or \
-            target in (operator.iadd, operator.isub, operator.imul, operator.itruediv)
-        self.inplace_check(node, args, inplace)
         try:
-            return handler(self, *args, **kwargs)
-        except ExportError:
-            raise
+            bound = inspect.signature(handler).bind(self, *args, **kwargs).arguments
         except TypeError as e:
             raise ExportError(where, f"unexpected arguments: {e}") from e
+        inplace = bound.get("inplace", False) or (node.op == "call_method" and target.endswith("_")) or \
+            target in (operator.iadd, operator.isub, operator.imul, operator.itruediv)
+        self.inplace_check(node, args, inplace)
+        return handler(self, *args, **kwargs)
 
     def constant(self, node, where, target, args, kwargs):
         """A call on constants only: evaluated now. In-place calls on them
@@ -880,9 +890,8 @@ def _f_pad(tr, x, pad, mode="constant", value=None):
 
 
 def _f_act(kind, fn):
-    def h(tr, x, *args, **kwargs):
+    def h(tr, x, inplace=False):
         x = tr.act(x)
-        kwargs.pop("inplace", None)
         return tr.emit({"op": kind}, [x], fn(x.t))
     return h
 
@@ -1158,6 +1167,8 @@ def _m_cast(tr, x, *args, **kwargs):
     name = tr.node.target
     if name == "to":
         t = x.t.to(*args, **kwargs)
+    elif name == "type_as":
+        t = x.t.type_as(_real(args[0], tr.P))
     elif name == "type":
         t = x.t.type(*args, **kwargs)
     else:
@@ -1202,7 +1213,7 @@ METHODS = {
     "size": _m_size, "dim": _m_dim, "view": _m_view, "reshape": _m_view, "view_as": _m_view_as,
     "flatten": _f_flatten, "unsqueeze": _m_unsqueeze, "squeeze": _m_squeeze, "expand": _m_expand,
     "expand_as": _m_expand_as, "repeat": _m_repeat, "contiguous": _identity, "detach": _identity,
-    "clone": _identity, "float": _m_cast, "long": _m_cast, "int": _m_cast, "to": _m_cast, "type": _m_cast,
+    "clone": _identity, "float": _m_cast, "type_as": _m_cast, "long": _m_cast, "int": _m_cast, "to": _m_cast, "type": _m_cast,
     "relu": _f_act("relu", torch.relu), "relu_": _f_act("relu", torch.relu),
     "sigmoid": _f_act("sigmoid", torch.sigmoid), "sigmoid_": _f_act("sigmoid", torch.sigmoid),
     "tanh": _f_act("tanh", torch.tanh), "tanh_": _f_act("tanh", torch.tanh),
