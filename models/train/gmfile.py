@@ -15,7 +15,9 @@ import torch
 from torch import nn
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "python"))
-from gmexport.safetensors import write  # noqa: E402,F401  (re-exported for the scripts)
+from gmexport.safetensors import write  # noqa: E402
+
+__all__ = ["layer_list", "write"]
 
 
 def layer_list(seq, prefix, dtype=torch.float32):

@@ -64,6 +64,8 @@ class _Resolver:
             if not sep:
                 raise ExportError("--weights", f"{item!r} is not NAME=PATH")
             state = torch.load(path, map_location="cpu")
+            if isinstance(state, nn.Module):  # torch.save(model) rather than its state_dict
+                state = state.state_dict()
             if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
                 state = state["state_dict"]
             self.root(name).load_state_dict(state)

@@ -669,12 +669,6 @@ def _m_pad(mode):
     return h
 
 
-def _simple(kind, **fields):
-    def h(tr, m, path, x):
-        return tr.emit(dict({"op": kind}, **fields), [tr.act(x)], m(tr.act(x).t))
-    return h
-
-
 def _m_act(tr, m, path, x):
     return tr.emit({"op": ACT_MODULES[type(m)]}, [tr.act(x)], m(x.t))
 

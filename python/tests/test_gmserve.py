@@ -5,7 +5,6 @@ import re
 import subprocess
 import unittest
 
-import torch
 import torch.nn.functional as F
 from torch import nn
 
