@@ -103,10 +103,14 @@ def upsample(op, x):
         iy = torch.div(torch.arange(oh) * H, oh, rounding_mode="floor")
         ix = torch.div(torch.arange(ow) * W, ow, rounding_mode="floor")
         return x[:, :, iy][:, :, :, ix]
-    assert mode == "bilinear" and not op.get("align_corners", False)
+    assert mode == "bilinear"
+    corners = op.get("align_corners", False)
 
     def coords(o, n):
-        src = ((torch.arange(o, dtype=torch.float64) + 0.5) * (n / o) - 0.5).clamp(min=0)
+        if corners:  # the corner pixels' centres coincide
+            src = torch.arange(o, dtype=torch.float64) * ((n - 1) / (o - 1) if o > 1 else 0.0)
+        else:
+            src = ((torch.arange(o, dtype=torch.float64) + 0.5) * (n / o) - 0.5).clamp(min=0)
         lo = src.floor().long().clamp(max=n - 1)
         hi = (lo + 1).clamp(max=n - 1)
         return lo, hi, src - lo

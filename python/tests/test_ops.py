@@ -23,6 +23,37 @@ class Lambda(nn.Module):
         return self.fn(self, x)
 
 
+class StarGANInput(nn.Module):
+    """StarGAN's generator input: the domain vector tiled over the image
+    and concatenated on channels."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(4 + 3, 4, 3, 1, 1, bias=False)
+
+    def forward(self, x, c):
+        c = c.view(c.size(0), c.size(1), 1, 1)
+        c = c.repeat(1, 1, x.size(2), x.size(3))
+        x = torch.cat([x, c], dim=1)
+        return self.conv(x)
+
+
+class SNGANBlock(nn.Module):
+    """SNGAN's generator block: spectral norm, interpolate, a learned shortcut."""
+
+    def __init__(self, i=4, o=6):
+        super().__init__()
+        self.b1, self.b2 = nn.BatchNorm2d(i), nn.BatchNorm2d(o)
+        self.c1 = nn.utils.spectral_norm(nn.Conv2d(i, o, 3, 1, 1))
+        self.c2 = nn.utils.spectral_norm(nn.Conv2d(o, o, 3, 1, 1))
+        self.c_sc = nn.utils.spectral_norm(nn.Conv2d(i, o, 1))
+
+    def forward(self, x):
+        h = self.c1(F.interpolate(F.relu(self.b1(x)), scale_factor=2))
+        h = self.c2(F.relu(self.b2(h)))
+        return h + self.c_sc(F.interpolate(x, scale_factor=2))
+
+
 class Gated(nn.Module):
     """Gated PixelCNN style: tuple unpacking of chunk, which plain fx cannot trace."""
 
@@ -59,6 +90,8 @@ CASES = {
     "norms": (nn.Sequential(nn.GroupNorm(2, 4), nn.InstanceNorm2d(4, affine=True), nn.LayerNorm([4, 8, 8]),
                             nn.BatchNorm2d(4)), img(), ["group_norm", "instance_norm", "layer_norm", "batch_norm"]),
     "upsample_bilinear": (nn.Upsample(scale_factor=2, mode="bilinear"), img(), ["upsample"]),
+    "upsample_corners": (nn.Upsample(scale_factor=2, mode="bilinear", align_corners=True), img(), ["upsample"]),
+    "sngan_block": (SNGANBlock(), img(), None),
     "interpolate_size": (Lambda(lambda s, x: F.interpolate(x, size=(16, 12))), img(), ["upsample"]),
     "pads": (nn.Sequential(nn.ReplicationPad2d((1, 2, 0, 1)), nn.ZeroPad2d(1), nn.ConstantPad2d(2, 0.5)), img(),
              ["pad", "pad", "pad"]),
@@ -98,6 +131,13 @@ class Ops(ExportTest):
                 self.assertIsNone(close(interp.run(ops, tensors, [("image", x)]), want), name)
                 if kinds is not None:
                     self.assertEqual([o["op"] for o in ops], kinds)
+
+    def test_stargan_label_map(self):
+        m = StarGANInput()
+        x, c = torch.randn(3, 4, 8, 8), torch.eye(3)
+        ops, tensors, _ = gmexport.export_network("generator", m, [("image", x), ("onehot", c)])
+        self.assertEqual([o["op"] for o in ops], ["reshape", "expand", "concat", "conv2d"])
+        self.assertIsNone(close(interp.run(ops, tensors, [("image", x), ("onehot", c)]), m(x, c)))
 
     def test_one_hot_inside_forward(self):
         class G(nn.Module):
