@@ -351,7 +351,7 @@ class Translator:
             return fn(*args[1:], **kwargs) if node.op == "call_method" else fn(*args, **kwargs)
 
     def batch_arith(self, where, target, args, kwargs):
-        if target is operator.getitem or target in (tuple, list):
+        if target is operator.getitem:  # x.shape[0], x.size()[1:]
             return target(*args, **kwargs)
         raise ExportError(where, "computes with the batch size (x.size(0)) beyond passing it to view/reshape")
 
@@ -373,9 +373,8 @@ class Translator:
         for a in aliases:
             for u in a.users:
                 if u is not node and u not in aliases and self.order[u] > self.order[node]:
-                    raise ExportError(self.where(node), f"changes a value in place that {u.format_node()} "
-                                                        "reads afterwards; PyTorch would see the changed "
-                                                        "value there")
+                    raise ExportError(self.where(node), f"changes a value in place that '{u.name}' reads "
+                                                        "afterwards; PyTorch would see the changed value there")
 
     # ---- helpers for the handlers ----
 
@@ -408,9 +407,9 @@ class Translator:
             self.fail("its result does not keep the batch dimension first")
         return self.g.emit(fields, ins, t, self.hint(), **flags)
 
-    def per_sample_dim(self, x, dim, extra=0):
+    def per_sample_dim(self, x, dim):
         """A PyTorch dim over [B, ...] as a per-sample dim (0 = channels)."""
-        rank = x.t.dim() + extra
+        rank = x.t.dim()
         d = dim % rank if -rank <= dim < rank else None
         if d is None:
             self.fail(f"dim {dim} is out of range")
@@ -447,6 +446,8 @@ class Translator:
                 self.fail(f"combines the activation {[self.P] + x.shape} with a constant of shape "
                           f"{list(c.shape)}; only scalars and per-channel constants can be exported")
             vecs.append(c.reshape(-1).expand(C).clone())
+        if bool((vecs[0] == 1).all() and (vecs[1] == 0).all()):  # x * 1.0, x + 0: nothing to compute
+            return Act(x.vid, t)
         p = self.path()
         op = {"op": "batch_norm", "weight": self.g.param(p, "scale", vecs[0]),
               "bias": self.g.param(p, "shift", vecs[1]),
