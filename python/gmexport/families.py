@@ -54,6 +54,10 @@ class _Writer:
         """inputs: [(name, tensor [P, ...])] in forward() order."""
         if module is None:
             raise ExportError(net, "no module given")
+        for name, t in list(module.named_parameters()) + list(module.named_buffers()):
+            if t.is_floating_point() and (t.dtype != torch.float32 or t.device.type != "cpu"):
+                raise ExportError(f"{net}.{name}", f"is {t.dtype} on {t.device}; export a float32 copy on the "
+                                                   "CPU (module.float().cpu())")
         with _eval(module):
             ops, tensors, out = export_network(net, module, inputs, tuple_output)
         if out_size is not None and out[0].numel() not in ([out_size] if isinstance(out_size, int) else out_size):

@@ -95,6 +95,9 @@ class Refusals(ExportTest):
         with self.assertRaisesRegex(gmexport.ExportError, "forward\\(\\) takes 1 inputs"):
             gmexport.save_gan(self.path("r4"), nn.Sequential(nn.Linear(4, 16), nn.Tanh()), image="4x4x1",
                               latent_dim=4, inputs=("z", "label"), num_classes=3)
+        with self.assertRaisesRegex(gmexport.ExportError, r"generator\.0\.weight: is torch\.float64"):
+            gmexport.save_gan(self.path("r6"), nn.Sequential(nn.Linear(4, 16), nn.Tanh()).double(),
+                              image="4x4x1", latent_dim=4)
         with self.assertRaisesRegex(gmexport.ExportError, "written by the exporter"):
             gmexport.save_gan(self.path("r5"), nn.Sequential(nn.Linear(4, 16), nn.Tanh()), image="4x4x1",
                               latent_dim=4, metadata={"gm.family": "vae"})
