@@ -462,8 +462,7 @@ class Translator:
         big = list(t.shape[1:])
         for v in (a, b):
             s = v.shape
-            if s != big and not (len(big) == 3 and s in ([big[0], 1, 1], [1, 1, 1])) \
-                    and not (s == [1] and len(big) == 1):
+            if s != big and not (len(big) == 3 and s == [big[0], 1, 1]):
                 self.fail(f"{kind} of shapes {a.shape} and {b.shape} broadcasts in a way gmserve does not "
                           "(same shape, or a [C,1,1] value over [C,H,W])")
         return self.emit({"op": kind}, [a, b], t)
@@ -1130,7 +1129,7 @@ def _expand_to(tr, x, t):
     shape = list(t.shape[1:])
     if x.shape == shape:
         return x
-    if len(shape) != 3 or x.shape not in ([shape[0], 1, 1], [1, 1, 1]):
+    if len(shape) != 3 or x.shape != [shape[0], 1, 1]:
         tr.fail(f"expands a {x.shape} value to {shape}; gmserve expands a [C, 1, 1] vector to a [C, H, W] map")
     return tr.emit({"op": "expand", "shape": shape}, [x], t)
 
