@@ -14,6 +14,7 @@ a state_dict saved with torch.save into NAME before exporting.
 import argparse
 import importlib.util
 import os
+import pickle
 import sys
 import time
 
@@ -42,7 +43,11 @@ class _Resolver:
             if obj is None:
                 raise ExportError(self.path, f"defines no {name!r}")
             if not isinstance(obj, nn.Module):
-                obj = obj()
+                try:
+                    obj = obj()
+                except TypeError as e:
+                    raise ExportError(f"{self.path}:{name}", f"cannot be built with no arguments ({e}); "
+                                                             "add a factory function to the file") from e
             if not isinstance(obj, nn.Module):
                 raise ExportError(f"{self.path}:{name}", "is not an nn.Module nor builds one with no arguments")
             self.built[name] = obj
@@ -63,12 +68,15 @@ class _Resolver:
             name, sep, path = item.partition("=")
             if not sep:
                 raise ExportError("--weights", f"{item!r} is not NAME=PATH")
-            state = torch.load(path, map_location="cpu")
-            if isinstance(state, nn.Module):  # torch.save(model) rather than its state_dict
-                state = state.state_dict()
-            if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-                state = state["state_dict"]
-            self.root(name).load_state_dict(state)
+            try:
+                state = torch.load(path, map_location="cpu")
+                if isinstance(state, nn.Module):  # torch.save(model) rather than its state_dict
+                    state = state.state_dict()
+                if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+                    state = state["state_dict"]
+                self.root(name).load_state_dict(state)
+            except (OSError, RuntimeError, pickle.UnpicklingError) as e:
+                raise ExportError(f"--weights {item}", str(e).splitlines()[0]) from e
 
 
 def _meta(items):

@@ -46,6 +46,13 @@ class CLI(ExportTest):
                          "--latent-dim", "16")
         self.assertEqual(r.returncode, 1)
         self.assertIn("beyond the declared inputs", r.stderr)
+        r = self.run_cli("gan", out, "--from", ZOO, "--generator", "MaskedLinear", "--image", "4x4x1",
+                         "--latent-dim", "16")
+        self.assertEqual((r.returncode, r.stderr.count("\n")), (1, 1), r.stderr)
+        self.assertIn("cannot be built with no arguments", r.stderr)
+        r = self.run_cli("gan", out, "--from", ZOO, "--generator", "CondDCGANGenerator", "--image", "16x16x1",
+                         "--latent-dim", "16", "--weights", "CondDCGANGenerator=/nonexistent.pt")
+        self.assertEqual((r.returncode, r.stderr.count("\n")), (1, 1), r.stderr)
 
 
 if __name__ == "__main__":
