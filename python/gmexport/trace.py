@@ -15,6 +15,7 @@ exactly a known torch.nn class are translated whole; every other module
 (subclasses included, such as a masked Linear) is traced through its
 forward, so what it really computes is what gets exported.
 """
+import copy
 import inspect
 import math
 import operator
@@ -116,11 +117,23 @@ def _base_class(m):
     return type(m).__mro__[1] if parametrize.is_parametrized(m) else type(m)
 
 
+META_METHODS = ("size", "dim")
+META_ATTRS = ("shape", "ndim")
+
+
 class _Tracer(fx.Tracer):
-    def __init__(self, leaves):
+    """Records module paths, and decides `if`s on shapes (`if x.dim() == 4`,
+    `assert h.shape[1] == C`) by evaluating them on the probe inputs, since
+    a shape is the same for every input. A condition on data or on the
+    batch size stays an error."""
+
+    def __init__(self, net, leaves, inputs):
         super().__init__()
+        self.net = net
         self.leaves = leaves
         self.stack = [""]
+        self.inputs = inputs
+        self.copies = {}
 
     def is_leaf_module(self, m, qualname):
         return _base_class(m) in self.leaves
@@ -139,6 +152,60 @@ class _Tracer(fx.Tracer):
 
     def proxy(self, node):
         return _Proxy(node, self)
+
+    def to_bool(self, obj):
+        path = obj.node.meta.get("gm_path")
+        where = f"{self.net}.{path}" if path else self.net
+        if not self._on_shapes(obj.node):
+            raise ExportError(where, "branches on tensor values (an `if` or `assert` on data)")
+        values = [self._evaluate(obj.node, [t[:n] for t in self.inputs]) for n in (len(self.inputs[0]), 1)]
+        if bool(values[0]) != bool(values[1]):
+            raise ExportError(where, "branches on the batch size")
+        return bool(values[0])
+
+    def _on_shapes(self, node):
+        """True when the inputs reach `node` only through their shapes."""
+        todo, seen = [node], set()
+        while todo:
+            n = todo.pop()
+            if n in seen:
+                continue
+            seen.add(n)
+            if n.op == "placeholder":
+                return False
+            if (n.op == "call_method" and n.target in META_METHODS) or \
+                    (n.op == "call_function" and n.target is getattr and n.args[1] in META_ATTRS):
+                continue
+            todo += n.all_input_nodes
+        return True
+
+    def _evaluate(self, node, inputs):
+        """The value of `node` for real inputs: the graph so far, run. While
+        fx traces, Module.__call__ and parameter access are patched to make
+        proxies, so modules run as private copies through forward() (they
+        are torch.nn layers: forward is all they do) and parameters are read
+        from named_parameters()."""
+        env, it = {}, iter(inputs)
+        tensors = dict(self.root.named_parameters())
+        tensors.update(self.root.named_buffers())
+        with torch.no_grad():
+            for n in self.graph.nodes:
+                args = fx.node.map_arg(n.args, lambda a: env[a])
+                kwargs = fx.node.map_arg(n.kwargs, lambda a: env[a])
+                if n.op == "placeholder":
+                    env[n] = next(it, None)
+                elif n.op == "get_attr":
+                    env[n] = tensors[n.target] if n.target in tensors else _fetch(self.root, n.target)
+                elif n.op == "call_module":
+                    if n.target not in self.copies:
+                        self.copies[n.target] = copy.deepcopy(self.root.get_submodule(n.target))
+                    env[n] = self.copies[n.target].forward(*args, **kwargs)
+                elif n.op == "call_method":
+                    env[n] = getattr(args[0], n.target)(*args[1:], **kwargs)
+                else:
+                    env[n] = n.target(*args, **kwargs)
+                if n is node:
+                    return env[n]
 
 
 def _pair(v):
@@ -215,7 +282,7 @@ class Translator:
         if _base_class(module) in leaves:  # fx always traces the root's own forward
             module = nn.Sequential(module)
             self.root = module
-        tracer = _Tracer(leaves)
+        tracer = _Tracer(net, leaves, [t for _, t in inputs])
         try:
             self.fx = tracer.trace(module, concrete_args=concrete or None)
         except ExportError:

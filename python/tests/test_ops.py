@@ -54,6 +54,21 @@ class SNGANBlock(nn.Module):
         return h + self.c_sc(F.interpolate(x, scale_factor=2))
 
 
+class ShapeChecks(nn.Module):
+    """Branches and asserts on shapes, decided at export time."""
+
+    def __init__(self):
+        super().__init__()
+        self.c = nn.Conv2d(4, 4, 3, padding=1)
+
+    def forward(self, x):
+        assert x.dim() == 4 and x.shape[1] == 4, "NCHW with 4 channels"
+        h = self.c(x)
+        if h.size(-1) != 16:
+            h = F.interpolate(h, size=(16, 16))
+        return h
+
+
 class Gated(nn.Module):
     """Gated PixelCNN style: tuple unpacking of chunk, which plain fx cannot trace."""
 
@@ -104,6 +119,7 @@ CASES = {
     "gate": (Lambda(lambda s, x: s.a(x) * torch.sigmoid(s.b(x)), a=nn.Conv2d(4, 4, 1), b=nn.Conv2d(4, 4, 1)),
              img(), None),
     "chunk_unpack": (Gated(), img(), None),
+    "shape_branches": (ShapeChecks(), img(), ["conv2d", "upsample"]),
     "slice_heads": (Lambda(lambda s, x: torch.cat([s.f(x)[:, :3], F.softplus(s.f(x)[:, 3:])], 1),
                            f=nn.Sequential(nn.Flatten(), nn.Linear(256, 8))), img(), None),
     "channel_map_concat": (Lambda(lambda s, x: torch.cat([x, s.v(x.flatten(1)).view(x.size(0), 2, 1, 1)

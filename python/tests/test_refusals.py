@@ -46,7 +46,8 @@ class AliasedInplace(nn.Module):
 VEC = torch.randn(3, 4)
 IMG = torch.randn(3, 2, 4, 4)
 CASES = [
-    ("data-dependent control flow", Branchy(), VEC, "cannot trace"),
+    ("data-dependent control flow", Branchy(), VEC, "^decoder: branches on tensor values"),
+    ("branch on the batch size", Fn(lambda s, x: x * 2 if x.size(0) > 1 else x), VEC, "branches on the batch size"),
     ("random numbers", Fn(lambda s, x: x + torch.rand_like(s.b), b=nn.Parameter(torch.ones(4))), VEC, "random"),
     ("random like", Fn(lambda s, x: x + torch.randn_like(x)), VEC, "has no gmserve op"),
     ("dropout in training mode", Fn(lambda s, x: F.dropout(x, 0.5)), VEC, "training=True"),
