@@ -1,6 +1,8 @@
 """Shared checks of the exporter tests: read a file back and interpret it."""
 import os
+import shutil
 import sys
+import tempfile
 import unittest
 
 import torch
@@ -28,8 +30,8 @@ def close(got, want):
 
 class ExportTest(unittest.TestCase):
     def setUp(self):
-        self.dir = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"gmexport-tests-{os.getpid()}")
-        os.makedirs(self.dir, exist_ok=True)
+        self.dir = tempfile.mkdtemp(prefix="gmexport-tests-")
+        self.addCleanup(shutil.rmtree, self.dir, ignore_errors=True)
 
     def path(self, name):
         return os.path.join(self.dir, name + ".safetensors")
