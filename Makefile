@@ -4,6 +4,7 @@
 #   make test            every test (unit, reference parity, integration)
 #   make test SAN=1      the same under AddressSanitizer + UBSan (in build/san)
 #   make fixtures        regenerate the PyTorch reference fixtures (needs python3-torch)
+#   make test-python     the exporter's tests (python/, needs python3-torch; gmserve check when built)
 #   make test-browser    the web page in headless chromium (playwright-core from npm)
 #   make test-deploy     the image and compose file, run with podman (root)
 #   make weights         retrain the bundled models (models/README.md; python3-torch, ~2 h)
@@ -154,3 +155,9 @@ SOAK_PY ?= /usr/bin/python3
 .PHONY: soak
 soak: $(BUILD)/gmserve
 	$(SOAK_PY) bench/soak.py $(BUILD)/gmserve
+
+# make test-python: the PyTorch exporter (python/gmexport) on its zoo, each file
+# checked by a reference interpreter of the graph format and by gmserve check.
+.PHONY: test-python
+test-python: $(BUILD)/gmserve
+	cd python/tests && OMP_NUM_THREADS=1 GMSERVE=$(CURDIR)/$(BUILD)/gmserve $(TORCH_PY) -m unittest discover -s . -p 'test_*.py'

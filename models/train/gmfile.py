@@ -1,42 +1,23 @@
-"""gmfile.py - write gmserve model files (SPEC.md §1) from PyTorch modules.
+"""gmfile.py - the nn.Sequential layer lists of the bundled models.
 
-A model file is safetensors: an 8-byte little-endian header length, a JSON
-header mapping tensor names to dtype/shape/offsets plus "__metadata__", then
-the raw bytes. `layer_list` turns an nn.Sequential into the JSON layer list of
-SPEC §1.4 and the tensors it names; `write` puts tensors and metadata in a
-file. Used by the training scripts and by tests/make_fixtures.py, so the
-fixtures exercise exactly the exporter users run.
+`layer_list` turns an nn.Sequential into the JSON layer list of a gmserve
+network and the tensors it names, in a chosen dtype (the fixtures also
+write F16 and BF16 files); `write` is the exporter package's safetensors
+writer (python/gmexport). Users exporting their own models call gmexport
+itself, which traces any nn.Module and stores probes; the training scripts
+and tests/make_fixtures.py keep this smaller path so that the bundled
+files and the fixtures stay byte for byte what they are.
 """
-import json
-import struct
+import os
+import sys
 
 import torch
 from torch import nn
 
-DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
-          torch.float64: "F64", torch.int64: "I64", torch.int32: "I32"}
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "python"))
+from gmexport.safetensors import write  # noqa: E402
 
-
-def write(path, tensors, metadata):
-    """tensors: name -> torch.Tensor; metadata: str -> str (dicts and lists
-    are dumped as JSON text)."""
-    meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()}
-    header = {"__metadata__": meta}
-    blobs, offset = [], 0
-    for name in sorted(tensors):
-        t = tensors[name].detach().contiguous().cpu()
-        raw = t.view(torch.uint8).numpy().tobytes() if t.numel() else b""
-        header[name] = {"dtype": DTYPES[t.dtype], "shape": list(t.shape),
-                        "data_offsets": [offset, offset + len(raw)]}
-        blobs.append(raw)
-        offset += len(raw)
-    text = json.dumps(header, separators=(",", ":")).encode()
-    text += b" " * (-len(text) % 8)  # align the data section like the reference writer
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)))
-        f.write(text)
-        for raw in blobs:
-            f.write(raw)
+__all__ = ["layer_list", "write"]
 
 
 def layer_list(seq, prefix, dtype=torch.float32):

@@ -1,0 +1,146 @@
+"""The command line: export the modules defined in a Python file.
+
+    python3 -m gmexport vae vae.safetensors --from model.py --encoder vae:encode --decoder vae:decode \\
+        --image 28x28x1 --latent-dim 20 --weights vae=vae.pt
+    python3 -m gmexport gan gan.safetensors --from model.py --generator Generator \\
+        --image 28x28x1 --latent-dim 100 --inputs z,label --num-classes 10 --weights Generator=G.pt
+
+A module is named NAME[.ATTR...][:METHOD]: NAME is an nn.Module in the file,
+or a class or function that builds one when called with no arguments (once,
+so that vae:encode and vae:decode share one model); .ATTR picks a submodule,
+:METHOD exports that method instead of forward(). --weights NAME=PATH loads
+a state_dict saved with torch.save into NAME before exporting.
+"""
+import argparse
+import importlib.util
+import os
+import pickle
+import sys
+import time
+
+import torch
+from torch import nn
+
+from .errors import ExportError
+from .families import save_gan, save_vae
+from .trace import method
+
+
+class _Resolver:
+    def __init__(self, path):
+        spec = importlib.util.spec_from_file_location("gmexport_user_model", path)
+        if spec is None:
+            raise ExportError(path, "is not a Python file")
+        self.mod = importlib.util.module_from_spec(spec)
+        sys.path.insert(0, os.path.dirname(os.path.abspath(path)))
+        spec.loader.exec_module(self.mod)
+        self.path = path
+        self.built = {}
+
+    def root(self, name):
+        if name not in self.built:
+            obj = getattr(self.mod, name, None)
+            if obj is None:
+                raise ExportError(self.path, f"defines no {name!r}")
+            if not isinstance(obj, nn.Module):
+                try:
+                    obj = obj()
+                except TypeError as e:
+                    raise ExportError(f"{self.path}:{name}", f"cannot be built with no arguments ({e}); "
+                                                             "add a factory function to the file") from e
+            if not isinstance(obj, nn.Module):
+                raise ExportError(f"{self.path}:{name}", "is not an nn.Module nor builds one with no arguments")
+            self.built[name] = obj
+        return self.built[name]
+
+    def __call__(self, spec):
+        if spec is None:
+            return None
+        spec, _, meth = spec.partition(":")
+        name, *attrs = spec.split(".")
+        obj = self.root(name)
+        for a in attrs:
+            obj = getattr(obj, a)
+        return method(obj, meth) if meth else obj
+
+    def load_weights(self, items):
+        for item in items:
+            name, sep, path = item.partition("=")
+            if not sep:
+                raise ExportError("--weights", f"{item!r} is not NAME=PATH")
+            try:
+                state = torch.load(path, map_location="cpu")
+                if isinstance(state, nn.Module):  # torch.save(model) rather than its state_dict
+                    state = state.state_dict()
+                if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+                    state = state["state_dict"]
+                self.root(name).load_state_dict(state)
+            except (OSError, RuntimeError, pickle.UnpicklingError) as e:
+                raise ExportError(f"--weights {item}", str(e).splitlines()[0]) from e
+
+
+def _meta(items):
+    out = {}
+    for item in items:
+        k, sep, v = item.partition("=")
+        if not sep:
+            raise ExportError("--meta", f"{item!r} is not KEY=VALUE")
+        out[k] = v
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python3 -m gmexport", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="family", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("out", help="the model file to write (.safetensors)")
+    common.add_argument("--from", dest="source", required=True, help="the Python file defining the modules")
+    common.add_argument("--image", required=True, help="HxWxC, e.g. 28x28x1")
+    common.add_argument("--latent-dim", type=int, required=True)
+    common.add_argument("--weights", action="append", default=[], metavar="NAME=PATH")
+    common.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra metadata, e.g. gm.description=...")
+    v = sub.add_parser("vae", parents=[common], help="a VAE: encoder and decoder")
+    v.add_argument("--encoder", required=True)
+    v.add_argument("--decoder", required=True)
+    v.add_argument("--input", default="binary", choices=["binary", "gray"])
+    v.add_argument("--likelihood", default="bernoulli")
+    v.add_argument("--likelihood-scale", help="gaussian: a fixed sigma, or 'learned'")
+    g = sub.add_parser("gan", parents=[common], help="a GAN generator, optionally its discriminator and encoder")
+    g.add_argument("--generator", required=True)
+    g.add_argument("--discriminator")
+    g.add_argument("--encoder")
+    g.add_argument("--inputs", default="z", help="forward()'s inputs in order, from z, label, onehot, code")
+    g.add_argument("--num-classes", type=int, default=0)
+    g.add_argument("--class-names", help="comma-separated")
+    g.add_argument("--code-dim", type=int, default=0)
+    g.add_argument("--output", default="tanh", choices=["tanh", "sigmoid"])
+    a = ap.parse_args(argv)
+    t = time.perf_counter()
+    try:
+        r = _Resolver(a.source)
+        r.load_weights(a.weights)
+        meta = _meta(a.meta)
+        if a.family == "vae":
+            scale = a.likelihood_scale
+            if scale is not None and scale != "learned":
+                scale = float(scale)
+            save_vae(a.out, r(a.encoder), r(a.decoder), image=a.image, latent_dim=a.latent_dim, input=a.input,
+                     likelihood=a.likelihood, likelihood_scale=scale, metadata=meta)
+        else:
+            names = a.class_names.split(",") if a.class_names else None
+            save_gan(a.out, r(a.generator), image=a.image, latent_dim=a.latent_dim,
+                     inputs=tuple(s.strip() for s in a.inputs.split(",")), num_classes=a.num_classes,
+                     class_names=names, code_dim=a.code_dim, output=a.output,
+                     discriminator=r(a.discriminator), encoder=r(a.encoder), metadata=meta)
+    except ExportError as e:
+        print(f"gmexport: {e}", file=sys.stderr)
+        return 1
+    print(f"gmexport: wrote {a.out} ({a.family}, {os.path.getsize(a.out)} bytes) in "
+          f"{(time.perf_counter() - t) * 1000:.0f} ms; check it with: gmserve check {a.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

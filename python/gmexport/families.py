@@ -1,0 +1,250 @@
+"""families.py - one gmserve model file per call: save_vae, save_gan,
+save_nade.
+
+Each network is traced into a layer graph (trace.py) and stored as the JSON
+text of a metadata key (gm.encoder, gm.decoder, gm.generator, ...), with
+its tensors. Each file also carries, per network, probe inputs and the
+outputs PyTorch computed for them ("gm.probe.<net>.in.<input>",
+"gm.probe.<net>.out"), so that the server can refuse a file whose graph
+does not compute what the module computed.
+"""
+import contextlib
+import json
+
+import torch
+
+from . import safetensors
+from .errors import ExportError
+from .trace import export_network
+
+PROBES = 4
+SEED = 1234
+LIKELIHOODS = ("bernoulli", "continuous_bernoulli", "gaussian", "discretized_gaussian", "categorical256")
+GAN_INPUTS = ("z", "label", "onehot", "code")
+
+
+def parse_image(image):
+    """"HxWxC" (or (H, W, C)) -> (H, W, C)."""
+    try:
+        h, w, c = (int(v) for v in (image.split("x") if isinstance(image, str) else image))
+    except (ValueError, AttributeError) as e:
+        raise ExportError("image", f"{image!r} is not \"HxWxC\" (e.g. \"28x28x1\")") from e
+    if min(h, w, c) < 1 or c > 4:
+        raise ExportError("image", f"{image!r}: sides must be positive and C in 1..4")
+    return h, w, c
+
+
+class _Writer:
+    """Collects the networks, tensors and metadata of one file."""
+
+    def __init__(self, family, image, metadata):
+        self.h, self.w, self.c = parse_image(image)
+        self.D = self.h * self.w * self.c
+        self.meta = {"gm.format": "1", "gm.family": family, "gm.image": f"{self.h}x{self.w}x{self.c}"}
+        self.user = dict(metadata or {})
+        self.tensors = {}
+        self.gen = torch.Generator().manual_seed(SEED)
+
+    def images(self, kind):
+        shape = (PROBES, self.c, self.h, self.w)
+        u = torch.rand(shape, generator=self.gen)
+        return {"binary": (u < 0.5).float(), "gray": u, "tanh": u * 2 - 1}[kind]
+
+    def network(self, net, module, inputs, defaults, out_size=None, tuple_output=False):
+        """inputs: [(name, tensor [P, ...])] in forward() order."""
+        if module is None:
+            raise ExportError(net, "no module given")
+        for name, t in list(module.named_parameters()) + list(module.named_buffers()):
+            if t.is_floating_point() and (t.dtype != torch.float32 or t.device.type != "cpu"):
+                raise ExportError(f"{net}.{name}", f"is {t.dtype} on {t.device}; export a float32 copy on the "
+                                                   "CPU (module.float().cpu())")
+        with _eval(module):
+            ops, tensors, out = export_network(net, module, inputs, tuple_output)
+        if out_size is not None and out[0].numel() not in ([out_size] if isinstance(out_size, int) else out_size):
+            raise ExportError(net, f"forward() gives {out[0].numel()} values per sample; {out_size} are needed")
+        clash = set(tensors) & set(self.tensors)
+        if clash:
+            raise ExportError(net, f"tensor names {sorted(clash)} already used by another network")
+        self.tensors.update(tensors)
+        self.meta[f"gm.{net}"] = json.dumps(ops, separators=(",", ":"))
+        names = [n for n, _ in inputs]
+        if names != defaults:
+            self.meta[f"gm.{net}_inputs"] = json.dumps(names)
+        for name, t in inputs:
+            t = t.reshape(t.shape[0], -1) if name in ("z", "onehot", "code") else t
+            self.tensors[f"gm.probe.{net}.in.{name}"] = t.to(torch.float32).contiguous()
+        self.tensors[f"gm.probe.{net}.out"] = out.contiguous()
+        return ops
+
+    def save(self, path):
+        for k, v in self.user.items():
+            if k in self.meta:
+                raise ExportError("metadata", f"key {k!r} is written by the exporter itself")
+            self.meta[k] = v if isinstance(v, str) else json.dumps(v)
+        safetensors.write(path, self.tensors, self.meta)
+
+
+def _last_op(ops):
+    """The last op that changes values (reshape/flatten only move them)."""
+    for op in reversed(ops):
+        if op["op"] not in ("reshape", "flatten"):
+            return op["op"]
+    return None
+
+
+def save_vae(path, encoder, decoder, image="28x28x1", latent_dim=None, input="binary", likelihood="bernoulli",
+             likelihood_scale=None, metadata=None):
+    """A VAE: encoder(x [B, C, H, W]) -> [B, 2Z] or (mean, logvar);
+    decoder(z [B, Z]) -> D values (2*D for a gaussian with a learned scale:
+    means, then log-sigmas), logits or, when it ends in a sigmoid,
+    probabilities (recorded in gm.decoder_output, so that the server never
+    applies a sigmoid twice). input: "binary" (images binarized at 0.5, as
+    the server does by default) or "gray" (pixels in [0, 1] unchanged)."""
+    w = _Writer("vae", image, metadata)
+    Z = _positive(latent_dim, "latent_dim")
+    if input not in ("binary", "gray"):
+        raise ExportError("input", f"{input!r} must be 'binary' or 'gray'")
+    if likelihood not in LIKELIHOODS:
+        raise ExportError("likelihood", f"{likelihood!r} is not one of {', '.join(LIKELIHOODS)}")
+    outs = [w.D]
+    if likelihood == "gaussian":
+        if likelihood_scale == "learned":
+            outs = [2 * w.D]
+        elif not (isinstance(likelihood_scale, (int, float)) and likelihood_scale > 0):
+            raise ExportError("likelihood_scale", "a gaussian likelihood needs a fixed sigma > 0 or \"learned\"")
+        w.meta["gm.likelihood_scale"] = str(likelihood_scale) if likelihood_scale == "learned" else \
+            repr(float(likelihood_scale))
+    elif likelihood_scale is not None:
+        raise ExportError("likelihood_scale", f"only a gaussian likelihood has a scale (this is {likelihood})")
+    w.meta.update({"gm.latent_dim": str(Z), "gm.input": input, "gm.likelihood": likelihood})
+    w.network("encoder", encoder, [("image", w.images(input))], ["image"], 2 * Z, tuple_output=True)
+    z = torch.randn(PROBES, Z, generator=w.gen)
+    dec = w.network("decoder", decoder, [("z", z)], ["z"], outs)
+    w.meta["gm.decoder_output"] = "probabilities" if _last_op(dec) == "sigmoid" else "logits"
+    w.save(path)
+
+
+def save_gan(path, generator, image="28x28x1", latent_dim=None, inputs=("z",), num_classes=0, class_names=None,
+             code_dim=0, output="tanh", discriminator=None, encoder=None, metadata=None):
+    """A GAN generator, forward(*inputs) -> an image of D values ending in
+    tanh (output="tanh": [-1, 1]) or sigmoid (output="sigmoid": [0, 1]).
+    inputs names forward()'s arguments in order: "z" [B, Z], "label" [B]
+    int64, "onehot" [B, C], "code" [B, code_dim]. A conditional generator
+    declared with inputs=("z",) takes z and the one-hot label concatenated,
+    [B, Z + C], as the server has always fed it. The optional discriminator
+    (image -> 1 logit) and encoder (image -> Z) see images in the
+    generator's range."""
+    w = _Writer("gan", image, metadata)
+    Z = _positive(latent_dim, "latent_dim")
+    inputs = tuple(inputs)
+    bad = [n for n in inputs if n not in GAN_INPUTS]
+    if bad or len(set(inputs)) != len(inputs) or "z" not in inputs:
+        raise ExportError("inputs", f"{inputs} must name each of 'z' (required), 'label', 'onehot', 'code' "
+                                    "at most once, in forward() order")
+    C = int(num_classes)
+    legacy = C > 0 and inputs == ("z",)
+    if C < 0 or (("label" in inputs or "onehot" in inputs) and C == 0):
+        raise ExportError("num_classes", f"{num_classes} with inputs {inputs}")
+    if "label" in inputs and "onehot" in inputs:
+        raise ExportError("inputs", "a generator takes the class as 'label' or as 'onehot', not both")
+    if (code_dim > 0) != ("code" in inputs):
+        raise ExportError("code_dim", f"{code_dim} with inputs {inputs}: 'code' and code_dim > 0 go together")
+    if output not in ("tanh", "sigmoid"):
+        raise ExportError("output", f"{output!r} must be 'tanh' or 'sigmoid'")
+    w.meta["gm.latent_dim"] = str(Z)
+    if C:
+        w.meta["gm.num_classes"] = str(C)
+        if class_names is not None:
+            if len(class_names) != C:
+                raise ExportError("class_names", f"{len(class_names)} names for {C} classes")
+            w.meta["gm.class_names"] = json.dumps(list(class_names))
+    if code_dim:
+        w.meta["gm.code_dim"] = str(int(code_dim))
+    w.meta["gm.output"] = output
+    w.meta["gm.generator_output"] = "tanh" if output == "tanh" else "probabilities"
+    label = torch.randint(0, max(C, 1), (PROBES,), generator=w.gen)
+    onehot = torch.nn.functional.one_hot(label, max(C, 1)).float()
+    probe = {"z": torch.randn(PROBES, Z, generator=w.gen), "label": label, "onehot": onehot,
+             "code": torch.rand(PROBES, max(code_dim, 1), generator=w.gen) * 2 - 1}
+    if legacy:
+        probe["z"] = torch.cat([probe["z"], onehot], 1)
+    gen_inputs = [(n, probe[n]) for n in inputs]
+    if _takes_maps(generator, gen_inputs):
+        gen_inputs = [(n, t if n == "label" else t[:, :, None, None]) for n, t in gen_inputs]
+    gen = w.network("generator", generator, gen_inputs, ["z"], w.D)
+    last = _last_op(gen)
+    if last != output:
+        raise ExportError("generator", f"output={output!r} but the network ends in {last!r}; the server reads "
+                                       f"its values as {'[-1, 1]' if output == 'tanh' else '[0, 1]'}")
+    images = w.images("tanh" if output == "tanh" else "gray")
+    if discriminator is not None:
+        disc = w.network("discriminator", discriminator, [("image", images)], ["image"], 1)
+        if _last_op(disc) == "sigmoid":
+            raise ExportError("discriminator", "ends in a sigmoid, but the server reports the discriminator's "
+                                               "logit; export it without its final nn.Sigmoid")
+    if encoder is not None:
+        w.network("encoder", encoder, [("image", images)], ["image"], Z)
+    w.save(path)
+
+
+def save_nade(path, W, c, V, b, ordering=None, activation="sigmoid", image="28x28x1", metadata=None):
+    """A NADE: W [H, D], c [H], V [D, H], b [D], an optional ordering (a
+    permutation of 0..D-1, stored as I64) and the hidden activation
+    ("sigmoid" or "relu")."""
+    w = _Writer("nade", image, metadata)
+    D = w.D
+    ts = {k: torch.as_tensor(v).detach().to(torch.float32) for k, v in dict(W=W, c=c, V=V, b=b).items()}
+    H = ts["W"].shape[0] if ts["W"].dim() == 2 else -1
+    want = {"W": [H, D], "c": [H], "V": [D, H], "b": [D]}
+    for k, shape in want.items():
+        if list(ts[k].shape) != shape or H < 1:
+            raise ExportError(k, f"shape {list(ts[k].shape)}; NADE needs W [H, D], c [H], V [D, H], b [D] "
+                                 f"with D = {D} from image {w.meta['gm.image']}")
+        if not torch.isfinite(ts[k]).all():
+            raise ExportError(k, "holds NaN or infinity")
+    if ordering is not None:
+        o = torch.as_tensor(ordering).to(torch.int64).reshape(-1)
+        if sorted(o.tolist()) != list(range(D)):
+            raise ExportError("ordering", f"is not a permutation of 0..{D - 1}")
+        ts["ordering"] = o
+    if activation not in ("sigmoid", "relu"):
+        raise ExportError("activation", f"{activation!r} must be 'sigmoid' or 'relu'")
+    if activation != "sigmoid":
+        w.meta["gm.activation"] = activation
+    w.tensors = ts
+    w.save(path)
+
+
+@contextlib.contextmanager
+def _eval(module):
+    """module in eval mode, then each submodule back in its own mode."""
+    was = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        yield
+    finally:
+        for m, t in was:
+            m.training = t
+
+
+def _takes_maps(generator, inputs):
+    """True for a generator that takes its vectors as [B, n, 1, 1] (the
+    DCGAN of the PyTorch examples starts with a ConvTranspose2d on z) and
+    fails on [B, n]."""
+    with _eval(generator), torch.no_grad():
+        try:
+            generator(*[t for _, t in inputs])
+            return False
+        except Exception:  # only probing: the export itself reports what fails
+            pass
+        try:
+            generator(*[t if n == "label" else t[:, :, None, None] for n, t in inputs])
+            return True
+        except Exception:  # only probing: the export itself reports what fails
+            return False
+
+
+def _positive(v, what):
+    if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+        raise ExportError(what, f"{v!r} must be a positive integer")
+    return v
