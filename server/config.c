@@ -65,7 +65,7 @@ static const option OPTIONS[] = {
     LONG(drain_timeout_s, 0, 3600, 30, "on SIGTERM, longest wait for accepted requests to finish"),
     LONG(max_request_cost_ms, 1, 86400000, 10000, "most estimated compute one request may cost, ms of one core (n x cost per row, x K for a VAE logp, plus PNG work); beyond it 422"),
     LONG(chunk_cost_ms, 1, 60000, 50, "a request is computed in pieces of about this many ms of compute, so others wait at most about one piece"),
-    LONG(max_connections_per_ip, 0, 100000, 128, "simultaneous HTTP connections from one client address (0: no limit; raise it behind a proxy, whose connections all share one address)"),
+    LONG(max_connections_per_ip, 0, 100000, 0, "simultaneous HTTP connections from one client address, more are closed as they arrive (0: no limit, the default: clients behind one proxy or NAT share an address, and the deadlines already free slots held by partial requests)"),
     LONG(request_timeout_s, 1, 86400, 20, "a request's headers and body must arrive within this many seconds of the connection opening or its previous reply, however slowly they trickle"),
     LONG(max_body_memory_bytes, 1048576, 68719476736, 268435456, "memory all request bodies being received may hold together; beyond it 503 with Retry-After"),
 };
