@@ -344,7 +344,8 @@ static bool json_body_affordable(gm_call *c, const gm_http_request *req) {
     size_t per_item = c->route == GM_ROUTE_LOGP || c->route == GM_ROUTE_ENCODE ? (size_t)in->dim + 2
                       : c->route == GM_ROUTE_DECODE ? (size_t)in->latent_dim + (size_t)in->code_dim + 3
                                                                                : 0;
-    size_t limit = per_item * (size_t)c->srv->cfg->max_images + PARAM_VALUES;
+    size_t limit = per_item * (size_t)c->srv->cfg->max_images + PARAM_VALUES +
+                   (c->route == GM_ROUTE_SAMPLE ? (size_t)in->code_dim + 1 : 0); /* sample's one code */
     size_t values = json_value_bound(req->body, req->body_len);
     if (values <= limit) return true;
     gm_reply_error(&c->reply, 413,

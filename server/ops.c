@@ -248,6 +248,12 @@ static bool prepare_sample(gm_call *c, const gm_model_info *in, json_t *p, bool 
     if (!code_allowed(c, in, cv)) return false;
     if (cv) { /* one code for every row; without it each row draws its own */
         if (json_is_string(cv)) { /* a query string: code=[0.5,-1] */
+            /* at most code_dim values are parsed, whatever the text holds */
+            size_t seps = 0;
+            for (const char *t = json_string_value(cv); *t; t++) seps += *t == ',' || *t == '[' || *t == '{';
+            if (seps > (size_t)in->code_dim + 1)
+                return fail(c, 422, "code must be an array of %d numbers (model \"%s\" has code_dim %d)",
+                            in->code_dim, model_name(c), in->code_dim);
             json_t *parsed = json_loads(json_string_value(cv), JSON_DECODE_ANY, NULL);
             if (!parsed) return fail(c, 400, "code must be a JSON array of %d numbers, e.g. code=[0.5,-1]", in->code_dim);
             json_object_set_new(p, "code", parsed);

@@ -270,6 +270,11 @@ static void test_http_codes(void **state) {
                  "code[1] must be a number within");
     assert_error(p, "/v1/models/info/sample", "{\"code\":[0.1]}", 422, "code must be an array of 2 numbers");
     assert_error(p, "/v1/models/info/sample", "{\"code\":\"[0.1,\"}", 400, "code must be a JSON array");
+    /* code text is not parsed beyond code_dim values */
+    assert_error(p, "/v1/models/info/sample", "{\"code\":\"[[[[[[[[1]]]]]]]]\"}", 422,
+                 "code must be an array of 2 numbers");
+    assert_error(p, "/v1/models/info/sample", "{\"code\":\"[1,2,3,4,5,6]\"}", 422,
+                 "code must be an array of 2 numbers");
     assert_error(p, "/v1/models/plain/sample", "{\"code\":[0.1]}", 422, "no continuous code input");
     assert_error(p, "/v1/models/plain/decode", "{\"latents\":[[0,0,0,0,0,0,0,0]],\"label\":0,\"code\":[0.1]}", 422,
                  "no continuous code input");
