@@ -229,9 +229,10 @@ static json_t *model_json(const gm_server *s, int i) {
             v = json_loads(value, 0, NULL);
         json_object_set_new(meta, key, v ? v : json_string(value));
     }
-    json_t *o = json_pack("{s:s,s:s,s:{s:i,s:i,s:i},s:i,s:i,s:o,s:b,s:b,s:o}", "name", s->model_names[i], "family",
-                          gm_family_name(in->family), "image", "height", in->height, "width", in->width, "channels",
-                          in->channels, "latent_dim", in->latent_dim, "encode_dim", in->encode_dim, "operations", ops,
+    json_t *o = json_pack("{s:s,s:s,s:{s:i,s:i,s:i},s:i,s:i,s:i,s:o,s:b,s:b,s:o}", "name", s->model_names[i],
+                          "family", gm_family_name(in->family), "image", "height", in->height, "width", in->width,
+                          "channels", in->channels, "latent_dim", in->latent_dim, "encode_dim", in->encode_dim,
+                          "code_dim", in->code_dim, "operations", ops,
                           "binary", in->binary, "exact_logp", in->exact_logp, "metadata", meta);
     if (o && in->num_classes) {
         json_t *names = json_array();
@@ -341,9 +342,10 @@ static bool json_body_affordable(gm_call *c, const gm_http_request *req) {
     enum { PARAM_VALUES = 64 };
     const gm_model_info *in = gm_model_get_info(c->srv->models[c->model]);
     size_t per_item = c->route == GM_ROUTE_LOGP || c->route == GM_ROUTE_ENCODE ? (size_t)in->dim + 2
-                      : c->route == GM_ROUTE_DECODE                            ? (size_t)in->latent_dim + 2
+                      : c->route == GM_ROUTE_DECODE ? (size_t)in->latent_dim + (size_t)in->code_dim + 3
                                                                                : 0;
-    size_t limit = per_item * (size_t)c->srv->cfg->max_images + PARAM_VALUES;
+    size_t limit = per_item * (size_t)c->srv->cfg->max_images + PARAM_VALUES +
+                   (c->route == GM_ROUTE_SAMPLE ? (size_t)in->code_dim + 1 : 0); /* sample's one code */
     size_t values = json_value_bound(req->body, req->body_len);
     if (values <= limit) return true;
     gm_reply_error(&c->reply, 413,
@@ -481,12 +483,13 @@ void gm_call_release(gm_call *c) {
     free(c->in);
     free(c->out);
     free(c->out2);
+    free(c->codes);
     free(c->labels);
     free(c->rows);
     free(c->logp);
     free(c->lp);
     free(c->reply.body);
-    c->in = c->out = c->out2 = NULL;
+    c->in = c->out = c->out2 = c->codes = NULL;
     c->labels = NULL;
     c->rows = NULL;
     c->logp = NULL;

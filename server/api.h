@@ -89,6 +89,7 @@ typedef struct {
     int scale;
     /* buffers of the job */
     float *in, *out, *out2;
+    float *codes; /* sample: one code for every row; decode: (n, code_dim) */
     int *labels;
     gm_row *rows;
     double *logp;

@@ -24,7 +24,7 @@ struct gm_batcher {
     _Atomic int64_t service_ns;
 };
 
-typedef enum { UNIT_PIXELS, UNIT_LATENT, UNIT_ENCODED, UNIT_INT, UNIT_ROW, UNIT_DOUBLE, UNIT_LP, UNIT_FLOAT } unit;
+typedef enum { UNIT_PIXELS, UNIT_LATENT, UNIT_CODE, UNIT_ENCODED, UNIT_INT, UNIT_ROW, UNIT_DOUBLE, UNIT_LP, UNIT_FLOAT } unit;
 
 static const struct {
     size_t offset;
@@ -33,6 +33,7 @@ static const struct {
 } FIELDS[] = {
     {offsetof(gm_job, pixels), true, UNIT_PIXELS},       {offsetof(gm_job, z), true, UNIT_LATENT},
     {offsetof(gm_job, labels), true, UNIT_INT},          {offsetof(gm_job, rows), true, UNIT_ROW},
+    {offsetof(gm_job, codes), true, UNIT_CODE},
     {offsetof(gm_job, out_pixels), false, UNIT_PIXELS},  {offsetof(gm_job, out_logp), false, UNIT_DOUBLE},
     {offsetof(gm_job, out_lp), false, UNIT_LP},          {offsetof(gm_job, out_z), false, UNIT_ENCODED},
     {offsetof(gm_job, out_logvar), false, UNIT_ENCODED}, {offsetof(gm_job, out_logits), false, UNIT_FLOAT},
@@ -43,6 +44,7 @@ static size_t row_bytes(const gm_model_info *in, unit u) {
     switch (u) {
     case UNIT_PIXELS: return (size_t)in->dim * sizeof(float);
     case UNIT_LATENT: return (size_t)in->latent_dim * sizeof(float);
+    case UNIT_CODE: return (size_t)in->code_dim * sizeof(float);
     case UNIT_ENCODED: return (size_t)in->encode_dim * sizeof(float);
     case UNIT_INT: return sizeof(int);
     case UNIT_ROW: return sizeof(gm_row);
@@ -73,7 +75,7 @@ static int run_op(gm_job *j) {
     case GM_OP_SAMPLE: return gm_model_sample(j->model, j->n, j->rows, j->out_pixels, j->out_logp);
     case GM_OP_LOGP: return gm_model_logp(j->model, j->n, j->pixels, j->k, j->rows, j->out_lp);
     case GM_OP_ENCODE: return gm_model_encode(j->model, j->n, j->pixels, j->out_z, j->out_logvar);
-    case GM_OP_DECODE: return gm_model_decode(j->model, j->n, j->z, j->labels, j->out_pixels);
+    case GM_OP_DECODE: return gm_model_decode_codes(j->model, j->n, j->z, j->labels, j->codes, j->out_pixels);
     case GM_OP_DISCRIMINATE: return gm_model_discriminate(j->model, j->n, j->pixels, j->out_logits);
     case GM_OP_COUNT: break;
     }

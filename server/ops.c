@@ -28,10 +28,10 @@ enum { MAX_OUTPUT_PIXELS = 1 << 26 }; /* one reply's pixels after scaling */
 #define MAX_LATENT_ABS 1e4
 
 static const char *const ACCEPTED[GM_OP_COUNT] = {
-    [GM_OP_SAMPLE] = "n, seed, temperature, label, truncation, mode, format, scale",
+    [GM_OP_SAMPLE] = "n, seed, temperature, label, truncation, code, mode, format, scale",
     [GM_OP_LOGP] = "images, k, seed",
     [GM_OP_ENCODE] = "images",
-    [GM_OP_DECODE] = "latents, label, format, scale",
+    [GM_OP_DECODE] = "latents, label, code, format, scale",
 };
 
 /* Fills the error reply and yields false, for `return fail(c, 422, ...)`. */
@@ -162,6 +162,28 @@ static bool parse_label(gm_call *c, const gm_model_info *in, json_t *v, int *out
 
 static const char *model_name(const gm_call *c) { return c->srv->model_names[c->model]; }
 
+/* One code: code_dim numbers within +-MAX_LATENT_ABS, as latents are
+ * bounded; `what` names it in messages ("code", "code[3]"). */
+static bool read_code(gm_call *c, const gm_model_info *in, json_t *v, const char *what, float *out) {
+    if (!json_is_array(v) || json_array_size(v) != (size_t)in->code_dim)
+        return fail(c, 422, "%s must be an array of %d numbers (model \"%s\" has code_dim %d)", what, in->code_dim,
+                    model_name(c), in->code_dim);
+    for (int j = 0; j < in->code_dim; j++) {
+        json_t *x = json_array_get(v, (size_t)j);
+        if (!json_is_number(x) || !(fabs(json_number_value(x)) <= MAX_LATENT_ABS))
+            return fail(c, 422, "%s[%d] must be a number within +-%g", what, j, MAX_LATENT_ABS);
+        out[j] = (float)json_number_value(x);
+    }
+    return true;
+}
+
+/* A code parameter on a model without codes is refused, not ignored. */
+static bool code_allowed(gm_call *c, const gm_model_info *in, json_t *v) {
+    if (v && !in->code_dim)
+        return fail(c, 422, "code: model \"%s\" has no continuous code input (code_dim 0)", model_name(c));
+    return true;
+}
+
 static bool check_params(gm_call *c, gm_op op, json_t *params) {
     const char *key;
     json_t *v;
@@ -222,6 +244,24 @@ static bool prepare_sample(gm_call *c, const gm_model_info *in, json_t *p, bool 
     if (json_object_get(p, "mode") && in->family != GM_FAMILY_VAE)
         return fail(c, 422, "mode applies to VAE models only");
     if (!get_choice(c, p, "mode", "mean", "sample", false, &sample_pixels)) return false;
+    json_t *cv = json_object_get(p, "code");
+    if (!code_allowed(c, in, cv)) return false;
+    if (cv) { /* one code for every row; without it each row draws its own */
+        if (json_is_string(cv)) { /* a query string: code=[0.5,-1] */
+            /* at most code_dim values are parsed, whatever the text holds */
+            size_t seps = 0;
+            for (const char *t = json_string_value(cv); *t; t++) seps += *t == ',' || *t == '[' || *t == '{';
+            if (seps > (size_t)in->code_dim + 1)
+                return fail(c, 422, "code must be an array of %d numbers (model \"%s\" has code_dim %d)",
+                            in->code_dim, model_name(c), in->code_dim);
+            json_t *parsed = json_loads(json_string_value(cv), JSON_DECODE_ANY, NULL);
+            if (!parsed) return fail(c, 400, "code must be a JSON array of %d numbers, e.g. code=[0.5,-1]", in->code_dim);
+            json_object_set_new(p, "code", parsed);
+            cv = parsed;
+        }
+        if (!(c->codes = malloc((size_t)in->code_dim * sizeof *c->codes))) return fail(c, 500, "out of memory");
+        if (!read_code(c, in, cv, "code", c->codes)) return false;
+    }
 
     c->rows = calloc((size_t)n, sizeof *c->rows);
     c->out = malloc((size_t)n * in->dim * sizeof *c->out);
@@ -234,6 +274,7 @@ static bool prepare_sample(gm_call *c, const gm_model_info *in, json_t *p, bool 
         r->truncation = truncation;
         r->sample_pixels = sample_pixels;
         r->label = label;
+        r->code = c->codes;
         if (in->num_classes && label < 0) { /* a label of its own, from a stream apart from the row's */
             gm_rng pick;
             gm_rng_seed(&pick, c->seed ^ UINT64_C(0x6c6162656c5f5f5f), (uint64_t)i);
@@ -334,6 +375,30 @@ static bool prepare_encode(gm_call *c, const gm_model_info *in, json_t *p, const
     return true;
 }
 
+/* Decode's code: required when the model has codes (like label), one for
+ * every latent or an array of one per latent. */
+static bool prepare_decode_codes(gm_call *c, const gm_model_info *in, json_t *p, long n) {
+    json_t *cv = json_object_get(p, "code");
+    if (!code_allowed(c, in, cv)) return false;
+    if (!in->code_dim) return true;
+    if (!cv)
+        return fail(c, 422, "code is required: model \"%s\" takes a continuous code of %d numbers (one array for "
+                            "every latent, or an array of one per latent)",
+                    model_name(c), in->code_dim);
+    c->codes = malloc((size_t)n * in->code_dim * sizeof *c->codes);
+    if (!c->codes) return fail(c, 500, "out of memory");
+    bool each = json_is_array(cv) && json_array_size(cv) > 0 && json_is_array(json_array_get(cv, 0));
+    if (each && json_array_size(cv) != (size_t)n)
+        return fail(c, 422, "code has %zu entries for %ld latents", json_array_size(cv), n);
+    char what[32];
+    for (long i = 0; i < n; i++) {
+        snprintf(what, sizeof what, each ? "code[%ld]" : "code", i);
+        if (!read_code(c, in, each ? json_array_get(cv, (size_t)i) : cv, what, c->codes + (size_t)i * in->code_dim))
+            return false;
+    }
+    return true;
+}
+
 static bool prepare_decode(gm_call *c, const gm_model_info *in, json_t *p) {
     json_t *latents = json_object_get(p, "latents");
     if (!json_is_array(latents)) return fail(c, 400, "the body needs \"latents\": [[%d numbers], ...]", in->latent_dim);
@@ -369,9 +434,11 @@ static bool prepare_decode(gm_call *c, const gm_model_info *in, json_t *p) {
         for (long i = 0; i < n; i++)
             if (!parse_label(c, in, json_is_array(lv) ? json_array_get(lv, (size_t)i) : lv, &c->labels[i])) return false;
     } else if (lv) return fail(c, 422, "label: model \"%s\" is not class-conditional", model_name(c));
+    if (!prepare_decode_codes(c, in, p, n)) return false;
     c->job.n = (int)n;
     c->job.z = c->in;
     c->job.labels = c->labels;
+    c->job.codes = c->codes;
     c->job.out_pixels = c->out;
     return true;
 }

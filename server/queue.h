@@ -55,6 +55,7 @@ struct gm_job {
     const float *pixels; /* logp, encode, discriminate: (n, D) in [0, 1] */
     const float *z;      /* decode: (n, latent_dim) */
     const int *labels;   /* decode of a conditional model: (n) */
+    const float *codes;  /* decode of a GAN with codes: (n, code_dim) */
     gm_row *rows;        /* sample, logp: (n) per-row parameters and streams */
 
     /* Outputs, allocated by the submitter for the op it asks. */

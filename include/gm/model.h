@@ -39,6 +39,7 @@ typedef struct {
     int latent_dim;                   /* Z, the input of decode (VAE, GAN); 0 for NADE */
     int encode_dim;                   /* values per encode result; NADE: hidden units */
     int num_classes;                  /* > 0 for class-conditional models */
+    int code_dim;                     /* GAN: continuous code values (InfoGAN), 0 = none */
     const char *const *class_names;   /* num_classes names, or NULL */
     bool supports[GM_OP_COUNT];
     bool binary;     /* inputs are binarized at 0.5 (NADE; a VAE with gm.input "binary") */
@@ -51,6 +52,8 @@ typedef struct {
     float temperature;  /* > 0: scales z (VAE, GAN), divides logits (NADE) */
     int label;          /* conditional GAN: 0 <= label < num_classes; else ignored */
     float truncation;   /* GAN: z_j ~ N(0, 1) given |z_j| <= truncation; 0 = off */
+    const float *code;  /* GAN with codes: the row's code_dim values, or NULL to draw
+                           each from Uniform(-1, 1) on the row's stream, after z */
     bool sample_pixels; /* VAE: draw pixels from p(x|z) instead of returning its mean */
 } gm_row;
 
@@ -100,7 +103,12 @@ int gm_model_logp(const gm_model *m, int B, const float *pixels, int K, gm_row *
 /* z: (B, encode_dim); logvar: (B, encode_dim) for a VAE, else NULL. */
 int gm_model_encode(const gm_model *m, int B, const float *pixels, float *z, float *logvar);
 
-/* z: (B, latent_dim); labels: (B) for conditional models, else NULL. */
+/* z: (B, latent_dim); labels: (B) for conditional models, else NULL;
+ * codes: (B, code_dim) for a GAN with codes, else NULL. */
+int gm_model_decode_codes(const gm_model *m, int B, const float *z, const int *labels, const float *codes,
+                          float *pixels);
+/* gm_model_decode_codes with codes NULL: a model with codes gets zeros,
+ * the mean of the codes' prior. */
 int gm_model_decode(const gm_model *m, int B, const float *z, const int *labels, float *pixels);
 
 /* GAN with a discriminator: logits (B). */

@@ -26,7 +26,7 @@ typedef struct {
                 gm_logp_result *out);
     int (*encode)(const void *impl, const gm_model_info *info, int B, const float *x, float *z, float *logvar);
     int (*decode)(const void *impl, const gm_model_info *info, int B, const float *z, const int *labels,
-                  float *pixels);
+                  const float *codes, float *pixels); /* codes: NULL for zeros */
     int (*discriminate)(const void *impl, const gm_model_info *info, int B, const float *x, float *logits);
 } gm_family_impl;
 

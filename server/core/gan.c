@@ -10,14 +10,19 @@
  *
  * A generator whose file lists its forward() arguments in metadata
  * "gm.generator_inputs" receives them by name: "z" [Z], "label" (the class
- * index, one value), "onehot" [C] and "code" [gm.code_dim]; there is no
- * code parameter yet, so the code is fed its prior's mean, zeros. Without
- * the key, a conditional generator gets z and the one-hot label
- * concatenated as one [Z + C] vector, as files have always been written.
+ * index, one value), "onehot" [C] and "code" [gm.code_dim]. Without the
+ * key, a conditional generator gets z and the one-hot label concatenated as
+ * one [Z + C] vector, as files have always been written.
+ *
+ * The code holds InfoGAN's continuous codes. Decode takes them from the
+ * caller (zeros, the prior's mean, when it passes none); sample uses a
+ * row's given code, or draws each value from Uniform(-1, 1), the prior
+ * InfoGAN trains with, on the row's stream after z, so that a seed still
+ * gives the same z as for a model without codes.
  *
  * Truncation draws each z_j from the normal conditioned on |z_j| <= t (the
  * truncation trick), by inverse CDF in O(1) for every t, then temperature
- * scales z; both use only the row's own stream.
+ * scales z; both use only the row's own stream and leave the code alone.
  */
 #include <assert.h>
 #include <errno.h>
@@ -115,6 +120,7 @@ static void *gan_load(const gm_st *st, gm_model_info *info, char err[GM_ERR_LEN]
         goto fail;
     m->gen_chw = gm_net_out_shape(m->gen).rank == 3 && info->channels > 1;
     info->encode_dim = m->enc ? Z : 0;
+    info->code_dim = m->code_dim;
     info->supports[GM_OP_SAMPLE] = info->supports[GM_OP_DECODE] = true;
     info->supports[GM_OP_ENCODE] = m->enc != NULL;
     info->supports[GM_OP_DISCRIMINATE] = m->disc != NULL;
@@ -124,10 +130,10 @@ fail:
     return NULL;
 }
 
-/* The generator's inputs for B rows: z, and the label as the file's
- * generator takes it. */
+/* The generator's inputs for B rows: z, the label as the file's generator
+ * takes it, and the codes (NULL: zeros). */
 static int run_generator(const gan *m, const gm_model_info *info, int B, const float *z, const int *labels,
-                         float *y) {
+                         const float *codes, float *y) {
     int Z = info->latent_dim, C = info->num_classes;
     for (int r = 0; r < B && C > 0; r++)
         assert(labels[r] >= 0 && labels[r] < C && "the caller validates labels (model.h)");
@@ -139,8 +145,8 @@ static int run_generator(const gan *m, const gm_model_info *info, int B, const f
         gen_input k = m->n_inputs ? m->inputs[i] : IN_ONEHOT;
         /* without gm.generator_inputs: z and the one-hot label as one vector */
         int width = k == IN_Z ? 0 : k == IN_LABEL ? 1 : k == IN_CODE ? m->code_dim : (m->n_inputs ? C : Z + C);
-        if (k == IN_Z) {
-            in[i] = z;
+        if (k == IN_Z || (k == IN_CODE && codes)) {
+            in[i] = k == IN_Z ? z : codes;
             continue;
         }
         float *v = owned[i] = calloc((size_t)B * width, sizeof *v);
@@ -160,14 +166,14 @@ done:
 }
 
 static int gan_decode(const void *p, const gm_model_info *info, int B, const float *z, const int *labels,
-                      float *pixels) {
+                      const float *codes, float *pixels) {
     const gan *m = p;
     int D = info->dim;
     float *chw = NULL;
     int rc = -1;
     float *y = pixels;
     if (m->gen_chw && !(y = chw = malloc((size_t)B * D * sizeof *chw))) goto done;
-    if (run_generator(m, info, B, z, labels, y)) goto done;
+    if (run_generator(m, info, B, z, labels, codes, y)) goto done;
     if (m->gen_chw) gm_chw_to_hwc(info, B, chw, pixels);
     for (size_t i = 0; i < (size_t)B * D; i++) {
         float v = m->tanh_range ? 0.5f * (pixels[i] + 1.0f) : pixels[i];
@@ -180,22 +186,26 @@ done:
 }
 
 static int gan_sample(const void *p, const gm_model_info *info, int B, gm_row *rows, float *pixels, double *logp) {
-    int Z = info->latent_dim;
-    float *z = malloc((size_t)B * Z * sizeof *z);
+    int Z = info->latent_dim, K = info->code_dim;
+    float *z = malloc((size_t)B * Z * sizeof *z), *codes = K ? malloc((size_t)B * K * sizeof *codes) : NULL;
     int *labels = malloc((size_t)B * sizeof *labels);
     int rc = -1;
-    if (!z || !labels) goto done;
+    if (!z || !labels || (K && !codes)) goto done;
     for (int r = 0; r < B; r++) {
         double t = rows[r].truncation;
         for (int j = 0; j < Z; j++) {
             double v = t > 0 ? gm_rng_truncated_normal(&rows[r].rng, t) : gm_rng_normal(&rows[r].rng);
             z[(size_t)r * Z + j] = (float)(rows[r].temperature * v);
         }
+        for (int j = 0; j < K; j++)
+            codes[(size_t)r * K + j] =
+                rows[r].code ? rows[r].code[j] : (float)(2.0 * gm_rng_uniform(&rows[r].rng) - 1.0);
         labels[r] = rows[r].label;
     }
-    rc = gan_decode(p, info, B, z, labels, pixels);
+    rc = gan_decode(p, info, B, z, labels, codes, pixels);
 done:
     free(z);
+    free(codes);
     free(labels);
     return rc;
 }

@@ -220,9 +220,14 @@ int gm_model_encode(const gm_model *m, int B, const float *pixels, float *z, flo
     return rc;
 }
 
-int gm_model_decode(const gm_model *m, int B, const float *z, const int *labels, float *pixels) {
+int gm_model_decode_codes(const gm_model *m, int B, const float *z, const int *labels, const float *codes,
+                          float *pixels) {
     if (!m->info.supports[GM_OP_DECODE]) return -1;
-    return m->impl->decode(m->state, &m->info, B, z, labels, pixels);
+    return m->impl->decode(m->state, &m->info, B, z, labels, codes, pixels);
+}
+
+int gm_model_decode(const gm_model *m, int B, const float *z, const int *labels, float *pixels) {
+    return gm_model_decode_codes(m, B, z, labels, NULL, pixels);
 }
 
 int gm_model_discriminate(const gm_model *m, int B, const float *pixels, float *logits) {
