@@ -3,7 +3,11 @@
  * signal-driven shutdown.
  *
  * Signals are blocked in every thread and taken by the main thread with
- * sigwait, so shutdown runs as ordinary code. SIGTERM (or SIGINT) drains:
+ * sigwait, so shutdown runs as ordinary code. Threads started before main
+ * (OpenBLAS starts its pool when the library loads) do not block them: a
+ * handler forwards a signal that lands on one of those to the main thread,
+ * where it waits for sigwait, instead of the default action killing the
+ * process mid-drain. SIGTERM (or SIGINT) drains:
  * /readyz turns 503 and new model requests get 503 with Connection: close,
  * while every request already queued is computed and answered (waiting at
  * most drain_timeout_s); then the listening socket closes, the workers
@@ -164,6 +168,11 @@ static int load_models(gm_server *s, const gm_config *cfg) {
     return 0;
 }
 
+static pthread_t main_thread;
+
+/* Runs only on threads that did not inherit the blocked mask. */
+static void forward_to_main(int sig) { pthread_kill(main_thread, sig); }
+
 static int serve(const gm_config *cfg) {
     static gm_server s;
     s.cfg = cfg;
@@ -177,6 +186,12 @@ static int serve(const gm_config *cfg) {
     sigaddset(&sigs, SIGINT);
     sigaddset(&sigs, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL); /* before any thread starts, so all inherit it */
+    main_thread = pthread_self();
+    struct sigaction fwd = {.sa_handler = forward_to_main};
+    sigfillset(&fwd.sa_mask);
+    sigaction(SIGTERM, &fwd, NULL);
+    sigaction(SIGINT, &fwd, NULL);
+    sigaction(SIGHUP, &fwd, NULL);
     signal(SIGPIPE, SIG_IGN);
 
     int rc = 1;

@@ -170,6 +170,9 @@ static inline daemon_t daemon_start(const char *name, const char *const *args) {
     d.pid = fork();
     if (d.pid == 0) {
         prctl(PR_SET_PDEATHSIG, SIGKILL); /* a test that fails midway leaves no daemon holding its pipe */
+        sigset_t none; /* start as from a shell: the test's threads may block signals, and exec keeps the mask */
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
         FILE *log = freopen(d.log, "w", stderr);
         (void)log;
         execv(bin, (char *const *)argv);

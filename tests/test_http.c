@@ -532,6 +532,35 @@ static void test_sigterm_loses_no_accepted_request(void **state) {
     assert_int_equal(daemon_stop(&d), 0);
 }
 
+/* A second SIGTERM while draining (an impatient operator, a supervisor that
+ * repeats it) must not kill the process: it lands on a thread that does not
+ * block it (OpenBLAS's pool, started before main) unless it is forwarded. */
+static void *bundled_load(void *arg) {
+    drain_args *a = arg;
+    run_slow_clients(a->d->port, a->n, 1, a->c);
+    return NULL;
+}
+
+static void test_second_sigterm_still_drains(void **state) {
+    /* the bundled VAE: K = 5000 on it takes a few hundred ms a request */
+    const char *args[] = {"--model", "vae=models/vae.safetensors", "--workers", "1", "--max-batch", "1", NULL};
+    daemon_t d = daemon_start("drain2", args);
+    enum { N = 4 };
+    slow_client c[N];
+    drain_args a = {&d, c, N};
+    pthread_t t;
+    pthread_create(&t, NULL, bundled_load, &a);
+    sleep_ms(300);
+    kill(d.pid, SIGTERM);
+    for (int i = 0; i < 5; i++) { /* more while it drains: the main thread is no longer in sigwait */
+        sleep_ms(20);
+        kill(d.pid, SIGTERM);
+    }
+    pthread_join(t, NULL);
+    for (int i = 0; i < N; i++) assert_int_equal(c[i].status, 200);
+    assert_int_equal(daemon_stop(&d), 0);
+}
+
 static void test_client_that_leaves_is_dropped(void **state) {
     const char *args[] = {"--model", VAE, "--workers", "1", "--max-batch", "1", NULL};
     daemon_t d = daemon_start("gone", args);
@@ -605,6 +634,7 @@ int main(void) {
         cmocka_unit_test(test_deadline_gives_504),
         cmocka_unit_test(test_api_keys_and_cors),
         cmocka_unit_test(test_sigterm_loses_no_accepted_request),
+        cmocka_unit_test(test_second_sigterm_still_drains),
         cmocka_unit_test(test_client_that_leaves_is_dropped),
         cmocka_unit_test(test_startup_refusals),
     };
