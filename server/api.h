@@ -93,6 +93,17 @@ typedef struct {
     gm_row *rows;
     double *logp;
     gm_logp_result *lp;
+    /* PNG inputs that a worker decodes into in before the first piece, so
+     * that decoding never runs on an HTTP thread: png[i] holds image i's
+     * bytes (png_len[i] of them), or NULL for an image sent as pixels;
+     * png_count: the entries of both arrays.
+     * png_body: the one image was an image/png body (its errors name no
+     * index). png_held: the bytes counted in srv->png_bytes. */
+    uint8_t **png;
+    size_t *png_len;
+    long png_count;
+    bool png_body;
+    size_t png_held;
 } gm_call;
 
 /* Routes and handles req. Returns true when c->job must be queued, false
@@ -113,5 +124,7 @@ void gm_reply_json(gm_reply *r, int status, json_t *v);
 bool gm_ops_prepare(gm_call *c, gm_op op, json_t *params, const gm_http_request *req);
 /* Builds c->reply from the finished job (its status and outputs). */
 void gm_ops_finish(gm_call *c);
+/* Frees the PNG inputs a call still holds (gm_call_release calls it). */
+void gm_ops_release(gm_call *c);
 
 #endif
