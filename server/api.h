@@ -41,6 +41,11 @@ typedef struct {
     const char *content_type, *authorization;
     const uint8_t *body;
     size_t body_len;
+    /* Where the caller keeps body's malloc'd buffer, or NULL. An operation
+     * that needs the body after gm_api_handle (an image/png body, decoded
+     * later on a worker) takes the buffer by setting *body_buffer to NULL;
+     * without one it copies the body. */
+    uint8_t **body_buffer;
     const char *raw_uri; /* the target as sent: path and query, percent-encoding intact */
 } gm_http_request;
 

@@ -346,11 +346,13 @@ static bool read_images(gm_call *c, const gm_model_info *in, json_t *p, const gm
     if (!c->in || !c->png || !c->png_len) return fail(c, 500, "out of memory");
     c->png_count = *n;
     if (body_png) {
-        uint8_t *copy = malloc(req->body_len); /* the body is freed once the job is queued */
-        if (!copy) return fail(c, 500, "out of memory");
-        memcpy(copy, req->body, req->body_len);
+        /* the caller frees the body once the job is queued: take it */
+        uint8_t *bytes = req->body_buffer ? *req->body_buffer : malloc(req->body_len);
+        if (!bytes) return fail(c, 500, "out of memory");
+        if (req->body_buffer) *req->body_buffer = NULL;
+        else memcpy(bytes, req->body, req->body_len);
         c->png_body = true;
-        return keep_png(c, 0, copy, req->body_len);
+        return keep_png(c, 0, bytes, req->body_len);
     }
     for (long i = 0; i < *n; i++)
         if (!read_image(c, in, json_array_get(images, (size_t)i), (size_t)i, c->in + (size_t)i * in->dim))

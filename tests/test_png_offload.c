@@ -5,7 +5,8 @@
  * decoder's own message, naming images[i] in a JSON body; /healthz is
  * answered promptly while 64 PNGs of 8 MB of chunks wait to be decoded;
  * and logp of PNGs, batched across concurrent requests (some of them with
- * a bad PNG), equals logp of the same pixels sent as numbers.
+ * a bad PNG), equals logp of the same pixels sent as numbers; the PNG bytes
+ * waiting for a worker are bounded by max_body_memory_bytes.
  */
 #include "testutil.h"
 
@@ -246,11 +247,12 @@ typedef struct {
     const char *path;
     char *body;
     reply_t r;
+    int port; /* 0: the shared daemon */
 } call_t;
 
 static void *do_call(void *arg) {
     call_t *c = arg;
-    c->r = http_json(d.port, c->path, c->body);
+    c->r = http_json(c->port ? c->port : d.port, c->path, c->body);
     return NULL;
 }
 
@@ -343,12 +345,60 @@ static void test_batched_png_logp_equals_pixels(void **state) {
     }
 }
 
+/* PNG bytes waiting for a worker are bounded: with the one worker busy on
+ * a heavy logp, a queued PNG request holds its 600 kB, and a second one
+ * would pass max_body_memory_bytes (1 MiB): 503 with Retry-After. The
+ * first is then computed as usual. */
+static void test_waiting_png_bytes_are_bounded(void **state) {
+    const char *args[] = {"--model", VAE, "--workers", "1", "--chunk-cost-ms", "60000",
+                          "--max-body-memory-bytes", "1048576", NULL};
+    daemon_t d2 = daemon_start("png_offload_budget", args);
+    enum { HEAVY = 100 }; /* about 1.5 s of compute, in one piece */
+    float *px = malloc(HEAVY * DIM * sizeof *px);
+    for (int i = 0; i < HEAVY * DIM; i++) px[i] = (float)(i % 2);
+    call_t heavy = {.path = "/v1/models/vae/logp", .body = pixels_json(px, HEAVY, "\"k\": 5000, "), .port = d2.port};
+    free(px);
+    pthread_t th;
+    pthread_create(&th, NULL, do_call, &heavy);
+    sleep_ms(300); /* the worker is on it */
+    size_t len;
+    uint8_t *png = chunk_spam_png(600000, &len);
+    char head[256];
+    int hn = snprintf(head, sizeof head, "POST /v1/models/vae/logp HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                                         "Content-Type: image/png\r\nContent-Length: %zu\r\n\r\n", len);
+    int fd = connect_to(d2.port);
+    send(fd, head, (size_t)hn, MSG_NOSIGNAL);
+    for (size_t off = 0; off < len;) {
+        ssize_t n = send(fd, png + off, len - off, MSG_NOSIGNAL);
+        assert_true(n > 0);
+        off += (size_t)n;
+    }
+    sleep_ms(200); /* queued, its bytes held */
+    char headers[64] = "Content-Type: image/png\r\n", retry[16] = "";
+    reply_t r = http(d2.port, "POST", "/v1/models/vae/logp", headers, png, len);
+    reply_header(&r, "Retry-After", retry, sizeof retry);
+    assert_string_equal(retry, "1");
+    expect_message(&r, 503, "the server holds as many PNG bytes waiting to be decoded as it may (1048576 bytes, "
+                            "the max_body_memory_bytes setting); retry after 1 s", "a second waiting PNG");
+    raw_exchange(fd, NULL, 0, 60000, &r);
+    close(fd);
+    assert_int_equal(r.status, 200);
+    reply_free(&r);
+    pthread_join(th, NULL);
+    assert_int_equal(heavy.r.status, 200);
+    reply_free(&heavy.r);
+    free(heavy.body);
+    free(png);
+    assert_int_equal(daemon_stop(&d2), 0);
+}
+
 int main(void) {
     raise_nofile();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bad_png_same_status_and_message),
         cmocka_unit_test(test_batched_png_logp_equals_pixels),
         cmocka_unit_test(test_healthz_during_png_flood),
+        cmocka_unit_test(test_waiting_png_bytes_are_bounded),
     };
     return cmocka_run_group_tests(tests, start, stop);
 }
