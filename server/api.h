@@ -5,7 +5,9 @@
  * body); gm_api_handle routes it through one table, checks the API key and
  * either answers at once (service routes, errors) or prepares a gm_job for
  * the queue. When the job is done, gm_ops_finish turns its outputs into the
- * reply (PNG or JSON), on the worker's thread. Every error reply is built by
+ * reply (PNG or JSON), on the worker's thread; a request's PNG inputs are
+ * decoded there too, before its first piece (ops.c), so that no HTTP thread
+ * spends time on them. Every error reply is built by
  * gm_reply_error, so they all have the same shape:
  *   {"error": {"status": <int>, "message": "<what was wrong and how to fix it>"}}
  */
