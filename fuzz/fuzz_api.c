@@ -158,8 +158,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (queued) {
         FUZZ_CHECK(c.model >= 0 && c.model < srv.n_models, "job for model %d", c.model);
         FUZZ_CHECK(c.job.model == srv.models[c.model] && c.job.n >= 1, "job of %d rows", c.job.n);
+        if (c.job.prepare && !c.job.prepare(&c.job)) c.job.status = GM_JOB_INVALID; /* the worker's PNG decode */
         fake_outputs(&c);
-        c.job.status = (gm_job_status)((control >> 2) & 3);
+        if (c.job.status != GM_JOB_INVALID) c.job.status = (gm_job_status)((control >> 2) & 3);
         may_fail = c.job.status == GM_JOB_FAILED;
         gm_ops_finish(&c);
     }

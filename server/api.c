@@ -480,6 +480,7 @@ bool gm_api_handle(gm_call *c, const gm_http_request *req) {
 }
 
 void gm_call_release(gm_call *c) {
+    gm_ops_release(c);
     free(c->in);
     free(c->out);
     free(c->out2);

@@ -5,7 +5,9 @@
  * body); gm_api_handle routes it through one table, checks the API key and
  * either answers at once (service routes, errors) or prepares a gm_job for
  * the queue. When the job is done, gm_ops_finish turns its outputs into the
- * reply (PNG or JSON), on the worker's thread. Every error reply is built by
+ * reply (PNG or JSON), on the worker's thread; a request's PNG inputs are
+ * decoded there too, before its first piece (ops.c), so that no HTTP thread
+ * spends time on them. Every error reply is built by
  * gm_reply_error, so they all have the same shape:
  *   {"error": {"status": <int>, "message": "<what was wrong and how to fix it>"}}
  */
@@ -41,6 +43,11 @@ typedef struct {
     const char *content_type, *authorization;
     const uint8_t *body;
     size_t body_len;
+    /* Where the caller keeps body's malloc'd buffer, or NULL. An operation
+     * that needs the body after gm_api_handle (an image/png body, decoded
+     * later on a worker) takes the buffer by setting *body_buffer to NULL;
+     * without one it copies the body. */
+    uint8_t **body_buffer;
     const char *raw_uri; /* the target as sent: path and query, percent-encoding intact */
 } gm_http_request;
 
@@ -94,6 +101,17 @@ typedef struct {
     gm_row *rows;
     double *logp;
     gm_logp_result *lp;
+    /* PNG inputs that a worker decodes into in before the first piece, so
+     * that decoding never runs on an HTTP thread: png[i] holds image i's
+     * bytes (png_len[i] of them), or NULL for an image sent as pixels;
+     * png_count: the entries of both arrays.
+     * png_body: the one image was an image/png body (its errors name no
+     * index). png_held: the bytes counted in srv->png_bytes. */
+    uint8_t **png;
+    size_t *png_len;
+    long png_count;
+    bool png_body;
+    size_t png_held;
 } gm_call;
 
 /* Routes and handles req. Returns true when c->job must be queued, false
@@ -114,5 +132,7 @@ void gm_reply_json(gm_reply *r, int status, json_t *v);
 bool gm_ops_prepare(gm_call *c, gm_op op, json_t *params, const gm_http_request *req);
 /* Builds c->reply from the finished job (its status and outputs). */
 void gm_ops_finish(gm_call *c);
+/* Frees the PNG inputs a call still holds (gm_call_release calls it). */
+void gm_ops_release(gm_call *c);
 
 #endif

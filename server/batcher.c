@@ -114,6 +114,15 @@ static int run_merged(gm_job *const *jobs, int count, int rows) {
     return rc;
 }
 
+/* Readies a job's inputs before its first piece: every job of a batch is
+ * prepared before any rows are merged, and one whose inputs are refused
+ * leaves the batch without touching the others. */
+static bool prepare_once(gm_job *j) {
+    bool ok = j->prepare(j);
+    j->prepare = NULL;
+    return ok;
+}
+
 int gm_batch_run(gm_job *const *jobs, int count) {
     gm_job *live[MAX_JOBS_PER_BATCH];
     int nlive = 0, rows = 0;
@@ -124,6 +133,7 @@ int gm_batch_run(gm_job *const *jobs, int count) {
         if (j->rows_done == 0) j->started_ns = start;
         if (j->deadline_ns && start > j->deadline_ns) j->status = GM_JOB_EXPIRED;
         else if (j->alive && !j->alive(j)) j->status = GM_JOB_CANCELLED;
+        else if (j->prepare && !prepare_once(j)) j->status = GM_JOB_INVALID;
         else if (nlive < MAX_JOBS_PER_BATCH) {
             live[nlive++] = j;
             rows += j->take;

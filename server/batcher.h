@@ -7,6 +7,9 @@
  * callback. A job the queue hands out in pieces (chunk_rows) goes back to
  * the queue after each piece until its last. Before every piece, a job past
  * its deadline or whose client left is finished without computing more.
+ * Before its first piece, a job with a prepare callback (queue.h) has its
+ * inputs made ready, e.g. its PNGs decoded, so that this work runs on a
+ * worker and not on an HTTP thread; a job it refuses is finished at once.
  * Because every row carries its own random stream, a job's results do not
  * depend on the batch it joined nor on how it was cut into pieces.
  */
@@ -41,7 +44,8 @@ int64_t gm_batcher_service_ns(gm_batcher *b);
  * rows rows_done .. rows_done + take - 1 of each (take 0: all that remain).
  * Sets each job's status, times and batch_rows and advances rows_done; does
  * not call done. A job with status GM_JOB_OK and rows_done < n has rows
- * left. Returns the rows computed (jobs expired or cancelled are skipped).
+ * left. Returns the rows computed (jobs expired, cancelled or
+ * refused by prepare are skipped).
  * For tests and workers. */
 int gm_batch_run(gm_job *const *jobs, int count);
 

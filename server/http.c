@@ -455,6 +455,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         .authorization = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION),
         .body = r->body,
         .body_len = r->len,
+        .body_buffer = &r->body,
     };
     MHD_get_connection_values_n(conn, MHD_GET_ARGUMENT_KIND, collect_arg, &req);
     bool queue_it = gm_api_handle(&r->call, &req);

@@ -12,6 +12,8 @@
  */
 #include <errno.h>
 #include <math.h>
+#include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -288,19 +290,68 @@ static bool prepare_sample(gm_call *c, const gm_model_info *in, json_t *p, bool 
     return true;
 }
 
+void gm_ops_release(gm_call *c) {
+    for (long i = 0; c->png && i < c->png_count; i++) free(c->png[i]);
+    free(c->png);
+    free(c->png_len);
+    c->png = NULL;
+    c->png_len = NULL;
+    c->png_count = 0;
+    if (c->png_held) atomic_fetch_sub(&c->srv->png_bytes, (long long)c->png_held);
+    c->png_held = 0;
+}
+
+/* The job's prepare callback, on the worker before its first piece: decodes
+ * the kept PNGs into the job's pixels, or fills the 400 (malformed) or 422
+ * (another size than the model's) reply that names the image. The job is
+ * the one embedded in a gm_call. */
+static bool decode_pngs(gm_job *job) {
+    gm_call *c = (gm_call *)((char *)job - offsetof(gm_call, job));
+    const gm_model_info *in = gm_model_get_info(job->model);
+    char err[GM_ERR_LEN];
+    bool ok = true;
+    for (long i = 0; ok && i < c->png_count; i++) {
+        if (!c->png[i]) continue;
+        gm_png_status st = gm_png_decode(c->png[i], c->png_len[i], in->height, in->width, in->channels,
+                                         c->in + (size_t)i * in->dim, err);
+        ok = st == GM_PNG_OK;
+        int status = st == GM_PNG_WRONG_SIZE ? 422 : 400;
+        if (!ok && c->png_body) gm_reply_error(&c->reply, status, "%s", err);
+        else if (!ok) gm_reply_error(&c->reply, status, "images[%ld]: %s", i, err);
+    }
+    gm_ops_release(c); /* the bytes are not needed any more */
+    return ok;
+}
+
+/* Keeps image i's PNG bytes (malloc'd, taken over) for a worker to decode.
+ * They wait in the queue, so together they are bounded like the bodies
+ * being received: by max_body_memory_bytes, beyond which the request gets
+ * 503 with Retry-After, as a body over the budget does. */
+static bool keep_png(gm_call *c, size_t i, uint8_t *bytes, size_t len) {
+    long long limit = c->srv->cfg->max_body_memory_bytes;
+    if (atomic_fetch_add(&c->srv->png_bytes, (long long)len) + (long long)len > limit) {
+        atomic_fetch_sub(&c->srv->png_bytes, (long long)len);
+        free(bytes);
+        c->reply.retry_after = 1;
+        return fail(c, 503, "the server holds as many PNG bytes waiting to be decoded as it may (%lld bytes, the "
+                            "max_body_memory_bytes setting); retry after 1 s", limit);
+    }
+    c->png_held += len;
+    c->png[i] = bytes;
+    c->png_len[i] = len;
+    c->job.prepare = decode_pngs;
+    return true;
+}
+
 /* Reads one input image, a {"png": base64} or {"pixels": [D numbers]}
- * object, into out (D floats). */
+ * object: pixels into out (D floats), a PNG's bytes for the worker. */
 static bool read_image(gm_call *c, const gm_model_info *in, json_t *img, size_t i, float *out) {
     json_t *png = json_object_get(img, "png"), *pixels = json_object_get(img, "pixels");
-    char err[GM_ERR_LEN];
     if (json_is_string(png)) {
         size_t len;
         uint8_t *bytes = gm_base64_decode(json_string_value(png), json_string_length(png), &len);
         if (!bytes) return fail(c, 400, "images[%zu].png is not base64", i);
-        gm_png_status st = gm_png_decode(bytes, len, in->height, in->width, in->channels, out, err);
-        free(bytes);
-        if (st != GM_PNG_OK) return fail(c, st == GM_PNG_WRONG_SIZE ? 422 : 400, "images[%zu]: %s", i, err);
-        return true;
+        return keep_png(c, i, bytes, len);
     }
     if (json_is_array(pixels)) {
         if (json_array_size(pixels) != (size_t)in->dim)
@@ -319,25 +370,31 @@ static bool read_image(gm_call *c, const gm_model_info *in, json_t *img, size_t 
 }
 
 /* The images of logp and encode: an image/png body (one image) or a JSON
- * body {"images": [...]}. */
+ * body {"images": [...]}. Pixels are read here; PNGs are only kept, for
+ * decode_pngs on the worker. */
 static bool read_images(gm_call *c, const gm_model_info *in, json_t *p, const gm_http_request *req, long *n) {
-    char err[GM_ERR_LEN];
-    if (req->body_len > 0 && gm_media_type_is(req->content_type, "image/png")) {
-        *n = 1;
-        c->in = malloc((size_t)in->dim * sizeof *c->in);
-        if (!c->in) return fail(c, 500, "out of memory");
-        gm_png_status st = gm_png_decode(req->body, req->body_len, in->height, in->width, in->channels, c->in, err);
-        if (st != GM_PNG_OK) return fail(c, st == GM_PNG_WRONG_SIZE ? 422 : 400, "%s", err);
-        return true;
-    }
+    bool body_png = req->body_len > 0 && gm_media_type_is(req->content_type, "image/png");
     json_t *images = json_object_get(p, "images");
-    if (!json_is_array(images)) return fail(c, 400, "the body needs \"images\": [{\"png\": \"<base64>\"}, ...]");
-    *n = (long)json_array_size(images);
+    if (body_png) *n = 1;
+    else if (!json_is_array(images)) return fail(c, 400, "the body needs \"images\": [{\"png\": \"<base64>\"}, ...]");
+    else *n = (long)json_array_size(images);
     if (*n < 1 || *n > c->srv->cfg->max_images)
         return fail(c, 422, "images has %ld entries; send 1 to %ld (the server's max_images setting)", *n,
                     c->srv->cfg->max_images);
     c->in = malloc((size_t)*n * in->dim * sizeof *c->in);
-    if (!c->in) return fail(c, 500, "out of memory");
+    c->png = calloc((size_t)*n, sizeof *c->png);
+    c->png_len = calloc((size_t)*n, sizeof *c->png_len);
+    if (!c->in || !c->png || !c->png_len) return fail(c, 500, "out of memory");
+    c->png_count = *n;
+    if (body_png) {
+        /* the caller frees the body once the job is queued: take it */
+        uint8_t *bytes = req->body_buffer ? *req->body_buffer : malloc(req->body_len);
+        if (!bytes) return fail(c, 500, "out of memory");
+        if (req->body_buffer) *req->body_buffer = NULL;
+        else memcpy(bytes, req->body, req->body_len);
+        c->png_body = true;
+        return keep_png(c, 0, bytes, req->body_len);
+    }
     for (long i = 0; i < *n; i++)
         if (!read_image(c, in, json_array_get(images, (size_t)i), (size_t)i, c->in + (size_t)i * in->dim))
             return false;
@@ -558,6 +615,7 @@ void gm_ops_finish(gm_call *c) {
                               c->srv->cfg->deadline_ms);
     case GM_JOB_CANCELLED: return gm_reply_error(&c->reply, 499, "the client closed the connection");
     case GM_JOB_FAILED: return gm_reply_error(&c->reply, 500, "out of memory computing the batch");
+    case GM_JOB_INVALID: return; /* decode_pngs filled the reply */
     case GM_JOB_OK: break;
     }
     switch (c->job.op) {

@@ -40,6 +40,7 @@ typedef enum {
     GM_JOB_EXPIRED,   /* its deadline passed before a worker reached it */
     GM_JOB_CANCELLED, /* the client went away before a worker reached it */
     GM_JOB_FAILED,    /* the model could not run it (out of memory) */
+    GM_JOB_INVALID,   /* its prepare callback refused its inputs */
 } gm_job_status;
 
 typedef struct gm_job gm_job;
@@ -78,6 +79,12 @@ struct gm_job {
      * rows of the piece being computed (0 = all that remain). */
     int rows_done, take;
 
+    /* Called by the worker once, before the job's first piece, to turn
+     * encoded inputs into the arrays above (e.g. decode PNGs off the HTTP
+     * threads); false finishes the job as GM_JOB_INVALID, the submitter
+     * having kept the reason. A job is prepared before any of its rows is
+     * merged into a batch. NULL = the inputs are ready. */
+    bool (*prepare)(gm_job *job);
     /* Called by the worker just before computing each piece: false drops
      * the job as cancelled (the client disconnected). NULL = always alive. */
     bool (*alive)(gm_job *job);

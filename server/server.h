@@ -26,6 +26,9 @@ typedef struct {
     atomic_bool ready;    /* every model loaded, not draining */
     atomic_bool draining; /* SIGTERM seen: model requests get 503 */
     atomic_int accepted;  /* requests queued for a worker and not yet answered */
+    /* bytes of request PNGs waiting for a worker to decode them (ops.c),
+     * bounded by max_body_memory_bytes */
+    atomic_llong png_bytes;
 } gm_server;
 
 #endif
