@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # make test-deploy: the image and the compose file, run for real with podman
-# (notes/containers.md). Sets podman up when needed, makes the local
+# (no Docker engine or registry needed). Sets podman up when needed, makes the local
 # debian:bookworm-slim stand-in, builds docker/Dockerfile unchanged, then with
 # docker/compose.yaml: ready within 10 s, non-root, a PNG from /sample and a
 # number from /logp, healthy, and `compose stop` under load answering every
