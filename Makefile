@@ -7,6 +7,7 @@
 #   make test-python     the exporter's tests (python/, needs python3-torch; gmserve check when built)
 #   make test-browser    the web page in headless chromium (playwright-core from npm)
 #   make test-deploy     the image and compose file, run with podman (root)
+#   make test-k8s        the Kubernetes manifests (k8s/), rendered and run with podman kube play (root)
 #   make weights         retrain the bundled models (models/README.md; python3-torch, ~2 h)
 #   make eval            measure the bundled models with gmserve eval (Fashion-MNIST)
 #   make run             the daemon on config/gmserve.json (http://127.0.0.1:8080)
@@ -161,3 +162,10 @@ soak: $(BUILD)/gmserve
 .PHONY: test-python
 test-python: $(BUILD)/gmserve
 	cd python/tests && OMP_NUM_THREADS=1 GMSERVE=$(CURDIR)/$(BUILD)/gmserve $(TORCH_PY) -m unittest discover -s . -p 'test_*.py'
+
+# make test-k8s: the manifests of k8s/ rendered with kubectl kustomize and
+# checked, then the dev overlay run for real with podman kube play (root;
+# tests/deploy/k8s.sh says what podman can and cannot stand in for).
+.PHONY: test-k8s
+test-k8s:
+	@bash tests/deploy/k8s.sh

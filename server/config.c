@@ -40,7 +40,7 @@ static const option OPTIONS[] = {
     STR(listen, "127.0.0.1:8080", "address and port to listen on, HOST:PORT ([V6]:PORT for IPv6; port 0 picks one)"),
     {"models", "model", T_MODELS, 0, 0, 0, 0, "",
      "models to serve, NAME=PATH (flag repeated; variable and file: comma list / JSON object)"},
-    STR(default_model, "", "model of the shortcut routes /sample /logp /encode /decode (default: the first)"),
+    STR(default_model, "", "model of the shortcut routes /sample /logp /encode /decode (default: the first; a level that replaces the models without naming one falls back to its first)"),
     {"api_keys", "api-key", T_KEYS, 0, 0, 0, 0, "",
      "accepted Authorization: Bearer keys; none = no authentication (health routes stay open)"},
     {"cors_origins", "cors-origin", T_ORIGINS, 0, 0, 0, 0, "",
@@ -125,6 +125,24 @@ static void list_clear(gm_config *cfg, const option *o) {
     if (o->type == T_MODELS) cfg->n_models = 0;
     if (o->type == T_KEYS) cfg->n_api_keys = 0;
     if (o->type == T_ORIGINS) cfg->n_cors_origins = 0;
+}
+
+/* What one level (file, flags or environment) set of the two settings that
+ * hang together: default_model names a model of the list it came with. */
+typedef struct {
+    bool models, default_model;
+} level_seen;
+
+static void level_note(level_seen *seen, const option *o) {
+    if (o->type == T_MODELS) seen->models = true;
+    if (o->type == T_STRING && o->offset == offsetof(gm_config, default_model)) seen->default_model = true;
+}
+
+/* A level that replaced the models list without naming a default drops the
+ * lower level's default, which named a model of the old list: the default
+ * becomes the first model of the new list, as with no default at all. */
+static void level_end(gm_config *cfg, const level_seen *seen) {
+    if (seen->models && !seen->default_model) cfg->default_model[0] = 0;
 }
 
 static int set_long(gm_config *cfg, const option *o, long v, const char *src, char *err) {
@@ -215,13 +233,16 @@ static int load_file(gm_config *cfg, const char *path, char *err) {
     if (!json_is_object(root)) rc = gm_errorf(err, "%s: the config must be a JSON object", path);
     const char *key;
     json_t *v;
+    level_seen seen = {false, false};
     json_object_foreach(root, key, v) {
         if (rc) break;
         const option *o = find_key(key);
         if (!o) rc = gm_errorf(err, "%s: unknown setting \"%s\" (gmserve --help lists them)", path, key);
         else rc = set_json(cfg, o, v, path, err);
+        if (o) level_note(&seen, o);
     }
     json_decref(root);
+    level_end(cfg, &seen);
     if (rc == 0) snprintf(cfg->config_path, sizeof cfg->config_path, "%s", path);
     return rc;
 }
@@ -242,6 +263,7 @@ static const option *find_flag(const char *arg, const char **inline_value) {
 
 static int apply_flags(gm_config *cfg, int argc, char **argv, char *err) {
     bool list_seen[NOPTIONS] = {false};
+    level_seen seen = {false, false};
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i], *value;
         if (strcmp(arg, "--config") == 0) {
@@ -255,6 +277,7 @@ static int apply_flags(gm_config *cfg, int argc, char **argv, char *err) {
             if (i + 1 >= argc) return gm_errorf(err, "%s needs a value", arg);
             value = argv[++i];
         }
+        level_note(&seen, o);
         char src[128];
         snprintf(src, sizeof src, "flag --%s", o->flag ? o->flag : o->key);
         if (o->type == T_LONG || o->type == T_STRING) {
@@ -266,16 +289,21 @@ static int apply_flags(gm_config *cfg, int argc, char **argv, char *err) {
         list_seen[idx] = true;
         if (list_add(cfg, o, value, src, err)) return -1;
     }
+    level_end(cfg, &seen);
     return 0;
 }
 
 static int apply_env(gm_config *cfg, char *err) {
+    level_seen seen = {false, false};
     for (int i = 0; i < NOPTIONS; i++) {
         char name[96];
         env_name(&OPTIONS[i], name, sizeof name);
         const char *v = getenv(name);
-        if (v && set_text(cfg, &OPTIONS[i], v, name, err)) return -1;
+        if (!v) continue;
+        if (set_text(cfg, &OPTIONS[i], v, name, err)) return -1;
+        level_note(&seen, &OPTIONS[i]);
     }
+    level_end(cfg, &seen);
     return 0;
 }
 
