@@ -37,3 +37,6 @@ G = zoo.randomize(zoo.CondDCGANGenerator(img_size=16), 1)
 timed("cond_dcgan", lambda: gmexport.save_gan(os.path.join(out, "cond_dcgan.safetensors"), G, image="16x16x1", latent_dim=16, inputs=("z", "label"), num_classes=10, discriminator=zoo.randomize(zoo.DCGANDiscriminator(img_size=16))))
 timed("infogan", lambda: gmexport.save_gan(os.path.join(out, "infogan.safetensors"), zoo.randomize(zoo.InfoGANGenerator()), image="16x16x1", latent_dim=12, inputs=("z", "onehot", "code"), num_classes=10, code_dim=2))
 timed("examples_dcgan", lambda: gmexport.save_gan(os.path.join(out, "examples_dcgan.safetensors"), zoo.randomize(zoo.ExamplesDCGANGenerator()), image="16x16x3", latent_dim=16))
+
+import shutil  # noqa: E402  (the exported files are scratch)
+shutil.rmtree(out)
