@@ -13,6 +13,7 @@
 #   make run             the daemon on config/gmserve.json (http://127.0.0.1:8080)
 #   make bench-core      core throughput next to PyTorch and the sgemm roofline
 #   make bench-http      the live daemon under load (wrk), batching on and off
+#   make bench-scaling   CPU, queue depth and latency as the load steps up (scaling signals)
 #   make deps            install the Debian packages the build needs
 #   make fuzz            the libFuzzer harnesses of fuzz/, FUZZ_SECONDS (60) each (needs clang)
 #   make soak            30 min of mixed load with attacks mixed in (SOAK_SECONDS; not run by CI)
@@ -169,3 +170,11 @@ test-python: $(BUILD)/gmserve
 .PHONY: test-k8s
 test-k8s:
 	@bash tests/deploy/k8s.sh
+
+# make bench-scaling: CPU, queue depth and latency of the live daemon as wrk
+# steps the load (cheap GAN samples, then VAE log p with k=1000), one table
+# per series (bench/scaling.py, standard library only; ~3 min, SCALING_SECONDS).
+SCALING_PY ?= /usr/bin/python3
+.PHONY: bench-scaling
+bench-scaling: $(BUILD)/gmserve
+	$(SCALING_PY) bench/scaling.py $(BUILD)
