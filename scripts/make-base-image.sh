@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Makes a local stand-in for docker.io/library/debian:bookworm-slim when no
-# registry can be reached (notes/containers.md): debootstrap minbase, then
+# registry can be reached: debootstrap minbase, then
 # trimmed like the official slim image (no apt caches or lists; docs, man
 # pages and locales excluded from this and later package installs).
 # Reuses the image when it already exists.

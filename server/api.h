@@ -1,5 +1,5 @@
 /*
- * api.h - the HTTP API of SPEC.md §2, independent of the HTTP library.
+ * api.h - the HTTP API (README, "Using the server"), independent of the HTTP library.
  *
  * http.c hands over a parsed request (method, path, query, a few headers,
  * body); gm_api_handle routes it through one table, checks the API key and

@@ -382,7 +382,7 @@ void gm_config_usage(FILE *f) {
     fprintf(f, "usage: gmserve [--config FILE] [OPTION VALUE]...\n"
                "       gmserve check MODEL.safetensors...\n"
                "       gmserve probe [URL]   (exit 0 if URL, default http://127.0.0.1:8080/readyz, answers 200)\n\n"
-               "Serves generative models over HTTP (SPEC.md section 2). Settings come from defaults, then\n"
+               "Serves generative models over HTTP (README: \"Using the server\"). Settings come from defaults, then\n"
                "the config file (--config FILE or GMSERVE_CONFIG; default " DEFAULT_CONFIG " if present),\n"
                "then flags, then GMSERVE_* variables. `gmserve check` validates model files and exits.\n\n");
     for (int i = 0; i < NOPTIONS; i++) {

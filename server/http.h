@@ -4,8 +4,10 @@
  * HTTP threads (epoll) read requests, hand them to the API and never wait
  * for compute: a request that needs a model is suspended
  * (MHD_suspend_connection) and queued; the worker that finishes it builds
- * the reply and resumes the connection, and an HTTP thread sends it. See
- * notes/libraries.md for the suspend/resume rules this follows.
+ * the reply and resumes the connection, and an HTTP thread sends it
+ * (libmicrohttpd's rules: suspend before the job can finish, resume only a
+ * suspended connection, and never queue a reply from another thread; the
+ * comment at the top of http.c says how).
  */
 #ifndef GM_HTTP_H
 #define GM_HTTP_H

@@ -2,7 +2,7 @@
  * metrics.h - counters, gauges and histograms for GET /metrics (Prometheus
  * text format 0.0.4).
  *
- * What serving users keep asking peers for (notes/serving-peers.md): latency,
+ * What users of other model servers keep asking them for: latency,
  * queue-wait and compute as histograms, not only sums; a pending gauge;
  * requests executed vs batches executed per model and operation, so that
  * the mean batch size is visible; rejections by reason. All updates are

@@ -47,7 +47,7 @@ def model(name, tensors, meta):
 # ---------- NADE ----------
 
 def nade_logp64(W, c, V, b, order, x, relu):
-    """SPEC §1.1 evaluated line by line in float64. x: (B, D)."""
+    """The NADE of docs/model-files.md evaluated line by line in float64. x: (B, D)."""
     W, c, V, b, x = (t.double() for t in (W, c, V, b, x))
     B, D = x.shape
     a = c.expand(B, -1).clone()

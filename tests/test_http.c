@@ -1,6 +1,6 @@
 /*
  * test_http.c - the real daemon over real HTTP on loopback: every route and
- * every error status of SPEC §2 with a body that explains it; values that
+ * every error status of the API with a body that explains it; values that
  * match the core computed in-process; 64 concurrent clients get what the
  * same requests get one by one; floods get 503 and the server lives on;
  * deadlines give 504; API keys and CORS; SIGTERM loses no accepted request;
@@ -35,7 +35,7 @@ static int stop_main(void **state) {
     return rc;
 }
 
-/* The reply is a SPEC error object with this status, and its message
+/* The reply is an API error object with this status, and its message
  * contains want. */
 static void assert_error(const reply_t *r, int status, const char *want, const char *what) {
     if (r->status != status) {

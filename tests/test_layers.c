@@ -3,7 +3,7 @@
  *
  * gm_net_build folds a batch_norm into the linear before it and fuses an
  * activation into the linear before it. Each chain below is run by
- * gm_net_forward and, independently, layer by layer in float64 as SPEC §1.4
+ * gm_net_forward and, independently, layer by layer in float64 as docs/model-format.md
  * defines it, including orders where nothing may be folded (a batch_norm
  * after an activation; a second activation), at batch 1 (the
  * matrix-vector path, dense and sparse inputs) and batch 7.

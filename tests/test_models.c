@@ -1,7 +1,7 @@
 /*
  * test_models.c - every family and op against PyTorch (tests/make_fixtures.py).
  *
- * Tolerances are SPEC's: NADE log p within 1e-4 nats of a float64
+ * Tolerances are the format's (docs/model-files.md): NADE log p within 1e-4 nats of a float64
  * evaluation; network outputs within 1e-4 relative to the output's scale
  * (float32 in both, different summation orders).
  */
@@ -21,7 +21,7 @@ static void check_nade(const char *model_file, const char *ref_file) {
     gm_logp_result *got = calloc(B, sizeof *got);
     assert_int_equal(gm_model_logp(m, B, x->f32, 1, NULL, got), 0);
     for (int r = 0; r < B; r++) {
-        if (fabs(got[r].logp - want[r]) > 1e-4) { /* SPEC §1.1: 1e-4 nats per image */
+        if (fabs(got[r].logp - want[r]) > 1e-4) { /* docs/model-files.md: 1e-4 nats per image */
             print_error("%s image %d: log p %.8f, float64 reference %.8f\n", model_file, r, got[r].logp, want[r]);
             fail();
         }

@@ -1,13 +1,13 @@
 /*
  * test_nade_grad.c - the NADE trainer's NLL and gradient (core/nade_grad.c)
- * against a float64 evaluation of SPEC §1.1 and its central finite
+ * against a float64 evaluation of the NADE of docs/model-files.md and its central finite
  * differences.
  */
 #include "../server/core/nade_grad.h"
 #include "gm/rng.h"
 #include "testutil.h"
 
-/* -log p(x) in double, straight from SPEC §1.1 (raster order, sigmoid). */
+/* -log p(x) in double, straight from docs/model-files.md (raster order, sigmoid). */
 static double nll64(const gm_nade_params *p, const double *WT, const double *V, const double *c, const double *b,
                     const float *x) {
     int D = p->D, H = p->H;

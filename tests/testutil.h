@@ -38,7 +38,7 @@ static inline const char *fixture(const char *name) {
 }
 
 /* max |got-want| / (scale) over n values must be <= tol, where scale is
- * max(1, max |want|) (SPEC: "relative to the output's scale"). Prints the
+ * max(1, max |want|) (the tolerance of docs/model-format.md: relative to the output's scale). Prints the
  * first element that breaks it. */
 static inline void assert_close_f(const char *what, const float *got, const float *want, size_t n,
                                   double tol) {

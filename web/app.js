@@ -7,7 +7,7 @@ const typical = {};       // model name -> {lo, hi, source}
 
 // ---- API -------------------------------------------------------------------
 // Every call goes through here: the API key when given, and the API's own
-// error message (SPEC: {"error": {"status", "message"}}) when it fails.
+// error message ({"error": {"status", "message"}}, as every API error) when it fails.
 async function api(path, options = {}) {
   const headers = Object.assign({}, options.headers);
   const key = $('api-key').value.trim();

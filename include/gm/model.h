@@ -1,7 +1,7 @@
 /*
  * model.h - a loaded generative model and every operation the API serves.
  *
- * gm_model_load reads a SPEC.md §1 file (safetensors + gm.* metadata), builds
+ * gm_model_load reads a model file (docs/model-files.md) (safetensors + gm.* metadata), builds
  * the family's networks and checks every shape, or refuses the file with a
  * message naming it and the reason. A loaded model is immutable: any number
  * of threads may run operations on it at once.

@@ -5,7 +5,7 @@
  * A file is an 8-byte little-endian header length N, N bytes of JSON that map
  * tensor names to {dtype, shape, data_offsets} plus an optional
  * "__metadata__" string map, then the tensor bytes. The loader reads the
- * whole file, checks it (see SPEC.md §1 and notes/safetensors.md), and copies
+ * whole file, checks it (the format's rules: docs/model-files.md), and copies
  * each tensor out: float dtypes (F32, F16, BF16, F64) become F32, integer
  * dtypes (I32, I64) become I64. After loading, the file's bytes are gone; the
  * gm_st owns every tensor and string it hands out.

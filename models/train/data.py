@@ -37,7 +37,7 @@ def load(split):
 
 
 def single_thread(seed):
-    """One thread per training (notes/training.md: threads fight over 2 cores)."""
+    """One thread per training: two trainings' threads fight over 2 cores."""
     torch.set_num_threads(1)
     torch.manual_seed(seed)
 

@@ -1,5 +1,5 @@
 /*
- * nade_train.c - trains the bundled NADE (SPEC.md §1.1, sigmoid, raster
+ * nade_train.c - trains the bundled NADE (docs/model-files.md, sigmoid, raster
  * order) on dynamically binarized Fashion-MNIST, with a hand-written
  * gradient in O(D H) per image.
  *
@@ -12,7 +12,7 @@
  * (1e-3, cosine decay to 1e-5) updates once per batch of 100.
  *
  * Prints one line per epoch (train NLL, test NLL on the fixed binarization of
- * models/README.md every few epochs, seconds) and writes a SPEC §1 file.
+ * models/README.md every few epochs, seconds) and writes a model file (docs/model-files.md).
  */
 #include <cblas.h>
 #include <jansson.h>
@@ -84,7 +84,7 @@ static void adam(float *restrict w, const float *restrict g, float *restrict m, 
     }
 }
 
-/* Writes the model as a SPEC §1 safetensors file (W stored [H, D]). */
+/* Writes the model as a gmserve safetensors file (W stored [H, D]). */
 static int write_model(const char *path, const gm_nade_params *p, json_t *meta) {
     int D = p->D, H = p->H;
     float *W = malloc((size_t)D * H * sizeof(float));

@@ -2,7 +2,7 @@
 # make weights: retrains every bundled model on Fashion-MNIST, evaluates them
 # with gmserve's own code and stamps the metrics into the files.
 #   models/train/train_all.sh BUILD [OUTDIR]
-# Two lanes share the two cores, one thread each (notes/training.md):
+# Two lanes share the two cores, one thread each (more threads fight over the two cores):
 #   lane 1: VAE, NADE (C), classifier      lane 2: GAN (+ encoder)
 # The GAN, the longest training, has a lane of its own.
 # Each lane's progress lines (epoch, loss, time) go to the terminal and to

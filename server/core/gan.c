@@ -1,5 +1,5 @@
 /*
- * gan.c - generative adversarial network generators (SPEC.md §1.3).
+ * gan.c - generative adversarial network generators (docs/model-files.md).
  *
  * The generator maps z (followed by a one-hot label for class-conditional
  * models) to an image in tanh range [-1, 1] or sigmoid range [0, 1]; pixels

@@ -1,5 +1,5 @@
 /*
- * model.c - loads a SPEC.md §1 model file and dispatches operations to its
+ * model.c - loads a model file (docs/model-files.md) and dispatches operations to its
  * family.
  *
  * The metadata every family shares is read and validated here once (format,

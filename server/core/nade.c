@@ -1,5 +1,5 @@
 /*
- * nade.c - the Neural Autoregressive Distribution Estimator (SPEC.md §1.1).
+ * nade.c - the Neural Autoregressive Distribution Estimator (docs/model-files.md).
  *
  * log p(x) = sum_k log p(x_{o_k} | x_{o_<k}) with each conditional a logistic
  * regression on h_k = act(a_k), where a_k = c + sum_{j<k} W[:, o_j] x_{o_j}.

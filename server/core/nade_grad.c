@@ -2,7 +2,7 @@
  * nade_grad.c - NADE's NLL and its gradient without the B*D*H tensor.
  *
  * PyTorch needs every prefix sum a_k of a batch at once (~25 min an epoch
- * at H = 500, notes/training.md). The gradient needs none of them stored:
+ * at H = 500, measured on 2 cores). The gradient needs none of them stored:
  *   forward:  a_D = c + W x is one sgemm for the whole batch;
  *   backward: walking k = D-1 .. 0, a_k = a_{k+1} - W[:, k] x_k recovers each
  *             prefix sum, h_k = sigmoid(a_k) (recomputed only when x_k = 1,

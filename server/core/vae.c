@@ -1,5 +1,5 @@
 /*
- * vae.c - variational autoencoder (SPEC.md §1.2).
+ * vae.c - variational autoencoder (docs/model-files.md).
  *
  * The encoder maps an image to (mean, logvar) of q(z|x); the decoder maps z
  * to the parameters of p(x|z), whose distribution gm.likelihood names
