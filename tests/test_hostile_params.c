@@ -20,6 +20,7 @@
 #include "api.h"
 #include "base64.h"
 #include "daemon.h"
+#include "queue.h" /* gm_now_s */
 #include "gm/rng.h"
 #include "pngio.h"
 
@@ -39,12 +40,6 @@ static int stop(void **state) {
     int rc = daemon_stop(&d);
     if (rc != 0) fprintf(stderr, "gmserve exited %d; see %s\n", rc, d.log);
     return rc;
-}
-
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + t.tv_nsec * 1e-9;
 }
 
 /* The reply has this status and is an error object (valid JSON, so valid
@@ -293,9 +288,9 @@ static void test_json_body_cost_is_bounded(void **state) {
         body[off++] = '0', body[off++] = ',';
     strcpy(body + off - 1, "]}");
     long before = peak_rss_kb(d.pid);
-    double t0 = now_s();
+    double t0 = gm_now_s();
     reply_t r = post("/v1/models/vae/encode", "application/json", body, strlen(body));
-    double secs = now_s() - t0;
+    double secs = gm_now_s() - t0;
     expect_error(&r, 413, "max_images", "an 8 MB JSON array");
     long grown = peak_rss_kb(d.pid) - before;
     print_message("an 8 MB array of 4M values: 413 in %.3f s, peak memory +%ld kB\n", secs, grown);
@@ -344,9 +339,9 @@ static void test_upscaled_grid_is_exact_and_quick(void **state) {
     size_t l1, l16;
     char err[GM_ERR_LEN];
     assert_int_equal(gm_png_encode(px, n, 28, 28, 1, 1, "one", &p1, &l1, err), 0);
-    double t0 = now_s();
+    double t0 = gm_now_s();
     assert_int_equal(gm_png_encode(px, n, 28, 28, 1, 16, "sixteen", &p16, &l16, err), 0);
-    double secs = now_s() - t0;
+    double secs = gm_now_s() - t0;
     print_message("256 images at scale 16: %zu bytes in %.3f s\n", l16, secs);
     assert_true(secs < 5.0);
     int w1, h1, w16, h16;

@@ -412,15 +412,6 @@ static void test_text_guards(void **state) {
     free(deep);
 }
 
-/* Runs a shell command; returns its exit status and its output in out. */
-static int run(const char *cmd, char *out, size_t n) {
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    size_t got = fread(out, 1, n - 1, p);
-    out[got] = 0;
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
 
 static const char *bin(void) { return getenv("GMSERVE_BIN") ? getenv("GMSERVE_BIN") : "build/gmserve"; }
 
@@ -430,7 +421,7 @@ static const char *bin(void) { return getenv("GMSERVE_BIN") ? getenv("GMSERVE_BI
 static void test_check_and_daemon(void **state) {
     char cmd[1024], out[8192];
     snprintf(cmd, sizeof cmd, "%s check %s 2>&1", bin(), fixture("vae_mlp.safetensors"));
-    int rc = run(cmd, out, sizeof out);
+    int rc = run_command(cmd, out, sizeof out);
     if (rc != 0 || !strstr(out, "self-test ran sample, logp, encode, decode on 2 rows") ||
         !strstr(out, "finite")) {
         print_error("check on a good file: rc %d, output: %s\n", rc, out);
@@ -440,7 +431,7 @@ static void test_check_and_daemon(void **state) {
     ts[0].poison_at = 0, ts[0].poison = NAN;
     const char *path = write_model(VAE_META, ts, N(ts));
     snprintf(cmd, sizeof cmd, "%s check %s 2>&1", bin(), path);
-    rc = run(cmd, out, sizeof out);
+    rc = run_command(cmd, out, sizeof out);
     if (rc != 1 || !strstr(out, path) || !strstr(out, "'enc.w'")) {
         print_error("check on a NaN file: rc %d, output: %s\n", rc, out);
         fail();
@@ -450,7 +441,7 @@ static void test_check_and_daemon(void **state) {
     assert_int_equal(write(fd, "{}\n", 3), 3);
     close(fd);
     snprintf(cmd, sizeof cmd, "%s --config %s --listen 127.0.0.1:0 --model bad=%s 2>&1", bin(), config, path);
-    rc = run(cmd, out, sizeof out);
+    rc = run_command(cmd, out, sizeof out);
     unlink(config);
     unlink(path);
     if (rc == 0 || !strstr(out, "'enc.w'")) {

@@ -805,15 +805,6 @@ static void test_refusals_say_what_to_run(void **state) {
     unlink(path);
 }
 
-static int run(const char *cmd, char *out, size_t n) {
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    size_t got = fread(out, 1, n - 1, p);
-    out[got] = 0;
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 /* `gmserve check` says what each file is: the evaluation classifier is
  * described, not failed; a file with probes says what they verified; the
  * bundled models all pass (exit 0). */
@@ -837,7 +828,7 @@ static void test_check_says_what_files_are(void **state) {
     strcpy(probed, write_file(&v));
     const char *bin = getenv("GMSERVE_BIN") ? getenv("GMSERVE_BIN") : "build/gmserve";
     snprintf(cmd, sizeof cmd, "%s check %s %s models/*.safetensors 2>&1", bin, classifier, probed);
-    int rc = run(cmd, out, sizeof out);
+    int rc = run_command(cmd, out, sizeof out);
     char want_c[160], want_p[160];
     snprintf(want_c, sizeof want_c, "%s: the evaluation classifier (gm.family classifier)", classifier);
     snprintf(want_p, sizeof want_p, "%s: probes: encoder, decoder verified (3 probe inputs each)", probed);
@@ -851,7 +842,7 @@ static void test_check_says_what_files_are(void **state) {
     meta_set(&c, "gm.head", "[{\"op\":\"linear\",\"weight\":\"missing\"}]");
     const char *broken = write_file(&c);
     snprintf(cmd, sizeof cmd, "%s check %s 2>&1", bin, broken);
-    rc = run(cmd, out, sizeof out);
+    rc = run_command(cmd, out, sizeof out);
     unlink(broken);
     unlink(classifier);
     unlink(probed);

@@ -17,6 +17,17 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <sys/wait.h>
+
+/* Runs a shell command; returns its exit status and its output in out. */
+static inline int run_command(const char *cmd, char *out, size_t n) {
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t got = fread(out, 1, n - 1, p);
+    out[got] = 0;
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
 
 /* An in-memory safetensors file: 8-byte length, header text, data bytes. */
 static inline uint8_t *st_build(const char *header, const void *data, size_t data_len, size_t *out_len) {
