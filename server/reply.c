@@ -59,9 +59,11 @@ static void json_body(gm_reply *r, int status, json_t *v) {
     char *text = v ? json_dumps(v, JSON_COMPACT | JSON_REAL_PRECISION(10)) : NULL;
     json_decref(v);
     if (!text) {
-        static const char OOM[] = "{\"error\":{\"status\":500,\"message\":\"out of memory\"}}";
-        char *copy = strdup(OOM);
-        set_body(r, gm_error_status(GM_E_INTERNAL), "application/json", (uint8_t *)copy, copy ? sizeof OOM - 1 : 0);
+        char oom[96];
+        int n = snprintf(oom, sizeof oom, "{\"error\":{\"status\":%d,\"message\":\"out of memory\"}}",
+                         gm_error_status(GM_E_INTERNAL));
+        char *copy = strdup(oom);
+        set_body(r, gm_error_status(GM_E_INTERNAL), "application/json", (uint8_t *)copy, copy ? (size_t)n : 0);
         r->failed = true;
         r->kind = GM_E_INTERNAL;
         return;

@@ -165,9 +165,34 @@ static void test_metrics_render_every_sent_status(void **state) {
     }
 }
 
+/* And every status the error table can produce, whatever is added to it. */
+static void test_metrics_label_every_error_kind(void **state) {
+    static const char *const ROUTES[] = {"r"}, *const MODELS[] = {"m"};
+    gm_metrics *m = gm_metrics_new(1, ROUTES, 1, MODELS);
+    for (int k = 0; k < GM_E_COUNT; k++) gm_metrics_request(m, 0, -1, gm_errors[k].status, 1000);
+    size_t len;
+    char *text = gm_metrics_render(m, 0, 1, 1, &len);
+    for (int k = 0; k < GM_E_COUNT; k++) {
+        char want[64];
+        snprintf(want, sizeof want, "status=\"%d\"}", gm_errors[k].status);
+        if (!strstr(text, want)) {
+            print_error("kind %s (status %d) is not labelled by its status\n", gm_errors[k].name, gm_errors[k].status);
+            fail();
+        }
+        if (gm_errors[k].reason) { /* and its reason is a rejection series */
+            snprintf(want, sizeof want, "gmserve_rejections_total{reason=\"%s\"}", gm_errors[k].reason);
+            assert_non_null(strstr(text, want));
+        }
+    }
+    assert_null(strstr(text, "other_"));
+    free(text);
+    gm_metrics_free(m);
+}
+
 int main(void) {
     const struct CMUnitTest unit[] = {
         cmocka_unit_test(test_metrics_render_every_sent_status),
+        cmocka_unit_test(test_metrics_label_every_error_kind),
     };
     const struct CMUnitTest live[] = {
         cmocka_unit_test(test_options_matches_each_route),
