@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 
 #include "api.h"
+#include "params.h"
 
 enum { MAX_PAGE_FILE = 4 << 20 };
 
@@ -69,9 +70,15 @@ static bool authorized(const gm_server *s, const char *auth) {
 static json_t *model_json(const gm_server *s, int i) {
     const gm_model *m = s->models[i];
     const gm_model_info *in = gm_model_get_info(m);
-    json_t *ops = json_array(), *meta = json_object();
-    for (int op = 0; op < GM_OP_COUNT; op++)
-        if (in->supports[op]) json_array_append_new(ops, json_string(gm_op_name((gm_op)op)));
+    json_t *ops = json_array(), *meta = json_object(), *params = json_object();
+    for (int op = 0; op < GM_OP_COUNT; op++) {
+        if (!in->supports[op]) continue;
+        json_array_append_new(ops, json_string(gm_op_name((gm_op)op)));
+        json_t *names = json_array(); /* the parameter table's, as the 400 for an unknown one lists them */
+        for (int p = 0; p < GM_P_COUNT; p++)
+            if (gm_param_takes((gm_param)p, (gm_op)op)) json_array_append_new(names, json_string(gm_params[p].name));
+        json_object_set_new(params, gm_op_name((gm_op)op), names);
+    }
     for (int k = 0; k < gm_model_meta_count(m); k++) {
         const char *key, *value = gm_model_meta_at(m, k, &key);
         /* layer lists are architecture, not facts a client needs; JSON-valued facts stay JSON */
@@ -83,10 +90,10 @@ static json_t *model_json(const gm_server *s, int i) {
             v = json_loads(value, 0, NULL);
         json_object_set_new(meta, key, v ? v : json_string(value));
     }
-    json_t *o = json_pack("{s:s,s:s,s:{s:i,s:i,s:i},s:i,s:i,s:i,s:o,s:b,s:b,s:o}", "name", s->model_names[i],
+    json_t *o = json_pack("{s:s,s:s,s:{s:i,s:i,s:i},s:i,s:i,s:i,s:o,s:o,s:b,s:b,s:o}", "name", s->model_names[i],
                           "family", gm_family_name(in->family), "image", "height", in->height, "width", in->width,
                           "channels", in->channels, "latent_dim", in->latent_dim, "encode_dim", in->encode_dim,
-                          "code_dim", in->code_dim, "operations", ops,
+                          "code_dim", in->code_dim, "operations", ops, "parameters", params,
                           "binary", in->binary, "exact_logp", in->exact_logp, "metadata", meta);
     if (o && in->num_classes) {
         json_t *names = json_array();

@@ -376,6 +376,15 @@ static bool keep_png(gm_operation *c, size_t i, uint8_t *bytes, size_t len) {
     return true;
 }
 
+/* The entries of an array parameter (images, latents) within its range. */
+static bool count_in_range(gm_operation *c, gm_param id, long n) {
+    const gm_param_def *d = &gm_params[id];
+    long lo = (long)d->min, hi = (long)gm_param_max(id, c->srv->cfg);
+    if (n >= lo && n <= hi) return true;
+    return fail(c, GM_E_OUT_OF_RANGE, "%s has %ld entries; send %ld to %ld (the server's %s setting)", d->name, n, lo,
+                hi, d->max_setting);
+}
+
 /* Reads one input image, a {"png": base64} or {"pixels": [D numbers]}
  * object: pixels into out (D floats), a PNG's bytes for the worker. */
 static bool read_image(gm_operation *c, const gm_model_info *in, json_t *img, size_t i, float *out) {
@@ -412,9 +421,7 @@ static bool read_images(gm_operation *c, const gm_model_info *in, json_t *p, con
     else if (!json_is_array(images))
         return fail(c, GM_E_BAD_PARAM, "the body needs \"images\": [{\"png\": \"<base64>\"}, ...]");
     else *n = (long)json_array_size(images);
-    if (*n < 1 || *n > c->srv->cfg->max_images)
-        return fail(c, GM_E_OUT_OF_RANGE, "images has %ld entries; send 1 to %ld (the server's max_images setting)", *n,
-                    c->srv->cfg->max_images);
+    if (!count_in_range(c, GM_P_IMAGES, *n)) return false;
     c->in = malloc((size_t)*n * in->dim * sizeof *c->in);
     c->png = calloc((size_t)*n, sizeof *c->png);
     c->png_len = calloc((size_t)*n, sizeof *c->png_len);
@@ -504,9 +511,7 @@ static bool prepare_decode(gm_operation *c, const gm_model_info *in, json_t *p) 
     json_t *latents = json_object_get(p, "latents");
     if (!json_is_array(latents)) return fail(c, GM_E_BAD_PARAM, "the body needs \"latents\": [[%d numbers], ...]", in->latent_dim);
     long n = (long)json_array_size(latents);
-    if (n < 1 || n > c->srv->cfg->max_images)
-        return fail(c, GM_E_OUT_OF_RANGE, "latents has %ld entries; send 1 to %ld (the server's max_images setting)", n,
-                    c->srv->cfg->max_images);
+    if (!count_in_range(c, GM_P_LATENTS, n)) return false;
     if (!prepare_output_format(c, p, false) || !check_output_size(c, in, n)) return false;
     c->in = malloc((size_t)n * in->latent_dim * sizeof *c->in);
     c->out = malloc((size_t)n * in->dim * sizeof *c->out);

@@ -86,6 +86,31 @@ static void test_listed_operations_are_served(void **state) {
                 fail();
             }
             reply_free(&o);
+            /* each parameter listed for it is taken (a bad value of it is
+             * refused as a value, not as an unknown parameter), and the 400
+             * for an unknown one lists the same names */
+            json_t *names = json_object_get(json_object_get(m, "parameters"), json_string_value(op)), *pn;
+            size_t k;
+            char body[128], takes[256] = "";
+            assert_true(json_array_size(names) > 0);
+            json_array_foreach(names, k, pn) {
+                snprintf(body, sizeof body, "{\"%s\": {\"not\": \"valid\"}}", json_string_value(pn));
+                o = http_json(d.port, path, body);
+                assert_true(o.status == 400 || o.status == 422);
+                assert_null(strstr((char *)o.body, "unknown parameter"));
+                reply_free(&o);
+                snprintf(takes + strlen(takes), sizeof takes - strlen(takes), "%s%s", k ? ", " : "",
+                         json_string_value(pn));
+            }
+            o = http_json(d.port, path, "{\"no_such_parameter\": 1}");
+            assert_int_equal(o.status, 400);
+            char want[300];
+            snprintf(want, sizeof want, "it takes: %s\"", takes);
+            if (!strstr((char *)o.body, want)) {
+                print_error("%s: %s lacks %s\n", path, (char *)o.body, want);
+                fail();
+            }
+            reply_free(&o);
         }
     }
     json_decref(v);
