@@ -17,10 +17,10 @@
 #include "server.h"
 
 typedef struct {
-    int model;       /* index into srv->models */
+    int model; /* index into srv->models */
     gm_op op;
-    json_t *params;  /* query and JSON body merged ("model" removed); read and may be rewritten */
-    bool get;        /* a GET: images reply as one PNG unless format says otherwise */
+    json_t *params; /* query and JSON body merged ("model" removed); read and may be rewritten */
+    bool get;       /* a GET: images reply as one PNG unless format says otherwise */
     /* One image sent as an image/png body (logp, encode, discriminate), or
      * NULL. When png_buffer is not NULL it holds png's malloc'd buffer, and
      * the operation takes it by setting *png_buffer to NULL; else it copies. */

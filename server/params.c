@@ -16,44 +16,52 @@
 #define ENCODE OP(GM_OP_ENCODE)
 #define DECODE OP(GM_OP_DECODE)
 #define DISC OP(GM_OP_DISCRIMINATE)
-#define SETTING(s) #s, offsetof(gm_config, s)
-#define NO_SETTING NULL, 0
+#define MAX_SETTING(s) .max_setting = #s, .max_offset = offsetof(gm_config, s)
+#define DEFAULT_SETTING(s) .dflt_setting = #s, .dflt_offset = offsetof(gm_config, s)
 
+/* one parameter a line or two, as clang-format would not keep it */
+/* clang-format off */
 const gm_param_def gm_params[GM_P_COUNT] = {
-    [GM_P_IMAGES] = {"images", "array", 1, 0, false, SETTING(max_images), 0, NO_SETTING, "-", {NULL},
-                     LOGP | ENCODE | DISC,
-                     "the input images, each {\"png\": base64} or {\"pixels\": [H*W*C numbers in 0..1]}; "
-                     "or send one image as an image/png body"},
-    [GM_P_LATENTS] = {"latents", "array", 1, 0, false, SETTING(max_images), 0, NO_SETTING, "-", {NULL}, DECODE,
-                      "the latents to decode, each latent_dim numbers within +-1e4"},
-    [GM_P_N] = {"n", "integer", 1, 0, false, SETTING(max_n), 1, NO_SETTING, "1", {NULL}, SAMPLE,
-                "images to draw (one PNG grid, or one entry each with format=json)"},
-    [GM_P_K] = {"k", "integer", 1, 0, false, SETTING(max_k), 0, SETTING(default_k), "default_k", {NULL}, LOGP,
-                "importance samples per image for a VAE's log p (ignored by exact models)"},
-    [GM_P_SEED] = {"seed", "integer", 0, 18446744073709551615.0, false, NO_SETTING, 0, NO_SETTING,
-                   "drawn (sample), 0 (logp)", {NULL}, SAMPLE | LOGP,
-                   "the random stream: the same seed gives the same reply (an integer, or a decimal string "
-                   "past 2^63 - 1)"},
-    [GM_P_TEMPERATURE] = {"temperature", "number", 0, 100, true, NO_SETTING, 1, NO_SETTING, "1", {NULL}, SAMPLE,
-                          "scales the sampling noise"},
-    [GM_P_LABEL] = {"label", "integer", 0, 0, false, NO_SETTING, 0, NO_SETTING, "random (sample)", {NULL},
-                    SAMPLE | DECODE,
-                    "the class of a class-conditional model: an index 0..num_classes-1 or a class name; decode "
-                    "takes one per latent too"},
-    [GM_P_TRUNCATION] = {"truncation", "number", 0, 100, true, NO_SETTING, 0, NO_SETTING, "none", {NULL}, SAMPLE,
-                         "GAN only: redraw latent values beyond +-truncation"},
-    [GM_P_CODE] = {"code", "array", -1e4, 1e4, false, NO_SETTING, 0, NO_SETTING, "random (sample)", {NULL},
-                   SAMPLE | DECODE,
-                   "a GAN's continuous code: code_dim numbers (decode: one for every latent, or one per latent)"},
-    [GM_P_MODE] = {"mode", "string", 0, 0, false, NO_SETTING, 0, NO_SETTING, "mean", {"mean", "sample", NULL},
-                   SAMPLE, "VAE only: the decoder's mean image, or pixels drawn from it"},
-    [GM_P_FORMAT] = {"format", "string", 0, 0, false, NO_SETTING, 0, NO_SETTING, "png for GET, json for POST",
-                     {"png", "json", NULL}, SAMPLE | DECODE, "one PNG (a grid for n > 1), or JSON with a PNG per image"},
-    [GM_P_SCALE] = {"scale", "integer", 1, 0, false, SETTING(max_scale), 1, NO_SETTING, "1", {NULL},
-                    SAMPLE | DECODE, "upscales each image by this factor (nearest neighbour)"},
+    [GM_P_IMAGES] = {.name = "images", .type = "array", .min = 1, MAX_SETTING(max_images), .dflt_text = "-",
+        .ops = LOGP | ENCODE | DISC,
+        .description = "the input images, each {\"png\": base64} or {\"pixels\": [H*W*C numbers in 0..1]}; "
+                       "or send one image as an image/png body"},
+    [GM_P_LATENTS] = {.name = "latents", .type = "array", .min = 1, MAX_SETTING(max_images), .dflt_text = "-",
+        .ops = DECODE, .description = "the latents to decode, each latent_dim numbers within +-1e4"},
+    [GM_P_N] = {.name = "n", .type = "integer", .min = 1, MAX_SETTING(max_n), .dflt = 1, .dflt_text = "1",
+        .ops = SAMPLE, .description = "images to draw (one PNG grid, or one entry each with format=json)"},
+    [GM_P_K] = {.name = "k", .type = "integer", .min = 1, MAX_SETTING(max_k), DEFAULT_SETTING(default_k),
+        .dflt_text = "default_k", .ops = LOGP,
+        .description = "importance samples per image for a VAE's log p (ignored by exact models)"},
+    [GM_P_SEED] = {.name = "seed", .type = "integer", .min = 0, .max = 18446744073709551615.0,
+        .dflt_text = "drawn (sample), 0 (logp)", .ops = SAMPLE | LOGP,
+        .description = "the random stream: the same seed gives the same reply (an integer, or a decimal string "
+                       "past 2^63 - 1)"},
+    [GM_P_TEMPERATURE] = {.name = "temperature", .type = "number", .min = 0, .min_open = true, .max = 100,
+        .dflt = 1, .dflt_text = "1", .ops = SAMPLE, .description = "scales the sampling noise"},
+    [GM_P_LABEL] = {.name = "label", .type = "integer", .dflt_text = "random (sample)", .ops = SAMPLE | DECODE,
+        .description = "the class of a class-conditional model: an index 0..num_classes-1 or a class name; "
+                       "decode takes one per latent too"},
+    [GM_P_TRUNCATION] = {.name = "truncation", .type = "number", .min = 0, .min_open = true, .max = 100,
+        .dflt_text = "none", .ops = SAMPLE, .description = "GAN only: redraw latent values beyond +-truncation"},
+    [GM_P_CODE] = {.name = "code", .type = "array", .min = -1e4, .max = 1e4, .dflt_text = "random (sample)",
+        .ops = SAMPLE | DECODE,
+        .description = "a GAN's continuous code: code_dim numbers (decode: one for every latent, or one per "
+                       "latent)"},
+    [GM_P_MODE] = {.name = "mode", .type = "string", .dflt_text = "mean", .choices = {"mean", "sample"},
+        .ops = SAMPLE, .description = "VAE only: the decoder's mean image, or pixels drawn from it"},
+    [GM_P_FORMAT] = {.name = "format", .type = "string", .dflt_text = "png for GET, json for POST",
+        .choices = {"png", "json"}, .ops = SAMPLE | DECODE,
+        .description = "one PNG (a grid for n > 1), or JSON with a PNG per image"},
+    [GM_P_SCALE] = {.name = "scale", .type = "integer", .min = 1, MAX_SETTING(max_scale), .dflt = 1,
+        .dflt_text = "1", .ops = SAMPLE | DECODE,
+        .description = "upscales each image by this factor (nearest neighbour)"},
 };
+/* clang-format on */
 
-static long setting(const gm_config *cfg, size_t offset) { return *(const long *)((const char *)cfg + offset); }
+static long setting(const gm_config *cfg, size_t offset) {
+    return *(const long *)((const char *)cfg + offset);
+}
 
 double gm_param_max(gm_param p, const gm_config *cfg) {
     const gm_param_def *d = &gm_params[p];
@@ -98,10 +106,13 @@ void gm_params_markdown(FILE *f) {
         else if (!strcmp(d->name, "seed"))
             snprintf(range, sizeof range, "0 to 2^64 - 1");
         else
-            snprintf(range, sizeof range, "%s %g, at most %g", d->min_open ? "above" : "at least", d->min, d->max);
+            snprintf(range, sizeof range, "%s %g, at most %g", d->min_open ? "above" : "at least", d->min,
+                     d->max);
         for (int op = 0; op < GM_OP_COUNT; op++)
             if (gm_param_takes((gm_param)p, (gm_op)op))
-                snprintf(ops + strlen(ops), sizeof ops - strlen(ops), "%s%s", ops[0] ? ", " : "", gm_op_name((gm_op)op));
-        fprintf(f, "| `%s` | %s | %s | %s | %s | %s |\n", d->name, d->type, range, d->dflt_text, ops, d->description);
+                snprintf(ops + strlen(ops), sizeof ops - strlen(ops), "%s%s", ops[0] ? ", " : "",
+                         gm_op_name((gm_op)op));
+        fprintf(f, "| `%s` | %s | %s | %s | %s | %s |\n", d->name, d->type, range, d->dflt_text, ops,
+                d->description);
     }
 }

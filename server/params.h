@@ -36,17 +36,17 @@ typedef enum {
 
 typedef struct {
     const char *name;
-    const char *type; /* as JSON Schema names it: "integer", "number", "string", "array" */
-    double min, max;  /* for integers and numbers; max is overridden by max_setting */
-    bool min_open;    /* the range is (min, max] */
-    const char *max_setting; /* the setting whose value is the maximum, or NULL */
-    size_t max_offset;       /* its offset in gm_config */
-    double dflt;             /* the default of an integer or number */
+    const char *type;         /* as JSON Schema names it: "integer", "number", "string", "array" */
+    double min, max;          /* for integers and numbers; max is overridden by max_setting */
+    bool min_open;            /* the range is (min, max] */
+    const char *max_setting;  /* the setting whose value is the maximum, or NULL */
+    size_t max_offset;        /* its offset in gm_config */
+    double dflt;              /* the default of an integer or number */
     const char *dflt_setting; /* the setting whose value is the default, or NULL */
     size_t dflt_offset;
-    const char *dflt_text;   /* the default as the docs say it */
-    const char *choices[3];  /* the values of a string parameter, NULL-terminated */
-    unsigned ops;            /* bit 1 << op of each operation that takes it */
+    const char *dflt_text;  /* the default as the docs say it */
+    const char *choices[3]; /* the values of a string parameter, NULL-terminated */
+    unsigned ops;           /* bit 1 << op of each operation that takes it */
     const char *description;
 } gm_param_def;
 

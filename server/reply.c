@@ -12,7 +12,8 @@
 
 bool gm_reply_header(gm_reply *r, const char *name, const char *fmt, ...) {
     int i = 0;
-    while (i < r->n_headers && strcasecmp(r->headers[i].name, name) != 0) i++;
+    while (i < r->n_headers && strcasecmp(r->headers[i].name, name) != 0)
+        i++;
     if (i == GM_REPLY_HEADERS || strlen(name) >= GM_HEADER_NAME_LEN) return false;
     gm_header *h = &r->headers[i];
     va_list ap;
@@ -63,7 +64,8 @@ static void json_body(gm_reply *r, int status, json_t *v) {
         int n = snprintf(oom, sizeof oom, "{\"error\":{\"status\":%d,\"message\":\"out of memory\"}}",
                          gm_error_status(GM_E_INTERNAL));
         char *copy = strdup(oom);
-        set_body(r, gm_error_status(GM_E_INTERNAL), "application/json", (uint8_t *)copy, copy ? (size_t)n : 0);
+        set_body(r, gm_error_status(GM_E_INTERNAL), "application/json", (uint8_t *)copy,
+                 copy ? (size_t)n : 0);
         r->failed = true;
         r->kind = GM_E_INTERNAL;
         return;

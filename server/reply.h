@@ -27,7 +27,7 @@ typedef struct {
 } gm_header;
 
 typedef struct {
-    int status; /* 0 until a body is built */
+    int status;  /* 0 until a body is built */
     bool failed; /* an error reply: kind says which */
     gm_error_kind kind;
     uint8_t *body; /* malloc'd */
