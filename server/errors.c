@@ -24,7 +24,7 @@ const gm_error_def gm_errors[GM_E_COUNT] = {
                            "a request target over 8192 bytes or with over 256 query parameters"},
     [GM_E_MEDIA_TYPE] =
         {"unsupported_media_type", 415, NULL,
-         "a body that is neither application/json nor (for logp, encode, discriminate) image/png"},
+         "a body that is neither application/json nor (for logp, encode, discriminate, complete) image/png"},
     [GM_E_OUT_OF_RANGE] =
         {"out_of_range", 422, NULL,
          "a well-formed value out of its range (the message names the range and the setting)"},

@@ -17,6 +17,10 @@
  *
  * Sampling runs the same recurrence, drawing x_i ~ Bernoulli(sigmoid(logit /
  * T)) from the row's own stream; the returned log p is the model's (T = 1).
+ * Completion is sampling that keeps the row's first `given` pixels of its
+ * input instead of the drawn ones: the conditionals of the rest are then
+ * exactly p(x_i | x_<i) given the kept pixels. It is served only when the
+ * order is raster order, where "the first rows" are a prefix of the order.
  */
 #include <cblas.h>
 #include <math.h>
@@ -35,7 +39,7 @@ typedef struct {
     float *c;  /* (H) */
     float *b;  /* (D) */
     int *order;
-    bool relu;
+    bool relu, raster; /* raster: order is the identity */
 } nade;
 
 static void nade_free(void *p) {
@@ -130,10 +134,13 @@ static void *nade_load(const gm_st *st, gm_model_info *info, char err[GM_ERR_LEN
         goto fail;
     }
     m->relu = act && strcmp(act, "relu") == 0;
+    m->raster = true;
+    for (int k = 0; k < D; k++) m->raster &= m->order[k] == k;
     info->encode_dim = H;
     info->binary = true;
     info->exact_logp = true;
     info->supports[GM_OP_SAMPLE] = info->supports[GM_OP_LOGP] = info->supports[GM_OP_ENCODE] = true;
+    info->supports[GM_OP_COMPLETE] = m->raster;
     return m;
 oom:
     gm_errorf(err, "%s: out of memory", L);
@@ -177,13 +184,15 @@ static inline void dot4(const float *const h[4], const float *restrict v, int H,
     out[0] = s0, out[1] = s1, out[2] = s2, out[3] = s3;
 }
 
-/* One call's rows and where their results go. */
+/* One call's rows and where their results go: scoring (rows NULL), sampling
+ * (x NULL) or completion (both). */
 typedef struct {
     const nade *m;
-    const float *x; /* rows == NULL: the binary images to score */
-    float *drawn;   /* rows != NULL: where drawn pixels go */
+    const float *x; /* the binary images to score, or whose first rows[r].given pixels to keep */
+    float *drawn;   /* rows != NULL: where the pixels go */
     gm_row *rows;
     double *logp;
+    double *rest; /* completion: log p of the pixels not kept, given the kept ones */
 } nade_call;
 
 /* Rows of one block of nade_rows: its state (a and h, 2 H floats per row)
@@ -220,6 +229,7 @@ static int nade_block(const nade_call *c, int r0, int r1) {
     for (int r = 0; r < B; r++) { /* a = 0 + c */
         add_and_activate(A + (size_t)r * H, Hs + (size_t)r * H, m->c, H, m->relu);
         c->logp[r0 + r] = 0.0;
+        if (c->rest) c->rest[r0 + r] = 0.0;
     }
     for (int k = 0; k < D; k++) {
         int i = m->order[k];
@@ -234,17 +244,20 @@ static int nade_block(const nade_call *c, int r0, int r1) {
         for (int r = 0; r < B; r++) {
             size_t px = (size_t)(r0 + r) * D + i;
             double logit = (double)(m->b[i] + logits[r]), e = exp(-fabs(logit));
-            bool on;
+            bool on, kept = !c->rows || (c->x && k < c->rows[r0 + r].given);
             if (c->rows) {
                 gm_row *row = &c->rows[r0 + r];
                 double p = row->temperature == 1.0f ? (logit >= 0 ? 1.0 : e) / (1.0 + e)
                                                     : 1.0 / (1.0 + exp(-logit / row->temperature));
-                on = gm_rng_uniform(&row->rng) < p;
+                on = gm_rng_uniform(&row->rng) < p; /* drawn for a kept pixel too: the stream stays sample's */
+                if (kept) on = c->x[px] != 0.0f;
                 c->drawn[px] = on ? 1.0f : 0.0f;
             } else {
                 on = c->x[px] != 0.0f;
             }
-            c->logp[r0 + r] -= gm_softplus_e(on ? -logit : logit, e); /* log sigmoid(+-logit), e shared with p */
+            double term = -gm_softplus_e(on ? -logit : logit, e); /* log sigmoid(+-logit), e shared with p */
+            c->logp[r0 + r] += term;
+            if (c->rest && !kept) c->rest[r0 + r] += term;
             if (on) add_and_activate(A + (size_t)r * H, Hs + (size_t)r * H, w, H, m->relu);
         }
     }
@@ -255,8 +268,8 @@ static int nade_block(const nade_call *c, int r0, int r1) {
 }
 
 /* Rows split across the compute threads, a few images each at least. */
-static int nade_run(const nade *m, int B, const float *x, float *drawn, gm_row *rows, double *logp) {
-    nade_call c = {m, x, drawn, rows, logp};
+static int nade_run(const nade *m, int B, const float *x, float *drawn, gm_row *rows, double *logp, double *rest) {
+    nade_call c = {m, x, drawn, rows, logp, rest};
     return gm_parallel_rows(B, 4, nade_rows, &c);
 }
 
@@ -265,7 +278,7 @@ static int nade_logp(const void *p, const gm_model_info *info, int B, const floa
     const nade *m = p;
     double *lp = malloc((size_t)B * sizeof *lp);
     if (!lp) return -1;
-    int rc = nade_run(m, B, x, NULL, NULL, lp);
+    int rc = nade_run(m, B, x, NULL, NULL, lp, NULL);
     for (int r = 0; r < B && !rc; r++) out[r] = (gm_logp_result){lp[r], NAN, NAN};
     free(lp);
     return rc;
@@ -275,9 +288,14 @@ static int nade_sample(const void *p, const gm_model_info *info, int B, gm_row *
     const nade *m = p;
     double *lp = logp ? logp : malloc((size_t)B * sizeof *lp);
     if (!lp) return -1;
-    int rc = nade_run(m, B, NULL, pixels, rows, lp);
+    int rc = nade_run(m, B, NULL, pixels, rows, lp, NULL);
     if (!logp) free(lp);
     return rc;
+}
+
+static int nade_complete(const void *p, const gm_model_info *info, int B, const float *x, gm_row *rows,
+                         float *pixels, double *logp, double *logp_rest) {
+    return nade_run(p, B, x, pixels, rows, logp, logp_rest);
 }
 
 /* features: act(c + W x) for the whole image, one sgemm. z: (B, H) */
@@ -301,4 +319,5 @@ const gm_family_impl gm_nade_family = {
     .sample = nade_sample,
     .logp = nade_logp,
     .encode = nade_encode,
+    .complete = nade_complete,
 };
