@@ -550,12 +550,16 @@ static bool get_given(gm_operation *c, const gm_model_info *in, json_t *p) {
 static bool prepare_complete(gm_operation *c, const gm_model_info *in, json_t *p, const gm_op_request *rq) {
     long n, images;
     float temperature;
+    json_t *iv = json_object_get(p, "images");
     if (!get_given(c, in, p) || !get_long(c, p, GM_P_N, &n) || !get_seed(c, p, true, &c->seed) ||
         !get_float(c, p, GM_P_TEMPERATURE, &temperature) || !prepare_output_format(c, p, false) ||
-        !check_output_size(c, in, n) || !read_images(c, in, p, rq, &images))
+        !check_output_size(c, in, n))
         return false;
-    if (images != 1)
-        return fail(c, GM_E_OUT_OF_RANGE, "images has %ld entries; complete takes exactly one image", images);
+    if (!rq->png && json_is_array(iv) && json_array_size(iv) != 1)
+        return fail(c, GM_E_OUT_OF_RANGE, "images has %zu entries; complete takes exactly one image (and n for "
+                                          "how many completions)",
+                    json_array_size(iv));
+    if (!read_images(c, in, p, rq, &images)) return false;
     float *all = realloc(c->in, (size_t)n * in->dim * sizeof *all);
     if (!all) return fail(c, GM_E_INTERNAL, "out of memory");
     c->in = all;
