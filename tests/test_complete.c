@@ -56,8 +56,10 @@ static void test_core_kept_logp_and_marginal(void **state) {
         assert_int_equal(gm_model_logp(m, B, out, 1, rows, scored), 0);
         int free_bits = D - given, count = 1 << free_bits;
         for (int r = 0; r < B; r++) {
-            for (int i = 0; i < given; i++) assert_true(out[r * D + i] == (x[i] >= 0.5f ? 1.0f : 0.0f));
-            for (int i = 0; i < D; i++) assert_true(out[r * D + i] == 0.0f || out[r * D + i] == 1.0f);
+            for (int i = 0; i < given; i++)
+                assert_true(out[r * D + i] == (x[i] >= 0.5f ? 1.0f : 0.0f));
+            for (int i = 0; i < D; i++)
+                assert_true(out[r * D + i] == 0.0f || out[r * D + i] == 1.0f);
             assert_true(fabs(lp[r] - scored[r].logp) <= 1e-4);
         }
         /* p(kept) = sum over every rest */
@@ -67,7 +69,8 @@ static void test_core_kept_logp_and_marginal(void **state) {
         gm_row *any = seeded_rows(count, 0, 1.0f);
         assert_int_equal(gm_model_logp(m, count, all, 1, any, scored), 0);
         double kept = 0;
-        for (int k = 0; k < count; k++) kept += exp(scored[k].logp);
+        for (int k = 0; k < count; k++)
+            kept += exp(scored[k].logp);
         for (int r = 0; r < B; r++) {
             if (given == D) assert_true(rest[r] == 0.0);
             assert_true(fabs(rest[r] - (lp[r] - log(kept))) <= 1e-6);
@@ -117,7 +120,8 @@ static void test_core_batched_equals_alone(void **state) {
     gm_row rows[9], alone;
     gm_rng fill;
     gm_rng_seed(&fill, 5, 0);
-    for (int i = 0; i < B * D; i++) x[i] = (float)(gm_rng_uniform(&fill) < 0.3);
+    for (int i = 0; i < B * D; i++)
+        x[i] = (float)(gm_rng_uniform(&fill) < 0.3);
     for (int r = 0; r < B; r++) {
         rows[r] = (gm_row){.temperature = 0.5f + 0.25f * (r % 3), .label = -1, .given = r * 97};
         gm_rng_seed(&rows[r].rng, 40 + r, (uint64_t)r);
@@ -161,9 +165,11 @@ static void test_core_unsupported(void **state) {
 static daemon_t d;
 
 static int start(void **state) {
-    const char *args[] = {"--model",     "nade=" NADE, "--model", "ordered=tests/fixtures/nade_ref.safetensors",
-                          "--model",     "vae=tests/fixtures/vae_mlp.safetensors",
-                          "--max-n",     "64",         NULL};
+    const char *args[] = {"--model", "nade=" NADE,
+                          "--model", "ordered=tests/fixtures/nade_ref.safetensors",
+                          "--model", "vae=tests/fixtures/vae_mlp.safetensors",
+                          "--max-n", "64",
+                          NULL};
     d = daemon_start("complete", args);
     return 0;
 }
@@ -218,7 +224,8 @@ static json_t *scored(json_t *reply) {
 static json_t *sampled(uint64_t seed) {
     char body[128];
     snprintf(body, sizeof body, "{\"seed\": %llu, \"format\": \"json\"}", (unsigned long long)seed);
-    json_t *r = post_json("/v1/models/nade/sample", body, 200), *img = json_array_get(json_object_get(r, "images"), 0);
+    json_t *r = post_json("/v1/models/nade/sample", body, 200),
+           *img = json_array_get(json_object_get(r, "images"), 0);
     json_t *out = json_pack("{s:O}", "png", json_object_get(img, "png"));
     json_decref(r);
     return out;
@@ -278,8 +285,10 @@ static void test_http_whole_prefix(void **state) {
 /* prefix 0 is sample with the same seed (any image), and completing the
  * first rows of a sample with its seed gives the sample back. */
 static void test_http_sample_identities(void **state) {
-    json_t *samples = post_json("/v1/models/nade/sample", "{\"seed\": 11, \"n\": 4, \"temperature\": 0.8}", 200);
-    json_t *other = sampled(99), *zero = complete(other, "\"prefix\": 0, \"n\": 4, \"seed\": 11, \"temperature\": 0.8", 200);
+    json_t *samples =
+        post_json("/v1/models/nade/sample", "{\"seed\": 11, \"n\": 4, \"temperature\": 0.8}", 200);
+    json_t *other = sampled(99),
+           *zero = complete(other, "\"prefix\": 0, \"n\": 4, \"seed\": 11, \"temperature\": 0.8", 200);
     float a[784], b[784];
     for (size_t i = 0; i < 4; i++) {
         pixels_of(samples, i, a);
@@ -287,7 +296,8 @@ static void test_http_sample_identities(void **state) {
         assert_memory_equal(a, b, sizeof a);
         assert_true(field(samples, "images", i, "logp") == field(zero, "images", i, "logp"));
     }
-    json_t *first = json_pack("{s:O}", "png", json_object_get(json_array_get(json_object_get(samples, "images"), 0), "png"));
+    json_t *first = json_pack("{s:O}", "png",
+                              json_object_get(json_array_get(json_object_get(samples, "images"), 0), "png"));
     json_t *back = complete(first, "\"rows\": 13, \"seed\": 11, \"temperature\": 0.8", 200);
     pixels_of(samples, 0, a);
     pixels_of(back, 0, b);
@@ -330,14 +340,16 @@ static void test_http_same_seed_alone_and_batched(void **state) {
         jobs[t] = (job_t){image, NULL, 500 + (uint64_t)t};
         pthread_create(&th[t], NULL, run_job, &jobs[t]);
     }
-    for (int t = 0; t < T; t++) pthread_join(th[t], NULL);
+    for (int t = 0; t < T; t++)
+        pthread_join(th[t], NULL);
     for (size_t i = 0; i < 6; i++) {
         pixels_of(alone, i, a);
         pixels_of(jobs[0].reply, i, b);
         assert_memory_equal(a, b, sizeof a);
         assert_true(field(alone, "images", i, "logp") == field(jobs[0].reply, "images", i, "logp"));
     }
-    for (int t = 0; t < T; t++) json_decref(jobs[t].reply);
+    for (int t = 0; t < T; t++)
+        json_decref(jobs[t].reply);
     json_decref(one);
     json_decref(alone);
     json_decref(image);
@@ -361,7 +373,8 @@ static void test_http_png_in_and_out(void **state) {
 static void expect_error(const char *path, const char *body, int status, const char *words) {
     json_t *r = post_json(path, body, status);
     const char *msg = json_string_value(json_object_get(json_object_get(r, "error"), "message"));
-    if (!msg || !strstr(msg, words)) print_error("%s: message %s lacks \"%s\"\n", body, msg ? msg : "-", words);
+    if (!msg || !strstr(msg, words))
+        print_error("%s: message %s lacks \"%s\"\n", body, msg ? msg : "-", words);
     assert_non_null(msg);
     assert_non_null(strstr(msg, words));
     json_decref(r);
@@ -389,9 +402,9 @@ static void test_http_errors(void **state) {
     snprintf(body, sizeof body, "%s, \"rows\": 2}", img);
     expect_error("/v1/models/vae/complete", body, 422, "autoregressive");
     expect_error("/v1/models/ordered/complete", body, 422, "ordering");
-    expect_error("/v1/models/nade/complete", body, 422, "784");           /* one pixel, not 784 */
-    expect_error("/v1/models/nade/complete", "{\"rows\": 2, \"images\": [{\"pixels\": []}, {\"pixels\": []}]}", 422,
-                 "exactly one image");
+    expect_error("/v1/models/nade/complete", body, 422, "784"); /* one pixel, not 784 */
+    expect_error("/v1/models/nade/complete",
+                 "{\"rows\": 2, \"images\": [{\"pixels\": []}, {\"pixels\": []}]}", 422, "exactly one image");
 }
 
 /* /v1/models lists complete for the NADE in raster order only; OPTIONS
@@ -405,7 +418,8 @@ static void test_http_listed(void **state) {
         bool listed = false;
         json_t *op;
         size_t k;
-        json_array_foreach(json_object_get(m, "operations"), k, op) listed |= !strcmp(json_string_value(op), "complete");
+        json_array_foreach(json_object_get(m, "operations"), k, op) listed |=
+            !strcmp(json_string_value(op), "complete");
         assert_int_equal(listed, !strcmp(name, "nade"));
         if (listed) assert_non_null(json_object_get(json_object_get(m, "parameters"), "complete"));
     }
