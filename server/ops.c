@@ -272,6 +272,24 @@ static bool prepare_output_format(gm_operation *c, json_t *p, bool png_default) 
     return true;
 }
 
+/* The one label of a sample or complete request, or -1 when none is given. */
+static bool get_label(gm_operation *c, const gm_model_info *in, json_t *p, int *label) {
+    json_t *lv = json_object_get(p, "label");
+    *label = -1;
+    if (lv && !in->num_classes)
+        return fail(c, GM_E_MODEL_MISMATCH, "label: model \"%s\" is not class-conditional", model_name(c));
+    return !lv || parse_label(c, in, lv, label);
+}
+
+/* Row i's label: the request's, or for a conditional model without one, a
+ * label of its own from a stream apart from the row's. */
+static int row_label(const gm_operation *c, const gm_model_info *in, int label, long i) {
+    if (!in->num_classes || label >= 0) return label;
+    gm_rng pick;
+    gm_rng_seed(&pick, c->seed ^ UINT64_C(0x6c6162656c5f5f5f), (uint64_t)i);
+    return (int)(gm_rng_next(&pick) % (uint64_t)in->num_classes);
+}
+
 static bool prepare_sample(gm_operation *c, const gm_model_info *in, json_t *p, bool is_get) {
     long n;
     float temperature, truncation;
@@ -279,11 +297,8 @@ static bool prepare_sample(gm_operation *c, const gm_model_info *in, json_t *p, 
     if (!get_long(c, p, GM_P_N, &n) || !get_seed(c, p, true, &c->seed) || !get_float(c, p, GM_P_TEMPERATURE, &temperature) ||
         !prepare_output_format(c, p, is_get) || !check_output_size(c, in, n))
         return false;
-    int label = -1;
-    json_t *lv = json_object_get(p, "label");
-    if (lv && !in->num_classes)
-        return fail(c, GM_E_MODEL_MISMATCH, "label: model \"%s\" is not class-conditional", model_name(c));
-    if (lv && !parse_label(c, in, lv, &label)) return false;
+    int label;
+    if (!get_label(c, in, p, &label)) return false;
     if (json_object_get(p, "truncation") && in->family != GM_FAMILY_GAN)
         return fail(c, GM_E_MODEL_MISMATCH, "truncation applies to GAN models only");
     if (!get_float(c, p, GM_P_TRUNCATION, &truncation)) return false;
@@ -319,13 +334,8 @@ static bool prepare_sample(gm_operation *c, const gm_model_info *in, json_t *p, 
         r->temperature = temperature;
         r->truncation = truncation;
         r->sample_pixels = sample_pixels;
-        r->label = label;
+        r->label = row_label(c, in, label, i);
         r->code = c->codes;
-        if (in->num_classes && label < 0) { /* a label of its own, from a stream apart from the row's */
-            gm_rng pick;
-            gm_rng_seed(&pick, c->seed ^ UINT64_C(0x6c6162656c5f5f5f), (uint64_t)i);
-            r->label = (int)(gm_rng_next(&pick) % (uint64_t)in->num_classes);
-        }
     }
     c->job.n = (int)n;
     c->job.rows = c->rows;
@@ -550,10 +560,11 @@ static bool get_given(gm_operation *c, const gm_model_info *in, json_t *p) {
 static bool prepare_complete(gm_operation *c, const gm_model_info *in, json_t *p, const gm_op_request *rq) {
     long n, images;
     float temperature;
+    int label;
     json_t *iv = json_object_get(p, "images");
     if (!get_given(c, in, p) || !get_long(c, p, GM_P_N, &n) || !get_seed(c, p, true, &c->seed) ||
-        !get_float(c, p, GM_P_TEMPERATURE, &temperature) || !prepare_output_format(c, p, false) ||
-        !check_output_size(c, in, n))
+        !get_float(c, p, GM_P_TEMPERATURE, &temperature) || !get_label(c, in, p, &label) ||
+        !prepare_output_format(c, p, false) || !check_output_size(c, in, n))
         return false;
     if (!rq->png && json_is_array(iv) && json_array_size(iv) != 1)
         return fail(c, GM_E_OUT_OF_RANGE, "images has %zu entries; complete takes exactly one image (and n for "
@@ -568,9 +579,10 @@ static bool prepare_complete(gm_operation *c, const gm_model_info *in, json_t *p
     c->logp = malloc((size_t)n * sizeof *c->logp);
     c->logp_rest = malloc((size_t)n * sizeof *c->logp_rest);
     if (!c->rows || !c->out || !c->logp || !c->logp_rest) return fail(c, GM_E_INTERNAL, "out of memory");
-    for (long i = 0; i < n; i++) { /* seeded as sample seeds its rows */
+    for (long i = 0; i < n; i++) { /* seeded and labelled as sample's rows */
         gm_rng_seed(&c->rows[i].rng, c->seed, (uint64_t)i);
         c->rows[i].temperature = temperature;
+        c->rows[i].label = row_label(c, in, label, i);
         c->rows[i].given = (int)c->given;
     }
     c->job.n = (int)n;

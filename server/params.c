@@ -41,7 +41,8 @@ const gm_param_def gm_params[GM_P_COUNT] = {
                        "past 2^63 - 1)"},
     [GM_P_TEMPERATURE] = {.name = "temperature", .type = "number", .min = 0, .min_open = true, .max = 100,
         .dflt = 1, .dflt_text = "1", .ops = SAMPLE | COMPLETE, .description = "scales the sampling noise"},
-    [GM_P_LABEL] = {.name = "label", .type = "integer", .dflt_text = "random (sample)", .ops = SAMPLE | DECODE,
+    [GM_P_LABEL] = {.name = "label", .type = "integer", .dflt_text = "random (sample, complete)",
+        .ops = SAMPLE | DECODE | COMPLETE,
         .description = "the class of a class-conditional model: an index 0..num_classes-1 or a class name; "
                        "decode takes one per latent too"},
     [GM_P_TRUNCATION] = {.name = "truncation", .type = "number", .min = 0, .min_open = true, .max = 100,

@@ -399,6 +399,8 @@ static void test_http_errors(void **state) {
     expect_error("/v1/models/nade/complete", body, 422, "max_n");
     snprintf(body, sizeof body, "%s, \"rows\": 2, \"k\": 5}", img);
     expect_error("/v1/models/nade/complete", body, 400, "rows, prefix");
+    snprintf(body, sizeof body, "%s, \"rows\": 2, \"label\": 1}", img);
+    expect_error("/v1/models/nade/complete", body, 422, "not class-conditional");
     snprintf(body, sizeof body, "%s, \"rows\": 2}", img);
     expect_error("/v1/models/vae/complete", body, 422, "autoregressive");
     expect_error("/v1/models/ordered/complete", body, 422, "ordering");
