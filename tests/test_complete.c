@@ -33,28 +33,30 @@ static gm_model *load_path(const char *path) {
 
 /* ---- the core ---- */
 
-/* nade_tiny (2x5, D = 10): for every given count, the kept pixels stay, the
- * returned log p is logp's, and the completion's log p is log p(x) minus
- * log of the sum of p over all 2^(D - given) images that share the kept
- * pixels. */
-static void test_core_kept_logp_and_marginal(void **state) {
-    gm_model *m = load_model("nade_tiny.safetensors");
+/* For every given count of a tiny model (D <= 12): the kept pixels stay,
+ * the returned log p is logp's, and the completion's log p is log p(x)
+ * minus the log of the sum of p over all 2^(D - given) images that share
+ * the kept pixels. */
+static void check_kept_logp_and_marginal(const char *path) {
+    gm_model *m = load_path(path);
     const gm_model_info *in = gm_model_get_info(m);
-    int D = in->dim, B = 3;
-    assert_true(in->supports[GM_OP_COMPLETE]);
-    float x[10] = {1, 0, 0, 1, 1, 0, 1, 0, 0.7f, 0.2f}, out[3 * 10], all[1024 * 10];
-    double lp[3], rest[3];
-    gm_logp_result scored[1024];
+    enum { B = 3, MAX_D = 12 };
+    int D = in->dim;
+    assert_true(in->supports[GM_OP_COMPLETE] && D <= MAX_D);
+    float x[MAX_D], xs[B * MAX_D], out[B * MAX_D], all[(1 << MAX_D) * MAX_D];
+    double lp[B], rest[B];
+    static gm_logp_result scored[1 << MAX_D];
+    for (int i = 0; i < D; i++)
+        x[i] = (float)((i * 7 + 3) % 10) / 9.0f; /* binarized at 0.5 */
     for (int given = 0; given <= D; given++) {
         gm_row *rows = seeded_rows(B, 1234 + (uint64_t)given, 1.0f);
-        float xs[3 * 10];
         for (int r = 0; r < B; r++) {
             rows[r].given = given;
-            memcpy(xs + r * D, x, sizeof x);
+            memcpy(xs + r * D, x, D * sizeof *x);
         }
         assert_int_equal(gm_model_complete(m, B, xs, rows, out, lp, rest), 0);
         assert_int_equal(gm_model_logp(m, B, out, 1, rows, scored), 0);
-        int free_bits = D - given, count = 1 << free_bits;
+        int count = 1 << (D - given);
         for (int r = 0; r < B; r++) {
             for (int i = 0; i < given; i++)
                 assert_true(out[r * D + i] == (x[i] >= 0.5f ? 1.0f : 0.0f));
@@ -81,22 +83,29 @@ static void test_core_kept_logp_and_marginal(void **state) {
     gm_model_free(m);
 }
 
-/* Completing the first p pixels of a sample with the sample's seed (and
- * temperature) gives the sample back, pixels and log p bit for bit; p = 0
- * is sample itself. */
-static void test_core_completing_a_sample_gives_it_back(void **state) {
-    gm_model *m = load_path(NADE);
-    int D = gm_model_get_info(m)->dim;
+static void test_core_kept_logp_and_marginal(void **state) {
+    check_kept_logp_and_marginal("tests/fixtures/nade_tiny.safetensors"); /* 2x5 */
+}
+
+/* Completing the first p pixels of a sample with the sample's seed,
+ * temperature (and label) gives the sample back, pixels and log p bit for
+ * bit; p = 0 is sample itself. */
+static void check_sample_given_back(const char *path) {
+    gm_model *m = load_path(path);
+    const gm_model_info *in = gm_model_get_info(m);
+    int D = in->dim, label = in->num_classes ? in->num_classes - 1 : -1;
     const float temps[] = {1.0f, 0.6f};
     float *s = malloc(D * sizeof *s), *c = malloc(D * sizeof *c);
     for (int t = 0; t < 2; t++) {
         gm_row *rows = seeded_rows(1, 77, temps[t]);
+        rows[0].label = label;
         double lp, lpc, rest;
         assert_int_equal(gm_model_sample(m, 1, rows, s, &lp), 0);
-        const int prefixes[] = {0, 1, 100, 392, 783, 784};
+        const int prefixes[] = {0, 1, D / 3, D / 2, D - 1, D};
         for (int k = 0; k < 6; k++) {
             free(rows);
             rows = seeded_rows(1, 77, temps[t]);
+            rows[0].label = label;
             rows[0].given = prefixes[k];
             assert_int_equal(gm_model_complete(m, 1, s, rows, c, &lpc, &rest), 0);
             assert_memory_equal(c, s, D * sizeof *c);
@@ -109,28 +118,31 @@ static void test_core_completing_a_sample_gives_it_back(void **state) {
     gm_model_free(m);
 }
 
+static void test_core_completing_a_sample_gives_it_back(void **state) { check_sample_given_back(NADE); }
+
 /* A row completed among others (different given counts, seeds and
  * temperatures, split over 3 compute threads) equals the row alone. */
-static void test_core_batched_equals_alone(void **state) {
-    gm_model *m = load_path(NADE);
-    int D = gm_model_get_info(m)->dim, B = 9;
+static void check_batched_equals_alone(const char *path) {
+    gm_model *m = load_path(path);
+    enum { B = 9 };
+    int D = gm_model_get_info(m)->dim;
     float *x = malloc((size_t)B * D * sizeof *x), *out = malloc((size_t)B * D * sizeof *out),
           *one = malloc(D * sizeof *one);
-    double lp[9], rest[9], lp1, rest1;
-    gm_row rows[9], alone;
+    double lp[B], rest[B], lp1, rest1;
+    gm_row rows[B], alone;
     gm_rng fill;
     gm_rng_seed(&fill, 5, 0);
     for (int i = 0; i < B * D; i++)
         x[i] = (float)(gm_rng_uniform(&fill) < 0.3);
     for (int r = 0; r < B; r++) {
-        rows[r] = (gm_row){.temperature = 0.5f + 0.25f * (r % 3), .label = -1, .given = r * 97};
+        rows[r] = (gm_row){.temperature = 0.5f + 0.25f * (r % 3), .label = -1, .given = r * D / 8};
         gm_rng_seed(&rows[r].rng, 40 + r, (uint64_t)r);
     }
     gm_set_compute_threads(3);
     assert_int_equal(gm_model_complete(m, B, x, rows, out, lp, rest), 0);
     gm_set_compute_threads(1);
     for (int r = 0; r < B; r++) {
-        alone = (gm_row){.temperature = 0.5f + 0.25f * (r % 3), .label = -1, .given = r * 97};
+        alone = (gm_row){.temperature = 0.5f + 0.25f * (r % 3), .label = -1, .given = r * D / 8};
         gm_rng_seed(&alone.rng, 40 + r, (uint64_t)r);
         assert_int_equal(gm_model_complete(m, 1, x + (size_t)r * D, &alone, one, &lp1, &rest1), 0);
         assert_memory_equal(one, out + (size_t)r * D, D * sizeof *one);
@@ -141,6 +153,8 @@ static void test_core_batched_equals_alone(void **state) {
     free(one);
     gm_model_free(m);
 }
+
+static void test_core_batched_equals_alone(void **state) { check_batched_equals_alone(NADE); }
 
 /* A NADE in another order and a VAE cannot complete; the call says so. */
 static void test_core_unsupported(void **state) {
