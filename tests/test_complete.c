@@ -176,6 +176,15 @@ static void test_core_unsupported(void **state) {
 
 /* ---- over HTTP ---- */
 
+/* The autoregressive models the daemon serves: name, image height, width. */
+typedef struct {
+    const char *name;
+    int h, w;
+} served;
+
+static const served AR[] = {{"nade", 28, 28}};
+enum { N_AR = sizeof AR / sizeof AR[0], MAX_PIXELS = 28 * 28 };
+
 static daemon_t d;
 
 static int start(void **state) {
@@ -203,14 +212,20 @@ static json_t *post_json(const char *path, const char *body, int want) {
     return j;
 }
 
-/* The pixels of images[i].png of a reply (784 floats). */
-static void pixels_of(json_t *reply, size_t i, float *out) {
+static json_t *post_to(const served *m, const char *op, const char *body, int want) {
+    char path[128];
+    snprintf(path, sizeof path, "/v1/models/%s/%s", m->name, op);
+    return post_json(path, body, want);
+}
+
+/* The pixels of images[i].png of a reply (h * w floats). */
+static void pixels_of(const served *m, json_t *reply, size_t i, float *out) {
     json_t *png = json_object_get(json_array_get(json_object_get(reply, "images"), i), "png");
     assert_true(json_is_string(png));
     size_t len;
     uint8_t *bytes = gm_base64_decode(json_string_value(png), json_string_length(png), &len);
     char err[GM_ERR_LEN];
-    assert_int_equal(gm_png_decode(bytes, len, 28, 28, 1, out, err), GM_PNG_OK);
+    assert_int_equal(gm_png_decode(bytes, len, m->h, m->w, 1, out, err), GM_PNG_OK);
     free(bytes);
 }
 
@@ -221,107 +236,122 @@ static double field(json_t *reply, const char *list, size_t i, const char *key) 
 }
 
 /* /logp of the reply's images, each sent back as the PNG it came as. */
-static json_t *scored(json_t *reply) {
+static json_t *scored(const served *m, json_t *reply) {
     json_t *images = json_array(), *img;
     size_t i;
     json_array_foreach(json_object_get(reply, "images"), i, img)
         json_array_append_new(images, json_pack("{s:O}", "png", json_object_get(img, "png")));
     json_t *req = json_pack("{s:o}", "images", images);
     char *body = json_dumps(req, 0);
-    json_t *r = post_json("/v1/models/nade/logp", body, 200);
+    json_t *r = post_to(m, "logp", body, 200);
     free(body);
     json_decref(req);
     return r;
 }
 
-/* A sample of the NADE as a JSON image object {"png": ...}. */
-static json_t *sampled(uint64_t seed) {
+/* A sample of the model as a JSON image object {"png": ...}. */
+static json_t *sampled(const served *m, uint64_t seed) {
     char body[128];
     snprintf(body, sizeof body, "{\"seed\": %llu, \"format\": \"json\"}", (unsigned long long)seed);
-    json_t *r = post_json("/v1/models/nade/sample", body, 200),
-           *img = json_array_get(json_object_get(r, "images"), 0);
+    json_t *r = post_to(m, "sample", body, 200), *img = json_array_get(json_object_get(r, "images"), 0);
     json_t *out = json_pack("{s:O}", "png", json_object_get(img, "png"));
     json_decref(r);
     return out;
 }
 
-static json_t *complete(json_t *image, const char *params, int want) {
+static json_t *complete(const served *m, json_t *image, const char *params, int want) {
     char *img = json_dumps(image, 0), body[1 << 14];
     snprintf(body, sizeof body, "{\"images\": [%s], %s}", img, params);
     free(img);
-    return post_json("/v1/models/nade/complete", body, want);
+    return post_to(m, "complete", body, want);
 }
 
-/* rows = 10 of 28: every completion keeps the 280 top pixels, and its log p
- * is what /logp says of the returned image. */
+/* rows = a third of the height: every completion keeps those rows, and its
+ * log p is what /logp says of the returned image. */
 static void test_http_kept_and_logp(void **state) {
-    json_t *image = sampled(7), *r = complete(image, "\"rows\": 10, \"n\": 5, \"seed\": 3", 200);
-    json_t *s = scored(r);
-    float given[784], got[784];
-    json_t *fake = json_pack("{s:[O]}", "images", image);
-    pixels_of(fake, 0, given);
-    assert_int_equal(json_integer_value(json_object_get(r, "given")), 280);
-    assert_int_equal(json_array_size(json_object_get(r, "images")), 5);
-    int differ = 0;
-    for (size_t i = 0; i < 5; i++) {
-        pixels_of(r, i, got);
-        assert_memory_equal(got, given, 280 * sizeof *got);
-        differ += memcmp(got + 280, given + 280, 504 * sizeof *got) != 0;
-        assert_true(fabs(field(r, "images", i, "logp") - field(s, "results", i, "logp")) <= 1e-4);
-        assert_true(field(r, "images", i, "logp_completion") <= 0);
+    for (int a = 0; a < N_AR; a++) {
+        const served *m = &AR[a];
+        int rows = m->h / 3, kept = rows * m->w, D = m->h * m->w;
+        char params[96];
+        snprintf(params, sizeof params, "\"rows\": %d, \"n\": 5, \"seed\": 3", rows);
+        json_t *image = sampled(m, 7), *r = complete(m, image, params, 200), *s = scored(m, r);
+        float given[MAX_PIXELS], got[MAX_PIXELS];
+        json_t *fake = json_pack("{s:[O]}", "images", image);
+        pixels_of(m, fake, 0, given);
+        assert_int_equal(json_integer_value(json_object_get(r, "given")), kept);
+        assert_int_equal(json_array_size(json_object_get(r, "images")), 5);
+        int differ = 0;
+        for (size_t i = 0; i < 5; i++) {
+            pixels_of(m, r, i, got);
+            assert_memory_equal(got, given, kept * sizeof *got);
+            differ += memcmp(got + kept, given + kept, (D - kept) * sizeof *got) != 0;
+            assert_true(fabs(field(r, "images", i, "logp") - field(s, "results", i, "logp")) <= 1e-4);
+            assert_true(field(r, "images", i, "logp_completion") <= 0);
+        }
+        assert_true(differ > 0); /* the rest was drawn, not copied */
+        json_decref(fake);
+        json_decref(s);
+        json_decref(r);
+        json_decref(image);
     }
-    assert_true(differ > 0); /* the rest was drawn, not copied */
-    json_decref(fake);
-    json_decref(s);
-    json_decref(r);
-    json_decref(image);
 }
 
 /* prefix = D keeps everything: n copies of the image, each with the
  * image's log p and a completion of log p 0. */
 static void test_http_whole_prefix(void **state) {
-    json_t *image = sampled(8), *r = complete(image, "\"prefix\": 784, \"n\": 3", 200);
-    json_t *fake = json_pack("{s:[O]}", "images", image), *s = scored(fake);
-    float given[784], got[784];
-    pixels_of(fake, 0, given);
-    for (size_t i = 0; i < 3; i++) {
-        pixels_of(r, i, got);
-        assert_memory_equal(got, given, sizeof got);
-        assert_true(fabs(field(r, "images", i, "logp") - field(s, "results", 0, "logp")) <= 1e-4);
-        assert_true(field(r, "images", i, "logp_completion") == 0.0);
+    for (int a = 0; a < N_AR; a++) {
+        const served *m = &AR[a];
+        int D = m->h * m->w;
+        char params[64];
+        snprintf(params, sizeof params, "\"prefix\": %d, \"n\": 3", D);
+        json_t *image = sampled(m, 8), *r = complete(m, image, params, 200);
+        json_t *fake = json_pack("{s:[O]}", "images", image), *s = scored(m, fake);
+        float given[MAX_PIXELS], got[MAX_PIXELS];
+        pixels_of(m, fake, 0, given);
+        for (size_t i = 0; i < 3; i++) {
+            pixels_of(m, r, i, got);
+            assert_memory_equal(got, given, D * sizeof *got);
+            assert_true(fabs(field(r, "images", i, "logp") - field(s, "results", 0, "logp")) <= 1e-4);
+            assert_true(field(r, "images", i, "logp_completion") == 0.0);
+        }
+        json_decref(s);
+        json_decref(fake);
+        json_decref(r);
+        json_decref(image);
     }
-    json_decref(s);
-    json_decref(fake);
-    json_decref(r);
-    json_decref(image);
 }
 
 /* prefix 0 is sample with the same seed (any image), and completing the
  * first rows of a sample with its seed gives the sample back. */
 static void test_http_sample_identities(void **state) {
-    json_t *samples =
-        post_json("/v1/models/nade/sample", "{\"seed\": 11, \"n\": 4, \"temperature\": 0.8}", 200);
-    json_t *other = sampled(99),
-           *zero = complete(other, "\"prefix\": 0, \"n\": 4, \"seed\": 11, \"temperature\": 0.8", 200);
-    float a[784], b[784];
-    for (size_t i = 0; i < 4; i++) {
-        pixels_of(samples, i, a);
-        pixels_of(zero, i, b);
-        assert_memory_equal(a, b, sizeof a);
-        assert_true(field(samples, "images", i, "logp") == field(zero, "images", i, "logp"));
+    for (int a = 0; a < N_AR; a++) {
+        const served *m = &AR[a];
+        int D = m->h * m->w;
+        json_t *samples = post_to(m, "sample", "{\"seed\": 11, \"n\": 4, \"temperature\": 0.8}", 200);
+        json_t *other = sampled(m, 99),
+               *zero = complete(m, other, "\"prefix\": 0, \"n\": 4, \"seed\": 11, \"temperature\": 0.8", 200);
+        float x[MAX_PIXELS], y[MAX_PIXELS];
+        for (size_t i = 0; i < 4; i++) {
+            pixels_of(m, samples, i, x);
+            pixels_of(m, zero, i, y);
+            assert_memory_equal(x, y, D * sizeof *x);
+            assert_true(field(samples, "images", i, "logp") == field(zero, "images", i, "logp"));
+        }
+        json_t *first = json_pack(
+            "{s:O}", "png", json_object_get(json_array_get(json_object_get(samples, "images"), 0), "png"));
+        char params[96];
+        snprintf(params, sizeof params, "\"rows\": %d, \"seed\": 11, \"temperature\": 0.8", m->h / 2);
+        json_t *back = complete(m, first, params, 200);
+        pixels_of(m, samples, 0, x);
+        pixels_of(m, back, 0, y);
+        assert_memory_equal(x, y, D * sizeof *x);
+        assert_true(field(samples, "images", 0, "logp") == field(back, "images", 0, "logp"));
+        json_decref(back);
+        json_decref(first);
+        json_decref(zero);
+        json_decref(other);
+        json_decref(samples);
     }
-    json_t *first = json_pack("{s:O}", "png",
-                              json_object_get(json_array_get(json_object_get(samples, "images"), 0), "png"));
-    json_t *back = complete(first, "\"rows\": 13, \"seed\": 11, \"temperature\": 0.8", 200);
-    pixels_of(samples, 0, a);
-    pixels_of(back, 0, b);
-    assert_memory_equal(a, b, sizeof a);
-    assert_true(field(samples, "images", 0, "logp") == field(back, "images", 0, "logp"));
-    json_decref(back);
-    json_decref(first);
-    json_decref(zero);
-    json_decref(other);
-    json_decref(samples);
 }
 
 /* The same seed gives the same completions: again, as row 0 of a larger n
@@ -335,17 +365,18 @@ static void *run_job(void *arg) {
     job_t *j = arg;
     char params[96];
     snprintf(params, sizeof params, "\"rows\": 9, \"n\": 6, \"seed\": %llu", (unsigned long long)j->seed);
-    j->reply = complete(j->image, params, 200);
+    j->reply = complete(&AR[0], j->image, params, 200);
     return NULL;
 }
 
 static void test_http_same_seed_alone_and_batched(void **state) {
-    json_t *image = sampled(21);
-    json_t *alone = complete(image, "\"rows\": 9, \"n\": 6, \"seed\": 500", 200);
-    json_t *one = complete(image, "\"rows\": 9, \"n\": 1, \"seed\": 500", 200);
-    float a[784], b[784];
-    pixels_of(alone, 0, a);
-    pixels_of(one, 0, b);
+    const served *m = &AR[0];
+    json_t *image = sampled(m, 21);
+    json_t *alone = complete(m, image, "\"rows\": 9, \"n\": 6, \"seed\": 500", 200);
+    json_t *one = complete(m, image, "\"rows\": 9, \"n\": 1, \"seed\": 500", 200);
+    float a[MAX_PIXELS], b[MAX_PIXELS];
+    pixels_of(m, alone, 0, a);
+    pixels_of(m, one, 0, b);
     assert_memory_equal(a, b, sizeof a);
     enum { T = 6 };
     job_t jobs[T];
@@ -357,8 +388,8 @@ static void test_http_same_seed_alone_and_batched(void **state) {
     for (int t = 0; t < T; t++)
         pthread_join(th[t], NULL);
     for (size_t i = 0; i < 6; i++) {
-        pixels_of(alone, i, a);
-        pixels_of(jobs[0].reply, i, b);
+        pixels_of(m, alone, i, a);
+        pixels_of(m, jobs[0].reply, i, b);
         assert_memory_equal(a, b, sizeof a);
         assert_true(field(alone, "images", i, "logp") == field(jobs[0].reply, "images", i, "logp"));
     }
