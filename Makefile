@@ -135,7 +135,7 @@ clean:
 
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
-FUZZERS      ?= safetensors model png api config
+FUZZERS      ?= safetensors model png api config oip
 FUZZ_FLAGS   ?=
 FUZZ_BUILD   := build/fuzz
 FUZZ_CFLAGS  := $(CFLAGS_BASE) -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
@@ -147,11 +147,13 @@ FUZZ_MAX_LEN_model       := 65536
 FUZZ_MAX_LEN_png         := 16384
 FUZZ_MAX_LEN_api         := 16384
 FUZZ_MAX_LEN_config      := 4096
+FUZZ_MAX_LEN_oip         := 16384
 FUZZ_MALLOC_safetensors  := 256
 FUZZ_MALLOC_model        := 512
 FUZZ_MALLOC_png          := 64
 FUZZ_MALLOC_api          := 64
 FUZZ_MALLOC_config       := 64
+FUZZ_MALLOC_oip          := 64
 
 .PHONY: fuzz fuzz-build
 $(FUZZ_OBJ): $(FUZZ_BUILD)/%.o: %.c $(HEADERS)

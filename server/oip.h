@@ -13,9 +13,11 @@
  * native one. gm_oip_respond turns the finished operation's arrays into the
  * reply: JSON, or JSON followed by binary tensors.
  *
- * Every function that reads a request returns false with a message and the
- * HTTP status to answer (400 malformed or not what the model takes, 413 too
- * many JSON values, 404 unknown version, 500 out of memory).
+ * Every function that reads a request returns false (or NULL) with a
+ * message and the kind of error (errors.h): bad_request for what breaks
+ * the protocol or does not fit the model, too_many_values for a JSON
+ * header with more values than any request to the model could use,
+ * internal when memory ran out.
  */
 #ifndef GM_OIP_H
 #define GM_OIP_H
@@ -25,6 +27,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "errors.h"
 #include "gm/error.h"
 #include "gm/model.h"
 
@@ -73,13 +76,13 @@ typedef struct {
  * parsed (about 40 bytes of memory each). The request refers into body,
  * which must outlive it. */
 gm_oip_request *gm_oip_parse(const uint8_t *body, size_t len, long long header_len, size_t max_values,
-                             int *status, char err[GM_ERR_LEN]);
+                             gm_error_kind *kind, char err[GM_ERR_LEN]);
 void gm_oip_request_free(gm_oip_request *r); /* accepts NULL */
 
 /* Binds the request to model (named name, described by in). Fills plan
  * (release it with gm_oip_plan_release) or returns false. */
-bool gm_oip_bind(const gm_oip_request *r, const gm_model_info *in, const gm_oip_limits *lim, gm_oip_plan *plan,
-                 int *status, char err[GM_ERR_LEN]);
+bool gm_oip_bind(const gm_oip_request *r, const gm_model_info *in, const gm_oip_limits *lim,
+                 gm_oip_plan *plan, gm_error_kind *kind, char err[GM_ERR_LEN]);
 void gm_oip_plan_release(gm_oip_plan *plan);
 
 /* What a finished operation computed (n rows): the arrays its op fills,
