@@ -4,7 +4,7 @@
  * A model's tensors are the native API's names: the inputs images
  * [n, H, W, C], latents [n, Z], label [n], code [n, code_dim], seed [1] and
  * n [1]; the outputs images, logp, bits_per_dim, elbo, se, z, logvar, logit,
- * probability and label. Which operation runs follows from the inputs:
+ * probability, realness and label. Which operation runs follows from the inputs:
  * images go to logp, encode or discriminate (whichever the requested
  * outputs belong to, logp by default), latents to decode, neither to
  * sample. The request's "parameters" carry the operation's scalars (k,
@@ -437,6 +437,7 @@ static const struct {
     [GM_OIP_OUT_LOGVAR] = {"logvar", DT_FP32},
     [GM_OIP_OUT_LOGIT] = {"logit", DT_FP32},
     [GM_OIP_OUT_PROBABILITY] = {"probability", DT_FP32},
+    [GM_OIP_OUT_REALNESS] = {"realness", DT_FP32},
     [GM_OIP_OUT_LABEL] = {"label", DT_INT64},
 };
 
@@ -492,7 +493,7 @@ static unsigned op_outputs(const gm_model_info *in, gm_op op, long k) {
     case GM_OP_ENCODE:
         return BIT(GM_OIP_OUT_Z) | (in->family == GM_FAMILY_VAE ? BIT(GM_OIP_OUT_LOGVAR) : 0);
     case GM_OP_DISCRIMINATE:
-        return BIT(GM_OIP_OUT_LOGIT) | BIT(GM_OIP_OUT_PROBABILITY);
+        return BIT(GM_OIP_OUT_LOGIT) | BIT(GM_OIP_OUT_PROBABILITY) | BIT(GM_OIP_OUT_REALNESS);
     default:
         return 0;
     }
@@ -966,8 +967,12 @@ static double out_real(const gm_oip_results *res, const gm_model_info *in, gm_oi
         return res->logvar[i];
     case GM_OIP_OUT_LOGIT:
         return res->logits[i];
-    case GM_OIP_OUT_PROBABILITY:
+    case GM_OIP_OUT_PROBABILITY: /* D(x) = sigmoid(logit) */
         return 1.0 / (1.0 + exp(-(double)res->logits[i]));
+    case GM_OIP_OUT_REALNESS: { /* log D(x) = -softplus(-logit), without overflow */
+        double l = res->logits[i];
+        return -(log1p(exp(-fabs(l))) + (l < 0 ? -l : 0));
+    }
     default:
         return res->labels[i];
     }
@@ -1007,11 +1012,11 @@ bool gm_oip_respond(const gm_oip_plan *plan, const char *model_name, const gm_mo
         put(&t, ",\"id\":");
         put_string(&t, plan->id);
     }
+    put(&t, ",\"parameters\":{\"operation\":\"%s\"", gm_op_name(plan->op));
     if (plan->op == GM_OP_LOGP) {
-        put(&t, ",\"parameters\":{\"method\":\"%s\"", in->exact_logp ? "exact" : "importance_sampling");
+        put(&t, ",\"method\":\"%s\"", in->exact_logp ? "exact" : "importance_sampling");
         if (!in->exact_logp) put(&t, ",\"k\":%d", res->k);
-    } else
-        put(&t, ",\"parameters\":{\"operation\":\"%s\"", gm_op_name(plan->op));
+    }
     if (res->has_seed) {
         /* a seed past 2^53 would lose digits in a JavaScript number: a string then */
         if (res->seed < (UINT64_C(1) << 53))

@@ -45,6 +45,7 @@ typedef enum {
     GM_OIP_OUT_LOGVAR,
     GM_OIP_OUT_LOGIT,
     GM_OIP_OUT_PROBABILITY,
+    GM_OIP_OUT_REALNESS,
     GM_OIP_OUT_LABEL,
     GM_OIP_OUT_COUNT
 } gm_oip_output;

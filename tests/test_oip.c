@@ -359,7 +359,11 @@ static void test_reply_json_and_binary(void **state) {
     assert_string_equal(json_string_value(json_object_get(r, "model_name")), "vae");
     assert_string_equal(json_string_value(json_object_get(r, "model_version")), "1");
     assert_string_equal(json_string_value(json_object_get(r, "id")), "abc");
-    assert_int_equal(json_integer_value(json_object_get(json_object_get(r, "parameters"), "seed")), 9);
+    json_t *params = json_object_get(r, "parameters");
+    assert_int_equal(json_integer_value(json_object_get(params, "seed")), 9);
+    assert_string_equal(json_string_value(json_object_get(params, "operation")), "logp");
+    assert_string_equal(json_string_value(json_object_get(params, "method")), "importance_sampling");
+    assert_int_equal(json_integer_value(json_object_get(params, "k")), 7);
     json_t *o0 = json_array_get(json_object_get(r, "outputs"), 0),
            *o1 = json_array_get(json_object_get(r, "outputs"), 1);
     assert_string_equal(json_string_value(json_object_get(o0, "name")), "logp");

@@ -403,7 +403,7 @@ static void test_binary_decode_discriminate(void **state) {
     jl = snprintf(json, sizeof json,
                   "{\"inputs\":[{\"name\":\"images\",\"shape\":[2,28,28,1],\"datatype\":\"FP32\","
                   "\"parameters\":{\"binary_data_size\":%d}}],\"outputs\":[{\"name\":\"logit\"},"
-                  "{\"name\":\"probability\"}]}",
+                  "{\"name\":\"probability\"},{\"name\":\"realness\"}]}",
                   2 * D * 4);
     uint8_t *big = malloc((size_t)jl + sizeof got);
     memcpy(big, json, (size_t)jl);
@@ -422,14 +422,16 @@ static void test_binary_decode_discriminate(void **state) {
         json_array_append_new(pix, json_pack("{s:o}", "pixels", row));
     }
     json_t *dv = native("/v1/models/gan/discriminate", json_pack("{s:o}", "images", pix));
-    double logit[2], prob[2];
+    double logit[2], prob[2], real[2];
     for (int i = 0; i < 2; i++) {
         json_t *res = json_array_get(json_object_get(dv, "results"), (size_t)i);
         logit[i] = json_number_value(json_object_get(res, "logit"));
         prob[i] = json_number_value(json_object_get(res, "probability"));
+        real[i] = json_number_value(json_object_get(res, "realness"));
     }
     near("logit", output(dj, "logit"), logit, 2, 1e-5 * (fabs(logit[0]) + 1));
     near("probability", output(dj, "probability"), prob, 2, 1e-6);
+    near("realness", output(dj, "realness"), real, 2, 1e-5 * (fabs(real[0]) + 1));
     json_decref(dj);
     json_decref(dv);
 }
