@@ -147,11 +147,13 @@ static void add_headers(request *r, struct MHD_Response *resp) {
     if (s->cfg->n_cors_origins) MHD_add_response_header(resp, "Vary", "Origin");
     if (allow) {
         MHD_add_response_header(resp, "Access-Control-Allow-Origin", allow);
-        MHD_add_response_header(resp, "Access-Control-Expose-Headers", "X-Seed, X-Request-Id, Server-Timing, Retry-After");
+        MHD_add_response_header(resp, "Access-Control-Expose-Headers",
+                                "X-Seed, X-Request-Id, Server-Timing, Retry-After, Inference-Header-Content-Length");
         if (!strcmp(r->method, "OPTIONS")) { /* a preflight */
             const char *methods = gm_reply_header_get(rep, MHD_HTTP_HEADER_ALLOW);
             MHD_add_response_header(resp, "Access-Control-Allow-Methods", methods ? methods : "OPTIONS");
-            MHD_add_response_header(resp, "Access-Control-Allow-Headers", "Authorization, Content-Type, X-Request-Id");
+            MHD_add_response_header(resp, "Access-Control-Allow-Headers",
+                                    "Authorization, Content-Type, X-Request-Id, Inference-Header-Content-Length");
             MHD_add_response_header(resp, "Access-Control-Max-Age", "600");
         }
     }

@@ -494,8 +494,10 @@ typedef struct {
 
 static void *post_thread(void *arg) {
     exchange *x = arg;
-    x->r = http(x->port, "POST", x->path, "Content-Type: application/json\r\nAuthorization: Bearer k1\r\n",
-                x->body, strlen(x->body));
+    x->r =
+        http(x->port, "POST", x->path,
+             "Content-Type: application/json\r\nAuthorization: Bearer k1\r\nOrigin: http://page.example\r\n",
+             x->body, strlen(x->body));
     return NULL;
 }
 
@@ -504,13 +506,15 @@ static void *post_thread(void *arg) {
  * "2 rows"), so an infer request is the same job as a native one. Were
  * their jobs apart, each would run alone after the wait, as "1 rows".
  * With an API key set, /v2 asks for it as /v1 does, except on its health
- * routes. */
+ * routes; with CORS on, a page may send and read the binary extension's
+ * header. */
 static void test_batched_with_v1(void **state) {
     const char *args[] = {"--model=nade=models/nade.safetensors",
                           "--workers=1",
                           "--max-batch=2",
                           "--max-delay-us=1000000",
                           "--api-key=k1",
+                          "--cors-origin=*",
                           "--log-format=off",
                           NULL};
     daemon_t b = daemon_start("oip_batch", args);
@@ -520,6 +524,13 @@ static void test_batched_with_v1(void **state) {
     reply_free(&live);
     reply_free(&ready);
     expect_oip_error(http_get(b.port, "/v2/models/nade"), 401, "API key", "no API key");
+    reply_t pre =
+        http(b.port, "OPTIONS", "/v2/models/nade/infer", "Origin: http://page.example\r\n", NULL, 0);
+    char allow_headers[256];
+    assert_int_equal(pre.status, 204);
+    assert_true(reply_header(&pre, "Access-Control-Allow-Headers", allow_headers, sizeof allow_headers));
+    assert_non_null(strstr(allow_headers, "Inference-Header-Content-Length"));
+    reply_free(&pre);
     uint8_t px[D];
     test_image(px, 1);
     json_t *v1 = json_pack("{s:[{s:o}]}", "images", "pixels", pixels_of(px));
@@ -535,8 +546,10 @@ static void test_batched_with_v1(void **state) {
         pthread_join(th[i], NULL);
     double logp[2];
     for (int i = 0; i < 2; i++) {
-        char timing[256];
+        char timing[256], expose[256];
         assert_int_equal(x[i].r.status, 200);
+        assert_true(reply_header(&x[i].r, "Access-Control-Expose-Headers", expose, sizeof expose));
+        assert_non_null(strstr(expose, "Inference-Header-Content-Length"));
         assert_true(reply_header(&x[i].r, "Server-Timing", timing, sizeof timing));
         if (!strstr(timing, "batch;desc=\"2 rows\"")) {
             print_error("%s: Server-Timing %s; want a batch of 2 rows\n", x[i].path, timing);
