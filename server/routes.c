@@ -37,6 +37,7 @@ const gm_route_def gm_routes[] = {
     {"/discriminate", P, GM_ROUTE_DISCRIMINATE, false, GM_OP_DISCRIMINATE,
      "discriminate on ?model= (or the default)"},
     {"/v2", G, GM_ROUTE_V2, false, -1, "Open Inference Protocol v2 (docs/oip.md): server metadata"},
+    {"/v2/", G, GM_ROUTE_V2, false, -1, "the same (the protocol's OpenAPI file names this path)"},
     {"/v2/health/live", G, GM_ROUTE_V2_LIVE, true, -1, "v2 liveness: {\"live\": true}"},
     {"/v2/health/ready", G, GM_ROUTE_V2_READY, true, -1, "v2 readiness: 200 once every model is loaded"},
     {"/v2/models/*", G, GM_ROUTE_V2_MODEL, false, -1, "v2 model metadata: typed inputs, outputs, operations"},

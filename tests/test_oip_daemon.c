@@ -138,7 +138,9 @@ static json_t *pixels_of(const uint8_t *px) {
 }
 
 static void test_endpoints(void **state) {
-    json_t *s = get_json("/v2");
+    json_t *s = get_json("/v2"), *slash = get_json("/v2/");
+    assert_true(json_equal(s, slash));
+    json_decref(slash);
     assert_string_equal(json_string_value(json_object_get(s, "name")), "gmserve");
     assert_non_null(json_string_value(json_object_get(s, "version")));
     bool binary = false;
