@@ -1079,27 +1079,35 @@ static int input_shape(const gm_model_info *in, gm_op op, in_name k, int64_t dim
     return rank + 1;
 }
 
-/* The inputs in mask (of op, or of any when op is GM_OP_COUNT: the widest
- * shape) or the outputs in mask, as metadata tensors. */
+/* The inputs in mask, with their shapes in op's requests, or the outputs
+ * in mask, as metadata tensors. */
 static json_t *tensors_of(const gm_model_info *in, gm_op op, unsigned mask, bool inputs) {
     json_t *a = json_array();
     for (int i = 0; i < (inputs ? IN_COUNT : GM_OIP_OUT_COUNT); i++) {
         if (!(mask & BIT(i))) continue;
         int64_t dims[4];
-        int rank = inputs ? input_shape(in, op == GM_OP_COUNT ? GM_OP_DECODE : op, (in_name)i, dims)
-                          : output_shape(in, (gm_oip_output)i, -1, dims);
+        int rank =
+            inputs ? input_shape(in, op, (in_name)i, dims) : output_shape(in, (gm_oip_output)i, -1, dims);
         json_array_append_new(a, tensor_meta(inputs ? INPUTS[i].name : OUTPUTS[i].name,
                                              inputs ? INPUTS[i].dts[0] : OUTPUTS[i].dt, dims, rank));
     }
     return a;
 }
 
+/* The operation the top-level inputs and outputs of the metadata describe:
+ * what runs when a client sends just those inputs. */
+static gm_op default_op(const gm_model_info *in, const gm_oip_limits *lim) {
+    static const gm_op ORDER[] = {GM_OP_LOGP, GM_OP_DECODE, GM_OP_SAMPLE, GM_OP_ENCODE, GM_OP_DISCRIMINATE};
+    for (size_t i = 0; i < sizeof ORDER / sizeof ORDER[0]; i++)
+        if (op_available(in, lim, ORDER[i])) return ORDER[i];
+    return GM_OP_SAMPLE;
+}
+
 json_t *gm_oip_model_metadata(const char *model_name, const gm_model_info *in, const gm_oip_limits *lim) {
-    unsigned all_in = 0, all_out = 0;
     json_t *ops = json_array();
     for (int op = 0; op < GM_OP_COUNT; op++) {
         if (!op_available(in, lim, (gm_op)op)) continue;
-        unsigned req, take = op_inputs(in, (gm_op)op, &req), give = op_outputs(in, (gm_op)op, 2);
+        unsigned req, take = op_inputs(in, (gm_op)op, &req), give = op_outputs(in, (gm_op)op, lim->default_k);
         const char *names[4];
         op_params(in, (gm_op)op, names);
         json_t *params = json_array();
@@ -1109,12 +1117,14 @@ json_t *gm_oip_model_metadata(const char *model_name, const gm_model_info *in, c
                                              tensors_of(in, (gm_op)op, req, true), "optional_inputs",
                                              tensors_of(in, (gm_op)op, take & ~req, true), "outputs",
                                              tensors_of(in, (gm_op)op, give, false), "parameters", params));
-        all_in |= take;
-        all_out |= give;
     }
-    return json_pack("{s:s,s:[s],s:s,s:o,s:o,s:o}", "name", model_name, "versions", GM_OIP_VERSION,
-                     "platform", "gmserve_safetensors", "inputs", tensors_of(in, GM_OP_COUNT, all_in, true),
-                     "outputs", tensors_of(in, GM_OP_COUNT, all_out, false), "operations", ops);
+    gm_op def = default_op(in, lim);
+    unsigned req;
+    op_inputs(in, def, &req);
+    return json_pack("{s:s,s:[s],s:s,s:o,s:o,s:s,s:o}", "name", model_name, "versions", GM_OIP_VERSION,
+                     "platform", "gmserve_safetensors", "inputs", tensors_of(in, def, req, true), "outputs",
+                     tensors_of(in, def, op_outputs(in, def, lim->default_k), false), "default_operation",
+                     gm_op_name(def), "operations", ops);
 }
 
 json_t *gm_oip_server_metadata(const char *version) {

@@ -109,8 +109,11 @@ typedef struct {
 bool gm_oip_respond(const gm_oip_plan *plan, const char *model_name, const gm_model_info *in,
                     const gm_oip_results *res, uint8_t **body, size_t *len, size_t *json_len);
 
-/* The model metadata object: name, versions, platform, inputs and outputs
- * (-1 for the batch dimension), and which inputs each operation takes. */
+/* The model metadata object: name, versions, platform, and the inputs and
+ * outputs (-1 for the batch dimension) of the model's default operation
+ * (logp, else decode, else sample: what runs when a client sends just those
+ * inputs), named in default_operation; operations lists every operation
+ * with its required and optional inputs, outputs and parameters. */
 json_t *gm_oip_model_metadata(const char *model_name, const gm_model_info *in, const gm_oip_limits *lim);
 
 /* The server metadata object. */

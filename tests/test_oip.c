@@ -404,17 +404,23 @@ static void test_metadata(void **state) {
     assert_string_equal(json_string_value(json_object_get(m, "name")), "gan");
     assert_string_equal(json_string_value(json_array_get(json_object_get(m, "versions"), 0)), "1");
     assert_non_null(json_string_value(json_object_get(m, "platform")));
-    /* inputs: images (discriminate), latents, label, code, seed, n */
-    json_t *inputs = json_object_get(m, "inputs");
-    static const char *const NAMES[] = {"images", "latents", "label", "code", "seed", "n"};
-    assert_int_equal(json_array_size(inputs), 6);
-    for (size_t i = 0; i < 6; i++)
+    /* a GAN has no logp: the top level is decode's, what a client sending just those inputs runs */
+    assert_string_equal(json_string_value(json_object_get(m, "default_operation")), "decode");
+    json_t *inputs = json_object_get(m, "inputs"), *outputs = json_object_get(m, "outputs");
+    static const char *const NAMES[] = {"latents", "label", "code"};
+    assert_int_equal(json_array_size(inputs), 3);
+    for (size_t i = 0; i < 3; i++)
         assert_string_equal(json_string_value(json_object_get(json_array_get(inputs, i), "name")), NAMES[i]);
-    json_t *images = json_array_get(inputs, 0), *code = json_array_get(inputs, 3);
-    assert_string_equal(json_string_value(json_object_get(images, "datatype")), "FP32");
+    json_t *latents = json_array_get(inputs, 0), *code = json_array_get(inputs, 2);
+    assert_string_equal(json_string_value(json_object_get(latents, "datatype")), "FP32");
+    assert_int_equal(json_integer_value(json_array_get(json_object_get(latents, "shape"), 0)), -1);
+    assert_int_equal(json_integer_value(json_array_get(json_object_get(latents, "shape"), 1)), 3);
+    assert_int_equal(json_integer_value(json_array_get(json_object_get(code, "shape"), 1)), 2);
+    assert_int_equal(json_array_size(outputs), 1);
+    json_t *images = json_array_get(outputs, 0);
+    assert_string_equal(json_string_value(json_object_get(images, "name")), "images");
     assert_int_equal(json_integer_value(json_array_get(json_object_get(images, "shape"), 0)), -1);
     assert_int_equal(json_integer_value(json_array_get(json_object_get(images, "shape"), 3)), 1);
-    assert_int_equal(json_integer_value(json_array_get(json_object_get(code, "shape"), 1)), 2);
     /* decode requires latents, label and code */
     json_t *ops = json_object_get(m, "operations"), *decode = NULL;
     for (size_t i = 0; i < json_array_size(ops); i++)

@@ -168,8 +168,14 @@ static void test_endpoints(void **state) {
     assert_string_equal(json_string_value(json_object_get(m, "name")), "vae");
     assert_string_equal(json_string_value(json_array_get(json_object_get(m, "versions"), 0)), "1");
     assert_non_null(json_string_value(json_object_get(m, "platform")));
-    json_t *images = json_array_get(json_object_get(m, "inputs"), 0),
-           *latents = json_array_get(json_object_get(m, "inputs"), 1);
+    /* the top level is the default operation's (a VAE's logp: images in); decode takes latents */
+    assert_string_equal(json_string_value(json_object_get(m, "default_operation")), "logp");
+    assert_int_equal(json_array_size(json_object_get(m, "inputs")), 1);
+    json_t *images = json_array_get(json_object_get(m, "inputs"), 0), *latents = NULL, *op;
+    size_t k;
+    json_array_foreach(json_object_get(m, "operations"), k,
+                       op) if (!strcmp(json_string_value(json_object_get(op, "name")), "decode")) latents =
+        json_array_get(json_object_get(op, "inputs"), 0);
     assert_string_equal(json_string_value(json_object_get(images, "name")), "images");
     assert_string_equal(json_string_value(json_object_get(images, "datatype")), "FP32");
     json_t *want_shape = json_pack("[i,i,i,i]", -1, 28, 28, 1), *want_latent = json_pack("[i,i]", -1, 32);

@@ -6,7 +6,8 @@ builds the required inputs from the metadata alone (datatype, and the shape
 with -1 as the batch), sends them as JSON and again with the binary tensor
 data extension, and checks that both replies carry the outputs the metadata
 names, with its datatypes and shapes (-1: one batch size for all), and the
-same values. Skipped when
+same values. A client that reads only the protocol's own fields sends what
+the top-level inputs list and gets what the outputs list. Skipped when
 gmserve has not been built.
 """
 import json
@@ -164,7 +165,8 @@ class OpenInferenceProtocol(unittest.TestCase):
             self.assertEqual(self.get(f"/v2/models/{model}/ready"), {"name": model, "ready": True})
             for op in meta["operations"]:
                 declared = {t["name"]: t for t in op["outputs"]}
-                self.assertTrue(all(t in meta["outputs"] for t in op["outputs"]))
+                if op["name"] == meta["default_operation"]:  # the top level describes it
+                    self.assertEqual((op["inputs"], op["outputs"]), (meta["inputs"], meta["outputs"]))
                 with self.subTest(model=model, op=op["name"]):
                     replies = [self.outputs_of(meta, op, *self.post(f"/v2/models/{model}/infer",
                                                                      *self.request_for(meta, op, binary)))
@@ -184,6 +186,20 @@ class OpenInferenceProtocol(unittest.TestCase):
                         self.assertEqual(values, b_values, f"{model} {op['name']} {name}")
                     ops_seen.add(op["name"])
         self.assertEqual(ops_seen, {"sample", "logp", "encode", "decode", "discriminate"})
+
+    def test_the_top_level_alone(self):
+        """A client that reads only the protocol's own fields (inputs and
+        outputs), sends zeros for every input listed and asks no outputs
+        gets the outputs listed."""
+        for model in ("nade", "vae", "gan"):
+            meta = self.get(f"/v2/models/{model}")
+            inputs = [{"name": t["name"], "datatype": t["datatype"], "shape": [1 if d == -1 else d for d in t["shape"]],
+                       "data": [0] * math.prod(1 if d == -1 else d for d in t["shape"])} for t in meta["inputs"]]
+            status, _, body = self.post(f"/v2/models/{model}/infer", json.dumps({"inputs": inputs}).encode(), {})
+            self.assertEqual(status, 200, body[:300])
+            reply = json.loads(body)
+            self.assertEqual([(o["name"], o["datatype"]) for o in reply["outputs"]],
+                             [(t["name"], t["datatype"]) for t in meta["outputs"]], model)
 
     def test_errors_have_the_protocol_shape(self):
         status, _, body = self.post("/v2/models/vae/infer", b'{"inputs": [{"name": "images", "shape": [1, 3], '
