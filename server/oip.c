@@ -136,6 +136,13 @@ static bool keys_known(json_t *o, const char *const *known, const char **bad) {
     return true;
 }
 
+/* An optional field: NULL when absent or JSON null (some clients write
+ * every optional field, unset ones as null). */
+static json_t *field(json_t *o, const char *key) {
+    json_t *v = json_object_get(o, key);
+    return json_is_null(v) ? NULL : v;
+}
+
 /* Walks the leaves of nested JSON arrays (at most depth levels) in
  * row-major order: counts them into *at, and stores them in out when it is
  * not NULL (room for *at's final value, counted by a first walk). */
@@ -190,7 +197,8 @@ static bool parse_shape(json_t *shape, tensor *t, gm_error_kind *kind, char err[
 static bool parse_input(json_t *o, int i, tensor *t, const uint8_t **bin, size_t *bin_left,
                         gm_error_kind *kind, char err[GM_ERR_LEN]) {
     static const char *const KNOWN[] = {"name", "shape", "datatype", "parameters", "data", NULL};
-    static const char *const KNOWN_PARAMS[] = {"binary_data_size", NULL};
+    /* content_type: how MLServer's and KServe's codecs label a numeric tensor; nothing to do here */
+    static const char *const KNOWN_PARAMS[] = {"binary_data_size", "content_type", NULL};
     char what[MAX_NAME + 32];
     const char *bad;
     snprintf(what, sizeof what, "inputs[%d]", i);
@@ -198,7 +206,7 @@ static bool parse_input(json_t *o, int i, tensor *t, const uint8_t **bin, size_t
         return fail(GM_E_BAD_REQUEST, "%s must be an object {\"name\", \"shape\", \"datatype\", \"data\"}",
                     what);
     json_t *name = json_object_get(o, "name"), *dt = json_object_get(o, "datatype"),
-           *params = json_object_get(o, "parameters"), *data = json_object_get(o, "data");
+           *params = field(o, "parameters"), *data = json_object_get(o, "data");
     if (!json_is_string(name) || json_string_length(name) == 0 || json_string_length(name) > MAX_NAME)
         return fail(GM_E_BAD_REQUEST, "%s: \"name\" must be a string of 1 to %d bytes", what, MAX_NAME);
     t->name = json_string_value(name);
@@ -224,8 +232,9 @@ static bool parse_input(json_t *o, int i, tensor *t, const uint8_t **bin, size_t
             return fail(GM_E_BAD_REQUEST, "%s: \"parameters\" must be an object", what);
         if (!keys_known(params, KNOWN_PARAMS, &bad))
             return fail(GM_E_BAD_REQUEST,
-                        "%s: unknown parameter \"%.64s\" (an input takes binary_data_size only)", what, bad);
-        size = json_object_get(params, "binary_data_size");
+                        "%s: unknown parameter \"%.64s\" (an input takes binary_data_size and content_type)",
+                        what, bad);
+        size = field(params, "binary_data_size");
     }
     uint64_t bytes = t->count * DTYPES[t->dt].size;
     if (size) {
@@ -273,9 +282,9 @@ static bool parse_input(json_t *o, int i, tensor *t, const uint8_t **bin, size_t
 
 static bool parse_output(json_t *o, int i, wanted *w, gm_error_kind *kind, char err[GM_ERR_LEN]) {
     static const char *const KNOWN[] = {"name", "parameters", NULL};
-    static const char *const KNOWN_PARAMS[] = {"binary_data", NULL};
+    static const char *const KNOWN_PARAMS[] = {"binary_data", "content_type", NULL};
     const char *bad;
-    json_t *name = json_object_get(o, "name"), *params = json_object_get(o, "parameters");
+    json_t *name = json_object_get(o, "name"), *params = field(o, "parameters");
     if (!json_is_object(o) || !json_is_string(name))
         return fail(GM_E_BAD_REQUEST, "outputs[%d] must be an object with a \"name\" string", i);
     w->name = json_string_value(name);
@@ -287,10 +296,11 @@ static bool parse_output(json_t *o, int i, wanted *w, gm_error_kind *kind, char 
         if (!json_is_object(params))
             return fail(GM_E_BAD_REQUEST, "outputs[%d]: \"parameters\" must be an object", i);
         if (!keys_known(params, KNOWN_PARAMS, &bad))
-            return fail(GM_E_BAD_REQUEST,
-                        "outputs[%d]: unknown parameter \"%.64s\" (an output takes binary_data only)", i,
-                        bad);
-        json_t *b = json_object_get(params, "binary_data");
+            return fail(
+                GM_E_BAD_REQUEST,
+                "outputs[%d]: unknown parameter \"%.64s\" (an output takes binary_data and content_type)", i,
+                bad);
+        json_t *b = field(params, "binary_data");
         if (b && !json_is_boolean(b))
             return fail(GM_E_BAD_REQUEST, "outputs[%d]: binary_data must be true or false", i);
         if (b) w->binary = json_is_true(b);
@@ -303,14 +313,14 @@ static bool parse_tree(gm_oip_request *r, const uint8_t *bin, size_t bin_len, gm
     static const char *const KNOWN[] = {"id",         "parameters",    "inputs", "outputs",
                                         "model_name", "model_version", NULL};
     const char *bad;
-    json_t *root = r->root, *id = json_object_get(root, "id"), *inputs = json_object_get(root, "inputs"),
-           *outputs = json_object_get(root, "outputs");
+    json_t *root = r->root, *id = field(root, "id"), *inputs = json_object_get(root, "inputs"),
+           *outputs = field(root, "outputs");
     if (!keys_known(root, KNOWN, &bad))
         return fail(GM_E_BAD_REQUEST,
                     "unknown field \"%.64s\" in the request (it has id, parameters, inputs, outputs)", bad);
     if (id && !json_is_string(id)) return fail(GM_E_BAD_REQUEST, "\"id\" must be a string");
     r->id = id ? json_string_value(id) : NULL;
-    r->params = json_object_get(root, "parameters");
+    r->params = field(root, "parameters");
     if (r->params) {
         if (!json_is_object(r->params)) return fail(GM_E_BAD_REQUEST, "\"parameters\" must be an object");
         const char *key;
@@ -321,7 +331,7 @@ static bool parse_tree(gm_oip_request *r, const uint8_t *bin, size_t bin_len, gm
                    !json_is_boolean(v)) return fail(GM_E_BAD_REQUEST,
                                                     "parameter \"%.64s\" must be a string, number or boolean",
                                                     key);
-        json_t *b = json_object_get(r->params, "binary_data_output");
+        json_t *b = field(r->params, "binary_data_output");
         if (b && !json_is_boolean(b))
             return fail(GM_E_BAD_REQUEST, "binary_data_output must be true or false");
         r->binary_output = json_is_true(b);
@@ -799,7 +809,7 @@ static bool bind_params(binder *b, gm_op op, json_t *params, long *k) {
     json_t *v;
     op_params(b->in, op, names);
     json_object_foreach(r->params, key, v) {
-        if (!strcmp(key, "binary_data_output")) continue;
+        if (!strcmp(key, "binary_data_output") || !strcmp(key, "content_type")) continue;
         bool ok = false;
         for (int i = 0; names[i] && !ok; i++)
             ok = !strcmp(key, names[i]);

@@ -122,6 +122,27 @@ static void test_json_images_select_logp(void **state) {
     gm_oip_plan_release(&nested.plan);
 }
 
+/* Optional fields written as null, and the content_type parameter of
+ * MLServer's and KServe's codecs, are taken as absent. */
+static void test_null_fields_and_content_type(void **state) {
+    gm_model_info in = vae_info();
+    bound b =
+        bind_json(&in, "{\"id\":null,\"parameters\":null,\"outputs\":null,\"inputs\":[{\"name\":\"images\","
+                       "\"shape\":[1,2,2,1],\"datatype\":\"FP32\",\"parameters\":{\"content_type\":\"np\"},"
+                       "\"data\":[0,0,0,0]}]}");
+    assert_true(b.ok);
+    assert_null(b.plan.id);
+    assert_int_equal(b.plan.op, GM_OP_LOGP);
+    gm_oip_plan_release(&b.plan);
+    bound c =
+        bind_json(&in, "{\"parameters\":{\"content_type\":\"np\"},\"inputs\":[{\"name\":\"n\",\"shape\":[1],"
+                       "\"datatype\":\"INT64\",\"data\":[1],\"parameters\":null}],"
+                       "\"outputs\":[{\"name\":\"images\",\"parameters\":{\"binary_data\":null}}]}");
+    assert_true(c.ok);
+    assert_false(c.plan.binary[0]);
+    gm_oip_plan_release(&c.plan);
+}
+
 static void test_uint8_images_are_scaled_as_png(void **state) {
     gm_model_info in = vae_info();
     bound b = bind_json(&in, "{\"inputs\":[{\"name\":\"images\",\"shape\":[1,2,2,1],\"datatype\":\"UINT8\","
@@ -449,6 +470,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_json_images_select_logp),
         cmocka_unit_test(test_uint8_images_are_scaled_as_png),
+        cmocka_unit_test(test_null_fields_and_content_type),
         cmocka_unit_test(test_binary_images_equal_json),
         cmocka_unit_test(test_inputs_select_the_operation),
         cmocka_unit_test(test_refusals),
