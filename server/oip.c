@@ -1147,5 +1147,7 @@ size_t gm_oip_max_values(const gm_model_info *in, long max_images) {
     size_t row = (size_t)in->dim;
     if ((size_t)in->latent_dim + (size_t)in->code_dim + 1 > row)
         row = (size_t)in->latent_dim + in->code_dim + 1;
-    return row * (size_t)max_images + STRUCTURE_VALUES;
+    /* twice: data nested in its shape's form counts a bracket per innermost
+     * row, one per pixel for a 1-channel [n, H, W, 1] */
+    return 2 * row * (size_t)max_images + STRUCTURE_VALUES;
 }
