@@ -1147,7 +1147,8 @@ size_t gm_oip_max_values(const gm_model_info *in, long max_images) {
     size_t row = (size_t)in->dim;
     if ((size_t)in->latent_dim + (size_t)in->code_dim + 1 > row)
         row = (size_t)in->latent_dim + in->code_dim + 1;
-    /* twice: data nested in its shape's form counts a bracket per innermost
-     * row, one per pixel for a 1-channel [n, H, W, 1] */
-    return 2 * row * (size_t)max_images + STRUCTURE_VALUES;
+    /* three times: data nested in its shape's form adds a comma and a
+     * bracket per value of a 1-channel [n, H, W, 1] image, and its rows'
+     * brackets and commas */
+    return 3 * row * (size_t)max_images + STRUCTURE_VALUES;
 }

@@ -120,8 +120,8 @@ json_t *gm_oip_model_metadata(const char *model_name, const gm_model_info *in, c
 json_t *gm_oip_server_metadata(const char *version);
 
 /* The most JSON values an infer request's header can usefully hold for the
- * model: twice its largest input times max_images (nested data counts its
- * brackets too), plus the request's structure. */
+ * model: three times its largest input times max_images (nested data
+ * counts its brackets and commas too), plus the request's structure. */
 size_t gm_oip_max_values(const gm_model_info *in, long max_images);
 
 #endif

@@ -143,6 +143,53 @@ static void test_null_fields_and_content_type(void **state) {
     gm_oip_plan_release(&c.plan);
 }
 
+/* The most images a request may hold, nested in their shape's own form
+ * (a bracket around every pixel of a 1-channel image), are not too many
+ * JSON values; one more image is. */
+static void test_nested_max_images_fit(void **state) {
+    gm_model_info in = {.family = GM_FAMILY_NADE,
+                        .height = 28,
+                        .width = 28,
+                        .channels = 1,
+                        .dim = 784,
+                        .encode_dim = 5,
+                        .exact_logp = true};
+    in.supports[GM_OP_LOGP] = true;
+    gm_oip_limits lim = limits();
+    lim.max_images = 64; /* enough images that the bound's margin for structure cannot hide a short factor */
+    for (long n = lim.max_images; n <= lim.max_images + 1; n++) {
+        size_t cap = (size_t)n * 784 * 6 + 1024, o = 0;
+        char *j = malloc(cap);
+        o += (size_t)snprintf(j, cap,
+                              "{\"inputs\":[{\"name\":\"images\",\"shape\":[%ld,28,28,1],\"datatype\":"
+                              "\"UINT8\",\"data\":[",
+                              n);
+        for (long i = 0; i < n; i++) {
+            j[o++] = i ? ',' : '[';
+            if (i) j[o++] = '[';
+            for (int y = 0; y < 28; y++) {
+                o += (size_t)snprintf(j + o, cap - o, "%s[", y ? "," : "");
+                for (int x = 0; x < 28; x++)
+                    o += (size_t)snprintf(j + o, cap - o, "%s[7]", x ? "," : "");
+                j[o++] = ']';
+            }
+            j[o++] = ']';
+        }
+        snprintf(j + o, cap - o, "]}]}");
+        gm_error_kind kind;
+        char err[GM_ERR_LEN];
+        gm_oip_request *r =
+            gm_oip_parse((uint8_t *)j, strlen(j), -1, gm_oip_max_values(&in, lim.max_images), &kind, err);
+        if (n == lim.max_images && !r) {
+            print_error("%ld nested images refused: %s\n", n, err);
+            fail();
+        }
+        if (n > lim.max_images) assert_true(r != NULL || gm_error_status(kind) == 413);
+        gm_oip_request_free(r);
+        free(j);
+    }
+}
+
 static void test_uint8_images_are_scaled_as_png(void **state) {
     gm_model_info in = vae_info();
     bound b = bind_json(&in, "{\"inputs\":[{\"name\":\"images\",\"shape\":[1,2,2,1],\"datatype\":\"UINT8\","
@@ -471,6 +518,7 @@ int main(void) {
         cmocka_unit_test(test_json_images_select_logp),
         cmocka_unit_test(test_uint8_images_are_scaled_as_png),
         cmocka_unit_test(test_null_fields_and_content_type),
+        cmocka_unit_test(test_nested_max_images_fit),
         cmocka_unit_test(test_binary_images_equal_json),
         cmocka_unit_test(test_inputs_select_the_operation),
         cmocka_unit_test(test_refusals),
