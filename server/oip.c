@@ -380,9 +380,10 @@ gm_oip_request *gm_oip_parse(const uint8_t *body, size_t len, long long header_l
     if (values > max_values) {
         (void)fail(
             GM_E_TOO_MANY_VALUES,
-            "the JSON holds about %zu values; an infer request to this model uses at most %zu (max_images x "
-            "the values of its largest input, plus the request's structure); send large tensors as binary "
-            "data",
+            "the JSON holds about %zu values; an infer request to this model uses at most %zu (3 x "
+            "max_images "
+            "x the values of its largest input, room for nested data, plus the request's structure); send "
+            "large tensors as binary data",
             values, max_values);
         return NULL;
     }
