@@ -4,7 +4,8 @@
  * The whole API is the route table (routes.c). A path that matches with
  * another method gets 405, and OPTIONS on a path gets 204, both with the
  * Allow header of that path's routes; a path no route has is 404 whatever
- * the method. Model operations go on to ops.c.
+ * the method. Model operations go on to ops.c, the /v2 routes of the Open
+ * Inference Protocol to oip_routes.c.
  */
 #include <stdio.h>
 #include <stdlib.h>
