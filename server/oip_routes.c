@@ -7,7 +7,6 @@
  * application/json, binary requests as application/octet-stream, and some
  * (Python's urllib) application/x-www-form-urlencoded by default.
  */
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
