@@ -14,7 +14,9 @@
  * Both loops are written in vector registers (AVX-512, or AVX2 + FMA): the
  * sigmoid without a divide (vmath.h), the dot products four rows at a time
  * with two accumulators each, so that eight independent FMAs are in flight.
- * Per-image log p accumulates in double: a sum of D terms must hold 1e-4.
+ * Each pixel's signed logit is kept, and log p summed from them at the end
+ * in double by one vectorized pass (vmath.h): a sum of D terms must hold
+ * 1e-4, and libm's scalar log1p per pixel was a third of the time.
  *
  * Sampling runs the same recurrence, drawing x_i ~ Bernoulli(sigmoid(logit /
  * T)) from the row's own stream; the returned log p is the model's (T = 1).
@@ -29,11 +31,51 @@
 #include "parallel.h"
 #include "vmath.h"
 
-/* Rows of H values are stored with stride Hp, H rounded up to whole
- * 64-byte vectors, zero-padded: a padded unit has a = 0 and a zero output
+/* The vector type of the hot loops: 64-byte registers where the CPU has
+ * AVX-512, 32-byte ones with AVX2 and FMA (the container's x86-64-v3), plain
+ * loops elsewhere. ACC accumulators per row in the dot products, so that
+ * four rows keep 4 ACC independent FMAs in flight (one row alone, at batch
+ * 1, is otherwise bound by the FMA latency), within the 32 (AVX-512) or 16
+ * (AVX2) vector registers; PAD is ACC vectors, and the activation loop
+ * runs ACC vectors a step so that their sigmoid chains overlap. */
+#if defined(__AVX512F__)
+#define LANES 16
+#define ACC 4
+typedef __m512 vec;
+#define vload _mm512_load_ps
+#define vstore _mm512_store_ps
+#define vadd _mm512_add_ps
+#define vfma _mm512_fmadd_ps
+#define vzero _mm512_setzero_ps
+#define vmax _mm512_max_ps
+static inline float vsum(__m512 v) { return _mm512_reduce_add_ps(v); }
+#elif defined(__AVX2__) && defined(__FMA__)
+#define LANES 8
+#define ACC 4
+typedef __m256 vec;
+#define vload _mm256_load_ps
+#define vstore _mm256_store_ps
+#define vadd _mm256_add_ps
+#define vfma _mm256_fmadd_ps
+#define vzero _mm256_setzero_ps
+#define vmax _mm256_max_ps
+static inline float vsum(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+}
+#endif
+
+#ifdef LANES
+#define PAD (ACC * LANES)
+#else
+#define PAD 16 /* 64 bytes: the state rows stay aligned */
+#endif
+
+/* Rows of H values are stored with stride Hp, H rounded up to a multiple
+ * of PAD, zero-padded: a padded unit has a = 0 and a zero output
  * weight, so it adds exactly 0 to every logit, and the vector loops need no
  * remainder (so every unit of every row goes through the same code). */
-#define PAD 32
 
 typedef struct {
     int D, H, Hp;
@@ -153,54 +195,15 @@ fail:
     return NULL;
 }
 
-/* The vector type of the hot loops: 64-byte registers where the CPU has
- * AVX-512, 32-byte ones with AVX2 and FMA (the container's x86-64-v3), plain
- * loops elsewhere. Two accumulators per row in the dot products, so that
- * four rows keep eight FMAs in flight (their latency is four cycles, two
- * issue per cycle); PAD covers two vectors of the widest kind. */
-#if defined(__AVX512F__)
-#define LANES 16
-typedef __m512 vec;
-#define vload _mm512_load_ps
-#define vstore _mm512_store_ps
-#define vadd _mm512_add_ps
-#define vfma _mm512_fmadd_ps
-#define vzero _mm512_setzero_ps
-#define vmax _mm512_max_ps
-static inline float vsum(__m512 v) { return _mm512_reduce_add_ps(v); }
-#elif defined(__AVX2__) && defined(__FMA__)
-#define LANES 8
-typedef __m256 vec;
-#define vload _mm256_load_ps
-#define vstore _mm256_store_ps
-#define vadd _mm256_add_ps
-#define vfma _mm256_fmadd_ps
-#define vzero _mm256_setzero_ps
-#define vmax _mm256_max_ps
-static inline float vsum(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
-}
-#endif
-
 /* a += w and h = act(a), fused: the only place activations are computed.
  * a, h, w: (Hp), 64-byte aligned. */
 static inline void add_and_activate(float *restrict a, float *restrict h, const float *restrict w, int Hp,
                                     bool relu) {
 #ifdef LANES
-    if (relu) {
-        for (int j = 0; j < Hp; j += LANES) {
-            vec x = vadd(vload(a + j), vload(w + j));
-            vstore(a + j, x);
-            vstore(h + j, vmax(x, vzero()));
-        }
-    } else {
-        for (int j = 0; j < Hp; j += LANES) {
-            vec x = vadd(vload(a + j), vload(w + j));
-            vstore(a + j, x);
-            vstore(h + j, gm_sigmoid_v(x));
-        }
+    for (int j = 0; j < Hp; j += LANES) {
+        vec x = vadd(vload(a + j), vload(w + j));
+        vstore(a + j, x);
+        vstore(h + j, relu ? vmax(x, vzero()) : gm_sigmoid_v(x));
     }
 #else
     for (int j = 0; j < Hp; j++) {
@@ -216,21 +219,28 @@ static inline void add_and_activate(float *restrict a, float *restrict h, const 
 static inline __attribute__((always_inline)) void dot_rows(int n, const float *const h[4], const float *restrict v,
                                                            int Hp, float *out) {
 #ifdef LANES
-    vec s0[4], s1[4];
-    for (int q = 0; q < n; q++) s0[q] = s1[q] = vzero();
-    for (int j = 0; j < Hp; j += 2 * LANES) {
-        vec v0 = vload(v + j), v1 = vload(v + j + LANES);
-        for (int q = 0; q < n; q++) {
-            s0[q] = vfma(vload(h[q] + j), v0, s0[q]);
-            s1[q] = vfma(vload(h[q] + j + LANES), v1, s1[q]);
-        }
+    vec s[4][ACC];
+    for (int q = 0; q < n; q++)
+        for (int u = 0; u < ACC; u++) s[q][u] = vzero();
+    for (int j = 0; j < Hp; j += ACC * LANES) {
+        vec vv[ACC];
+#pragma GCC unroll 4
+        for (int u = 0; u < ACC; u++) vv[u] = vload(v + j + u * LANES);
+#pragma GCC unroll 4
+        for (int q = 0; q < n; q++)
+#pragma GCC unroll 4
+            for (int u = 0; u < ACC; u++) s[q][u] = vfma(vload(h[q] + j + u * LANES), vv[u], s[q][u]);
     }
-    for (int q = 0; q < n; q++) out[q] = vsum(vadd(s0[q], s1[q]));
+    for (int q = 0; q < n; q++) {
+        vec t = s[q][0];
+        for (int u = 1; u < ACC; u++) t = vadd(t, s[q][u]);
+        out[q] = vsum(t);
+    }
 #else
     for (int q = 0; q < n; q++) {
-        float s = 0.0f;
-        for (int j = 0; j < Hp; j++) s += h[q][j] * v[j];
-        out[q] = s;
+        float t = 0.0f;
+        for (int j = 0; j < Hp; j++) t += h[q][j] * v[j];
+        out[q] = t;
     }
 #endif
 }
@@ -253,8 +263,9 @@ typedef struct {
     double *logp;
 } nade_call;
 
-/* Rows of one block of nade_rows: its state (a and h, 2 H floats per row)
- * stays within 2 x 16 MiB however many rows a call brings. */
+/* Rows of one block of nade_rows: its state (a and h, 2 Hp floats per row,
+ * and D signed logits) stays within 3 x 16 MiB however many rows a call
+ * brings. */
 #define BLOCK_VALUES (1 << 22)
 
 static int nade_block(const nade_call *c, int r0, int r1);
@@ -262,7 +273,8 @@ static int nade_block(const nade_call *c, int r0, int r1);
 /* The recurrence over rows [r0, r1), in blocks of bounded state. */
 static int nade_rows(void *ctx, int r0, int r1) {
     const nade_call *c = ctx;
-    int per = BLOCK_VALUES / c->m->Hp; /* >= 3: Hp <= 2^20 + PAD */
+    int widest = c->m->Hp > c->m->D ? c->m->Hp : c->m->D;
+    int per = BLOCK_VALUES / widest > 0 ? BLOCK_VALUES / widest : 1; /* a huge image: one row at a time */
     for (int b0 = r0; b0 < r1; b0 += per)
         if (nade_block(c, b0, r1 - b0 < per ? r1 : b0 + per)) return -1;
     return 0;
@@ -278,16 +290,17 @@ static int nade_block(const nade_call *c, int r0, int r1) {
     int D = m->D, P = m->Hp, B = r1 - r0;
     size_t state = (size_t)B * P * sizeof(float); /* a multiple of 64 */
     float *A = aligned_alloc(64, state), *Hs = aligned_alloc(64, state), *logits = malloc((size_t)B * sizeof(float));
-    if (!A || !Hs || !logits) {
+    float *S = malloc((size_t)B * D * sizeof(float)); /* row r's logits, signed: -logit where the pixel is on */
+    if (!A || !Hs || !logits || !S) {
         free(A);
         free(Hs);
         free(logits);
+        free(S);
         return -1;
     }
     if (A) memset(A, 0, state);
     for (int r = 0; r < B; r++) { /* a = 0 + c */
         add_and_activate(A + (size_t)r * P, Hs + (size_t)r * P, m->c, P, m->relu);
-        c->logp[r0 + r] = 0.0;
     }
     for (int k = 0; k < D; k++) {
         int i = m->order[k];
@@ -300,24 +313,28 @@ static int nade_block(const nade_call *c, int r0, int r1) {
         }
         for (int r = 0; r < B; r++) {
             size_t px = (size_t)(r0 + r) * D + i;
-            double logit = (double)(m->b[i] + logits[r]), e = exp(-fabs(logit));
+            float logit = m->b[i] + logits[r];
             bool on;
             if (c->rows) {
                 gm_row *row = &c->rows[r0 + r];
-                double p = row->temperature == 1.0f ? (logit >= 0 ? 1.0 : e) / (1.0 + e)
-                                                    : 1.0 / (1.0 + exp(-logit / row->temperature));
+                double l = logit, e = exp(-fabs(l));
+                double p = row->temperature == 1.0f ? (l >= 0 ? 1.0 : e) / (1.0 + e)
+                                                    : 1.0 / (1.0 + exp(-l / row->temperature));
                 on = gm_rng_uniform(&row->rng) < p;
                 c->drawn[px] = on ? 1.0f : 0.0f;
             } else {
                 on = c->x[px] != 0.0f;
             }
-            c->logp[r0 + r] -= gm_softplus_e(on ? -logit : logit, e); /* log sigmoid(+-logit), e shared with p */
+            S[(size_t)r * D + k] = on ? -logit : logit;
             if (on) add_and_activate(A + (size_t)r * P, Hs + (size_t)r * P, w, P, m->relu);
         }
     }
+    /* log p = sum_k log sigmoid(+-logit_k) = -sum_k softplus(-+logit_k) */
+    for (int r = 0; r < B; r++) c->logp[r0 + r] = -gm_softplus_sum(S + (size_t)r * D, D);
     free(A);
     free(Hs);
     free(logits);
+    free(S);
     return 0;
 }
 
