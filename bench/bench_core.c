@@ -318,7 +318,8 @@ static int load_rounds(const char *dir, const char *prefix, json_t **out, int ma
     char path[1024];
     while (d && (e = readdir(d)) && n < max) {
         size_t len = strlen(e->d_name);
-        if (strncmp(e->d_name, prefix, strlen(prefix)) || len < 5 || strcmp(e->d_name + len - 5, ".json")) continue;
+        size_t pl = strlen(prefix); /* PREFIX ROUND .json, ROUND not empty */
+        if (strncmp(e->d_name, prefix, pl) || len <= pl + 5 || strcmp(e->d_name + len - 5, ".json")) continue;
         snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
         if ((out[n] = json_load_file(path, 0, NULL))) n++;
     }

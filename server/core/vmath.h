@@ -164,7 +164,7 @@ static inline double gm_softplus(double x) { return gm_softplus_e(x, exp(-fabs(x
  * (by the 1.5 * 2^52 trick, exact for |k| < 2^51); log1p(t) for t in (0, 1]
  * is 2 atanh(z), z = t / (2 + t) <= 1/3, by its odd series to z^27
  * (remainder < 1e-14). |s| is clamped at 50, where log1p(e^-50) < 2e-22.
- * Each term is within 1e-13 of libm's (tests/test_softplus.c); NADE's log p
+ * Each term is within 1e-13 of libm's (tests/test_vector_math.c); NADE's log p
  * sums D of them and must hold 1e-4. +-inf give inf and 0, NaN gives NaN. */
 static inline double gm_softplus_sum(const float *s, int n) {
     double sum = 0.0;
