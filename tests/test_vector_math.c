@@ -17,7 +17,8 @@ static void test_vector_sigmoid_matches_libm(void **state) {
     double worst = 0.0, at = 0.0;
     float in[GM_SIG_LANES] __attribute__((aligned(64))), out[GM_SIG_LANES] __attribute__((aligned(64)));
     for (int i = -130000; i <= 130000; i += GM_SIG_LANES) {
-        for (int l = 0; l < GM_SIG_LANES; l++) in[l] = (float)(i + l) * 1e-3f; /* -130 .. 130: both clamps */
+        for (int l = 0; l < GM_SIG_LANES; l++)
+            in[l] = (float)(i + l) * 1e-3f; /* -130 .. 130: both clamps */
 #if GM_SIG_LANES == 16
         _mm512_store_ps(out, gm_sigmoid_v(_mm512_load_ps(in)));
 #else
@@ -34,7 +35,8 @@ static void test_vector_sigmoid_matches_libm(void **state) {
             if (d / want > worst) worst = d / want, at = in[l];
         }
     }
-    print_message("gm_sigmoid_v (%d lanes): worst relative error %.3g at x = %.4f\n", GM_SIG_LANES, worst, at);
+    print_message("gm_sigmoid_v (%d lanes): worst relative error %.3g at x = %.4f\n", GM_SIG_LANES, worst,
+                  at);
     assert_true(worst <= 2e-7);
 #else
     skip();
@@ -48,8 +50,8 @@ static void test_terms_match_libm(void **state) {
         double d = fabs(gm_softplus_sum(&x, 1) - softplus_libm(x));
         if (d > worst) worst = d, at = x;
     }
-    const float edge[] = {0.0f, -0.0f, FLT_MIN, -FLT_MIN, 1e-30f, -1e-30f, 49.99f, 50.0f, 50.01f, -50.0f,
-                          1e30f, -1e30f, FLT_MAX, -FLT_MAX, 0.6931472f, -0.3465736f};
+    const float edge[] = {0.0f,   -0.0f,  FLT_MIN, -FLT_MIN, 1e-30f,  -1e-30f,  49.99f,     50.0f,
+                          50.01f, -50.0f, 1e30f,   -1e30f,   FLT_MAX, -FLT_MAX, 0.6931472f, -0.3465736f};
     for (size_t i = 0; i < sizeof edge / sizeof edge[0]; i++) {
         double d = fabs(gm_softplus_sum(&edge[i], 1) - softplus_libm(edge[i]));
         if (d > worst) worst = d, at = edge[i];
