@@ -13,7 +13,7 @@
  * an add of W[:, i] or nothing, so h is recomputed only after an on pixel.
  * Both loops are written in vector registers (AVX-512, or AVX2 + FMA): the
  * sigmoid without a divide (vmath.h), the dot products four rows at a time
- * with two accumulators each, so that eight independent FMAs are in flight.
+ * with several accumulators each (below), so that independent FMAs overlap.
  * Each pixel's signed logit is kept, and log p summed from them at the end
  * in double by one vectorized pass (vmath.h): a sum of D terms must hold
  * 1e-4, and libm's scalar log1p per pixel was a third of the time.
@@ -36,8 +36,9 @@
  * loops elsewhere. ACC accumulators per row in the dot products, so that
  * four rows keep 4 ACC independent FMAs in flight (one row alone, at batch
  * 1, is otherwise bound by the FMA latency), within the 32 (AVX-512) or 16
- * (AVX2) vector registers; PAD is ACC vectors, and the activation loop
- * runs ACC vectors a step so that their sigmoid chains overlap. */
+ * (AVX2) vector registers; PAD is ACC vectors. (Four sigmoid vectors a
+ * step in the activation loop ran slower: their constants and temporaries
+ * spill.) */
 #if defined(__AVX512F__)
 #define LANES 16
 #define ACC 4
@@ -308,8 +309,8 @@ static int nade_block(const nade_call *c, int r0, int r1) {
     size_t state = (size_t)B * P * sizeof(float); /* a multiple of 64 */
     float *A = aligned_alloc(64, state), *Hs = aligned_alloc(64, state),
           *logits = malloc((size_t)B * sizeof(float));
-    float *S =
-        malloc((size_t)B * D * sizeof(float)); /* row r's logits, signed: -logit where the pixel is on */
+    /* row r's logits, signed: -logit where the pixel is on */
+    float *S = malloc((size_t)B * D * sizeof(float));
     if (!A || !Hs || !logits || !S) {
         free(A);
         free(Hs);
@@ -317,7 +318,7 @@ static int nade_block(const nade_call *c, int r0, int r1) {
         free(S);
         return -1;
     }
-    if (A) memset(A, 0, state);
+    memset(A, 0, state);
     for (int r = 0; r < B; r++) { /* a = 0 + c */
         add_and_activate(A + (size_t)r * P, Hs + (size_t)r * P, m->c, P, m->relu);
     }
