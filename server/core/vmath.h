@@ -100,23 +100,31 @@ static inline float gm_sigmoidf(float x) { return 1.0f / (1.0f + gm_expf(-x)); }
  * [-88, 87] (the exponent to [-87, 88], as in gm_expf), so 1 + e stays
  * finite and the reciprocal is never of infinity. */
 #if defined(__AVX512F__)
+/* With AVX-512 the exponential is table-driven, which is a third faster
+ * here (2.1 against 3.1 ns a vector, measured alone): e^t = 2^n 2^(j/32)
+ * e^g with n + j/32 the nearest 32nd of t log2(e) (by the 1.5 * 2^18
+ * trick, whose low mantissa bits then hold j), 2^(j/32) from a 32-entry
+ * table held in two registers (vpermt2ps), g = t - (n + j/32) ln 2 with
+ * ln 2 split in two as in gm_expf, |g| <= ln2 / 64, and e^g to third
+ * order (remainder g^4 / 24 < 6e-10). scalef applies 2^floor(n + j/32). */
 #define GM_SIG_LANES 16
 typedef __m512 gm_vsig;
 static inline __m512 gm_sigmoid_v(__m512 x) {
+    const __m512 lo = _mm512_setr_ps(1.0f, 1.0218972f, 1.04427373f, 1.06714046f, 1.09050775f, 1.1143868f,
+                                     1.13878858f, 1.1637249f, 1.18920708f, 1.21524739f, 1.24185777f, 1.26905096f,
+                                     1.29683959f, 1.32523668f, 1.35425556f, 1.38390994f);
+    const __m512 hi = _mm512_setr_ps(1.41421354f, 1.44518077f, 1.47682619f, 1.50916445f, 1.54221082f,
+                                     1.5759809f, 1.61049032f, 1.64575553f, 1.68179286f, 1.71861935f, 1.75625217f,
+                                     1.79470909f, 1.8340081f, 1.87416768f, 1.91520655f, 1.95714414f);
     x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-88.0f)), _mm512_set1_ps(87.0f));
-    __m512 t = _mm512_sub_ps(_mm512_setzero_ps(), x); /* e^t, t = -x */
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(t, _mm512_set1_ps(1.44269504088896341f)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), t);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-    p = _mm512_fmadd_ps(_mm512_mul_ps(p, r), r, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-    __m512 d = _mm512_add_ps(_mm512_scalef_ps(p, n), _mm512_set1_ps(1.0f));
+    __m512 ym = _mm512_fmadd_ps(x, _mm512_set1_ps(-1.44269504088896341f), _mm512_set1_ps(393216.0f));
+    __m512 k = _mm512_sub_ps(ym, _mm512_set1_ps(393216.0f)); /* n + j/32 */
+    __m512 g = _mm512_fnmsub_ps(k, _mm512_set1_ps(0.693359375f), x); /* t - k ln2, t = -x */
+    g = _mm512_fnmadd_ps(k, _mm512_set1_ps(-2.12194440e-4f), g);
+    __m512 t = _mm512_permutex2var_ps(lo, _mm512_castps_si512(ym), hi);
+    __m512 p = _mm512_fmadd_ps(g, _mm512_set1_ps(1.0f / 6), _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(_mm512_mul_ps(g, g), p, g); /* e^g - 1 */
+    __m512 d = _mm512_add_ps(_mm512_scalef_ps(_mm512_fmadd_ps(t, p, t), k), _mm512_set1_ps(1.0f));
     __m512 y = _mm512_rcp14_ps(d);
     return _mm512_fmadd_ps(y, _mm512_fnmadd_ps(d, y, _mm512_set1_ps(1.0f)), y);
 }
