@@ -9,16 +9,30 @@
  * runs every settings snapshot a request can hold names a default model
  * that is served.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "queue.h"
 #include "reload.h"
 
 #define fail_with(out, st, ...) ((out)->status = (st), snprintf((out)->message, sizeof (out)->message, __VA_ARGS__))
 
-/* Loads one file with its probes and self-test, timed. */
+/* Loads one file with its probes and self-test, timed. Anything but a
+ * regular file is refused before it is opened: opening a FIFO for reading
+ * waits for a writer, which would stop every later change (and the drain,
+ * which waits for the control thread). */
 static gm_model *load_timed(const char *path, double *ms, char err[GM_ERR_LEN]) {
+    struct stat sb;
+    if (stat(path, &sb) != 0) {
+        gm_errorf(err, "%s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        gm_errorf(err, "%s: not a regular file", path);
+        return NULL;
+    }
     int64_t t0 = gm_now_ns();
     gm_model *m = gm_model_load(path, err);
     *ms = (gm_now_ns() - t0) * 1e-6;

@@ -15,6 +15,7 @@
 #include "testutil.h"
 
 #include <pthread.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "control.h"
@@ -336,6 +337,12 @@ static void test_load_replace_unload(void **state) {
     gm_reload_model(&e->t, "extra", "tests/fixtures/no_such.safetensors", &o);
     expect(&o, GM_RELOAD_BAD_FILE, "no_such.safetensors");
     assert_int_equal(family_of(e, "extra"), GM_FAMILY_NADE); /* goes on serving */
+    char fifo[160];
+    snprintf(fifo, sizeof fifo, "%s/fifo", dir);
+    assert_int_equal(mkfifo(fifo, 0600), 0); /* opening one for reading waits for a writer: never do */
+    gm_reload_model(&e->t, "extra", fifo, &o);
+    expect(&o, GM_RELOAD_BAD_FILE, "not a regular file");
+    unlink(fifo);
     gm_reload_model(&e->t, "bad/name", NADE_FILE, &o);
     expect(&o, GM_RELOAD_BAD_REQUEST, "name");
     gm_reload_model(&e->t, "x", "", &o);
