@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -237,6 +238,8 @@ static int set_json(gm_config *cfg, const option *o, json_t *v, const char *src,
 }
 
 static int load_file(gm_config *cfg, const char *path, char *err) {
+    struct stat sb; /* opening a FIFO would wait for a writer: at start-up, or on the reload thread */
+    if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode)) return gm_errorf(err, "%s: not a regular file", path);
     json_error_t je;
     json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
     if (!root) return gm_errorf(err, "%s:%d: %s", path, je.line, je.text);

@@ -305,6 +305,12 @@ static void test_reload_settings_and_files(void **state) {
     expect(&o, GM_RELOAD_BAD_FILE, model_file);
     assert_int_equal(family_of(e, "m"), GM_FAMILY_VAE);
 
+    unlink(cfg_file);
+    assert_int_equal(mkfifo(cfg_file, 0600), 0); /* a settings file that is a FIFO: refused, not waited on */
+    gm_reload_settings(&e->t, &o);
+    expect(&o, GM_RELOAD_BAD_SETTINGS, "not a regular file");
+    unlink(cfg_file);
+
     copy_file(VAE_FILE, model_file);
     write_text(cfg_file, "{\"models\": ");
     gm_reload_settings(&e->t, &o);
