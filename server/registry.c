@@ -42,6 +42,11 @@ void gm_served_release(gm_served *s) {
     free(s);
 }
 
+gm_served *gm_served_retain(gm_served *s) {
+    atomic_fetch_add(&s->refs, 1);
+    return s;
+}
+
 /* The slot named name, or -1. Names are written once, before the count
  * covers them, so this needs no lock. */
 static int find_slot(const gm_registry *r, const char *name) {

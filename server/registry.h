@@ -65,6 +65,8 @@ bool gm_registry_remove(gm_registry *r, const char *name);
 gm_served *gm_registry_acquire(gm_registry *r, const char *name);
 gm_served *gm_registry_acquire_slot(gm_registry *r, int slot);
 void gm_served_release(gm_served *s); /* accepts NULL; the last release frees the model */
+/* Another reference to s, for a second holder (a job beside its router). */
+gm_served *gm_served_retain(gm_served *s);
 
 /* Every served model in slot order, each acquired, into out (at most max);
  * returns how many. */

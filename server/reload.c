@@ -14,7 +14,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "queue.h"
+#include "gm/clock.h"
 #include "reload.h"
 
 #define fail_with(out, st, ...) ((out)->status = (st), snprintf((out)->message, sizeof (out)->message, __VA_ARGS__))
