@@ -19,10 +19,10 @@ typedef struct {
     const gm_config *cfg; /* the request's settings */
     bool loopback;        /* the client's address is a loopback one */
     bool draining;
-    unsigned method;      /* GM_METHOD_* */
+    unsigned method; /* GM_METHOD_* */
     const char *path;
-    const char *name;     /* the {name} segment of DELETE, else "" */
-    bool json_body;       /* Content-Type: application/json */
+    const char *name; /* the {name} segment of DELETE, else "" */
+    bool json_body;   /* Content-Type: application/json */
     const uint8_t *body;
     size_t body_len;
 } gm_admin_request;

@@ -18,9 +18,15 @@ struct gm_control {
 
 static void run(const gm_reload_target *t, gm_control_task *task) {
     switch (task->op) {
-    case GM_CONTROL_RELOAD: gm_reload_settings(t, &task->outcome); break;
-    case GM_CONTROL_LOAD: gm_reload_model(t, task->name, task->path, &task->outcome); break;
-    case GM_CONTROL_UNLOAD: gm_reload_unload(t, task->name, &task->outcome); break;
+    case GM_CONTROL_RELOAD:
+        gm_reload_settings(t, &task->outcome);
+        break;
+    case GM_CONTROL_LOAD:
+        gm_reload_model(t, task->name, task->path, &task->outcome);
+        break;
+    case GM_CONTROL_UNLOAD:
+        gm_reload_unload(t, task->name, &task->outcome);
+        break;
     }
 }
 
@@ -28,7 +34,8 @@ static void *control_main(void *arg) {
     gm_control *c = arg;
     pthread_mutex_lock(&c->mu);
     for (;;) {
-        while (!c->head && !c->stopping) pthread_cond_wait(&c->cv, &c->mu);
+        while (!c->head && !c->stopping)
+            pthread_cond_wait(&c->cv, &c->mu);
         gm_control_task *t = c->head;
         if (!t) break; /* stopping, and nothing left */
         c->head = t->next;
@@ -67,8 +74,10 @@ bool gm_control_submit(gm_control *c, gm_control_task *t) {
     bool ok = !c->stopping && c->pending < GM_CONTROL_PENDING;
     if (ok) {
         t->next = NULL;
-        if (c->tail) c->tail->next = t;
-        else c->head = t;
+        if (c->tail)
+            c->tail->next = t;
+        else
+            c->head = t;
         c->tail = t;
         c->pending++;
         pthread_cond_signal(&c->cv);

@@ -25,13 +25,15 @@ gm_registry *gm_registry_new(void) {
     gm_registry *r = calloc(1, sizeof *r);
     if (!r) return NULL;
     pthread_mutex_init(&r->mu, NULL);
-    for (int i = 0; i < GM_REGISTRY_SLOTS; i++) r->name_ptrs[i] = r->names[i];
+    for (int i = 0; i < GM_REGISTRY_SLOTS; i++)
+        r->name_ptrs[i] = r->names[i];
     return r;
 }
 
 void gm_registry_free(gm_registry *r) {
     if (!r) return;
-    for (int i = 0; i < GM_REGISTRY_SLOTS; i++) gm_served_release(r->live[i]);
+    for (int i = 0; i < GM_REGISTRY_SLOTS; i++)
+        gm_served_release(r->live[i]);
     pthread_mutex_destroy(&r->mu);
     free(r);
 }
@@ -58,7 +60,8 @@ static int find_slot(const gm_registry *r, const char *name) {
 
 static int served_count(const gm_registry *r) {
     int count = 0, n = atomic_load(&r->slots);
-    for (int i = 0; i < n; i++) count += r->live[i] != NULL;
+    for (int i = 0; i < n; i++)
+        count += r->live[i] != NULL;
     return count;
 }
 
@@ -95,8 +98,10 @@ int gm_registry_put(gm_registry *r, const char *name, const char *path, gm_model
     pthread_mutex_unlock(&r->mu);
     if (full) {
         gm_served_release(s);
-        return gm_errorf(err, "cannot serve model \"%s\": %d model names were used since start-up, the most "
-                              "one process keeps metrics for; restart to serve new names", name, GM_REGISTRY_SLOTS);
+        return gm_errorf(err,
+                         "cannot serve model \"%s\": %d model names were used since start-up, the most "
+                         "one process keeps metrics for; restart to serve new names",
+                         name, GM_REGISTRY_SLOTS);
     }
     if (replaced) *replaced = old != NULL;
     gm_served_release(old);

@@ -17,7 +17,8 @@
 #include "gm/clock.h"
 #include "reload.h"
 
-#define fail_with(out, st, ...) ((out)->status = (st), snprintf((out)->message, sizeof (out)->message, __VA_ARGS__))
+#define fail_with(out, st, ...)                                                                              \
+    ((out)->status = (st), snprintf((out)->message, sizeof(out)->message, __VA_ARGS__))
 
 /* Loads one file with its probes and self-test, timed. Anything but a
  * regular file is refused before it is opened: opening a FIFO for reading
@@ -65,7 +66,8 @@ int gm_reload_initial(gm_registry *models, const gm_config *cfg, char err[2 * GM
 /* Names the registry does not know yet, which each need a slot. */
 static int new_names(const gm_registry *r, const gm_config *cfg) {
     int n = 0;
-    for (int i = 0; i < cfg->n_models; i++) n += gm_registry_find(r, cfg->models[i].name) < 0;
+    for (int i = 0; i < cfg->n_models; i++)
+        n += gm_registry_find(r, cfg->models[i].name) < 0;
     return n;
 }
 
@@ -74,13 +76,17 @@ void gm_reload_settings(const gm_reload_target *t, gm_reload_outcome *out) {
     char err[GM_ERR_LEN], restart[GM_ERR_LEN];
     out->result = NULL;
     if (gm_config_load(&next, t->argc, t->argv, err) != GM_CONFIG_OK) {
-        fail_with(out, GM_RELOAD_BAD_SETTINGS, "the settings were not reloaded: %s; the server goes on with the "
-                                               "running settings and models", err);
+        fail_with(out, GM_RELOAD_BAD_SETTINGS,
+                  "the settings were not reloaded: %s; the server goes on with the "
+                  "running settings and models",
+                  err);
         return;
     }
     if (new_names(t->models, &next) > GM_REGISTRY_SLOTS - gm_registry_slots(t->models)) {
-        fail_with(out, GM_RELOAD_CONFLICT, "the settings name more new models than this process has slots left "
-                                           "(%d names since start-up); restart to serve them", GM_REGISTRY_SLOTS);
+        fail_with(out, GM_RELOAD_CONFLICT,
+                  "the settings name more new models than this process has slots left "
+                  "(%d names since start-up); restart to serve them",
+                  GM_REGISTRY_SLOTS);
         return;
     }
     const gm_config *running = gm_settings_acquire(t->settings);
@@ -91,9 +97,12 @@ void gm_reload_settings(const gm_reload_target *t, gm_reload_outcome *out) {
     double ms[GM_MAX_MODELS];
     for (int i = 0; i < next.n_models; i++)
         if (!(loaded[i] = load_timed(next.models[i].path, &ms[i], err))) {
-            for (int j = 0; j < i; j++) gm_model_free(loaded[j]);
-            fail_with(out, GM_RELOAD_BAD_FILE, "model \"%s\" was not reloaded: %s; nothing changed: every model "
-                                               "goes on serving as before", next.models[i].name, err);
+            for (int j = 0; j < i; j++)
+                gm_model_free(loaded[j]);
+            fail_with(out, GM_RELOAD_BAD_FILE,
+                      "model \"%s\" was not reloaded: %s; nothing changed: every model "
+                      "goes on serving as before",
+                      next.models[i].name, err);
             return;
         }
 
@@ -101,10 +110,12 @@ void gm_reload_settings(const gm_reload_target *t, gm_reload_outcome *out) {
     for (int i = 0; i < next.n_models; i++) {
         bool replaced = false;
         log_loaded("reloaded", next.models[i].name, next.models[i].path, loaded[i], ms[i]);
-        if (gm_registry_put(t->models, next.models[i].name, next.models[i].path, loaded[i], ms[i], &replaced, err) < 0)
+        if (gm_registry_put(t->models, next.models[i].name, next.models[i].path, loaded[i], ms[i], &replaced,
+                            err) < 0)
             fprintf(stderr, "gmserve: reload: %s\n", err); /* not reached: the slots were counted above */
         else
-            json_array_append_new(changes, model_change(next.models[i].name, next.models[i].path, replaced, ms[i]));
+            json_array_append_new(changes,
+                                  model_change(next.models[i].name, next.models[i].path, replaced, ms[i]));
     }
     bool swapped = gm_settings_replace(t->settings, &next);
     gm_served *now[GM_REGISTRY_SLOTS];
@@ -117,15 +128,19 @@ void gm_reload_settings(const gm_reload_target *t, gm_reload_outcome *out) {
         gm_served_release(now[i]);
     }
     if (n_restart)
-        fprintf(stderr, "gmserve: reload: these settings need a restart and keep their running values: %s\n", restart);
-    fprintf(stderr, "gmserve: reloaded the settings%s and %d model(s)\n", swapped ? "" : " (not: out of memory)",
-            next.n_models);
+        fprintf(stderr, "gmserve: reload: these settings need a restart and keep their running values: %s\n",
+                restart);
+    fprintf(stderr, "gmserve: reloaded the settings%s and %d model(s)\n",
+            swapped ? "" : " (not: out of memory)", next.n_models);
     out->status = swapped ? GM_RELOAD_OK : GM_RELOAD_FAILED;
-    if (!swapped) snprintf(out->message, sizeof out->message, "out of memory swapping the settings; the models "
-                                                              "were reloaded, the settings were not");
-    out->result = swapped ? json_pack("{s:o,s:o,s:s,s:s}", "models", changes, "unloaded", removed, "default_model",
-                                      next.default_model, "restart_required", n_restart ? restart : "")
-                          : NULL;
+    if (!swapped)
+        snprintf(out->message, sizeof out->message,
+                 "out of memory swapping the settings; the models "
+                 "were reloaded, the settings were not");
+    out->result =
+        swapped ? json_pack("{s:o,s:o,s:s,s:s}", "models", changes, "unloaded", removed, "default_model",
+                            next.default_model, "restart_required", n_restart ? restart : "")
+                : NULL;
     if (!swapped) json_decref(changes), json_decref(removed);
 }
 
@@ -138,10 +153,13 @@ void gm_reload_model(const gm_reload_target *t, const char *name, const char *pa
         return;
     }
     size_t plen = strlen(path), printable = 0;
-    for (size_t i = 0; i < plen; i++) printable += (unsigned char)path[i] >= 0x20 && path[i] != 0x7f;
+    for (size_t i = 0; i < plen; i++)
+        printable += (unsigned char)path[i] >= 0x20 && path[i] != 0x7f;
     if (!plen || plen >= GM_PATH_LEN || printable != plen) {
-        fail_with(out, GM_RELOAD_BAD_REQUEST, "\"path\" must be a file path of 1 to %d bytes without control "
-                                              "characters", GM_PATH_LEN - 1);
+        fail_with(out, GM_RELOAD_BAD_REQUEST,
+                  "\"path\" must be a file path of 1 to %d bytes without control "
+                  "characters",
+                  GM_PATH_LEN - 1);
         return;
     }
     gm_served *old = gm_registry_acquire(t->models, name);
@@ -155,8 +173,9 @@ void gm_reload_model(const gm_reload_target *t, const char *name, const char *pa
     double ms;
     gm_model *m = load_timed(path, &ms, err);
     if (!m) {
-        fail_with(out, GM_RELOAD_BAD_FILE, "model \"%s\" was not %s: %s; %s", name, is_new ? "loaded" : "replaced",
-                  err, is_new ? "nothing changed" : "it goes on serving its previous file");
+        fail_with(out, GM_RELOAD_BAD_FILE, "model \"%s\" was not %s: %s; %s", name,
+                  is_new ? "loaded" : "replaced", err,
+                  is_new ? "nothing changed" : "it goes on serving its previous file");
         return;
     }
     log_loaded(is_new ? "loaded" : "replaced", name, path, m, ms);
@@ -172,21 +191,26 @@ void gm_reload_model(const gm_reload_target *t, const char *name, const char *pa
 void gm_reload_unload(const gm_reload_target *t, const char *name, gm_reload_outcome *out) {
     out->result = NULL;
     if (!gm_config_model_name_ok(name) || strlen(name) >= GM_NAME_LEN) { /* echoed below only when safe */
-        fail_with(out, GM_RELOAD_NOT_FOUND, "no model has that name: model names are 1 to %d letters, digits, "
-                                            "'_', '.' or '-' (GET /v1/models lists them)", GM_NAME_LEN - 1);
+        fail_with(out, GM_RELOAD_NOT_FOUND,
+                  "no model has that name: model names are 1 to %d letters, digits, "
+                  "'_', '.' or '-' (GET /v1/models lists them)",
+                  GM_NAME_LEN - 1);
         return;
     }
     const gm_config *cfg = gm_settings_acquire(t->settings);
     bool is_default = !strcmp(cfg->default_model, name);
     gm_settings_release(cfg);
     if (is_default) {
-        fail_with(out, GM_RELOAD_CONFLICT, "model \"%s\" is the default model (the default_model setting) of "
-                                           "/sample, /logp, /encode and /decode; name another default in the "
-                                           "settings and reload first", name);
+        fail_with(out, GM_RELOAD_CONFLICT,
+                  "model \"%s\" is the default model (the default_model setting) of "
+                  "/sample, /logp, /encode and /decode; name another default in the "
+                  "settings and reload first",
+                  name);
         return;
     }
     if (!gm_registry_remove(t->models, name)) {
-        fail_with(out, GM_RELOAD_NOT_FOUND, "no model named \"%s\" is served (GET /v1/models lists them)", name);
+        fail_with(out, GM_RELOAD_NOT_FOUND, "no model named \"%s\" is served (GET /v1/models lists them)",
+                  name);
         return;
     }
     fprintf(stderr, "gmserve: unloaded %s\n", name);
