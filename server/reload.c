@@ -118,8 +118,8 @@ void gm_reload_settings(const gm_reload_target *t, gm_reload_outcome *out) {
                                   model_change(next.models[i].name, next.models[i].path, replaced, ms[i]));
     }
     bool swapped = gm_settings_replace(t->settings, &next);
-    gm_served *now[GM_REGISTRY_SLOTS];
-    int n_now = gm_registry_list(t->models, now, GM_REGISTRY_SLOTS);
+    gm_served *now[GM_REGISTRY_SLOTS]; /* the running settings may still name what they dropped */
+    int n_now = swapped ? gm_registry_list(t->models, now, GM_REGISTRY_SLOTS) : 0;
     for (int i = 0; i < n_now; i++) {
         if (gm_config_model_index(&next, now[i]->name) < 0 && gm_registry_remove(t->models, now[i]->name)) {
             fprintf(stderr, "gmserve: reload: %s is no longer served\n", now[i]->name);
@@ -136,7 +136,7 @@ void gm_reload_settings(const gm_reload_target *t, gm_reload_outcome *out) {
     if (!swapped)
         snprintf(out->message, sizeof out->message,
                  "out of memory swapping the settings; the models "
-                 "were reloaded, the settings were not");
+                 "were reloaded, the settings and the names they list were not");
     out->result =
         swapped ? json_pack("{s:o,s:o,s:s,s:s}", "models", changes, "unloaded", removed, "default_model",
                             next.default_model, "restart_required", n_restart ? restart : "")
