@@ -13,7 +13,11 @@
  * worker writes the reply into the context and resumes as the very last
  * thing it does, and the next handler call queues that reply from the HTTP
  * thread. A client that disconnects while its job waits is noticed by the
- * worker (a zero-byte peek on the socket) and its job is dropped.
+ * worker (a zero-byte peek on the socket) and its job is dropped. An admin
+ * change (admin.h) is suspended and resumed the same way, by the control
+ * thread. Each request takes the current settings snapshot when its
+ * headers are in and reads that one to its end, whatever a reload swaps in
+ * meanwhile.
  *
  * Every reply gets X-Request-Id (the client's, when sane, else a new one);
  * replies computed by a worker add Server-Timing with the queue wait, the
