@@ -2,8 +2,9 @@
  * test_reload.c - model control without a restart, on the real daemon:
  * replacing a model through the admin route and through SIGHUP, a bad file
  * that leaves the old model serving, unloading, the API key the admin
- * routes need, and reloads under 64 concurrent clients that lose no
- * request.
+ * routes need, settings that change live (a rotated key, a limit) and one
+ * that needs a restart, and reloads under 64 concurrent clients that lose
+ * no request.
  *
  * The truths checked: after a replacement a model's seeded samples are the
  * pixels another model serving the new file gives for the same seed (and
@@ -51,6 +52,17 @@ static void write_text(const char *path, const char *text) {
     fclose(f);
 }
 
+/* The daemons' settings: four models (m at a path the tests replace) and
+ * what extra adds. A daemon reads them at start and at each reload. */
+static void write_config(const char *extra) {
+    char text[2048];
+    snprintf(text, sizeof text,
+             "{\"models\": {\"nade\": \"%s\", \"m\": \"%s\", \"a\": \"%s\", \"b\": \"%s\"}, "
+             "\"default_model\": \"nade\", \"log_format\": \"off\"%s%s}",
+             NADE_FILE, model_file, FILE_A, FILE_B, extra[0] ? ", " : "", extra);
+    write_text(cfg_file, text);
+}
+
 static int scratch_up(void **state) {
     strcpy(dir, "/tmp/gm_reload_d_XXXXXX");
     assert_non_null(mkdtemp(dir));
@@ -59,13 +71,7 @@ static int scratch_up(void **state) {
     snprintf(bad_file, sizeof bad_file, "%s/bad.safetensors", dir);
     install_file(FILE_A, model_file);
     write_text(bad_file, "this is not a model file");
-    char text[1024];
-    snprintf(
-        text, sizeof text,
-        "{\"models\": {\"nade\": \"%s\", \"m\": \"%s\", \"a\": \"%s\", \"b\": \"%s\"}, \"default_model\": "
-        "\"nade\", \"log_format\": \"off\"}",
-        NADE_FILE, model_file, FILE_A, FILE_B);
-    write_text(cfg_file, text);
+    write_config("\"api_keys\": [\"adm1n\"]");
     return 0;
 }
 
@@ -77,10 +83,9 @@ static int scratch_down(void **state) {
     return 0;
 }
 
-static daemon_t start(const char *name, bool with_key) {
-    const char *keyed[] = {"--config", cfg_file, "--api-key", "adm1n", NULL},
-               *open[] = {"--config", cfg_file, NULL};
-    return daemon_start(name, with_key ? keyed : open);
+static daemon_t start(const char *name) {
+    const char *args[] = {"--config", cfg_file, NULL};
+    return daemon_start(name, args);
 }
 
 static void stop(daemon_t *d) {
@@ -170,7 +175,7 @@ static json_t *model_info(int port, const char *model) {
 }
 
 static void test_admin_routes(void **state) {
-    daemon_t d = start("reload_admin", true);
+    daemon_t d = start("reload_admin");
     assert_serves_like(d.port, "m", "a");
     json_t *before = model_info(d.port, "m");
     assert_string_equal(json_string_value(json_object_get(before, "path")), model_file);
@@ -253,13 +258,32 @@ static void test_admin_routes(void **state) {
     expect_status(&r, 200, "\"restart_required\"", "reload");
     reply_free(&r);
     assert_serves_like(d.port, "m", "a");
+    r = http(d.port, "GET", "/metrics", KEY, NULL, 0); /* a model named after start-up has its series */
+    expect_status(&r, 200, "model=\"fresh\"", "metrics of a model loaded by the admin route");
+    reply_free(&r);
+
+    /* settings change live (a rotated key, a lower max_n); workers needs a restart and says so */
+    write_config("\"api_keys\": [\"r0tated\"], \"max_n\": 2, \"workers\": 5");
+    r = admin(d.port, "POST", "/v1/admin/reload", NULL);
+    expect_status(&r, 200, "workers (running 2, the settings say 5)", "reload with new settings");
+    reply_free(&r);
+    r = http(d.port, "GET", "/v1/models/m/sample?n=1&seed=1", KEY, NULL, 0);
+    expect_status(&r, 401, "Bearer", "the old key after the rotation");
+    reply_free(&r);
+    r = http(d.port, "GET", "/v1/models/m/sample?n=3&seed=1", "Authorization: Bearer r0tated\r\n", NULL, 0);
+    expect_status(&r, 422, "max_n", "n over the reloaded max_n");
+    reply_free(&r);
+    r = http(d.port, "GET", "/v1/models/m/sample?n=2&seed=1", "Authorization: Bearer r0tated\r\n", NULL, 0);
+    expect_status(&r, 200, NULL, "the new key");
+    reply_free(&r);
     json_decref(before);
     json_decref(after);
     stop(&d);
 }
 
 static void test_admin_without_keys(void **state) {
-    daemon_t d = start("reload_nokey", false);
+    write_config("");
+    daemon_t d = start("reload_nokey");
     reply_t r = http(d.port, "POST", "/v1/admin/reload", NULL, NULL, 0);
     expect_status(&r, 403, "admin_loopback", "no api_keys: refused");
     reply_free(&r);
@@ -289,7 +313,7 @@ static void wait_serves_like(int port, const char *model, const char *reference)
 }
 
 static void test_sighup(void **state) {
-    daemon_t d = start("reload_sighup", true);
+    daemon_t d = start("reload_sighup");
     assert_serves_like(d.port, "m", "a");
     install_file(FILE_B, model_file);
     kill(d.pid, SIGHUP);
@@ -382,7 +406,7 @@ static void fetch_wants(load *L, int file) {
 
 static void test_reload_under_load_loses_nothing(void **state) {
     raise_nofile();
-    daemon_t d = start("reload_load", true);
+    daemon_t d = start("reload_load");
     static load L;
     memset(&L, 0, sizeof L);
     L.port = d.port;
