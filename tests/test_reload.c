@@ -246,6 +246,9 @@ static void test_admin_routes(void **state) {
     r = http(d.port, "GET", "/v1/models/fresh", KEY, NULL, 0);
     expect_status(&r, 404, "fresh", "info of an unloaded model");
     reply_free(&r);
+    r = http(d.port, "GET", "/v2/models/fresh/ready", KEY, NULL, 0);
+    expect_status(&r, 404, "fresh", "v2 readiness of an unloaded model");
+    reply_free(&r);
     r = admin(d.port, "DELETE", "/v1/admin/models/fresh", NULL);
     expect_status(&r, 404, "fresh", "unload twice");
     reply_free(&r);
