@@ -27,6 +27,7 @@ typedef enum {
     GM_ROUTE_ENCODE,
     GM_ROUTE_DECODE,
     GM_ROUTE_DISCRIMINATE,
+    GM_ROUTE_RECONSTRUCT,
     GM_ROUTE_OTHER, /* no route, or OPTIONS */
     GM_ROUTE_COUNT
 } gm_route;
