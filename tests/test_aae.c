@@ -81,6 +81,63 @@ static void test_alone_vs_batched(void **state) {
     }
 }
 
+/* The fixture aae_conv with metadata key set to value (NULL: removed),
+ * written to a temporary file; loading must fail with a message holding
+ * want. */
+static void assert_refused_with(const char *key, const char *value, const char *want) {
+    FILE *f = fopen(fixture("aae_conv.safetensors"), "rb");
+    assert_non_null(f);
+    uint8_t len8[8];
+    assert_int_equal(fread(len8, 1, 8, f), 8);
+    uint64_t n = 0;
+    for (int i = 7; i >= 0; i--) n = n << 8 | len8[i];
+    char *head = malloc(n + 1);
+    assert_int_equal(fread(head, 1, n, f), n);
+    head[n] = 0;
+    long at = ftell(f);
+    fseek(f, 0, SEEK_END);
+    size_t body_len = (size_t)(ftell(f) - at);
+    fseek(f, at, SEEK_SET);
+    uint8_t *body = malloc(body_len);
+    assert_int_equal(fread(body, 1, body_len, f), body_len);
+    fclose(f);
+    json_t *h = json_loads(head, 0, NULL), *meta = json_object_get(h, "__metadata__");
+    if (value) json_object_set_new(meta, key, json_string(value));
+    else json_object_del(meta, key);
+    char *text = json_dumps(h, JSON_COMPACT);
+    char path[] = "/tmp/gm-test-aae-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    f = fdopen(fd, "wb");
+    uint64_t tl = strlen(text);
+    for (int i = 0; i < 8; i++) fputc((int)(tl >> (8 * i)) & 0xff, f);
+    fwrite(text, 1, tl, f);
+    fwrite(body, 1, body_len, f);
+    fclose(f);
+    char err[GM_ERR_LEN];
+    gm_model *m = gm_model_load(path, err);
+    unlink(path);
+    if (m || !strstr(err, want)) {
+        print_error("%s = %s: %s, want a refusal naming \"%s\"\n", key, value ? value : "(absent)",
+                    m ? "loaded" : err, want);
+        fail();
+    }
+    free(text);
+    json_decref(h);
+    free(body);
+    free(head);
+}
+
+static void test_bad_metadata_is_refused(void **state) {
+    assert_refused_with("gm.encoder_head", "sampled", "\"gm.encoder_head\" = \"sampled\" must be \"point\" or \"gaussian\"");
+    /* the file's encoder gives Z values: as a Gaussian head it lacks the log-variances */
+    assert_refused_with("gm.encoder_head", "gaussian", "gm.encoder ends with 6 values per sample but 12 are needed");
+    assert_refused_with("gm.output", "logits", "\"gm.output\" = \"logits\" must be \"sigmoid\" or \"tanh\"");
+    assert_refused_with("gm.prior", "mixture", "standard normal prior only");
+    assert_refused_with("gm.latent_dim", "5", "gm.encoder ends with 6 values per sample but 5 are needed");
+    assert_refused_with("gm.decoder", NULL, "metadata \"gm.decoder\" (a layer list) is required");
+}
+
 static json_t *body_json(const reply_t *r) {
     json_t *j = json_loadb((const char *)r->body, r->len, 0, NULL);
     if (!j) {
@@ -189,6 +246,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parity_with_pytorch),
         cmocka_unit_test(test_alone_vs_batched),
+        cmocka_unit_test(test_bad_metadata_is_refused),
         cmocka_unit_test(test_daemon_reconstruct_and_logp),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

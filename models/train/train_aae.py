@@ -13,11 +13,12 @@ regularisation (the discriminator tells prior draws from encoded codes,
 Adam --d-lr 2e-4; then the encoder is updated to fool it, Adam --g-lr 5e-4;
 both beta1 0.5). All rates decay linearly to 0. Batch 100, 15 epochs.
 
-Measured over the first 400 steps here (mean losses; the discriminator's
-BCE is 2 ln 2 = 1.39 when it cannot tell codes from prior draws):
+Measured over the first 400 steps here (mean losses, reconstruction as BCE
+summed over an image; the discriminator's BCE is 2 ln 2 = 1.39 when it
+cannot tell codes from prior draws):
 encoder and discriminator both at 2e-4: d 0.32 after 200 steps and 0.08
 after 2 epochs, the discriminator wins and the codes stay off the prior;
---g-lr 1e-3 --d-lr 1e-4: d 1.41 but reconstruction 407 nats; --g-lr 5e-4
+--g-lr 1e-3 --d-lr 1e-4: d 1.41 but reconstruction 407; --g-lr 5e-4
 --d-lr 2e-4 (kept): d 1.05, reconstruction 299.
 """
 import argparse
