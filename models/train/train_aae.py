@@ -30,18 +30,17 @@ import torch.nn.functional as F
 import data
 import gmfile
 
-Z = 8
 B = 100
 
 
-def encoder():
+def encoder(Z):
     return nn.Sequential(
         nn.Conv2d(1, 32, 4, 2, 1), nn.LeakyReLU(0.2),
         nn.Conv2d(32, 64, 4, 2, 1), nn.LeakyReLU(0.2), nn.Flatten(),
         nn.Linear(64 * 7 * 7, Z))
 
 
-def decoder():
+def decoder(Z):
     return nn.Sequential(
         nn.Linear(Z, 64 * 7 * 7), nn.ReLU(), nn.Unflatten(1, (64, 7, 7)),
         nn.ConvTranspose2d(64, 32, 4, 2, 1), nn.ReLU(),
@@ -54,13 +53,15 @@ def main():
     ap.add_argument("--epochs", type=int, default=15)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--steps", type=int, default=0, help="stop after this many steps (timing runs)")
+    ap.add_argument("--z", type=int, default=8, help="latent size")
     ap.add_argument("--g-lr", type=float, default=5e-4)
     ap.add_argument("--d-lr", type=float, default=2e-4)
     args = ap.parse_args()
     data.single_thread(args.seed)
     x, _ = data.load("train")
     x = x.reshape(-1, 1, 28, 28)
-    enc, dec = encoder(), decoder()
+    Z = args.z
+    enc, dec = encoder(Z), decoder(Z)
     disc = nn.Sequential(nn.Linear(Z, 256), nn.LeakyReLU(0.2), nn.Linear(256, 256), nn.LeakyReLU(0.2),
                          nn.Linear(256, 1))
     opt_r = torch.optim.Adam(list(enc.parameters()) + list(dec.parameters()), lr=1e-3)

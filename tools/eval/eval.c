@@ -415,11 +415,14 @@ static int reconstruct_chunk(void *ctx, int first, int count) {
 }
 
 /* The first n test images of an AAE through encoder and decoder: the mean
- * squared error per pixel (with its standard error over images) and how
- * many reconstructions the classifier still assigns to the image's class.
- * scratch: n * D floats, features: n * fdim, pred: n. */
+ * squared error per pixel (with its standard error over images), how many
+ * reconstructions the classifier still assigns to the image's class, and
+ * the Fréchet distance of the reconstructions to the test images (ft, their
+ * features): what the decoder loses even where the codes are right, a
+ * floor for the samples' distance. scratch: n * D floats, features: n *
+ * fdim, pred: n. */
 static int eval_reconstruction(const options *o, const gm_model *m, const classifier *c, const gm_dataset *test,
-                               int n, float *scratch, float *features, int *pred, json_t *r) {
+                               int n, const float *ft, float *scratch, float *features, int *pred, json_t *r) {
     int D = test->dim;
     reconstruct_job rj = {m, test->images, scratch, D};
     if (parallel("aae reconstructions", n, 100, o->threads, reconstruct_chunk, &rj) ||
@@ -439,9 +442,12 @@ static int eval_reconstruction(const options *o, const gm_model *m, const classi
         right += pred[i] == test->labels[i];
     }
     double mse = s / n, se = sqrt(fmax(s2 / n - mse * mse, 0) / (n - 1));
+    frechet_parts fd;
+    if (frechet_of(features, n, ft, n, c->fdim, &fd)) return -1;
     printf("\n      test reconstruction: mean squared error %.5f per pixel (+- %.5f over %d images), classifier "
-           "accuracy on the reconstructions %.2f %%",
-           mse, se, n, 100.0 * right / n);
+           "accuracy on the reconstructions %.2f %%, Fréchet distance of the reconstructions %.3f",
+           mse, se, n, 100.0 * right / n, fd.distance);
+    json_object_set_new(r, "reconstruction_frechet_distance", json_real(fd.distance));
     json_object_set_new(r, "reconstruction_mse", json_real(mse));
     json_object_set_new(r, "reconstruction_mse_se", json_real(se));
     json_object_set_new(r, "reconstruction_accuracy", json_real((double)right / n));
@@ -504,7 +510,7 @@ static int eval_samples(const options *o, const char *path, gm_family fam, const
             goto oom;
         }
     }
-    if (fam == GM_FAMILY_AAE && eval_reconstruction(o, m, c, test, nt, px, fs, pred, r)) {
+    if (fam == GM_FAMILY_AAE && eval_reconstruction(o, m, c, test, nt, ft, px, fs, pred, r)) {
         json_decref(r);
         goto oom;
     }
