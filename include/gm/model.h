@@ -116,7 +116,8 @@ int gm_model_decode(const gm_model *m, int B, const float *z, const int *labels,
 int gm_model_discriminate(const gm_model *m, int B, const float *pixels, float *logits);
 
 /* AAE: each image encoded and decoded again, pixels (B, D) in, out (B, D)
- * out; deterministic (the encoder's code, or its mean, is decoded). */
+ * out (out may be pixels itself); deterministic (the encoder's code, or
+ * its mean, is decoded). */
 int gm_model_reconstruct(const gm_model *m, int B, const float *pixels, float *out);
 
 /* One forward pass of every supported operation, in gm_op order, on 2 rows
