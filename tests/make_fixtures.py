@@ -231,6 +231,12 @@ def aae_fixtures():
                 nn.Sequential(nn.Linear(4, 32), nn.LeakyReLU(0.2), nn.Linear(32, 32), nn.BatchNorm1d(32),
                               nn.LeakyReLU(0.2), nn.Linear(32, 108), nn.Tanh(), nn.Unflatten(1, (3, 6, 6))),
                 "tanh", 5)
+    # a decoder that gives 0.5 everywhere (zero weights and bias, then a sigmoid): the reconstruction
+    # error of `gmserve eval --aae` is then known by hand for any images
+    dec = nn.Sequential(nn.Linear(4, 784), nn.Sigmoid())
+    nn.init.zeros_(dec[0].weight)
+    nn.init.zeros_(dec[0].bias)
+    aae_fixture("aae_half", 28, 28, 1, 4, nn.Sequential(nn.Flatten(), nn.Linear(784, 4)), dec, "sigmoid", 2)
 
 
 # ---------- VAE likelihoods (torch.distributions, float64) ----------
