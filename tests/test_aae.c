@@ -215,6 +215,30 @@ static void test_daemon_reconstruct_and_logp(void **state) {
         assert_int_equal(gm_model_reconstruct(m, 1, again, rec), 0);
         assert_png_close(path, r.body, r.len, in, rec);
         reply_free(&r);
+        /* the same through the Open Inference Protocol: images in, images out, unquantized */
+        char *v2body = malloc(cap);
+        len =
+            (size_t)snprintf(v2body, cap,
+                             "{\"inputs\": [{\"name\": \"images\", \"shape\": [2, %d, %d, %d], \"datatype\": "
+                             "\"FP32\", \"data\": [",
+                             in->height, in->width, in->channels);
+        for (int q = 0; q < 2 * in->dim; q++)
+            len += (size_t)snprintf(v2body + len, cap - len, "%s%.9g", q ? "," : "", x[q]);
+        snprintf(v2body + len, cap - len, "]}], \"outputs\": [{\"name\": \"images\"}]}");
+        snprintf(path, sizeof path, "/v2/models/%s/infer", name);
+        r = http_json(d.port, path, v2body);
+        free(v2body);
+        assert_int_equal(r.status, 200);
+        j = body_json(&r);
+        json_t *data = json_object_get(json_array_get(json_object_get(j, "outputs"), 0), "data");
+        assert_int_equal(json_array_size(data), 2 * in->dim);
+        float *v2 = malloc((size_t)2 * in->dim * sizeof *v2);
+        for (int k = 0; k < 2 * in->dim; k++)
+            v2[k] = (float)json_number_value(json_array_get(data, (size_t)k));
+        assert_close_f(path, v2, want, (size_t)2 * in->dim, TOL);
+        free(v2);
+        json_decref(j);
+        reply_free(&r);
         /* logp: 422, saying why */
         snprintf(path, sizeof path, "/v1/models/%s/logp", name);
         r = http_json(d.port, path, body);
