@@ -16,6 +16,7 @@
 #define ENCODE OP(GM_OP_ENCODE)
 #define DECODE OP(GM_OP_DECODE)
 #define DISC OP(GM_OP_DISCRIMINATE)
+#define RECON OP(GM_OP_RECONSTRUCT)
 #define COMPLETE OP(GM_OP_COMPLETE)
 #define MAX_SETTING(s) .max_setting = #s, .max_offset = offsetof(gm_config, s)
 #define DEFAULT_SETTING(s) .dflt_setting = #s, .dflt_offset = offsetof(gm_config, s)
@@ -24,7 +25,7 @@
 /* clang-format off */
 const gm_param_def gm_params[GM_P_COUNT] = {
     [GM_P_IMAGES] = {.name = "images", .type = "array", .min = 1, MAX_SETTING(max_images), .dflt_text = "-",
-        .ops = LOGP | ENCODE | DISC | COMPLETE,
+        .ops = LOGP | ENCODE | DISC | RECON | COMPLETE,
         .description = "the input images, each {\"png\": base64} or {\"pixels\": [H*W*C numbers in 0..1]}; "
                        "or send one image as an image/png body (complete: exactly one image)"},
     [GM_P_LATENTS] = {.name = "latents", .type = "array", .min = 1, MAX_SETTING(max_images), .dflt_text = "-",
@@ -54,10 +55,10 @@ const gm_param_def gm_params[GM_P_COUNT] = {
     [GM_P_MODE] = {.name = "mode", .type = "string", .dflt_text = "mean", .choices = {"mean", "sample"},
         .ops = SAMPLE, .description = "VAE only: the decoder's mean image, or pixels drawn from it"},
     [GM_P_FORMAT] = {.name = "format", .type = "string", .dflt_text = "png for GET, json for POST",
-        .choices = {"png", "json"}, .ops = SAMPLE | DECODE | COMPLETE,
+        .choices = {"png", "json"}, .ops = SAMPLE | DECODE | RECON | COMPLETE,
         .description = "one PNG (a grid for n > 1), or JSON with a PNG per image"},
     [GM_P_SCALE] = {.name = "scale", .type = "integer", .min = 1, MAX_SETTING(max_scale), .dflt = 1,
-        .dflt_text = "1", .ops = SAMPLE | DECODE | COMPLETE,
+        .dflt_text = "1", .ops = SAMPLE | DECODE | RECON | COMPLETE,
         .description = "upscales each image by this factor (nearest neighbour)"},
     [GM_P_ROWS] = {.name = "rows", .type = "integer", .min = 0, .max = 4096, .dflt_text = "-",
         .range_text = "0 to the image's height", .ops = COMPLETE,

@@ -6,9 +6,9 @@
 #include "routes.h"
 
 const char *const gm_route_names[GM_ROUTE_COUNT] = {
-    "page",     "healthz",        "readyz",       "metrics",  "models", "sample",  "logp",
-    "encode",   "decode",         "discriminate", "complete", "v2",     "v2_live", "v2_ready",
-    "v2_model", "v2_model_ready", "v2_infer",     "admin",    "other"};
+    "page",     "healthz",  "readyz",         "metrics",     "models",   "sample", "logp",
+    "encode",   "decode",   "discriminate",   "reconstruct", "complete", "v2",     "v2_live",
+    "v2_ready", "v2_model", "v2_model_ready", "v2_infer",    "admin",    "other"};
 
 enum { G = GM_METHOD_GET, P = GM_METHOD_POST, D = GM_METHOD_DELETE };
 
@@ -29,6 +29,8 @@ const gm_route_def gm_routes[] = {
     {"/v1/models/*/decode", P, GM_ROUTE_DECODE, false, GM_OP_DECODE, "images from latents"},
     {"/v1/models/*/discriminate", P, GM_ROUTE_DISCRIMINATE, false, GM_OP_DISCRIMINATE,
      "a GAN discriminator's verdict on images: logit, D(x), log D(x)"},
+    {"/v1/models/*/reconstruct", P, GM_ROUTE_RECONSTRUCT, false, GM_OP_RECONSTRUCT,
+     "an AAE's images encoded and decoded again (PNG, or JSON with format=json)"},
     {"/v1/models/*/complete", P, GM_ROUTE_COMPLETE, false, GM_OP_COMPLETE,
      "an autoregressive model's completions of an image's top rows or first pixels, with their log p"},
     {"/sample", G | P, GM_ROUTE_SAMPLE, false, GM_OP_SAMPLE,
@@ -38,6 +40,8 @@ const gm_route_def gm_routes[] = {
     {"/decode", P, GM_ROUTE_DECODE, false, GM_OP_DECODE, "decode on ?model= (or the default)"},
     {"/discriminate", P, GM_ROUTE_DISCRIMINATE, false, GM_OP_DISCRIMINATE,
      "discriminate on ?model= (or the default)"},
+    {"/reconstruct", P, GM_ROUTE_RECONSTRUCT, false, GM_OP_RECONSTRUCT,
+     "reconstruct on ?model= (or the default)"},
     {"/complete", P, GM_ROUTE_COMPLETE, false, GM_OP_COMPLETE, "complete on ?model= (or the default)"},
     {"/v2", G, GM_ROUTE_V2, false, -1, "Open Inference Protocol v2 (docs/oip.md): server metadata"},
     {"/v2/", G, GM_ROUTE_V2, false, -1, "the same (the protocol's OpenAPI file names this path)"},
