@@ -14,6 +14,7 @@
 #   make bench-core      core throughput next to PyTorch and the sgemm roofline
 #   make bench-http      the live daemon under load (wrk), batching on and off
 #   make bench-scaling   CPU, queue depth and latency as the load steps up (scaling signals)
+#   make bench-peer      gmserve against a FastAPI + uvicorn + PyTorch server on the same models
 #   make deps            install the Debian packages the build needs
 #   make fuzz            the libFuzzer harnesses of fuzz/, FUZZ_SECONDS (60) each (needs clang)
 #   make soak            30 min of mixed load with attacks mixed in (SOAK_SECONDS; not run by CI)
@@ -170,6 +171,13 @@ test-python: $(BUILD)/gmserve
 .PHONY: test-k8s
 test-k8s:
 	@bash tests/deploy/k8s.sh
+
+# make bench-peer: gmserve and bench/peer.py (FastAPI + uvicorn + PyTorch, our
+# own) on the bundled models under wrk, interleaved, after checking that both
+# compute the same (bench/bench_peer.py; ~6 min: PEER_ROUNDS, PEER_SECONDS).
+.PHONY: bench-peer
+bench-peer: $(BUILD)/gmserve
+	$(TORCH_PY) bench/bench_peer.py $(BUILD)
 
 # make bench-scaling: CPU, queue depth and latency of the live daemon as wrk
 # steps the load (cheap GAN samples, then VAE log p with k=1000), one table
