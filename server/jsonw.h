@@ -24,8 +24,10 @@ typedef struct {
 void gm_jw_init(gm_jw *w, size_t expect);
 /* n bytes of JSON text as they are (punctuation, keys known to need no escaping). */
 void gm_jw_raw(gm_jw *w, const char *text, size_t n);
-/* A NUL-terminated literal: gm_jw_lit(w, "{\"model\":") */
-#define gm_jw_lit(w, s) gm_jw_raw((w), (s), sizeof(s) - 1)
+/* A string literal, and nothing else (the "" makes anything else a
+ * compile error, where sizeof would quietly measure a pointer):
+ * gm_jw_lit(w, "{\"model\":") */
+#define gm_jw_lit(w, s) gm_jw_raw((w), "" s, sizeof("" s) - 1)
 /* s (UTF-8) as a JSON string: quotes, backslashes and control characters escaped. */
 void gm_jw_str(gm_jw *w, const char *s);
 void gm_jw_int(gm_jw *w, long long v);
