@@ -25,6 +25,7 @@ typedef struct {
 } buf;
 
 static void put(buf *o, const void *p, size_t n) {
+    if (!n) return; /* memcpy from NULL (an empty chunk) is undefined even for 0 bytes */
     o->b = realloc(o->b, o->n + n);
     memcpy(o->b + o->n, p, n);
     o->n += n;
