@@ -140,6 +140,7 @@ void gm_reply_error(gm_reply *r, int status, const char *fmt, ...) {
             o += (size_t)snprintf(clean + o, 5, "\\x%02x", (uint8_t)msg[i]);
     }
     clean[o] = 0;
+    r->etag[0] = 0; /* an error is never cached */
     gm_reply_json(r, status, json_pack("{s:{s:i,s:s}}", "error", "status", status, "message", clean));
 }
 

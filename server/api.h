@@ -18,6 +18,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "etag.h"
+#include "formats.h"
 #include "server.h"
 
 typedef enum {
@@ -41,6 +43,8 @@ typedef struct {
     json_t *query;                /* object: query-string key -> string value, filled by gm_query_add */
     char query_error[GM_ERR_LEN]; /* the first bad query parameter, or "" */
     const char *content_type, *authorization;
+    const char *accept;        /* Accept: may ask for a binary (npy) reply */
+    const char *if_none_match; /* If-None-Match: the ETags a client holds */
     const uint8_t *body;
     size_t body_len;
     /* Where the caller keeps body's malloc'd buffer, or NULL. An operation
@@ -80,6 +84,7 @@ typedef struct {
     char allow[48];       /* Allow header of a 405 */
     char seed[24];        /* X-Seed */
     int retry_after;      /* seconds; 0 = no Retry-After */
+    char etag[GM_ETAG_LEN]; /* a cacheable reply's ETag (etag.h), or "" for no-store */
 } gm_reply;
 
 /* One API request from parse to reply: the route, its parameters, the job
@@ -92,7 +97,8 @@ typedef struct {
     gm_reply reply;
     /* parsed parameters */
     uint64_t seed;
-    bool png_out;
+    gm_format format;
+    const char *npy_type; /* Content-Type of an npy reply */
     int scale;
     /* buffers of the job */
     float *in, *out, *out2;

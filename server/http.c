@@ -117,7 +117,14 @@ static void add_headers(request *r, struct MHD_Response *resp) {
     char buf[256];
     if (rep->content_type) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, rep->content_type);
     MHD_add_response_header(resp, "X-Request-Id", r->id);
-    if (r->call.route != GM_ROUTE_PAGE) MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    if (rep->etag[0]) { /* a seeded sample: the same request always gets these bytes */
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, rep->etag);
+        /* a shared cache must not hand a reply that needed an API key to clients without one */
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL,
+                                s->cfg->n_api_keys ? "private, max-age=31536000, immutable"
+                                                   : "public, max-age=31536000, immutable");
+    } else if (r->call.route != GM_ROUTE_PAGE)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
     if (job->started_ns) {
         snprintf(buf, sizeof buf, "queue;dur=%.3f, compute;dur=%.3f, batch;desc=\"%d rows\"",
                  (job->started_ns - job->enqueued_ns) * 1e-6,
@@ -133,7 +140,10 @@ static void add_headers(request *r, struct MHD_Response *resp) {
     }
     const char *allow = cors_allow(s->cfg, MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Origin"));
     /* the reply depends on Origin whenever CORS is on, so caches must key on it even for refused origins */
-    if (s->cfg->n_cors_origins) MHD_add_response_header(resp, "Vary", "Origin");
+    bool operation = r->call.route >= GM_ROUTE_SAMPLE && r->call.route <= GM_ROUTE_DECODE;
+    if (s->cfg->n_cors_origins || operation) /* an operation's format may follow Accept */
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_VARY,
+                                !operation ? "Origin" : s->cfg->n_cors_origins ? "Origin, Accept" : "Accept");
     if (allow) {
         MHD_add_response_header(resp, "Access-Control-Allow-Origin", allow);
         MHD_add_response_header(resp, "Access-Control-Expose-Headers", "X-Seed, X-Request-Id, Server-Timing, Retry-After");
@@ -453,6 +463,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         .query = query,
         .content_type = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE),
         .authorization = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION),
+        .accept = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT),
+        .if_none_match = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_NONE_MATCH),
         .body = r->body,
         .body_len = r->len,
         .body_buffer = &r->body,

@@ -20,7 +20,7 @@ static const double SECONDS[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05
 static const double ROWS[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096};
 enum { NSEC = sizeof SECONDS / sizeof SECONDS[0], NROWS = sizeof ROWS / sizeof ROWS[0], MAXB = 16 };
 
-static const int STATUSES[] = {200, 400, 401, 404, 405, 411, 413, 415, 422, 500, 503, 504};
+static const int STATUSES[] = {200, 304, 400, 401, 404, 405, 411, 413, 415, 422, 500, 503, 504};
 enum { NSTATUS = sizeof STATUSES / sizeof STATUSES[0] + 1 }; /* + "other" */
 
 static const char *const REJECT_NAMES[GM_REJECT_COUNT] = {"queue_full", "deadline", "client_gone",

@@ -23,6 +23,8 @@
 #include "api.h"
 #include "base64.h"
 #include "cost.h"
+#include "etag.h"
+#include "npy.h"
 #include "pngio.h"
 
 enum { MAX_OUTPUT_PIXELS = 1 << 26 }; /* one reply's pixels after scaling */
@@ -31,8 +33,8 @@ enum { MAX_OUTPUT_PIXELS = 1 << 26 }; /* one reply's pixels after scaling */
 
 static const char *const ACCEPTED[GM_OP_COUNT] = {
     [GM_OP_SAMPLE] = "n, seed, temperature, label, truncation, code, mode, format, scale",
-    [GM_OP_LOGP] = "images, k, seed",
-    [GM_OP_ENCODE] = "images",
+    [GM_OP_LOGP] = "images, k, seed, format",
+    [GM_OP_ENCODE] = "images, format",
     [GM_OP_DECODE] = "latents, label, code, format, scale",
 };
 
@@ -217,24 +219,61 @@ static bool check_output_size(gm_call *c, const gm_model_info *in, long n) {
     return true;
 }
 
-static bool prepare_output_format(gm_call *c, json_t *p, bool png_default) {
-    bool json;
+/* The reply format (formats.h): the format parameter, else Accept, else
+ * dflt, among the formats the operation has. */
+static bool choose_format(gm_call *c, json_t *p, const gm_http_request *req, unsigned allowed, gm_format dflt) {
+    json_t *v = json_object_get(p, "format");
+    char err[GM_ERR_LEN];
+    if (v && !json_is_string(v)) return fail(c, 422, "format must be a string");
+    if (gm_format_choose(v ? json_string_value(v) : NULL, req->accept, allowed, dflt, &c->format, err))
+        return fail(c, 422, "%s", err);
+    c->npy_type = gm_format_npy_type(req->accept);
+    return true;
+}
+
+/* Images out: the format, and scale, which enlarges PNGs only (a float
+ * format returns the model's own pixels). */
+static bool prepare_output_format(gm_call *c, json_t *p, const gm_http_request *req, bool png_default) {
     long scale;
-    if (!get_choice(c, p, "format", "png", "json", !png_default, &json)) return false;
+    if (!choose_format(c, p, req, GM_FORMATS_IMAGES, png_default ? GM_FORMAT_PNG : GM_FORMAT_JSON)) return false;
     if (!get_long(c, p, "scale", 1, 1, c->srv->cfg->max_scale, "max_scale", &scale)) return false;
-    c->png_out = !json;
+    if (scale != 1 && (c->format == GM_FORMAT_PIXELS || c->format == GM_FORMAT_NPY))
+        return fail(c, 422, "scale enlarges PNG images only; format %s returns the model's pixels unscaled",
+                    gm_format_names[c->format]);
     c->scale = (int)scale;
     return true;
 }
 
-static bool prepare_sample(gm_call *c, const gm_model_info *in, json_t *p, bool is_get) {
+/* The ETag of a seeded sample (etag.h): its parameters as parsed, every
+ * one of them, in name order; label is the one given, or -1 when each row
+ * draws its own. */
+static bool sample_etag(gm_call *c, const gm_model_info *in, int label) {
+    const gm_row *r = &c->rows[0];
+    size_t cap = 512 + 20 * (size_t)in->code_dim, o = 0;
+    char *t = malloc(cap);
+    if (!t) return fail(c, 500, "out of memory");
+    o += (size_t)snprintf(t + o, cap - o, "code=");
+    for (int j = 0; c->codes && j < in->code_dim; j++)
+        o += (size_t)snprintf(t + o, cap - o, "%s%.9g", j ? "," : "", c->codes[j]);
+    if (!c->codes) o += (size_t)snprintf(t + o, cap - o, "drawn");
+    o += (size_t)snprintf(t + o, cap - o, "&format=%s%s%s&label=%d&mode=%s&n=%d&scale=%d&seed=%llu&temperature=%.9g"
+                                          "&truncation=%.9g",
+                          gm_format_names[c->format], c->format == GM_FORMAT_NPY ? ";" : "",
+                          c->format == GM_FORMAT_NPY ? c->npy_type : "", label, r->sample_pixels ? "sample" : "mean",
+                          c->job.n, c->scale, (unsigned long long)c->seed, r->temperature, r->truncation);
+    gm_etag_make(in->sha256, model_name(c), gm_op_name(GM_OP_SAMPLE), t, c->reply.etag);
+    free(t);
+    return true;
+}
+
+static bool prepare_sample(gm_call *c, const gm_model_info *in, json_t *p, const gm_http_request *req) {
     const gm_config *cfg = c->srv->cfg;
     long n;
     float temperature, truncation;
     bool sample_pixels;
     if (!get_long(c, p, "n", 1, 1, cfg->max_n, "max_n", &n) || !get_seed(c, p, true, &c->seed) ||
         !get_float(c, p, "temperature", 1.0f, 0.0f, true, MAX_TEMPERATURE, &temperature) ||
-        !prepare_output_format(c, p, is_get) || !check_output_size(c, in, n))
+        !prepare_output_format(c, p, req, strcmp(req->method, "POST") != 0) || !check_output_size(c, in, n))
         return false;
     int label = -1;
     json_t *lv = json_object_get(p, "label");
@@ -287,7 +326,8 @@ static bool prepare_sample(gm_call *c, const gm_model_info *in, json_t *p, bool 
     c->job.rows = c->rows;
     c->job.out_pixels = c->out;
     c->job.out_logp = c->logp;
-    return true;
+    bool seeded_get = json_object_get(p, "seed") && strcmp(req->method, "POST") != 0;
+    return !seeded_get || sample_etag(c, in, label);
 }
 
 void gm_ops_release(gm_call *c) {
@@ -405,7 +445,7 @@ static bool prepare_logp(gm_call *c, const gm_model_info *in, json_t *p, const g
     const gm_config *cfg = c->srv->cfg;
     long n, k;
     if (!get_long(c, p, "k", cfg->default_k, 1, cfg->max_k, "max_k", &k) || !get_seed(c, p, false, &c->seed) ||
-        !read_images(c, in, p, req, &n))
+        !choose_format(c, p, req, GM_FORMATS_NUMBERS, GM_FORMAT_JSON) || !read_images(c, in, p, req, &n))
         return false;
     c->rows = calloc((size_t)n, sizeof *c->rows);
     c->lp = calloc((size_t)n, sizeof *c->lp);
@@ -421,7 +461,7 @@ static bool prepare_logp(gm_call *c, const gm_model_info *in, json_t *p, const g
 
 static bool prepare_encode(gm_call *c, const gm_model_info *in, json_t *p, const gm_http_request *req) {
     long n;
-    if (!read_images(c, in, p, req, &n)) return false;
+    if (!choose_format(c, p, req, GM_FORMATS_NUMBERS, GM_FORMAT_JSON) || !read_images(c, in, p, req, &n)) return false;
     c->out = malloc((size_t)n * in->encode_dim * sizeof *c->out);
     if (in->family == GM_FAMILY_VAE) c->out2 = malloc((size_t)n * in->encode_dim * sizeof *c->out2);
     if (!c->out || (in->family == GM_FAMILY_VAE && !c->out2)) return fail(c, 500, "out of memory");
@@ -456,14 +496,14 @@ static bool prepare_decode_codes(gm_call *c, const gm_model_info *in, json_t *p,
     return true;
 }
 
-static bool prepare_decode(gm_call *c, const gm_model_info *in, json_t *p) {
+static bool prepare_decode(gm_call *c, const gm_model_info *in, json_t *p, const gm_http_request *req) {
     json_t *latents = json_object_get(p, "latents");
     if (!json_is_array(latents)) return fail(c, 400, "the body needs \"latents\": [[%d numbers], ...]", in->latent_dim);
     long n = (long)json_array_size(latents);
     if (n < 1 || n > c->srv->cfg->max_images)
         return fail(c, 422, "latents has %ld entries; send 1 to %ld (the server's max_images setting)", n,
                     c->srv->cfg->max_images);
-    if (!prepare_output_format(c, p, false) || !check_output_size(c, in, n)) return false;
+    if (!prepare_output_format(c, p, req, false) || !check_output_size(c, in, n)) return false;
     c->in = malloc((size_t)n * in->latent_dim * sizeof *c->in);
     c->out = malloc((size_t)n * in->dim * sizeof *c->out);
     if (!c->in || !c->out) return fail(c, 500, "out of memory");
@@ -506,17 +546,27 @@ static bool prepare_op(gm_call *c, gm_op op, json_t *params, const gm_http_reque
     c->scale = 1;
     if (!check_params(c, op, params) || !needs(c, in, op)) return false;
     switch (op) {
-    case GM_OP_SAMPLE: return prepare_sample(c, in, params, strcmp(req->method, "POST") != 0);
+    case GM_OP_SAMPLE: return prepare_sample(c, in, params, req);
     case GM_OP_LOGP: return prepare_logp(c, in, params, req);
     case GM_OP_ENCODE: return prepare_encode(c, in, params, req);
-    case GM_OP_DECODE: return prepare_decode(c, in, params);
+    case GM_OP_DECODE: return prepare_decode(c, in, params, req);
     default: return fail(c, 404, "no such operation");
     }
 }
 
 /* Every prepared job then passes admission by cost (cost.h). */
 bool gm_ops_prepare(gm_call *c, gm_op op, json_t *params, const gm_http_request *req) {
-    return prepare_op(c, op, params, req) && gm_cost_admit(c);
+    if (!prepare_op(c, op, params, req) || !gm_cost_admit(c)) return false;
+    if (c->reply.etag[0] && gm_etag_matches(req->if_none_match, c->reply.etag)) {
+        /* the client holds this very reply: 304, and the model does not run */
+        free(c->reply.body);
+        c->reply.body = NULL;
+        c->reply.len = 0;
+        c->reply.status = 304;
+        c->reply.content_type = NULL;
+        return false;
+    }
+    return true;
 }
 
 static json_t *number(double x) { return isfinite(x) ? json_real(x) : json_null(); }
@@ -527,39 +577,64 @@ static json_t *float_array(const float *x, int n) {
     return a;
 }
 
-/* Sample and decode replies: one PNG (a grid for n > 1) or JSON with one
- * PNG per image. */
+/* A binary reply that takes body (malloc'd). */
+static void reply_bytes(gm_call *c, uint8_t *body, size_t len, const char *type) {
+    free(c->reply.body);
+    c->reply.body = body;
+    c->reply.len = len;
+    c->reply.status = 200;
+    c->reply.content_type = type;
+}
+
+/* An npy reply of x's float32 values in the given shape. */
+static void reply_npy(gm_call *c, const float *x, int ndim, const long *shape) {
+    uint8_t *b;
+    size_t len;
+    if (gm_npy_write_f32(x, ndim, shape, &b, &len)) return gm_reply_error(&c->reply, 500, "out of memory");
+    reply_bytes(c, b, len, c->npy_type);
+}
+
+/* {"png": base64} of image i, or NULL with err filled. */
+static json_t *png_image(gm_call *c, const gm_model_info *in, int i, const char *desc, char err[GM_ERR_LEN]) {
+    uint8_t *png;
+    size_t len;
+    if (gm_png_encode(c->out + (size_t)i * in->dim, 1, in->height, in->width, in->channels, c->scale, desc, &png, &len,
+                      err))
+        return NULL;
+    char *b64 = gm_base64_encode(png, len);
+    free(png);
+    json_t *o = b64 ? json_pack("{s:s}", "png", b64) : NULL;
+    free(b64);
+    if (!o) gm_errorf(err, "out of memory");
+    return o;
+}
+
+/* Sample and decode replies: one PNG (a grid for n > 1), an npy array
+ * (n, H, W, C), or JSON with one PNG or one array of pixels per image. */
 static void finish_images(gm_call *c, const gm_model_info *in) {
     char err[GM_ERR_LEN], desc[160];
     int n = c->job.n;
     snprintf(desc, sizeof desc, "gmserve model=%s op=%s n=%d seed=%llu", model_name(c), gm_op_name(c->job.op), n,
              (unsigned long long)c->seed);
     if (c->job.op == GM_OP_SAMPLE) snprintf(c->reply.seed, sizeof c->reply.seed, "%llu", (unsigned long long)c->seed);
-    if (c->png_out) {
+    if (c->format == GM_FORMAT_PNG) {
         uint8_t *png;
         size_t len;
         if (gm_png_encode(c->out, n, in->height, in->width, in->channels, c->scale, desc, &png, &len, err))
             return gm_reply_error(&c->reply, 500, "%s", err);
-        free(c->reply.body);
-        c->reply.body = png;
-        c->reply.len = len;
-        c->reply.status = 200;
-        c->reply.content_type = "image/png";
-        return;
+        return reply_bytes(c, png, len, "image/png");
     }
+    if (c->format == GM_FORMAT_NPY)
+        return reply_npy(c, c->out, 4, (const long[]){n, in->height, in->width, in->channels});
     json_t *images = json_array();
     for (int i = 0; i < n; i++) {
-        uint8_t *png;
-        size_t len;
-        if (gm_png_encode(c->out + (size_t)i * in->dim, 1, in->height, in->width, in->channels, c->scale, desc, &png,
-                          &len, err)) {
+        json_t *o = c->format == GM_FORMAT_PIXELS
+                        ? json_pack("{s:o}", "pixels", float_array(c->out + (size_t)i * in->dim, in->dim))
+                        : png_image(c, in, i, desc, err);
+        if (!o) {
             json_decref(images);
-            return gm_reply_error(&c->reply, 500, "%s", err);
+            return gm_reply_error(&c->reply, 500, "%s", c->format == GM_FORMAT_PIXELS ? "out of memory" : err);
         }
-        char *b64 = gm_base64_encode(png, len);
-        free(png);
-        json_t *o = json_pack("{s:s}", "png", b64 ? b64 : "");
-        free(b64);
         if (c->logp) json_object_set_new(o, "logp", number(c->logp[i]));
         int label = c->rows ? c->rows[i].label : c->labels ? c->labels[i] : -1;
         if (in->num_classes && label >= 0) {
@@ -575,6 +650,14 @@ static void finish_images(gm_call *c, const gm_model_info *in) {
 }
 
 static void finish_logp(gm_call *c, const gm_model_info *in) {
+    if (c->format == GM_FORMAT_NPY) { /* log p alone, as float32 (n,) */
+        float *x = malloc((size_t)c->job.n * sizeof *x);
+        if (!x) return gm_reply_error(&c->reply, 500, "out of memory");
+        for (int i = 0; i < c->job.n; i++) x[i] = (float)c->lp[i].logp;
+        reply_npy(c, x, 1, (const long[]){c->job.n});
+        free(x);
+        return;
+    }
     json_t *results = json_array();
     for (int i = 0; i < c->job.n; i++) {
         const gm_logp_result *r = &c->lp[i];
@@ -596,6 +679,8 @@ static void finish_logp(gm_call *c, const gm_model_info *in) {
 }
 
 static void finish_encode(gm_call *c, const gm_model_info *in) {
+    if (c->format == GM_FORMAT_NPY) /* z alone (a VAE's mean), (n, encode_dim) */
+        return reply_npy(c, c->out, 2, (const long[]){c->job.n, in->encode_dim});
     json_t *results = json_array();
     for (int i = 0; i < c->job.n; i++) {
         json_t *o = json_pack("{s:o}", "z", float_array(c->out + (size_t)i * in->encode_dim, in->encode_dim));
