@@ -15,6 +15,21 @@
 
 const char *const gm_format_names[GM_FORMAT_COUNT] = {"json", "png", "pixels", "npy"};
 
+unsigned gm_formats_of(gm_op op) {
+    switch (op) {
+    case GM_OP_SAMPLE:
+    case GM_OP_DECODE: return GM_FORMATS_IMAGES;
+    case GM_OP_LOGP:
+    case GM_OP_ENCODE: return GM_FORMATS_NUMBERS;
+    default: return GM_FORMAT_BIT(GM_FORMAT_JSON);
+    }
+}
+
+/* a GET is what a browser or <img> sends: a PNG; a POST is a program: JSON */
+gm_format gm_format_default(gm_op op, bool get) {
+    return (gm_formats_of(op) & GM_FORMAT_BIT(GM_FORMAT_PNG)) && get ? GM_FORMAT_PNG : GM_FORMAT_JSON;
+}
+
 /* Whether Accept lists type (as a whole media range, any case) with q > 0. */
 static bool accepts(const char *accept, const char *type) {
     size_t n = strlen(type);

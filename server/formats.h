@@ -17,6 +17,7 @@
 #define GM_FORMATS_H
 
 #include "gm/error.h"
+#include "gm/model.h"
 
 typedef enum { GM_FORMAT_JSON, GM_FORMAT_PNG, GM_FORMAT_PIXELS, GM_FORMAT_NPY, GM_FORMAT_COUNT } gm_format;
 
@@ -27,6 +28,10 @@ typedef enum { GM_FORMAT_JSON, GM_FORMAT_PNG, GM_FORMAT_PIXELS, GM_FORMAT_NPY, G
 #define GM_FORMATS_NUMBERS (GM_FORMAT_BIT(GM_FORMAT_JSON) | GM_FORMAT_BIT(GM_FORMAT_NPY))
 
 extern const char *const gm_format_names[GM_FORMAT_COUNT];
+
+/* The formats op replies in (a set of GM_FORMAT_BIT) and its default. */
+unsigned gm_formats_of(gm_op op);
+gm_format gm_format_default(gm_op op, bool get);
 
 /* The reply format. param: the format parameter's text, or NULL when the
  * request has none; accept: the Accept header, or NULL; allowed: a set of

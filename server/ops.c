@@ -221,7 +221,10 @@ static bool check_output_size(gm_call *c, const gm_model_info *in, long n) {
 
 /* The reply format (formats.h): the format parameter, else Accept, else
  * dflt, among the formats the operation has. */
-static bool choose_format(gm_call *c, json_t *p, const gm_http_request *req, unsigned allowed, gm_format dflt) {
+static bool choose_format(gm_call *c, json_t *p, const gm_http_request *req) {
+    gm_op op = c->job.op;
+    unsigned allowed = gm_formats_of(op);
+    gm_format dflt = gm_format_default(op, strcmp(req->method, "POST") != 0);
     json_t *v = json_object_get(p, "format");
     char err[GM_ERR_LEN];
     if (v && !json_is_string(v)) return fail(c, 422, "format must be a string");
@@ -233,9 +236,9 @@ static bool choose_format(gm_call *c, json_t *p, const gm_http_request *req, uns
 
 /* Images out: the format, and scale, which enlarges PNGs only (a float
  * format returns the model's own pixels). */
-static bool prepare_output_format(gm_call *c, json_t *p, const gm_http_request *req, bool png_default) {
+static bool prepare_output_format(gm_call *c, json_t *p, const gm_http_request *req) {
     long scale;
-    if (!choose_format(c, p, req, GM_FORMATS_IMAGES, png_default ? GM_FORMAT_PNG : GM_FORMAT_JSON)) return false;
+    if (!choose_format(c, p, req)) return false;
     if (!get_long(c, p, "scale", 1, 1, c->srv->cfg->max_scale, "max_scale", &scale)) return false;
     if (scale != 1 && (c->format == GM_FORMAT_PIXELS || c->format == GM_FORMAT_NPY))
         return fail(c, 422, "scale enlarges PNG images only; format %s returns the model's pixels unscaled",
@@ -273,7 +276,7 @@ static bool prepare_sample(gm_call *c, const gm_model_info *in, json_t *p, const
     bool sample_pixels;
     if (!get_long(c, p, "n", 1, 1, cfg->max_n, "max_n", &n) || !get_seed(c, p, true, &c->seed) ||
         !get_float(c, p, "temperature", 1.0f, 0.0f, true, MAX_TEMPERATURE, &temperature) ||
-        !prepare_output_format(c, p, req, strcmp(req->method, "POST") != 0) || !check_output_size(c, in, n))
+        !prepare_output_format(c, p, req) || !check_output_size(c, in, n))
         return false;
     int label = -1;
     json_t *lv = json_object_get(p, "label");
@@ -445,7 +448,7 @@ static bool prepare_logp(gm_call *c, const gm_model_info *in, json_t *p, const g
     const gm_config *cfg = c->srv->cfg;
     long n, k;
     if (!get_long(c, p, "k", cfg->default_k, 1, cfg->max_k, "max_k", &k) || !get_seed(c, p, false, &c->seed) ||
-        !choose_format(c, p, req, GM_FORMATS_NUMBERS, GM_FORMAT_JSON) || !read_images(c, in, p, req, &n))
+        !choose_format(c, p, req) || !read_images(c, in, p, req, &n))
         return false;
     c->rows = calloc((size_t)n, sizeof *c->rows);
     c->lp = calloc((size_t)n, sizeof *c->lp);
@@ -461,7 +464,7 @@ static bool prepare_logp(gm_call *c, const gm_model_info *in, json_t *p, const g
 
 static bool prepare_encode(gm_call *c, const gm_model_info *in, json_t *p, const gm_http_request *req) {
     long n;
-    if (!choose_format(c, p, req, GM_FORMATS_NUMBERS, GM_FORMAT_JSON) || !read_images(c, in, p, req, &n)) return false;
+    if (!choose_format(c, p, req) || !read_images(c, in, p, req, &n)) return false;
     c->out = malloc((size_t)n * in->encode_dim * sizeof *c->out);
     if (in->family == GM_FAMILY_VAE) c->out2 = malloc((size_t)n * in->encode_dim * sizeof *c->out2);
     if (!c->out || (in->family == GM_FAMILY_VAE && !c->out2)) return fail(c, 500, "out of memory");
@@ -503,7 +506,7 @@ static bool prepare_decode(gm_call *c, const gm_model_info *in, json_t *p, const
     if (n < 1 || n > c->srv->cfg->max_images)
         return fail(c, 422, "latents has %ld entries; send 1 to %ld (the server's max_images setting)", n,
                     c->srv->cfg->max_images);
-    if (!prepare_output_format(c, p, req, false) || !check_output_size(c, in, n)) return false;
+    if (!prepare_output_format(c, p, req) || !check_output_size(c, in, n)) return false;
     c->in = malloc((size_t)n * in->latent_dim * sizeof *c->in);
     c->out = malloc((size_t)n * in->dim * sizeof *c->out);
     if (!c->in || !c->out) return fail(c, 500, "out of memory");
