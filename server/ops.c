@@ -227,7 +227,7 @@ static bool choose_format(gm_call *c, json_t *p, const gm_http_request *req) {
     gm_format dflt = gm_format_default(op, strcmp(req->method, "POST") != 0);
     json_t *v = json_object_get(p, "format");
     char err[GM_ERR_LEN];
-    if (v && !json_is_string(v)) return fail(c, 422, "format must be a string");
+    if (v && !json_is_string(v)) return fail(c, 400, "format must be a string");
     if (gm_format_choose(v ? json_string_value(v) : NULL, req->accept, allowed, dflt, &c->format, err))
         return fail(c, 422, "%s", err);
     c->npy_type = gm_format_npy_type(req->accept);

@@ -293,21 +293,21 @@ static void test_decode_npy(void **state) {
     reply_free(&rp);
 }
 
-static void assert_422(const char *method, const char *path, const char *body, const char *want) {
+static void assert_status(int status, const char *method, const char *path, const char *body, const char *want) {
     reply_t r = body ? http_json(d.port, path, body) : http(d.port, method, path, NULL, NULL, 0);
-    if (r.status != 422 || !strstr((char *)r.body, want)) {
-        print_error("%s %s: %d %.300s, want 422 with \"%s\"\n", method, path, r.status, r.body ? (char *)r.body : "",
-                    want);
+    if (r.status != status || !strstr((char *)r.body, want)) {
+        print_error("%s %s: %d %.300s, want %d with \"%s\"\n", method, path, r.status, r.body ? (char *)r.body : "",
+                    status, want);
         fail();
     }
     reply_free(&r);
 }
 
 static void test_format_errors(void **state) {
-    assert_422("GET", "/sample?model=nade&format=npy&scale=2", NULL, "scale enlarges PNG images only");
-    assert_422("GET", "/sample?model=nade&format=tiff", NULL, "format must be one of \\\"json\\\", \\\"png\\\", \\\"pixels\\\", \\\"npy\\\"");
-    assert_422("POST", "/v1/models/nade/logp", "{\"images\": [], \"format\": \"png\"}", "format must be one of \\\"json\\\", \\\"npy\\\"");
-    assert_422("POST", "/v1/models/vae/encode", "{\"images\": [], \"format\": 3}", "format must be a string");
+    assert_status(422, "GET", "/sample?model=nade&format=npy&scale=2", NULL, "scale enlarges PNG images only");
+    assert_status(422, "GET", "/sample?model=nade&format=tiff", NULL, "format must be one of \\\"json\\\", \\\"png\\\", \\\"pixels\\\", \\\"npy\\\"");
+    assert_status(422, "POST", "/v1/models/nade/logp", "{\"images\": [], \"format\": \"png\"}", "format must be one of \\\"json\\\", \\\"npy\\\"");
+    assert_status(400, "POST", "/v1/models/vae/encode", "{\"images\": [], \"format\": 3}", "format must be a string");
 }
 
 int main(void) {
