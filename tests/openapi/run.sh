@@ -32,6 +32,6 @@ for keys in none with-key; do
     kill -TERM $pid
     wait $pid
     pid=
-    echo "== /openapi.json ($keys API key)"
+    echo "== /openapi.json ($keys)"
     node "$here/validate.mjs" "$out/openapi-$keys.json"
 done
