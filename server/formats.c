@@ -18,10 +18,13 @@ const char *const gm_format_names[GM_FORMAT_COUNT] = {"json", "png", "pixels", "
 unsigned gm_formats_of(gm_op op) {
     switch (op) {
     case GM_OP_SAMPLE:
-    case GM_OP_DECODE: return GM_FORMATS_IMAGES;
+    case GM_OP_DECODE:
+        return GM_FORMATS_IMAGES;
     case GM_OP_LOGP:
-    case GM_OP_ENCODE: return GM_FORMATS_NUMBERS;
-    default: return GM_FORMAT_BIT(GM_FORMAT_JSON);
+    case GM_OP_ENCODE:
+        return GM_FORMATS_NUMBERS;
+    default:
+        return GM_FORMAT_BIT(GM_FORMAT_JSON);
     }
 }
 
@@ -42,7 +45,8 @@ static bool accepts(const char *accept, const char *type) {
             bool zero = false;
             /* parameters up to the next range: look for q=0, q=0.0, ... */
             for (const char *e = p + range; q < e; q++)
-                if ((*q == 'q' || *q == 'Q') && q[1] == '=' && (q[-1] == ';' || q[-1] == ' ' || q[-1] == '\t')) {
+                if ((*q == 'q' || *q == 'Q') && q[1] == '=' &&
+                    (q[-1] == ';' || q[-1] == ' ' || q[-1] == '\t')) {
                     zero = strtod(q + 2, NULL) <= 0;
                     break;
                 }
@@ -64,7 +68,8 @@ int gm_format_choose(const char *param, const char *accept, unsigned allowed, gm
         char list[64] = "";
         for (int f = 0, o = 0; f < GM_FORMAT_COUNT; f++)
             if (allowed & GM_FORMAT_BIT(f))
-                o += snprintf(list + o, sizeof list - (size_t)o, "%s\"%s\"", o ? ", " : "", gm_format_names[f]);
+                o += snprintf(list + o, sizeof list - (size_t)o, "%s\"%s\"", o ? ", " : "",
+                              gm_format_names[f]);
         return gm_errorf(err, "format must be one of %s", list);
     }
     bool binary = accepts(accept, "application/x-npy") || accepts(accept, "application/octet-stream");

@@ -16,7 +16,10 @@ int gm_npy_write_f32(const float *x, int ndim, const long *shape, uint8_t **out,
     size_t count = 1;
     int o = snprintf(dict, sizeof dict, "{'descr': '<f4', 'fortran_order': False, 'shape': (");
     for (int i = 0; i < ndim; i++) {
-        o += snprintf(dict + o, sizeof dict - (size_t)o, "%ld%s", shape[i], ndim == 1 ? "," : i + 1 < ndim ? ", " : "");
+        o += snprintf(dict + o, sizeof dict - (size_t)o, "%ld%s", shape[i],
+                      ndim == 1      ? ","
+                      : i + 1 < ndim ? ", "
+                                     : "");
         count *= (size_t)shape[i];
     }
     o += snprintf(dict + o, sizeof dict - (size_t)o, "), }");
@@ -36,7 +39,7 @@ int gm_npy_write_f32(const float *x, int ndim, const long *shape, uint8_t **out,
         uint32_t u;
         memcpy(&u, &x[i], 4);
         d[4 * i] = (uint8_t)u, d[4 * i + 1] = (uint8_t)(u >> 8), d[4 * i + 2] = (uint8_t)(u >> 16),
-        d[4 * i + 3] = (uint8_t)(u >> 24);
+              d[4 * i + 3] = (uint8_t)(u >> 24);
     }
     *out = b;
     *len = total;

@@ -21,21 +21,19 @@
 #include "params.h"
 #include "routes.h"
 
-#define MAX_LATENT_ABS 1e4 /* as the parameter table bounds code */
-
 /* Where an error kind can happen, for the statuses each operation lists. */
 typedef enum { ANY_ROUTE, OPERATIONS, KEYED, NAMED, POST_BODY, READINESS, NOT_SEEN } error_scope;
 
 static const error_scope SCOPE[GM_E_COUNT] = {
-    [GM_E_BAD_PARAM] = OPERATIONS,    [GM_E_UNKNOWN_PARAM] = OPERATIONS, [GM_E_UNAUTHORIZED] = KEYED,
-    [GM_E_NOT_FOUND] = NAMED,         [GM_E_METHOD] = NOT_SEEN,          [GM_E_TOO_MANY_VALUES] = POST_BODY,
-    [GM_E_MEDIA_TYPE] = POST_BODY,    [GM_E_OUT_OF_RANGE] = OPERATIONS,  [GM_E_UNSUPPORTED_OP] = OPERATIONS,
-    [GM_E_MODEL_MISMATCH] = OPERATIONS, [GM_E_TOO_COSTLY] = OPERATIONS,  [GM_E_CLIENT_GONE] = NOT_SEEN,
-    [GM_E_QUEUE_FULL] = OPERATIONS,   [GM_E_DRAINING] = OPERATIONS,      [GM_E_NOT_READY] = READINESS,
+    [GM_E_BAD_PARAM] = OPERATIONS,      [GM_E_UNKNOWN_PARAM] = OPERATIONS, [GM_E_UNAUTHORIZED] = KEYED,
+    [GM_E_NOT_FOUND] = NAMED,           [GM_E_METHOD] = NOT_SEEN,          [GM_E_TOO_MANY_VALUES] = POST_BODY,
+    [GM_E_MEDIA_TYPE] = POST_BODY,      [GM_E_OUT_OF_RANGE] = OPERATIONS,  [GM_E_UNSUPPORTED_OP] = OPERATIONS,
+    [GM_E_MODEL_MISMATCH] = OPERATIONS, [GM_E_TOO_COSTLY] = OPERATIONS,    [GM_E_CLIENT_GONE] = NOT_SEEN,
+    [GM_E_QUEUE_FULL] = OPERATIONS,     [GM_E_DRAINING] = OPERATIONS,      [GM_E_NOT_READY] = READINESS,
     [GM_E_DEADLINE] = OPERATIONS,
 };
 
-/* What a route's reply is, for its 200. */
+/* A $ref to a component. */
 static json_t *ref(const char *kind, const char *name) {
     char path[96];
     snprintf(path, sizeof path, "#/components/%s/%s", kind, name);
@@ -45,13 +43,16 @@ static json_t *ref(const char *kind, const char *name) {
 /* A bound as JSON: an integer where it is one, so integer parameters have
  * integer bounds. */
 static json_t *num(double x) {
-    return x == (double)(json_int_t)x && x > -9007199254740992.0 && x < 9007199254740992.0 ? json_integer((json_int_t)x)
-                                                                                          : json_real(x);
+    return x == (double)(json_int_t)x && x > -9007199254740992.0 && x < 9007199254740992.0
+               ? json_integer((json_int_t)x)
+               : json_real(x);
 }
 
 static json_t *media(json_t *schema) { return json_pack("{s:o}", "schema", schema); }
 
-static json_t *binary(const char *type) { return json_pack("{s:s,s:s}", "type", "string", "contentMediaType", type); }
+static json_t *binary(const char *type) {
+    return json_pack("{s:s,s:s}", "type", "string", "contentMediaType", type);
+}
 
 static json_t *number_range(double lo, double hi) {
     return json_pack("{s:s,s:o,s:o}", "type", "number", "minimum", num(lo), "maximum", num(hi));
@@ -61,8 +62,10 @@ static json_t *number_range(double lo, double hi) {
 static void template_of(const gm_route_def *r, char *out, size_t n) {
     size_t o = 0;
     for (const char *p = r->pattern; *p && o + 8 < n; p++) {
-        if (*p == '*') o += (size_t)snprintf(out + o, n - o, "%s", r->route == GM_ROUTE_PAGE ? "{file}" : "{name}");
-        else out[o++] = *p;
+        if (*p == '*')
+            o += (size_t)snprintf(out + o, n - o, "%s", r->route == GM_ROUTE_PAGE ? "{file}" : "{name}");
+        else
+            out[o++] = *p;
     }
     out[o] = 0;
 }
@@ -74,7 +77,8 @@ static void operation_id(const gm_route_def *r, const char *method, char *out, s
     bool word = false;
     for (const char *p = r->pattern; *p && o + 8 < n; p++) {
         bool alnum = (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9');
-        if (*p == '*') o += (size_t)snprintf(out + o, n - o, "_%s", r->route == GM_ROUTE_PAGE ? "file" : "name");
+        if (*p == '*')
+            o += (size_t)snprintf(out + o, n - o, "_%s", r->route == GM_ROUTE_PAGE ? "file" : "name");
         else if (alnum) {
             if (!word) out[o++] = '_';
             out[o++] = *p;
@@ -91,18 +95,21 @@ static json_t *param_schema(gm_param p, gm_op op, bool get, bool in_query, const
     const gm_param_def *d = &gm_params[p];
     json_t *s;
     if (p == GM_P_SEED) { /* u64: JSON integers stop at 2^63 - 1, so larger seeds travel as decimal strings */
-        s = json_pack("{s:[{s:s,s:o,s:I},{s:s,s:s}]}", "oneOf", "type", "integer", "minimum", num(d->min), "maximum",
-                      (json_int_t)INT64_MAX, "type", "string", "pattern", "^[0-9]{1,20}$");
+        s = json_pack("{s:[{s:s,s:o,s:I},{s:s,s:s}]}", "oneOf", "type", "integer", "minimum", num(d->min),
+                      "maximum", (json_int_t)INT64_MAX, "type", "string", "pattern", "^[0-9]{1,20}$");
         json_object_set_new(s, "x-gmserve-range", json_pack("[o,s]", num(d->min), "18446744073709551615"));
     } else if (p == GM_P_LABEL) {
-        json_t *one = json_pack("{s:[{s:s,s:o},{s:s}]}", "oneOf", "type", "integer", "minimum", num(d->min), "type", "string");
-        s = op == GM_OP_DECODE && !in_query ? json_pack("{s:[o,{s:s,s:O}]}", "oneOf", one, "type", "array", "items", one)
-                                            : one;
+        json_t *one = json_pack("{s:[{s:s,s:o},{s:s}]}", "oneOf", "type", "integer", "minimum", num(d->min),
+                                "type", "string");
+        s = op == GM_OP_DECODE && !in_query
+                ? json_pack("{s:[o,{s:s,s:O}]}", "oneOf", one, "type", "array", "items", one)
+                : one;
     } else if (p == GM_P_CODE) {
         json_t *one = json_pack("{s:s,s:o}", "type", "array", "items", number_range(d->min, d->max));
         if (in_query) {
             json_decref(one);
-            s = json_pack("{s:s,s:s}", "type", "string", "description", "the code as JSON text, e.g. [0.5,-1]");
+            s = json_pack("{s:s,s:s}", "type", "string", "description",
+                          "the code as JSON text, e.g. [0.5,-1]");
         } else if (op == GM_OP_DECODE)
             s = json_pack("{s:[o,{s:s,s:O}]}", "oneOf", one, "type", "array", "items", one);
         else
@@ -111,15 +118,15 @@ static json_t *param_schema(gm_param p, gm_op op, bool get, bool in_query, const
         json_t *png = json_pack("{s:s,s:[s],s:{s:{s:s,s:s,s:s}},s:b}", "type", "object", "required", "png",
                                 "properties", "png", "type", "string", "contentEncoding", "base64",
                                 "contentMediaType", "image/png", "additionalProperties", 0);
-        json_t *pixels = json_pack("{s:s,s:[s],s:{s:{s:s,s:o}},s:b}", "type", "object", "required", "pixels",
-                                   "properties", "pixels", "type", "array", "items", number_range(0, 1),
-                                   "additionalProperties", 0);
+        json_t *pixels =
+            json_pack("{s:s,s:[s],s:{s:{s:s,s:o}},s:b}", "type", "object", "required", "pixels", "properties",
+                      "pixels", "type", "array", "items", number_range(0, 1), "additionalProperties", 0);
         s = json_pack("{s:s,s:o,s:o,s:{s:[o,o]}}", "type", "array", "minItems", num(d->min), "maxItems",
                       num(gm_param_max(p, cfg)), "items", "oneOf", png, pixels);
     } else if (p == GM_P_LATENTS) {
         s = json_pack("{s:s,s:o,s:o,s:{s:s,s:o}}", "type", "array", "minItems", num(d->min), "maxItems",
                       num(gm_param_max(p, cfg)), "items", "type", "array", "items",
-                      number_range(-MAX_LATENT_ABS, MAX_LATENT_ABS));
+                      number_range(gm_params[GM_P_CODE].min, gm_params[GM_P_CODE].max));
     } else if (p == GM_P_FORMAT) {
         json_t *values = json_array();
         unsigned formats = gm_formats_of(op);
@@ -146,7 +153,8 @@ static json_t *param_schema(gm_param p, gm_op op, bool get, bool in_query, const
 
 static json_t *model_names(const gm_config *cfg) {
     json_t *a = json_array();
-    for (int i = 0; i < cfg->n_models; i++) json_array_append_new(a, json_string(cfg->models[i].name));
+    for (int i = 0; i < cfg->n_models; i++)
+        json_array_append_new(a, json_string(cfg->models[i].name));
     return a;
 }
 
@@ -155,35 +163,39 @@ static json_t *parameters(const gm_route_def *r, bool get, const gm_config *cfg)
     json_t *list = json_array();
     if (strchr(r->pattern, '*')) {
         bool page = r->route == GM_ROUTE_PAGE;
-        json_t *schema = page ? json_pack("{s:s,s:s}", "type", "string", "pattern", "^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
-                              : json_pack("{s:s,s:o}", "type", "string", "enum", model_names(cfg));
-        json_array_append_new(list, json_pack("{s:s,s:s,s:b,s:s,s:o}", "name", page ? "file" : "name", "in", "path",
-                                              "required", 1, "description",
-                                              page ? "a file of the web page" : "a model name (GET /v1/models lists them)",
-                                              "schema", schema));
+        json_t *schema =
+            page ? json_pack("{s:s,s:s}", "type", "string", "pattern", "^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+                 : json_pack("{s:s,s:o}", "type", "string", "enum", model_names(cfg));
+        json_array_append_new(
+            list, json_pack("{s:s,s:s,s:b,s:s,s:o}", "name", page ? "file" : "name", "in", "path", "required",
+                            1, "description",
+                            page ? "a file of the web page" : "a model name (GET /v1/models lists them)",
+                            "schema", schema));
     }
     if (r->op < 0) return list;
     if (!strchr(r->pattern, '*'))
-        json_array_append_new(list, json_pack("{s:s,s:s,s:s,s:{s:s,s:o,s:s}}", "name", "model", "in", "query",
-                                              "description", "the model to use; without it, the default model",
-                                              "schema", "type", "string", "enum", model_names(cfg), "default",
-                                              cfg->default_model));
+        json_array_append_new(
+            list, json_pack("{s:s,s:s,s:s,s:{s:s,s:o,s:s}}", "name", "model", "in", "query", "description",
+                            "the model to use; without it, the default model", "schema", "type", "string",
+                            "enum", model_names(cfg), "default", cfg->default_model));
     for (int p = 0; p < GM_P_COUNT; p++) {
-        if (!gm_param_takes((gm_param)p, (gm_op)r->op) || (!strcmp(gm_params[p].type, "array") && p != GM_P_CODE))
+        if (!gm_param_takes((gm_param)p, (gm_op)r->op) ||
+            (!strcmp(gm_params[p].type, "array") && p != GM_P_CODE))
             continue;
         json_array_append_new(list, json_pack("{s:s,s:s,s:s,s:o}", "name", gm_params[p].name, "in", "query",
                                               "description", gm_params[p].description, "schema",
                                               param_schema((gm_param)p, (gm_op)r->op, get, true, cfg)));
     }
-    json_array_append_new(list, json_pack("{s:s,s:s,s:s,s:{s:s}}", "name", "Accept", "in", "header", "description",
-                                          "application/x-npy or application/octet-stream asks for format=npy when "
-                                          "no format is given",
-                                          "schema", "type", "string"));
+    json_array_append_new(list,
+                          json_pack("{s:s,s:s,s:s,s:{s:s}}", "name", "Accept", "in", "header", "description",
+                                    "application/x-npy or application/octet-stream asks for format=npy when "
+                                    "no format is given",
+                                    "schema", "type", "string"));
     if (get && r->op == GM_OP_SAMPLE)
-        json_array_append_new(list, json_pack("{s:s,s:s,s:s,s:{s:s}}", "name", "If-None-Match", "in", "header",
-                                              "description",
-                                              "the ETag of a seeded sample already held: 304 without computing it",
-                                              "schema", "type", "string"));
+        json_array_append_new(
+            list, json_pack("{s:s,s:s,s:s,s:{s:s}}", "name", "If-None-Match", "in", "header", "description",
+                            "the ETag of a seeded sample already held: 304 without computing it", "schema",
+                            "type", "string"));
     return list;
 }
 
@@ -192,13 +204,15 @@ static json_t *request_body(const gm_route_def *r, const gm_config *cfg) {
     json_t *props = json_object(), *required = json_array();
     for (int p = 0; p < GM_P_COUNT; p++)
         if (gm_param_takes((gm_param)p, (gm_op)r->op))
-            json_object_set_new(props, gm_params[p].name, param_schema((gm_param)p, (gm_op)r->op, false, false, cfg));
+            json_object_set_new(props, gm_params[p].name,
+                                param_schema((gm_param)p, (gm_op)r->op, false, false, cfg));
     if (json_object_get(props, "images")) json_array_append_new(required, json_string("images"));
     if (json_object_get(props, "latents")) json_array_append_new(required, json_string("latents"));
     json_t *content = json_pack("{s:o}", "application/json",
                                 media(json_pack("{s:s,s:o,s:o,s:b}", "type", "object", "properties", props,
                                                 "required", required, "additionalProperties", 0)));
-    if (gm_param_takes(GM_P_IMAGES, (gm_op)r->op)) /* one image as the whole body; its parameters in the query */
+    if (gm_param_takes(GM_P_IMAGES,
+                       (gm_op)r->op)) /* one image as the whole body; its parameters in the query */
         json_object_set_new(content, "image/png", media(binary("image/png")));
     return json_pack("{s:b,s:o}", "required", r->op == GM_OP_SAMPLE ? 0 : 1, "content", content);
 }
@@ -213,21 +227,27 @@ static json_t *ok_response(const gm_route_def *r, bool get) {
     const char *what = r->summary;
     if (r->op >= 0) {
         unsigned formats = gm_formats_of((gm_op)r->op);
-        static const char *const REPLY[GM_OP_COUNT] = {[GM_OP_SAMPLE] = "ImagesReply", [GM_OP_DECODE] = "ImagesReply",
-                                                        [GM_OP_LOGP] = "LogpReply", [GM_OP_ENCODE] = "EncodeReply",
-                                                        [GM_OP_DISCRIMINATE] = "DiscriminateReply"};
+        static const char *const REPLY[GM_OP_COUNT] = {[GM_OP_SAMPLE] = "ImagesReply",
+                                                       [GM_OP_DECODE] = "ImagesReply",
+                                                       [GM_OP_LOGP] = "LogpReply",
+                                                       [GM_OP_ENCODE] = "EncodeReply",
+                                                       [GM_OP_DISCRIMINATE] = "DiscriminateReply"};
         const char *name = REPLY[r->op];
         if (formats & (GM_FORMAT_BIT(GM_FORMAT_JSON) | GM_FORMAT_BIT(GM_FORMAT_PIXELS)))
             json_object_set_new(content, "application/json", media(ref("schemas", name)));
-        if (formats & GM_FORMAT_BIT(GM_FORMAT_PNG)) json_object_set_new(content, "image/png", media(binary("image/png")));
+        if (formats & GM_FORMAT_BIT(GM_FORMAT_PNG))
+            json_object_set_new(content, "image/png", media(binary("image/png")));
         if (formats & GM_FORMAT_BIT(GM_FORMAT_NPY)) {
             json_object_set_new(content, "application/x-npy", media(binary("application/x-npy")));
-            json_object_set_new(content, "application/octet-stream", media(binary("application/octet-stream")));
+            json_object_set_new(content, "application/octet-stream",
+                                media(binary("application/octet-stream")));
         }
         json_object_set_new(headers, "Server-Timing", header_doc("queue wait and compute in ms, batch rows"));
-        if (r->op == GM_OP_SAMPLE) json_object_set_new(headers, "X-Seed", header_doc("the seed the images were drawn from"));
+        if (r->op == GM_OP_SAMPLE)
+            json_object_set_new(headers, "X-Seed", header_doc("the seed the images were drawn from"));
         if (r->op == GM_OP_SAMPLE && get) {
-            json_object_set_new(headers, "ETag", header_doc("with an explicit seed: a strong tag of the reply"));
+            json_object_set_new(headers, "ETag",
+                                header_doc("with an explicit seed: a strong tag of the reply"));
             json_object_set_new(headers, "Cache-Control",
                                 header_doc("with an explicit seed: public (private with API keys), "
                                            "max-age=31536000, immutable; else no-store"));
@@ -245,29 +265,39 @@ static json_t *ok_response(const gm_route_def *r, bool get) {
         json_object_set_new(content, "application/json", media(json_pack("{s:s}", "type", "object")));
     }
     json_t *o = json_pack("{s:s,s:o}", "description", what, "content", content);
-    if (json_object_size(headers)) json_object_set_new(o, "headers", headers);
-    else json_decref(headers);
+    if (json_object_size(headers))
+        json_object_set_new(o, "headers", headers);
+    else
+        json_decref(headers);
     return o;
 }
 
 static bool applies(error_scope scope, const gm_route_def *r, bool post, const gm_config *cfg) {
     switch (scope) {
-    case ANY_ROUTE: return true;
-    case OPERATIONS: return r->op >= 0;
-    case KEYED: return !r->open && cfg->n_api_keys > 0;
-    case NAMED: return r->op >= 0 || strchr(r->pattern, '*');
-    case POST_BODY: return r->op >= 0 && post;
-    case READINESS: return r->route == GM_ROUTE_READYZ;
-    default: return false;
+    case ANY_ROUTE:
+        return true;
+    case OPERATIONS:
+        return r->op >= 0;
+    case KEYED:
+        return !r->open && cfg->n_api_keys > 0;
+    case NAMED:
+        return r->op >= 0 || strchr(r->pattern, '*');
+    case POST_BODY:
+        return r->op >= 0 && post;
+    case READINESS:
+        return r->route == GM_ROUTE_READYZ;
+    default:
+        return false;
     }
 }
 
 static json_t *responses(const gm_route_def *r, bool get, const gm_config *cfg) {
     json_t *o = json_pack("{s:o}", "200", ok_response(r, get));
     if (r->op == GM_OP_SAMPLE && get)
-        json_object_set_new(o, "304", json_pack("{s:s,s:{s:o}}", "description",
-                                                "If-None-Match holds this reply's ETag: nothing was computed",
-                                                "headers", "ETag", header_doc("the tag the client holds")));
+        json_object_set_new(o, "304",
+                            json_pack("{s:s,s:{s:o}}", "description",
+                                      "If-None-Match holds this reply's ETag: nothing was computed",
+                                      "headers", "ETag", header_doc("the tag the client holds")));
     for (int k = 0; k < GM_E_COUNT; k++) {
         if (!applies(SCOPE[k], r, !get, cfg)) continue;
         char status[8];
@@ -280,13 +310,15 @@ static json_t *responses(const gm_route_def *r, bool get, const gm_config *cfg) 
 static json_t *operation(const gm_route_def *r, bool get, const gm_config *cfg) {
     char id[128];
     operation_id(r, get ? "get" : "post", id, sizeof id);
-    const char *tag = r->op >= 0 ? "operations" : r->route == GM_ROUTE_MODELS ? "models"
-                                              : r->route == GM_ROUTE_PAGE   ? "page"
-                                                                            : "service";
+    const char *tag = r->op >= 0                    ? "operations"
+                      : r->route == GM_ROUTE_MODELS ? "models"
+                      : r->route == GM_ROUTE_PAGE   ? "page"
+                                                    : "service";
     json_t *o = json_pack("{s:s,s:s,s:[s],s:o,s:o}", "operationId", id, "summary", r->summary, "tags", tag,
                           "parameters", parameters(r, get, cfg), "responses", responses(r, get, cfg));
     if (!get && r->op >= 0) json_object_set_new(o, "requestBody", request_body(r, cfg));
-    json_object_set_new(o, "security", !r->open && cfg->n_api_keys ? json_pack("[{s:[]}]", "bearer") : json_array());
+    json_object_set_new(o, "security",
+                        !r->open && cfg->n_api_keys ? json_pack("[{s:[]}]", "bearer") : json_array());
     return o;
 }
 
@@ -312,13 +344,14 @@ static json_t *error_responses(const gm_config *cfg) {
         size_t len = 0;
         for (int k = 0; k < GM_E_COUNT; k++)
             if (gm_errors[k].status == statuses[i] && len < sizeof text)
-                len += (size_t)snprintf(text + len, sizeof text - len, "%s%s: %s", len ? "; " : "", gm_errors[k].name,
-                                        gm_errors[k].when);
+                len += (size_t)snprintf(text + len, sizeof text - len, "%s%s: %s", len ? "; " : "",
+                                        gm_errors[k].name, gm_errors[k].when);
         snprintf(status, sizeof status, "%d", statuses[i]);
         json_t *resp = json_pack("{s:s,s:{s:o}}", "description", text, "content", "application/json",
                                  media(ref("schemas", "Error")));
         if (statuses[i] == 503)
-            json_object_set_new(resp, "headers", json_pack("{s:o}", "Retry-After", header_doc("seconds to wait")));
+            json_object_set_new(resp, "headers",
+                                json_pack("{s:o}", "Retry-After", header_doc("seconds to wait")));
         json_object_set_new(o, status, resp);
     }
     return o;
@@ -326,46 +359,52 @@ static json_t *error_responses(const gm_config *cfg) {
 
 /* The reply bodies' shapes. */
 static json_t *schemas(void) {
-    json_t *num = json_pack("{s:[s,s]}", "type", "number", "null"); /* JSON has no NaN: a non-finite value is null */
+    json_t *num =
+        json_pack("{s:[s,s]}", "type", "number", "null"); /* JSON has no NaN: a non-finite value is null */
     json_t *numbers = json_pack("{s:s,s:O}", "type", "array", "items", num);
-    json_t *seed = json_pack("{s:[{s:s,s:i},{s:s}]}", "oneOf", "type", "integer", "minimum", 0, "type", "string");
+    json_t *seed =
+        json_pack("{s:[{s:s,s:i},{s:s}]}", "oneOf", "type", "integer", "minimum", 0, "type", "string");
     json_t *o = json_object();
-    json_object_set_new(o, "Error", json_pack("{s:s,s:[s],s:{s:{s:s,s:[s,s],s:{s:{s:s},s:{s:s}}}}}", "type", "object",
-                                              "required", "error", "properties", "error", "type", "object", "required",
-                                              "status", "message", "properties", "status", "type", "integer",
-                                              "message", "type", "string"));
-    json_object_set_new(o, "ImagesReply",
-                        json_pack("{s:s,s:[s,s],s:{s:{s:s},s:O,s:{s:s,s:{s:s,s:{s:{s:s,s:s},s:O,s:O,s:{s:s},s:{s:s}}}}}}",
-                                  "type", "object", "required", "model", "images", "properties", "model", "type",
-                                  "string", "seed", seed, "images", "type", "array", "items", "type", "object",
-                                  "properties", "png", "type", "string", "contentEncoding", "base64", "pixels",
-                                  numbers, "logp", num, "label", "type", "integer", "class", "type", "string"));
-    json_object_set_new(o, "LogpReply",
-                        json_pack("{s:s,s:[s,s,s],s:{s:{s:s},s:{s:s,s:[s,s]},s:{s:s},s:O,s:{s:s,s:{s:s,s:{s:O,s:O,"
-                                  "s:O,s:O}}}}}",
-                                  "type", "object", "required", "model", "method", "results", "properties", "model",
-                                  "type", "string", "method", "type", "string", "enum", "exact", "importance_sampling",
-                                  "k", "type", "integer", "seed", seed, "results", "type", "array", "items", "type",
-                                  "object", "properties", "logp", num, "bits_per_dim", num, "elbo", num, "se", num));
+    json_object_set_new(o, "Error",
+                        json_pack("{s:s,s:[s],s:{s:{s:s,s:[s,s],s:{s:{s:s},s:{s:s}}}}}", "type", "object",
+                                  "required", "error", "properties", "error", "type", "object", "required",
+                                  "status", "message", "properties", "status", "type", "integer", "message",
+                                  "type", "string"));
+    json_object_set_new(
+        o, "ImagesReply",
+        json_pack("{s:s,s:[s,s],s:{s:{s:s},s:O,s:{s:s,s:{s:s,s:{s:{s:s,s:s},s:O,s:O,s:{s:s},s:{s:s}}}}}}",
+                  "type", "object", "required", "model", "images", "properties", "model", "type", "string",
+                  "seed", seed, "images", "type", "array", "items", "type", "object", "properties", "png",
+                  "type", "string", "contentEncoding", "base64", "pixels", numbers, "logp", num, "label",
+                  "type", "integer", "class", "type", "string"));
+    json_object_set_new(
+        o, "LogpReply",
+        json_pack("{s:s,s:[s,s,s],s:{s:{s:s},s:{s:s,s:[s,s]},s:{s:s},s:O,s:{s:s,s:{s:s,s:{s:O,s:O,"
+                  "s:O,s:O}}}}}",
+                  "type", "object", "required", "model", "method", "results", "properties", "model", "type",
+                  "string", "method", "type", "string", "enum", "exact", "importance_sampling", "k", "type",
+                  "integer", "seed", seed, "results", "type", "array", "items", "type", "object",
+                  "properties", "logp", num, "bits_per_dim", num, "elbo", num, "se", num));
     json_object_set_new(o, "EncodeReply",
                         json_pack("{s:s,s:[s,s],s:{s:{s:s},s:{s:s,s:{s:s,s:{s:O,s:O}}}}}", "type", "object",
-                                  "required", "model", "results", "properties", "model", "type", "string", "results",
-                                  "type", "array", "items", "type", "object", "properties", "z", numbers, "logvar",
-                                  numbers));
+                                  "required", "model", "results", "properties", "model", "type", "string",
+                                  "results", "type", "array", "items", "type", "object", "properties", "z",
+                                  numbers, "logvar", numbers));
     json_object_set_new(o, "DiscriminateReply",
-                        json_pack("{s:s,s:[s,s],s:{s:{s:s},s:{s:s,s:{s:s,s:{s:O,s:O,s:O}}}}}", "type", "object",
-                                  "required", "model", "results", "properties", "model", "type", "string", "results",
-                                  "type", "array", "items", "type", "object", "properties", "logit", num,
-                                  "probability", num, "realness", num));
+                        json_pack("{s:s,s:[s,s],s:{s:{s:s},s:{s:s,s:{s:s,s:{s:O,s:O,s:O}}}}}", "type",
+                                  "object", "required", "model", "results", "properties", "model", "type",
+                                  "string", "results", "type", "array", "items", "type", "object",
+                                  "properties", "logit", num, "probability", num, "realness", num));
     json_object_set_new(o, "Model",
-                        json_pack("{s:s,s:[s,s],s:{s:{s:s},s:{s:s},s:{s:s},s:{s:s},s:{s:s,s:{s:s}},s:{s:s}}}", "type",
-                                  "object", "required", "name", "family", "properties", "name", "type", "string",
-                                  "family", "type", "string", "image", "type", "object", "latent_dim", "type",
-                                  "integer", "operations", "type", "array", "items", "type", "string", "metadata",
-                                  "type", "object"));
-    json_object_set_new(o, "ModelList", json_pack("{s:s,s:{s:{s:s,s:o},s:{s:s}}}", "type", "object", "properties",
-                                                  "models", "type", "array", "items", ref("schemas", "Model"),
-                                                  "default_model", "type", "string"));
+                        json_pack("{s:s,s:[s,s],s:{s:{s:s},s:{s:s},s:{s:s},s:{s:s},s:{s:s,s:{s:s}},s:{s:s}}}",
+                                  "type", "object", "required", "name", "family", "properties", "name",
+                                  "type", "string", "family", "type", "string", "image", "type", "object",
+                                  "latent_dim", "type", "integer", "operations", "type", "array", "items",
+                                  "type", "string", "metadata", "type", "object"));
+    json_object_set_new(o, "ModelList",
+                        json_pack("{s:s,s:{s:{s:s,s:o},s:{s:s}}}", "type", "object", "properties", "models",
+                                  "type", "array", "items", ref("schemas", "Model"), "default_model", "type",
+                                  "string"));
     json_decref(seed);
     json_decref(num);
     json_decref(numbers);
@@ -388,12 +427,13 @@ json_t *gm_openapi_document(const gm_config *cfg) {
         json_object_set_new(components, "securitySchemes",
                             json_pack("{s:{s:s,s:s}}", "bearer", "type", "http", "scheme", "bearer"));
     return json_pack(
-        "{s:s,s:{s:s,s:s,s:s},s:[{s:s,s:s}],s:[{s:s,s:s},{s:s,s:s},{s:s,s:s},{s:s,s:s}],s:o,s:o}", "openapi", "3.1.0",
-        "info", "title", "gmserve", "version", "1", "description",
-        "Generative image models (NADE, VAE, GAN) served over HTTP: sample, log p, encode, decode. Generated by the "
+        "{s:s,s:{s:s,s:s,s:s},s:[{s:s,s:s}],s:[{s:s,s:s},{s:s,s:s},{s:s,s:s},{s:s,s:s}],s:o,s:o}", "openapi",
+        "3.1.0", "info", "title", "gmserve", "version", "1", "description",
+        "Generative image models (NADE, VAE, GAN) served over HTTP: sample, log p, encode, decode. Generated "
+        "by the "
         "server from its route, parameter and error tables under its running settings.",
         "servers", "url", "/", "description", "this server", "tags", "name", "operations", "description",
         "the model operations", "name", "models", "description", "the loaded models", "name", "service",
-        "description", "health, readiness, metrics, this document", "name", "page", "description", "the web page",
-        "paths", paths, "components", components);
+        "description", "health, readiness, metrics, this document", "name", "page", "description",
+        "the web page", "paths", paths, "components", components);
 }

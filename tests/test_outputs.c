@@ -77,7 +77,8 @@ static npy_t npy_read(const uint8_t *b, size_t len) {
     a.data = malloc(4 * a.count + 1);
     const uint8_t *p = b + 10 + hlen;
     for (size_t i = 0; i < a.count; i++) {
-        uint32_t u = p[4 * i] | (uint32_t)p[4 * i + 1] << 8 | (uint32_t)p[4 * i + 2] << 16 | (uint32_t)p[4 * i + 3] << 24;
+        uint32_t u = p[4 * i] | (uint32_t)p[4 * i + 1] << 8 | (uint32_t)p[4 * i + 2] << 16 |
+                     (uint32_t)p[4 * i + 3] << 24;
         memcpy(&a.data[i], &u, 4);
     }
     return a;
@@ -153,7 +154,8 @@ static void test_sample_npy_matches_pixels_and_png(void **state) {
         float *dec = malloc(dim * sizeof *dec);
         char err[GM_ERR_LEN];
         for (size_t i = 0; i < 3; i++) {
-            const char *b64 = json_string_value(json_object_get(json_array_get(json_object_get(jj, "images"), i), "png"));
+            const char *b64 =
+                json_string_value(json_object_get(json_array_get(json_object_get(jj, "images"), i), "png"));
             size_t len;
             uint8_t *png = gm_base64_decode(b64, strlen(b64), &len);
             assert_int_equal(gm_png_decode(png, len, h, w, c, dec, err), GM_PNG_OK);
@@ -224,8 +226,8 @@ static void test_encode_and_logp_npy(void **state) {
         assert_int_equal(a.shape[1], dz);
         for (size_t i = 0; i < 4; i++)
             for (size_t k = 0; k < dz; k++)
-                assert_true(a.data[i * dz + k] ==
-                            (float)json_number_value(json_array_get(json_object_get(json_array_get(res, i), "z"), k)));
+                assert_true(a.data[i * dz + k] == (float)json_number_value(json_array_get(
+                                                      json_object_get(json_array_get(res, i), "z"), k)));
         free(a.data);
         json_decref(jj);
         reply_free(&rn);
@@ -262,7 +264,8 @@ static void test_encode_and_logp_npy(void **state) {
 /* decode with format npy is decode with format pixels. */
 static void test_decode_npy(void **state) {
     char z[2048] = "[", body[4096];
-    for (int j = 0, o = 1; j < 64; j++) o += snprintf(z + o, sizeof z - (size_t)o, "%s%g", j ? "," : "", 0.1 * (j % 7) - 0.3);
+    for (int j = 0, o = 1; j < 64; j++)
+        o += snprintf(z + o, sizeof z - (size_t)o, "%s%g", j ? "," : "", 0.1 * (j % 7) - 0.3);
     strcat(z, "]");
     reply_t info = get_ok("/v1/models/gan", NULL);
     json_t *ij = json_loadb((char *)info.body, info.len, 0, NULL);
@@ -272,7 +275,8 @@ static void test_decode_npy(void **state) {
     z[0] = '[';
     /* keep the first zd numbers */
     char *p = z;
-    for (int j = 0; j < zd; j++) p = strchr(p + 1, ',');
+    for (int j = 0; j < zd; j++)
+        p = strchr(p + 1, ',');
     if (p) *p = ']', p[1] = 0;
     snprintf(body, sizeof body, "{\"latents\": [%s, %s], \"label\": [0, 1], \"format\": \"npy\"}", z, z);
     reply_t rn = post_ok("/v1/models/gan/decode", body);
@@ -285,7 +289,8 @@ static void test_decode_npy(void **state) {
     for (size_t i = 0; i < 2; i++) {
         json_t *px = json_object_get(json_array_get(json_object_get(pj, "images"), i), "pixels");
         assert_int_equal(json_array_size(px), dim);
-        for (size_t k = 0; k < dim; k++) assert_true(a.data[i * dim + k] == (float)json_number_value(json_array_get(px, k)));
+        for (size_t k = 0; k < dim; k++)
+            assert_true(a.data[i * dim + k] == (float)json_number_value(json_array_get(px, k)));
     }
     free(a.data);
     json_decref(pj);
@@ -293,21 +298,26 @@ static void test_decode_npy(void **state) {
     reply_free(&rp);
 }
 
-static void assert_status(int status, const char *method, const char *path, const char *body, const char *want) {
+static void assert_status(int status, const char *method, const char *path, const char *body,
+                          const char *want) {
     reply_t r = body ? http_json(d.port, path, body) : http(d.port, method, path, NULL, NULL, 0);
     if (r.status != status || !strstr((char *)r.body, want)) {
-        print_error("%s %s: %d %.300s, want %d with \"%s\"\n", method, path, r.status, r.body ? (char *)r.body : "",
-                    status, want);
+        print_error("%s %s: %d %.300s, want %d with \"%s\"\n", method, path, r.status,
+                    r.body ? (char *)r.body : "", status, want);
         fail();
     }
     reply_free(&r);
 }
 
 static void test_format_errors(void **state) {
-    assert_status(422, "GET", "/sample?model=nade&format=npy&scale=2", NULL, "scale enlarges PNG images only");
-    assert_status(422, "GET", "/sample?model=nade&format=tiff", NULL, "format must be one of \\\"json\\\", \\\"png\\\", \\\"pixels\\\", \\\"npy\\\"");
-    assert_status(422, "POST", "/v1/models/nade/logp", "{\"images\": [], \"format\": \"png\"}", "format must be one of \\\"json\\\", \\\"npy\\\"");
-    assert_status(400, "POST", "/v1/models/vae/encode", "{\"images\": [], \"format\": 3}", "format must be a string");
+    assert_status(422, "GET", "/sample?model=nade&format=npy&scale=2", NULL,
+                  "scale enlarges PNG images only");
+    assert_status(422, "GET", "/sample?model=nade&format=tiff", NULL,
+                  "format must be one of \\\"json\\\", \\\"png\\\", \\\"pixels\\\", \\\"npy\\\"");
+    assert_status(422, "POST", "/v1/models/nade/logp", "{\"images\": [], \"format\": \"png\"}",
+                  "format must be one of \\\"json\\\", \\\"npy\\\"");
+    assert_status(400, "POST", "/v1/models/vae/encode", "{\"images\": [], \"format\": 3}",
+                  "format must be a string");
 }
 
 int main(void) {

@@ -19,7 +19,8 @@ static const vector VECTORS[] = {
     {"", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"},
     {"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq",
      "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"},
-    {"abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmnhijklmnoijklmnopjklmnopqklmnopqrlmnopqrsmnopqrstnopqrstu",
+    {"abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmnhijklmnoijklmnopjklmnopqklmnopqrlmnopqrsmnopqrs"
+     "tnopqrstu",
      "cf5b16a778af8380036ce59e7b0492370b249b11e8f07a51afac45037afee9d1"},
 };
 
@@ -57,7 +58,8 @@ static void test_million_a(void **state) {
     gm_sha256 s;
     uint8_t d[GM_SHA256_BYTES];
     gm_sha256_init(&s);
-    for (int i = 0; i < 1000; i++) gm_sha256_update(&s, chunk, sizeof chunk);
+    for (int i = 0; i < 1000; i++)
+        gm_sha256_update(&s, chunk, sizeof chunk);
     gm_sha256_final(&s, d);
     gm_sha256_to_hex(d, hex);
     assert_string_equal(hex, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");

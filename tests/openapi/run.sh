@@ -17,7 +17,7 @@ fi
 echo '{}' > "$out/empty.json"
 pid=
 trap '[ -n "$pid" ] && kill -TERM $pid 2>/dev/null; wait 2>/dev/null || true' EXIT
-for keys in none with-key; do
+for keys in no-key with-key; do
     port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
     extra=()
     [ "$keys" = with-key ] && extra=(--api-key test-openapi-key)
