@@ -10,6 +10,9 @@ build=${1:-build}
 here=tests/openapi
 out="$build/openapi"
 mkdir -p "$out"
+command -v node >/dev/null || { echo "test-openapi: needs node and npm (scripts/install-deps.sh --browser)"; exit 1; }
+node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a == 20 && b >= 19) ? 0 : 1)' ||
+    { echo "test-openapi: needs Node.js 20.19 or later, which @redocly/cli 2 runs on (found $(node --version))"; exit 1; }
 if [ ! -d "$here/node_modules/@apidevtools/swagger-parser" ] || [ ! -d "$here/node_modules/@redocly/cli" ]; then
     echo "test-openapi: npm install @apidevtools/swagger-parser @redocly/cli"
     (cd "$here" && npm install --no-audit --no-fund --loglevel=error)
