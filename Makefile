@@ -9,6 +9,7 @@
 #   make test-openapi    GET /openapi.json through two OpenAPI 3.1 validators (npm)
 #   make test-deploy     the image and compose file, run with podman (root)
 #   make test-k8s        the Kubernetes manifests (k8s/), rendered and run with podman kube play (root)
+#   make test-kserve     the KServe manifests (k8s/kserve) rendered, checked and their command line run
 #   make weights         retrain the bundled models (models/README.md; python3-torch, ~2 h)
 #   make eval            measure the bundled models with gmserve eval (Fashion-MNIST)
 #   make run             the daemon on config/gmserve.json (http://127.0.0.1:8080)
@@ -139,7 +140,7 @@ clean:
 
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
-FUZZERS      ?= safetensors model png api config
+FUZZERS      ?= safetensors model png api config oip
 FUZZ_FLAGS   ?=
 FUZZ_BUILD   := build/fuzz
 FUZZ_CFLAGS  := $(CFLAGS_BASE) -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
@@ -151,11 +152,13 @@ FUZZ_MAX_LEN_model       := 65536
 FUZZ_MAX_LEN_png         := 16384
 FUZZ_MAX_LEN_api         := 16384
 FUZZ_MAX_LEN_config      := 4096
+FUZZ_MAX_LEN_oip         := 16384
 FUZZ_MALLOC_safetensors  := 256
 FUZZ_MALLOC_model        := 512
 FUZZ_MALLOC_png          := 64
 FUZZ_MALLOC_api          := 64
 FUZZ_MALLOC_config       := 64
+FUZZ_MALLOC_oip          := 64
 
 .PHONY: fuzz fuzz-build
 $(FUZZ_OBJ): $(FUZZ_BUILD)/%.o: %.c $(HEADERS)
@@ -199,3 +202,11 @@ SCALING_PY ?= /usr/bin/python3
 .PHONY: bench-scaling
 bench-scaling: $(BUILD)/gmserve
 	$(SCALING_PY) bench/scaling.py $(BUILD)
+
+# make test-kserve: the KServe ServingRuntime and InferenceService of
+# k8s/kserve rendered with kubectl kustomize and checked, and the runtime's
+# command line run against build/gmserve over the Open Inference Protocol v2
+# (tests/deploy/kserve.py; kubectl and python3-yaml, no cluster).
+.PHONY: test-kserve
+test-kserve: $(BUILD)/gmserve
+	$(TORCH_PY) tests/deploy/kserve.py $(BUILD)/gmserve

@@ -58,12 +58,26 @@ static json_t *number_range(double lo, double hi) {
     return json_pack("{s:s,s:o,s:o}", "type", "number", "minimum", num(lo), "maximum", num(hi));
 }
 
-/* The path template of a route pattern: "*" is {file} under /ui, else {name}. */
+/* The Open Inference Protocol's routes (oip_routes.h) answer errors in
+ * that protocol's shape, {"error": "<message>"}. */
+static bool is_v2(const gm_route_def *r) { return !strncmp(r->pattern, "/v2", 3); }
+
+/* Whether a route computes: a model operation, or a v2 infer that runs one. */
+static bool computes(const gm_route_def *r) { return r->op >= 0 || r->route == GM_ROUTE_V2_INFER; }
+
+/* The name of the path parameter under the k-th "*" of a pattern: a file
+ * under /ui, else the model name, then (v2) its version. */
+static const char *segment_name(const gm_route_def *r, int k) {
+    return r->route == GM_ROUTE_PAGE ? "file" : k == 0 ? "name" : "version";
+}
+
+/* The path template of a route pattern: each "*" becomes {its name}. */
 static void template_of(const gm_route_def *r, char *out, size_t n) {
     size_t o = 0;
-    for (const char *p = r->pattern; *p && o + 8 < n; p++) {
+    int k = 0;
+    for (const char *p = r->pattern; *p && o + 12 < n; p++) {
         if (*p == '*')
-            o += (size_t)snprintf(out + o, n - o, "%s", r->route == GM_ROUTE_PAGE ? "{file}" : "{name}");
+            o += (size_t)snprintf(out + o, n - o, "{%s}", segment_name(r, k++));
         else
             out[o++] = *p;
     }
@@ -71,21 +85,25 @@ static void template_of(const gm_route_def *r, char *out, size_t n) {
 }
 
 /* A unique operationId: the method and the pattern's words, e.g.
- * get_v1_models_name_sample. */
+ * get_v1_models_name_sample ("/" is _index, a trailing "/" _slash). */
 static void operation_id(const gm_route_def *r, const char *method, char *out, size_t n) {
-    size_t o = (size_t)snprintf(out, n, "%s", method);
+    size_t o = (size_t)snprintf(out, n, "%s", method), len = strlen(r->pattern);
     bool word = false;
-    for (const char *p = r->pattern; *p && o + 8 < n; p++) {
+    int k = 0;
+    for (const char *p = r->pattern; *p && o + 12 < n; p++) {
         bool alnum = (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9');
         if (*p == '*')
-            o += (size_t)snprintf(out + o, n - o, "_%s", r->route == GM_ROUTE_PAGE ? "file" : "name");
+            o += (size_t)snprintf(out + o, n - o, "_%s", segment_name(r, k++));
         else if (alnum) {
             if (!word) out[o++] = '_';
             out[o++] = *p;
         }
         word = alnum;
     }
-    if (!strcmp(r->pattern, "/")) o += (size_t)snprintf(out + o, n - o, "_index");
+    if (len == 1)
+        o += (size_t)snprintf(out + o, n - o, "_index");
+    else if (r->pattern[len - 1] == '/')
+        o += (size_t)snprintf(out + o, n - o, "_slash");
     out[o] = 0;
 }
 
@@ -161,6 +179,11 @@ static json_t *model_names(const gm_config *cfg) {
 /* The parameters of one operation: path, query and headers. */
 static json_t *parameters(const gm_route_def *r, bool get, const gm_config *cfg) {
     json_t *list = json_array();
+    if (strstr(r->pattern, "*/versions/*"))
+        json_array_append_new(list, json_pack("{s:s,s:s,s:b,s:s,s:{s:s}}", "name", "version", "in", "path",
+                                              "required", 1, "description",
+                                              "the model's version: each model has one, \"1\"", "schema",
+                                              "type", "string"));
     if (strchr(r->pattern, '*')) {
         bool page = r->route == GM_ROUTE_PAGE;
         json_t *schema =
@@ -217,6 +240,14 @@ static json_t *request_body(const gm_route_def *r, const gm_config *cfg) {
     return json_pack("{s:b,s:o}", "required", r->op == GM_OP_SAMPLE ? 0 : 1, "content", content);
 }
 
+/* A v2 infer body: the protocol's JSON request, or with the binary tensor
+ * extension its JSON header followed by the tensors' bytes. */
+static json_t *infer_body(void) {
+    return json_pack("{s:b,s:{s:o,s:o}}", "required", 1, "content", "application/json",
+                     media(ref("schemas", "InferRequest")), "application/octet-stream",
+                     media(binary("application/octet-stream")));
+}
+
 static json_t *header_doc(const char *description) {
     return json_pack("{s:s,s:{s:s}}", "description", description, "schema", "type", "string");
 }
@@ -258,6 +289,9 @@ static json_t *ok_response(const gm_route_def *r, bool get) {
         json_object_set_new(content, "text/css", media(json_pack("{s:s}", "type", "string")));
     } else if (r->route == GM_ROUTE_METRICS) {
         json_object_set_new(content, "text/plain", media(json_pack("{s:s}", "type", "string")));
+    } else if (r->route == GM_ROUTE_V2_INFER) {
+        json_object_set_new(content, "application/json", media(ref("schemas", "InferResponse")));
+        json_object_set_new(content, "application/octet-stream", media(binary("application/octet-stream")));
     } else if (r->route == GM_ROUTE_MODELS) {
         json_object_set_new(content, "application/json",
                             media(ref("schemas", strchr(r->pattern, '*') ? "Model" : "ModelList")));
@@ -277,15 +311,16 @@ static bool applies(error_scope scope, const gm_route_def *r, bool post, const g
     case ANY_ROUTE:
         return true;
     case OPERATIONS:
-        return r->op >= 0;
+        return computes(r);
     case KEYED:
         return !r->open && cfg->n_api_keys > 0;
     case NAMED:
         return r->op >= 0 || strchr(r->pattern, '*');
     case POST_BODY:
-        return r->op >= 0 && post;
+        return computes(r) && post;
     case READINESS:
-        return r->route == GM_ROUTE_READYZ;
+        return r->route == GM_ROUTE_READYZ || r->route == GM_ROUTE_V2_READY ||
+               r->route == GM_ROUTE_V2_MODEL_READY;
     default:
         return false;
     }
@@ -300,9 +335,10 @@ static json_t *responses(const gm_route_def *r, bool get, const gm_config *cfg) 
                                       "headers", "ETag", header_doc("the tag the client holds")));
     for (int k = 0; k < GM_E_COUNT; k++) {
         if (!applies(SCOPE[k], r, !get, cfg)) continue;
-        char status[8];
+        char status[8], name[16];
         snprintf(status, sizeof status, "%d", gm_errors[k].status);
-        if (!json_object_get(o, status)) json_object_set_new(o, status, ref("responses", status));
+        snprintf(name, sizeof name, "%s%d", is_v2(r) ? "oip" : "", gm_errors[k].status);
+        if (!json_object_get(o, status)) json_object_set_new(o, status, ref("responses", name));
     }
     return o;
 }
@@ -310,46 +346,51 @@ static json_t *responses(const gm_route_def *r, bool get, const gm_config *cfg) 
 static json_t *operation(const gm_route_def *r, bool get, const gm_config *cfg) {
     char id[128];
     operation_id(r, get ? "get" : "post", id, sizeof id);
-    const char *tag = r->op >= 0                    ? "operations"
+    const char *tag = is_v2(r)                      ? "oip"
+                      : r->op >= 0                  ? "operations"
                       : r->route == GM_ROUTE_MODELS ? "models"
                       : r->route == GM_ROUTE_PAGE   ? "page"
                                                     : "service";
     json_t *o = json_pack("{s:s,s:s,s:[s],s:o,s:o}", "operationId", id, "summary", r->summary, "tags", tag,
                           "parameters", parameters(r, get, cfg), "responses", responses(r, get, cfg));
     if (!get && r->op >= 0) json_object_set_new(o, "requestBody", request_body(r, cfg));
+    if (!get && r->route == GM_ROUTE_V2_INFER) json_object_set_new(o, "requestBody", infer_body());
     json_object_set_new(o, "security",
                         !r->open && cfg->n_api_keys ? json_pack("[{s:[]}]", "bearer") : json_array());
     return o;
 }
 
-/* Whether some route lists the error status. */
-static bool status_used(int status, const gm_config *cfg) {
+/* Whether some route (of v2 or not) lists the error status. */
+static bool status_used(int status, bool v2, const gm_config *cfg) {
     for (int i = 0; i < gm_n_routes; i++)
         for (int k = 0; k < GM_E_COUNT; k++)
-            if (gm_errors[k].status == status &&
+            if (gm_errors[k].status == status && is_v2(&gm_routes[i]) == v2 &&
                 (((gm_routes[i].methods & GM_METHOD_GET) && applies(SCOPE[k], &gm_routes[i], false, cfg)) ||
                  ((gm_routes[i].methods & GM_METHOD_POST) && applies(SCOPE[k], &gm_routes[i], true, cfg))))
                 return true;
     return false;
 }
 
-/* The error responses, one per status that some route lists, all with the
- * one error schema; the description lists the kinds behind the status. */
+/* The error responses, one per status that some route lists, with the one
+ * error schema (the v2 routes': "oip<status>", with the protocol's); the
+ * description lists the kinds behind the status. */
 static json_t *error_responses(const gm_config *cfg) {
     json_t *o = json_object();
     int statuses[64], n = gm_status_list(statuses, 64);
-    for (int i = 0; i < n; i++) {
-        if (statuses[i] < 400 || !status_used(statuses[i], cfg)) continue;
-        char text[1024] = "", status[8];
+    for (int i = 0; i < 2 * n; i++) {
+        bool v2 = i >= n;
+        int st = statuses[i % n];
+        if (st < 400 || !status_used(st, v2, cfg)) continue;
+        char text[1024] = "", status[16];
         size_t len = 0;
         for (int k = 0; k < GM_E_COUNT; k++)
-            if (gm_errors[k].status == statuses[i] && len < sizeof text)
+            if (gm_errors[k].status == st && len < sizeof text)
                 len += (size_t)snprintf(text + len, sizeof text - len, "%s%s: %s", len ? "; " : "",
                                         gm_errors[k].name, gm_errors[k].when);
-        snprintf(status, sizeof status, "%d", statuses[i]);
+        snprintf(status, sizeof status, "%s%d", v2 ? "oip" : "", st);
         json_t *resp = json_pack("{s:s,s:{s:o}}", "description", text, "content", "application/json",
-                                 media(ref("schemas", "Error")));
-        if (statuses[i] == 503)
+                                 media(ref("schemas", v2 ? "OipError" : "Error")));
+        if (st == 503)
             json_object_set_new(resp, "headers",
                                 json_pack("{s:o}", "Retry-After", header_doc("seconds to wait")));
         json_object_set_new(o, status, resp);
@@ -405,6 +446,26 @@ static json_t *schemas(void) {
                         json_pack("{s:s,s:{s:{s:s,s:o},s:{s:s}}}", "type", "object", "properties", "models",
                                   "type", "array", "items", ref("schemas", "Model"), "default_model", "type",
                                   "string"));
+    /* the Open Inference Protocol's own shapes (docs/oip.md) */
+    json_object_set_new(o, "OipError",
+                        json_pack("{s:s,s:[s],s:{s:{s:s}}}", "type", "object", "required", "error",
+                                  "properties", "error", "type", "string"));
+    json_t *tensor =
+        json_pack("{s:s,s:[s,s,s],s:{s:{s:s},s:{s:s},s:{s:s,s:{s:s}},s:{s:s},s:{s:s}}}", "type", "object",
+                  "required", "name", "datatype", "shape", "properties", "name", "type", "string", "datatype",
+                  "type", "string", "shape", "type", "array", "items", "type", "integer", "data", "type",
+                  "array", "parameters", "type", "object");
+    json_object_set_new(o, "InferRequest",
+                        json_pack("{s:s,s:[s],s:{s:{s:s},s:{s:s,s:O},s:{s:s},s:{s:s}}}", "type", "object",
+                                  "required", "inputs", "properties", "id", "type", "string", "inputs",
+                                  "type", "array", "items", tensor, "outputs", "type", "array", "parameters",
+                                  "type", "object"));
+    json_object_set_new(o, "InferResponse",
+                        json_pack("{s:s,s:[s,s],s:{s:{s:s},s:{s:s},s:{s:s},s:{s:s,s:O}}}", "type", "object",
+                                  "required", "model_name", "outputs", "properties", "model_name", "type",
+                                  "string", "model_version", "type", "string", "id", "type", "string",
+                                  "outputs", "type", "array", "items", tensor));
+    json_decref(tensor);
     json_decref(seed);
     json_decref(num);
     json_decref(numbers);
@@ -427,13 +488,15 @@ json_t *gm_openapi_document(const gm_config *cfg) {
         json_object_set_new(components, "securitySchemes",
                             json_pack("{s:{s:s,s:s}}", "bearer", "type", "http", "scheme", "bearer"));
     return json_pack(
-        "{s:s,s:{s:s,s:s,s:s},s:[{s:s,s:s}],s:[{s:s,s:s},{s:s,s:s},{s:s,s:s},{s:s,s:s}],s:o,s:o}", "openapi",
-        "3.1.0", "info", "title", "gmserve", "version", "1", "description",
-        "Generative image models (NADE, VAE, GAN) served over HTTP: sample, log p, encode, decode. Generated "
-        "by the "
-        "server from its route, parameter and error tables under its running settings.",
+        "{s:s,s:{s:s,s:s,s:s},s:[{s:s,s:s}],s:[{s:s,s:s},{s:s,s:s},{s:s,s:s},{s:s,s:s},{s:s,s:s}],s:o,s:o}",
+        "openapi", "3.1.0", "info", "title", "gmserve", "version", "1", "description",
+        "Generative image models (NADE, VAE, GAN) served over HTTP: sample, log p, encode, decode, "
+        "discriminate. Generated by the server from its route, parameter and error tables under its running "
+        "settings.",
         "servers", "url", "/", "description", "this server", "tags", "name", "operations", "description",
         "the model operations", "name", "models", "description", "the loaded models", "name", "service",
         "description", "health, readiness, metrics, this document", "name", "page", "description",
-        "the web page", "paths", paths, "components", components);
+        "the web page", "name", "oip", "description",
+        "the Open Inference Protocol v2 (KServe, Triton) over the same operations", "paths", paths,
+        "components", components);
 }
