@@ -22,7 +22,7 @@
 #include "routes.h"
 
 /* Where an error kind can happen, for the statuses each operation lists. */
-typedef enum { ANY_ROUTE, OPERATIONS, KEYED, NAMED, POST_BODY, READINESS, NOT_SEEN } error_scope;
+typedef enum { ANY_ROUTE, OPERATIONS, KEYED, NAMED, POST_BODY, READINESS, ADMIN, NOT_SEEN } error_scope;
 
 static const error_scope SCOPE[GM_E_COUNT] = {
     [GM_E_BAD_PARAM] = OPERATIONS,      [GM_E_UNKNOWN_PARAM] = OPERATIONS, [GM_E_UNAUTHORIZED] = KEYED,
@@ -30,7 +30,8 @@ static const error_scope SCOPE[GM_E_COUNT] = {
     [GM_E_MEDIA_TYPE] = POST_BODY,      [GM_E_OUT_OF_RANGE] = OPERATIONS,  [GM_E_UNSUPPORTED_OP] = OPERATIONS,
     [GM_E_MODEL_MISMATCH] = OPERATIONS, [GM_E_TOO_COSTLY] = OPERATIONS,    [GM_E_CLIENT_GONE] = NOT_SEEN,
     [GM_E_QUEUE_FULL] = OPERATIONS,     [GM_E_DRAINING] = OPERATIONS,      [GM_E_NOT_READY] = READINESS,
-    [GM_E_DEADLINE] = OPERATIONS,
+    [GM_E_DEADLINE] = OPERATIONS,       [GM_E_FORBIDDEN] = ADMIN,          [GM_E_CONFLICT] = ADMIN,
+    [GM_E_RELOAD_REFUSED] = ADMIN,
 };
 
 /* A $ref to a component. */
@@ -169,15 +170,21 @@ static json_t *param_schema(gm_param p, gm_op op, bool get, bool in_query, const
     return s;
 }
 
-static json_t *model_names(const gm_config *cfg) {
+/* The names of the models served now, for the {name} and model enums. */
+typedef struct {
+    const char *const *names;
+    int n;
+} model_list;
+
+static json_t *model_names(const model_list *ml) {
     json_t *a = json_array();
-    for (int i = 0; i < cfg->n_models; i++)
-        json_array_append_new(a, json_string(cfg->models[i].name));
+    for (int i = 0; i < ml->n; i++)
+        json_array_append_new(a, json_string(ml->names[i]));
     return a;
 }
 
 /* The parameters of one operation: path, query and headers. */
-static json_t *parameters(const gm_route_def *r, bool get, const gm_config *cfg) {
+static json_t *parameters(const gm_route_def *r, bool get, const gm_config *cfg, const model_list *ml) {
     json_t *list = json_array();
     if (strstr(r->pattern, "*/versions/*"))
         json_array_append_new(list, json_pack("{s:s,s:s,s:b,s:s,s:{s:s}}", "name", "version", "in", "path",
@@ -188,7 +195,7 @@ static json_t *parameters(const gm_route_def *r, bool get, const gm_config *cfg)
         bool page = r->route == GM_ROUTE_PAGE;
         json_t *schema =
             page ? json_pack("{s:s,s:s}", "type", "string", "pattern", "^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
-                 : json_pack("{s:s,s:o}", "type", "string", "enum", model_names(cfg));
+                 : json_pack("{s:s,s:o}", "type", "string", "enum", model_names(ml));
         json_array_append_new(
             list, json_pack("{s:s,s:s,s:b,s:s,s:o}", "name", page ? "file" : "name", "in", "path", "required",
                             1, "description",
@@ -200,7 +207,7 @@ static json_t *parameters(const gm_route_def *r, bool get, const gm_config *cfg)
         json_array_append_new(
             list, json_pack("{s:s,s:s,s:s,s:{s:s,s:o,s:s}}", "name", "model", "in", "query", "description",
                             "the model to use; without it, the default model", "schema", "type", "string",
-                            "enum", model_names(cfg), "default", cfg->default_model));
+                            "enum", model_names(ml), "default", cfg->default_model));
     for (int p = 0; p < GM_P_COUNT; p++) {
         if (!gm_param_takes((gm_param)p, (gm_op)r->op) ||
             (!strcmp(gm_params[p].type, "array") && p != GM_P_CODE))
@@ -317,7 +324,9 @@ static bool applies(error_scope scope, const gm_route_def *r, bool post, const g
     case NAMED:
         return r->op >= 0 || strchr(r->pattern, '*');
     case POST_BODY:
-        return computes(r) && post;
+        return (computes(r) || r->route == GM_ROUTE_ADMIN) && post;
+    case ADMIN:
+        return r->route == GM_ROUTE_ADMIN;
     case READINESS:
         return r->route == GM_ROUTE_READYZ || r->route == GM_ROUTE_V2_READY ||
                r->route == GM_ROUTE_V2_MODEL_READY;
@@ -326,7 +335,7 @@ static bool applies(error_scope scope, const gm_route_def *r, bool post, const g
     }
 }
 
-static json_t *responses(const gm_route_def *r, bool get, const gm_config *cfg) {
+static json_t *responses(const gm_route_def *r, bool get, bool post, const gm_config *cfg) {
     json_t *o = json_pack("{s:o}", "200", ok_response(r, get));
     if (r->op == GM_OP_SAMPLE && get)
         json_object_set_new(o, "304",
@@ -334,7 +343,7 @@ static json_t *responses(const gm_route_def *r, bool get, const gm_config *cfg) 
                                       "If-None-Match holds this reply's ETag: nothing was computed",
                                       "headers", "ETag", header_doc("the tag the client holds")));
     for (int k = 0; k < GM_E_COUNT; k++) {
-        if (!applies(SCOPE[k], r, !get, cfg)) continue;
+        if (!applies(SCOPE[k], r, post, cfg)) continue;
         char status[8], name[16];
         snprintf(status, sizeof status, "%d", gm_errors[k].status);
         snprintf(name, sizeof name, "%s%d", is_v2(r) ? "oip" : "", gm_errors[k].status);
@@ -343,18 +352,33 @@ static json_t *responses(const gm_route_def *r, bool get, const gm_config *cfg) 
     return o;
 }
 
-static json_t *operation(const gm_route_def *r, bool get, const gm_config *cfg) {
+/* The JSON body of POST /v1/admin/models: the model to load (docs/reload.md). */
+static json_t *admin_body(void) {
+    return json_pack("{s:b,s:{s:{s:{s:s,s:[s,s],s:{s:{s:s,s:s},s:{s:s}},s:b}}}}", "required", 1, "content",
+                     "application/json", "schema", "type", "object", "required", "name", "path", "properties",
+                     "name", "type", "string", "pattern", "^[A-Za-z0-9_.-]+$", "path", "type", "string",
+                     "additionalProperties", 0);
+}
+
+/* One operation of a route; method is "get", "post" or "delete". */
+static json_t *operation(const gm_route_def *r, const char *method, const gm_config *cfg,
+                         const model_list *ml) {
     char id[128];
-    operation_id(r, get ? "get" : "post", id, sizeof id);
+    bool get = !strcmp(method, "get"), post = !strcmp(method, "post");
+    operation_id(r, method, id, sizeof id);
     const char *tag = is_v2(r)                      ? "oip"
+                      : r->route == GM_ROUTE_ADMIN  ? "admin"
                       : r->op >= 0                  ? "operations"
                       : r->route == GM_ROUTE_MODELS ? "models"
                       : r->route == GM_ROUTE_PAGE   ? "page"
                                                     : "service";
-    json_t *o = json_pack("{s:s,s:s,s:[s],s:o,s:o}", "operationId", id, "summary", r->summary, "tags", tag,
-                          "parameters", parameters(r, get, cfg), "responses", responses(r, get, cfg));
-    if (!get && r->op >= 0) json_object_set_new(o, "requestBody", request_body(r, cfg));
-    if (!get && r->route == GM_ROUTE_V2_INFER) json_object_set_new(o, "requestBody", infer_body());
+    json_t *o =
+        json_pack("{s:s,s:s,s:[s],s:o,s:o}", "operationId", id, "summary", r->summary, "tags", tag,
+                  "parameters", parameters(r, get, cfg, ml), "responses", responses(r, get, post, cfg));
+    if (post && r->op >= 0) json_object_set_new(o, "requestBody", request_body(r, cfg));
+    if (post && r->route == GM_ROUTE_V2_INFER) json_object_set_new(o, "requestBody", infer_body());
+    if (post && r->route == GM_ROUTE_ADMIN && !strcmp(r->pattern, "/v1/admin/models"))
+        json_object_set_new(o, "requestBody", admin_body());
     json_object_set_new(o, "security",
                         !r->open && cfg->n_api_keys ? json_pack("[{s:[]}]", "bearer") : json_array());
     return o;
@@ -365,7 +389,8 @@ static bool status_used(int status, bool v2, const gm_config *cfg) {
     for (int i = 0; i < gm_n_routes; i++)
         for (int k = 0; k < GM_E_COUNT; k++)
             if (gm_errors[k].status == status && is_v2(&gm_routes[i]) == v2 &&
-                (((gm_routes[i].methods & GM_METHOD_GET) && applies(SCOPE[k], &gm_routes[i], false, cfg)) ||
+                (((gm_routes[i].methods & (GM_METHOD_GET | GM_METHOD_DELETE)) &&
+                  applies(SCOPE[k], &gm_routes[i], false, cfg)) ||
                  ((gm_routes[i].methods & GM_METHOD_POST) && applies(SCOPE[k], &gm_routes[i], true, cfg))))
                 return true;
     return false;
@@ -472,15 +497,18 @@ static json_t *schemas(void) {
     return o;
 }
 
-json_t *gm_openapi_document(const gm_config *cfg) {
+json_t *gm_openapi_document(const gm_config *cfg, const char *const *names, int n_names) {
+    model_list ml = {names, n_names};
     json_t *paths = json_object();
     for (int i = 0; i < gm_n_routes; i++) {
         const gm_route_def *r = &gm_routes[i];
         char path[256];
         template_of(r, path, sizeof path);
         json_t *item = json_object();
-        if (r->methods & GM_METHOD_GET) json_object_set_new(item, "get", operation(r, true, cfg));
-        if (r->methods & GM_METHOD_POST) json_object_set_new(item, "post", operation(r, false, cfg));
+        if (r->methods & GM_METHOD_GET) json_object_set_new(item, "get", operation(r, "get", cfg, &ml));
+        if (r->methods & GM_METHOD_POST) json_object_set_new(item, "post", operation(r, "post", cfg, &ml));
+        if (r->methods & GM_METHOD_DELETE)
+            json_object_set_new(item, "delete", operation(r, "delete", cfg, &ml));
         json_object_set_new(paths, path, item);
     }
     json_t *components = json_pack("{s:o,s:o}", "schemas", schemas(), "responses", error_responses(cfg));
@@ -488,7 +516,8 @@ json_t *gm_openapi_document(const gm_config *cfg) {
         json_object_set_new(components, "securitySchemes",
                             json_pack("{s:{s:s,s:s}}", "bearer", "type", "http", "scheme", "bearer"));
     return json_pack(
-        "{s:s,s:{s:s,s:s,s:s},s:[{s:s,s:s}],s:[{s:s,s:s},{s:s,s:s},{s:s,s:s},{s:s,s:s},{s:s,s:s}],s:o,s:o}",
+        "{s:s,s:{s:s,s:s,s:s},s:[{s:s,s:s}],s:[{s:s,s:s},{s:s,s:s},{s:s,s:s},{s:s,s:s},{s:s,s:s},{s:s,s:s}],"
+        "s:o,s:o}",
         "openapi", "3.1.0", "info", "title", "gmserve", "version", "1", "description",
         "Generative image models (NADE, VAE, GAN) served over HTTP: sample, log p, encode, decode, "
         "discriminate. Generated by the server from its route, parameter and error tables under its running "
@@ -496,7 +525,8 @@ json_t *gm_openapi_document(const gm_config *cfg) {
         "servers", "url", "/", "description", "this server", "tags", "name", "operations", "description",
         "the model operations", "name", "models", "description", "the loaded models", "name", "service",
         "description", "health, readiness, metrics, this document", "name", "page", "description",
-        "the web page", "name", "oip", "description",
+        "the web page", "name", "admin", "description", "reload settings and models, load and unload models",
+        "name", "oip", "description",
         "the Open Inference Protocol v2 (KServe, Triton) over the same operations", "paths", paths,
         "components", components);
 }

@@ -38,7 +38,8 @@ enum { MAX_OUTPUT_PIXELS = 1 << 26 }; /* one reply's pixels after scaling */
 
 struct gm_operation {
     gm_server *srv;
-    int model; /* index into srv->models */
+    const gm_config *cfg; /* the request's settings */
+    gm_served *served;    /* the model, held until gm_operation_free: a replaced model outlives its jobs */
     gm_job job;
     gm_reply *reply; /* where prepare's errors go (the caller's, during prepare only) */
     /* parsed parameters */
@@ -100,7 +101,7 @@ static bool get_long_in(gm_operation *c, json_t *p, const char *key, long dflt, 
 /* An integer parameter of the table, in its range under the settings. */
 static bool get_long(gm_operation *c, json_t *p, gm_param id, long *out) {
     const gm_param_def *d = &gm_params[id];
-    const gm_config *cfg = c->srv->cfg;
+    const gm_config *cfg = c->cfg;
     return get_long_in(c, p, d->name, (long)gm_param_default(id, cfg), (long)d->min, (long)gm_param_max(id, cfg),
                        d->max_setting, out);
 }
@@ -112,11 +113,11 @@ static bool get_long(gm_operation *c, json_t *p, gm_param id, long *out) {
 static bool get_float(gm_operation *c, json_t *p, gm_param id, float *out) {
     const gm_param_def *d = &gm_params[id];
     const char *key = d->name;
-    float lo = (float)d->min, hi = (float)gm_param_max(id, c->srv->cfg);
+    float lo = (float)d->min, hi = (float)gm_param_max(id, c->cfg);
     bool lo_open = d->min_open;
     json_t *v = json_object_get(p, key);
     char q[GM_QUOTE_LEN];
-    *out = (float)gm_param_default(id, c->srv->cfg);
+    *out = (float)gm_param_default(id, c->cfg);
     if (!v) return true;
     double x;
     if (json_is_number(v)) x = json_number_value(v);
@@ -199,7 +200,7 @@ static bool parse_label(gm_operation *c, const gm_model_info *in, json_t *v, int
     return ok;
 }
 
-static const char *model_name(const gm_operation *c) { return c->srv->model_names[c->model]; }
+static const char *model_name(const gm_operation *c) { return c->served->name; }
 
 /* One code: code_dim numbers within the code parameter's bound, as latents
  * are bounded; `what` names it in messages ("code", "code[3]"). */
@@ -310,7 +311,7 @@ static bool sample_etag(gm_operation *c, const gm_model_info *in, int label) {
 static void cache_headers(const gm_operation *c, gm_reply *reply) {
     gm_reply_header(reply, "ETag", "%s", c->etag);
     gm_reply_header(reply, "Cache-Control", "%s, max-age=31536000, immutable",
-                    c->srv->cfg->n_api_keys ? "private" : "public");
+                    c->cfg->n_api_keys ? "private" : "public");
 }
 
 static bool prepare_sample(gm_operation *c, const gm_model_info *in, json_t *p, const gm_op_request *rq) {
@@ -414,7 +415,7 @@ static bool decode_pngs(gm_job *job) {
  * being received: by max_body_memory_bytes, beyond which the request gets
  * 503 with Retry-After, as a body over the budget does. */
 static bool keep_png(gm_operation *c, size_t i, uint8_t *bytes, size_t len) {
-    long long limit = c->srv->cfg->max_body_memory_bytes;
+    long long limit = c->cfg->max_body_memory_bytes;
     if (atomic_fetch_add(&c->srv->png_bytes, (long long)len) + (long long)len > limit) {
         atomic_fetch_sub(&c->srv->png_bytes, (long long)len);
         free(bytes);
@@ -432,7 +433,7 @@ static bool keep_png(gm_operation *c, size_t i, uint8_t *bytes, size_t len) {
 /* The entries of an array parameter (images, latents) within its range. */
 static bool count_in_range(gm_operation *c, gm_param id, long n) {
     const gm_param_def *d = &gm_params[id];
-    long lo = (long)d->min, hi = (long)gm_param_max(id, c->srv->cfg);
+    long lo = (long)d->min, hi = (long)gm_param_max(id, c->cfg);
     if (n >= lo && n <= hi) return true;
     return fail(c, GM_E_OUT_OF_RANGE, "%s has %ld entries; send %ld to %ld (the server's %s setting)", d->name, n, lo,
                 hi, d->max_setting);
@@ -604,9 +605,9 @@ static bool prepare_decode(gm_operation *c, const gm_model_info *in, json_t *p, 
 }
 
 static bool prepare_op(gm_operation *c, const gm_op_request *rq) {
-    const gm_model_info *in = gm_model_get_info(c->srv->models[c->model]);
+    const gm_model_info *in = gm_model_get_info(c->served->model);
     gm_op op = rq->op;
-    c->job = (gm_job){.model = c->srv->models[c->model], .op = op, .slot = c->model};
+    c->job = (gm_job){.model = c->served->model, .op = op, .slot = c->served->slot};
     c->scale = 1;
     if (!check_params(c, op, rq->params) || !needs(c, in, op)) return false;
     switch (op) {
@@ -628,9 +629,10 @@ gm_operation *gm_operation_prepare(gm_server *srv, const gm_op_request *rq, gm_r
         return NULL;
     }
     c->srv = srv;
-    c->model = rq->model;
+    c->cfg = rq->cfg;
+    c->served = gm_served_retain(rq->model);
     c->reply = reply;
-    bool ok = prepare_op(c, rq) && gm_cost_admit(srv->cfg, &c->job, c->scale, reply);
+    bool ok = prepare_op(c, rq) && gm_cost_admit(c->cfg, &c->job, c->scale, reply);
     c->reply = NULL;
     if (ok && c->etag[0] && gm_etag_matches(rq->if_none_match, c->etag)) {
         /* the client holds this very reply: 304, and the model does not run */
@@ -651,6 +653,7 @@ gm_job *gm_operation_job(gm_operation *o) { return &o->job; }
 void gm_operation_free(gm_operation *c) {
     if (!c) return;
     release_pngs(c);
+    gm_served_release(c->served);
     free(c->in);
     free(c->out);
     free(c->out2);
@@ -799,7 +802,7 @@ void gm_operation_finish(gm_operation *c, gm_reply *reply) {
         return gm_reply_error(reply, GM_E_DEADLINE, "the request passed its deadline (%ld ms, the server's deadline_ms "
                                               "setting) waiting or computing; it was stopped: retry later, or ask "
                                               "for less (fewer rows, a lower k)",
-                              c->srv->cfg->deadline_ms);
+                              c->cfg->deadline_ms);
     case GM_JOB_CANCELLED: return gm_reply_error(reply, GM_E_CLIENT_GONE, "the client closed the connection");
     case GM_JOB_FAILED: return gm_reply_error(reply, GM_E_INTERNAL, "out of memory computing the batch");
     case GM_JOB_INVALID: return gm_reply_error(reply, c->invalid_kind, "%s", c->invalid);

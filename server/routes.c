@@ -6,11 +6,12 @@
 #include "routes.h"
 
 const char *const gm_route_names[GM_ROUTE_COUNT] = {
-    "page",   "healthz",      "readyz", "metrics",  "openapi",  "models",         "sample",   "logp",
-    "encode", "decode",       "discriminate", "v2", "v2_live",  "v2_ready",       "v2_model", "v2_model_ready",
-    "v2_infer", "other"};
+    "page",     "healthz",  "readyz",         "metrics",      "openapi", "models",
+    "sample",   "logp",     "encode",         "decode",       "discriminate", "v2",
+    "v2_live",  "v2_ready", "v2_model",       "v2_model_ready", "v2_infer", "admin",
+    "other"};
 
-enum { G = GM_METHOD_GET, P = GM_METHOD_POST };
+enum { G = GM_METHOD_GET, P = GM_METHOD_POST, D = GM_METHOD_DELETE };
 
 const gm_route_def gm_routes[] = {
     {"/", G, GM_ROUTE_PAGE, true, -1, "the web page (index.html of web_root)"},
@@ -48,12 +49,16 @@ const gm_route_def gm_routes[] = {
     {"/v2/models/*/versions/*", G, GM_ROUTE_V2_MODEL, false, -1, "v2 model metadata, version 1"},
     {"/v2/models/*/versions/*/ready", G, GM_ROUTE_V2_MODEL_READY, false, -1, "v2 model readiness, version 1"},
     {"/v2/models/*/versions/*/infer", P, GM_ROUTE_V2_INFER, false, -1, "v2 inference, version 1"},
+    {"/v1/admin/reload", P, GM_ROUTE_ADMIN, false, -1, "read the settings and every model file again (docs/reload.md)"},
+    {"/v1/admin/models", P, GM_ROUTE_ADMIN, false, -1, "load or replace one model: {\"name\": ..., \"path\": ...}"},
+    {"/v1/admin/models/*", D, GM_ROUTE_ADMIN, false, -1, "stop serving a model"},
 };
 const int gm_n_routes = sizeof gm_routes / sizeof gm_routes[0];
 
 unsigned gm_method_bit(const char *method) {
     return !strcmp(method, "GET") || !strcmp(method, "HEAD") ? GM_METHOD_GET
            : !strcmp(method, "POST")                         ? GM_METHOD_POST
+           : !strcmp(method, "DELETE")                       ? GM_METHOD_DELETE
                                                              : 0;
 }
 
@@ -87,7 +92,7 @@ const gm_route_def *gm_route_find(unsigned method, const char *path, char *captu
 
 void gm_route_allow(unsigned methods, char *out, size_t n) {
     snprintf(out, n, "%s%s%sOPTIONS", methods & GM_METHOD_GET ? "GET, HEAD, " : "",
-             methods & GM_METHOD_POST ? "POST" : "", methods & GM_METHOD_POST ? ", " : "");
+             methods & GM_METHOD_POST ? "POST, " : "", methods & GM_METHOD_DELETE ? "DELETE, " : "");
 }
 
 void gm_routes_markdown(FILE *f) {

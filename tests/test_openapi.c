@@ -24,6 +24,7 @@
 #include "routes.h"
 
 static gm_config cfg;
+static const char *const METHODS[3] = {"get", "post", "delete"};
 static json_t *doc;
 
 static int build(void **state) {
@@ -50,7 +51,8 @@ static int build(void **state) {
         fprintf(stderr, "%s\n", err);
         return -1;
     }
-    doc = gm_openapi_document(&cfg);
+    const char *names[] = {"a", "b"};
+    doc = gm_openapi_document(&cfg, names, 2);
     return doc ? 0 : -1;
 }
 
@@ -91,13 +93,15 @@ static void test_every_route_with_its_methods(void **state) {
         json_t *item = json_object_get(paths, path);
         if (!item) print_error("route %s: no path %s\n", r->pattern, path);
         assert_non_null(item);
-        bool get = r->methods & GM_METHOD_GET, post = r->methods & GM_METHOD_POST;
+        bool get = r->methods & GM_METHOD_GET, post = r->methods & GM_METHOD_POST,
+             del = r->methods & GM_METHOD_DELETE;
         assert_int_equal(json_object_get(item, "get") != NULL, get);
         assert_int_equal(json_object_get(item, "post") != NULL, post);
-        assert_int_equal(json_object_size(item), get + post);
-        methods += get + post;
-        for (int m = 0; m < 2; m++) {
-            json_t *op = json_object_get(item, m ? "post" : "get");
+        assert_int_equal(json_object_get(item, "delete") != NULL, del);
+        assert_int_equal(json_object_size(item), get + post + del);
+        methods += get + post + del;
+        for (int m = 0; m < 3; m++) {
+            json_t *op = json_object_get(item, METHODS[m]);
             if (!op) continue;
             const char *id = json_string_value(json_object_get(op, "operationId"));
             assert_non_null(id);
@@ -239,8 +243,8 @@ static void test_every_error_status_has_the_error_schema(void **state) {
     json_t *responses = json_object_get(json_object_get(doc, "components"), "responses");
     json_t *seen = json_object();
     for (int i = 0; i < gm_n_routes; i++)
-        for (int m = 0; m < 2; m++) {
-            json_t *op = operation_of(&gm_routes[i], m ? "post" : "get");
+        for (int m = 0; m < 3; m++) {
+            json_t *op = operation_of(&gm_routes[i], METHODS[m]);
             if (!op) continue;
             /* the Open Inference Protocol's routes answer errors in its own shape */
             const char *prefix = is_v2(&gm_routes[i]) ? "oip" : "";
