@@ -116,6 +116,7 @@ static json_t *model_json(const gm_served *sv) {
         json_object_set_new(o, "path", json_string(sv->path));
         json_object_set_new(o, "loaded_at", json_string(when));
         json_object_set_new(o, "load_ms", json_real(sv->load_ms));
+        json_object_set_new(o, "sha256", json_string(in->sha256)); /* the file's content, as ETags use it */
     }
     return o;
 }

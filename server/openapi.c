@@ -462,11 +462,13 @@ static json_t *schemas(void) {
                                   "string", "results", "type", "array", "items", "type", "object",
                                   "properties", "logit", num, "probability", num, "realness", num));
     json_object_set_new(o, "Model",
-                        json_pack("{s:s,s:[s,s],s:{s:{s:s},s:{s:s},s:{s:s},s:{s:s},s:{s:s,s:{s:s}},s:{s:s}}}",
+                        json_pack("{s:s,s:[s,s],s:{s:{s:s},s:{s:s},s:{s:s},s:{s:s},s:{s:s,s:{s:s}},s:{s:s},"
+                                  "s:{s:s,s:s}}}",
                                   "type", "object", "required", "name", "family", "properties", "name",
                                   "type", "string", "family", "type", "string", "image", "type", "object",
                                   "latent_dim", "type", "integer", "operations", "type", "array", "items",
-                                  "type", "string", "metadata", "type", "object"));
+                                  "type", "string", "metadata", "type", "object", "sha256", "type", "string",
+                                  "pattern", "^[0-9a-f]{64}$"));
     json_object_set_new(o, "ModelList",
                         json_pack("{s:s,s:{s:{s:s,s:o},s:{s:s}}}", "type", "object", "properties", "models",
                                   "type", "array", "items", ref("schemas", "Model"), "default_model", "type",

@@ -194,6 +194,16 @@ static void test_the_model_file_is_in_the_tag(void **state) {
     char a[128], b[128], c[128];
     const char *path = "/sample?model=gan&n=2&seed=42";
     tag_of(path, a);
+    /* /v1/models shows the hash the tags are made from: the file's, as sha256sum computes it */
+    char cmd[256], sum[256];
+    snprintf(cmd, sizeof cmd, "sha256sum %s", MODEL_COPY);
+    assert_int_equal(run_command(cmd, sum, sizeof sum), 0);
+    sum[64] = 0;
+    reply_t m = get("/v1/models/gan", NULL);
+    json_t *mj = json_loadb((char *)m.body, m.len, 0, NULL);
+    assert_string_equal(json_string_value(json_object_get(mj, "sha256")), sum);
+    json_decref(mj);
+    reply_free(&m);
     stop_daemon();
     /* the same shapes and classes, other weights */
     start_on("tests/fixtures/gan_graph.safetensors");
