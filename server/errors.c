@@ -26,14 +26,15 @@ const gm_error_def gm_errors[GM_E_COUNT] = {
                            "a request target over 8192 bytes or with over 256 query parameters"},
     [GM_E_MEDIA_TYPE] =
         {"unsupported_media_type", 415, NULL,
-         "a body that is neither application/json nor (for logp, encode, discriminate) image/png"},
+         "a body that is neither application/json nor (for logp, encode, discriminate, reconstruct) "
+         "image/png"},
     [GM_E_CONFLICT] = {"conflict", 409, NULL,
                        "an admin change the settings forbid: unloading the default model, a model over the most"},
     [GM_E_OUT_OF_RANGE] =
         {"out_of_range", 422, NULL,
          "a well-formed value out of its range (the message names the range and the setting)"},
     [GM_E_UNSUPPORTED_OP] = {"unsupported_operation", 422, NULL,
-                             "the model cannot do the operation (a GAN has no log p, ...)"},
+                             "the model cannot do the operation (a GAN or an AAE has no log p, ...)"},
     [GM_E_MODEL_MISMATCH] = {"model_mismatch", 422, NULL,
                              "an input that does not fit the model: another image or latent size, a label "
                              "for an unconditional model, a missing code"},

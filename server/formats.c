@@ -19,6 +19,7 @@ unsigned gm_formats_of(gm_op op) {
     switch (op) {
     case GM_OP_SAMPLE:
     case GM_OP_DECODE:
+    case GM_OP_RECONSTRUCT:
         return GM_FORMATS_IMAGES;
     case GM_OP_LOGP:
     case GM_OP_ENCODE:

@@ -2,9 +2,10 @@
  * formats.h - the reply formats of the model operations and how a request
  * picks one.
  *
- *   png     one PNG (a grid for n > 1): sample, decode
+ *   png     one PNG (a grid for n > 1): sample, decode, reconstruct
  *   json    JSON with numbers, images as base64 PNGs: every operation
- *   pixels  JSON with images as arrays of floats in [0, 1]: sample, decode
+ *   pixels  JSON with images as arrays of floats in [0, 1]: sample, decode,
+ *           reconstruct
  *   npy     a NumPy .npy file of float32 (npy.h): images (n, H, W, C),
  *           encode's latents (n, d), logp's log p (n,)
  *

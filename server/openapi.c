@@ -269,10 +269,12 @@ static json_t *ok_response(const gm_route_def *r, bool get) {
                                                        [GM_OP_DECODE] = "ImagesReply",
                                                        [GM_OP_LOGP] = "LogpReply",
                                                        [GM_OP_ENCODE] = "EncodeReply",
-                                                       [GM_OP_DISCRIMINATE] = "DiscriminateReply"};
+                                                       [GM_OP_DISCRIMINATE] = "DiscriminateReply",
+                                                       [GM_OP_RECONSTRUCT] = "ImagesReply"};
         const char *name = REPLY[r->op];
         if (formats & (GM_FORMAT_BIT(GM_FORMAT_JSON) | GM_FORMAT_BIT(GM_FORMAT_PIXELS)))
-            json_object_set_new(content, "application/json", media(ref("schemas", name)));
+            json_object_set_new(content, "application/json",
+                                media(name ? ref("schemas", name) : json_pack("{s:s}", "type", "object")));
         if (formats & GM_FORMAT_BIT(GM_FORMAT_PNG))
             json_object_set_new(content, "image/png", media(binary("image/png")));
         if (formats & GM_FORMAT_BIT(GM_FORMAT_NPY)) {

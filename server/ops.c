@@ -246,9 +246,16 @@ static bool needs(gm_operation *c, const gm_model_info *in, gm_op op) {
         [GM_OP_ENCODE] = "this file has no encoder (gm.encoder)",
         [GM_OP_DECODE] = "a NADE has no latent space",
         [GM_OP_DISCRIMINATE] = "only a GAN file with a discriminator (gm.discriminator) has one",
+        [GM_OP_RECONSTRUCT] = "only an adversarial autoencoder (aae) serves it",
     };
+    /* an AAE's codes were matched to the prior by a discriminator: no term of its training is a likelihood */
+    const char *why = op == GM_OP_LOGP && in->family == GM_FAMILY_AAE
+                          ? "an adversarial autoencoder defines no density: its codes were matched to the prior "
+                            "by a discriminator, with no likelihood term, so there is no log p to compute; use a "
+                            "nade or vae model"
+                          : WHY[op];
     return fail(c, GM_E_UNSUPPORTED_OP, "model \"%s\" (%s) cannot %s: %s", model_name(c), gm_family_name(in->family), gm_op_name(op),
-                WHY[op] ? WHY[op] : "the file lacks it");
+                why ? why : "the file lacks it");
 }
 
 static bool check_output_size(gm_operation *c, const gm_model_info *in, long n) {
@@ -465,7 +472,7 @@ static bool read_image(gm_operation *c, const gm_model_info *in, json_t *img, si
     return fail(c, GM_E_BAD_PARAM, "images[%zu] must be {\"png\": \"<base64>\"} or {\"pixels\": [%d numbers]}", i, in->dim);
 }
 
-/* The images of logp, encode and discriminate: an image/png body (one
+/* The images of logp, encode, discriminate and reconstruct: an image/png body (one
  * image) or a JSON body {"images": [...]}. Pixels are read here; PNGs are
  * only kept, for decode_pngs on the worker. */
 static bool read_images(gm_operation *c, const gm_model_info *in, json_t *p, const gm_op_request *rq, long *n) {
@@ -534,6 +541,19 @@ static bool prepare_discriminate(gm_operation *c, const gm_model_info *in, json_
     c->job.n = (int)n;
     c->job.pixels = c->in;
     c->job.out_logits = c->out;
+    return true;
+}
+
+/* Images in as for logp, images out as for decode. */
+static bool prepare_reconstruct(gm_operation *c, const gm_model_info *in, json_t *p, const gm_op_request *rq) {
+    long n;
+    if (!prepare_output_format(c, p, rq) || !read_images(c, in, p, rq, &n) || !check_output_size(c, in, n))
+        return false;
+    c->out = malloc((size_t)n * in->dim * sizeof *c->out);
+    if (!c->out) return fail(c, GM_E_INTERNAL, "out of memory");
+    c->job.n = (int)n;
+    c->job.pixels = c->in;
+    c->job.out_pixels = c->out;
     return true;
 }
 
@@ -616,6 +636,7 @@ static bool prepare_op(gm_operation *c, const gm_op_request *rq) {
     case GM_OP_ENCODE: return prepare_encode(c, in, rq->params, rq);
     case GM_OP_DECODE: return prepare_decode(c, in, rq->params, rq);
     case GM_OP_DISCRIMINATE: return prepare_discriminate(c, in, rq->params, rq);
+    case GM_OP_RECONSTRUCT: return prepare_reconstruct(c, in, rq->params, rq);
     case GM_OP_COUNT: break;
     }
     return fail(c, GM_E_INTERNAL, "operation %d has no preparation", (int)op);
@@ -811,7 +832,8 @@ void gm_operation_finish(gm_operation *c, gm_reply *reply) {
     gm_reply_header(reply, "Vary", "Accept"); /* the format may follow Accept */
     switch (c->job.op) {
     case GM_OP_SAMPLE:
-    case GM_OP_DECODE: return finish_images(c, in, reply);
+    case GM_OP_DECODE:
+    case GM_OP_RECONSTRUCT: return finish_images(c, in, reply);
     case GM_OP_LOGP: return finish_logp(c, in, reply);
     case GM_OP_ENCODE: return finish_encode(c, in, reply);
     case GM_OP_DISCRIMINATE: return finish_discriminate(c, reply);

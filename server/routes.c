@@ -6,10 +6,9 @@
 #include "routes.h"
 
 const char *const gm_route_names[GM_ROUTE_COUNT] = {
-    "page",     "healthz",  "readyz",         "metrics",      "openapi", "models",
-    "sample",   "logp",     "encode",         "decode",       "discriminate", "v2",
-    "v2_live",  "v2_ready", "v2_model",       "v2_model_ready", "v2_infer", "admin",
-    "other"};
+    "page",     "healthz",      "readyz",      "metrics", "openapi",  "models",   "sample",
+    "logp",     "encode",       "decode",      "discriminate", "reconstruct", "v2", "v2_live",
+    "v2_ready", "v2_model",     "v2_model_ready", "v2_infer", "admin", "other"};
 
 enum { G = GM_METHOD_GET, P = GM_METHOD_POST, D = GM_METHOD_DELETE };
 
@@ -31,6 +30,8 @@ const gm_route_def gm_routes[] = {
     {"/v1/models/*/decode", P, GM_ROUTE_DECODE, false, GM_OP_DECODE, "images from latents"},
     {"/v1/models/*/discriminate", P, GM_ROUTE_DISCRIMINATE, false, GM_OP_DISCRIMINATE,
      "a GAN discriminator's verdict on images: logit, D(x), log D(x)"},
+    {"/v1/models/*/reconstruct", P, GM_ROUTE_RECONSTRUCT, false, GM_OP_RECONSTRUCT,
+     "an AAE's images encoded and decoded again (PNG, or JSON with format=json)"},
     {"/sample", G | P, GM_ROUTE_SAMPLE, false, GM_OP_SAMPLE,
      "sample on the model named by ?model= (or the default)"},
     {"/logp", P, GM_ROUTE_LOGP, false, GM_OP_LOGP, "logp on ?model= (or the default)"},
@@ -38,6 +39,8 @@ const gm_route_def gm_routes[] = {
     {"/decode", P, GM_ROUTE_DECODE, false, GM_OP_DECODE, "decode on ?model= (or the default)"},
     {"/discriminate", P, GM_ROUTE_DISCRIMINATE, false, GM_OP_DISCRIMINATE,
      "discriminate on ?model= (or the default)"},
+    {"/reconstruct", P, GM_ROUTE_RECONSTRUCT, false, GM_OP_RECONSTRUCT,
+     "reconstruct on ?model= (or the default)"},
     {"/v2", G, GM_ROUTE_V2, false, -1, "Open Inference Protocol v2 (docs/oip.md): server metadata"},
     {"/v2/", G, GM_ROUTE_V2, false, -1, "the same (the protocol's OpenAPI file names this path)"},
     {"/v2/health/live", G, GM_ROUTE_V2_LIVE, true, -1, "v2 liveness: {\"live\": true}"},

@@ -33,9 +33,11 @@ struct gm_model {
     char probes[192]; /* what the load-time probes verified; "" when none */
 };
 
-static const char *const FAMILY_NAMES[GM_FAMILY_COUNT] = {"nade", "vae", "gan"};
-static const char *const OP_NAMES[GM_OP_COUNT] = {"sample", "logp", "encode", "decode", "discriminate"};
-static const gm_family_impl *const FAMILIES[GM_FAMILY_COUNT] = {&gm_nade_family, &gm_vae_family, &gm_gan_family};
+static const char *const FAMILY_NAMES[GM_FAMILY_COUNT] = {"nade", "vae", "gan", "aae"};
+static const char *const OP_NAMES[GM_OP_COUNT] = {"sample", "logp", "encode", "decode", "discriminate",
+                                                    "reconstruct"};
+static const gm_family_impl *const FAMILIES[GM_FAMILY_COUNT] = {&gm_nade_family, &gm_vae_family, &gm_gan_family,
+                                                                  &gm_aae_family};
 
 const char *gm_family_name(gm_family f) { return f < GM_FAMILY_COUNT ? FAMILY_NAMES[f] : "?"; }
 const char *gm_op_name(gm_op op) { return op < GM_OP_COUNT ? OP_NAMES[op] : "?"; }
@@ -152,7 +154,7 @@ gm_model *gm_model_load(const char *path, char err[GM_ERR_LEN]) {
         goto fail;
     }
     if (f == GM_FAMILY_COUNT) {
-        gm_errorf(err, "%s: metadata \"gm.family\" must be nade, vae or gan (found %s)", path, fam ? fam : "none");
+        gm_errorf(err, "%s: metadata \"gm.family\" must be nade, vae, gan or aae (found %s)", path, fam ? fam : "none");
         goto fail;
     }
     m->info.family = (gm_family)f;
@@ -250,6 +252,17 @@ int gm_model_discriminate(const gm_model *m, int B, const float *pixels, float *
     unsigned fp = gm_fp_flush_begin();
     int rc = m->impl->discriminate(m->state, &m->info, B, pixels, logits);
     gm_fp_flush_end(fp);
+    return rc;
+}
+
+int gm_model_reconstruct(const gm_model *m, int B, const float *pixels, float *out) {
+    if (!m->info.supports[GM_OP_RECONSTRUCT]) return -1;
+    float *owned;
+    const float *x = prepare_input(m, B, pixels, &owned);
+    unsigned fp = gm_fp_flush_begin();
+    int rc = x ? m->impl->reconstruct(m->state, &m->info, B, x, out) : -1;
+    gm_fp_flush_end(fp);
+    free(owned);
     return rc;
 }
 
@@ -365,6 +378,11 @@ int gm_model_selftest(const gm_model *m, char err[GM_ERR_LEN]) {
             break;
         case GM_OP_DISCRIMINATE:
             if (!(ran = gm_model_discriminate(m, B, px, logits)) && check_values(m, op, "logit", logits, B, false, err))
+                goto done;
+            break;
+        case GM_OP_RECONSTRUCT: /* of the samples, as encode */
+            if (!(ran = gm_model_reconstruct(m, B, px, px)) &&
+                check_values(m, op, "pixel", px, (size_t)B * D, true, err))
                 goto done;
             break;
         case GM_OP_COUNT: break;
