@@ -760,6 +760,8 @@ static void finish_images(gm_operation *c, const gm_model_info *in, gm_reply *re
     gm_reply_json(reply, r);
 }
 
+/* The float replies (logp, encode) are written as text directly (jsonw.h):
+ * at about 16 bytes a number, one buffer of the right size. */
 static void finish_logp(gm_operation *c, const gm_model_info *in, gm_reply *reply) {
     if (c->format == GM_FORMAT_NPY) { /* log p alone, as float32 (n,) */
         float *x = malloc((size_t)c->job.n * sizeof *x);
@@ -769,36 +771,64 @@ static void finish_logp(gm_operation *c, const gm_model_info *in, gm_reply *repl
         free(x);
         return;
     }
-    json_t *results = json_array();
-    for (int i = 0; i < c->job.n; i++) {
+    int n = c->job.n;
+    gm_jw w;
+    gm_jw_init(&w, 160 + (size_t)n * 112);
+    gm_jw_lit(&w, "{\"model\":");
+    gm_jw_str(&w, model_name(c));
+    if (in->exact_logp) gm_jw_lit(&w, ",\"method\":\"exact\",\"results\":[");
+    else gm_jw_lit(&w, ",\"method\":\"importance_sampling\",\"results\":[");
+    for (int i = 0; i < n; i++) {
         const gm_logp_result *r = &c->lp[i];
-        json_t *o = json_pack("{s:o,s:o}", "logp", number(r->logp), "bits_per_dim",
-                              number(-r->logp / (in->dim * M_LN2)));
+        if (i) gm_jw_lit(&w, ",");
+        gm_jw_lit(&w, "{\"logp\":");
+        gm_jw_double(&w, r->logp);
+        gm_jw_lit(&w, ",\"bits_per_dim\":");
+        gm_jw_double(&w, -r->logp / (in->dim * M_LN2));
         if (!in->exact_logp) {
-            json_object_set_new(o, "elbo", number(r->elbo));
-            if (isfinite(r->se)) json_object_set_new(o, "se", number(r->se));
+            gm_jw_lit(&w, ",\"elbo\":");
+            gm_jw_double(&w, r->elbo);
+            if (isfinite(r->se)) {
+                gm_jw_lit(&w, ",\"se\":");
+                gm_jw_double(&w, r->se);
+            }
         }
-        json_array_append_new(results, o);
+        gm_jw_lit(&w, "}");
     }
-    json_t *r = json_pack("{s:s,s:s,s:o}", "model", model_name(c), "method",
-                          in->exact_logp ? "exact" : "importance_sampling", "results", results);
+    gm_jw_lit(&w, "]");
     if (!in->exact_logp) {
-        json_object_set_new(r, "k", json_integer(c->job.k));
-        json_object_set_new(r, "seed", c->seed <= INT64_MAX ? json_integer((json_int_t)c->seed) : json_null());
+        gm_jw_lit(&w, ",\"k\":");
+        gm_jw_int(&w, c->job.k);
+        gm_jw_lit(&w, ",\"seed\":");
+        if (c->seed <= INT64_MAX) gm_jw_int(&w, (long long)c->seed);
+        else gm_jw_lit(&w, "null");
     }
-    gm_reply_json(reply, r);
+    gm_jw_lit(&w, "}");
+    gm_reply_jw(reply, &w);
 }
 
 static void finish_encode(gm_operation *c, const gm_model_info *in, gm_reply *reply) {
     if (c->format == GM_FORMAT_NPY) /* z alone (a VAE's mean), (n, encode_dim) */
         return reply_npy(c, reply, c->out, 2, (const long[]){c->job.n, in->encode_dim});
-    json_t *results = json_array();
-    for (int i = 0; i < c->job.n; i++) {
-        json_t *o = json_pack("{s:o}", "z", float_array(c->out + (size_t)i * in->encode_dim, in->encode_dim));
-        if (c->out2) json_object_set_new(o, "logvar", float_array(c->out2 + (size_t)i * in->encode_dim, in->encode_dim));
-        json_array_append_new(results, o);
+    int n = c->job.n;
+    size_t e = (size_t)in->encode_dim;
+    gm_jw w;
+    gm_jw_init(&w, 64 + (size_t)n * (32 + 2 * e * 16));
+    gm_jw_lit(&w, "{\"model\":");
+    gm_jw_str(&w, model_name(c));
+    gm_jw_lit(&w, ",\"results\":[");
+    for (int i = 0; i < n; i++) {
+        if (i) gm_jw_lit(&w, ",");
+        gm_jw_lit(&w, "{\"z\":");
+        gm_jw_floats(&w, c->out + (size_t)i * e, e);
+        if (c->out2) {
+            gm_jw_lit(&w, ",\"logvar\":");
+            gm_jw_floats(&w, c->out2 + (size_t)i * e, e);
+        }
+        gm_jw_lit(&w, "}");
     }
-    gm_reply_json(reply, json_pack("{s:s,s:o}", "model", model_name(c), "results", results));
+    gm_jw_lit(&w, "]}");
+    gm_reply_jw(reply, &w);
 }
 
 /* Per image: the logit, D(x) = sigmoid(logit), and log D(x) (the realness:
