@@ -6,6 +6,7 @@
 #   make fixtures        regenerate the PyTorch reference fixtures (needs python3-torch)
 #   make test-python     the exporter's tests (python/, needs python3-torch; gmserve check when built)
 #   make test-browser    the web page in headless chromium (playwright-core from npm)
+#   make test-openapi    GET /openapi.json through two OpenAPI 3.1 validators (npm)
 #   make test-deploy     the image and compose file, run with podman (root)
 #   make test-k8s        the Kubernetes manifests (k8s/), rendered and run with podman kube play (root)
 #   make test-kserve     the KServe manifests (k8s/kserve) rendered, checked and their command line run
@@ -97,6 +98,10 @@ test: $(TESTS) $(BUILD)/gmserve
 
 test-browser: $(BUILD)/gmserve
 	@bash tests/browser/run.sh $(BUILD)
+
+.PHONY: test-openapi
+test-openapi: $(BUILD)/gmserve
+	@bash tests/openapi/run.sh $(BUILD)
 
 test-deploy:
 	@bash tests/deploy/run.sh

@@ -16,6 +16,7 @@
 
 #include "api.h"
 #include "oip_routes.h"
+#include "openapi.h"
 #include "params.h"
 
 enum { MAX_PAGE_FILE = 4 << 20 };
@@ -115,6 +116,7 @@ static json_t *model_json(const gm_served *sv) {
         json_object_set_new(o, "path", json_string(sv->path));
         json_object_set_new(o, "loaded_at", json_string(when));
         json_object_set_new(o, "load_ms", json_real(sv->load_ms));
+        json_object_set_new(o, "sha256", json_string(in->sha256)); /* the file's content, as ETags use it */
     }
     return o;
 }
@@ -138,6 +140,17 @@ static void handle_models(gm_server *s, gm_call *c, const gm_http_request *req, 
         gm_served_release(all[i]);
     }
     gm_reply_json(&c->reply, json_pack("{s:o,s:s}", "models", list, "default_model", req->cfg->default_model));
+}
+
+/* GET /openapi.json: the document under this request's settings, for the
+ * models served now. */
+static void handle_openapi(gm_server *s, gm_call *c, const gm_http_request *req) {
+    gm_served *all[GM_REGISTRY_SLOTS];
+    const char *names[GM_REGISTRY_SLOTS];
+    int n = gm_registry_list(s->models, all, GM_REGISTRY_SLOTS);
+    for (int i = 0; i < n; i++) names[i] = all[i]->name;
+    gm_reply_json(&c->reply, gm_openapi_document(req->cfg, names, n));
+    for (int i = 0; i < n; i++) gm_served_release(all[i]);
 }
 
 static const char *page_type(const char *file) {
@@ -314,6 +327,8 @@ static void handle_operation(gm_server *s, gm_call *c, gm_op op, const gm_http_r
         .png = png_body ? req->body : NULL,
         .png_len = png_body ? req->body_len : 0,
         .png_buffer = png_body ? req->body_buffer : NULL,
+        .accept = req->accept,
+        .if_none_match = req->if_none_match,
     };
     c->op = gm_operation_prepare(s, &rq, &c->reply);
     json_decref(params);
@@ -394,6 +409,7 @@ bool gm_api_handle(gm_server *s, const gm_http_request *req, gm_call *c) {
         }
         break;
     case GM_ROUTE_METRICS: handle_metrics(s, c); break;
+    case GM_ROUTE_OPENAPI: handle_openapi(s, c, req); break;
     case GM_ROUTE_MODELS: handle_models(s, c, req, name); break;
     case GM_ROUTE_ADMIN: handle_admin(s, c, req, name); return c->task != NULL;
     case GM_ROUTE_V2:

@@ -31,6 +31,8 @@ typedef struct {
     json_t *query;                /* object: query-string key -> string value, filled by gm_query_add */
     char query_error[GM_ERR_LEN]; /* the first bad query parameter, or "" */
     const char *content_type, *authorization;
+    const char *accept;        /* Accept: may ask for a binary (npy) reply */
+    const char *if_none_match; /* If-None-Match: the ETags a client holds */
     const uint8_t *body;
     size_t body_len;
     /* Where the caller keeps body's malloc'd buffer, or NULL. An operation

@@ -1,6 +1,9 @@
 /*
  * ops.c - the model operations of the API: parameters and inputs in, a
- * gm_job out; the job's outputs in, a PNG or JSON reply out (see ops.h).
+ * gm_job out; the job's outputs in, a reply in the format asked for
+ * (formats.h: PNG, JSON, JSON pixels or npy) out (see ops.h). A seeded GET
+ * sample is a pure function of its model file and parameters: it gets an
+ * ETag (etag.h) and is answered 304 when the client holds that tag.
  *
  * Parameters come as JSON values whether they arrived in a query string
  * (strings) or a JSON body (numbers or strings), so one set of getters
@@ -24,6 +27,9 @@
 
 #include "base64.h"
 #include "cost.h"
+#include "etag.h"
+#include "formats.h"
+#include "npy.h"
 #include "ops.h"
 #include "params.h"
 #include "pngio.h"
@@ -39,8 +45,10 @@ struct gm_operation {
     gm_reply *reply; /* where prepare's errors go (the caller's, during prepare only) */
     /* parsed parameters */
     uint64_t seed;
-    bool png_out;
+    gm_format format;
+    const char *npy_type; /* Content-Type of an npy reply */
     int scale;
+    char etag[GM_ETAG_LEN]; /* a seeded GET sample's ETag (etag.h), or "" */
     /* buffers of the job */
     float *in, *out, *out2;
     float *codes; /* sample: one code for every row; decode: (n, code_dim) */
@@ -270,12 +278,27 @@ static bool check_output_size(gm_operation *c, const gm_model_info *in, long n) 
     return true;
 }
 
-static bool prepare_output_format(gm_operation *c, json_t *p, bool png_default) {
-    bool json;
+/* The reply format (formats.h): the format parameter, else Accept, else
+ * the operation's default, among the formats the operation has. */
+static bool choose_format(gm_operation *c, json_t *p, const gm_op_request *rq) {
+    json_t *v = json_object_get(p, "format");
+    char err[GM_ERR_LEN];
+    if (v && !json_is_string(v)) return fail(c, GM_E_BAD_PARAM, "format must be a string");
+    if (gm_format_choose(v ? json_string_value(v) : NULL, rq->accept, gm_formats_of(rq->op),
+                         gm_format_default(rq->op, rq->get), &c->format, err))
+        return fail(c, GM_E_OUT_OF_RANGE, "%s", err);
+    c->npy_type = gm_format_npy_type(rq->accept);
+    return true;
+}
+
+/* Images out: the format, and scale, which enlarges PNGs only (a float
+ * format returns the model's own pixels). */
+static bool prepare_output_format(gm_operation *c, json_t *p, const gm_op_request *rq) {
     long scale;
-    if (!get_choice(c, p, GM_P_FORMAT, !png_default, &json)) return false;
-    if (!get_long(c, p, GM_P_SCALE, &scale)) return false;
-    c->png_out = !json;
+    if (!choose_format(c, p, rq) || !get_long(c, p, GM_P_SCALE, &scale)) return false;
+    if (scale != 1 && (c->format == GM_FORMAT_PIXELS || c->format == GM_FORMAT_NPY))
+        return fail(c, GM_E_OUT_OF_RANGE, "scale enlarges PNG images only; format %s returns the model's pixels unscaled",
+                    gm_format_names[c->format]);
     c->scale = (int)scale;
     return true;
 }
@@ -298,12 +321,42 @@ static int row_label(const gm_operation *c, const gm_model_info *in, int label, 
     return (int)(gm_rng_next(&pick) % (uint64_t)in->num_classes);
 }
 
-static bool prepare_sample(gm_operation *c, const gm_model_info *in, json_t *p, bool is_get) {
+/* The ETag of a seeded sample (etag.h): its parameters as parsed, every
+ * one of them, in name order; label is the one given, or -1 when each row
+ * draws its own. */
+static bool sample_etag(gm_operation *c, const gm_model_info *in, int label) {
+    const gm_row *r = &c->rows[0];
+    size_t cap = 512 + 20 * (size_t)in->code_dim, o = 0;
+    char *t = malloc(cap);
+    if (!t) return fail(c, GM_E_INTERNAL, "out of memory");
+    o += (size_t)snprintf(t + o, cap - o, "code=");
+    for (int j = 0; c->codes && j < in->code_dim; j++)
+        o += (size_t)snprintf(t + o, cap - o, "%s%.9g", j ? "," : "", c->codes[j]);
+    if (!c->codes) o += (size_t)snprintf(t + o, cap - o, "drawn");
+    snprintf(t + o, cap - o, "&format=%s%s%s&label=%d&mode=%s&n=%d&scale=%d&seed=%llu&temperature=%.9g&truncation=%.9g",
+             gm_format_names[c->format], c->format == GM_FORMAT_NPY ? ";" : "",
+             c->format == GM_FORMAT_NPY ? c->npy_type : "", label, r->sample_pixels ? "sample" : "mean", c->job.n,
+             c->scale, (unsigned long long)c->seed, r->temperature, r->truncation);
+    gm_etag_make(in->sha256, model_name(c), gm_op_name(GM_OP_SAMPLE), t, c->etag);
+    free(t);
+    return true;
+}
+
+/* The headers of a seeded sample's reply, 200 or 304: it may be stored for
+ * good; a shared cache must not hand a reply that needed an API key to
+ * clients without one. */
+static void cache_headers(const gm_operation *c, gm_reply *reply) {
+    gm_reply_header(reply, "ETag", "%s", c->etag);
+    gm_reply_header(reply, "Cache-Control", "%s, max-age=31536000, immutable",
+                    c->cfg->n_api_keys ? "private" : "public");
+}
+
+static bool prepare_sample(gm_operation *c, const gm_model_info *in, json_t *p, const gm_op_request *rq) {
     long n;
     float temperature, truncation;
     bool sample_pixels;
     if (!get_long(c, p, GM_P_N, &n) || !get_seed(c, p, true, &c->seed) || !get_float(c, p, GM_P_TEMPERATURE, &temperature) ||
-        !prepare_output_format(c, p, is_get) || !check_output_size(c, in, n))
+        !prepare_output_format(c, p, rq) || !check_output_size(c, in, n))
         return false;
     int label;
     if (!get_label(c, in, p, &label)) return false;
@@ -349,7 +402,7 @@ static bool prepare_sample(gm_operation *c, const gm_model_info *in, json_t *p, 
     c->job.rows = c->rows;
     c->job.out_pixels = c->out;
     c->job.out_logp = c->logp;
-    return true;
+    return !(rq->get && json_object_get(p, "seed")) || sample_etag(c, in, label);
 }
 
 /* Frees the PNG inputs the operation still holds. */
@@ -474,7 +527,8 @@ static bool read_images(gm_operation *c, const gm_model_info *in, json_t *p, con
 
 static bool prepare_logp(gm_operation *c, const gm_model_info *in, json_t *p, const gm_op_request *rq) {
     long n, k;
-    if (!get_long(c, p, GM_P_K, &k) || !get_seed(c, p, false, &c->seed) || !read_images(c, in, p, rq, &n))
+    if (!get_long(c, p, GM_P_K, &k) || !get_seed(c, p, false, &c->seed) || !choose_format(c, p, rq) ||
+        !read_images(c, in, p, rq, &n))
         return false;
     c->rows = calloc((size_t)n, sizeof *c->rows);
     c->lp = calloc((size_t)n, sizeof *c->lp);
@@ -490,7 +544,7 @@ static bool prepare_logp(gm_operation *c, const gm_model_info *in, json_t *p, co
 
 static bool prepare_encode(gm_operation *c, const gm_model_info *in, json_t *p, const gm_op_request *rq) {
     long n;
-    if (!read_images(c, in, p, rq, &n)) return false;
+    if (!choose_format(c, p, rq) || !read_images(c, in, p, rq, &n)) return false;
     c->out = malloc((size_t)n * in->encode_dim * sizeof *c->out);
     if (in->family == GM_FAMILY_VAE) c->out2 = malloc((size_t)n * in->encode_dim * sizeof *c->out2);
     if (!c->out || (in->family == GM_FAMILY_VAE && !c->out2)) return fail(c, GM_E_INTERNAL, "out of memory");
@@ -515,7 +569,7 @@ static bool prepare_discriminate(gm_operation *c, const gm_model_info *in, json_
 /* Images in as for logp, images out as for decode. */
 static bool prepare_reconstruct(gm_operation *c, const gm_model_info *in, json_t *p, const gm_op_request *rq) {
     long n;
-    if (!prepare_output_format(c, p, false) || !read_images(c, in, p, rq, &n) || !check_output_size(c, in, n))
+    if (!prepare_output_format(c, p, rq) || !read_images(c, in, p, rq, &n) || !check_output_size(c, in, n))
         return false;
     c->out = malloc((size_t)n * in->dim * sizeof *c->out);
     if (!c->out) return fail(c, GM_E_INTERNAL, "out of memory");
@@ -585,7 +639,7 @@ static bool prepare_complete(gm_operation *c, const gm_model_info *in, json_t *p
     json_t *iv = json_object_get(p, "images");
     if (!get_given(c, in, p) || !get_long(c, p, GM_P_N, &n) || !get_seed(c, p, true, &c->seed) ||
         !get_float(c, p, GM_P_TEMPERATURE, &temperature) || !get_label(c, in, p, &label) ||
-        !prepare_output_format(c, p, false) || !check_output_size(c, in, n))
+        !prepare_output_format(c, p, rq) || !check_output_size(c, in, n))
         return false;
     if (!rq->png && json_is_array(iv) && json_array_size(iv) != 1)
         return fail(c, GM_E_OUT_OF_RANGE, "images has %zu entries; complete takes exactly one image (and n for "
@@ -616,13 +670,13 @@ static bool prepare_complete(gm_operation *c, const gm_model_info *in, json_t *p
     return true;
 }
 
-static bool prepare_decode(gm_operation *c, const gm_model_info *in, json_t *p) {
+static bool prepare_decode(gm_operation *c, const gm_model_info *in, json_t *p, const gm_op_request *rq) {
     double bound = gm_params[GM_P_CODE].max;
     json_t *latents = json_object_get(p, "latents");
     if (!json_is_array(latents)) return fail(c, GM_E_BAD_PARAM, "the body needs \"latents\": [[%d numbers], ...]", in->latent_dim);
     long n = (long)json_array_size(latents);
     if (!count_in_range(c, GM_P_LATENTS, n)) return false;
-    if (!prepare_output_format(c, p, false) || !check_output_size(c, in, n)) return false;
+    if (!prepare_output_format(c, p, rq) || !check_output_size(c, in, n)) return false;
     c->in = malloc((size_t)n * in->latent_dim * sizeof *c->in);
     c->out = malloc((size_t)n * in->dim * sizeof *c->out);
     if (!c->in || !c->out) return fail(c, GM_E_INTERNAL, "out of memory");
@@ -666,10 +720,10 @@ static bool prepare_op(gm_operation *c, const gm_op_request *rq) {
     c->scale = 1;
     if (!check_params(c, op, rq->params) || !needs(c, in, op)) return false;
     switch (op) {
-    case GM_OP_SAMPLE: return prepare_sample(c, in, rq->params, rq->get);
+    case GM_OP_SAMPLE: return prepare_sample(c, in, rq->params, rq);
     case GM_OP_LOGP: return prepare_logp(c, in, rq->params, rq);
     case GM_OP_ENCODE: return prepare_encode(c, in, rq->params, rq);
-    case GM_OP_DECODE: return prepare_decode(c, in, rq->params);
+    case GM_OP_DECODE: return prepare_decode(c, in, rq->params, rq);
     case GM_OP_DISCRIMINATE: return prepare_discriminate(c, in, rq->params, rq);
     case GM_OP_RECONSTRUCT: return prepare_reconstruct(c, in, rq->params, rq);
     case GM_OP_COMPLETE: return prepare_complete(c, in, rq->params, rq);
@@ -691,6 +745,13 @@ gm_operation *gm_operation_prepare(gm_server *srv, const gm_op_request *rq, gm_r
     c->reply = reply;
     bool ok = prepare_op(c, rq) && gm_cost_admit(c->cfg, &c->job, c->scale, reply);
     c->reply = NULL;
+    if (ok && c->etag[0] && gm_etag_matches(rq->if_none_match, c->etag)) {
+        /* the client holds this very reply: 304, and the model does not run */
+        cache_headers(c, reply);
+        gm_reply_header(reply, "Vary", "Accept");
+        gm_reply_not_modified(reply);
+        ok = false;
+    }
     if (!ok) {
         gm_operation_free(c);
         return NULL;
@@ -718,8 +779,38 @@ void gm_operation_free(gm_operation *c) {
 
 static json_t *number(double x) { return isfinite(x) ? json_real(x) : json_null(); }
 
+static json_t *float_array(const float *x, int n) {
+    json_t *a = json_array();
+    for (int i = 0; i < n; i++) json_array_append_new(a, number(x[i]));
+    return a;
+}
+
+/* An npy reply of x's float32 values in the given shape. */
+static void reply_npy(gm_operation *c, gm_reply *reply, const float *x, int ndim, const long *shape) {
+    uint8_t *b;
+    size_t len;
+    if (gm_npy_write_f32(x, ndim, shape, &b, &len)) return gm_reply_error(reply, GM_E_INTERNAL, "out of memory");
+    gm_reply_bytes(reply, c->npy_type, b, len);
+}
+
+/* {"png": base64} of image i, or NULL with err filled. */
+static json_t *png_image(gm_operation *c, const gm_model_info *in, int i, const char *desc, char err[GM_ERR_LEN]) {
+    uint8_t *png;
+    size_t len;
+    if (gm_png_encode(c->out + (size_t)i * in->dim, 1, in->height, in->width, in->channels, c->scale, desc, &png, &len,
+                      err))
+        return NULL;
+    char *b64 = gm_base64_encode(png, len);
+    free(png);
+    json_t *o = b64 ? json_pack("{s:s}", "png", b64) : NULL;
+    free(b64);
+    if (!o) gm_errorf(err, "out of memory");
+    return o;
+}
+
 /* Sample, decode, reconstruct and complete replies: one PNG (a grid for
- * n > 1) or JSON with one PNG per image. */
+ * n > 1), an npy array (n, H, W, C), or JSON with one PNG or one array of
+ * pixels per image. */
 static void finish_images(gm_operation *c, const gm_model_info *in, gm_reply *reply) {
     char err[GM_ERR_LEN], desc[160];
     int n = c->job.n;
@@ -729,26 +820,25 @@ static void finish_images(gm_operation *c, const gm_model_info *in, gm_reply *re
     snprintf(seed, sizeof seed, "%llu", (unsigned long long)c->seed);
     bool seeded = c->job.op == GM_OP_SAMPLE || c->job.op == GM_OP_COMPLETE;
     if (seeded) gm_reply_header(reply, "X-Seed", "%s", seed);
-    if (c->png_out) {
+    if (c->etag[0]) cache_headers(c, reply);
+    if (c->format == GM_FORMAT_PNG) {
         uint8_t *png;
         size_t len;
         if (gm_png_encode(c->out, n, in->height, in->width, in->channels, c->scale, desc, &png, &len, err))
             return gm_reply_error(reply, GM_E_INTERNAL, "%s", err);
         return gm_reply_bytes(reply, "image/png", png, len);
     }
+    if (c->format == GM_FORMAT_NPY)
+        return reply_npy(c, reply, c->out, 4, (const long[]){n, in->height, in->width, in->channels});
     json_t *images = json_array();
     for (int i = 0; i < n; i++) {
-        uint8_t *png;
-        size_t len;
-        if (gm_png_encode(c->out + (size_t)i * in->dim, 1, in->height, in->width, in->channels, c->scale, desc, &png,
-                          &len, err)) {
+        json_t *o = c->format == GM_FORMAT_PIXELS
+                        ? json_pack("{s:o}", "pixels", float_array(c->out + (size_t)i * in->dim, in->dim))
+                        : png_image(c, in, i, desc, err);
+        if (!o) {
             json_decref(images);
-            return gm_reply_error(reply, GM_E_INTERNAL, "%s", err);
+            return gm_reply_error(reply, GM_E_INTERNAL, "%s", c->format == GM_FORMAT_PIXELS ? "out of memory" : err);
         }
-        char *b64 = gm_base64_encode(png, len);
-        free(png);
-        json_t *o = json_pack("{s:s}", "png", b64 ? b64 : "");
-        free(b64);
         if (c->logp) json_object_set_new(o, "logp", number(c->logp[i]));
         if (c->logp_rest) json_object_set_new(o, "logp_completion", number(c->logp_rest[i]));
         int label = c->rows ? c->rows[i].label : c->labels ? c->labels[i] : -1;
@@ -768,6 +858,14 @@ static void finish_images(gm_operation *c, const gm_model_info *in, gm_reply *re
 /* The float replies (logp, encode) are written as text directly (jsonw.h):
  * at about 16 bytes a number, one buffer of the right size. */
 static void finish_logp(gm_operation *c, const gm_model_info *in, gm_reply *reply) {
+    if (c->format == GM_FORMAT_NPY) { /* log p alone, as float32 (n,) */
+        float *x = malloc((size_t)c->job.n * sizeof *x);
+        if (!x) return gm_reply_error(reply, GM_E_INTERNAL, "out of memory");
+        for (int i = 0; i < c->job.n; i++) x[i] = (float)c->lp[i].logp;
+        reply_npy(c, reply, x, 1, (const long[]){c->job.n});
+        free(x);
+        return;
+    }
     int n = c->job.n;
     gm_jw w;
     gm_jw_init(&w, 160 + (size_t)n * 112);
@@ -805,6 +903,8 @@ static void finish_logp(gm_operation *c, const gm_model_info *in, gm_reply *repl
 }
 
 static void finish_encode(gm_operation *c, const gm_model_info *in, gm_reply *reply) {
+    if (c->format == GM_FORMAT_NPY) /* z alone (a VAE's mean), (n, encode_dim) */
+        return reply_npy(c, reply, c->out, 2, (const long[]){c->job.n, in->encode_dim});
     int n = c->job.n;
     size_t e = (size_t)in->encode_dim;
     gm_jw w;
@@ -854,6 +954,7 @@ void gm_operation_finish(gm_operation *c, gm_reply *reply) {
     case GM_JOB_INVALID: return gm_reply_error(reply, c->invalid_kind, "%s", c->invalid);
     case GM_JOB_OK: break;
     }
+    gm_reply_header(reply, "Vary", "Accept"); /* the format may follow Accept */
     switch (c->job.op) {
     case GM_OP_SAMPLE:
     case GM_OP_DECODE:

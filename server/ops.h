@@ -28,6 +28,8 @@ typedef struct {
     const uint8_t *png;
     size_t png_len;
     uint8_t **png_buffer;
+    const char *accept;        /* the Accept header, or NULL: may ask for npy (formats.h) */
+    const char *if_none_match; /* the If-None-Match header, or NULL (etag.h) */
 } gm_op_request;
 
 typedef struct gm_operation gm_operation;

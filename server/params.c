@@ -54,9 +54,11 @@ const gm_param_def gm_params[GM_P_COUNT] = {
                        "latent)"},
     [GM_P_MODE] = {.name = "mode", .type = "string", .dflt_text = "mean", .choices = {"mean", "sample"},
         .ops = SAMPLE, .description = "VAE only: the decoder's mean image, or pixels drawn from it"},
-    [GM_P_FORMAT] = {.name = "format", .type = "string", .dflt_text = "png for GET, json for POST",
-        .choices = {"png", "json"}, .ops = SAMPLE | DECODE | RECON | COMPLETE,
-        .description = "one PNG (a grid for n > 1), or JSON with a PNG per image"},
+    [GM_P_FORMAT] = {.name = "format", .type = "string", .dflt_text = "png for a GET sample, else json",
+        .choices = {"png", "json", "pixels", "npy"}, .ops = SAMPLE | DECODE | LOGP | ENCODE | RECON | COMPLETE,
+        .description = "the reply: png (one PNG, a grid for n > 1), json (a base64 PNG per image), pixels (JSON "
+                       "floats per image), npy (a float32 NumPy array; logp and encode take json or npy); without "
+                       "it, Accept: application/x-npy or application/octet-stream asks for npy"},
     [GM_P_SCALE] = {.name = "scale", .type = "integer", .min = 1, MAX_SETTING(max_scale), .dflt = 1,
         .dflt_text = "1", .ops = SAMPLE | DECODE | RECON | COMPLETE,
         .description = "upscales each image by this factor (nearest neighbour)"},
@@ -103,11 +105,14 @@ void gm_params_markdown(FILE *f) {
     for (int p = 0; p < GM_P_COUNT; p++) {
         const gm_param_def *d = &gm_params[p];
         char range[96] = "", ops[96] = "";
+        int nc = 0;
+        while (nc < (int)(sizeof d->choices / sizeof d->choices[0]) && d->choices[nc]) nc++;
         if (d->range_text)
             snprintf(range, sizeof range, "%s", d->range_text);
-        else if (d->choices[0])
-            snprintf(range, sizeof range, "`%s`%s%s%s", d->choices[0], d->choices[1] ? " or `" : "",
-                     d->choices[1] ? d->choices[1] : "", d->choices[1] ? "`" : "");
+        else if (nc)
+            for (int i = 0, o = 0; i < nc; i++) /* `a`, `b` or `c` */
+                o += snprintf(range + o, sizeof range - (size_t)o, "%s`%s`", !i ? "" : i + 1 < nc ? ", " : " or ",
+                              d->choices[i]);
         else if (!strcmp(d->name, "label"))
             snprintf(range, sizeof range, "0 to num_classes - 1, or a class name");
         else if (!strcmp(d->type, "array") && d->max_setting)

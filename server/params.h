@@ -48,7 +48,7 @@ typedef struct {
     size_t dflt_offset;
     const char *dflt_text;  /* the default as the docs say it */
     const char *range_text; /* the range as the docs say it, when it is the model's (else made from min, max) */
-    const char *choices[3]; /* the values of a string parameter, NULL-terminated */
+    const char *choices[5]; /* the values of a string parameter, NULL-terminated */
     unsigned ops;           /* bit 1 << op of each operation that takes it */
     const char *description;
 } gm_param_def;

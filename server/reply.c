@@ -55,6 +55,7 @@ void gm_reply_bytes(gm_reply *r, const char *content_type, uint8_t *body, size_t
 }
 
 void gm_reply_no_content(gm_reply *r) { set_body(r, GM_STATUS_NO_CONTENT, NULL, NULL, 0); }
+void gm_reply_not_modified(gm_reply *r) { set_body(r, GM_STATUS_NOT_MODIFIED, NULL, NULL, 0); }
 
 /* text: malloc'd JSON (taken over), or NULL when memory ran out: a 500 */
 static void text_body(gm_reply *r, int status, char *text, size_t len) {

@@ -58,6 +58,8 @@ void gm_reply_jw(gm_reply *r, gm_jw *w);
 void gm_reply_bytes(gm_reply *r, const char *content_type, uint8_t *body, size_t len);
 /* An empty 204. */
 void gm_reply_no_content(gm_reply *r);
+/* An empty 304: the client holds this reply already (its headers stay). */
+void gm_reply_not_modified(gm_reply *r);
 /* Frees the body (the headers stay). */
 void gm_reply_free(gm_reply *r);
 

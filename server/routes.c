@@ -6,9 +6,9 @@
 #include "routes.h"
 
 const char *const gm_route_names[GM_ROUTE_COUNT] = {
-    "page",     "healthz",  "readyz",         "metrics",     "models",   "sample", "logp",
-    "encode",   "decode",   "discriminate",   "reconstruct", "complete", "v2",     "v2_live",
-    "v2_ready", "v2_model", "v2_model_ready", "v2_infer",    "admin",    "other"};
+    "page",     "healthz",  "readyz",         "metrics",  "openapi",      "models",      "sample",
+    "logp",     "encode",   "decode",         "discriminate", "reconstruct", "complete", "v2",
+    "v2_live",  "v2_ready", "v2_model",       "v2_model_ready", "v2_infer", "admin",    "other"};
 
 enum { G = GM_METHOD_GET, P = GM_METHOD_POST, D = GM_METHOD_DELETE };
 
@@ -19,10 +19,11 @@ const gm_route_def gm_routes[] = {
     {"/readyz", G, GM_ROUTE_READYZ, true, -1,
      "readiness: 200 once every model is loaded, 503 while draining"},
     {"/metrics", G, GM_ROUTE_METRICS, false, -1, "Prometheus metrics"},
+    {"/openapi.json", G, GM_ROUTE_OPENAPI, false, -1, "this API as an OpenAPI 3.1 document, made from these tables"},
     {"/v1/models", G, GM_ROUTE_MODELS, false, -1, "every model: family, shapes, operations, metadata"},
     {"/v1/models/*", G, GM_ROUTE_MODELS, false, -1, "one model"},
     {"/v1/models/*/sample", G | P, GM_ROUTE_SAMPLE, false, GM_OP_SAMPLE,
-     "draw images (PNG, or JSON with format=json)"},
+     "draw images (PNG, JSON, pixels or npy)"},
     {"/v1/models/*/logp", P, GM_ROUTE_LOGP, false, GM_OP_LOGP,
      "log-likelihood of images (exact or importance-sampled)"},
     {"/v1/models/*/encode", P, GM_ROUTE_ENCODE, false, GM_OP_ENCODE, "latent codes of images"},

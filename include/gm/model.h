@@ -18,6 +18,7 @@
 
 #include "gm/error.h"
 #include "gm/rng.h"
+#include "gm/sha256.h"
 
 typedef enum { GM_FAMILY_NADE, GM_FAMILY_VAE, GM_FAMILY_GAN, GM_FAMILY_AAE, GM_FAMILY_COUNT } gm_family;
 
@@ -46,6 +47,7 @@ typedef struct {
     bool supports[GM_OP_COUNT];
     bool binary;     /* inputs are binarized at 0.5 (NADE; a VAE with gm.input "binary") */
     bool exact_logp; /* logp is exact (NADE), else an importance-sampled estimate */
+    char sha256[GM_SHA256_HEX]; /* the SHA-256 of the model file's bytes, lowercase hex */
 } gm_model_info;
 
 /* Per-row parameters of sample and logp. */

@@ -68,6 +68,9 @@ const char *gm_st_meta_at(const gm_st *st, int i, const char **key);
 
 const char *gm_dtype_name(gm_dtype dt);
 
+/* The SHA-256 of the file's bytes, as 64 lowercase hex digits. */
+const char *gm_st_sha256(const gm_st *st);
+
 /* The file label given at load (the path), for messages. */
 const char *gm_st_label(const gm_st *st);
 

@@ -131,6 +131,7 @@ gm_model *gm_model_load(const char *path, char err[GM_ERR_LEN]) {
         return NULL;
     }
     if (!(m->st = gm_st_load(path, err))) goto fail;
+    memcpy(m->info.sha256, gm_st_sha256(m->st), sizeof m->info.sha256);
     const char *fmt = gm_st_meta(m->st, "gm.format");
     if (!fmt) {
         gm_errorf(err, "%s: a safetensors file without gm.* metadata (no gm.format: a plain state_dict?); "

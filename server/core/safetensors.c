@@ -12,6 +12,7 @@
  * and the rule, so a user can see which of their exports is wrong.
  */
 #include "gm/safetensors.h"
+#include "gm/sha256.h"
 
 #include <errno.h>
 #include <float.h>
@@ -30,6 +31,7 @@ struct gm_st {
     int meta_count;
     char **meta_keys;
     char **meta_values;
+    char sha256[GM_SHA256_HEX]; /* of the file's bytes */
 };
 
 typedef struct {
@@ -290,6 +292,7 @@ gm_st *gm_st_parse(const char *label, const uint8_t *buf, size_t len, char err[G
         gm_errorf(err, "%s: out of memory", label);
         goto fail;
     }
+    gm_sha256_hex(buf, len, st->sha256);
     if (len < 8) {
         gm_errorf(err, "%s: file is %zu bytes, shorter than the 8-byte header length", label, len);
         goto fail;
@@ -436,6 +439,7 @@ const char *gm_st_meta_at(const gm_st *st, int i, const char **key) {
     return st->meta_values[i];
 }
 
+const char *gm_st_sha256(const gm_st *st) { return st->sha256; }
 const char *gm_st_label(const gm_st *st) { return st->label; }
 
 int64_t gm_tensor_nonfinite(const gm_tensor *t) {

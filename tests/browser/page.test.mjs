@@ -1,8 +1,9 @@
 // The web page in real headless chromium against a live gmserve: it loads
 // without console errors, samples show decoded images of the right size, the
 // seed fixes them, drawing updates both log p figures, completions keep the
-// given rows, the interpolation strip fills, and an API error reaches the
-// person in the API's words.
+// given rows, the interpolation strip fills, an API error reaches the
+// person in the API's words, and the page's origin serves the API's
+// OpenAPI description.
 import assert from 'node:assert/strict';
 import { chromium } from 'playwright-core';
 
@@ -247,6 +248,16 @@ await check('keyboard reaches the controls', async () => {
     seen.add(await page.evaluate(() => document.activeElement.id));
   }
   for (const id of ['s-model', 's-n', 's-seed', 's-new-seed']) assert.ok(seen.has(id), `Tab never reached #${id}`);
+});
+
+await check('GET /openapi.json parses and lists the routes', async () => {
+  const doc = await page.evaluate(async () => (await fetch('/openapi.json')).json());
+  assert.equal(doc.openapi, '3.1.0');
+  const want = ['/', '/healthz', '/readyz', '/metrics', '/openapi.json', '/v1/models', '/v1/models/{name}',
+    '/v1/models/{name}/sample', '/v1/models/{name}/logp', '/v1/models/{name}/encode', '/v1/models/{name}/decode',
+    '/sample', '/logp', '/encode', '/decode'];
+  for (const p of want) assert.ok(doc.paths[p], `/openapi.json lists no ${p}`);
+  assert.ok(doc.paths['/v1/models/{name}/sample'].get.parameters.some((p) => p.name === 'seed'));
 });
 
 await check('no console errors', async () => {
