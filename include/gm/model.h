@@ -19,7 +19,7 @@
 #include "gm/error.h"
 #include "gm/rng.h"
 
-typedef enum { GM_FAMILY_NADE, GM_FAMILY_VAE, GM_FAMILY_GAN, GM_FAMILY_COUNT } gm_family;
+typedef enum { GM_FAMILY_NADE, GM_FAMILY_VAE, GM_FAMILY_GAN, GM_FAMILY_PIXELCNN, GM_FAMILY_COUNT } gm_family;
 
 typedef enum {
     GM_OP_SAMPLE,
@@ -43,7 +43,7 @@ typedef struct {
     const char *const *class_names;   /* num_classes names, or NULL */
     bool supports[GM_OP_COUNT];
     bool binary;     /* inputs are binarized at 0.5 (NADE; a VAE with gm.input "binary") */
-    bool exact_logp; /* logp is exact (NADE), else an importance-sampled estimate */
+    bool exact_logp; /* logp is exact (NADE, PixelCNN), else an importance-sampled estimate */
 } gm_model_info;
 
 /* Per-row parameters of sample and logp. */

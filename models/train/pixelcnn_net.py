@@ -64,8 +64,8 @@ class GatedLayer(nn.Module):
         fh = self.h(h) + self.v2h(fv)
         if self.cond is not None:
             bv, bh = torch.chunk(self.cond(label), 2, dim=1)
-            fv = fv + bv[:, :, None, None]
-            fh = fh + bh[:, :, None, None]
+            fv = fv + bv.reshape(bv.shape[0], -1, 1, 1)
+            fh = fh + bh.reshape(bh.shape[0], -1, 1, 1)
         v = gate(fv)
         g = gate(fh)
         h = g if self.res is None else h + self.res(g)

@@ -113,7 +113,7 @@ def export(model, args, minutes, history):
     import gmfile  # noqa: F401  (puts python/ on the path)
     import gmexport
     model.eval()
-    gmexport.save_pixelcnn(model, args.out, image_shape=(1, 28, 28), metadata={
+    gmexport.save_pixelcnn(args.out, model, image="28x28x1", metadata={
         "gm.dataset": "Fashion-MNIST (Debian dataset-fashion-mnist), dynamically binarized",
         "gm.description": f"gated PixelCNN, {args.layers} layers of {args.channels} channels "
                           "(7x7 / 1x7 type A, then 3x3 / 1x3 type B), Bernoulli logits",

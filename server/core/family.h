@@ -30,7 +30,10 @@ typedef struct {
     int (*discriminate)(const void *impl, const gm_model_info *info, int B, const float *x, float *logits);
 } gm_family_impl;
 
-extern const gm_family_impl gm_nade_family, gm_vae_family, gm_gan_family;
+extern const gm_family_impl gm_nade_family, gm_vae_family, gm_gan_family, gm_pixelcnn_family;
+
+/* The family's state of a loaded model (its load's result). */
+const void *gm_model_state(const gm_model *m);
 
 /* Builds the net stored in metadata `key` with input `in`; checks that its
  * output has `out_size` values. NULL with a message when it fails. */

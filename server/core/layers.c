@@ -1391,3 +1391,11 @@ int gm_net_forward(const gm_net *net, int B, const float *in, float *out) {
     assert(net->n_inputs == 1 && "a net of several inputs runs through gm_net_forward_inputs");
     return gm_net_forward_inputs(net, B, &in, out);
 }
+
+/* ---- read access for evaluators of their own (graph.h) ---- */
+
+int gm_net_n_ops(const gm_net *net) { return net->n; }
+const layer *gm_net_op(const gm_net *net, int i) { return &net->layers[i]; }
+int gm_net_n_values(const gm_net *net) { return net->n_vals; }
+gm_shape gm_net_value_shape(const gm_net *net, int v) { return net->vals[v].shape; }
+int gm_net_out_value(const gm_net *net) { return net->out_val; }
