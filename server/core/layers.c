@@ -462,6 +462,8 @@ static int reorder_conv_t(layer *L) {
 }
 
 static void free_layer(layer *L) {
+    free(L->taps);
+    free(L->wtaps);
     free(L->weight);
     free(L->bias);
     free(L->scale);
@@ -515,7 +517,7 @@ static void track_scratch(gm_net *net, const layer *L) {
     int col = 0, aux = 0;
     if (L->kind == OP_CONV2D) {
         int P = L->out.dim[1] * L->out.dim[2];
-        col = P * L->in.dim[0] * L->kh * L->kw;
+        col = P * L->in.dim[0] * L->kh * L->kw; /* before zero taps are left out: a bound */
         aux = P * L->out.dim[0];
     } else if (L->kind == OP_CONV_T2D) {
         int Pin = L->in.dim[1] * L->in.dim[2];
@@ -1099,7 +1101,29 @@ static int build_op(const where *w, gm_net *net, json_t *o, layer *L, int *folde
     return 0;
 }
 
-/* After pass 2: conv_transpose2d weights to col2im's order, channels-last
+/* conv2d's taps with a non-zero weight and the weight restricted to them
+ * (after folding, which scales weights): a masked convolution computes
+ * only its unmasked taps. */
+static int pack_taps(layer *L) {
+    int kk = L->kh * L->kw, cin_g = L->in.dim[0] / L->groups, Co = L->out.dim[0];
+    L->taps = malloc((size_t)kk * sizeof *L->taps);
+    if (!L->taps) return -1;
+    for (int t = 0; t < kk; t++) {
+        bool nz = false;
+        for (size_t r = 0; r < (size_t)Co * cin_g && !nz; r++) nz = L->weight[r * kk + t] != 0.0f;
+        if (nz) L->taps[L->ntaps++] = t;
+    }
+    size_t K = (size_t)cin_g * (L->ntaps ? L->ntaps : 1);
+    if (!(L->wtaps = calloc((size_t)Co * K, sizeof *L->wtaps))) return -1;
+    for (int co = 0; co < Co; co++)
+        for (int ci = 0; ci < cin_g; ci++)
+            for (int t = 0; t < L->ntaps; t++)
+                L->wtaps[(size_t)co * K + (size_t)ci * L->ntaps + t] =
+                    L->weight[((size_t)co * cin_g + ci) * kk + L->taps[t]];
+    return 0;
+}
+
+/* After pass 2: conv2d's taps, conv_transpose2d weights to col2im's order, channels-last
  * hand-offs between conv_transpose2d layers, and the activation buffers. */
 static int plan(gm_net *net) {
     int *last = malloc((size_t)net->n_vals * sizeof *last), *busy = calloc((size_t)net->n_vals + 1, sizeof *busy);
@@ -1115,6 +1139,8 @@ static int plan(gm_net *net) {
             last[net->layers[i].in_val[k]] = i;
             net->vals[net->layers[i].in_val[k]].readers++;
         }
+    for (int i = 0; i < net->n; i++)
+        if (net->layers[i].kind == OP_CONV2D && pack_taps(&net->layers[i])) goto done;
     for (int i = 0; i < net->n; i++) {
         layer *L = &net->layers[i];
         if (L->kind != OP_CONV_T2D) continue;

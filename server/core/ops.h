@@ -73,6 +73,11 @@ typedef struct {
     /* convolutions: kernel, stride, padding before the first row / column
      * (conv2d "same" pads any odd extra after the last), dilation, groups */
     int kh, kw, sh, sw, ph, pw, dh, dw, groups;
+    /* conv2d, once the graph is built: the kernel taps (ky * kw + kx) with a
+     * non-zero weight for some channel pair, and the weight without the
+     * others, (Cout, Cin/g * ntaps) */
+    int ntaps, *taps;
+    float *wtaps;
     int axis;      /* concat / split: the per-sample dimension */
     /* pad: [left, right, top, bottom] of the last two dimensions, the mode
      * and the zero mode's value; upsample: the mode and whether corners
