@@ -3,6 +3,11 @@
  * next to PyTorch on the same weights (bench/torch_core.py, same run), and
  * for GEMM-bound operations the GFLOP/s reached against the GFLOP/s that raw
  * cblas_sgemm reaches on exactly the same matrix shapes in this binary.
+ *
+ * PixelCNN sampling, at batch 1 and 64, three ways: the cached sampler
+ * (gm_model_sample), the naive loop (a whole forward pass per pixel: timed
+ * as H * W times gmserve's forward pass at that batch, which is what every
+ * step of it costs) and PyTorch's naive loop (its first row timed, scaled).
  */
 #include <cblas.h>
 #include <jansson.h>
@@ -12,6 +17,7 @@
 #include <time.h>
 
 #include "gm/model.h"
+#include "gm/pixelcnn.h"
 
 static double now(void) {
     struct timespec ts;
@@ -127,6 +133,36 @@ static double torch_rate(json_t *torch, const char *op, int B) {
     return v ? json_number_value(v) : 0;
 }
 
+/* Images/s of the cached sampler, of the naive loop (H * W forward passes)
+ * and of PyTorch's naive loop. */
+static void pixelcnn_sampling(const gm_model *m, json_t *torch) {
+    const gm_model_info *info = gm_model_get_info(m);
+    int P = info->height * info->width;
+    printf("\n%-15s %5s %12s %12s %12s %9s %9s   (images/s; positions per image: cached %lld, naive %lld)\n",
+           "operation", "batch", "cached", "naive", "pytorch", "vs naive", "vs torch", gm_pixelcnn_positions(m, true),
+           gm_pixelcnn_positions(m, false));
+    const int batches[] = {1, 64};
+    for (int bi = 0; bi < 2; bi++) {
+        int B = batches[bi];
+        op_ctx c = {.m = m, .B = B, .dim = info->dim};
+        c.x = calloc((size_t)POOL * info->dim, sizeof(float));
+        c.out = malloc((size_t)B * info->dim * sizeof(float));
+        c.rows = malloc(B * sizeof(gm_row));
+        c.lp = malloc(B * sizeof(gm_logp_result));
+        c.dlp = malloc(B * sizeof(double));
+        reseed(&c);
+        double cached = B / median_time(run_sample, &c), naive = B / (P * median_time(run_nade_logp, &c));
+        double tr = torch ? torch_rate(torch, "pixelcnn_sample", B) : 0;
+        printf("%-15s %5d %12.2f %12.4f ", "pixelcnn_sample", B, cached, naive);
+        if (tr > 0)
+            printf("%12.4f %8.0fx %8.0fx\n", tr, cached / naive, cached / tr);
+        else
+            printf("%12s %8.0fx %9s\n", "-", cached / naive, "-");
+        fflush(stdout);
+        free(c.x), free(c.out), free(c.rows), free(c.lp), free(c.dlp);
+    }
+}
+
 int main(int argc, char **argv) {
     const char *dir = argc > 1 ? argv[1] : "build/bench";
     gm_set_compute_threads(openblas_get_num_threads()); /* NADE splits rows like OpenBLAS splits GEMMs */
@@ -134,9 +170,9 @@ int main(int argc, char **argv) {
     snprintf(path, sizeof path, "%s/torch.json", dir);
     json_t *torch = json_load_file(path, 0, NULL);
     if (!torch) fprintf(stderr, "bench_core: no %s; PyTorch columns will be empty\n", path);
-    const char *names[3] = {"nade", "vae", "gan"};
-    gm_model *models[3];
-    for (int i = 0; i < 3; i++) {
+    const char *names[4] = {"nade", "vae", "gan", "pixelcnn"};
+    gm_model *models[4];
+    for (int i = 0; i < 4; i++) {
         snprintf(path, sizeof path, "%s/%s.safetensors", dir, names[i]);
         if (!(models[i] = gm_model_load(path, err))) {
             fprintf(stderr, "bench_core: %s\n", err);
@@ -152,6 +188,7 @@ int main(int argc, char **argv) {
         {"nade_sample", 0, run_sample},
         {"vae_encode", 1, run_encode},
         {"gan_sample", 2, run_sample},
+        {"pixelcnn_logp", 3, run_nade_logp},
     };
     const int batches[] = {1, 16, 64, 256};
     printf("\n%-12s %5s %12s %12s %8s %10s %10s %7s\n", "operation", "batch", "gmserve/s", "pytorch/s", "ratio",
@@ -194,7 +231,8 @@ int main(int argc, char **argv) {
         }
     }
     free(ga), free(gb), free(gc);
-    for (int i = 0; i < 3; i++) gm_model_free(models[i]);
+    pixelcnn_sampling(models[3], torch);
+    for (int i = 0; i < 4; i++) gm_model_free(models[i]);
     json_decref(torch);
     return 0;
 }

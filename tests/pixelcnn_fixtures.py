@@ -1,11 +1,12 @@
 """pixelcnn_fixtures.py - random-weight PixelCNNs exported by
 gmexport.save_pixelcnn, with log p computed by PyTorch in float64.
 
-Two ways of writing the network: the gated PixelCNN of the bundled model
+Three ways of writing the network: the gated PixelCNN of the bundled model
 (models/train/pixelcnn_net.py: vertical and horizontal stacks, masked
-convolutions that multiply weight by a mask buffer) and a plain masked
-PixelCNN written here in another style (an explicit F.pad before an
-unpadded masked conv, mask built in place, residual ReLU blocks). Each
+convolutions that multiply weight by a mask buffer), a plain masked
+PixelCNN (an explicit F.pad before an unpadded masked conv, residual ReLU
+blocks) and a gated one without masks, as PixelCNN++ writes it (unpadded
+convolutions after F.pad, outputs shifted down / right by a pad and a crop). Each
 NAME.ref.safetensors holds binary images "x" [N, C, H, W] (and "labels")
 and, in its metadata, "logp": the float64 log p of each image (for a
 conditional model, log of the mean over classes of p(x | y)). Also a
@@ -58,6 +59,45 @@ class PlainMasked(nn.Module):
         return self.out(F.relu(self.head(F.relu(h))))
 
 
+def down_shift(x):
+    return F.pad(x, (0, 0, 1, 0))[:, :, :-1, :]
+
+
+def right_shift(x):
+    return F.pad(x, (1, 0, 0, 0))[:, :, :, :-1]
+
+
+class ShiftedGated(nn.Module):
+    """Style 2, as PixelCNN++ writes it: no masks. Unpadded 2x3 and 1x2
+    convolutions after an explicit F.pad see the rows up to the pixel and the
+    columns up to it; the first layer's outputs are shifted down / right
+    (pad, then crop by slicing) so that they see only what came before;
+    gates tanh * sigmoid, a residual horizontal stack."""
+
+    def __init__(self, c=6, layers=3, see_self=False):
+        super().__init__()
+        self.see_self = see_self  # the first horizontal layer not shifted: not causal
+        self.v = nn.ModuleList(nn.Conv2d(1 if i == 0 else c, 2 * c, (2, 3)) for i in range(layers))
+        self.h = nn.ModuleList(nn.Conv2d(1 if i == 0 else c, 2 * c, (1, 2)) for i in range(layers))
+        self.v2h = nn.ModuleList(nn.Conv2d(2 * c, 2 * c, 1) for _ in range(layers))
+        self.res = nn.ModuleList(nn.Conv2d(c, c, 1) for _ in range(layers))
+        self.out = nn.Conv2d(c, 1, 1)
+
+    def forward(self, x):
+        v = h = x
+        for i in range(len(self.v)):
+            fv = self.v[i](F.pad(v, (1, 1, 1, 0)))
+            fh = self.h[i](F.pad(h, (1, 0, 0, 0)))
+            if i == 0:
+                fv = down_shift(fv)
+                fh = fh if self.see_self else right_shift(fh)
+            fh = fh + self.v2h[i](fv)
+            v = torch.tanh(fv[:, :fv.shape[1] // 2]) * torch.sigmoid(fv[:, fv.shape[1] // 2:])
+            g = torch.tanh(fh[:, :fh.shape[1] // 2]) * torch.sigmoid(fh[:, fh.shape[1] // 2:])
+            h = g if i == 0 else h + self.res[i](g)
+        return self.out(F.relu(h))
+
+
 def logp64(net, x, labels=None):
     net = net.double()
     with torch.no_grad():
@@ -92,6 +132,7 @@ def main(out):
     fixture(out, "pixelcnn_gated_cond", randomize(pixelcnn_net.GatedPixelCNN(c=6, layers=3, hidden=8,
                                                                               num_classes=3), 0.3), 6, 5, 5, 3)
     fixture(out, "pixelcnn_plain", PlainMasked().eval(), 8, 8, 6)
+    fixture(out, "pixelcnn_shifted", randomize(ShiftedGated(), 0.3), 7, 9, 5)
     fixture(out, "pixelcnn_tiny", randomize(pixelcnn_net.GatedPixelCNN(c=4, layers=2, k_first=3, hidden=8), 0.25),
             2, 3, 4)
     gmexport.save_pixelcnn(os.path.join(out, "pixelcnn_noncausal.safetensors"), PlainMasked(first_b=True).eval(),

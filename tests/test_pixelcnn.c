@@ -1,6 +1,6 @@
 /*
  * test_pixelcnn.c - the pixelcnn family (tests/pixelcnn_fixtures.py):
- * log p against PyTorch in float64 for networks written in two styles and a
+ * log p against PyTorch in float64 for networks written in three styles and a
  * conditional one, probabilities summing to 1 over every image of a tiny
  * model, the cached sampler against the naive loop bit for bit, a sample's
  * log p against its score, and refusal of a non-causal network.
@@ -34,6 +34,7 @@ static void check_logp(const char *model_file, const char *ref_file) {
 static void test_logp_matches_float64(void **state) {
     check_logp("pixelcnn_gated.safetensors", "pixelcnn_gated.ref.safetensors");
     check_logp("pixelcnn_plain.safetensors", "pixelcnn_plain.ref.safetensors");
+    check_logp("pixelcnn_shifted.safetensors", "pixelcnn_shifted.ref.safetensors");
     check_logp("pixelcnn_gated_cond.safetensors", "pixelcnn_gated_cond.ref.safetensors");
     check_logp("pixelcnn_tiny.safetensors", "pixelcnn_tiny.ref.safetensors");
 }
@@ -105,6 +106,7 @@ static void test_cached_equals_naive(void **state) {
     check_cached_is_naive("pixelcnn_gated.safetensors", 3, 1.0f);
     check_cached_is_naive("pixelcnn_gated.safetensors", 2, 0.6f);
     check_cached_is_naive("pixelcnn_plain.safetensors", 3, 1.0f);
+    check_cached_is_naive("pixelcnn_shifted.safetensors", 3, 1.0f); /* crops: views at an offset */
     check_cached_is_naive("pixelcnn_gated_cond.safetensors", 3, 1.0f);
     check_cached_is_naive("pixelcnn_tiny.safetensors", 4, 1.3f);
 }

@@ -16,11 +16,12 @@
  * Values that do not depend on the image (the label's embedding and what is
  * made from it) are computed once per image by the ordinary kernels.
  * Image-dependent values are kept channels-last, one vector per position;
- * a split's outputs are views of its input. The ops the sampler follows:
- * conv2d with stride 1 (any padding, dilation, groups; its fused
- * activation), the activations, add and mul (an image-dependent input of
- * the output's shape, the other anything that broadcasts), concat and
- * split over channels, and pad in the zero mode. Planning refuses any other
+ * a split's outputs (channels, or rows and columns: the crop of a shift)
+ * are views of its input. The ops the sampler follows: conv2d with stride 1
+ * (any padding, dilation, groups; its fused activation), the activations,
+ * add and mul (an image-dependent input of the output's shape, the other
+ * anything that broadcasts), concat over channels, split, and pad in the
+ * zero mode. Planning refuses any other
  * op on an image-dependent value.
  *
  * Planning also proves the network causal at position level: the largest
@@ -59,6 +60,8 @@ typedef struct {
     int C, H, W;    /* spatial: its shape */
     int store;      /* spatial: the value whose buffer holds it (a split's input) */
     int off, cs;    /* spatial: its first channel there, and channels per position */
+    int oy, ox, sw; /* spatial: its (0, 0) at (oy, ox) of the store, whose rows are sw wide */
+    size_t srow;    /* spatial: floats per row (batch row) of the store */
     size_t at;      /* floats before its buffer in a row block, per row */
     size_t per_row; /* floats per row of its buffer (0 for views and inputs) */
     int *dep;       /* planning: the largest pixel each position depends on, -1 none */
@@ -154,14 +157,17 @@ static int plan_conv(pop *o, const layer *L) {
     return 0;
 }
 
-/* Input k of op L at output position (h, w): calls fn for every position
- * of the input it reads (the window). */
+/* Input k of op L at position (h, w) of its output `out`: calls fn for
+ * every position of the input it reads (the window). */
 typedef void (*pos_fn)(void *ctx, int v, int q);
-static void window(const pc_plan *p, int i, int k, int h, int w, pos_fn fn, void *ctx) {
+static void window(const pc_plan *p, int i, int k, int out, int h, int w, pos_fn fn, void *ctx) {
     const layer *L = gm_net_op(p->net, i);
     const pop *o = &p->ops[i];
     const pval *x = &p->vals[L->in_val[k]];
-    if (L->kind == OP_CONV2D) {
+    if (L->kind == OP_SPLIT) { /* a view: the same element at an offset */
+        const pval *y = &p->vals[L->out_val[out]];
+        fn(ctx, L->in_val[k], (h + y->oy - x->oy) * x->W + (w + y->ox - x->ox));
+    } else if (L->kind == OP_CONV2D) {
         for (int t = 0; t < o->ntaps; t++) {
             int hh = h + o->dy[t], ww = w + o->dx[t];
             if (hh >= 0 && hh < x->H && ww >= 0 && ww < x->W) fn(ctx, L->in_val[k], hh * x->W + ww);
@@ -202,7 +208,8 @@ static int plan_values(pc_plan *p, const char *label, const char *what, char err
     const gm_net *net = p->net;
     size_t at = 0, positions = 0;
     pval *im = &p->vals[0];
-    *im = (pval){.spatial = true, .C = p->C, .H = p->H, .W = p->W, .store = 0, .cs = p->C};
+    *im = (pval){.spatial = true, .C = p->C, .H = p->H, .W = p->W, .store = 0, .cs = p->C, .sw = p->W,
+                 .srow = (size_t)p->P * p->C};
     if (p->label_val >= 0) p->vals[p->label_val].per_row = 1;
     for (int i = 0; i < p->n_ops; i++) {
         const layer *L = gm_net_op(net, i);
@@ -237,11 +244,13 @@ static int plan_values(pc_plan *p, const char *label, const char *what, char err
             if (L->mode != PAD_ZERO || L->in.rank != 3) ok = false, why = "only zero padding of a map";
             break;
         case OP_CONCAT:
-        case OP_SPLIT:
             if (L->axis != 0) ok = false, why = "only over channels (dim 0)";
             for (int k = 0; k < L->n_in && ok; k++)
                 if (L->ins[k].rank != 3 || L->ins[k].dim[1] != L->out.dim[1] || L->ins[k].dim[2] != L->out.dim[2])
                     ok = false, why = "inputs must be maps of the same height and width";
+            break;
+        case OP_SPLIT: /* channels, rows or columns: views */
+            if (L->in.rank != 3) ok = false, why = "only of a [C, H, W] map";
             break;
         case OP_ADD:
         case OP_MUL:
@@ -256,21 +265,28 @@ static int plan_values(pc_plan *p, const char *label, const char *what, char err
         }
         if (!ok)
             return gm_errorf(err, "%s: %s op %d (%s) on an image-dependent value: %s; the PixelCNN sampler "
-                                  "follows conv2d (stride 1), activations, add, mul, concat and split over "
-                                  "channels and zero pad",
+                                  "follows conv2d (stride 1), activations, add, mul, concat over channels, "
+                                  "split and zero pad",
                              label, what, i, op_label(L->kind), why);
         int coff = 0;
         for (int k = 0; k < L->n_out; k++) {
             pval *y = &p->vals[L->out_val[k]];
             y->C = L->outs[k].dim[0], y->H = L->outs[k].dim[1], y->W = L->outs[k].dim[2];
             positions += (size_t)y->H * y->W;
-            if (L->kind == OP_SPLIT) { /* a view of the input's channels */
+            if (L->kind == OP_SPLIT) { /* a view of the input: some of its channels, rows or columns */
                 const pval *x = &p->vals[L->in_val[0]];
-                y->store = x->store, y->off = x->off + coff, y->cs = x->cs;
-                coff += y->C;
+                *y = *x;
+                y->C = L->outs[k].dim[0], y->H = L->outs[k].dim[1], y->W = L->outs[k].dim[2];
+                y->per_row = 0;
+                y->dep = NULL;
+                if (L->axis == 0) y->off += coff;
+                else if (L->axis == 1) y->oy += coff;
+                else y->ox += coff;
+                coff += L->outs[k].dim[L->axis];
                 continue;
             }
-            y->store = L->out_val[k], y->off = 0, y->cs = y->C;
+            y->store = L->out_val[k], y->off = 0, y->cs = y->C, y->oy = y->ox = 0, y->sw = y->W;
+            y->srow = (size_t)y->C * y->H * y->W;
             y->at = at;
             y->per_row = (size_t)y->C * y->H * y->W;
             at += y->per_row;
@@ -310,7 +326,7 @@ static int plan_causal(pc_plan *p, const char *label, const char *what, char err
                     int m = -1;
                     void *ctx[2] = {p, &m};
                     for (int j = 0; j < L->n_in; j++)
-                        if (p->vals[L->in_val[j]].spatial) window(p, i, j, h, w, dep_max, ctx);
+                        if (p->vals[L->in_val[j]].spatial) window(p, i, j, k, h, w, dep_max, ctx);
                     y->dep[h * y->W + w] = m;
                 }
         }
@@ -359,7 +375,7 @@ static int plan_schedule(pc_plan *p) {
                 const pval *y = &p->vals[v];
                 for (int e = 0; e < c.n[v]; e++) {
                     int q = c.list[v][e];
-                    for (int j = 0; j < L->n_in; j++) window(p, i, j, q / y->W, q % y->W, push, &c);
+                    for (int j = 0; j < L->n_in; j++) window(p, i, j, k, q / y->W, q % y->W, push, &c);
                 }
             }
             if (L->kind == OP_SPLIT) continue; /* views: nothing to compute */
@@ -441,10 +457,16 @@ typedef struct {
     float *gather, *acc;
 } block;
 
-/* Channel c of value v at position q of row b. */
+/* Where position (h, w) of image-dependent value x starts in row b of
+ * its store's buffer. */
+static inline size_t at_pos(const pval *x, int b, int h, int w) {
+    return (size_t)b * x->srow + ((size_t)(h + x->oy) * x->sw + (size_t)(w + x->ox)) * x->cs + x->off;
+}
+
+/* Channel c of input j of op L at output position q of row b. */
 static inline float at_value(const block *k, const layer *L, int j, int b, int c, int q) {
     const pval *x = &k->p->vals[L->in_val[j]];
-    if (x->spatial) return k->buf[L->in_val[j]][((size_t)b * x->H * x->W + q) * x->cs + x->off + c];
+    if (x->spatial) return k->buf[L->in_val[j]][at_pos(x, b, q / x->W, q % x->W) + c];
     int W = L->out.dim[2], h = q / W, w = q % W;
     const int *s = L->bstr[j];
     return k->buf[L->in_val[j]][(size_t)b * x->per_row + (size_t)c * s[0] + (size_t)h * s[1] + (size_t)w * s[2]];
@@ -461,18 +483,18 @@ static void compute(const block *k, int i, const int *qs, int n) {
     for (int e = 0; e < n; e++) {
         int q = qs ? qs[e] : e;
         for (int b = 0; b < k->nb; b++) {
-            float *out = Y + ((size_t)b * yrow + q) * y->cs + y->off;
+            float *out = Y + at_pos(y, b, q / y->W, q % y->W);
             switch (L->kind) {
             case OP_CONV2D: {
                 const pval *x = &p->vals[L->in_val[0]];
-                const float *X = k->buf[L->in_val[0]] + (size_t)b * x->H * x->W * x->cs + x->off;
+                const float *X = k->buf[L->in_val[0]];
                 int h = q / y->W, w = q % y->W, K = o->ntaps * o->cin_g;
                 for (int g = 0; g < L->groups; g++) {
                     float *gt = k->gather, *acc = k->acc;
                     for (int t = 0; t < o->ntaps; t++) {
                         int hh = h + o->dy[t], ww = w + o->dx[t];
                         if (hh >= 0 && hh < x->H && ww >= 0 && ww < x->W)
-                            memcpy(gt + t * o->cin_g, X + ((size_t)hh * x->W + ww) * x->cs + g * o->cin_g,
+                            memcpy(gt + t * o->cin_g, X + at_pos(x, b, hh, ww) + g * o->cin_g,
                                    (size_t)o->cin_g * sizeof(float));
                         else
                             memset(gt + t * o->cin_g, 0, (size_t)o->cin_g * sizeof(float));
@@ -520,7 +542,7 @@ static void compute(const block *k, int i, const int *qs, int n) {
             }
             default: { /* an activation */
                 const pval *x = &p->vals[L->in_val[0]];
-                const float *in = k->buf[L->in_val[0]] + ((size_t)b * x->H * x->W + q) * x->cs + x->off;
+                const float *in = k->buf[L->in_val[0]] + at_pos(x, b, q / x->W, q % x->W);
                 op_activate(L->kind, L->a0, L->a1, in, out, (size_t)Cy);
             }
             }
@@ -581,7 +603,7 @@ static int run_block(const pc_call *c, int r0, int r1) {
             }
             for (int r = 0; r < nb; r++) {
                 gm_row *row = &c->rows[r0 + r];
-                double logit = Y[((size_t)r * p->P + t) * out->cs + out->off + ch], e = exp(-fabs(logit));
+                double logit = Y[at_pos(out, r, t / p->W, t % p->W) + ch], e = exp(-fabs(logit));
                 double pr = row->temperature == 1.0f ? (logit >= 0 ? 1.0 : e) / (1.0 + e)
                                                      : 1.0 / (1.0 + exp(-logit / row->temperature));
                 bool on = gm_rng_uniform(&row->rng) < pr;
