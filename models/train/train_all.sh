@@ -2,13 +2,17 @@
 # make weights: retrains every bundled model on Fashion-MNIST, evaluates them
 # with gmserve's own code and stamps the metrics into the files.
 #   models/train/train_all.sh BUILD [OUTDIR]
-# Two lanes share the two cores, one thread each (more threads fight over the two cores):
+# Three lanes, one thread each (more threads fight over the two cores):
 #   lane 1: VAE, NADE (C), classifier      lane 2: GAN (+ encoder)
+#   lane 3: the gated PixelCNN, which resumes from its checkpoint
+#           (models/train/checkpoints/pixelcnn.pt, PIXELCNN_CHECKPOINT): with
+#           the committed one, complete, it only exports the file
 # The GAN, the longest training, has a lane of its own.
 # Each lane's progress lines (epoch, loss, time) go to the terminal and to
 # BUILD/weights/train-*.log. The files replace OUTDIR/*.safetensors only when
 # every training succeeded. VAE_ARGS, GAN_ARGS, NADE_ARGS and CLASSIFIER_ARGS
-# add options to one trainer (e.g. NADE_ARGS="--epochs 1" for a quick check).
+# add options to one trainer (e.g. NADE_ARGS="--epochs 1" for a quick check),
+# PIXELCNN_ARGS to the PixelCNN's.
 set -euo pipefail
 build=${1:-build}
 out=${2:-models}
@@ -25,15 +29,22 @@ lane1() {
 lane2() {
     "$py" "$here/train_gan.py" "$tmp/gan.safetensors" ${GAN_ARGS:-} 2>&1 | tee "$tmp/train-gan.log"
 }
+lane3() {
+    "$py" "$here/train_pixelcnn.py" "$tmp/pixelcnn.safetensors" \
+        --checkpoint "${PIXELCNN_CHECKPOINT:-$here/checkpoints/pixelcnn.pt}" ${PIXELCNN_ARGS:-} 2>&1 |
+        tee "$tmp/train-pixelcnn.log"
+}
 start=$(date +%s)
 lane1 & p1=$!
 lane2 & p2=$!
-wait $p1 && wait $p2
+lane3 & p3=$!
+wait $p1 && wait $p2 && wait $p3
 echo "train_all: trained in $(( ($(date +%s) - start) / 60 )) min; evaluating ..."
 "$build/gmserve" eval --nade "$tmp/nade.safetensors" --vae "$tmp/vae.safetensors" \
-    --gan "$tmp/gan.safetensors" --classifier "$tmp/classifier.safetensors" \
+    --pixelcnn "$tmp/pixelcnn.safetensors" --gan "$tmp/gan.safetensors" --classifier "$tmp/classifier.safetensors" \
     --json "$tmp/metrics.json" --grids "$out/samples"
 python3 "$here/stamp_metrics.py" "$tmp/metrics.json" nade="$tmp/nade.safetensors" \
-    vae="$tmp/vae.safetensors" gan="$tmp/gan.safetensors" classifier="$tmp/classifier.safetensors"
-cp "$tmp"/{nade,vae,gan,classifier}.safetensors "$tmp/metrics.json" "$out/"
-echo "train_all: wrote $out/{nade,vae,gan,classifier}.safetensors, $out/metrics.json and $out/samples/"
+    vae="$tmp/vae.safetensors" gan="$tmp/gan.safetensors" classifier="$tmp/classifier.safetensors" \
+    pixelcnn="$tmp/pixelcnn.safetensors"
+cp "$tmp"/{nade,vae,gan,classifier,pixelcnn}.safetensors "$tmp/metrics.json" "$out/"
+echo "train_all: wrote $out/{nade,vae,gan,classifier,pixelcnn}.safetensors, $out/metrics.json and $out/samples/"
