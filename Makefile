@@ -37,19 +37,29 @@ else
 endif
 LDLIBS := $(shell pkg-config --libs $(PKGS)) -lm -lpthread
 
+# the core (models), the daemon (server/), gmserve eval (tools/eval/, linked
+# into the binary as a subcommand) and the NADE trainer's gradient
+# (models/train/, used by the trainer and its test only)
 CORE_SRC   := $(wildcard server/core/*.c)
 SERVER_SRC := $(filter-out server/main.c,$(wildcard server/*.c))
+EVAL_SRC   := $(wildcard tools/eval/*.c)
+TRAIN_SRC  := models/train/nade_grad.c
 TEST_SRC   := $(wildcard tests/test_*.c)
 CORE_OBJ   := $(CORE_SRC:%.c=$(BUILD)/%.o)
 SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/%.o)
+EVAL_OBJ   := $(EVAL_SRC:%.c=$(BUILD)/%.o)
+TRAIN_OBJ  := $(TRAIN_SRC:%.c=$(BUILD)/%.o)
 TESTS      := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+HEADERS    := $(wildcard include/gm/*.h server/*.h server/core/*.h tools/eval/*.h models/train/*.h)
+INCLUDES   := -Iserver -Itools/eval -Imodels/train
+LIBS       := $(BUILD)/libgmeval.a $(BUILD)/libgmtrain.a $(BUILD)/libgmserver.a $(BUILD)/libgmcore.a
 
 .PHONY: all test test-browser test-deploy fixtures deps clean bench-core bench-http run weights eval
 all: $(BUILD)/gmserve
 
-$(BUILD)/%.o: %.c $(wildcard include/gm/*.h server/*.h server/core/*.h)
+$(BUILD)/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c $< -o $@
+	$(CC) $(CFLAGS) $(INCLUDES) -c $< -o $@
 
 $(BUILD)/libgmcore.a: $(CORE_OBJ)
 	ar rcs $@ $^
@@ -57,12 +67,18 @@ $(BUILD)/libgmcore.a: $(CORE_OBJ)
 $(BUILD)/libgmserver.a: $(SERVER_OBJ)
 	ar rcs $@ $^
 
-$(BUILD)/gmserve: $(BUILD)/server/main.o $(BUILD)/libgmserver.a $(BUILD)/libgmcore.a
+$(BUILD)/libgmeval.a: $(EVAL_OBJ)
+	ar rcs $@ $^
+
+$(BUILD)/libgmtrain.a: $(TRAIN_OBJ)
+	ar rcs $@ $^
+
+$(BUILD)/gmserve: $(BUILD)/server/main.o $(BUILD)/libgmeval.a $(BUILD)/libgmserver.a $(BUILD)/libgmcore.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/%: tests/%.c $(wildcard tests/*.h) $(BUILD)/libgmserver.a $(BUILD)/libgmcore.a
+$(BUILD)/tests/%: tests/%.c $(wildcard tests/*.h) $(LIBS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Iserver -o $@ $< $(BUILD)/libgmserver.a $(BUILD)/libgmcore.a $(LDFLAGS) $(LDLIBS) -lcmocka
+	$(CC) $(CFLAGS) $(INCLUDES) -o $@ $< $(LIBS) $(LDFLAGS) $(LDLIBS) -lcmocka
 
 test: $(TESTS) $(BUILD)/gmserve
 	@bash tests/run_all.sh $(BUILD)
@@ -79,8 +95,8 @@ fixtures:
 $(BUILD)/bench_core: bench/bench_core.c $(BUILD)/libgmcore.a
 	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libgmcore.a $(LDFLAGS) $(LDLIBS)
 
-$(BUILD)/nade_train: models/train/nade_train.c $(BUILD)/libgmserver.a $(BUILD)/libgmcore.a
-	$(CC) $(CFLAGS) -Iserver -o $@ $< $(BUILD)/libgmserver.a $(BUILD)/libgmcore.a $(LDFLAGS) $(LDLIBS)
+$(BUILD)/nade_train: models/train/nade_train.c $(LIBS)
+	$(CC) $(CFLAGS) $(INCLUDES) -o $@ $< $(LIBS) $(LDFLAGS) $(LDLIBS)
 
 weights: $(BUILD)/nade_train $(BUILD)/gmserve
 	TORCH_PY=$(TORCH_PY) bash models/train/train_all.sh $(BUILD)
@@ -137,7 +153,7 @@ FUZZ_MALLOC_api          := 64
 FUZZ_MALLOC_config       := 64
 
 .PHONY: fuzz fuzz-build
-$(FUZZ_OBJ): $(FUZZ_BUILD)/%.o: %.c $(wildcard include/gm/*.h server/*.h server/core/*.h)
+$(FUZZ_OBJ): $(FUZZ_BUILD)/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
 

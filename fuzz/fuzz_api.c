@@ -1,7 +1,7 @@
 /*
  * fuzz_api.c - libFuzzer harness for request handling without a socket:
  * routing, authentication, parameters and inputs (gm_api_handle), and the
- * reply of a finished job (gm_ops_finish).
+ * reply of a finished job (gm_operation_finish).
  *
  * Input: one control byte, then fields separated by NUL bytes:
  *   method NUL path NUL query NUL content-type NUL authorization NUL body
@@ -15,7 +15,7 @@
  * The server holds four fixture models (nade, vae, gan: class-conditional,
  * rgb) under small limits, with one API key ("fuzzkey"). A request that
  * yields a job is not computed: its outputs are filled with in-contract
- * values and gm_ops_finish builds the reply. Every reply must have a status
+ * values and gm_operation_finish builds the reply. Every reply must have a status
  * of 200..504 and a body, JSON replies must parse, and no reply may be a
  * 500 unless the job was made to fail. FUZZ_VERBOSE=1 in the environment
  * prints each reply's status, type and JSON.
@@ -94,20 +94,21 @@ static json_t *parse_query(char *q) {
 
 /* In-contract outputs of a computed job: pixels in [0, 1], any finite or
  * infinite log-likelihood, any latent. */
-static void fake_outputs(gm_call *c) {
-    const gm_model_info *in = gm_model_get_info(c->job.model);
-    size_t n = (size_t)c->job.n;
-    for (size_t i = 0; c->job.out_pixels && i < n * in->dim; i++) c->job.out_pixels[i] = (float)(i % 11) / 10.0f;
-    for (size_t i = 0; c->job.out_logp && i < n; i++) c->job.out_logp[i] = i % 3 == 2 ? -INFINITY : -(double)i;
-    for (size_t i = 0; c->job.out_lp && i < n; i++)
-        c->job.out_lp[i] = (gm_logp_result){-1.0 - (double)i, -2.0, i % 2 ? NAN : 0.1};
-    for (size_t i = 0; c->job.out_z && i < n * in->encode_dim; i++) c->job.out_z[i] = (float)i - 3.0f;
-    for (size_t i = 0; c->job.out_logvar && i < n * in->encode_dim; i++) c->job.out_logvar[i] = -(float)i;
+static void fake_outputs(gm_job *j) {
+    const gm_model_info *in = gm_model_get_info(j->model);
+    size_t n = (size_t)j->n;
+    for (size_t i = 0; j->out_pixels && i < n * in->dim; i++) j->out_pixels[i] = (float)(i % 11) / 10.0f;
+    for (size_t i = 0; j->out_logp && i < n; i++) j->out_logp[i] = i % 3 == 2 ? -INFINITY : -(double)i;
+    for (size_t i = 0; j->out_lp && i < n; i++) j->out_lp[i] = (gm_logp_result){-1.0 - (double)i, -2.0, i % 2 ? NAN : 0.1};
+    for (size_t i = 0; j->out_z && i < n * in->encode_dim; i++) j->out_z[i] = (float)i - 3.0f;
+    for (size_t i = 0; j->out_logvar && i < n * in->encode_dim; i++) j->out_logvar[i] = -(float)i;
+    for (size_t i = 0; j->out_logits && i < n; i++) j->out_logits[i] = i % 3 == 2 ? 1e30f : (float)i - 1.5f;
 }
 
 static void check_reply(const gm_reply *r, bool may_fail) {
     FUZZ_CHECK(r->status >= 200 && r->status <= 504, "status %d", r->status);
-    FUZZ_CHECK(r->body && r->len > 0, "status %d without a body", r->status);
+    FUZZ_CHECK((r->body && r->len > 0) || r->status == GM_STATUS_NO_CONTENT, "status %d without a body", r->status);
+    FUZZ_CHECK(!r->failed || r->status == gm_error_status(r->kind), "status %d for kind %d", r->status, r->kind);
     FUZZ_CHECK(r->status != 500 || may_fail, "500: %.*s", (int)r->len, (const char *)r->body);
     if (r->content_type && !strcmp(r->content_type, "application/json")) {
         json_error_t je;
@@ -151,18 +152,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         .body = body,
         .body_len = body_len,
     };
-    gm_call c = {.srv = &srv};
-    bool queued = gm_api_handle(&c, &req);
+    gm_call c = {0};
+    bool queued = gm_api_handle(&srv, &req, &c);
     json_decref(query);
     bool may_fail = false;
     if (queued) {
+        gm_job *j = gm_operation_job(c.op);
         FUZZ_CHECK(c.model >= 0 && c.model < srv.n_models, "job for model %d", c.model);
-        FUZZ_CHECK(c.job.model == srv.models[c.model] && c.job.n >= 1, "job of %d rows", c.job.n);
-        if (c.job.prepare && !c.job.prepare(&c.job)) c.job.status = GM_JOB_INVALID; /* the worker's PNG decode */
-        fake_outputs(&c);
-        if (c.job.status != GM_JOB_INVALID) c.job.status = (gm_job_status)((control >> 2) & 3);
-        may_fail = c.job.status == GM_JOB_FAILED;
-        gm_ops_finish(&c);
+        FUZZ_CHECK(j->model == srv.models[c.model] && j->slot == c.model && j->n >= 1, "job of %d rows", j->n);
+        if (j->prepare && !j->prepare(j)) j->status = GM_JOB_INVALID; /* the worker's PNG decode */
+        fake_outputs(j);
+        if (j->status != GM_JOB_INVALID) j->status = (gm_job_status)((control >> 2) & 3);
+        may_fail = j->status == GM_JOB_FAILED;
+        gm_operation_finish(c.op, &c.reply);
     }
     if (getenv("FUZZ_VERBOSE")) /* to see what a seed or a crash input does */
         fprintf(stderr, "%d %s %.*s\n", c.reply.status, c.reply.content_type ? c.reply.content_type : "-",

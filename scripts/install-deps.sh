@@ -7,7 +7,7 @@
 #   --browser  chromium, and node and npm when missing: for make test-browser
 set -euo pipefail
 pkgs=(build-essential pkg-config libmicrohttpd-dev libjansson-dev libopenblas-dev
-      libopenblas0-pthread libpng-dev zlib1g-dev libcmocka-dev curl)
+      libopenblas0-pthread libpng-dev zlib1g-dev libcmocka-dev curl python3) # curl, python3: the README lines (tests/readme_curl.sh)
 for arg in "$@"; do
     case $arg in
     --torch) pkgs+=(python3-torch dataset-fashion-mnist) ;;

@@ -1,12 +1,11 @@
 /*
  * api.c - routing, authentication and the service routes (see api.h).
  *
- * The whole API is the ROUTES table: a path pattern ("*" is one path
- * segment: a model name or a file), the methods it takes, and what it is. A
- * path that matches with another method gets 405 with the Allow header made
- * from the same table. Model operations go on to ops.c.
+ * The whole API is the route table (routes.c). A path that matches with
+ * another method gets 405, and OPTIONS on a path gets 204, both with the
+ * Allow header of that path's routes; a path no route has is 404 whatever
+ * the method. Model operations go on to ops.c.
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,134 +13,9 @@
 #include <sys/stat.h>
 
 #include "api.h"
+#include "params.h"
 
-const char *const gm_route_names[GM_ROUTE_COUNT] = {"page",   "healthz", "readyz", "metrics", "models", "sample",
-                                                    "logp",   "encode",  "decode", "other"};
-
-enum { M_GET = 1, M_POST = 2 };
 enum { MAX_PAGE_FILE = 4 << 20 };
-
-typedef struct {
-    const char *pattern;
-    unsigned methods;
-    gm_route route;
-    bool open; /* no API key needed */
-} route_def;
-
-static const route_def ROUTES[] = {
-    {"/", M_GET, GM_ROUTE_PAGE, true},
-    {"/ui/*", M_GET, GM_ROUTE_PAGE, true},
-    {"/healthz", M_GET, GM_ROUTE_HEALTHZ, true},
-    {"/readyz", M_GET, GM_ROUTE_READYZ, true},
-    {"/metrics", M_GET, GM_ROUTE_METRICS, false},
-    {"/v1/models", M_GET, GM_ROUTE_MODELS, false},
-    {"/v1/models/*", M_GET, GM_ROUTE_MODELS, false},
-    {"/v1/models/*/sample", M_GET | M_POST, GM_ROUTE_SAMPLE, false},
-    {"/v1/models/*/logp", M_POST, GM_ROUTE_LOGP, false},
-    {"/v1/models/*/encode", M_POST, GM_ROUTE_ENCODE, false},
-    {"/v1/models/*/decode", M_POST, GM_ROUTE_DECODE, false},
-    {"/sample", M_GET | M_POST, GM_ROUTE_SAMPLE, false},
-    {"/logp", M_POST, GM_ROUTE_LOGP, false},
-    {"/encode", M_POST, GM_ROUTE_ENCODE, false},
-    {"/decode", M_POST, GM_ROUTE_DECODE, false},
-};
-enum { NROUTES = sizeof ROUTES / sizeof ROUTES[0] };
-
-static const gm_op ROUTE_OP[GM_ROUTE_COUNT] = {[GM_ROUTE_SAMPLE] = GM_OP_SAMPLE, [GM_ROUTE_LOGP] = GM_OP_LOGP,
-                                               [GM_ROUTE_ENCODE] = GM_OP_ENCODE, [GM_ROUTE_DECODE] = GM_OP_DECODE};
-
-void gm_reply_json(gm_reply *r, int status, json_t *v) {
-    free(r->body);
-    r->body = NULL;
-    r->len = 0;
-    r->status = status;
-    r->content_type = "application/json";
-    char *text = v ? json_dumps(v, JSON_COMPACT | JSON_REAL_PRECISION(10)) : NULL;
-    json_decref(v);
-    if (!text) {
-        static const char OOM[] = "{\"error\":{\"status\":500,\"message\":\"out of memory\"}}";
-        r->status = 500;
-        r->body = (uint8_t *)strdup(OOM);
-        r->len = r->body ? sizeof OOM - 1 : 0;
-        return;
-    }
-    r->body = (uint8_t *)text;
-    r->len = strlen(text);
-}
-
-/* The length of the UTF-8 character at s (n bytes available), or 0 when s
- * does not start with a complete, valid one (overlong forms, surrogates and
- * code points past U+10FFFF are invalid). */
-static size_t utf8_char(const uint8_t *s, size_t n) {
-    if (n == 0) return 0;
-    if (s[0] < 0x80) return 1;
-    size_t len = s[0] >= 0xc2 && s[0] <= 0xdf   ? 2
-                 : s[0] >= 0xe0 && s[0] <= 0xef ? 3
-                 : s[0] >= 0xf0 && s[0] <= 0xf4 ? 4
-                                                : 0;
-    if (len == 0 || len > n) return 0;
-    for (size_t i = 1; i < len; i++)
-        if ((s[i] & 0xc0) != 0x80) return 0;
-    if (s[0] == 0xe0 && s[1] < 0xa0) return 0;  /* overlong */
-    if (s[0] == 0xed && s[1] >= 0xa0) return 0; /* a UTF-16 surrogate */
-    if (s[0] == 0xf0 && s[1] < 0x90) return 0;  /* overlong */
-    if (s[0] == 0xf4 && s[1] >= 0x90) return 0; /* past U+10FFFF */
-    return len;
-}
-
-static bool valid_utf8(const char *s, size_t len) {
-    for (size_t i = 0, k; i < len; i += k)
-        if (!(k = utf8_char((const uint8_t *)s + i, len - i))) return false;
-    return true;
-}
-
-const char *gm_quote(char out[GM_QUOTE_LEN], const char *s, size_t len) {
-    const uint8_t *u = (const uint8_t *)s;
-    size_t o = 0, budget = GM_QUOTE_LEN - 8; /* room for the quotes, "..." and the NUL */
-    out[o++] = '"';
-    for (size_t i = 0; i < len;) {
-        size_t k = utf8_char(u + i, len - i);
-        bool plain = k > 1 || (k == 1 && u[i] >= 0x20 && u[i] < 0x7f && u[i] != '"' && u[i] != '\\');
-        size_t need = plain ? k : k == 1 && (u[i] == '"' || u[i] == '\\') ? 2 : 4;
-        if (o - 1 + need > budget) {
-            memcpy(out + o, "...", 3);
-            o += 3;
-            break;
-        }
-        if (plain)
-            memcpy(out + o, u + i, k);
-        else if (need == 2)
-            out[o] = '\\', out[o + 1] = (char)u[i];
-        else
-            snprintf(out + o, 5, "\\x%02x", u[i]);
-        o += need;
-        i += k ? k : 1;
-    }
-    out[o++] = '"';
-    out[o] = 0;
-    return out;
-}
-
-void gm_reply_error(gm_reply *r, int status, const char *fmt, ...) {
-    char msg[1024], clean[4 * sizeof msg];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    /* JSON text must be UTF-8: should a message still hold a byte that is not
-     * (a caller echoed raw input, or the cut above split a character), write
-     * it as \xNN rather than lose the reply to json_pack's refusal */
-    size_t n = strlen(msg), o = 0;
-    for (size_t i = 0, k; i < n; i += k ? k : 1) {
-        k = utf8_char((const uint8_t *)msg + i, n - i);
-        if (k)
-            memcpy(clean + o, msg + i, k), o += k;
-        else
-            o += (size_t)snprintf(clean + o, 5, "\\x%02x", (uint8_t)msg[i]);
-    }
-    clean[o] = 0;
-    gm_reply_json(r, status, json_pack("{s:{s:i,s:s}}", "error", "status", status, "message", clean));
-}
 
 bool gm_media_type_is(const char *content_type, const char *type) {
     size_t n = strlen(type);
@@ -160,11 +34,11 @@ void gm_query_add(gm_http_request *req, const char *key, size_t key_len, const c
     if (!value) value = "", value_len = 0;
     if (key_len == 0)
         problem = "has an empty name";
-    else if (memchr(key, 0, key_len) || !valid_utf8(key, key_len))
+    else if (memchr(key, 0, key_len) || !gm_utf8_valid(key, key_len))
         problem = "has a name with a NUL byte or bytes that are not UTF-8";
     else if (value_len == 0)
         problem = "has no value (write name=value)";
-    else if (memchr(value, 0, value_len) || !valid_utf8(value, value_len))
+    else if (memchr(value, 0, value_len) || !gm_utf8_valid(value, value_len))
         problem = "has a value with a NUL byte or bytes that are not UTF-8";
     else if (json_object_getn(req->query, key, key_len))
         problem = "is given twice";
@@ -175,25 +49,6 @@ void gm_query_add(gm_http_request *req, const char *key, size_t key_len, const c
         gm_errorf(req->query_error,
                   "the query parameter %s (value %s) %s; percent-encode names and values as UTF-8",
                   gm_quote(q, key, key_len), gm_quote(qv, value, value_len), problem);
-}
-
-/* Matches path against pattern; the segment under the first "*" goes to
- * capture (at most cap bytes, else no match). */
-static bool match(const char *pattern, const char *path, char *capture, size_t cap) {
-    capture[0] = 0;
-    while (*pattern && *path) {
-        if (*pattern == '*') {
-            size_t n = strcspn(path, "/");
-            if (n == 0 || n >= cap) return false;
-            memcpy(capture, path, n);
-            capture[n] = 0;
-            path += n;
-            pattern++;
-            continue;
-        }
-        if (*pattern++ != *path++) return false;
-    }
-    return !*pattern && !*path;
 }
 
 static bool authorized(const gm_server *s, const char *auth) {
@@ -215,9 +70,15 @@ static bool authorized(const gm_server *s, const char *auth) {
 static json_t *model_json(const gm_server *s, int i) {
     const gm_model *m = s->models[i];
     const gm_model_info *in = gm_model_get_info(m);
-    json_t *ops = json_array(), *meta = json_object();
-    for (int op = 0; op < GM_OP_COUNT; op++)
-        if (in->supports[op]) json_array_append_new(ops, json_string(gm_op_name((gm_op)op)));
+    json_t *ops = json_array(), *meta = json_object(), *params = json_object();
+    for (int op = 0; op < GM_OP_COUNT; op++) {
+        if (!in->supports[op]) continue;
+        json_array_append_new(ops, json_string(gm_op_name((gm_op)op)));
+        json_t *names = json_array(); /* the parameter table's, as the 400 for an unknown one lists them */
+        for (int p = 0; p < GM_P_COUNT; p++)
+            if (gm_param_takes((gm_param)p, (gm_op)op)) json_array_append_new(names, json_string(gm_params[p].name));
+        json_object_set_new(params, gm_op_name((gm_op)op), names);
+    }
     for (int k = 0; k < gm_model_meta_count(m); k++) {
         const char *key, *value = gm_model_meta_at(m, k, &key);
         /* layer lists are architecture, not facts a client needs; JSON-valued facts stay JSON */
@@ -229,10 +90,10 @@ static json_t *model_json(const gm_server *s, int i) {
             v = json_loads(value, 0, NULL);
         json_object_set_new(meta, key, v ? v : json_string(value));
     }
-    json_t *o = json_pack("{s:s,s:s,s:{s:i,s:i,s:i},s:i,s:i,s:i,s:o,s:b,s:b,s:o}", "name", s->model_names[i],
+    json_t *o = json_pack("{s:s,s:s,s:{s:i,s:i,s:i},s:i,s:i,s:i,s:o,s:o,s:b,s:b,s:o}", "name", s->model_names[i],
                           "family", gm_family_name(in->family), "image", "height", in->height, "width", in->width,
                           "channels", in->channels, "latent_dim", in->latent_dim, "encode_dim", in->encode_dim,
-                          "code_dim", in->code_dim, "operations", ops,
+                          "code_dim", in->code_dim, "operations", ops, "parameters", params,
                           "binary", in->binary, "exact_logp", in->exact_logp, "metadata", meta);
     if (o && in->num_classes) {
         json_t *names = json_array();
@@ -244,19 +105,18 @@ static json_t *model_json(const gm_server *s, int i) {
     return o;
 }
 
-static void handle_models(gm_call *c, const char *name) {
-    gm_server *s = c->srv;
+static void handle_models(gm_server *s, gm_call *c, const char *name) {
     char q[GM_QUOTE_LEN];
     if (name[0]) {
         c->model = gm_config_model_index(s->cfg, name);
         if (c->model < 0)
-            return gm_reply_error(&c->reply, 404, "no model named %s (GET /v1/models lists them)",
+            return gm_reply_error(&c->reply, GM_E_NOT_FOUND, "no model named %s (GET /v1/models lists them)",
                                   gm_quote(q, name, strlen(name)));
-        return gm_reply_json(&c->reply, 200, model_json(s, c->model));
+        return gm_reply_json(&c->reply, model_json(s, c->model));
     }
     json_t *list = json_array();
     for (int i = 0; i < s->n_models; i++) json_array_append_new(list, model_json(s, i));
-    gm_reply_json(&c->reply, 200, json_pack("{s:o,s:s}", "models", list, "default_model", s->cfg->default_model));
+    gm_reply_json(&c->reply, json_pack("{s:o,s:s}", "models", list, "default_model", s->cfg->default_model));
 }
 
 static const char *page_type(const char *file) {
@@ -274,44 +134,43 @@ static const char *page_type(const char *file) {
 
 /* Serves a file of the web page; names are one path segment of safe
  * characters with a known extension, so nothing outside web_root is reachable. */
-static void handle_page(gm_call *c, const char *file) {
+static void handle_page(gm_server *s, gm_call *c, const char *file) {
     if (!file[0]) file = "index.html";
     const char *type = page_type(file);
     bool safe = file[0] != '.' && strspn(file, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") ==
                                       strlen(file);
     char q[GM_QUOTE_LEN];
     if (!type || !safe)
-        return gm_reply_error(&c->reply, 404, "no page file %s", gm_quote(q, file, strlen(file)));
+        return gm_reply_error(&c->reply, GM_E_NOT_FOUND, "no page file %s", gm_quote(q, file, strlen(file)));
     char path[GM_PATH_LEN + 128];
-    snprintf(path, sizeof path, "%s/%s", c->srv->cfg->web_root, file);
+    snprintf(path, sizeof path, "%s/%s", s->cfg->web_root, file);
     FILE *f = fopen(path, "rb");
     struct stat st;
     if (!f || fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > MAX_PAGE_FILE) {
         if (f) fclose(f);
-        return gm_reply_error(&c->reply, 404, "the web page file %s is not installed (web_root = \"%s\")", file,
-                              c->srv->cfg->web_root);
+        return gm_reply_error(&c->reply, GM_E_NOT_FOUND, "the web page file %s is not installed (web_root = \"%s\")",
+                              file, s->cfg->web_root);
     }
     uint8_t *buf = malloc((size_t)st.st_size + 1);
     size_t n = buf ? fread(buf, 1, (size_t)st.st_size, f) : 0;
     fclose(f);
     if (!buf || n != (size_t)st.st_size) {
         free(buf);
-        return gm_reply_error(&c->reply, 500, "cannot read the web page file %s", file);
+        return gm_reply_error(&c->reply, GM_E_INTERNAL, "cannot read the web page file %s", file);
     }
-    free(c->reply.body);
-    c->reply = (gm_reply){.status = 200, .body = buf, .len = n, .content_type = type};
+    gm_reply_bytes(&c->reply, type, buf, n);
 }
 
-static void handle_metrics(gm_call *c) {
-    gm_server *s = c->srv;
+static void handle_metrics(gm_server *s, gm_call *c) {
     size_t len;
     char *text = gm_metrics_render(s->metrics, gm_queue_depth(s->queue), gm_queue_capacity(s->queue),
                                    atomic_load(&s->ready), &len);
-    if (!text) return gm_reply_error(&c->reply, 500, "out of memory rendering metrics");
-    free(c->reply.body);
-    c->reply = (gm_reply){.status = 200, .body = (uint8_t *)text, .len = len,
-                          .content_type = "text/plain; version=0.0.4; charset=utf-8"};
+    if (!text) return gm_reply_error(&c->reply, GM_E_INTERNAL, "out of memory rendering metrics");
+    gm_reply_bytes(&c->reply, "text/plain; version=0.0.4; charset=utf-8", (uint8_t *)text, len);
 }
+
+/* Whether op reads images (JSON or one image/png body). */
+static bool images_in(gm_op op) { return op == GM_OP_LOGP || op == GM_OP_ENCODE || op == GM_OP_DISCRIMINATE; }
 
 /* An upper bound on the number of values in the JSON text b (n bytes):
  * every value but a container's first follows a comma, and each first one
@@ -338,17 +197,17 @@ static size_t json_value_bound(const uint8_t *b, size_t n) {
  * could refuse it. The most values an operation can use are its images'
  * pixels (or latents) times max_images, and a few parameters; a body with
  * more is refused before it is parsed. */
-static bool json_body_affordable(gm_call *c, const gm_http_request *req) {
+static bool json_body_affordable(gm_server *s, gm_call *c, gm_op op, const gm_http_request *req) {
     enum { PARAM_VALUES = 64 };
-    const gm_model_info *in = gm_model_get_info(c->srv->models[c->model]);
-    size_t per_item = c->route == GM_ROUTE_LOGP || c->route == GM_ROUTE_ENCODE ? (size_t)in->dim + 2
-                      : c->route == GM_ROUTE_DECODE ? (size_t)in->latent_dim + (size_t)in->code_dim + 3
-                                                                               : 0;
-    size_t limit = per_item * (size_t)c->srv->cfg->max_images + PARAM_VALUES +
+    const gm_model_info *in = gm_model_get_info(s->models[c->model]);
+    size_t per_item = images_in(op)           ? (size_t)in->dim + 2
+                      : op == GM_OP_DECODE ? (size_t)in->latent_dim + (size_t)in->code_dim + 3
+                                           : 0;
+    size_t limit = per_item * (size_t)s->cfg->max_images + PARAM_VALUES +
                    (c->route == GM_ROUTE_SAMPLE ? (size_t)in->code_dim + 1 : 0); /* sample's one code */
     size_t values = json_value_bound(req->body, req->body_len);
     if (values <= limit) return true;
-    gm_reply_error(&c->reply, 413,
+    gm_reply_error(&c->reply, GM_E_TOO_MANY_VALUES,
                    "the JSON body holds about %zu values; a %s request to this model uses at most %zu "
                    "(%s)",
                    values, gm_route_names[c->route], limit,
@@ -359,26 +218,26 @@ static bool json_body_affordable(gm_call *c, const gm_http_request *req) {
 
 /* The request's parameters: the query string, overlaid by a JSON object body
  * (a body that is not JSON is the operation's to read: a PNG). */
-static json_t *merged_params(gm_call *c, const gm_http_request *req) {
+static json_t *merged_params(gm_server *s, gm_call *c, gm_op op, const gm_http_request *req) {
     char q[GM_QUOTE_LEN];
     if (req->query_error[0]) {
-        gm_reply_error(&c->reply, 400, "%s", req->query_error);
+        gm_reply_error(&c->reply, GM_E_BAD_PARAM, "%s", req->query_error);
         return NULL;
     }
     json_t *params = json_copy(req->query);
     const char *ct = req->content_type;
-    bool png_op = c->route == GM_ROUTE_LOGP || c->route == GM_ROUTE_ENCODE;
+    bool png_op = images_in(op);
     if (req->body_len == 0 || (png_op && gm_media_type_is(ct, "image/png"))) return params;
     if (!gm_media_type_is(ct, "application/json")) {
         json_decref(params);
-        gm_reply_error(&c->reply, 415,
+        gm_reply_error(&c->reply, GM_E_MEDIA_TYPE,
                        "the body's Content-Type is %s; send the parameters as Content-Type: "
                        "application/json%s",
                        ct ? gm_quote(q, ct, strlen(ct)) : "missing",
                        png_op ? " (or one image as image/png)" : "");
         return NULL;
     }
-    if (!json_body_affordable(c, req)) {
+    if (!json_body_affordable(s, c, op, req)) {
         json_decref(params);
         return NULL;
     }
@@ -386,14 +245,14 @@ static json_t *merged_params(gm_call *c, const gm_http_request *req) {
     json_t *body = json_loadb((const char *)req->body, req->body_len, JSON_REJECT_DUPLICATES, &je);
     if (!body) {
         json_decref(params);
-        gm_reply_error(&c->reply, 400, "the body is not valid JSON: %s at line %d column %d", je.text, je.line,
+        gm_reply_error(&c->reply, GM_E_BAD_REQUEST, "the body is not valid JSON: %s at line %d column %d", je.text, je.line,
                        je.column);
         return NULL;
     }
     if (!json_is_object(body)) {
         json_decref(params);
         json_decref(body);
-        gm_reply_error(&c->reply, 400, "the JSON body must be an object, e.g. {\"n\": 4}");
+        gm_reply_error(&c->reply, GM_E_BAD_REQUEST, "the JSON body must be an object, e.g. {\"n\": 4}");
         return NULL;
     }
     json_object_update(params, body);
@@ -401,8 +260,7 @@ static json_t *merged_params(gm_call *c, const gm_http_request *req) {
     return params;
 }
 
-static void handle_operation(gm_call *c, const gm_http_request *req, const char *name, bool *queued) {
-    gm_server *s = c->srv;
+static void handle_operation(gm_server *s, gm_call *c, gm_op op, const gm_http_request *req, const char *name) {
     const char *model = name;
     if (!model[0]) {
         json_t *m = json_object_get(req->query, "model");
@@ -411,89 +269,95 @@ static void handle_operation(gm_call *c, const gm_http_request *req, const char 
     c->model = gm_config_model_index(s->cfg, model);
     char q[GM_QUOTE_LEN];
     if (c->model < 0)
-        return gm_reply_error(&c->reply, 404, "no model named %s (GET /v1/models lists them)",
+        return gm_reply_error(&c->reply, GM_E_NOT_FOUND, "no model named %s (GET /v1/models lists them)",
                               gm_quote(q, model, strlen(model)));
     if (atomic_load(&s->draining)) {
-        gm_metrics_reject(s->metrics, GM_REJECT_DRAINING);
-        c->reply.retry_after = 1;
-        return gm_reply_error(&c->reply, 503, "the server is shutting down; retry on another replica");
+        gm_reply_header(&c->reply, "Retry-After", "1");
+        return gm_reply_error(&c->reply, GM_E_DRAINING, "the server is shutting down; retry on another replica");
     }
-    json_t *params = merged_params(c, req);
+    json_t *params = merged_params(s, c, op, req);
     if (!params) return;
     json_object_del(params, "model");
-    *queued = gm_ops_prepare(c, ROUTE_OP[c->route], params, req);
+    bool png_body = images_in(op) && req->body_len > 0 && gm_media_type_is(req->content_type, "image/png");
+    gm_op_request rq = {
+        .model = c->model,
+        .op = op,
+        .params = params,
+        .get = strcmp(req->method, "POST") != 0,
+        .png = png_body ? req->body : NULL,
+        .png_len = png_body ? req->body_len : 0,
+        .png_buffer = png_body ? req->body_buffer : NULL,
+    };
+    c->op = gm_operation_prepare(s, &rq, &c->reply);
     json_decref(params);
 }
 
-bool gm_api_handle(gm_call *c, const gm_http_request *req) {
+/* OPTIONS: the methods of the path's routes, or 404 when it has none. A
+ * CORS preflight carries no credentials, so no API key is asked. */
+static void handle_options(gm_call *c, const gm_http_request *req) {
+    char name[GM_NAME_LEN + 64], q[GM_QUOTE_LEN], allow[64];
+    unsigned allowed;
+    gm_route_find(0, req->path, name, sizeof name, &allowed);
+    if (!allowed)
+        return gm_reply_error(&c->reply, GM_E_NOT_FOUND, "no route %s (see docs/http-api.md)",
+                              gm_quote(q, req->path, strlen(req->path)));
+    gm_route_allow(allowed, allow, sizeof allow);
+    gm_reply_header(&c->reply, "Allow", "%s", allow);
+    gm_reply_no_content(&c->reply);
+}
+
+bool gm_api_handle(gm_server *s, const gm_http_request *req, gm_call *c) {
     c->model = -1;
     c->route = GM_ROUTE_OTHER;
-    unsigned method = !strcmp(req->method, "GET") || !strcmp(req->method, "HEAD") ? M_GET
-                      : !strcmp(req->method, "POST")                              ? M_POST
-                                                                                  : 0;
-    char name[GM_NAME_LEN + 64], q[GM_QUOTE_LEN];
-    const route_def *found = NULL;
-    unsigned allowed = 0;
-    for (int i = 0; i < NROUTES; i++) {
-        if (!match(ROUTES[i].pattern, req->path, name, sizeof name)) continue;
-        allowed |= ROUTES[i].methods;
-        if (ROUTES[i].methods & method) {
-            found = &ROUTES[i];
-            break;
-        }
+    c->op = NULL;
+    if (!strcmp(req->method, "OPTIONS")) {
+        handle_options(c, req);
+        return false;
     }
+    char name[GM_NAME_LEN + 64], q[GM_QUOTE_LEN], allow[64];
+    unsigned allowed;
+    const gm_route_def *found = gm_route_find(gm_method_bit(req->method), req->path, name, sizeof name, &allowed);
     if (!found && allowed) {
-        snprintf(c->reply.allow, sizeof c->reply.allow, "%s%s%s", allowed & M_GET ? "GET, HEAD" : "",
-                 allowed == (M_GET | M_POST) ? ", " : "", allowed & M_POST ? "POST" : "");
-        gm_reply_error(&c->reply, 405, "%s is not allowed on %s; use %s", req->method,
-                       gm_quote(q, req->path, strlen(req->path)), c->reply.allow);
+        gm_route_allow(allowed, allow, sizeof allow);
+        gm_reply_header(&c->reply, "Allow", "%s", allow);
+        gm_reply_error(&c->reply, GM_E_METHOD, "%s is not allowed on %s; use %s", req->method,
+                       gm_quote(q, req->path, strlen(req->path)), allow);
         return false;
     }
     if (!found) {
-        gm_reply_error(&c->reply, 404, "no route %s (see GET /v1/models and the README's API section)",
+        gm_reply_error(&c->reply, GM_E_NOT_FOUND, "no route %s (see GET /v1/models and docs/http-api.md)",
                        gm_quote(q, req->path, strlen(req->path)));
         return false;
     }
     c->route = found->route;
-    if (!found->open && !authorized(c->srv, req->authorization)) {
-        gm_metrics_reject(c->srv->metrics, GM_REJECT_UNAUTHORIZED);
-        gm_reply_error(&c->reply, 401, "this route needs an API key: send Authorization: Bearer <key>");
+    if (!found->open && !authorized(s, req->authorization)) {
+        gm_reply_error(&c->reply, GM_E_UNAUTHORIZED, "this route needs an API key: send Authorization: Bearer <key>");
         return false;
     }
-    bool queued = false;
+    if (found->op >= 0) {
+        handle_operation(s, c, (gm_op)found->op, req, name);
+        return c->op != NULL;
+    }
     switch (c->route) {
-    case GM_ROUTE_PAGE: handle_page(c, name); break;
-    case GM_ROUTE_HEALTHZ: gm_reply_json(&c->reply, 200, json_pack("{s:s}", "status", "ok")); break;
+    case GM_ROUTE_PAGE: handle_page(s, c, name); break;
+    case GM_ROUTE_HEALTHZ: gm_reply_json(&c->reply, json_pack("{s:s}", "status", "ok")); break;
     case GM_ROUTE_READYZ:
-        if (atomic_load(&c->srv->ready)) gm_reply_json(&c->reply, 200, json_pack("{s:b}", "ready", 1));
+        if (atomic_load(&s->ready)) gm_reply_json(&c->reply, json_pack("{s:b}", "ready", 1));
         else {
-            c->reply.retry_after = 1;
-            gm_reply_error(&c->reply, 503, "%s", atomic_load(&c->srv->draining) ? "draining: the server is shutting down"
-                                                                                : "not ready: models are loading");
+            gm_reply_header(&c->reply, "Retry-After", "1");
+            gm_reply_error(&c->reply, GM_E_NOT_READY, "%s", atomic_load(&s->draining) ? "draining: the server is shutting down"
+                                                                                      : "not ready: models are loading");
         }
         break;
-    case GM_ROUTE_METRICS: handle_metrics(c); break;
-    case GM_ROUTE_MODELS: handle_models(c, name); break;
-    default: handle_operation(c, req, name, &queued); break;
+    case GM_ROUTE_METRICS: handle_metrics(s, c); break;
+    case GM_ROUTE_MODELS: handle_models(s, c, name); break;
+    default: gm_reply_error(&c->reply, GM_E_INTERNAL, "route %s has no handler", found->pattern); break;
     }
-    return queued;
+    return false;
 }
 
 void gm_call_release(gm_call *c) {
-    gm_ops_release(c);
-    free(c->in);
-    free(c->out);
-    free(c->out2);
-    free(c->codes);
-    free(c->labels);
-    free(c->rows);
-    free(c->logp);
-    free(c->lp);
-    free(c->reply.body);
-    c->in = c->out = c->out2 = c->codes = NULL;
-    c->labels = NULL;
-    c->rows = NULL;
-    c->logp = NULL;
-    c->lp = NULL;
-    c->reply.body = NULL;
+    gm_operation_free(c->op);
+    c->op = NULL;
+    gm_reply_free(&c->reply);
 }

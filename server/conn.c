@@ -18,7 +18,7 @@
 #include <time.h>
 
 #include "conn.h"
-#include "queue.h" /* gm_now_ns */
+#include "gm/clock.h"
 
 /* How soon a hung-up peer or a passed deadline is noticed; right after a pass
  * that closed some, the next comes sooner, for the connections MHD accepts

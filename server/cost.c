@@ -10,6 +10,7 @@
  */
 #include <limits.h>
 #include <math.h>
+#include <stdio.h>
 
 #include "cost.h"
 
@@ -46,19 +47,18 @@ static const char *what_to_lower(const gm_model_info *in, gm_op op) {
     }
 }
 
-bool gm_cost_admit(gm_call *c) {
-    const gm_config *cfg = c->srv->cfg;
-    const gm_model_info *in = gm_model_get_info(c->job.model);
-    gm_op op = c->job.op;
-    int n = c->job.n;
-    double row_us = gm_cost_row_us(in, op, c->job.k);
+bool gm_cost_admit(const gm_config *cfg, gm_job *job, int scale, gm_reply *reply) {
+    const gm_model_info *in = gm_model_get_info(job->model);
+    gm_op op = job->op;
+    int n = job->n;
+    double row_us = gm_cost_row_us(in, op, job->k);
     bool images_out = op == GM_OP_SAMPLE || op == GM_OP_DECODE;
-    double png_us = images_out ? gm_cost_png_us(in, n, c->scale) : 0;
+    double png_us = images_out ? gm_cost_png_us(in, n, scale) : 0;
     double total_ms = (n * row_us + png_us) * 1e-3;
     if (total_ms > (double)cfg->max_request_cost_ms) {
         char k[48] = "";
-        if (op == GM_OP_LOGP && !in->exact_logp) snprintf(k, sizeof k, " at k = %d", c->job.k);
-        gm_reply_error(&c->reply, 422,
+        if (op == GM_OP_LOGP && !in->exact_logp) snprintf(k, sizeof k, " at k = %d", job->k);
+        gm_reply_error(reply, GM_E_TOO_COSTLY,
                        "this request would take about %.0f ms of compute (%d rows%s at %.3g ms each, plus %.0f ms "
                        "of PNG encoding), over the limit of %ld ms (the server's max_request_cost_ms setting); %s",
                        total_ms, n, k, row_us * 1e-3, png_us * 1e-3, cfg->max_request_cost_ms,
@@ -68,6 +68,6 @@ bool gm_cost_admit(gm_call *c) {
     /* the same for every job of the key (row_us depends on model, op and K
      * only), so whichever leads a batch bounds it alike */
     double rows = floor((double)cfg->chunk_cost_ms * 1e3 / row_us);
-    c->job.chunk_rows = rows < 1 ? 1 : rows > INT_MAX ? INT_MAX : (int)rows;
+    job->chunk_rows = rows < 1 ? 1 : rows > INT_MAX ? INT_MAX : (int)rows;
     return true;
 }

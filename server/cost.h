@@ -18,7 +18,9 @@
 #ifndef GM_COST_H
 #define GM_COST_H
 
-#include "api.h"
+#include "config.h"
+#include "queue.h"
+#include "reply.h"
 
 /* Estimated compute of one row of op on the model, in microseconds; k is
  * the VAE logp's importance samples (ignored otherwise). */
@@ -27,9 +29,10 @@ double gm_cost_row_us(const gm_model_info *in, gm_op op, int k);
 /* Estimated PNG encoding of n images upscaled by scale, in microseconds. */
 double gm_cost_png_us(const gm_model_info *in, long n, int scale);
 
-/* Called once the job is prepared: false with a 422 reply when the request
- * costs more than max_request_cost_ms; else sets c->job.chunk_rows from
- * chunk_cost_ms and returns true. */
-bool gm_cost_admit(gm_call *c);
+/* Called once the job is prepared (scale: the upscaling of its images):
+ * false with a 422 reply when the request costs more than
+ * max_request_cost_ms; else sets job->chunk_rows from chunk_cost_ms and
+ * returns true. */
+bool gm_cost_admit(const gm_config *cfg, gm_job *job, int scale, gm_reply *reply);
 
 #endif

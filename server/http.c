@@ -59,7 +59,9 @@ typedef enum { ST_RECEIVING, ST_QUEUED, ST_DONE } req_state;
 /* Why a request target is refused before anything else looks at it. */
 typedef enum { TARGET_OK, TARGET_TOO_LONG, TARGET_TOO_MANY_PARAMS, TARGET_ENCODED_SLASH } target_check;
 
-typedef struct {
+/* A request from its target to its completion; the job's owner (queue.h). */
+typedef struct gm_job_owner request;
+struct gm_job_owner {
     gm_call call;
     gm_http *h;
     struct MHD_Connection *conn;
@@ -77,10 +79,10 @@ typedef struct {
     size_t len, cap;
     size_t reserved;        /* bytes of the body budget this request holds */
     size_t dropped;         /* bytes of a refused body read and thrown away */
-    bool too_large, no_memory, accepted, replied;
+    bool too_large, no_memory, accepted, replied, counted;
     int status;
     size_t bytes;
-} request;
+};
 
 static bool sane_id(const char *s) {
     size_t n = s ? strlen(s) : 0;
@@ -110,26 +112,34 @@ static const char *cors_allow(const gm_config *cfg, const char *origin) {
     return NULL;
 }
 
+/* The job of a request that had one, or NULL. */
+static const gm_job *job_of(const request *r) { return r->call.op ? gm_operation_job(r->call.op) : NULL; }
+
+/* A refusal counts in gmserve_rejections_total once, by its kind's reason:
+ * when its reply is sent, or at completion for a client that left first. */
+static void count_rejection(request *r) {
+    const gm_reply *rep = &r->call.reply;
+    if (r->counted || !rep->failed) return;
+    r->counted = true;
+    if (gm_errors[rep->kind].reason) gm_metrics_reject(r->h->srv->metrics, rep->kind);
+}
+
 static void add_headers(request *r, struct MHD_Response *resp) {
     gm_server *s = r->h->srv;
     gm_reply *rep = &r->call.reply;
-    gm_job *job = &r->call.job;
+    const gm_job *job = job_of(r);
     char buf[256];
     if (rep->content_type) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, rep->content_type);
     MHD_add_response_header(resp, "X-Request-Id", r->id);
-    if (r->call.route != GM_ROUTE_PAGE) MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
-    if (job->started_ns) {
+    for (int i = 0; i < rep->n_headers; i++) MHD_add_response_header(resp, rep->headers[i].name, rep->headers[i].value);
+    if (r->call.route != GM_ROUTE_PAGE && !gm_reply_header_get(rep, MHD_HTTP_HEADER_CACHE_CONTROL))
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    if (job && job->started_ns) {
         snprintf(buf, sizeof buf, "queue;dur=%.3f, compute;dur=%.3f, batch;desc=\"%d rows\"",
                  (job->started_ns - job->enqueued_ns) * 1e-6,
                  job->finished_ns > job->started_ns ? (job->finished_ns - job->started_ns) * 1e-6 : 0.0,
                  job->batch_rows);
         MHD_add_response_header(resp, "Server-Timing", buf);
-    }
-    if (rep->seed[0]) MHD_add_response_header(resp, "X-Seed", rep->seed);
-    if (rep->allow[0]) MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, rep->allow);
-    if (rep->retry_after > 0) {
-        snprintf(buf, sizeof buf, "%d", rep->retry_after);
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, buf);
     }
     const char *allow = cors_allow(s->cfg, MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Origin"));
     /* the reply depends on Origin whenever CORS is on, so caches must key on it even for refused origins */
@@ -138,7 +148,8 @@ static void add_headers(request *r, struct MHD_Response *resp) {
         MHD_add_response_header(resp, "Access-Control-Allow-Origin", allow);
         MHD_add_response_header(resp, "Access-Control-Expose-Headers", "X-Seed, X-Request-Id, Server-Timing, Retry-After");
         if (!strcmp(r->method, "OPTIONS")) { /* a preflight */
-            MHD_add_response_header(resp, "Access-Control-Allow-Methods", "GET, HEAD, POST, OPTIONS");
+            const char *methods = gm_reply_header_get(rep, MHD_HTTP_HEADER_ALLOW);
+            MHD_add_response_header(resp, "Access-Control-Allow-Methods", methods ? methods : "OPTIONS");
             MHD_add_response_header(resp, "Access-Control-Allow-Headers", "Authorization, Content-Type, X-Request-Id");
             MHD_add_response_header(resp, "Access-Control-Max-Age", "600");
         }
@@ -152,6 +163,7 @@ static enum MHD_Result send_reply(request *r) {
     if (!resp) return MHD_NO;
     rep->body = NULL; /* the response owns it now */
     add_headers(r, resp);
+    count_rejection(r);
     r->status = rep->status;
     r->bytes = rep->len;
     r->replied = true;
@@ -159,13 +171,6 @@ static enum MHD_Result send_reply(request *r) {
     enum MHD_Result ret = MHD_queue_response(r->conn, (unsigned)rep->status, resp);
     MHD_destroy_response(resp);
     return ret;
-}
-
-static enum MHD_Result reply_options(request *r) {
-    gm_reply *rep = &r->call.reply;
-    rep->status = 204;
-    snprintf(rep->allow, sizeof rep->allow, "GET, HEAD, POST, OPTIONS");
-    return send_reply(r);
 }
 
 /* With lengths: a decoded %00 stays visible, for gm_query_add to refuse. */
@@ -178,7 +183,7 @@ static enum MHD_Result collect_arg(void *cls, enum MHD_ValueKind kind, const cha
 /* Worker side: is the client still connected? A peek that reads 0 bytes means
  * the peer closed its end; EAGAIN means it is waiting for us. */
 static bool client_alive(gm_job *job) {
-    request *r = job->owner;
+    const request *r = job->owner;
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
     if (!ci) return true;
     char b;
@@ -188,9 +193,7 @@ static bool client_alive(gm_job *job) {
 /* Worker side: the job is finished; build the reply, then resume (last). */
 static void job_done(gm_job *job) {
     request *r = job->owner;
-    if (job->status == GM_JOB_EXPIRED) gm_metrics_reject(r->h->srv->metrics, GM_REJECT_DEADLINE);
-    if (job->status == GM_JOB_CANCELLED) gm_metrics_reject(r->h->srv->metrics, GM_REJECT_CANCELLED);
-    gm_ops_finish(&r->call);
+    gm_operation_finish(r->call.op, &r->call.reply);
     r->st = ST_DONE;
     MHD_resume_connection(r->conn);
 }
@@ -203,7 +206,7 @@ static int retry_after_s(gm_server *s) {
 
 static enum MHD_Result enqueue(request *r) {
     gm_server *s = r->h->srv;
-    gm_job *job = &r->call.job;
+    gm_job *job = gm_operation_job(r->call.op);
     job->alive = client_alive;
     job->done = job_done;
     job->owner = r;
@@ -216,16 +219,14 @@ static enum MHD_Result enqueue(request *r) {
     if (pr == GM_PUSH_OK) return MHD_YES; /* the worker owns r until it resumes */
     atomic_fetch_sub(&s->accepted, 1);
     r->accepted = false;
-    r->call.reply.retry_after = retry_after_s(s);
-    if (pr == GM_PUSH_FULL) {
-        gm_metrics_reject(s->metrics, GM_REJECT_QUEUE_FULL);
-        gm_reply_error(&r->call.reply, 503, "the queue is full (%d requests waiting, the server's queue_capacity "
-                                            "setting); retry after %d s", gm_queue_capacity(s->queue),
-                       r->call.reply.retry_after);
-    } else {
-        gm_metrics_reject(s->metrics, GM_REJECT_DRAINING);
-        gm_reply_error(&r->call.reply, 503, "the server is shutting down; retry on another replica");
-    }
+    int retry = retry_after_s(s);
+    gm_reply_header(&r->call.reply, MHD_HTTP_HEADER_RETRY_AFTER, "%d", retry);
+    if (pr == GM_PUSH_FULL)
+        gm_reply_error(&r->call.reply, GM_E_QUEUE_FULL, "the queue is full (%d requests waiting, the server's "
+                                                        "queue_capacity setting); retry after %d s",
+                       gm_queue_capacity(s->queue), retry);
+    else
+        gm_reply_error(&r->call.reply, GM_E_DRAINING, "the server is shutting down; retry on another replica");
     r->st = ST_DONE;
     MHD_resume_connection(r->conn);
     return MHD_YES;
@@ -262,7 +263,6 @@ static bool new_request(gm_http *h, request *r, struct MHD_Connection *conn, con
     r->conn = conn;
     r->rec = gm_conns_of(conn);
     if (!r->t0) r->t0 = gm_now_ns();
-    r->call.srv = h->srv;
     r->call.model = -1;
     r->call.route = GM_ROUTE_OTHER;
     snprintf(r->method, sizeof r->method, "%s", method);
@@ -317,13 +317,13 @@ static bool refuse_head(request *r, struct MHD_Connection *conn) {
     case TARGET_OK:
         break;
     case TARGET_TOO_LONG:
-        gm_reply_error(rep, 414, "the request target is over %d bytes", MAX_URI);
+        gm_reply_error(rep, GM_E_URI_TOO_LONG, "the request target is over %d bytes", MAX_URI);
         return true;
     case TARGET_TOO_MANY_PARAMS:
-        gm_reply_error(rep, 414, "the query has more than %d parameters", MAX_QUERY_PARAMS);
+        gm_reply_error(rep, GM_E_URI_TOO_LONG, "the query has more than %d parameters", MAX_QUERY_PARAMS);
         return true;
     case TARGET_ENCODED_SLASH:
-        gm_reply_error(rep, 404, "no such route: the path has an encoded slash (%%2F), and no model or file name "
+        gm_reply_error(rep, GM_E_NOT_FOUND, "no such route: the path has an encoded slash (%%2F), and no model or file name "
                                  "contains '/'");
         return true;
     }
@@ -331,14 +331,14 @@ static bool refuse_head(request *r, struct MHD_Connection *conn) {
     MHD_get_connection_values(conn, MHD_HEADER_KIND, scan_header, &sc);
     check_nul(&sc, NULL);
     if (sc.content_length > 1)
-        gm_reply_error(rep, 400, "Content-Length is given %d times; send it once", sc.content_length);
+        gm_reply_error(rep, GM_E_BAD_REQUEST, "Content-Length is given %d times; send it once", sc.content_length);
     else if (sc.content_length && sc.transfer_encoding)
-        gm_reply_error(rep, 400, "both Content-Length and Transfer-Encoding are given; send one of them");
+        gm_reply_error(rep, GM_E_BAD_REQUEST, "both Content-Length and Transfer-Encoding are given; send one of them");
     else if (sc.transfer_encoding > 1 || (sc.transfer_encoding && !sc.te_chunked))
-        gm_reply_error(rep, 501, "the only Transfer-Encoding accepted is a single \"chunked\"");
+        gm_reply_error(rep, GM_E_NOT_IMPLEMENTED, "the only Transfer-Encoding accepted is a single \"chunked\"");
     else if (sc.authorization > 1)
-        gm_reply_error(rep, 400, "Authorization is given %d times; send it once", sc.authorization);
-    else if (sc.auth_nul) gm_reply_error(rep, 400, "the Authorization header contains a NUL byte");
+        gm_reply_error(rep, GM_E_BAD_REQUEST, "Authorization is given %d times; send it once", sc.authorization);
+    else if (sc.auth_nul) gm_reply_error(rep, GM_E_BAD_REQUEST, "the Authorization header contains a NUL byte");
     else return false;
     return true;
 }
@@ -353,8 +353,8 @@ static void release_body(request *r) {
 
 static enum MHD_Result reply_no_memory(request *r) {
     const gm_config *cfg = r->h->srv->cfg;
-    r->call.reply.retry_after = 1;
-    gm_reply_error(&r->call.reply, 503, "the server holds as many request bodies as it may (%ld bytes, the "
+    gm_reply_header(&r->call.reply, MHD_HTTP_HEADER_RETRY_AFTER, "1");
+    gm_reply_error(&r->call.reply, GM_E_BUSY, "the server holds as many request bodies as it may (%ld bytes, the "
                                         "max_body_memory_bytes setting); retry after 1 s", cfg->max_body_memory_bytes);
     return send_reply(r);
 }
@@ -366,8 +366,7 @@ static enum MHD_Result on_headers(request *r, struct MHD_Connection *conn) {
     const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
     unsigned long long declared = cl ? strtoull(cl, NULL, 10) : 0;
     if (declared > (unsigned long long)s->cfg->max_body_bytes) {
-        gm_metrics_reject(s->metrics, GM_REJECT_TOO_LARGE);
-        gm_reply_error(&r->call.reply, 413, "the body is %s bytes; the limit is %ld (the server's max_body_bytes "
+        gm_reply_error(&r->call.reply, GM_E_TOO_LARGE, "the body is %s bytes; the limit is %ld (the server's max_body_bytes "
                                             "setting)", cl, s->cfg->max_body_bytes);
         return send_reply(r);
     }
@@ -436,10 +435,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (r->st == ST_DONE) return send_reply(r);
     if (r->st == ST_QUEUED) return MHD_YES; /* not reached: suspended connections get no calls */
     gm_conn_set_busy(h->conns, r->rec, true); /* the whole request is in */
-    if (!strcmp(method, "OPTIONS")) return reply_options(r);
     if (r->too_large) {
-        gm_metrics_reject(s->metrics, GM_REJECT_TOO_LARGE);
-        gm_reply_error(&r->call.reply, 413, "the body is over %ld bytes (the server's max_body_bytes setting)",
+        gm_reply_error(&r->call.reply, GM_E_TOO_LARGE, "the body is over %ld bytes (the server's max_body_bytes setting)",
                        s->cfg->max_body_bytes);
         return send_reply(r);
     }
@@ -458,7 +455,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         .body_buffer = &r->body,
     };
     MHD_get_connection_values_n(conn, MHD_GET_ARGUMENT_KIND, collect_arg, &req);
-    bool queue_it = gm_api_handle(&r->call, &req);
+    bool queue_it = gm_api_handle(s, &req, &r->call);
     json_decref(query);
     release_body(r); /* the call has copied what it needs */
     return queue_it ? enqueue(r) : send_reply(r);
@@ -482,10 +479,11 @@ static char *log_safe(const char *s) {
 static void access_log(const request *r, int64_t end) {
     const char *fmt = r->h->srv->cfg->log_format;
     if (!strcmp(fmt, "off")) return;
-    const gm_job *job = &r->call.job;
+    const gm_job *job = job_of(r);
     double ms = (end - r->t0) * 1e-6;
-    double queue_ms = job->started_ns ? (job->started_ns - job->enqueued_ns) * 1e-6 : 0;
-    double compute_ms = job->finished_ns > job->started_ns ? (job->finished_ns - job->started_ns) * 1e-6 : 0;
+    double queue_ms = job && job->started_ns ? (job->started_ns - job->enqueued_ns) * 1e-6 : 0;
+    double compute_ms = job && job->finished_ns > job->started_ns ? (job->finished_ns - job->started_ns) * 1e-6 : 0;
+    int batch = job ? job->batch_rows : 0;
     char ts[32];
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
@@ -499,7 +497,7 @@ static void access_log(const request *r, int64_t end) {
         json_t *line = json_pack("{s:s,s:s,s:s,s:s,s:s,s:i,s:I,s:f,s:f,s:f,s:i,s:s}", "time", ts, "client", r->client,
                                  "method", method, "path", path, "model", model, "status", r->status, "bytes",
                                  (json_int_t)r->bytes, "ms", ms, "queue_ms", queue_ms, "compute_ms", compute_ms,
-                                 "batch", job->batch_rows, "id", r->id);
+                                 "batch", batch, "id", r->id);
         char *text = line ? json_dumps(line, JSON_COMPACT | JSON_REAL_PRECISION(6)) : NULL;
         if (text) fprintf(stderr, "%s\n", text);
         free(text);
@@ -507,7 +505,7 @@ static void access_log(const request *r, int64_t end) {
         goto out;
     }
     fprintf(stderr, "%s %s \"%s %s\" %d %zuB %.2fms queue=%.2fms compute=%.2fms batch=%d model=%s id=%s\n", ts,
-            r->client, method, path, r->status, r->bytes, ms, queue_ms, compute_ms, job->batch_rows, model, r->id);
+            r->client, method, path, r->status, r->bytes, ms, queue_ms, compute_ms, batch, model, r->id);
 out:
     free(method);
     free(path);
@@ -526,7 +524,9 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         return;
     }
     int64_t end = gm_now_ns();
-    if (!r->replied) r->status = 0; /* closed before any reply */
+    /* closed before any reply: 499 when its job was dropped for that, else 0 */
+    if (!r->replied) r->status = r->call.reply.failed && r->call.reply.kind == GM_E_CLIENT_GONE ? r->call.reply.status : 0;
+    count_rejection(r);
     gm_metrics_request(h->srv->metrics, r->call.route, r->call.model, r->status, end - r->t0);
     access_log(r, end);
     if (r->accepted) atomic_fetch_sub(&h->srv->accepted, 1);

@@ -20,7 +20,9 @@
  * evaluation classifier, which the daemon does not serve, is recognised and
  * its networks built instead; `gmserve probe [URL]` is a
  * health check for container images without curl; `gmserve eval ...`
- * measures model quality on Fashion-MNIST (eval.c).
+ * measures model quality on Fashion-MNIST (tools/eval/eval.c). The flags
+ * --settings-markdown, --routes-markdown, --params-markdown and
+ * --errors-markdown print the tables of docs/ from the code's own tables.
  */
 #include <cblas.h>
 #include <jansson.h>
@@ -31,12 +33,14 @@
 #include <string.h>
 #include <time.h>
 
-#include "api.h"
+#include "errors.h"
+#include "eval.h"
 #include "gm/layers.h"
 #include "gm/safetensors.h"
 #include "http.h"
-#include "eval.h"
+#include "params.h"
 #include "probe.h"
+#include "routes.h"
 
 static void describe(const char *path, const gm_model *m) {
     const gm_model_info *in = gm_model_get_info(m);
@@ -72,7 +76,7 @@ static long image_side(const char **p, char sep) {
 }
 
 /* The evaluation classifier (gm.family "classifier": gm.features from the
- * image to features, gm.head to class logits; eval.c) is no served model:
+ * image to features, gm.head to class logits; tools/eval/eval.c) is no served model:
  * check builds its two networks as gmserve eval does. -1 when the file is
  * not one; else 0, or 1 (printed) when its networks do not build. */
 static int check_classifier(const char *path) {
@@ -125,11 +129,11 @@ static int check_files(int n, char **paths) {
 /* Workers report each executed batch here, for the metrics. */
 static void on_batch(void *ctx, gm_job *const *jobs, int count, int rows, int64_t compute_ns) {
     gm_server *s = ctx;
-    const gm_call *lead = jobs[0]->owner;
+    int model = jobs[0]->slot; /* a batch shares its model */
     for (int i = 0; i < count; i++)
         if (jobs[i]->status == GM_JOB_OK && jobs[i]->rows_done == jobs[i]->n) /* its last piece */
-            gm_metrics_job(s->metrics, lead->model, jobs[i]->op, jobs[i]->started_ns - jobs[i]->enqueued_ns);
-    gm_metrics_batch(s->metrics, lead->model, jobs[0]->op, rows, compute_ns);
+            gm_metrics_job(s->metrics, model, jobs[i]->op, jobs[i]->started_ns - jobs[i]->enqueued_ns);
+    gm_metrics_batch(s->metrics, model, jobs[0]->op, rows, compute_ns);
 }
 
 static void sleep_ms(int ms) {
@@ -243,10 +247,20 @@ out:
 }
 
 int main(int argc, char **argv) {
-    if (argc == 2 && !strcmp(argv[1], "--settings-markdown")) { /* the README's settings table */
-        gm_config_markdown(stdout);
-        return 0;
-    }
+    static const struct {
+        const char *flag;
+        void (*print)(FILE *);
+    } TABLES[] = {
+        {"--settings-markdown", gm_config_markdown}, /* the README's settings table */
+        {"--routes-markdown", gm_routes_markdown},   /* docs/http-api.md's tables */
+        {"--params-markdown", gm_params_markdown},
+        {"--errors-markdown", gm_errors_markdown},
+    };
+    for (size_t i = 0; argc == 2 && i < sizeof TABLES / sizeof TABLES[0]; i++)
+        if (!strcmp(argv[1], TABLES[i].flag)) {
+            TABLES[i].print(stdout);
+            return 0;
+        }
     if (argc >= 2 && !strcmp(argv[1], "eval")) return gm_eval_main(argc - 2, argv + 2);
     if (argc >= 2 && !strcmp(argv[1], "probe")) return gm_probe(argc > 2 ? argv[2] : NULL, 3000);
     if (argc >= 2 && !strcmp(argv[1], "check")) {

@@ -20,11 +20,8 @@ static const double SECONDS[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05
 static const double ROWS[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096};
 enum { NSEC = sizeof SECONDS / sizeof SECONDS[0], NROWS = sizeof ROWS / sizeof ROWS[0], MAXB = 16 };
 
-static const int STATUSES[] = {200, 400, 401, 404, 405, 411, 413, 415, 422, 500, 503, 504};
-enum { NSTATUS = sizeof STATUSES / sizeof STATUSES[0] + 1 }; /* + "other" */
-
-static const char *const REJECT_NAMES[GM_REJECT_COUNT] = {"queue_full", "deadline", "client_gone",
-                                                          "draining",   "unauthorized", "too_large"};
+/* the statuses of errors.h, and one slot for any other (0: no reply) */
+enum { MAX_STATUSES = GM_E_COUNT + 3, NSTATUS = MAX_STATUSES + 1 };
 
 typedef struct {
     _Atomic uint64_t bucket[MAXB + 1]; /* the last is +Inf */
@@ -38,8 +35,9 @@ struct gm_metrics {
     histogram *latency;         /* [route][model + 1] */
     histogram *queue_wait, *compute, *batch_rows; /* [model][op] */
     _Atomic uint64_t *jobs, *batches;             /* [model][op] */
-    _Atomic uint64_t rejects[GM_REJECT_COUNT];
+    _Atomic uint64_t rejects[GM_E_COUNT];
     _Atomic int64_t in_flight;
+    int statuses[MAX_STATUSES], n_statuses;
 };
 
 gm_metrics *gm_metrics_new(int n_routes, const char *const *route_names, int n_models,
@@ -47,6 +45,7 @@ gm_metrics *gm_metrics_new(int n_routes, const char *const *route_names, int n_m
     gm_metrics *m = calloc(1, sizeof *m);
     if (!m) return NULL;
     size_t rm = (size_t)n_routes * (n_models + 1), mo = (size_t)n_models * GM_OP_COUNT;
+    m->n_statuses = gm_status_list(m->statuses, MAX_STATUSES);
     m->n_routes = n_routes;
     m->n_models = n_models;
     m->route_names = route_names;
@@ -85,15 +84,15 @@ static void observe(histogram *h, const double *bounds, int nb, double value, ui
     atomic_fetch_add(&h->sum, sum_units);
 }
 
-static int status_index(int status) {
-    for (int i = 0; i < NSTATUS - 1; i++)
-        if (STATUSES[i] == status) return i;
+static int status_index(const gm_metrics *m, int status) {
+    for (int i = 0; i < m->n_statuses; i++)
+        if (m->statuses[i] == status) return i;
     return NSTATUS - 1;
 }
 
 void gm_metrics_request(gm_metrics *m, int route, int model, int status, int64_t latency_ns) {
     size_t rm = (size_t)route * (m->n_models + 1) + (size_t)(model + 1);
-    atomic_fetch_add(&m->requests[rm * NSTATUS + status_index(status)], 1);
+    atomic_fetch_add(&m->requests[rm * NSTATUS + status_index(m, status)], 1);
     observe(&m->latency[rm], SECONDS, NSEC, latency_ns * 1e-9, (uint64_t)latency_ns);
 }
 
@@ -110,7 +109,7 @@ void gm_metrics_batch(gm_metrics *m, int model, gm_op op, int rows, int64_t comp
     observe(&m->batch_rows[mo], ROWS, NROWS, rows, (uint64_t)rows);
 }
 
-void gm_metrics_reject(gm_metrics *m, gm_reject reason) { atomic_fetch_add(&m->rejects[reason], 1); }
+void gm_metrics_reject(gm_metrics *m, gm_error_kind kind) { atomic_fetch_add(&m->rejects[kind], 1); }
 
 void gm_metrics_in_flight(gm_metrics *m, int delta) { atomic_fetch_add(&m->in_flight, delta); }
 
@@ -171,10 +170,10 @@ char *gm_metrics_render(gm_metrics *m, int queue_depth, int queue_capacity, int 
         for (int md = -1; md < m->n_models; md++)
             for (int s = 0; s < NSTATUS; s++) {
                 uint64_t v = atomic_load(&m->requests[((size_t)r * (m->n_models + 1) + md + 1) * NSTATUS + s]);
-                if (!v) continue;
+                if (!v || (s >= m->n_statuses && s != NSTATUS - 1)) continue;
                 put(&t, "gmserve_requests_total{route=\"%s\",model=\"%s\",status=\"%s%d\"} %llu\n",
                     m->route_names[r], model_label(m, md), s == NSTATUS - 1 ? "other_" : "",
-                    s == NSTATUS - 1 ? 0 : STATUSES[s], (unsigned long long)v);
+                    s == NSTATUS - 1 ? 0 : m->statuses[s], (unsigned long long)v);
             }
     put(&t, "# HELP gmserve_request_duration_seconds Time from request headers to response, by route and model.\n"
             "# TYPE gmserve_request_duration_seconds histogram\n");
@@ -208,9 +207,10 @@ char *gm_metrics_render(gm_metrics *m, int queue_depth, int queue_capacity, int 
     }
     put(&t, "# HELP gmserve_rejections_total Requests refused or dropped, by reason.\n"
             "# TYPE gmserve_rejections_total counter\n");
-    for (int r = 0; r < GM_REJECT_COUNT; r++)
-        put(&t, "gmserve_rejections_total{reason=\"%s\"} %llu\n", REJECT_NAMES[r],
-            (unsigned long long)atomic_load(&m->rejects[r]));
+    for (int k = 0; k < GM_E_COUNT; k++)
+        if (gm_errors[k].reason)
+            put(&t, "gmserve_rejections_total{reason=\"%s\"} %llu\n", gm_errors[k].reason,
+                (unsigned long long)atomic_load(&m->rejects[k]));
     put(&t,
         "# HELP gmserve_queue_depth Requests waiting for a worker.\n# TYPE gmserve_queue_depth gauge\n"
         "gmserve_queue_depth %d\n"

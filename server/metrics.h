@@ -5,8 +5,9 @@
  * What users of other model servers keep asking them for: latency,
  * queue-wait and compute as histograms, not only sums; a pending gauge;
  * requests executed vs batches executed per model and operation, so that
- * the mean batch size is visible; rejections by reason. All updates are
- * lock-free atomics, safe from any thread.
+ * the mean batch size is visible; rejections by reason. The status codes
+ * and the rejection reasons are those of the error table (errors.h). All
+ * updates are lock-free atomics, safe from any thread.
  */
 #ifndef GM_METRICS_H
 #define GM_METRICS_H
@@ -14,17 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "errors.h"
 #include "gm/model.h"
-
-typedef enum {
-    GM_REJECT_QUEUE_FULL,
-    GM_REJECT_DEADLINE,
-    GM_REJECT_CANCELLED,
-    GM_REJECT_DRAINING,
-    GM_REJECT_UNAUTHORIZED,
-    GM_REJECT_TOO_LARGE,
-    GM_REJECT_COUNT
-} gm_reject;
 
 typedef struct gm_metrics gm_metrics;
 
@@ -40,7 +32,8 @@ void gm_metrics_request(gm_metrics *m, int route, int model, int status, int64_t
 void gm_metrics_job(gm_metrics *m, int model, gm_op op, int64_t queue_wait_ns);
 /* A batch a worker computed. */
 void gm_metrics_batch(gm_metrics *m, int model, gm_op op, int rows, int64_t compute_ns);
-void gm_metrics_reject(gm_metrics *m, gm_reject reason);
+/* A refusal of a kind that has a rejection reason (errors.h). */
+void gm_metrics_reject(gm_metrics *m, gm_error_kind kind);
 void gm_metrics_in_flight(gm_metrics *m, int delta);
 
 /* The exposition text; malloc'd, caller frees. queue_depth, capacity and

@@ -1,13 +1,14 @@
 /*
  * ops.c - the model operations of the API: parameters and inputs in, a
- * gm_job out; the job's outputs in, a PNG or JSON reply out (see api.h).
+ * gm_job out; the job's outputs in, a PNG or JSON reply out (see ops.h).
  *
  * Parameters come as JSON values whether they arrived in a query string
  * (strings) or a JSON body (numbers or strings), so one set of getters
- * serves GET and POST. Malformed values are 400, well-formed values out of
- * range are 422 naming the range and the setting that bounds it; a
- * parameter the operation does not take is 400 listing those it does, so
- * that a typo is never silently ignored. Whatever a message echoes from the
+ * serves GET and POST; their ranges, defaults and the settings bounding
+ * them come from the parameter table (params.h). Malformed values are 400,
+ * well-formed values out of range are 422 naming the range and the setting
+ * that bounds it; a parameter the operation does not take is 400 listing
+ * those it does, so that a typo is never silently ignored. Whatever a message echoes from the
  * request goes through gm_quote, so the reply stays valid UTF-8.
  */
 #include <errno.h>
@@ -20,39 +21,53 @@
 #include <strings.h>
 #include <sys/random.h>
 
-#include "api.h"
 #include "base64.h"
 #include "cost.h"
+#include "ops.h"
+#include "params.h"
 #include "pngio.h"
+#include "text.h"
 
 enum { MAX_OUTPUT_PIXELS = 1 << 26 }; /* one reply's pixels after scaling */
-#define MAX_TEMPERATURE 100.0f
-#define MAX_LATENT_ABS 1e4
 
-static const char *const ACCEPTED[GM_OP_COUNT] = {
-    [GM_OP_SAMPLE] = "n, seed, temperature, label, truncation, code, mode, format, scale",
-    [GM_OP_LOGP] = "images, k, seed",
-    [GM_OP_ENCODE] = "images",
-    [GM_OP_DECODE] = "latents, label, code, format, scale",
+struct gm_operation {
+    gm_server *srv;
+    int model; /* index into srv->models */
+    gm_job job;
+    gm_reply *reply; /* where prepare's errors go (the caller's, during prepare only) */
+    /* parsed parameters */
+    uint64_t seed;
+    bool png_out;
+    int scale;
+    /* buffers of the job */
+    float *in, *out, *out2;
+    float *codes; /* sample: one code for every row; decode: (n, code_dim) */
+    int *labels;
+    gm_row *rows;
+    double *logp;
+    gm_logp_result *lp;
+    /* PNG inputs that a worker decodes into in before the first piece, so
+     * that decoding never runs on an HTTP thread: png[i] holds image i's
+     * bytes (png_len[i] of them), or NULL for an image sent as pixels;
+     * png_count: the entries of both arrays.
+     * png_body: the one image was an image/png body (its errors name no
+     * index). png_held: the bytes counted in srv->png_bytes. */
+    uint8_t **png;
+    size_t *png_len;
+    long png_count;
+    bool png_body;
+    size_t png_held;
+    /* why decode_pngs refused the job, for the reply */
+    gm_error_kind invalid_kind;
+    char invalid[GM_ERR_LEN + 32];
 };
 
-/* Fills the error reply and yields false, for `return fail(c, 422, ...)`. */
-#define fail(c, status, ...) (gm_reply_error(&(c)->reply, (status), __VA_ARGS__), false)
-
-/* Whether key is one of the names in the op's ", "-separated list. */
-static bool accepted(gm_op op, const char *key) {
-    size_t n = strlen(key);
-    for (const char *p = ACCEPTED[op]; *p; p += strspn(p, ", ")) {
-        size_t len = strcspn(p, ",");
-        if (len == n && n > 0 && !memcmp(p, key, n)) return true;
-        p += len;
-    }
-    return false;
-}
+/* Fills the error reply and yields false, for `return fail(c, GM_E_..., ...)`. */
+#define fail(c, kind, ...) (gm_reply_error((c)->reply, (kind), __VA_ARGS__), false)
 
 /* An integer parameter in [lo, hi]; limit names the setting behind hi. */
-static bool get_long(gm_call *c, json_t *p, const char *key, long dflt, long lo, long hi, const char *limit,
-                     long *out) {
+static bool get_long_in(gm_operation *c, json_t *p, const char *key, long dflt, long lo, long hi, const char *limit,
+                        long *out) {
     json_t *v = json_object_get(p, key);
     char q[GM_QUOTE_LEN];
     *out = dflt;
@@ -64,24 +79,36 @@ static bool get_long(gm_call *c, json_t *p, const char *key, long dflt, long lo,
         errno = 0;
         x = strtoll(json_string_value(v), &end, 10);
         if (errno || end == json_string_value(v) || *end)
-            return fail(c, 400, "%s = %s is not an integer", key,
+            return fail(c, GM_E_BAD_PARAM, "%s = %s is not an integer", key,
                         gm_quote(q, json_string_value(v), json_string_length(v)));
-    } else return fail(c, 400, "%s must be an integer", key);
+    } else return fail(c, GM_E_BAD_PARAM, "%s must be an integer", key);
     if (x < lo || x > hi)
-        return fail(c, 422, "%s = %lld is out of range: %ld to %ld%s%s%s", key, x, lo, hi, limit ? " (the server's " : "",
+        return fail(c, GM_E_OUT_OF_RANGE, "%s = %lld is out of range: %ld to %ld%s%s%s", key, x, lo, hi, limit ? " (the server's " : "",
                     limit ? limit : "", limit ? " setting)" : "");
     *out = (long)x;
     return true;
 }
 
-/* A real parameter in (lo, hi] (lo_open) or [lo, hi]. The range is checked
- * on the float the model computes with, so a value such as 1e-320 that
- * passes "> 0" as a double but rounds to 0 as a float is refused. */
-static bool get_float(gm_call *c, json_t *p, const char *key, float dflt, float lo, bool lo_open, float hi,
-                      float *out) {
+/* An integer parameter of the table, in its range under the settings. */
+static bool get_long(gm_operation *c, json_t *p, gm_param id, long *out) {
+    const gm_param_def *d = &gm_params[id];
+    const gm_config *cfg = c->srv->cfg;
+    return get_long_in(c, p, d->name, (long)gm_param_default(id, cfg), (long)d->min, (long)gm_param_max(id, cfg),
+                       d->max_setting, out);
+}
+
+/* A real parameter of the table in (min, max] (min_open) or [min, max]. The
+ * range is checked on the float the model computes with, so a value such as
+ * 1e-320 that passes "> 0" as a double but rounds to 0 as a float is
+ * refused. */
+static bool get_float(gm_operation *c, json_t *p, gm_param id, float *out) {
+    const gm_param_def *d = &gm_params[id];
+    const char *key = d->name;
+    float lo = (float)d->min, hi = (float)gm_param_max(id, c->srv->cfg);
+    bool lo_open = d->min_open;
     json_t *v = json_object_get(p, key);
     char q[GM_QUOTE_LEN];
-    *out = dflt;
+    *out = (float)gm_param_default(id, c->srv->cfg);
     if (!v) return true;
     double x;
     if (json_is_number(v)) x = json_number_value(v);
@@ -89,12 +116,12 @@ static bool get_float(gm_call *c, json_t *p, const char *key, float dflt, float 
         char *end;
         x = strtod(json_string_value(v), &end);
         if (end == json_string_value(v) || *end)
-            return fail(c, 400, "%s = %s is not a number", key,
+            return fail(c, GM_E_BAD_PARAM, "%s = %s is not a number", key,
                         gm_quote(q, json_string_value(v), json_string_length(v)));
-    } else return fail(c, 400, "%s must be a number", key);
+    } else return fail(c, GM_E_BAD_PARAM, "%s must be a number", key);
     float f = (float)x;
     if (!isfinite(f) || (lo_open ? f <= lo : f < lo) || f > hi)
-        return fail(c, 422, "%s = %g is out of range: %s%g to %g (as a 32-bit float it is %g)", key, x,
+        return fail(c, GM_E_OUT_OF_RANGE, "%s = %g is out of range: %s%g to %g (as a 32-bit float it is %g)", key, x,
                     lo_open ? "above " : "", lo, hi, f);
     *out = f;
     return true;
@@ -102,7 +129,7 @@ static bool get_float(gm_call *c, json_t *p, const char *key, float dflt, float 
 
 /* seed: a u64 as a JSON integer or a decimal string; drawn when absent. JSON
  * integers stop at 2^63 - 1; larger seeds travel as strings. */
-static bool get_seed(gm_call *c, json_t *p, bool draw, uint64_t *out) {
+static bool get_seed(gm_operation *c, json_t *p, bool draw, uint64_t *out) {
     json_t *v = json_object_get(p, "seed");
     if (!v) {
         uint64_t s = 0;
@@ -124,23 +151,25 @@ static bool get_seed(gm_call *c, json_t *p, bool draw, uint64_t *out) {
             return true;
         }
     }
-    return fail(c, 400, "seed must be an integer from 0 to 18446744073709551615");
+    return fail(c, GM_E_BAD_PARAM, "seed must be an integer from 0 to 18446744073709551615");
 }
 
-static bool get_choice(gm_call *c, json_t *p, const char *key, const char *a, const char *b, bool dflt_b,
-                       bool *is_b) {
+/* A string parameter of the table with two choices: is_b when it is the
+ * second. */
+static bool get_choice(gm_operation *c, json_t *p, gm_param id, bool dflt_b, bool *is_b) {
+    const char *key = gm_params[id].name, *a = gm_params[id].choices[0], *b = gm_params[id].choices[1];
     json_t *v = json_object_get(p, key);
     *is_b = dflt_b;
     if (!v) return true;
     const char *s = json_string_value(v);
     if (s && !strcmp(s, a)) *is_b = false;
     else if (s && !strcmp(s, b)) *is_b = true;
-    else return fail(c, 422, "%s must be \"%s\" or \"%s\"", key, a, b);
+    else return fail(c, GM_E_OUT_OF_RANGE, "%s must be \"%s\" or \"%s\"", key, a, b);
     return true;
 }
 
 /* A class label: an index or a class name. */
-static bool parse_label(gm_call *c, const gm_model_info *in, json_t *v, int *out) {
+static bool parse_label(gm_operation *c, const gm_model_info *in, json_t *v, int *out) {
     const char *s = json_string_value(v);
     if (s && in->class_names)
         for (int k = 0; k < in->num_classes; k++)
@@ -150,102 +179,105 @@ static bool parse_label(gm_call *c, const gm_model_info *in, json_t *v, int *out
             }
     json_t *tmp = json_pack("{s:O}", "label", v);
     long x;
-    bool ok = get_long(c, tmp, "label", 0, 0, in->num_classes - 1, NULL, &x);
+    bool ok = get_long_in(c, tmp, "label", 0, 0, in->num_classes - 1, NULL, &x);
     json_decref(tmp);
     if (ok) *out = (int)x;
     else if (s) {
         char q[GM_QUOTE_LEN];
-        (void)fail(c, 422,
+        (void)fail(c, GM_E_OUT_OF_RANGE,
                    "label %s is neither a class name nor an index 0 to %d (GET /v1/models lists the classes)",
                    gm_quote(q, s, json_string_length(v)), in->num_classes - 1);
     }
     return ok;
 }
 
-static const char *model_name(const gm_call *c) { return c->srv->model_names[c->model]; }
+static const char *model_name(const gm_operation *c) { return c->srv->model_names[c->model]; }
 
-/* One code: code_dim numbers within +-MAX_LATENT_ABS, as latents are
- * bounded; `what` names it in messages ("code", "code[3]"). */
-static bool read_code(gm_call *c, const gm_model_info *in, json_t *v, const char *what, float *out) {
+/* One code: code_dim numbers within the code parameter's bound, as latents
+ * are bounded; `what` names it in messages ("code", "code[3]"). */
+static bool read_code(gm_operation *c, const gm_model_info *in, json_t *v, const char *what, float *out) {
+    double bound = gm_params[GM_P_CODE].max;
     if (!json_is_array(v) || json_array_size(v) != (size_t)in->code_dim)
-        return fail(c, 422, "%s must be an array of %d numbers (model \"%s\" has code_dim %d)", what, in->code_dim,
+        return fail(c, GM_E_MODEL_MISMATCH, "%s must be an array of %d numbers (model \"%s\" has code_dim %d)", what, in->code_dim,
                     model_name(c), in->code_dim);
     for (int j = 0; j < in->code_dim; j++) {
         json_t *x = json_array_get(v, (size_t)j);
-        if (!json_is_number(x) || !(fabs(json_number_value(x)) <= MAX_LATENT_ABS))
-            return fail(c, 422, "%s[%d] must be a number within +-%g", what, j, MAX_LATENT_ABS);
+        if (!json_is_number(x) || !(fabs(json_number_value(x)) <= bound))
+            return fail(c, GM_E_OUT_OF_RANGE, "%s[%d] must be a number within +-%g", what, j, bound);
         out[j] = (float)json_number_value(x);
     }
     return true;
 }
 
 /* A code parameter on a model without codes is refused, not ignored. */
-static bool code_allowed(gm_call *c, const gm_model_info *in, json_t *v) {
+static bool code_allowed(gm_operation *c, const gm_model_info *in, json_t *v) {
     if (v && !in->code_dim)
-        return fail(c, 422, "code: model \"%s\" has no continuous code input (code_dim 0)", model_name(c));
+        return fail(c, GM_E_MODEL_MISMATCH, "code: model \"%s\" has no continuous code input (code_dim 0)", model_name(c));
     return true;
 }
 
-static bool check_params(gm_call *c, gm_op op, json_t *params) {
+static bool check_params(gm_operation *c, gm_op op, json_t *params) {
     const char *key;
     json_t *v;
-    char q[GM_QUOTE_LEN];
+    char q[GM_QUOTE_LEN], takes[256];
     json_object_foreach(params, key, v) {
-        if (!accepted(op, key))
-            return fail(c, 400, "unknown parameter %s for %s; it takes: %s", gm_quote(q, key, strlen(key)),
-                        gm_op_name(op), ACCEPTED[op]);
+        if (gm_param_find(op, key) < 0) {
+            gm_params_accepted(op, takes, sizeof takes);
+            return fail(c, GM_E_UNKNOWN_PARAM, "unknown parameter %s for %s; it takes: %s",
+                        gm_quote(q, key, strlen(key)), gm_op_name(op), takes);
+        }
     }
     return true;
 }
 
-static bool needs(gm_call *c, const gm_model_info *in, gm_op op) {
+static bool needs(gm_operation *c, const gm_model_info *in, gm_op op) {
     if (in->supports[op]) return true;
     static const char *const WHY[GM_OP_COUNT] = {
         [GM_OP_LOGP] = "a GAN defines no likelihood; use a nade or vae model",
         [GM_OP_ENCODE] = "this file has no encoder (gm.encoder)",
         [GM_OP_DECODE] = "a NADE has no latent space",
+        [GM_OP_DISCRIMINATE] = "only a GAN file with a discriminator (gm.discriminator) has one",
     };
-    return fail(c, 422, "model \"%s\" (%s) cannot %s: %s", model_name(c), gm_family_name(in->family), gm_op_name(op),
+    return fail(c, GM_E_UNSUPPORTED_OP, "model \"%s\" (%s) cannot %s: %s", model_name(c), gm_family_name(in->family), gm_op_name(op),
                 WHY[op] ? WHY[op] : "the file lacks it");
 }
 
-static bool check_output_size(gm_call *c, const gm_model_info *in, long n) {
+static bool check_output_size(gm_operation *c, const gm_model_info *in, long n) {
     double pixels = (double)n * in->dim * c->scale * c->scale;
     if (pixels > MAX_OUTPUT_PIXELS)
-        return fail(c, 422, "the reply would hold %.0f pixels (n x image x scale^2), over %d; lower n or scale",
+        return fail(c, GM_E_TOO_COSTLY, "the reply would hold %.0f pixels (n x image x scale^2), over %d; lower n or scale",
                     pixels, MAX_OUTPUT_PIXELS);
     return true;
 }
 
-static bool prepare_output_format(gm_call *c, json_t *p, bool png_default) {
+static bool prepare_output_format(gm_operation *c, json_t *p, bool png_default) {
     bool json;
     long scale;
-    if (!get_choice(c, p, "format", "png", "json", !png_default, &json)) return false;
-    if (!get_long(c, p, "scale", 1, 1, c->srv->cfg->max_scale, "max_scale", &scale)) return false;
+    if (!get_choice(c, p, GM_P_FORMAT, !png_default, &json)) return false;
+    if (!get_long(c, p, GM_P_SCALE, &scale)) return false;
     c->png_out = !json;
     c->scale = (int)scale;
     return true;
 }
 
-static bool prepare_sample(gm_call *c, const gm_model_info *in, json_t *p, bool is_get) {
-    const gm_config *cfg = c->srv->cfg;
+static bool prepare_sample(gm_operation *c, const gm_model_info *in, json_t *p, bool is_get) {
     long n;
     float temperature, truncation;
     bool sample_pixels;
-    if (!get_long(c, p, "n", 1, 1, cfg->max_n, "max_n", &n) || !get_seed(c, p, true, &c->seed) ||
-        !get_float(c, p, "temperature", 1.0f, 0.0f, true, MAX_TEMPERATURE, &temperature) ||
+    if (!get_long(c, p, GM_P_N, &n) || !get_seed(c, p, true, &c->seed) || !get_float(c, p, GM_P_TEMPERATURE, &temperature) ||
         !prepare_output_format(c, p, is_get) || !check_output_size(c, in, n))
         return false;
     int label = -1;
     json_t *lv = json_object_get(p, "label");
-    if (lv && !in->num_classes) return fail(c, 422, "label: model \"%s\" is not class-conditional", model_name(c));
+    if (lv && !in->num_classes)
+        return fail(c, GM_E_MODEL_MISMATCH, "label: model \"%s\" is not class-conditional", model_name(c));
     if (lv && !parse_label(c, in, lv, &label)) return false;
     if (json_object_get(p, "truncation") && in->family != GM_FAMILY_GAN)
-        return fail(c, 422, "truncation applies to GAN models only");
-    if (!get_float(c, p, "truncation", 0.0f, 0.0f, true, 100.0f, &truncation)) return false;
+        return fail(c, GM_E_MODEL_MISMATCH, "truncation applies to GAN models only");
+    if (!get_float(c, p, GM_P_TRUNCATION, &truncation)) return false;
     if (json_object_get(p, "mode") && in->family != GM_FAMILY_VAE)
-        return fail(c, 422, "mode applies to VAE models only");
-    if (!get_choice(c, p, "mode", "mean", "sample", false, &sample_pixels)) return false;
+        return fail(c, GM_E_MODEL_MISMATCH, "mode applies to VAE models only");
+    if (!get_choice(c, p, GM_P_MODE, false, &sample_pixels)) return false;
     json_t *cv = json_object_get(p, "code");
     if (!code_allowed(c, in, cv)) return false;
     if (cv) { /* one code for every row; without it each row draws its own */
@@ -254,21 +286,21 @@ static bool prepare_sample(gm_call *c, const gm_model_info *in, json_t *p, bool 
             size_t seps = 0;
             for (const char *t = json_string_value(cv); *t; t++) seps += *t == ',' || *t == '[' || *t == '{';
             if (seps > (size_t)in->code_dim + 1)
-                return fail(c, 422, "code must be an array of %d numbers (model \"%s\" has code_dim %d)",
+                return fail(c, GM_E_MODEL_MISMATCH, "code must be an array of %d numbers (model \"%s\" has code_dim %d)",
                             in->code_dim, model_name(c), in->code_dim);
             json_t *parsed = json_loads(json_string_value(cv), JSON_DECODE_ANY, NULL);
-            if (!parsed) return fail(c, 400, "code must be a JSON array of %d numbers, e.g. code=[0.5,-1]", in->code_dim);
+            if (!parsed) return fail(c, GM_E_BAD_PARAM, "code must be a JSON array of %d numbers, e.g. code=[0.5,-1]", in->code_dim);
             json_object_set_new(p, "code", parsed);
             cv = parsed;
         }
-        if (!(c->codes = malloc((size_t)in->code_dim * sizeof *c->codes))) return fail(c, 500, "out of memory");
+        if (!(c->codes = malloc((size_t)in->code_dim * sizeof *c->codes))) return fail(c, GM_E_INTERNAL, "out of memory");
         if (!read_code(c, in, cv, "code", c->codes)) return false;
     }
 
     c->rows = calloc((size_t)n, sizeof *c->rows);
     c->out = malloc((size_t)n * in->dim * sizeof *c->out);
     if (in->family == GM_FAMILY_NADE) c->logp = malloc((size_t)n * sizeof *c->logp);
-    if (!c->rows || !c->out || (in->family == GM_FAMILY_NADE && !c->logp)) return fail(c, 500, "out of memory");
+    if (!c->rows || !c->out || (in->family == GM_FAMILY_NADE && !c->logp)) return fail(c, GM_E_INTERNAL, "out of memory");
     for (long i = 0; i < n; i++) {
         gm_row *r = &c->rows[i];
         gm_rng_seed(&r->rng, c->seed, (uint64_t)i);
@@ -290,7 +322,8 @@ static bool prepare_sample(gm_call *c, const gm_model_info *in, json_t *p, bool 
     return true;
 }
 
-void gm_ops_release(gm_call *c) {
+/* Frees the PNG inputs the operation still holds. */
+static void release_pngs(gm_operation *c) {
     for (long i = 0; c->png && i < c->png_count; i++) free(c->png[i]);
     free(c->png);
     free(c->png_len);
@@ -302,11 +335,11 @@ void gm_ops_release(gm_call *c) {
 }
 
 /* The job's prepare callback, on the worker before its first piece: decodes
- * the kept PNGs into the job's pixels, or fills the 400 (malformed) or 422
- * (another size than the model's) reply that names the image. The job is
- * the one embedded in a gm_call. */
+ * the kept PNGs into the job's pixels, or keeps why not for the 400
+ * (malformed) or 422 (another size than the model's) reply that names the
+ * image. The job is the one embedded in its gm_operation. */
 static bool decode_pngs(gm_job *job) {
-    gm_call *c = (gm_call *)((char *)job - offsetof(gm_call, job));
+    gm_operation *c = (gm_operation *)((char *)job - offsetof(gm_operation, job));
     const gm_model_info *in = gm_model_get_info(job->model);
     char err[GM_ERR_LEN];
     bool ok = true;
@@ -315,11 +348,11 @@ static bool decode_pngs(gm_job *job) {
         gm_png_status st = gm_png_decode(c->png[i], c->png_len[i], in->height, in->width, in->channels,
                                          c->in + (size_t)i * in->dim, err);
         ok = st == GM_PNG_OK;
-        int status = st == GM_PNG_WRONG_SIZE ? 422 : 400;
-        if (!ok && c->png_body) gm_reply_error(&c->reply, status, "%s", err);
-        else if (!ok) gm_reply_error(&c->reply, status, "images[%ld]: %s", i, err);
+        c->invalid_kind = st == GM_PNG_WRONG_SIZE ? GM_E_MODEL_MISMATCH : GM_E_BAD_PARAM;
+        if (!ok && c->png_body) snprintf(c->invalid, sizeof c->invalid, "%s", err);
+        else if (!ok) snprintf(c->invalid, sizeof c->invalid, "images[%ld]: %s", i, err);
     }
-    gm_ops_release(c); /* the bytes are not needed any more */
+    release_pngs(c); /* the bytes are not needed any more */
     return ok;
 }
 
@@ -327,13 +360,13 @@ static bool decode_pngs(gm_job *job) {
  * They wait in the queue, so together they are bounded like the bodies
  * being received: by max_body_memory_bytes, beyond which the request gets
  * 503 with Retry-After, as a body over the budget does. */
-static bool keep_png(gm_call *c, size_t i, uint8_t *bytes, size_t len) {
+static bool keep_png(gm_operation *c, size_t i, uint8_t *bytes, size_t len) {
     long long limit = c->srv->cfg->max_body_memory_bytes;
     if (atomic_fetch_add(&c->srv->png_bytes, (long long)len) + (long long)len > limit) {
         atomic_fetch_sub(&c->srv->png_bytes, (long long)len);
         free(bytes);
-        c->reply.retry_after = 1;
-        return fail(c, 503, "the server holds as many PNG bytes waiting to be decoded as it may (%lld bytes, the "
+        gm_reply_header(c->reply, "Retry-After", "1");
+        return fail(c, GM_E_BUSY, "the server holds as many PNG bytes waiting to be decoded as it may (%lld bytes, the "
                             "max_body_memory_bytes setting); retry after 1 s", limit);
     }
     c->png_held += len;
@@ -343,57 +376,65 @@ static bool keep_png(gm_call *c, size_t i, uint8_t *bytes, size_t len) {
     return true;
 }
 
+/* The entries of an array parameter (images, latents) within its range. */
+static bool count_in_range(gm_operation *c, gm_param id, long n) {
+    const gm_param_def *d = &gm_params[id];
+    long lo = (long)d->min, hi = (long)gm_param_max(id, c->srv->cfg);
+    if (n >= lo && n <= hi) return true;
+    return fail(c, GM_E_OUT_OF_RANGE, "%s has %ld entries; send %ld to %ld (the server's %s setting)", d->name, n, lo,
+                hi, d->max_setting);
+}
+
 /* Reads one input image, a {"png": base64} or {"pixels": [D numbers]}
  * object: pixels into out (D floats), a PNG's bytes for the worker. */
-static bool read_image(gm_call *c, const gm_model_info *in, json_t *img, size_t i, float *out) {
+static bool read_image(gm_operation *c, const gm_model_info *in, json_t *img, size_t i, float *out) {
     json_t *png = json_object_get(img, "png"), *pixels = json_object_get(img, "pixels");
     if (json_is_string(png)) {
         size_t len;
         uint8_t *bytes = gm_base64_decode(json_string_value(png), json_string_length(png), &len);
-        if (!bytes) return fail(c, 400, "images[%zu].png is not base64", i);
+        if (!bytes) return fail(c, GM_E_BAD_PARAM, "images[%zu].png is not base64", i);
         return keep_png(c, i, bytes, len);
     }
     if (json_is_array(pixels)) {
         if (json_array_size(pixels) != (size_t)in->dim)
-            return fail(c, 422, "images[%zu].pixels has %zu values; the model takes %d (%dx%dx%d)", i,
+            return fail(c, GM_E_MODEL_MISMATCH, "images[%zu].pixels has %zu values; the model takes %d (%dx%dx%d)", i,
                         json_array_size(pixels), in->dim, in->height, in->width, in->channels);
         for (int d = 0; d < in->dim; d++) {
             json_t *v = json_array_get(pixels, (size_t)d);
             double x = json_number_value(v);
             if (!json_is_number(v) || !(x >= 0 && x <= 1))
-                return fail(c, 422, "images[%zu].pixels[%d] must be a number from 0 to 1", i, d);
+                return fail(c, GM_E_OUT_OF_RANGE, "images[%zu].pixels[%d] must be a number from 0 to 1", i, d);
             out[d] = (float)x;
         }
         return true;
     }
-    return fail(c, 400, "images[%zu] must be {\"png\": \"<base64>\"} or {\"pixels\": [%d numbers]}", i, in->dim);
+    return fail(c, GM_E_BAD_PARAM, "images[%zu] must be {\"png\": \"<base64>\"} or {\"pixels\": [%d numbers]}", i, in->dim);
 }
 
-/* The images of logp and encode: an image/png body (one image) or a JSON
- * body {"images": [...]}. Pixels are read here; PNGs are only kept, for
- * decode_pngs on the worker. */
-static bool read_images(gm_call *c, const gm_model_info *in, json_t *p, const gm_http_request *req, long *n) {
-    bool body_png = req->body_len > 0 && gm_media_type_is(req->content_type, "image/png");
+/* The images of logp, encode and discriminate: an image/png body (one
+ * image) or a JSON body {"images": [...]}. Pixels are read here; PNGs are
+ * only kept, for decode_pngs on the worker. */
+static bool read_images(gm_operation *c, const gm_model_info *in, json_t *p, const gm_op_request *rq, long *n) {
+    bool body_png = rq->png != NULL;
     json_t *images = json_object_get(p, "images");
     if (body_png) *n = 1;
-    else if (!json_is_array(images)) return fail(c, 400, "the body needs \"images\": [{\"png\": \"<base64>\"}, ...]");
+    else if (!json_is_array(images))
+        return fail(c, GM_E_BAD_PARAM, "the body needs \"images\": [{\"png\": \"<base64>\"}, ...]");
     else *n = (long)json_array_size(images);
-    if (*n < 1 || *n > c->srv->cfg->max_images)
-        return fail(c, 422, "images has %ld entries; send 1 to %ld (the server's max_images setting)", *n,
-                    c->srv->cfg->max_images);
+    if (!count_in_range(c, GM_P_IMAGES, *n)) return false;
     c->in = malloc((size_t)*n * in->dim * sizeof *c->in);
     c->png = calloc((size_t)*n, sizeof *c->png);
     c->png_len = calloc((size_t)*n, sizeof *c->png_len);
-    if (!c->in || !c->png || !c->png_len) return fail(c, 500, "out of memory");
+    if (!c->in || !c->png || !c->png_len) return fail(c, GM_E_INTERNAL, "out of memory");
     c->png_count = *n;
     if (body_png) {
         /* the caller frees the body once the job is queued: take it */
-        uint8_t *bytes = req->body_buffer ? *req->body_buffer : malloc(req->body_len);
-        if (!bytes) return fail(c, 500, "out of memory");
-        if (req->body_buffer) *req->body_buffer = NULL;
-        else memcpy(bytes, req->body, req->body_len);
+        uint8_t *bytes = rq->png_buffer ? *rq->png_buffer : malloc(rq->png_len);
+        if (!bytes) return fail(c, GM_E_INTERNAL, "out of memory");
+        if (rq->png_buffer) *rq->png_buffer = NULL;
+        else memcpy(bytes, rq->png, rq->png_len);
         c->png_body = true;
-        return keep_png(c, 0, bytes, req->body_len);
+        return keep_png(c, 0, bytes, rq->png_len);
     }
     for (long i = 0; i < *n; i++)
         if (!read_image(c, in, json_array_get(images, (size_t)i), (size_t)i, c->in + (size_t)i * in->dim))
@@ -401,15 +442,13 @@ static bool read_images(gm_call *c, const gm_model_info *in, json_t *p, const gm
     return true;
 }
 
-static bool prepare_logp(gm_call *c, const gm_model_info *in, json_t *p, const gm_http_request *req) {
-    const gm_config *cfg = c->srv->cfg;
+static bool prepare_logp(gm_operation *c, const gm_model_info *in, json_t *p, const gm_op_request *rq) {
     long n, k;
-    if (!get_long(c, p, "k", cfg->default_k, 1, cfg->max_k, "max_k", &k) || !get_seed(c, p, false, &c->seed) ||
-        !read_images(c, in, p, req, &n))
+    if (!get_long(c, p, GM_P_K, &k) || !get_seed(c, p, false, &c->seed) || !read_images(c, in, p, rq, &n))
         return false;
     c->rows = calloc((size_t)n, sizeof *c->rows);
     c->lp = calloc((size_t)n, sizeof *c->lp);
-    if (!c->rows || !c->lp) return fail(c, 500, "out of memory");
+    if (!c->rows || !c->lp) return fail(c, GM_E_INTERNAL, "out of memory");
     for (long i = 0; i < n; i++) gm_rng_seed(&c->rows[i].rng, c->seed, (uint64_t)i);
     c->job.n = (int)n;
     c->job.k = in->exact_logp ? 0 : (int)k;
@@ -419,12 +458,12 @@ static bool prepare_logp(gm_call *c, const gm_model_info *in, json_t *p, const g
     return true;
 }
 
-static bool prepare_encode(gm_call *c, const gm_model_info *in, json_t *p, const gm_http_request *req) {
+static bool prepare_encode(gm_operation *c, const gm_model_info *in, json_t *p, const gm_op_request *rq) {
     long n;
-    if (!read_images(c, in, p, req, &n)) return false;
+    if (!read_images(c, in, p, rq, &n)) return false;
     c->out = malloc((size_t)n * in->encode_dim * sizeof *c->out);
     if (in->family == GM_FAMILY_VAE) c->out2 = malloc((size_t)n * in->encode_dim * sizeof *c->out2);
-    if (!c->out || (in->family == GM_FAMILY_VAE && !c->out2)) return fail(c, 500, "out of memory");
+    if (!c->out || (in->family == GM_FAMILY_VAE && !c->out2)) return fail(c, GM_E_INTERNAL, "out of memory");
     c->job.n = (int)n;
     c->job.pixels = c->in;
     c->job.out_z = c->out;
@@ -432,21 +471,32 @@ static bool prepare_encode(gm_call *c, const gm_model_info *in, json_t *p, const
     return true;
 }
 
+static bool prepare_discriminate(gm_operation *c, const gm_model_info *in, json_t *p, const gm_op_request *rq) {
+    long n;
+    if (!read_images(c, in, p, rq, &n)) return false;
+    c->out = malloc((size_t)n * sizeof *c->out);
+    if (!c->out) return fail(c, GM_E_INTERNAL, "out of memory");
+    c->job.n = (int)n;
+    c->job.pixels = c->in;
+    c->job.out_logits = c->out;
+    return true;
+}
+
 /* Decode's code: required when the model has codes (like label), one for
  * every latent or an array of one per latent. */
-static bool prepare_decode_codes(gm_call *c, const gm_model_info *in, json_t *p, long n) {
+static bool prepare_decode_codes(gm_operation *c, const gm_model_info *in, json_t *p, long n) {
     json_t *cv = json_object_get(p, "code");
     if (!code_allowed(c, in, cv)) return false;
     if (!in->code_dim) return true;
     if (!cv)
-        return fail(c, 422, "code is required: model \"%s\" takes a continuous code of %d numbers (one array for "
+        return fail(c, GM_E_MODEL_MISMATCH, "code is required: model \"%s\" takes a continuous code of %d numbers (one array for "
                             "every latent, or an array of one per latent)",
                     model_name(c), in->code_dim);
     c->codes = malloc((size_t)n * in->code_dim * sizeof *c->codes);
-    if (!c->codes) return fail(c, 500, "out of memory");
+    if (!c->codes) return fail(c, GM_E_INTERNAL, "out of memory");
     bool each = json_is_array(cv) && json_array_size(cv) > 0 && json_is_array(json_array_get(cv, 0));
     if (each && json_array_size(cv) != (size_t)n)
-        return fail(c, 422, "code has %zu entries for %ld latents", json_array_size(cv), n);
+        return fail(c, GM_E_MODEL_MISMATCH, "code has %zu entries for %ld latents", json_array_size(cv), n);
     char what[32];
     for (long i = 0; i < n; i++) {
         snprintf(what, sizeof what, each ? "code[%ld]" : "code", i);
@@ -456,41 +506,40 @@ static bool prepare_decode_codes(gm_call *c, const gm_model_info *in, json_t *p,
     return true;
 }
 
-static bool prepare_decode(gm_call *c, const gm_model_info *in, json_t *p) {
+static bool prepare_decode(gm_operation *c, const gm_model_info *in, json_t *p) {
+    double bound = gm_params[GM_P_CODE].max;
     json_t *latents = json_object_get(p, "latents");
-    if (!json_is_array(latents)) return fail(c, 400, "the body needs \"latents\": [[%d numbers], ...]", in->latent_dim);
+    if (!json_is_array(latents)) return fail(c, GM_E_BAD_PARAM, "the body needs \"latents\": [[%d numbers], ...]", in->latent_dim);
     long n = (long)json_array_size(latents);
-    if (n < 1 || n > c->srv->cfg->max_images)
-        return fail(c, 422, "latents has %ld entries; send 1 to %ld (the server's max_images setting)", n,
-                    c->srv->cfg->max_images);
+    if (!count_in_range(c, GM_P_LATENTS, n)) return false;
     if (!prepare_output_format(c, p, false) || !check_output_size(c, in, n)) return false;
     c->in = malloc((size_t)n * in->latent_dim * sizeof *c->in);
     c->out = malloc((size_t)n * in->dim * sizeof *c->out);
-    if (!c->in || !c->out) return fail(c, 500, "out of memory");
+    if (!c->in || !c->out) return fail(c, GM_E_INTERNAL, "out of memory");
     for (long i = 0; i < n; i++) {
         json_t *z = json_array_get(latents, (size_t)i);
         if (!json_is_array(z) || json_array_size(z) != (size_t)in->latent_dim)
-            return fail(c, 422, "latents[%ld] must be an array of %d numbers (the model's latent size)", i,
+            return fail(c, GM_E_MODEL_MISMATCH, "latents[%ld] must be an array of %d numbers (the model's latent size)", i,
                         in->latent_dim);
         for (int j = 0; j < in->latent_dim; j++) {
             json_t *v = json_array_get(z, (size_t)j);
             double x = json_number_value(v);
-            if (!json_is_number(v) || !(fabs(x) <= MAX_LATENT_ABS))
-                return fail(c, 422, "latents[%ld][%d] must be a number within +-%g", i, j, MAX_LATENT_ABS);
+            if (!json_is_number(v) || !(fabs(x) <= bound))
+                return fail(c, GM_E_OUT_OF_RANGE, "latents[%ld][%d] must be a number within +-%g", i, j, bound);
             c->in[(size_t)i * in->latent_dim + j] = (float)x;
         }
     }
     json_t *lv = json_object_get(p, "label");
     if (in->num_classes) {
-        if (!lv) return fail(c, 422, "label is required: model \"%s\" is class-conditional (an index, a class name, "
+        if (!lv) return fail(c, GM_E_MODEL_MISMATCH, "label is required: model \"%s\" is class-conditional (an index, a class name, "
                                      "or an array of one per latent)", model_name(c));
         c->labels = malloc((size_t)n * sizeof *c->labels);
-        if (!c->labels) return fail(c, 500, "out of memory");
+        if (!c->labels) return fail(c, GM_E_INTERNAL, "out of memory");
         if (json_is_array(lv) && json_array_size(lv) != (size_t)n)
-            return fail(c, 422, "label has %zu entries for %ld latents", json_array_size(lv), n);
+            return fail(c, GM_E_MODEL_MISMATCH, "label has %zu entries for %ld latents", json_array_size(lv), n);
         for (long i = 0; i < n; i++)
             if (!parse_label(c, in, json_is_array(lv) ? json_array_get(lv, (size_t)i) : lv, &c->labels[i])) return false;
-    } else if (lv) return fail(c, 422, "label: model \"%s\" is not class-conditional", model_name(c));
+    } else if (lv) return fail(c, GM_E_MODEL_MISMATCH, "label: model \"%s\" is not class-conditional", model_name(c));
     if (!prepare_decode_codes(c, in, p, n)) return false;
     c->job.n = (int)n;
     c->job.z = c->in;
@@ -500,23 +549,56 @@ static bool prepare_decode(gm_call *c, const gm_model_info *in, json_t *p) {
     return true;
 }
 
-static bool prepare_op(gm_call *c, gm_op op, json_t *params, const gm_http_request *req) {
+static bool prepare_op(gm_operation *c, const gm_op_request *rq) {
     const gm_model_info *in = gm_model_get_info(c->srv->models[c->model]);
-    c->job = (gm_job){.model = c->srv->models[c->model], .op = op, .owner = c};
+    gm_op op = rq->op;
+    c->job = (gm_job){.model = c->srv->models[c->model], .op = op, .slot = c->model};
     c->scale = 1;
-    if (!check_params(c, op, params) || !needs(c, in, op)) return false;
+    if (!check_params(c, op, rq->params) || !needs(c, in, op)) return false;
     switch (op) {
-    case GM_OP_SAMPLE: return prepare_sample(c, in, params, strcmp(req->method, "POST") != 0);
-    case GM_OP_LOGP: return prepare_logp(c, in, params, req);
-    case GM_OP_ENCODE: return prepare_encode(c, in, params, req);
-    case GM_OP_DECODE: return prepare_decode(c, in, params);
-    default: return fail(c, 404, "no such operation");
+    case GM_OP_SAMPLE: return prepare_sample(c, in, rq->params, rq->get);
+    case GM_OP_LOGP: return prepare_logp(c, in, rq->params, rq);
+    case GM_OP_ENCODE: return prepare_encode(c, in, rq->params, rq);
+    case GM_OP_DECODE: return prepare_decode(c, in, rq->params);
+    case GM_OP_DISCRIMINATE: return prepare_discriminate(c, in, rq->params, rq);
+    case GM_OP_COUNT: break;
     }
+    return fail(c, GM_E_INTERNAL, "operation %d has no preparation", (int)op);
 }
 
 /* Every prepared job then passes admission by cost (cost.h). */
-bool gm_ops_prepare(gm_call *c, gm_op op, json_t *params, const gm_http_request *req) {
-    return prepare_op(c, op, params, req) && gm_cost_admit(c);
+gm_operation *gm_operation_prepare(gm_server *srv, const gm_op_request *rq, gm_reply *reply) {
+    gm_operation *c = calloc(1, sizeof *c);
+    if (!c) {
+        gm_reply_error(reply, GM_E_INTERNAL, "out of memory");
+        return NULL;
+    }
+    c->srv = srv;
+    c->model = rq->model;
+    c->reply = reply;
+    bool ok = prepare_op(c, rq) && gm_cost_admit(srv->cfg, &c->job, c->scale, reply);
+    c->reply = NULL;
+    if (!ok) {
+        gm_operation_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+gm_job *gm_operation_job(gm_operation *o) { return &o->job; }
+
+void gm_operation_free(gm_operation *c) {
+    if (!c) return;
+    release_pngs(c);
+    free(c->in);
+    free(c->out);
+    free(c->out2);
+    free(c->codes);
+    free(c->labels);
+    free(c->rows);
+    free(c->logp);
+    free(c->lp);
+    free(c);
 }
 
 static json_t *number(double x) { return isfinite(x) ? json_real(x) : json_null(); }
@@ -529,23 +611,20 @@ static json_t *float_array(const float *x, int n) {
 
 /* Sample and decode replies: one PNG (a grid for n > 1) or JSON with one
  * PNG per image. */
-static void finish_images(gm_call *c, const gm_model_info *in) {
+static void finish_images(gm_operation *c, const gm_model_info *in, gm_reply *reply) {
     char err[GM_ERR_LEN], desc[160];
     int n = c->job.n;
     snprintf(desc, sizeof desc, "gmserve model=%s op=%s n=%d seed=%llu", model_name(c), gm_op_name(c->job.op), n,
              (unsigned long long)c->seed);
-    if (c->job.op == GM_OP_SAMPLE) snprintf(c->reply.seed, sizeof c->reply.seed, "%llu", (unsigned long long)c->seed);
+    char seed[24];
+    snprintf(seed, sizeof seed, "%llu", (unsigned long long)c->seed);
+    if (c->job.op == GM_OP_SAMPLE) gm_reply_header(reply, "X-Seed", "%s", seed);
     if (c->png_out) {
         uint8_t *png;
         size_t len;
         if (gm_png_encode(c->out, n, in->height, in->width, in->channels, c->scale, desc, &png, &len, err))
-            return gm_reply_error(&c->reply, 500, "%s", err);
-        free(c->reply.body);
-        c->reply.body = png;
-        c->reply.len = len;
-        c->reply.status = 200;
-        c->reply.content_type = "image/png";
-        return;
+            return gm_reply_error(reply, GM_E_INTERNAL, "%s", err);
+        return gm_reply_bytes(reply, "image/png", png, len);
     }
     json_t *images = json_array();
     for (int i = 0; i < n; i++) {
@@ -554,7 +633,7 @@ static void finish_images(gm_call *c, const gm_model_info *in) {
         if (gm_png_encode(c->out + (size_t)i * in->dim, 1, in->height, in->width, in->channels, c->scale, desc, &png,
                           &len, err)) {
             json_decref(images);
-            return gm_reply_error(&c->reply, 500, "%s", err);
+            return gm_reply_error(reply, GM_E_INTERNAL, "%s", err);
         }
         char *b64 = gm_base64_encode(png, len);
         free(png);
@@ -570,11 +649,11 @@ static void finish_images(gm_call *c, const gm_model_info *in) {
     }
     json_t *r = json_pack("{s:s,s:o}", "model", model_name(c), "images", images);
     if (c->job.op == GM_OP_SAMPLE)
-        json_object_set_new(r, "seed", c->seed <= INT64_MAX ? json_integer((json_int_t)c->seed) : json_string(c->reply.seed));
-    gm_reply_json(&c->reply, 200, r);
+        json_object_set_new(r, "seed", c->seed <= INT64_MAX ? json_integer((json_int_t)c->seed) : json_string(seed));
+    gm_reply_json(reply, r);
 }
 
-static void finish_logp(gm_call *c, const gm_model_info *in) {
+static void finish_logp(gm_operation *c, const gm_model_info *in, gm_reply *reply) {
     json_t *results = json_array();
     for (int i = 0; i < c->job.n; i++) {
         const gm_logp_result *r = &c->lp[i];
@@ -592,37 +671,52 @@ static void finish_logp(gm_call *c, const gm_model_info *in) {
         json_object_set_new(r, "k", json_integer(c->job.k));
         json_object_set_new(r, "seed", c->seed <= INT64_MAX ? json_integer((json_int_t)c->seed) : json_null());
     }
-    gm_reply_json(&c->reply, 200, r);
+    gm_reply_json(reply, r);
 }
 
-static void finish_encode(gm_call *c, const gm_model_info *in) {
+static void finish_encode(gm_operation *c, const gm_model_info *in, gm_reply *reply) {
     json_t *results = json_array();
     for (int i = 0; i < c->job.n; i++) {
         json_t *o = json_pack("{s:o}", "z", float_array(c->out + (size_t)i * in->encode_dim, in->encode_dim));
         if (c->out2) json_object_set_new(o, "logvar", float_array(c->out2 + (size_t)i * in->encode_dim, in->encode_dim));
         json_array_append_new(results, o);
     }
-    gm_reply_json(&c->reply, 200, json_pack("{s:s,s:o}", "model", model_name(c), "results", results));
+    gm_reply_json(reply, json_pack("{s:s,s:o}", "model", model_name(c), "results", results));
 }
 
-void gm_ops_finish(gm_call *c) {
+/* Per image: the logit, D(x) = sigmoid(logit), and log D(x) (the realness:
+ * 0 for an image the discriminator is sure is real, very negative for a
+ * fake), computed without overflow for logits of any size. */
+static void finish_discriminate(gm_operation *c, gm_reply *reply) {
+    json_t *results = json_array();
+    for (int i = 0; i < c->job.n; i++) {
+        double l = c->out[i], log_d = -(log1p(exp(-fabs(l))) + (l < 0 ? -l : 0));
+        json_array_append_new(results, json_pack("{s:o,s:o,s:o}", "logit", number(l), "probability",
+                                                 number(exp(log_d)), "realness", number(log_d)));
+    }
+    gm_reply_json(reply, json_pack("{s:s,s:o}", "model", model_name(c), "results", results));
+}
+
+void gm_operation_finish(gm_operation *c, gm_reply *reply) {
     const gm_model_info *in = gm_model_get_info(c->job.model);
     switch (c->job.status) {
     case GM_JOB_EXPIRED:
-        return gm_reply_error(&c->reply, 504, "the request passed its deadline (%ld ms, the server's deadline_ms "
+        return gm_reply_error(reply, GM_E_DEADLINE, "the request passed its deadline (%ld ms, the server's deadline_ms "
                                               "setting) waiting or computing; it was stopped: retry later, or ask "
                                               "for less (fewer rows, a lower k)",
                               c->srv->cfg->deadline_ms);
-    case GM_JOB_CANCELLED: return gm_reply_error(&c->reply, 499, "the client closed the connection");
-    case GM_JOB_FAILED: return gm_reply_error(&c->reply, 500, "out of memory computing the batch");
-    case GM_JOB_INVALID: return; /* decode_pngs filled the reply */
+    case GM_JOB_CANCELLED: return gm_reply_error(reply, GM_E_CLIENT_GONE, "the client closed the connection");
+    case GM_JOB_FAILED: return gm_reply_error(reply, GM_E_INTERNAL, "out of memory computing the batch");
+    case GM_JOB_INVALID: return gm_reply_error(reply, c->invalid_kind, "%s", c->invalid);
     case GM_JOB_OK: break;
     }
     switch (c->job.op) {
     case GM_OP_SAMPLE:
-    case GM_OP_DECODE: return finish_images(c, in);
-    case GM_OP_LOGP: return finish_logp(c, in);
-    case GM_OP_ENCODE: return finish_encode(c, in);
-    default: return gm_reply_error(&c->reply, 500, "unknown operation");
+    case GM_OP_DECODE: return finish_images(c, in, reply);
+    case GM_OP_LOGP: return finish_logp(c, in, reply);
+    case GM_OP_ENCODE: return finish_encode(c, in, reply);
+    case GM_OP_DISCRIMINATE: return finish_discriminate(c, reply);
+    case GM_OP_COUNT: break;
     }
+    gm_reply_error(reply, GM_E_INTERNAL, "operation %d has no reply", (int)c->job.op);
 }

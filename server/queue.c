@@ -23,14 +23,6 @@ struct gm_queue {
     bool closed;
 };
 
-int64_t gm_now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-double gm_now_s(void) { return gm_now_ns() * 1e-9; }
-
 gm_queue *gm_queue_new(int capacity) {
     gm_queue *q = calloc(1, sizeof *q);
     if (!q) return NULL;

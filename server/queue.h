@@ -33,6 +33,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "gm/clock.h"
 #include "gm/model.h"
 
 typedef enum {
@@ -91,7 +92,10 @@ struct gm_job {
     /* Called by the worker exactly once when the job leaves its hands; the
      * job must not be touched by the worker afterwards. */
     void (*done)(gm_job *job);
-    void *owner; /* the submitter's context */
+    /* The submitter's record of the request, for alive and done: a struct
+     * the submitter defines (http.c's request); the queue never reads it. */
+    struct gm_job_owner *owner;
+    int slot; /* the model's index in the server's list, for the metrics */
 
     gm_job *next, *prev; /* queue links */
 };
@@ -100,9 +104,6 @@ typedef struct gm_queue gm_queue;
 
 gm_queue *gm_queue_new(int capacity);
 void gm_queue_free(gm_queue *q); /* accepts NULL; the queue must be empty */
-
-int64_t gm_now_ns(void); /* CLOCK_MONOTONIC */
-double gm_now_s(void);   /* the same clock in seconds, for progress lines */
 
 typedef enum { GM_PUSH_OK, GM_PUSH_FULL, GM_PUSH_CLOSED } gm_push_result;
 /* Appends job (stamping enqueued_ns) unless the queue is full or closed. */

@@ -1,9 +1,9 @@
 /*
- * test_nade_grad.c - the NADE trainer's NLL and gradient (core/nade_grad.c)
+ * test_nade_grad.c - the NADE trainer's NLL and gradient (models/train/nade_grad.c)
  * against a float64 evaluation of the NADE of docs/model-files.md and its central finite
  * differences.
  */
-#include "../server/core/nade_grad.h"
+#include "nade_grad.h"
 #include "gm/rng.h"
 #include "testutil.h"
 

@@ -6,7 +6,7 @@
  *   build/nade_train OUT.safetensors [--hidden 500] [--epochs 40] [--seed 1]
  *                    [--data DIR] [--threads 2]
  *
- * The gradient is gm_nade_nll_grad (server/core/nade_grad.c), O(D H) per
+ * The gradient is gm_nade_nll_grad (nade_grad.c, beside this file), O(D H) per
  * image, no B*D*H tensor.
  * Threads split each mini-batch and keep their own gradients; Adam
  * (1e-3, cosine decay to 1e-5) updates once per batch of 100.
@@ -23,9 +23,9 @@
 #include <string.h>
 
 #include "dataset.h"
-#include "queue.h"
+#include "gm/clock.h"
 #include "gm/rng.h"
-#include "core/nade_grad.h"
+#include "nade_grad.h"
 
 #define BATCH 100
 #define MAX_THREADS 16

@@ -21,7 +21,7 @@
 #include <string.h>
 
 #include "nade_grad.h"
-#include "vmath.h"
+#include "core/vmath.h"
 
 int gm_nade_params_alloc(gm_nade_params *p, int D, int H) {
     p->D = D;

@@ -32,7 +32,7 @@
 #include "gm/layers.h"
 #include "gm/model.h"
 #include "pngio.h"
-#include "queue.h"
+#include "gm/clock.h"
 
 #define SAMPLE_SEED 1
 

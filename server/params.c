@@ -1,0 +1,118 @@
+/*
+ * params.c - the parameter table (see params.h).
+ *
+ * Latents and codes are bounded (+-1e4) so that a decoder never sees
+ * values that overflow its float arithmetic; temperature and truncation by
+ * 100, past which sampling is noise.
+ */
+#include <stddef.h>
+#include <string.h>
+
+#include "params.h"
+
+#define OP(o) (1u << (o))
+#define SAMPLE OP(GM_OP_SAMPLE)
+#define LOGP OP(GM_OP_LOGP)
+#define ENCODE OP(GM_OP_ENCODE)
+#define DECODE OP(GM_OP_DECODE)
+#define DISC OP(GM_OP_DISCRIMINATE)
+#define MAX_SETTING(s) .max_setting = #s, .max_offset = offsetof(gm_config, s)
+#define DEFAULT_SETTING(s) .dflt_setting = #s, .dflt_offset = offsetof(gm_config, s)
+
+/* one parameter a line or two, as clang-format would not keep it */
+/* clang-format off */
+const gm_param_def gm_params[GM_P_COUNT] = {
+    [GM_P_IMAGES] = {.name = "images", .type = "array", .min = 1, MAX_SETTING(max_images), .dflt_text = "-",
+        .ops = LOGP | ENCODE | DISC,
+        .description = "the input images, each {\"png\": base64} or {\"pixels\": [H*W*C numbers in 0..1]}; "
+                       "or send one image as an image/png body"},
+    [GM_P_LATENTS] = {.name = "latents", .type = "array", .min = 1, MAX_SETTING(max_images), .dflt_text = "-",
+        .ops = DECODE, .description = "the latents to decode, each latent_dim numbers within +-1e4"},
+    [GM_P_N] = {.name = "n", .type = "integer", .min = 1, MAX_SETTING(max_n), .dflt = 1, .dflt_text = "1",
+        .ops = SAMPLE, .description = "images to draw (one PNG grid, or one entry each with format=json)"},
+    [GM_P_K] = {.name = "k", .type = "integer", .min = 1, MAX_SETTING(max_k), DEFAULT_SETTING(default_k),
+        .dflt_text = "default_k", .ops = LOGP,
+        .description = "importance samples per image for a VAE's log p (ignored by exact models)"},
+    [GM_P_SEED] = {.name = "seed", .type = "integer", .min = 0, .max = 18446744073709551615.0,
+        .dflt_text = "drawn (sample), 0 (logp)", .ops = SAMPLE | LOGP,
+        .description = "the random stream: the same seed gives the same reply (an integer, or a decimal string "
+                       "past 2^63 - 1)"},
+    [GM_P_TEMPERATURE] = {.name = "temperature", .type = "number", .min = 0, .min_open = true, .max = 100,
+        .dflt = 1, .dflt_text = "1", .ops = SAMPLE, .description = "scales the sampling noise"},
+    [GM_P_LABEL] = {.name = "label", .type = "integer", .dflt_text = "random (sample)", .ops = SAMPLE | DECODE,
+        .description = "the class of a class-conditional model: an index 0..num_classes-1 or a class name; "
+                       "decode takes one per latent too"},
+    [GM_P_TRUNCATION] = {.name = "truncation", .type = "number", .min = 0, .min_open = true, .max = 100,
+        .dflt_text = "none", .ops = SAMPLE, .description = "GAN only: redraw latent values beyond +-truncation"},
+    [GM_P_CODE] = {.name = "code", .type = "array", .min = -1e4, .max = 1e4, .dflt_text = "random (sample)",
+        .ops = SAMPLE | DECODE,
+        .description = "a GAN's continuous code: code_dim numbers (decode: one for every latent, or one per "
+                       "latent)"},
+    [GM_P_MODE] = {.name = "mode", .type = "string", .dflt_text = "mean", .choices = {"mean", "sample"},
+        .ops = SAMPLE, .description = "VAE only: the decoder's mean image, or pixels drawn from it"},
+    [GM_P_FORMAT] = {.name = "format", .type = "string", .dflt_text = "png for GET, json for POST",
+        .choices = {"png", "json"}, .ops = SAMPLE | DECODE,
+        .description = "one PNG (a grid for n > 1), or JSON with a PNG per image"},
+    [GM_P_SCALE] = {.name = "scale", .type = "integer", .min = 1, MAX_SETTING(max_scale), .dflt = 1,
+        .dflt_text = "1", .ops = SAMPLE | DECODE,
+        .description = "upscales each image by this factor (nearest neighbour)"},
+};
+/* clang-format on */
+
+static long setting(const gm_config *cfg, size_t offset) {
+    return *(const long *)((const char *)cfg + offset);
+}
+
+double gm_param_max(gm_param p, const gm_config *cfg) {
+    const gm_param_def *d = &gm_params[p];
+    return d->max_setting ? (double)setting(cfg, d->max_offset) : d->max;
+}
+
+double gm_param_default(gm_param p, const gm_config *cfg) {
+    const gm_param_def *d = &gm_params[p];
+    return d->dflt_setting ? (double)setting(cfg, d->dflt_offset) : d->dflt;
+}
+
+int gm_param_find(gm_op op, const char *name) {
+    for (int p = 0; p < GM_P_COUNT; p++)
+        if (gm_param_takes((gm_param)p, op) && !strcmp(gm_params[p].name, name)) return p;
+    return -1;
+}
+
+void gm_params_accepted(gm_op op, char *out, size_t n) {
+    size_t len = 0;
+    out[0] = 0;
+    for (int p = 0; p < GM_P_COUNT && len < n; p++)
+        if (gm_param_takes((gm_param)p, op))
+            len += (size_t)snprintf(out + len, n - len, "%s%s", len ? ", " : "", gm_params[p].name);
+}
+
+void gm_params_markdown(FILE *f) {
+    fprintf(f, "| Parameter | Type | Range | Default | Operations | Meaning |\n|---|---|---|---|---|---|\n");
+    for (int p = 0; p < GM_P_COUNT; p++) {
+        const gm_param_def *d = &gm_params[p];
+        char range[96] = "", ops[96] = "";
+        if (d->choices[0])
+            snprintf(range, sizeof range, "`%s`%s%s%s", d->choices[0], d->choices[1] ? " or `" : "",
+                     d->choices[1] ? d->choices[1] : "", d->choices[1] ? "`" : "");
+        else if (!strcmp(d->name, "label"))
+            snprintf(range, sizeof range, "0 to num_classes - 1, or a class name");
+        else if (!strcmp(d->type, "array") && d->max_setting)
+            snprintf(range, sizeof range, "%g to %s entries", d->min, d->max_setting);
+        else if (!strcmp(d->type, "array"))
+            snprintf(range, sizeof range, "code_dim numbers within +-%g", d->max);
+        else if (d->max_setting)
+            snprintf(range, sizeof range, "%g to %s", d->min, d->max_setting);
+        else if (!strcmp(d->name, "seed"))
+            snprintf(range, sizeof range, "0 to 2^64 - 1");
+        else
+            snprintf(range, sizeof range, "%s %g, at most %g", d->min_open ? "above" : "at least", d->min,
+                     d->max);
+        for (int op = 0; op < GM_OP_COUNT; op++)
+            if (gm_param_takes((gm_param)p, (gm_op)op))
+                snprintf(ops + strlen(ops), sizeof ops - strlen(ops), "%s%s", ops[0] ? ", " : "",
+                         gm_op_name((gm_op)op));
+        fprintf(f, "| `%s` | %s | %s | %s | %s | %s |\n", d->name, d->type, range, d->dflt_text, ops,
+                d->description);
+    }
+}

@@ -1,0 +1,92 @@
+/*
+ * routes.c - the route table and its matching (see routes.h).
+ */
+#include <string.h>
+
+#include "routes.h"
+
+const char *const gm_route_names[GM_ROUTE_COUNT] = {"page",   "healthz",      "readyz", "metrics",
+                                                    "models", "sample",       "logp",   "encode",
+                                                    "decode", "discriminate", "other"};
+
+enum { G = GM_METHOD_GET, P = GM_METHOD_POST };
+
+const gm_route_def gm_routes[] = {
+    {"/", G, GM_ROUTE_PAGE, true, -1, "the web page (index.html of web_root)"},
+    {"/ui/*", G, GM_ROUTE_PAGE, true, -1, "a file of the web page"},
+    {"/healthz", G, GM_ROUTE_HEALTHZ, true, -1, "liveness: 200 while the process runs"},
+    {"/readyz", G, GM_ROUTE_READYZ, true, -1,
+     "readiness: 200 once every model is loaded, 503 while draining"},
+    {"/metrics", G, GM_ROUTE_METRICS, false, -1, "Prometheus metrics"},
+    {"/v1/models", G, GM_ROUTE_MODELS, false, -1, "every model: family, shapes, operations, metadata"},
+    {"/v1/models/*", G, GM_ROUTE_MODELS, false, -1, "one model"},
+    {"/v1/models/*/sample", G | P, GM_ROUTE_SAMPLE, false, GM_OP_SAMPLE,
+     "draw images (PNG, or JSON with format=json)"},
+    {"/v1/models/*/logp", P, GM_ROUTE_LOGP, false, GM_OP_LOGP,
+     "log-likelihood of images (exact or importance-sampled)"},
+    {"/v1/models/*/encode", P, GM_ROUTE_ENCODE, false, GM_OP_ENCODE, "latent codes of images"},
+    {"/v1/models/*/decode", P, GM_ROUTE_DECODE, false, GM_OP_DECODE, "images from latents"},
+    {"/v1/models/*/discriminate", P, GM_ROUTE_DISCRIMINATE, false, GM_OP_DISCRIMINATE,
+     "a GAN discriminator's verdict on images: logit, D(x), log D(x)"},
+    {"/sample", G | P, GM_ROUTE_SAMPLE, false, GM_OP_SAMPLE,
+     "sample on the model named by ?model= (or the default)"},
+    {"/logp", P, GM_ROUTE_LOGP, false, GM_OP_LOGP, "logp on ?model= (or the default)"},
+    {"/encode", P, GM_ROUTE_ENCODE, false, GM_OP_ENCODE, "encode on ?model= (or the default)"},
+    {"/decode", P, GM_ROUTE_DECODE, false, GM_OP_DECODE, "decode on ?model= (or the default)"},
+    {"/discriminate", P, GM_ROUTE_DISCRIMINATE, false, GM_OP_DISCRIMINATE,
+     "discriminate on ?model= (or the default)"},
+};
+const int gm_n_routes = sizeof gm_routes / sizeof gm_routes[0];
+
+unsigned gm_method_bit(const char *method) {
+    return !strcmp(method, "GET") || !strcmp(method, "HEAD") ? GM_METHOD_GET
+           : !strcmp(method, "POST")                         ? GM_METHOD_POST
+                                                             : 0;
+}
+
+static bool match(const char *pattern, const char *path, char *capture, size_t cap) {
+    capture[0] = 0;
+    while (*pattern && *path) {
+        if (*pattern == '*') {
+            size_t n = strcspn(path, "/");
+            if (n == 0 || n >= cap) return false;
+            memcpy(capture, path, n);
+            capture[n] = 0;
+            path += n;
+            pattern++;
+            continue;
+        }
+        if (*pattern++ != *path++) return false;
+    }
+    return !*pattern && !*path;
+}
+
+const gm_route_def *gm_route_find(unsigned method, const char *path, char *capture, size_t cap,
+                                  unsigned *allowed) {
+    *allowed = 0;
+    for (int i = 0; i < gm_n_routes; i++) {
+        if (!match(gm_routes[i].pattern, path, capture, cap)) continue;
+        *allowed |= gm_routes[i].methods;
+        if (gm_routes[i].methods & method) return &gm_routes[i];
+    }
+    return NULL;
+}
+
+void gm_route_allow(unsigned methods, char *out, size_t n) {
+    snprintf(out, n, "%s%s%sOPTIONS", methods & GM_METHOD_GET ? "GET, HEAD, " : "",
+             methods & GM_METHOD_POST ? "POST" : "", methods & GM_METHOD_POST ? ", " : "");
+}
+
+void gm_routes_markdown(FILE *f) {
+    fprintf(f, "| Methods | Path | API key | Operation | What it does |\n|---|---|---|---|---|\n");
+    for (int i = 0; i < gm_n_routes; i++) {
+        const gm_route_def *r = &gm_routes[i];
+        char allow[64];
+        gm_route_allow(r->methods, allow, sizeof allow);
+        fprintf(f, "| %s | `", allow);
+        for (const char *c = r->pattern; *c; c++) /* "*" as the segment it stands for */
+            fputs(*c != '*' ? (char[]){*c, 0} : !strncmp(r->pattern, "/ui/", 4) ? "{file}" : "{name}", f);
+        fprintf(f, "` | %s | %s | %s |\n", r->open ? "no" : "yes",
+                r->op >= 0 ? gm_op_name((gm_op)r->op) : "-", r->summary);
+    }
+}
