@@ -7,11 +7,12 @@ convolutions that multiply weight by a mask buffer), a plain masked
 PixelCNN (an explicit F.pad before an unpadded masked conv, residual ReLU
 blocks) and a gated one without masks, as PixelCNN++ writes it (unpadded
 convolutions after F.pad, outputs shifted down / right by a pad and a crop). Each
-NAME.ref.safetensors holds binary images "x" [N, C, H, W] (and "labels")
-and, in its metadata, "logp": the float64 log p of each image (for a
-conditional model, log of the mean over classes of p(x | y)). Also a
-non-causal network (a type B first layer: each output sees its own pixel),
-which the server must refuse.
+NAME.ref.safetensors holds binary images "x" [N, H, W, C] (channels last,
+as gmserve takes pixels) and, in its metadata, "logp": the float64 log p of each image (for a
+conditional model, log of the mean over classes of p(x | y)). Also two
+non-causal networks the server must refuse: a type B first layer (each
+output sees its own pixel), and a 3-channel one whose outputs see their own
+pixel's channels, which only the numeric check at load can tell.
 
     /usr/bin/python3 tests/pixelcnn_fixtures.py tests/fixtures
 """
@@ -113,16 +114,16 @@ def randomize(net, scale):
     return net.eval()
 
 
-def fixture(out, name, net, h, w, n, classes=0):
+def fixture(out, name, net, h, w, n, classes=0, c=1):
     path = os.path.join(out, name + ".safetensors")
-    gmexport.save_pixelcnn(path, net, image=f"{h}x{w}x1", num_classes=classes)
-    x = (torch.rand(n, 1, h, w) < 0.4).float()
+    gmexport.save_pixelcnn(path, net, image=f"{h}x{w}x{c}", num_classes=classes)
+    x = (torch.rand(n, c, h, w) < 0.4).float()
     if classes:
         lp = torch.stack([logp64(net, x, torch.full((n,), y, dtype=torch.int64)) for y in range(classes)], 1)
         lp = torch.logsumexp(lp, 1) - math.log(classes)
     else:
         lp = logp64(net, x)
-    write(os.path.join(out, name + ".ref.safetensors"), {"x": x.contiguous()},
+    write(os.path.join(out, name + ".ref.safetensors"), {"x": torch.tensor(x.permute(0, 2, 3, 1).tolist())},
           {"logp": json.dumps([float(v) for v in lp])})
 
 
@@ -135,6 +136,11 @@ def main(out):
     fixture(out, "pixelcnn_shifted", randomize(ShiftedGated(), 0.3), 7, 9, 5)
     fixture(out, "pixelcnn_tiny", randomize(pixelcnn_net.GatedPixelCNN(c=4, layers=2, k_first=3, hidden=8), 0.25),
             2, 3, 4)
+    fixture(out, "pixelcnn_rgb", randomize(pixelcnn_net.GatedPixelCNN(channels=3, c=6, layers=2, hidden=8), 0.3),
+            5, 4, 4, c=3)
+    seeing = pixelcnn_net.GatedPixelCNN(channels=3, c=4, layers=2, hidden=8).eval()
+    seeing.layers[0].h.mask[:, :, :, 3] = 1  # the first horizontal conv sees its own pixel's channels
+    gmexport.save_pixelcnn(os.path.join(out, "pixelcnn_rgb_noncausal.safetensors"), seeing, image="5x4x3")
     gmexport.save_pixelcnn(os.path.join(out, "pixelcnn_noncausal.safetensors"), PlainMasked(first_b=True).eval(),
                            image="5x5x1")
 

@@ -37,6 +37,7 @@ static void test_logp_matches_float64(void **state) {
     check_logp("pixelcnn_shifted.safetensors", "pixelcnn_shifted.ref.safetensors");
     check_logp("pixelcnn_gated_cond.safetensors", "pixelcnn_gated_cond.ref.safetensors");
     check_logp("pixelcnn_tiny.safetensors", "pixelcnn_tiny.ref.safetensors");
+    check_logp("pixelcnn_rgb.safetensors", "pixelcnn_rgb.ref.safetensors"); /* 3 channels */
 }
 
 /* A 2x3 model: p over all 64 binary images sums to 1. */
@@ -109,6 +110,7 @@ static void test_cached_equals_naive(void **state) {
     check_cached_is_naive("pixelcnn_shifted.safetensors", 3, 1.0f); /* crops: views at an offset */
     check_cached_is_naive("pixelcnn_gated_cond.safetensors", 3, 1.0f);
     check_cached_is_naive("pixelcnn_tiny.safetensors", 4, 1.3f);
+    check_cached_is_naive("pixelcnn_rgb.safetensors", 3, 1.0f); /* each pixel's cone computed per channel */
 }
 
 /* The cached sampler computes each op about once per position: far fewer
@@ -128,6 +130,10 @@ static void test_noncausal_refused(void **state) {
     assert_null(m);
     assert_non_null(strstr(err, "not causal"));
     assert_non_null(strstr(err, "pixel (row 0, column 0) depends on input pixel (row 0, column 0)"));
+    /* channels of the same pixel: the positions are fine, the numeric check is not */
+    assert_null(gm_model_load(fixture("pixelcnn_rgb_noncausal.safetensors"), err));
+    assert_non_null(strstr(err, "not causal"));
+    assert_non_null(strstr(err, "input pixel (row 0, column 0, channel 0) is flipped"));
 }
 
 int main(void) {
