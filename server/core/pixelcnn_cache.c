@@ -18,7 +18,8 @@
  * Image-dependent values are kept channels-last, one vector per position;
  * a split's outputs (channels, or rows and columns: the crop of a shift)
  * are views of its input. The ops the sampler follows: conv2d with stride 1
- * (any padding, dilation, groups; its fused activation), the activations,
+ * (any padding, dilation, groups; its fused activation), the activations
+ * and the fused gate tanh(a) * sigmoid(b),
  * add and mul (an image-dependent input of the output's shape, the other
  * anything that broadcasts), concat over channels, split, and pad in the
  * zero mode. Planning refuses any other
@@ -227,7 +228,7 @@ static int plan_values(pc_plan *p, const char *label, const char *what, char err
         if (!o->spatial) {
             if (L->kind == OP_LINEAR || L->kind == OP_ADD || L->kind == OP_MUL || L->kind == OP_CONCAT ||
                 L->kind == OP_SPLIT || L->kind == OP_EXPAND || L->kind == OP_EMBEDDING || L->kind == OP_RESHAPE ||
-                L->kind == OP_FLATTEN || L->kind == OP_BATCH_NORM || op_is_activation(L->kind))
+                L->kind == OP_FLATTEN || L->kind == OP_BATCH_NORM || L->kind == OP_GATE || op_is_activation(L->kind))
                 continue;
             return gm_errorf(err, "%s: %s op %d (%s) works on the label only, where the sampler runs linear, "
                                   "embedding, add, mul, concat, split, expand, reshape and activations",
@@ -261,7 +262,8 @@ static int plan_values(pc_plan *p, const char *label, const char *what, char err
             }
             break;
         default:
-            if (!op_is_activation(L->kind)) ok = false, why = "the sampler cannot compute it position by position";
+            if (!op_is_activation(L->kind) && L->kind != OP_GATE)
+                ok = false, why = "the sampler cannot compute it position by position";
         }
         if (!ok)
             return gm_errorf(err, "%s: %s op %d (%s) on an image-dependent value: %s; the PixelCNN sampler "
@@ -540,6 +542,12 @@ static void compute(const block *k, int i, const int *qs, int n) {
                 for (int c = 0; c < Cy; c++) out[c] = in ? at_value(k, L, 0, b, c, hh * x->W + ww) : L->value;
                 break;
             }
+            case OP_GATE: { /* tanh(first half) * sigmoid(second half) of the channels */
+                const pval *x = &p->vals[L->in_val[0]];
+                const float *in = k->buf[L->in_val[0]] + at_pos(x, b, q / x->W, q % x->W);
+                for (int c = 0; c < Cy; c++) out[c] = gm_tanhf(in[c]) * gm_sigmoidf(in[Cy + c]);
+                break;
+            }
             default: { /* an activation */
                 const pval *x = &p->vals[L->in_val[0]];
                 const float *in = k->buf[L->in_val[0]] + at_pos(x, b, q / x->W, q % x->W);
@@ -562,6 +570,8 @@ static void compute_const(const block *k, int i) {
     else if (L->kind == OP_ADD || L->kind == OP_MUL || L->kind == OP_CONCAT || L->kind == OP_SPLIT ||
              L->kind == OP_EXPAND || L->kind == OP_EMBEDDING)
         op_graph(L, k->nb, x, y);
+    else if (L->kind == OP_GATE)
+        op_gate(L, k->nb, x[0], y[0]);
     else
         op_elementwise(L, k->nb, x[0], y[0]);
 }
