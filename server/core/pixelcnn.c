@@ -14,7 +14,8 @@
  * no output at any position depends on its own or a later pixel; and the
  * network as served is run on a random binary image and on copies with one
  * pixel flipped, CHECK_PIXELS pixels spread over the image (every channel
- * of each), and no output at or before the flipped pixel may move.
+ * of each), one image at a time, and no output at or before the flipped
+ * pixel may move.
  *
  * Sampling draws pixel after pixel with the cached sampler, at the row's
  * temperature; the log p it returns is at temperature 1, like NADE's.
@@ -73,32 +74,27 @@ static int logits_of(const pixelcnn *m, const gm_model_info *info, int B, const 
     return rc;
 }
 
+/* Flips CHECK_PIXELS pixels (every channel of each) of a random binary
+ * image, one copy at a time so that memory stays at three images, and
+ * refuses the network when an output at or before the flipped pixel moves. */
 static int check_causal(const pixelcnn *m, const gm_model_info *info, const char *L, char err[GM_ERR_LEN]) {
     int C = info->channels, P = info->height * info->width, D = info->dim;
-    int S = P < CHECK_PIXELS ? P : CHECK_PIXELS, N = 1 + S * C, rc = -1;
-    float *x = malloc((size_t)N * D * sizeof *x), *y = malloc((size_t)N * D * sizeof *y);
-    if (!x || !y) {
-        rc = gm_errorf(err, "%s: out of memory checking gm.network's causality", L);
-        goto done;
-    }
+    int S = P < CHECK_PIXELS ? P : CHECK_PIXELS, rc = -1, label = m->conditional ? 0 : -1;
+    float *x = malloc((size_t)D * sizeof *x), *y0 = malloc((size_t)D * sizeof *y0), *y = malloc((size_t)D * sizeof *y);
+    if (!x || !y0 || !y) goto oom;
     gm_rng rng;
     gm_rng_seed(&rng, CHECK_SEED, 0);
     for (int i = 0; i < D; i++) x[i] = gm_rng_uniform(&rng) < 0.5 ? 1.0f : 0.0f;
+    if (logits_of(m, info, 1, x, label, y0)) goto oom;
     for (int s = 0; s < S; s++)
         for (int c = 0; c < C; c++) {
-            int t = S > 1 ? (int)((long long)s * (P - 1) / (S - 1)) : 0, r = 1 + s * C + c;
-            memcpy(x + (size_t)r * D, x, (size_t)D * sizeof *x);
-            x[(size_t)r * D + (size_t)t * C + c] = 1.0f - x[(size_t)t * C + c];
-        }
-    if (logits_of(m, info, N, x, m->conditional ? 0 : -1, y)) {
-        rc = gm_errorf(err, "%s: out of memory checking gm.network's causality", L);
-        goto done;
-    }
-    for (int s = 0; s < S; s++)
-        for (int c = 0; c < C; c++) {
-            int t = S > 1 ? (int)((long long)s * (P - 1) / (S - 1)) : 0, r = 1 + s * C + c, flipped = t * C + c;
+            int t = S > 1 ? (int)((long long)s * (P - 1) / (S - 1)) : 0, flipped = t * C + c;
+            x[flipped] = 1.0f - x[flipped];
+            int failed = logits_of(m, info, 1, x, label, y);
+            x[flipped] = 1.0f - x[flipped];
+            if (failed) goto oom;
             for (int i = 0; i <= flipped; i++) {
-                double a = y[i], b = y[(size_t)r * D + i];
+                double a = y0[i], b = y[i];
                 if (!(fabs(a - b) <= CHECK_TOLERANCE * (1.0 + fabs(a)))) {
                     rc = gm_errorf(err, "%s: gm.network is not causal: its output at pixel (row %d, column %d, "
                                         "channel %d) changes from %.7g to %.7g when input pixel (row %d, column "
@@ -111,8 +107,12 @@ static int check_causal(const pixelcnn *m, const gm_model_info *info, const char
             }
         }
     rc = 0;
+    goto done;
+oom:
+    rc = gm_errorf(err, "%s: out of memory checking gm.network's causality", L);
 done:
     free(x);
+    free(y0);
     free(y);
     return rc;
 }
