@@ -75,7 +75,7 @@ static const float *next_input(op_ctx *c) {
     c->next += c->B;
     return x;
 }
-static void run_nade_logp(void *p) {
+static void run_logp(void *p) {
     op_ctx *c = p;
     gm_model_logp(c->m, c->B, next_input(c), 1, NULL, c->lp);
 }
@@ -151,7 +151,7 @@ static void pixelcnn_sampling(const gm_model *m, json_t *torch) {
         c.lp = malloc(B * sizeof(gm_logp_result));
         c.dlp = malloc(B * sizeof(double));
         reseed(&c);
-        double cached = B / median_time(run_sample, &c), naive = B / (P * median_time(run_nade_logp, &c));
+        double cached = B / median_time(run_sample, &c), naive = B / (P * median_time(run_logp, &c));
         double tr = torch ? torch_rate(torch, "pixelcnn_sample", B) : 0;
         printf("%-15s %5d %12.2f %12.4f ", "pixelcnn_sample", B, cached, naive);
         if (tr > 0)
@@ -184,11 +184,11 @@ int main(int argc, char **argv) {
         int model;
         run_fn fn;
     } ops[] = {
-        {"nade_logp", 0, run_nade_logp},
+        {"nade_logp", 0, run_logp},
         {"nade_sample", 0, run_sample},
         {"vae_encode", 1, run_encode},
         {"gan_sample", 2, run_sample},
-        {"pixelcnn_logp", 3, run_nade_logp},
+        {"pixelcnn_logp", 3, run_logp},
     };
     const int batches[] = {1, 16, 64, 256};
     printf("\n%-12s %5s %12s %12s %8s %10s %10s %7s\n", "operation", "batch", "gmserve/s", "pytorch/s", "ratio",
