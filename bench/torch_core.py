@@ -8,7 +8,9 @@ OUT, and times PyTorch on the same weights with the same thread count.
 PyTorch's PixelCNN sampling is the naive loop (one forward pass per pixel):
 its first row of 28 pixels is timed and the rate scaled to 784 pixels,
 since every pass costs the same.
-Prints nothing but a JSON map "op/batch" -> images per second to OUT/torch.json.
+Writes a JSON map "op/batch" -> images per CPU-second (time.process_time,
+every thread of the process) to OUT/torch.ROUND.json, ROUND the second
+argument; bench_core.sh runs these rounds interleaved with gmserve's.
 """
 import json
 import os
@@ -25,23 +27,24 @@ import gmexport  # noqa: E402  (on the path through gmfile)
 import pixelcnn_net  # noqa: E402
 
 OUT = sys.argv[1]
-THREADS = int(os.environ.get("BENCH_THREADS", "2"))
+ROUND = sys.argv[2] if len(sys.argv) > 2 else "0"
+THREADS = int(os.environ.get("BENCH_THREADS", "1"))
 torch.set_num_threads(THREADS)
 torch.manual_seed(0)
 BATCHES = [1, 16, 64, 256]
 D, H, Z_VAE, Z_GAN = 784, 500, 32, 64
 
 
-def timeit(fn, batch, min_time=0.4, max_reps=2000):
-    """Median seconds per call over >= 3 calls and >= min_time, at most
+def timeit(fn, batch, min_time=0.15, max_reps=1000):
+    """Median CPU seconds per call over >= 3 calls and >= min_time, at most
     max_reps calls: the rule bench_core.c uses for gmserve."""
     fn()  # warm-up
     times = []
-    start = time.perf_counter()
-    while len(times) < 3 or (time.perf_counter() - start < min_time and len(times) < max_reps):
-        t0 = time.perf_counter()
+    start = time.process_time()
+    while len(times) < 3 or (time.process_time() - start < min_time and len(times) < max_reps):
+        t0 = time.process_time()
         fn()
-        times.append(time.perf_counter() - t0)
+        times.append(time.process_time() - t0)
     return batch / statistics.median(times)
 
 
@@ -79,6 +82,23 @@ gmfile.write(os.path.join(OUT, "vae.safetensors"), dict(et, **dt),
              {"gm.format": "1", "gm.family": "vae", "gm.image": "28x28x1", "gm.latent_dim": str(Z_VAE),
               "gm.encoder": el, "gm.decoder": dl})
 
+K_VAE = 100
+
+
+def vae_logp(x, k=K_VAE):
+    """The importance-sampled log p(x) with k samples per image, as gmserve's."""
+    stats = enc(x.view(-1, 1, 28, 28))
+    mu, logvar = stats[:, :Z_VAE], stats[:, Z_VAE:]
+    sd = torch.exp(0.5 * logvar)
+    eps = torch.randn(x.shape[0], k, Z_VAE)
+    z = mu[:, None] + sd[:, None] * eps
+    logits = dec(z.reshape(-1, Z_VAE)).view(x.shape[0], k, D)
+    ll = -nn.functional.binary_cross_entropy_with_logits(logits, x[:, None].expand_as(logits),
+                                                         reduction="none").sum(-1)
+    lw = ll + (-0.5 * z * z + 0.5 * eps * eps).sum(-1) + 0.5 * logvar.sum(-1, keepdim=True)
+    return torch.logsumexp(lw, 1) - torch.log(torch.tensor(float(k)))
+
+
 gen = nn.Sequential(nn.Linear(Z_GAN, 128 * 7 * 7), nn.BatchNorm1d(128 * 7 * 7), nn.ReLU(),
                     nn.Unflatten(1, (128, 7, 7)), nn.ConvTranspose2d(128, 64, 4, 2, 1), nn.BatchNorm2d(64),
                     nn.ReLU(), nn.ConvTranspose2d(64, 1, 4, 2, 1), nn.Tanh()).eval()
@@ -112,8 +132,9 @@ with torch.no_grad():
             results[f"nade_sample/{B}"] = timeit(lambda: nade_sample(B), B, min_time=0.2, max_reps=5)
         xi = x.view(B, 1, 28, 28)
         results[f"vae_encode/{B}"] = timeit(lambda: enc(xi), B)
+        results[f"vae_logp/{B}"] = timeit(lambda: vae_logp(x), B)
         results[f"gan_sample/{B}"] = timeit(lambda: (gen(torch.randn(B, Z_GAN)) + 1) / 2, B)
         results[f"pixelcnn_logp/{B}"] = timeit(lambda: pixelcnn_net.nll(pcnn(xi), xi), B)
-        if B in (1, 64):
+        if B <= 64:  # PyTorch's naive loop: 28 of its 784 forward passes, scaled
             results[f"pixelcnn_sample/{B}"] = timeit(lambda: pixelcnn_row(B), B, min_time=0.2, max_reps=3) / 28
-json.dump(results, open(os.path.join(OUT, "torch.json"), "w"), indent=1)
+json.dump(results, open(os.path.join(OUT, f"torch.{ROUND}.json"), "w"), indent=1)

@@ -1,7 +1,7 @@
 /*
  * fuzz_api.c - libFuzzer harness for request handling without a socket:
  * routing, authentication, parameters and inputs (gm_api_handle), and the
- * reply of a finished job (gm_operation_finish).
+ * reply of a finished job (gm_call_finish).
  *
  * Input: one control byte, then fields separated by NUL bytes:
  *   method NUL path NUL query NUL content-type NUL authorization NUL body
@@ -15,7 +15,7 @@
  * The server holds four fixture models (nade, vae, gan: class-conditional,
  * rgb) under small limits, with one API key ("fuzzkey"). A request that
  * yields a job is not computed: its outputs are filled with in-contract
- * values and gm_operation_finish builds the reply. Every reply must have a status
+ * values and gm_call_finish builds the reply. Every reply must have a status
  * of 200..504 and a body, JSON replies must parse, and no reply may be a
  * 500 unless the job was made to fail. FUZZ_VERBOSE=1 in the environment
  * prints each reply's status, type and JSON.
@@ -164,7 +164,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         fake_outputs(j);
         if (j->status != GM_JOB_INVALID) j->status = (gm_job_status)((control >> 2) & 3);
         may_fail = j->status == GM_JOB_FAILED;
-        gm_operation_finish(c.op, &c.reply);
+        gm_call_finish(&c);
     }
     if (getenv("FUZZ_VERBOSE")) /* to see what a seed or a crash input does */
         fprintf(stderr, "%d %s %.*s\n", c.reply.status, c.reply.content_type ? c.reply.content_type : "-",

@@ -4,7 +4,8 @@
  * The whole API is the route table (routes.c). A path that matches with
  * another method gets 405, and OPTIONS on a path gets 204, both with the
  * Allow header of that path's routes; a path no route has is 404 whatever
- * the method. Model operations go on to ops.c.
+ * the method. Model operations go on to ops.c, the /v2 routes of the Open
+ * Inference Protocol to oip_routes.c.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 #include <sys/stat.h>
 
 #include "api.h"
+#include "oip_routes.h"
 #include "params.h"
 
 enum { MAX_PAGE_FILE = 4 << 20 };
@@ -310,6 +312,7 @@ bool gm_api_handle(gm_server *s, const gm_http_request *req, gm_call *c) {
     c->model = -1;
     c->route = GM_ROUTE_OTHER;
     c->op = NULL;
+    c->oip = NULL;
     if (!strcmp(req->method, "OPTIONS")) {
         handle_options(c, req);
         return false;
@@ -351,12 +354,25 @@ bool gm_api_handle(gm_server *s, const gm_http_request *req, gm_call *c) {
         break;
     case GM_ROUTE_METRICS: handle_metrics(s, c); break;
     case GM_ROUTE_MODELS: handle_models(s, c, name); break;
+    case GM_ROUTE_V2:
+    case GM_ROUTE_V2_LIVE:
+    case GM_ROUTE_V2_READY:
+    case GM_ROUTE_V2_MODEL:
+    case GM_ROUTE_V2_MODEL_READY:
+    case GM_ROUTE_V2_INFER: gm_oip_handle(s, c, req); return c->op != NULL;
     default: gm_reply_error(&c->reply, GM_E_INTERNAL, "route %s has no handler", found->pattern); break;
     }
     return false;
 }
 
+void gm_call_finish(gm_call *c) {
+    if (c->oip) gm_oip_finish(c);
+    else gm_operation_finish(c->op, &c->reply);
+}
+
 void gm_call_release(gm_call *c) {
+    gm_oip_call_free(c->oip);
+    c->oip = NULL;
     gm_operation_free(c->op);
     c->op = NULL;
     gm_reply_free(&c->reply);

@@ -36,6 +36,7 @@ typedef struct {
      * without one it copies the body. */
     uint8_t **body_buffer;
     const char *raw_uri; /* the target as sent: path and query, percent-encoding intact */
+    const char *inference_header_length; /* the Inference-Header-Content-Length header (/v2 infer), or NULL */
 } gm_http_request;
 
 /* Adds one decoded query parameter (key_len and value_len bytes; value NULL
@@ -51,6 +52,8 @@ void gm_query_add(gm_http_request *req, const char *key, size_t key_len, const c
  * parameters such as "; charset=utf-8". */
 bool gm_media_type_is(const char *content_type, const char *type);
 
+typedef struct gm_oip_call gm_oip_call;
+
 /* One API request as routed: its route and model (for the metrics and the
  * log), the reply, and the operation to compute, if any. */
 typedef struct {
@@ -58,11 +61,15 @@ typedef struct {
     int model;        /* index into srv->models, or -1 */
     gm_reply reply;   /* final unless op is set */
     gm_operation *op; /* queue gm_operation_job(op); NULL when reply is final */
+    gm_oip_call *oip; /* a /v2 infer request: what its reply needs (oip_routes.h), else NULL */
 } gm_call;
 
 /* Routes and handles req into c (zeroed by the caller). Returns true when
  * c->op must be queued, false when c->reply is final. */
 bool gm_api_handle(gm_server *srv, const gm_http_request *req, gm_call *c);
+
+/* Builds c->reply from c->op's finished job (on the worker's thread). */
+void gm_call_finish(gm_call *c);
 
 /* Frees what the call owns (the operation and the reply body). */
 void gm_call_release(gm_call *c);

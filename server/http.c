@@ -36,6 +36,7 @@
 #include "api.h"
 #include "conn.h"
 #include "http.h"
+#include "oip_routes.h"
 
 /* MHD keeps the request line, headers and one record per query parameter
  * (56 bytes each) in a per-connection pool of MEMORY_LIMIT bytes. When the
@@ -146,11 +147,13 @@ static void add_headers(request *r, struct MHD_Response *resp) {
     if (s->cfg->n_cors_origins) MHD_add_response_header(resp, "Vary", "Origin");
     if (allow) {
         MHD_add_response_header(resp, "Access-Control-Allow-Origin", allow);
-        MHD_add_response_header(resp, "Access-Control-Expose-Headers", "X-Seed, X-Request-Id, Server-Timing, Retry-After");
+        MHD_add_response_header(resp, "Access-Control-Expose-Headers",
+                                "X-Seed, X-Request-Id, Server-Timing, Retry-After, Inference-Header-Content-Length");
         if (!strcmp(r->method, "OPTIONS")) { /* a preflight */
             const char *methods = gm_reply_header_get(rep, MHD_HTTP_HEADER_ALLOW);
             MHD_add_response_header(resp, "Access-Control-Allow-Methods", methods ? methods : "OPTIONS");
-            MHD_add_response_header(resp, "Access-Control-Allow-Headers", "Authorization, Content-Type, X-Request-Id");
+            MHD_add_response_header(resp, "Access-Control-Allow-Headers",
+                                    "Authorization, Content-Type, X-Request-Id, Inference-Header-Content-Length");
             MHD_add_response_header(resp, "Access-Control-Max-Age", "600");
         }
     }
@@ -159,6 +162,7 @@ static void add_headers(request *r, struct MHD_Response *resp) {
 
 static enum MHD_Result send_reply(request *r) {
     gm_reply *rep = &r->call.reply;
+    if (rep->failed && r->path && gm_oip_path(r->path)) gm_oip_error_reply(rep); /* the protocol's error shape */
     struct MHD_Response *resp = MHD_create_response_from_buffer(rep->len, rep->body, MHD_RESPMEM_MUST_FREE);
     if (!resp) return MHD_NO;
     rep->body = NULL; /* the response owns it now */
@@ -193,7 +197,7 @@ static bool client_alive(gm_job *job) {
 /* Worker side: the job is finished; build the reply, then resume (last). */
 static void job_done(gm_job *job) {
     request *r = job->owner;
-    gm_operation_finish(r->call.op, &r->call.reply);
+    gm_call_finish(&r->call);
     r->st = ST_DONE;
     MHD_resume_connection(r->conn);
 }
@@ -453,6 +457,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         .body = r->body,
         .body_len = r->len,
         .body_buffer = &r->body,
+        .inference_header_length = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Inference-Header-Content-Length"),
     };
     MHD_get_connection_values_n(conn, MHD_GET_ARGUMENT_KIND, collect_arg, &req);
     bool queue_it = gm_api_handle(s, &req, &r->call);

@@ -697,6 +697,8 @@ static void finish_discriminate(gm_operation *c, gm_reply *reply) {
     gm_reply_json(reply, json_pack("{s:s,s:o}", "model", model_name(c), "results", results));
 }
 
+uint64_t gm_operation_seed(const gm_operation *o) { return o->seed; }
+
 void gm_operation_finish(gm_operation *c, gm_reply *reply) {
     const gm_model_info *in = gm_model_get_info(c->job.model);
     switch (c->job.status) {

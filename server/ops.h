@@ -38,6 +38,10 @@ gm_operation *gm_operation_prepare(gm_server *srv, const gm_op_request *rq, gm_r
 /* The job to queue; its owner, alive and done are the caller's to set. */
 gm_job *gm_operation_job(gm_operation *o);
 
+/* The seed the operation's rows were drawn from (given, or drawn for a
+ * sample without one; 0 for operations that draw nothing). */
+uint64_t gm_operation_seed(const gm_operation *o);
+
 /* Builds the reply from the finished job (its status and outputs). */
 void gm_operation_finish(gm_operation *o, gm_reply *reply);
 

@@ -5,9 +5,10 @@
 
 #include "routes.h"
 
-const char *const gm_route_names[GM_ROUTE_COUNT] = {"page",   "healthz",      "readyz", "metrics",
-                                                    "models", "sample",       "logp",   "encode",
-                                                    "decode", "discriminate", "other"};
+const char *const gm_route_names[GM_ROUTE_COUNT] = {
+    "page",     "healthz",  "readyz",         "metrics",      "models", "sample",
+    "logp",     "encode",   "decode",         "discriminate", "v2",     "v2_live",
+    "v2_ready", "v2_model", "v2_model_ready", "v2_infer",     "other"};
 
 enum { G = GM_METHOD_GET, P = GM_METHOD_POST };
 
@@ -35,6 +36,17 @@ const gm_route_def gm_routes[] = {
     {"/decode", P, GM_ROUTE_DECODE, false, GM_OP_DECODE, "decode on ?model= (or the default)"},
     {"/discriminate", P, GM_ROUTE_DISCRIMINATE, false, GM_OP_DISCRIMINATE,
      "discriminate on ?model= (or the default)"},
+    {"/v2", G, GM_ROUTE_V2, false, -1, "Open Inference Protocol v2 (docs/oip.md): server metadata"},
+    {"/v2/", G, GM_ROUTE_V2, false, -1, "the same (the protocol's OpenAPI file names this path)"},
+    {"/v2/health/live", G, GM_ROUTE_V2_LIVE, true, -1, "v2 liveness: {\"live\": true}"},
+    {"/v2/health/ready", G, GM_ROUTE_V2_READY, true, -1, "v2 readiness: 200 once every model is loaded"},
+    {"/v2/models/*", G, GM_ROUTE_V2_MODEL, false, -1, "v2 model metadata: typed inputs, outputs, operations"},
+    {"/v2/models/*/ready", G, GM_ROUTE_V2_MODEL_READY, false, -1, "v2 model readiness"},
+    {"/v2/models/*/infer", P, GM_ROUTE_V2_INFER, false, -1,
+     "v2 inference: tensors in (JSON or binary), tensors out"},
+    {"/v2/models/*/versions/*", G, GM_ROUTE_V2_MODEL, false, -1, "v2 model metadata, version 1"},
+    {"/v2/models/*/versions/*/ready", G, GM_ROUTE_V2_MODEL_READY, false, -1, "v2 model readiness, version 1"},
+    {"/v2/models/*/versions/*/infer", P, GM_ROUTE_V2_INFER, false, -1, "v2 inference, version 1"},
 };
 const int gm_n_routes = sizeof gm_routes / sizeof gm_routes[0];
 
@@ -85,7 +97,11 @@ void gm_routes_markdown(FILE *f) {
         gm_route_allow(r->methods, allow, sizeof allow);
         fprintf(f, "| %s | `", allow);
         for (const char *c = r->pattern; *c; c++) /* "*" as the segment it stands for */
-            fputs(*c != '*' ? (char[]){*c, 0} : !strncmp(r->pattern, "/ui/", 4) ? "{file}" : "{name}", f);
+            fputs(*c != '*'                                               ? (char[]){*c, 0}
+                  : !strncmp(r->pattern, "/ui/", 4)                       ? "{file}"
+                  : c - r->pattern > 9 && !strncmp(c - 9, "versions/", 9) ? "{version}"
+                                                                          : "{name}",
+                  f);
         fprintf(f, "` | %s | %s | %s |\n", r->open ? "no" : "yes",
                 r->op >= 0 ? gm_op_name((gm_op)r->op) : "-", r->summary);
     }

@@ -27,6 +27,12 @@ typedef enum {
     GM_ROUTE_ENCODE,
     GM_ROUTE_DECODE,
     GM_ROUTE_DISCRIMINATE,
+    GM_ROUTE_V2, /* the Open Inference Protocol v2 (oip_routes.h): server metadata */
+    GM_ROUTE_V2_LIVE,
+    GM_ROUTE_V2_READY,
+    GM_ROUTE_V2_MODEL, /* model metadata */
+    GM_ROUTE_V2_MODEL_READY,
+    GM_ROUTE_V2_INFER,
     GM_ROUTE_OTHER, /* no route, or OPTIONS */
     GM_ROUTE_COUNT
 } gm_route;

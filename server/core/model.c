@@ -17,6 +17,7 @@
 
 #include "family.h"
 #include "gm/model.h"
+#include "vmath.h"
 
 #define MAX_IMAGE_SIDE 4096
 #define MAX_IMAGE_DIM GM_NET_MAX_VALUES /* an image must fit through a net */
@@ -186,6 +187,9 @@ const char *gm_model_meta(const gm_model *m, const char *key) { return gm_st_met
 int gm_model_meta_count(const gm_model *m) { return gm_st_meta_count(m->st); }
 const char *gm_model_meta_at(const gm_model *m, int i, const char **key) { return gm_st_meta_at(m->st, i, key); }
 
+/* Every operation runs with FTZ/DAZ on (vmath.h says why that is safe) and
+ * gives the caller's floating-point mode back as it found it. */
+
 /* Binary models see x >= 0.5 as 1; others see x as given. Returns the array
  * the family should read (a fresh copy for binary models, to be freed). */
 static const float *prepare_input(const gm_model *m, int B, const float *pixels, float **owned) {
@@ -201,14 +205,19 @@ static const float *prepare_input(const gm_model *m, int B, const float *pixels,
 
 int gm_model_sample(const gm_model *m, int B, gm_row *rows, float *pixels, double *logp) {
     if (!m->info.supports[GM_OP_SAMPLE]) return -1;
-    return m->impl->sample(m->state, &m->info, B, rows, pixels, logp);
+    unsigned fp = gm_fp_flush_begin();
+    int rc = m->impl->sample(m->state, &m->info, B, rows, pixels, logp);
+    gm_fp_flush_end(fp);
+    return rc;
 }
 
 int gm_model_logp(const gm_model *m, int B, const float *pixels, int K, gm_row *rows, gm_logp_result *out) {
     if (!m->info.supports[GM_OP_LOGP]) return -1;
     float *owned;
     const float *x = prepare_input(m, B, pixels, &owned);
+    unsigned fp = gm_fp_flush_begin();
     int rc = x ? m->impl->logp(m->state, &m->info, B, x, K, rows, out) : -1;
+    gm_fp_flush_end(fp);
     free(owned);
     return rc;
 }
@@ -217,7 +226,9 @@ int gm_model_encode(const gm_model *m, int B, const float *pixels, float *z, flo
     if (!m->info.supports[GM_OP_ENCODE]) return -1;
     float *owned;
     const float *x = prepare_input(m, B, pixels, &owned);
+    unsigned fp = gm_fp_flush_begin();
     int rc = x ? m->impl->encode(m->state, &m->info, B, x, z, logvar) : -1;
+    gm_fp_flush_end(fp);
     free(owned);
     return rc;
 }
@@ -225,7 +236,10 @@ int gm_model_encode(const gm_model *m, int B, const float *pixels, float *z, flo
 int gm_model_decode_codes(const gm_model *m, int B, const float *z, const int *labels, const float *codes,
                           float *pixels) {
     if (!m->info.supports[GM_OP_DECODE]) return -1;
-    return m->impl->decode(m->state, &m->info, B, z, labels, codes, pixels);
+    unsigned fp = gm_fp_flush_begin();
+    int rc = m->impl->decode(m->state, &m->info, B, z, labels, codes, pixels);
+    gm_fp_flush_end(fp);
+    return rc;
 }
 
 int gm_model_decode(const gm_model *m, int B, const float *z, const int *labels, float *pixels) {
@@ -234,7 +248,10 @@ int gm_model_decode(const gm_model *m, int B, const float *z, const int *labels,
 
 int gm_model_discriminate(const gm_model *m, int B, const float *pixels, float *logits) {
     if (!m->info.supports[GM_OP_DISCRIMINATE]) return -1;
-    return m->impl->discriminate(m->state, &m->info, B, pixels, logits);
+    unsigned fp = gm_fp_flush_begin();
+    int rc = m->impl->discriminate(m->state, &m->info, B, pixels, logits);
+    gm_fp_flush_end(fp);
+    return rc;
 }
 
 /* ---- helpers for the families ---- */

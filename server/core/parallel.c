@@ -16,6 +16,7 @@
 
 #include "gm/model.h"
 #include "parallel.h"
+#include "vmath.h"
 
 #define MAX_THREADS 64
 
@@ -28,6 +29,7 @@ typedef struct {
     int (*fn)(void *, int, int);
     void *ctx;
     int r0, r1, rc;
+    unsigned fp_mode; /* the caller's FTZ/DAZ bits (vmath.h): a row's result must not depend on its thread */
 } range;
 
 static struct {
@@ -54,6 +56,7 @@ static void *worker(void *arg) {
         if (id >= pool.count) continue; /* this job needs fewer workers */
         range *r = &pool.ranges[id];
         pthread_mutex_unlock(&pool.lock);
+        gm_fp_set_mode(r->fp_mode);
         r->rc = r->fn(r->ctx, r->r0, r->r1);
         pthread_mutex_lock(&pool.lock);
         if (--pool.pending == 0) pthread_cond_signal(&pool.done);
@@ -83,9 +86,10 @@ int gm_parallel_rows(int B, int min_rows, int (*fn)(void *ctx, int r0, int r1), 
     if (n <= 1 || pthread_mutex_trylock(&pool.in_use) != 0) return fn(ctx, 0, B);
     int workers = ensure_workers(n);
     if (n > workers + 1) n = workers + 1;
+    unsigned fp_mode = gm_fp_mode();
     pthread_mutex_lock(&pool.lock);
     for (int i = 0; i < n; i++)
-        pool.ranges[i] = (range){fn, ctx, (int)((long)B * i / n), (int)((long)B * (i + 1) / n), 0};
+        pool.ranges[i] = (range){fn, ctx, (int)((long)B * i / n), (int)((long)B * (i + 1) / n), 0, fp_mode};
     pool.count = n;
     pool.pending = n - 1;
     pool.job++;
