@@ -15,6 +15,8 @@
 #   make bench-core      core throughput next to PyTorch and the sgemm roofline
 #   make bench-http      the live daemon under load (wrk), batching on and off
 #   make bench-scaling   CPU, queue depth and latency as the load steps up (scaling signals)
+#   make bench-peer      gmserve against a FastAPI + uvicorn + PyTorch server on the same models
+#   make profile-http    where the daemon's CPU goes per request under load (perf), by category
 #   make deps            install the Debian packages the build needs
 #   make fuzz            the libFuzzer harnesses of fuzz/, FUZZ_SECONDS (60) each (needs clang)
 #   make soak            30 min of mixed load with attacks mixed in (SOAK_SECONDS; not run by CI)
@@ -114,7 +116,7 @@ weights: $(BUILD)/nade_train $(BUILD)/gmserve
 eval: $(BUILD)/gmserve
 	@mkdir -p $(BUILD)/eval
 	$(BUILD)/gmserve eval --nade models/nade.safetensors --vae models/vae.safetensors \
-	    --gan models/gan.safetensors --classifier models/classifier.safetensors \
+	    --gan models/gan.safetensors --aae models/aae.safetensors --classifier models/classifier.safetensors \
 	    --json $(BUILD)/eval/metrics.json --grids $(BUILD)/eval
 
 bench-core: $(BUILD)/bench_core
@@ -198,6 +200,20 @@ test-python: $(BUILD)/gmserve
 .PHONY: test-k8s
 test-k8s:
 	@bash tests/deploy/k8s.sh
+
+# make bench-peer: gmserve and bench/peer.py (FastAPI + uvicorn + PyTorch, our
+# own) on the bundled models under wrk, interleaved, after checking that both
+# compute the same (bench/bench_peer.py; ~6 min: PEER_ROUNDS, PEER_SECONDS).
+.PHONY: bench-peer
+bench-peer: $(BUILD)/gmserve
+	$(TORCH_PY) bench/bench_peer.py $(BUILD)
+
+# make profile-http: perf on the live daemon under wrk (VAE /encode at
+# concurrency 64 by default; PROFILE_PATH, PROFILE_BODY, PROFILE_C), the CPU
+# per request split into categories (bench/profile_http.py).
+.PHONY: profile-http
+profile-http: $(BUILD)/gmserve
+	$(TORCH_PY) bench/profile_http.py $(BUILD)
 
 # make bench-scaling: CPU, queue depth and latency of the live daemon as wrk
 # steps the load (cheap GAN samples, then VAE log p with k=1000), one table

@@ -50,15 +50,14 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
         abort();
     }
     srv.cfg = &cfg;
-    for (int i = 0; i < cfg.n_models; i++) {
-        if (!(srv.models[i] = gm_model_load(cfg.models[i].path, err))) {
-            fprintf(stderr, "fuzz_api: %s\n", err);
-            abort();
-        }
-        srv.model_names[i] = cfg.models[i].name;
-        srv.n_models = i + 1;
+    char why[2 * GM_ERR_LEN];
+    if (!(srv.models = gm_registry_new()) || !(srv.settings = gm_settings_new(&cfg)) ||
+        gm_reload_initial(srv.models, &cfg, why)) {
+        fprintf(stderr, "fuzz_api: %s\n", srv.models && srv.settings ? why : "out of memory");
+        abort();
     }
-    srv.metrics = gm_metrics_new(GM_ROUTE_COUNT, gm_route_names, srv.n_models, srv.model_names);
+    srv.metrics = gm_metrics_new(GM_ROUTE_COUNT, gm_route_names, GM_REGISTRY_SLOTS, gm_registry_slot_names(srv.models),
+                                 gm_registry_slot_count(srv.models));
     srv.queue = gm_queue_new((int)cfg.queue_capacity);
     if (!srv.metrics || !srv.queue) abort();
     return 0;
@@ -143,7 +142,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     atomic_store(&srv.draining, (control & 1) != 0);
     atomic_store(&srv.ready, (control & 2) == 0);
     json_t *query = parse_query(field[2] ? field[2] : (char[]){0});
+    const gm_config *snapshot = gm_settings_acquire(srv.settings);
     gm_http_request req = {
+        .cfg = snapshot,
+        .loopback = (control & 16) != 0,
         .method = field[0] ? field[0] : "",
         .path = field[1] ? field[1] : "",
         .query = query,
@@ -156,10 +158,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     bool queued = gm_api_handle(&srv, &req, &c);
     json_decref(query);
     bool may_fail = false;
-    if (queued) {
+    if (queued && c.task) { /* checked, not run: the fuzzer must not load the files it names */
+        FUZZ_CHECK(c.task->op != GM_CONTROL_LOAD || (c.task->name[0] && c.task->path[0]), "a load without a name or path");
+        c.task->outcome = (gm_reload_outcome){.status = GM_RELOAD_NOT_FOUND, .message = "fuzz: not run"};
+        gm_admin_finish(c.task, &c.reply);
+    } else if (queued) {
         gm_job *j = gm_operation_job(c.op);
-        FUZZ_CHECK(c.model >= 0 && c.model < srv.n_models, "job for model %d", c.model);
-        FUZZ_CHECK(j->model == srv.models[c.model] && j->slot == c.model && j->n >= 1, "job of %d rows", j->n);
+        gm_served *sv = gm_registry_acquire_slot(srv.models, c.model);
+        FUZZ_CHECK(sv && j->model == sv->model && j->slot == c.model && j->n >= 1, "job of %d rows for slot %d", j->n,
+                   c.model);
+        gm_served_release(sv);
         if (j->prepare && !j->prepare(j)) j->status = GM_JOB_INVALID; /* the worker's PNG decode */
         fake_outputs(j);
         if (j->status != GM_JOB_INVALID) j->status = (gm_job_status)((control >> 2) & 3);
@@ -173,6 +181,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     check_reply(&c.reply, may_fail);
     gm_metrics_request(srv.metrics, c.route, c.model, c.reply.status, 0);
     gm_call_release(&c);
+    gm_settings_release(snapshot);
     free(body);
     free(buf);
     return 0;

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian packages gmserve needs to build and test, when missing.
-# Usage: scripts/install-deps.sh [--torch] [--browser] [--fuzz]
+# Usage: scripts/install-deps.sh [--torch] [--bench] [--browser] [--fuzz]
 #   --torch    python3-torch and Fashion-MNIST: to regenerate fixtures, train,
 #              or benchmark against PyTorch
+#   --bench    wrk, perf, and FastAPI + uvicorn (with uvloop and httptools) and
+#              PIL for the peer server of make bench-peer (with --torch)
 #   --fuzz     clang and its libFuzzer runtime: for make fuzz
 #   --browser  chromium, and node and npm when missing: for make test-browser
 set -euo pipefail
@@ -11,6 +13,7 @@ pkgs=(build-essential pkg-config libmicrohttpd-dev libjansson-dev libopenblas-de
 for arg in "$@"; do
     case $arg in
     --torch) pkgs+=(python3-torch dataset-fashion-mnist) ;;
+    --bench) pkgs+=(wrk linux-perf python3-fastapi python3-uvicorn python3-uvloop python3-httptools python3-pil) ;;
     --fuzz) pkgs+=(clang libclang-rt-dev) ;;
     --browser)
         pkgs+=(chromium)

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "api.h"
 #include "oip_routes.h"
@@ -53,14 +54,14 @@ void gm_query_add(gm_http_request *req, const char *key, size_t key_len, const c
                   gm_quote(q, key, key_len), gm_quote(qv, value, value_len), problem);
 }
 
-static bool authorized(const gm_server *s, const char *auth) {
-    if (s->cfg->n_api_keys == 0) return true;
+static bool authorized(const gm_config *cfg, const char *auth) {
+    if (cfg->n_api_keys == 0) return true;
     if (!auth || strncmp(auth, "Bearer ", 7) != 0) return false;
     const char *key = auth + 7;
     bool ok = false;
-    for (int i = 0; i < s->cfg->n_api_keys; i++) {
+    for (int i = 0; i < cfg->n_api_keys; i++) {
         /* compare every byte of every key: the time taken does not tell how much of a key matched */
-        const char *k = s->cfg->api_keys[i];
+        const char *k = cfg->api_keys[i];
         size_t kl = strlen(k), ql = strlen(key);
         unsigned diff = kl != ql;
         for (size_t j = 0; j < kl; j++) diff |= (unsigned)(k[j] ^ (j < ql ? key[j] : 0));
@@ -69,8 +70,8 @@ static bool authorized(const gm_server *s, const char *auth) {
     return ok;
 }
 
-static json_t *model_json(const gm_server *s, int i) {
-    const gm_model *m = s->models[i];
+static json_t *model_json(const gm_served *sv) {
+    const gm_model *m = sv->model;
     const gm_model_info *in = gm_model_get_info(m);
     json_t *ops = json_array(), *meta = json_object(), *params = json_object();
     for (int op = 0; op < GM_OP_COUNT; op++) {
@@ -92,7 +93,7 @@ static json_t *model_json(const gm_server *s, int i) {
             v = json_loads(value, 0, NULL);
         json_object_set_new(meta, key, v ? v : json_string(value));
     }
-    json_t *o = json_pack("{s:s,s:s,s:{s:i,s:i,s:i},s:i,s:i,s:i,s:o,s:o,s:b,s:b,s:o}", "name", s->model_names[i],
+    json_t *o = json_pack("{s:s,s:s,s:{s:i,s:i,s:i},s:i,s:i,s:i,s:o,s:o,s:b,s:b,s:o}", "name", sv->name,
                           "family", gm_family_name(in->family), "image", "height", in->height, "width", in->width,
                           "channels", in->channels, "latent_dim", in->latent_dim, "encode_dim", in->encode_dim,
                           "code_dim", in->code_dim, "operations", ops, "parameters", params,
@@ -104,21 +105,39 @@ static json_t *model_json(const gm_server *s, int i) {
         json_object_set_new(o, "num_classes", json_integer(in->num_classes));
         json_object_set_new(o, "class_names", names);
     }
+    if (o) { /* where it came from and when: what a reload changes */
+        char when[40];
+        time_t secs = (time_t)(sv->loaded_unix_ms / 1000);
+        struct tm tm;
+        gmtime_r(&secs, &tm);
+        size_t n = strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
+        snprintf(when + n, sizeof when - n, ".%03dZ", (int)(sv->loaded_unix_ms % 1000));
+        json_object_set_new(o, "path", json_string(sv->path));
+        json_object_set_new(o, "loaded_at", json_string(when));
+        json_object_set_new(o, "load_ms", json_real(sv->load_ms));
+    }
     return o;
 }
 
-static void handle_models(gm_server *s, gm_call *c, const char *name) {
+static void handle_models(gm_server *s, gm_call *c, const gm_http_request *req, const char *name) {
     char q[GM_QUOTE_LEN];
     if (name[0]) {
-        c->model = gm_config_model_index(s->cfg, name);
-        if (c->model < 0)
+        gm_served *sv = gm_registry_acquire(s->models, name);
+        if (!sv)
             return gm_reply_error(&c->reply, GM_E_NOT_FOUND, "no model named %s (GET /v1/models lists them)",
                                   gm_quote(q, name, strlen(name)));
-        return gm_reply_json(&c->reply, model_json(s, c->model));
+        c->model = sv->slot;
+        gm_reply_json(&c->reply, model_json(sv));
+        return gm_served_release(sv);
     }
     json_t *list = json_array();
-    for (int i = 0; i < s->n_models; i++) json_array_append_new(list, model_json(s, i));
-    gm_reply_json(&c->reply, json_pack("{s:o,s:s}", "models", list, "default_model", s->cfg->default_model));
+    gm_served *all[GM_REGISTRY_SLOTS];
+    int n = gm_registry_list(s->models, all, GM_REGISTRY_SLOTS);
+    for (int i = 0; i < n; i++) {
+        json_array_append_new(list, model_json(all[i]));
+        gm_served_release(all[i]);
+    }
+    gm_reply_json(&c->reply, json_pack("{s:o,s:s}", "models", list, "default_model", req->cfg->default_model));
 }
 
 static const char *page_type(const char *file) {
@@ -136,7 +155,7 @@ static const char *page_type(const char *file) {
 
 /* Serves a file of the web page; names are one path segment of safe
  * characters with a known extension, so nothing outside web_root is reachable. */
-static void handle_page(gm_server *s, gm_call *c, const char *file) {
+static void handle_page(const gm_config *cfg, gm_call *c, const char *file) {
     if (!file[0]) file = "index.html";
     const char *type = page_type(file);
     bool safe = file[0] != '.' && strspn(file, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") ==
@@ -145,13 +164,13 @@ static void handle_page(gm_server *s, gm_call *c, const char *file) {
     if (!type || !safe)
         return gm_reply_error(&c->reply, GM_E_NOT_FOUND, "no page file %s", gm_quote(q, file, strlen(file)));
     char path[GM_PATH_LEN + 128];
-    snprintf(path, sizeof path, "%s/%s", s->cfg->web_root, file);
+    snprintf(path, sizeof path, "%s/%s", cfg->web_root, file);
     FILE *f = fopen(path, "rb");
     struct stat st;
     if (!f || fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > MAX_PAGE_FILE) {
         if (f) fclose(f);
         return gm_reply_error(&c->reply, GM_E_NOT_FOUND, "the web page file %s is not installed (web_root = \"%s\")",
-                              file, s->cfg->web_root);
+                              file, cfg->web_root);
     }
     uint8_t *buf = malloc((size_t)st.st_size + 1);
     size_t n = buf ? fread(buf, 1, (size_t)st.st_size, f) : 0;
@@ -172,7 +191,9 @@ static void handle_metrics(gm_server *s, gm_call *c) {
 }
 
 /* Whether op reads images (JSON or one image/png body). */
-static bool images_in(gm_op op) { return op == GM_OP_LOGP || op == GM_OP_ENCODE || op == GM_OP_DISCRIMINATE; }
+static bool images_in(gm_op op) {
+    return op == GM_OP_LOGP || op == GM_OP_ENCODE || op == GM_OP_DISCRIMINATE || op == GM_OP_RECONSTRUCT;
+}
 
 /* An upper bound on the number of values in the JSON text b (n bytes):
  * every value but a container's first follows a comma, and each first one
@@ -199,13 +220,13 @@ static size_t json_value_bound(const uint8_t *b, size_t n) {
  * could refuse it. The most values an operation can use are its images'
  * pixels (or latents) times max_images, and a few parameters; a body with
  * more is refused before it is parsed. */
-static bool json_body_affordable(gm_server *s, gm_call *c, gm_op op, const gm_http_request *req) {
+static bool json_body_affordable(const gm_model *m, gm_call *c, gm_op op, const gm_http_request *req) {
     enum { PARAM_VALUES = 64 };
-    const gm_model_info *in = gm_model_get_info(s->models[c->model]);
+    const gm_model_info *in = gm_model_get_info(m);
     size_t per_item = images_in(op)           ? (size_t)in->dim + 2
                       : op == GM_OP_DECODE ? (size_t)in->latent_dim + (size_t)in->code_dim + 3
                                            : 0;
-    size_t limit = per_item * (size_t)s->cfg->max_images + PARAM_VALUES +
+    size_t limit = per_item * (size_t)req->cfg->max_images + PARAM_VALUES +
                    (c->route == GM_ROUTE_SAMPLE ? (size_t)in->code_dim + 1 : 0); /* sample's one code */
     size_t values = json_value_bound(req->body, req->body_len);
     if (values <= limit) return true;
@@ -220,7 +241,7 @@ static bool json_body_affordable(gm_server *s, gm_call *c, gm_op op, const gm_ht
 
 /* The request's parameters: the query string, overlaid by a JSON object body
  * (a body that is not JSON is the operation's to read: a PNG). */
-static json_t *merged_params(gm_server *s, gm_call *c, gm_op op, const gm_http_request *req) {
+static json_t *merged_params(const gm_model *m, gm_call *c, gm_op op, const gm_http_request *req) {
     char q[GM_QUOTE_LEN];
     if (req->query_error[0]) {
         gm_reply_error(&c->reply, GM_E_BAD_PARAM, "%s", req->query_error);
@@ -239,7 +260,7 @@ static json_t *merged_params(gm_server *s, gm_call *c, gm_op op, const gm_http_r
                        png_op ? " (or one image as image/png)" : "");
         return NULL;
     }
-    if (!json_body_affordable(s, c, op, req)) {
+    if (!json_body_affordable(m, c, op, req)) {
         json_decref(params);
         return NULL;
     }
@@ -266,23 +287,26 @@ static void handle_operation(gm_server *s, gm_call *c, gm_op op, const gm_http_r
     const char *model = name;
     if (!model[0]) {
         json_t *m = json_object_get(req->query, "model");
-        model = m ? json_string_value(m) : s->cfg->default_model;
+        model = m ? json_string_value(m) : req->cfg->default_model;
     }
-    c->model = gm_config_model_index(s->cfg, model);
+    gm_served *sv = gm_registry_acquire(s->models, model); /* held until the operation holds it too */
     char q[GM_QUOTE_LEN];
-    if (c->model < 0)
+    if (!sv)
         return gm_reply_error(&c->reply, GM_E_NOT_FOUND, "no model named %s (GET /v1/models lists them)",
                               gm_quote(q, model, strlen(model)));
+    c->model = sv->slot;
     if (atomic_load(&s->draining)) {
+        gm_served_release(sv);
         gm_reply_header(&c->reply, "Retry-After", "1");
         return gm_reply_error(&c->reply, GM_E_DRAINING, "the server is shutting down; retry on another replica");
     }
-    json_t *params = merged_params(s, c, op, req);
-    if (!params) return;
+    json_t *params = merged_params(sv->model, c, op, req);
+    if (!params) return gm_served_release(sv);
     json_object_del(params, "model");
     bool png_body = images_in(op) && req->body_len > 0 && gm_media_type_is(req->content_type, "image/png");
     gm_op_request rq = {
-        .model = c->model,
+        .model = sv,
+        .cfg = req->cfg,
         .op = op,
         .params = params,
         .get = strcmp(req->method, "POST") != 0,
@@ -292,6 +316,22 @@ static void handle_operation(gm_server *s, gm_call *c, gm_op op, const gm_http_r
     };
     c->op = gm_operation_prepare(s, &rq, &c->reply);
     json_decref(params);
+    gm_served_release(sv);
+}
+
+static void handle_admin(gm_server *s, gm_call *c, const gm_http_request *req, const char *name) {
+    gm_admin_request rq = {
+        .cfg = req->cfg,
+        .loopback = req->loopback,
+        .draining = atomic_load(&s->draining),
+        .method = gm_method_bit(req->method),
+        .path = req->path,
+        .name = name,
+        .json_body = gm_media_type_is(req->content_type, "application/json"),
+        .body = req->body,
+        .body_len = req->body_len,
+    };
+    c->task = gm_admin_prepare(&rq, &c->reply);
 }
 
 /* OPTIONS: the methods of the path's routes, or 404 when it has none. A
@@ -333,7 +373,7 @@ bool gm_api_handle(gm_server *s, const gm_http_request *req, gm_call *c) {
         return false;
     }
     c->route = found->route;
-    if (!found->open && !authorized(s, req->authorization)) {
+    if (!found->open && !authorized(req->cfg, req->authorization)) {
         gm_reply_error(&c->reply, GM_E_UNAUTHORIZED, "this route needs an API key: send Authorization: Bearer <key>");
         return false;
     }
@@ -342,7 +382,7 @@ bool gm_api_handle(gm_server *s, const gm_http_request *req, gm_call *c) {
         return c->op != NULL;
     }
     switch (c->route) {
-    case GM_ROUTE_PAGE: handle_page(s, c, name); break;
+    case GM_ROUTE_PAGE: handle_page(req->cfg, c, name); break;
     case GM_ROUTE_HEALTHZ: gm_reply_json(&c->reply, json_pack("{s:s}", "status", "ok")); break;
     case GM_ROUTE_READYZ:
         if (atomic_load(&s->ready)) gm_reply_json(&c->reply, json_pack("{s:b}", "ready", 1));
@@ -353,7 +393,8 @@ bool gm_api_handle(gm_server *s, const gm_http_request *req, gm_call *c) {
         }
         break;
     case GM_ROUTE_METRICS: handle_metrics(s, c); break;
-    case GM_ROUTE_MODELS: handle_models(s, c, name); break;
+    case GM_ROUTE_MODELS: handle_models(s, c, req, name); break;
+    case GM_ROUTE_ADMIN: handle_admin(s, c, req, name); return c->task != NULL;
     case GM_ROUTE_V2:
     case GM_ROUTE_V2_LIVE:
     case GM_ROUTE_V2_READY:
@@ -375,5 +416,7 @@ void gm_call_release(gm_call *c) {
     c->oip = NULL;
     gm_operation_free(c->op);
     c->op = NULL;
+    gm_admin_free(c->task);
+    c->task = NULL;
     gm_reply_free(&c->reply);
 }

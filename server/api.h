@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "admin.h"
 #include "ops.h"
 #include "reply.h"
 #include "routes.h"
@@ -24,6 +25,8 @@
 #include "text.h"
 
 typedef struct {
+    const gm_config *cfg; /* the settings this request reads (a snapshot the caller holds, settings.h) */
+    bool loopback;        /* the client's address is a loopback one (127.0.0.0/8, ::1) */
     const char *method, *path;
     json_t *query;                /* object: query-string key -> string value, filled by gm_query_add */
     char query_error[GM_ERR_LEN]; /* the first bad query parameter, or "" */
@@ -58,20 +61,21 @@ typedef struct gm_oip_call gm_oip_call;
  * log), the reply, and the operation to compute, if any. */
 typedef struct {
     gm_route route;
-    int model;        /* index into srv->models, or -1 */
-    gm_reply reply;   /* final unless op is set */
-    gm_operation *op; /* queue gm_operation_job(op); NULL when reply is final */
-    gm_oip_call *oip; /* a /v2 infer request: what its reply needs (oip_routes.h), else NULL */
+    int model;             /* the model's slot (registry.h), or -1 */
+    gm_reply reply;        /* final unless op or task is set */
+    gm_operation *op;      /* queue gm_operation_job(op); NULL when reply is final */
+    gm_oip_call *oip;      /* a /v2 infer request: what its reply needs (oip_routes.h), else NULL */
+    gm_control_task *task; /* an admin change: submit it to the control thread, then gm_admin_finish */
 } gm_call;
 
 /* Routes and handles req into c (zeroed by the caller). Returns true when
- * c->op must be queued, false when c->reply is final. */
+ * c->op must be queued or c->task submitted, false when c->reply is final. */
 bool gm_api_handle(gm_server *srv, const gm_http_request *req, gm_call *c);
 
 /* Builds c->reply from c->op's finished job (on the worker's thread). */
 void gm_call_finish(gm_call *c);
 
-/* Frees what the call owns (the operation and the reply body). */
+/* Frees what the call owns (the operation, the task and the reply body). */
 void gm_call_release(gm_call *c);
 
 #endif

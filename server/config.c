@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -68,8 +69,19 @@ static const option OPTIONS[] = {
     LONG(max_connections_per_ip, 0, 100000, 0, "simultaneous HTTP connections from one client address, more are closed as they arrive (0: no limit, the default: clients behind one proxy or NAT share an address, and the deadlines already free slots held by partial requests)"),
     LONG(request_timeout_s, 1, 86400, 20, "a request's headers and body must arrive within this many seconds of the connection opening or its previous reply, however slowly they trickle"),
     LONG(max_body_memory_bytes, 1048576, 68719476736, 268435456, "memory all request bodies being received may hold together; beyond it 503 with Retry-After"),
+    LONG(admin_loopback, 0, 1, 0, "1: with no api_keys, clients on the loopback address (127.0.0.0/8, ::1) may use the admin routes /v1/admin/...; 0: without api_keys the admin routes are refused (403). With api_keys they always need a key"),
 };
 enum { NOPTIONS = sizeof OPTIONS / sizeof OPTIONS[0] };
+
+/* What a reload cannot change: the listening socket, the threads and the
+ * queue are made once at start-up, and so are the connection limits and
+ * budgets libmicrohttpd and the reaper were started with. */
+static const char *const RESTART_ONLY[] = {
+    "listen",          "workers",         "blas_threads",      "http_threads",
+    "max_batch",       "max_delay_us",    "queue_capacity",    "max_connections",
+    "idle_timeout_s",  "request_timeout_s", "max_connections_per_ip", "max_body_memory_bytes",
+};
+enum { NRESTART = sizeof RESTART_ONLY / sizeof RESTART_ONLY[0] };
 
 static void flag_name(const option *o, char *out, size_t n) {
     snprintf(out, n, "--%s", o->flag ? o->flag : o->key);
@@ -82,7 +94,7 @@ static void env_name(const option *o, char *out, size_t n) {
     for (char *p = out; *p; p++) *p = (char)toupper((unsigned char)*p);
 }
 
-static bool valid_model_name(const char *s) {
+bool gm_config_model_name_ok(const char *s) {
     if (!*s) return false;
     for (; *s; s++)
         if (!isalnum((unsigned char)*s) && !strchr("_.-", *s)) return false;
@@ -104,7 +116,7 @@ static int list_add(gm_config *cfg, const option *o, const char *item, const cha
         memcpy(m->name, item, nlen);
         m->name[nlen] = 0;
         strcpy(m->path, eq + 1);
-        if (!valid_model_name(m->name))
+        if (!gm_config_model_name_ok(m->name))
             return gm_errorf(err, "%s: model name \"%s\" may only use letters, digits, '_', '.', '-'", src, m->name);
         for (int i = 0; i < cfg->n_models; i++)
             if (strcmp(cfg->models[i].name, m->name) == 0)
@@ -226,6 +238,8 @@ static int set_json(gm_config *cfg, const option *o, json_t *v, const char *src,
 }
 
 static int load_file(gm_config *cfg, const char *path, char *err) {
+    struct stat sb; /* opening a FIFO would wait for a writer: at start-up, or on the reload thread */
+    if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode)) return gm_errorf(err, "%s: not a regular file", path);
     json_error_t je;
     json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
     if (!root) return gm_errorf(err, "%s:%d: %s", path, je.line, je.text);
@@ -372,6 +386,43 @@ gm_config_result gm_config_load(gm_config *cfg, int argc, char **argv, char err[
     return GM_CONFIG_OK;
 }
 
+static const option *restart_option(int i) { return find_key(RESTART_ONLY[i]); }
+
+int gm_config_keep_running(const gm_config *running, gm_config *next, char *changed, size_t n) {
+    int count = 0;
+    size_t used = 0;
+    changed[0] = 0;
+    for (int i = 0; i < NRESTART; i++) {
+        const option *o = restart_option(i);
+        char *a = (char *)running + o->offset, *b = (char *)next + o->offset, was[64], asked[64];
+        bool same = o->type == T_LONG ? *(long *)a == *(long *)b : !strcmp(a, b);
+        if (same) continue;
+        if (o->type == T_LONG) {
+            snprintf(was, sizeof was, "%ld", *(long *)a);
+            snprintf(asked, sizeof asked, "%ld", *(long *)b);
+            *(long *)b = *(long *)a;
+        } else {
+            snprintf(was, sizeof was, "%s", a);
+            snprintf(asked, sizeof asked, "%s", b);
+            memcpy(b, a, o->size);
+        }
+        if (used < n)
+            used += (size_t)snprintf(changed + used, n - used, "%s%s (running %s, the settings say %s)",
+                                     count ? ", " : "", o->key, was, asked);
+        count++;
+    }
+    /* the parsed form of listen goes with it */
+    memcpy(next->host, running->host, sizeof next->host);
+    next->port = running->port;
+    return count;
+}
+
+bool gm_config_restart_only(const char *key) {
+    for (int i = 0; i < NRESTART; i++)
+        if (!strcmp(RESTART_ONLY[i], key)) return true;
+    return false;
+}
+
 int gm_config_model_index(const gm_config *cfg, const char *name) {
     for (int i = 0; i < cfg->n_models; i++)
         if (strcmp(cfg->models[i].name, name) == 0) return i;
@@ -391,8 +442,10 @@ void gm_config_usage(FILE *f) {
         env_name(&OPTIONS[i], env, sizeof env);
         fprintf(f, "  %-22s %s", flag, OPTIONS[i].help);
         if (OPTIONS[i].dflt[0]) fprintf(f, " [%s]", OPTIONS[i].dflt);
-        fprintf(f, "\n  %-22s   (file: \"%s\", env: %s)\n", "", OPTIONS[i].key, env);
+        fprintf(f, "\n  %-22s   (file: \"%s\", env: %s%s)\n", "", OPTIONS[i].key, env,
+                gm_config_restart_only(OPTIONS[i].key) ? "; a reload cannot change it: restart" : "");
     }
+    fprintf(f, "\nSIGHUP or POST /v1/admin/reload re-reads the settings and the model files.\n");
 }
 
 void gm_config_markdown(FILE *f) {
@@ -404,4 +457,8 @@ void gm_config_markdown(FILE *f) {
         fprintf(f, "| `%s` | `%s` | `%s` | %s%s%s | %s |\n", OPTIONS[i].key, flag, env, OPTIONS[i].dflt[0] ? "`" : "",
                 OPTIONS[i].dflt[0] ? OPTIONS[i].dflt : "none", OPTIONS[i].dflt[0] ? "`" : "", OPTIONS[i].help);
     }
+    fprintf(f, "\nA reload (SIGHUP or `POST /v1/admin/reload`) applies every setting except these, which need a "
+               "restart (a reload that changes one says so and keeps the running value):");
+    for (int i = 0; i < NRESTART; i++) fprintf(f, "%s `%s`", i ? "," : "", RESTART_ONLY[i]);
+    fprintf(f, ".\n");
 }

@@ -13,6 +13,7 @@
 #ifndef GM_CONFIG_H
 #define GM_CONFIG_H
 
+#include <stdbool.h>
 #include <stdio.h>
 
 #include "gm/error.h"
@@ -44,6 +45,7 @@ typedef struct {
     long deadline_ms, max_connections, idle_timeout_s, drain_timeout_s;
     long max_request_cost_ms, chunk_cost_ms; /* admission and pieces (cost.h) */
     long max_connections_per_ip, request_timeout_s, max_body_memory_bytes;
+    long admin_loopback; /* admin routes without api_keys, from loopback clients */
 } gm_config;
 
 typedef enum { GM_CONFIG_OK, GM_CONFIG_HELP, GM_CONFIG_ERROR } gm_config_result;
@@ -58,6 +60,20 @@ void gm_config_usage(FILE *f);
 
 /* Prints the settings table in Markdown (for the README). */
 void gm_config_markdown(FILE *f);
+
+/* For a reload: each setting that only a restart can change (the listening
+ * address, the threads, the queue, the connection limits) and that differs
+ * between running and next is set back to running's value in next, so that
+ * next says what the process really uses, and is described in changed
+ * ("workers (running 2, the settings say 4)", comma-separated, at most n
+ * bytes). Returns how many there were. */
+int gm_config_keep_running(const gm_config *running, gm_config *next, char *changed, size_t n);
+/* Whether the setting of this file key needs a restart to change. */
+bool gm_config_restart_only(const char *key);
+
+/* Whether s may name a model: letters, digits, '_', '.', '-', not empty
+ * (and so safe in a path segment and a metrics label). */
+bool gm_config_model_name_ok(const char *s);
 
 /* The model's index for a name, or -1. */
 int gm_config_model_index(const gm_config *cfg, const char *name);

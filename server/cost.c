@@ -3,7 +3,8 @@
  *
  * The per-row figures are medians of /sample, /logp, /encode and /decode on
  * the bundled models, timed through the core on one core in batches of 16
- * (README.md, "Cost and limits"). NADE's work is
+ * (README.md, "Cost and limits"; the AAE's while a training shared the
+ * cores, its reconstruct the sum of encode and decode). NADE's work is
  * O(D x H) per row, so its figures scale with both; the networks of a VAE
  * or GAN are not visible here, so theirs scale with the image size D, which
  * is what their first and last layers grow with.
@@ -21,6 +22,7 @@ static const double ROW_US[GM_FAMILY_COUNT][GM_OP_COUNT] = {
     [GM_FAMILY_NADE] = {[GM_OP_SAMPLE] = 75, [GM_OP_LOGP] = 85, [GM_OP_ENCODE] = 10},
     [GM_FAMILY_VAE] = {[GM_OP_SAMPLE] = 25, [GM_OP_LOGP] = 40, [GM_OP_ENCODE] = 16, [GM_OP_DECODE] = 20},
     [GM_FAMILY_GAN] = {[GM_OP_SAMPLE] = 125, [GM_OP_ENCODE] = 185, [GM_OP_DECODE] = 125, [GM_OP_DISCRIMINATE] = 185},
+    [GM_FAMILY_AAE] = {[GM_OP_SAMPLE] = 45, [GM_OP_ENCODE] = 60, [GM_OP_DECODE] = 45, [GM_OP_RECONSTRUCT] = 105},
     /* the bundled-size gated PixelCNN (7 layers of 32 channels): cached sampling is about one forward pass
      * done position by position, logp one batched pass */
     [GM_FAMILY_PIXELCNN] = {[GM_OP_SAMPLE] = 32000, [GM_OP_LOGP] = 3500},
@@ -45,6 +47,7 @@ static const char *what_to_lower(const gm_model_info *in, gm_op op) {
     case GM_OP_SAMPLE: return "lower n or scale";
     case GM_OP_LOGP: return in->exact_logp ? "send fewer images" : "lower k or send fewer images";
     case GM_OP_DECODE: return "send fewer latents or lower scale";
+    case GM_OP_RECONSTRUCT: return "send fewer images or lower scale";
     default: return "send fewer images";
     }
 }
@@ -54,7 +57,7 @@ bool gm_cost_admit(const gm_config *cfg, gm_job *job, int scale, gm_reply *reply
     gm_op op = job->op;
     int n = job->n;
     double row_us = gm_cost_row_us(in, op, job->k);
-    bool images_out = op == GM_OP_SAMPLE || op == GM_OP_DECODE;
+    bool images_out = op == GM_OP_SAMPLE || op == GM_OP_DECODE || op == GM_OP_RECONSTRUCT;
     double png_us = images_out ? gm_cost_png_us(in, n, scale) : 0;
     double total_ms = (n * row_us + png_us) * 1e-3;
     if (total_ms > (double)cfg->max_request_cost_ms) {

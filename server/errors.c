@@ -14,6 +14,8 @@ const gm_error_def gm_errors[GM_E_COUNT] = {
                             "a parameter the operation does not take (the message lists those it does)"},
     [GM_E_UNAUTHORIZED] = {"unauthorized", 401, "unauthorized",
                            "API keys are set and the request has none, or a wrong one"},
+    [GM_E_FORBIDDEN] = {"forbidden", 403, NULL,
+                        "an admin route on a server without api_keys (docs/reload.md: admin_loopback)"},
     [GM_E_NOT_FOUND] = {"not_found", 404, NULL, "no such route, model or page file"},
     [GM_E_METHOD] = {"method_not_allowed", 405, NULL,
                      "the route does not take the method (the Allow header lists those it does)"},
@@ -24,24 +26,31 @@ const gm_error_def gm_errors[GM_E_COUNT] = {
                            "a request target over 8192 bytes or with over 256 query parameters"},
     [GM_E_MEDIA_TYPE] =
         {"unsupported_media_type", 415, NULL,
-         "a body that is neither application/json nor (for logp, encode, discriminate) image/png"},
+         "a body that is neither application/json nor (for logp, encode, discriminate, reconstruct) "
+         "image/png"},
+    [GM_E_CONFLICT] = {"conflict", 409, NULL,
+                       "an admin change the settings forbid: unloading the default model, a model over the most"},
     [GM_E_OUT_OF_RANGE] =
         {"out_of_range", 422, NULL,
          "a well-formed value out of its range (the message names the range and the setting)"},
     [GM_E_UNSUPPORTED_OP] = {"unsupported_operation", 422, NULL,
-                             "the model cannot do the operation (a GAN has no log p, ...)"},
+                             "the model cannot do the operation (a GAN or an AAE has no log p, ...)"},
     [GM_E_MODEL_MISMATCH] = {"model_mismatch", 422, NULL,
                              "an input that does not fit the model: another image or latent size, a label "
                              "for an unconditional model, a missing code"},
     [GM_E_TOO_COSTLY] = {"too_costly", 422, NULL,
                          "the request would cost more than max_request_cost_ms of compute"},
+    [GM_E_RELOAD_REFUSED] = {"reload_refused", 422, NULL,
+                             "a reload or admin load whose model file or settings do not load or verify: nothing "
+                             "changed"},
     [GM_E_CLIENT_GONE] =
         {"client_gone", 499, "client_gone",
          "the client closed the connection while its request waited (recorded, never received)"},
     [GM_E_INTERNAL] = {"internal", 500, NULL, "out of memory"},
     [GM_E_NOT_IMPLEMENTED] = {"not_implemented", 501, NULL, "a Transfer-Encoding other than one \"chunked\""},
     [GM_E_BUSY] = {"busy", 503, NULL,
-                   "the memory for request bodies or undecoded PNGs is spent for now (Retry-After)"},
+                   "the memory for request bodies or undecoded PNGs is spent for now, or 8 admin changes wait "
+                   "already (Retry-After)"},
     [GM_E_QUEUE_FULL] = {"queue_full", 503, "queue_full",
                          "the queue holds queue_capacity requests (Retry-After)"},
     [GM_E_DRAINING] = {"draining", 503, "draining", "the server is shutting down (Retry-After)"},

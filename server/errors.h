@@ -19,16 +19,19 @@ typedef enum {
     GM_E_BAD_PARAM,       /* a parameter that is not of its type */
     GM_E_UNKNOWN_PARAM,   /* a parameter the operation does not take */
     GM_E_UNAUTHORIZED,    /* no or a wrong API key */
+    GM_E_FORBIDDEN,       /* an admin route where no API key could allow it */
     GM_E_NOT_FOUND,       /* no such route, model or page file */
     GM_E_METHOD,          /* the route exists, the method is not one of it */
     GM_E_TOO_LARGE,       /* the body is over max_body_bytes */
     GM_E_TOO_MANY_VALUES, /* a JSON body with more values than the operation can use */
     GM_E_URI_TOO_LONG,    /* a request target MHD cannot hold */
     GM_E_MEDIA_TYPE,      /* a body of a media type the route does not read */
+    GM_E_CONFLICT,        /* an admin change the settings forbid (the default model, the most models) */
     GM_E_OUT_OF_RANGE,    /* a well-formed value out of its range */
     GM_E_UNSUPPORTED_OP,  /* the model cannot do the operation */
     GM_E_MODEL_MISMATCH,  /* an input that does not fit the model (size, label, code) */
     GM_E_TOO_COSTLY,      /* over max_request_cost_ms */
+    GM_E_RELOAD_REFUSED,  /* a model or settings file that does not load: nothing changed */
     GM_E_CLIENT_GONE,     /* the client closed the connection before its reply */
     GM_E_INTERNAL,        /* out of memory, or a reply that could not be built */
     GM_E_NOT_IMPLEMENTED, /* a Transfer-Encoding other than chunked */

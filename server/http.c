@@ -13,7 +13,11 @@
  * worker writes the reply into the context and resumes as the very last
  * thing it does, and the next handler call queues that reply from the HTTP
  * thread. A client that disconnects while its job waits is noticed by the
- * worker (a zero-byte peek on the socket) and its job is dropped.
+ * worker (a zero-byte peek on the socket) and its job is dropped. An admin
+ * change (admin.h) is suspended and resumed the same way, by the control
+ * thread. Each request takes the current settings snapshot when its
+ * headers are in and reads that one to its end, whatever a reload swaps in
+ * meanwhile.
  *
  * Every reply gets X-Request-Id (the client's, when sane, else a new one);
  * replies computed by a worker add Server-Timing with the queue wait, the
@@ -39,11 +43,15 @@
 #include "oip_routes.h"
 
 /* MHD keeps the request line, headers and one record per query parameter
- * (56 bytes each) in a per-connection pool of MEMORY_LIMIT bytes. When the
- * records overflow it, MHD 0.9.75 neither answers nor closes, so longer
- * targets and more parameters than these are refused (414) before MHD
- * parses them. */
-enum { MEMORY_LIMIT = 64 * 1024, ID_LEN = 64, MAX_URI = 8192, MAX_QUERY_PARAMS = 256 };
+ * (56 bytes each) in a per-connection pool of MEMORY_LIMIT bytes, half of
+ * it the read buffer. When the records overflow it, MHD 0.9.75 neither
+ * answers nor closes, so longer targets and more parameters than these are
+ * refused (414) before MHD parses them. MHD zeroes the whole pool before
+ * every request of a keep-alive connection: 64 KiB cost 1.3 us a request,
+ * 32 KiB 0.5 us (perf, VAE /encode at concurrency 64). 32 KiB still holds
+ * the largest target we take, 8 KiB with 256 parameters, with about 4.5 KiB
+ * of headers besides; a longer request head gets 431 (test_http_pool). */
+enum { MEMORY_LIMIT = 32 * 1024, ID_LEN = 64, MAX_URI = 8192, MAX_QUERY_PARAMS = 256 };
 
 struct gm_http {
     gm_server *srv;
@@ -64,6 +72,7 @@ typedef enum { TARGET_OK, TARGET_TOO_LONG, TARGET_TOO_MANY_PARAMS, TARGET_ENCODE
 typedef struct gm_job_owner request;
 struct gm_job_owner {
     gm_call call;
+    const gm_config *cfg; /* the settings this request reads, held to its end (settings.h) */
     gm_http *h;
     struct MHD_Connection *conn;
     gm_conn *rec; /* the reaper's record of the connection */
@@ -80,7 +89,7 @@ struct gm_job_owner {
     size_t len, cap;
     size_t reserved;        /* bytes of the body budget this request holds */
     size_t dropped;         /* bytes of a refused body read and thrown away */
-    bool too_large, no_memory, accepted, replied, counted;
+    bool too_large, no_memory, accepted, replied, counted, loopback;
     int status;
     size_t bytes;
 };
@@ -91,14 +100,22 @@ static bool sane_id(const char *s) {
            strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:-") == n;
 }
 
-static void client_address(struct MHD_Connection *conn, char *out, size_t n) {
+/* The client's address as text; returns whether it is a loopback address
+ * (127.0.0.0/8, ::1, or 127.0.0.0/8 mapped into IPv6). */
+static bool client_address(struct MHD_Connection *conn, char *out, size_t n) {
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     snprintf(out, n, "-");
-    if (!ci || !ci->client_addr) return;
+    if (!ci || !ci->client_addr) return false;
     const struct sockaddr *sa = ci->client_addr;
-    if (sa->sa_family == AF_INET) inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, (socklen_t)n);
-    if (sa->sa_family == AF_INET6)
-        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out, (socklen_t)n);
+    if (sa->sa_family == AF_INET) {
+        const struct in_addr *a = &((const struct sockaddr_in *)sa)->sin_addr;
+        inet_ntop(AF_INET, a, out, (socklen_t)n);
+        return ntohl(a->s_addr) >> 24 == 127;
+    }
+    if (sa->sa_family != AF_INET6) return false;
+    const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+    inet_ntop(AF_INET6, a, out, (socklen_t)n);
+    return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
 }
 
 /* The Access-Control-Allow-Origin value for a request's Origin, or NULL.
@@ -142,9 +159,9 @@ static void add_headers(request *r, struct MHD_Response *resp) {
                  job->batch_rows);
         MHD_add_response_header(resp, "Server-Timing", buf);
     }
-    const char *allow = cors_allow(s->cfg, MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Origin"));
+    const char *allow = cors_allow(r->cfg, MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Origin"));
     /* the reply depends on Origin whenever CORS is on, so caches must key on it even for refused origins */
-    if (s->cfg->n_cors_origins) MHD_add_response_header(resp, "Vary", "Origin");
+    if (r->cfg->n_cors_origins) MHD_add_response_header(resp, "Vary", "Origin");
     if (allow) {
         MHD_add_response_header(resp, "Access-Control-Allow-Origin", allow);
         MHD_add_response_header(resp, "Access-Control-Expose-Headers",
@@ -202,6 +219,31 @@ static void job_done(gm_job *job) {
     MHD_resume_connection(r->conn);
 }
 
+/* Control side: the admin change is done; build the reply, then resume (last). */
+static void control_done(gm_control_task *t) {
+    request *r = t->owner;
+    gm_admin_finish(t, &r->call.reply);
+    r->st = ST_DONE;
+    MHD_resume_connection(r->conn);
+}
+
+/* Hands an admin change to the control thread, suspended like a job: the
+ * thread resumes the connection when the change is done. */
+static enum MHD_Result submit_control(request *r) {
+    gm_control_task *t = r->call.task;
+    t->done = control_done;
+    t->owner = r;
+    r->st = ST_QUEUED;
+    MHD_suspend_connection(r->conn);
+    if (gm_control_submit(r->h->srv->control, t)) return MHD_YES; /* the control thread owns r until it resumes */
+    gm_reply_header(&r->call.reply, MHD_HTTP_HEADER_RETRY_AFTER, "1");
+    gm_reply_error(&r->call.reply, GM_E_BUSY, "%d admin changes are waiting already; retry after 1 s",
+                   GM_CONTROL_PENDING);
+    r->st = ST_DONE;
+    MHD_resume_connection(r->conn);
+    return MHD_YES;
+}
+
 static int retry_after_s(gm_server *s) {
     double batches_ahead = (double)gm_queue_depth(s->queue) / (double)s->cfg->workers + 1.0;
     int secs = (int)(batches_ahead * gm_batcher_service_ns(s->batcher) * 1e-9 + 0.999);
@@ -214,7 +256,7 @@ static enum MHD_Result enqueue(request *r) {
     job->alive = client_alive;
     job->done = job_done;
     job->owner = r;
-    job->deadline_ns = gm_now_ns() + (int64_t)s->cfg->deadline_ms * 1000000;
+    job->deadline_ns = gm_now_ns() + (int64_t)r->cfg->deadline_ms * 1000000;
     r->st = ST_QUEUED;
     r->accepted = true;
     atomic_fetch_add(&s->accepted, 1);
@@ -269,11 +311,12 @@ static bool new_request(gm_http *h, request *r, struct MHD_Connection *conn, con
     if (!r->t0) r->t0 = gm_now_ns();
     r->call.model = -1;
     r->call.route = GM_ROUTE_OTHER;
+    r->cfg = gm_settings_acquire(h->srv->settings); /* this request's settings, to its end */
     snprintf(r->method, sizeof r->method, "%s", method);
     const char *id = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
     if (sane_id(id)) snprintf(r->id, sizeof r->id, "%s", id);
     else snprintf(r->id, sizeof r->id, "%016llx", (unsigned long long)atomic_fetch_add(&h->next_id, 1));
-    client_address(conn, r->client, sizeof r->client);
+    r->loopback = client_address(conn, r->client, sizeof r->client);
     atomic_fetch_add(&h->in_flight, 1);
     gm_metrics_in_flight(h->srv->metrics, 1);
     return true;
@@ -365,13 +408,12 @@ static enum MHD_Result reply_no_memory(request *r) {
 
 /* The first handler call: the headers are in, the body (if any) is not. */
 static enum MHD_Result on_headers(request *r, struct MHD_Connection *conn) {
-    gm_server *s = r->h->srv;
     if (refuse_head(r, conn)) return send_reply(r);
     const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
     unsigned long long declared = cl ? strtoull(cl, NULL, 10) : 0;
-    if (declared > (unsigned long long)s->cfg->max_body_bytes) {
+    if (declared > (unsigned long long)r->cfg->max_body_bytes) {
         gm_reply_error(&r->call.reply, GM_E_TOO_LARGE, "the body is %s bytes; the limit is %ld (the server's max_body_bytes "
-                                            "setting)", cl, s->cfg->max_body_bytes);
+                                            "setting)", cl, r->cfg->max_body_bytes);
         return send_reply(r);
     }
     /* a declared body takes its whole size from the budget now, before 100 Continue */
@@ -382,7 +424,7 @@ static enum MHD_Result on_headers(request *r, struct MHD_Connection *conn) {
 
 /* A body chunk: copied, or dropped when the body is being refused. */
 static enum MHD_Result on_body(request *r, const char *data, size_t n) {
-    size_t max = (size_t)r->h->srv->cfg->max_body_bytes;
+    size_t max = (size_t)r->cfg->max_body_bytes;
     if (r->too_large || r->no_memory) {
         /* Only a chunked body gets here (a declared one was refused before
          * it was sent). It is read and dropped so that the 413 or 503 can
@@ -441,13 +483,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     gm_conn_set_busy(h->conns, r->rec, true); /* the whole request is in */
     if (r->too_large) {
         gm_reply_error(&r->call.reply, GM_E_TOO_LARGE, "the body is over %ld bytes (the server's max_body_bytes setting)",
-                       s->cfg->max_body_bytes);
+                       r->cfg->max_body_bytes);
         return send_reply(r);
     }
     if (r->no_memory) return reply_no_memory(r);
     json_t *query = json_object();
     if (!query) return MHD_NO;
     gm_http_request req = {
+        .cfg = r->cfg,
+        .loopback = r->loopback,
         .method = method,
         .path = url,
         .raw_uri = r->raw_uri ? r->raw_uri : url,
@@ -460,10 +504,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         .inference_header_length = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Inference-Header-Content-Length"),
     };
     MHD_get_connection_values_n(conn, MHD_GET_ARGUMENT_KIND, collect_arg, &req);
-    bool queue_it = gm_api_handle(s, &req, &r->call);
+    bool hand_on = gm_api_handle(s, &req, &r->call);
     json_decref(query);
     release_body(r); /* the call has copied what it needs */
-    return queue_it ? enqueue(r) : send_reply(r);
+    return !hand_on ? send_reply(r) : r->call.task ? submit_control(r) : enqueue(r);
 }
 
 /* A copy of s that is safe in a log line: bytes outside printable ASCII,
@@ -482,7 +526,7 @@ static char *log_safe(const char *s) {
 }
 
 static void access_log(const request *r, int64_t end) {
-    const char *fmt = r->h->srv->cfg->log_format;
+    const char *fmt = r->cfg->log_format;
     if (!strcmp(fmt, "off")) return;
     const gm_job *job = job_of(r);
     double ms = (end - r->t0) * 1e-6;
@@ -495,7 +539,7 @@ static void access_log(const request *r, int64_t end) {
     struct tm tm;
     gmtime_r(&now.tv_sec, &tm);
     strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    const char *model = r->call.model >= 0 ? r->h->srv->model_names[r->call.model] : "-";
+    const char *model = r->call.model >= 0 ? gm_registry_slot_names(r->h->srv->models)[r->call.model] : "-";
     char *method = log_safe(r->method), *path = log_safe(r->path);
     if (!method || !path) goto out;
     if (!strcmp(fmt, "json")) {
@@ -539,6 +583,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     atomic_fetch_sub(&h->in_flight, 1);
     gm_call_release(&r->call);
     release_body(r);
+    gm_settings_release(r->cfg);
     free(r->raw_uri);
     free(r->path);
     free(r);

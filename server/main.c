@@ -11,8 +11,9 @@
  * /readyz turns 503 and new model requests get 503 with Connection: close,
  * while every request already queued is computed and answered (waiting at
  * most drain_timeout_s); then the listening socket closes, the workers
- * finish what is left, and the process exits 0. SIGHUP does not reload
- * (restart to change settings); it is logged and ignored.
+ * finish what is left, and the process exits 0. SIGHUP reloads the settings
+ * and the model files on the control thread (reload.h, control.h), as POST
+ * /v1/admin/reload does.
  *
  * `gmserve check FILE...` loads model files exactly as the daemon would
  * (which recomputes the file's probes and runs every operation once,
@@ -154,22 +155,24 @@ static bool wait_until(bool (*cond)(void *), void *arg, int64_t timeout_ms) {
 static bool none_accepted(void *s) { return atomic_load(&((gm_server *)s)->accepted) == 0; }
 static bool none_in_flight(void *h) { return gm_http_in_flight(h) == 0; }
 
-static int load_models(gm_server *s, const gm_config *cfg) {
-    for (int i = 0; i < cfg->n_models; i++) {
-        char err[GM_ERR_LEN];
-        int64_t t0 = gm_now_ns();
-        s->models[i] = gm_model_load(cfg->models[i].path, err);
-        if (!s->models[i]) {
-            fprintf(stderr, "gmserve: model \"%s\": %s\n", cfg->models[i].name, err);
-            return -1;
-        }
-        s->model_names[i] = cfg->models[i].name;
-        s->n_models = i + 1;
-        const gm_model_info *in = gm_model_get_info(s->models[i]);
-        fprintf(stderr, "gmserve: loaded %s = %s (%s, %dx%dx%d) in %.0f ms\n", cfg->models[i].name, cfg->models[i].path,
-                gm_family_name(in->family), in->height, in->width, in->channels, (gm_now_ns() - t0) * 1e-6);
+/* A SIGHUP's reload has finished on the control thread: log how it went. */
+static void sighup_done(gm_control_task *t) {
+    if (t->outcome.status == GM_RELOAD_OK) fprintf(stderr, "gmserve: SIGHUP: reload done\n");
+    else fprintf(stderr, "gmserve: SIGHUP: %s\n", t->outcome.message);
+    json_decref(t->outcome.result);
+    free(t);
+}
+
+/* SIGHUP reloads on the control thread, as POST /v1/admin/reload does; the
+ * main thread goes back to waiting for signals at once. */
+static void sighup(gm_server *s) {
+    gm_control_task *t = calloc(1, sizeof *t);
+    if (t) *t = (gm_control_task){.op = GM_CONTROL_RELOAD, .done = sighup_done};
+    if (!t || !gm_control_submit(s->control, t)) {
+        fprintf(stderr, "gmserve: SIGHUP ignored: %s\n", t ? "the control thread has as many changes waiting as it "
+                                                              "takes; send it again later" : "out of memory");
+        free(t);
     }
-    return 0;
 }
 
 static pthread_t main_thread;
@@ -177,10 +180,10 @@ static pthread_t main_thread;
 /* Runs only on threads that did not inherit the blocked mask. */
 static void forward_to_main(int sig) { pthread_kill(main_thread, sig); }
 
-static int serve(const gm_config *cfg) {
+static int serve(const gm_config *cfg, int argc, char **argv) {
     static gm_server s;
     s.cfg = cfg;
-    char err[GM_ERR_LEN];
+    char err[2 * GM_ERR_LEN];
     openblas_set_num_threads((int)cfg->blas_threads);
     gm_set_compute_threads((int)cfg->blas_threads);
     json_object_seed(0);
@@ -200,11 +203,26 @@ static int serve(const gm_config *cfg) {
 
     int rc = 1;
     gm_http *http = NULL;
-    if (load_models(&s, cfg)) goto out;
-    s.metrics = gm_metrics_new(GM_ROUTE_COUNT, gm_route_names, s.n_models, s.model_names);
+    s.models = gm_registry_new();
+    s.settings = gm_settings_new(cfg);
+    if (!s.models || !s.settings) {
+        fprintf(stderr, "gmserve: out of memory\n");
+        goto out;
+    }
+    if (gm_reload_initial(s.models, cfg, err)) {
+        fprintf(stderr, "gmserve: %s\n", err);
+        goto out;
+    }
+    s.metrics = gm_metrics_new(GM_ROUTE_COUNT, gm_route_names, GM_REGISTRY_SLOTS, gm_registry_slot_names(s.models),
+                               gm_registry_slot_count(s.models));
     s.queue = gm_queue_new((int)cfg->queue_capacity);
     if (!s.metrics || !s.queue) {
         fprintf(stderr, "gmserve: out of memory\n");
+        goto out;
+    }
+    gm_reload_target target = {s.models, s.settings, argc, argv};
+    if (!(s.control = gm_control_start(&target, err))) {
+        fprintf(stderr, "gmserve: %s\n", err);
         goto out;
     }
     gm_batcher_config bc = {(int)cfg->workers, (int)cfg->max_batch, cfg->max_delay_us * 1000, on_batch, &s};
@@ -215,33 +233,40 @@ static int serve(const gm_config *cfg) {
     atomic_store(&s.ready, true);
     fprintf(stderr, "gmserve: serving %d model(s) on http://%s:%d (default %s; %ld workers, max_batch %ld, "
                     "max_delay %ld us)\n",
-            s.n_models, cfg->host, gm_http_port(http), cfg->default_model, cfg->workers, cfg->max_batch,
+            gm_registry_count(s.models), cfg->host, gm_http_port(http), cfg->default_model, cfg->workers, cfg->max_batch,
             cfg->max_delay_us);
     for (;;) {
         int sig;
         sigwait(&sigs, &sig);
         if (sig != SIGHUP) break;
-        fprintf(stderr, "gmserve: SIGHUP ignored: settings are read at start-up; restart to change them\n");
+        sighup(&s);
     }
     fprintf(stderr, "gmserve: draining: %d request(s) accepted, new ones get 503\n", atomic_load(&s.accepted));
     atomic_store(&s.ready, false);
     atomic_store(&s.draining, true);
-    if (!wait_until(none_accepted, &s, cfg->drain_timeout_s * 1000))
-        fprintf(stderr, "gmserve: drain timeout (%ld s) with %d request(s) unanswered\n", cfg->drain_timeout_s,
+    const gm_config *now = gm_settings_acquire(s.settings); /* drain_timeout_s as last reloaded */
+    long drain_s = now->drain_timeout_s;
+    gm_settings_release(now);
+    if (!wait_until(none_accepted, &s, drain_s * 1000))
+        fprintf(stderr, "gmserve: drain timeout (%ld s) with %d request(s) unanswered\n", drain_s,
                 atomic_load(&s.accepted));
     gm_http_quiesce(http);
     gm_queue_close(s.queue);
     gm_batcher_join(s.batcher); /* computes and resumes whatever is still queued */
     s.batcher = NULL;
+    gm_control_stop(s.control); /* finishes the admin changes waiting, which resumes their connections */
+    s.control = NULL;
     wait_until(none_in_flight, http, 5000); /* let resumed replies reach their clients */
     rc = 0;
 out:
     gm_http_stop(http);
     if (s.queue) gm_queue_close(s.queue);
     gm_batcher_join(s.batcher);
+    gm_control_stop(s.control);
     gm_queue_free(s.queue);
     gm_metrics_free(s.metrics);
-    for (int i = 0; i < s.n_models; i++) gm_model_free(s.models[i]);
+    gm_registry_free(s.models);
+    gm_settings_free(s.settings);
     if (rc == 0) fprintf(stderr, "gmserve: stopped\n");
     return rc;
 }
@@ -276,5 +301,5 @@ int main(int argc, char **argv) {
         return 2;
     case GM_CONFIG_OK: break;
     }
-    return serve(&cfg);
+    return serve(&cfg, argc, argv);
 }

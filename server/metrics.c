@@ -31,6 +31,7 @@ typedef struct {
 struct gm_metrics {
     int n_routes, n_models;
     const char *const *route_names, *const *model_names;
+    const atomic_int *named; /* models named so far (reloads add names); NULL: all n_models */
     _Atomic uint64_t *requests; /* [route][model + 1][status] */
     histogram *latency;         /* [route][model + 1] */
     histogram *queue_wait, *compute, *batch_rows; /* [model][op] */
@@ -41,7 +42,7 @@ struct gm_metrics {
 };
 
 gm_metrics *gm_metrics_new(int n_routes, const char *const *route_names, int n_models,
-                           const char *const *model_names) {
+                           const char *const *model_names, const atomic_int *named) {
     gm_metrics *m = calloc(1, sizeof *m);
     if (!m) return NULL;
     size_t rm = (size_t)n_routes * (n_models + 1), mo = (size_t)n_models * GM_OP_COUNT;
@@ -50,6 +51,7 @@ gm_metrics *gm_metrics_new(int n_routes, const char *const *route_names, int n_m
     m->n_models = n_models;
     m->route_names = route_names;
     m->model_names = model_names;
+    m->named = named;
     m->requests = calloc(rm * NSTATUS, sizeof *m->requests);
     m->latency = calloc(rm, sizeof *m->latency);
     m->queue_wait = calloc(mo, sizeof *m->queue_wait);
@@ -161,13 +163,15 @@ static void put_histogram(text *t, const char *name, const char *labels, const h
 static const char *model_label(const gm_metrics *m, int model) { return model < 0 ? "" : m->model_names[model]; }
 
 char *gm_metrics_render(gm_metrics *m, int queue_depth, int queue_capacity, int ready, size_t *len) {
+    int n_models = m->named ? atomic_load(m->named) : m->n_models; /* the names written so far */
+    if (n_models > m->n_models) n_models = m->n_models;
     text t = {malloc(16384), 0, 16384, 0};
     if (!t.buf) return NULL;
     char labels[256];
     put(&t, "# HELP gmserve_requests_total HTTP requests answered, by route, model and status.\n"
             "# TYPE gmserve_requests_total counter\n");
     for (int r = 0; r < m->n_routes; r++)
-        for (int md = -1; md < m->n_models; md++)
+        for (int md = -1; md < n_models; md++)
             for (int s = 0; s < NSTATUS; s++) {
                 uint64_t v = atomic_load(&m->requests[((size_t)r * (m->n_models + 1) + md + 1) * NSTATUS + s]);
                 if (!v || (s >= m->n_statuses && s != NSTATUS - 1)) continue;
@@ -178,7 +182,7 @@ char *gm_metrics_render(gm_metrics *m, int queue_depth, int queue_capacity, int 
     put(&t, "# HELP gmserve_request_duration_seconds Time from request headers to response, by route and model.\n"
             "# TYPE gmserve_request_duration_seconds histogram\n");
     for (int r = 0; r < m->n_routes; r++)
-        for (int md = -1; md < m->n_models; md++) {
+        for (int md = -1; md < n_models; md++) {
             snprintf(labels, sizeof labels, "route=\"%s\",model=\"%s\"", m->route_names[r], model_label(m, md));
             put_histogram(&t, "gmserve_request_duration_seconds", labels,
                           &m->latency[(size_t)r * (m->n_models + 1) + md + 1], SECONDS, NSEC, 1e-9);
@@ -194,7 +198,7 @@ char *gm_metrics_render(gm_metrics *m, int queue_depth, int queue_capacity, int 
     };
     for (int f = 0; f < 5; f++) {
         put(&t, "# HELP %s %s\n# TYPE %s %s\n", FAM[f].name, FAM[f].help, FAM[f].name, FAM[f].type);
-        for (int md = 0; md < m->n_models; md++)
+        for (int md = 0; md < n_models; md++)
             for (int op = 0; op < GM_OP_COUNT; op++) {
                 size_t mo = (size_t)md * GM_OP_COUNT + op;
                 snprintf(labels, sizeof labels, "model=\"%s\",op=\"%s\"", m->model_names[md], gm_op_name((gm_op)op));

@@ -12,6 +12,7 @@
 #ifndef GM_METRICS_H
 #define GM_METRICS_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -20,10 +21,12 @@
 
 typedef struct gm_metrics gm_metrics;
 
-/* route_names: n_routes labels; model_names: n_models labels. Both arrays
- * must outlive the metrics. */
+/* route_names: n_routes labels; model_names: n_models labels, of which
+ * only the first *named are rendered (named may be NULL: all), so that a
+ * model named by a later reload gets its series when it comes. The arrays
+ * and the count must outlive the metrics. */
 gm_metrics *gm_metrics_new(int n_routes, const char *const *route_names, int n_models,
-                           const char *const *model_names);
+                           const char *const *model_names, const atomic_int *named);
 void gm_metrics_free(gm_metrics *m);
 
 /* A finished HTTP request; model -1 when the route has none. */

@@ -479,6 +479,7 @@ static unsigned op_inputs(const gm_model_info *in, gm_op op, unsigned *req) {
         return BIT(IN_IMAGES) | (in->exact_logp ? 0 : BIT(IN_SEED));
     case GM_OP_ENCODE:
     case GM_OP_DISCRIMINATE:
+    case GM_OP_RECONSTRUCT:
         *req = BIT(IN_IMAGES);
         return BIT(IN_IMAGES);
     case GM_OP_DECODE:
@@ -497,6 +498,7 @@ static unsigned op_outputs(const gm_model_info *in, gm_op op, long k) {
         return BIT(GM_OIP_OUT_IMAGES) | (in->family == GM_FAMILY_NADE ? BIT(GM_OIP_OUT_LOGP) : 0) |
                (in->num_classes ? BIT(GM_OIP_OUT_LABEL) : 0);
     case GM_OP_DECODE:
+    case GM_OP_RECONSTRUCT:
         return BIT(GM_OIP_OUT_IMAGES);
     case GM_OP_LOGP:
         return BIT(GM_OIP_OUT_LOGP) | BIT(GM_OIP_OUT_BITS_PER_DIM) |
@@ -743,14 +745,15 @@ static bool choose_op(binder *b, const gm_oip_limits *lim, gm_op *op) {
     char *err = b->err;
     if (b->given[IN_IMAGES] && b->given[IN_LATENTS])
         return fail(GM_E_BAD_REQUEST,
-                    "send images (for logp, encode or discriminate) or latents (for decode), not both");
+                    "send images (for logp, encode, discriminate or reconstruct) or latents (for decode), not both");
     if (b->given[IN_LATENTS]) return *op = GM_OP_DECODE, true;
     if (!b->given[IN_IMAGES]) return *op = GM_OP_SAMPLE, true;
-    static const gm_op IMAGE_OPS[] = {GM_OP_LOGP, GM_OP_ENCODE, GM_OP_DISCRIMINATE};
+    static const gm_op IMAGE_OPS[] = {GM_OP_LOGP, GM_OP_ENCODE, GM_OP_DISCRIMINATE, GM_OP_RECONSTRUCT};
+    enum { N_IMAGE_OPS = sizeof IMAGE_OPS / sizeof IMAGE_OPS[0] };
     int chosen = -1;
     for (int i = 0; i < r->n_outputs; i++) {
         int owner = -1;
-        for (int j = 0; j < 3 && owner < 0; j++)
+        for (int j = 0; j < N_IMAGE_OPS && owner < 0; j++)
             for (int o = 0; o < GM_OIP_OUT_COUNT; o++)
                 if (op_outputs(b->in, IMAGE_OPS[j], 2) & BIT(o) &&
                     !strcmp(OUTPUTS[o].name, r->outputs[i].name))
@@ -764,10 +767,11 @@ static bool choose_op(binder *b, const gm_oip_limits *lim, gm_op *op) {
                         gm_op_name(IMAGE_OPS[owner]));
         chosen = owner;
     }
-    for (int j = 0; chosen < 0 && j < 3; j++)
+    for (int j = 0; chosen < 0 && j < N_IMAGE_OPS; j++)
         if (op_available(b->in, lim, IMAGE_OPS[j])) chosen = j;
     if (chosen < 0)
-        return fail(GM_E_BAD_REQUEST, "this model takes no images (it has no logp, encode or discriminate)");
+        return fail(GM_E_BAD_REQUEST,
+                    "this model takes no images (it has no logp, encode, discriminate or reconstruct)");
     *op = IMAGE_OPS[chosen];
     return true;
 }

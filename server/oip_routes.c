@@ -15,6 +15,7 @@
 
 struct gm_oip_call {
     gm_oip_plan plan;
+    gm_served *served; /* held until freed: the reply names the model and reads its shapes */
     const char *model_name;
     const gm_model_info *info;
 };
@@ -24,30 +25,31 @@ struct gm_oip_call {
 
 bool gm_oip_path(const char *path) { return !strncmp(path, "/v2", 3) && (path[3] == 0 || path[3] == '/'); }
 
-static gm_oip_limits limits_of(const gm_server *s) {
-    gm_oip_limits lim = {.max_images = s->cfg->max_images, .default_k = s->cfg->default_k};
+static gm_oip_limits limits_of(const gm_config *cfg) {
+    gm_oip_limits lim = {.max_images = cfg->max_images, .default_k = cfg->default_k};
     for (int i = 0; i < gm_n_routes; i++) /* what /v1 serves, /v2 serves */
         if (gm_routes[i].op >= 0) lim.serves[gm_routes[i].op] = true;
     return lim;
 }
 
 /* The model of a /v2/models/<name>[/versions/<v>]... path, checking the
- * version; -1 with a 404 in c->reply. (The route's capture holds its last
- * "*", the version when there is one, so the name is read here.) */
-static int model_of(gm_server *s, gm_call *c, const char *path) {
+ * version, held (release it); NULL with a 404 in c->reply. (The route's
+ * capture holds its last "*", the version when there is one, so the name
+ * is read here.) */
+static gm_served *model_of(gm_server *s, gm_call *c, const char *path) {
     char q[GM_QUOTE_LEN], qv[GM_QUOTE_LEN], name[GM_NAME_LEN];
     const char *seg = path + strlen("/v2/models/");
     size_t len = strcspn(seg, "/");
-    int m = -1;
+    gm_served *m = NULL;
     if (len < sizeof name) {
         memcpy(name, seg, len);
         name[len] = 0;
-        m = gm_config_model_index(s->cfg, name);
+        m = gm_registry_acquire(s->models, name);
     }
-    if (m < 0) {
+    if (!m) {
         gm_reply_error(&c->reply, GM_E_NOT_FOUND, "no model named %s (GET /v1/models lists them)",
                        gm_quote(q, seg, len));
-        return -1;
+        return NULL;
     }
     const char *v = strstr(seg, "/versions/");
     if (v) {
@@ -56,10 +58,12 @@ static int model_of(gm_server *s, gm_call *c, const char *path) {
         if (n != strlen(GM_OIP_VERSION) || strncmp(v, GM_OIP_VERSION, n) != 0) {
             gm_reply_error(&c->reply, GM_E_NOT_FOUND, "model %s has no version %s; its one version is \"%s\"",
                            gm_quote(q, name, len), gm_quote(qv, v, n), GM_OIP_VERSION);
-            return -1;
+            gm_served_release(m);
+            return NULL;
         }
     }
-    return c->model = m;
+    c->model = m->slot;
+    return m;
 }
 
 /* The Inference-Header-Content-Length header: -1 when absent, -2 when not
@@ -70,7 +74,7 @@ static long long header_length(const char *h) {
     return strtoll(h, NULL, 10);
 }
 
-static void handle_infer(gm_server *s, gm_call *c, const gm_http_request *req, int model) {
+static void handle_infer(gm_server *s, gm_call *c, const gm_http_request *req, gm_served *model) {
     char err[GM_ERR_LEN];
     gm_error_kind kind;
     if (atomic_load(&s->draining)) {
@@ -83,10 +87,10 @@ static void handle_infer(gm_server *s, gm_call *c, const gm_http_request *req, i
         return gm_reply_error(
             &c->reply, GM_E_BAD_REQUEST,
             "Inference-Header-Content-Length must be the JSON's length in bytes, a decimal number");
-    const gm_model_info *in = gm_model_get_info(s->models[model]);
-    gm_oip_limits lim = limits_of(s);
+    const gm_model_info *in = gm_model_get_info(model->model);
+    gm_oip_limits lim = limits_of(req->cfg);
     gm_oip_request *r =
-        gm_oip_parse(req->body, req->body_len, hl, gm_oip_max_values(in, s->cfg->max_images), &kind, err);
+        gm_oip_parse(req->body, req->body_len, hl, gm_oip_max_values(in, req->cfg->max_images), &kind, err);
     gm_oip_call *o = calloc(1, sizeof *o);
     if (!r || !o) {
         gm_oip_request_free(r);
@@ -99,16 +103,17 @@ static void handle_infer(gm_server *s, gm_call *c, const gm_http_request *req, i
         gm_oip_call_free(o);
         return gm_reply_error(&c->reply, kind, "%s", err);
     }
-    o->model_name = s->model_names[model];
+    o->served = gm_served_retain(model);
+    o->model_name = model->name;
     o->info = in;
-    gm_op_request rq = {.model = model, .op = o->plan.op, .params = o->plan.params};
+    gm_op_request rq = {.model = model, .cfg = req->cfg, .op = o->plan.op, .params = o->plan.params};
     c->op = gm_operation_prepare(s, &rq, &c->reply);
     if (!c->op) return gm_oip_call_free(o);
     c->oip = o;
 }
 
 void gm_oip_handle(gm_server *s, gm_call *c, const gm_http_request *req) {
-    int m;
+    gm_served *m;
     switch (c->route) {
     case GM_ROUTE_V2:
         return gm_reply_json(&c->reply, gm_oip_server_metadata(GMSERVE_VERSION));
@@ -121,22 +126,25 @@ void gm_oip_handle(gm_server *s, gm_call *c, const gm_http_request *req) {
                               atomic_load(&s->draining) ? "draining: the server is shutting down"
                                                         : "not ready: models are loading");
     case GM_ROUTE_V2_MODEL:
-        if ((m = model_of(s, c, req->path)) < 0) return;
+        if (!(m = model_of(s, c, req->path))) return;
         {
-            gm_oip_limits lim = limits_of(s);
-            return gm_reply_json(
-                &c->reply, gm_oip_model_metadata(s->model_names[m], gm_model_get_info(s->models[m]), &lim));
+            gm_oip_limits lim = limits_of(req->cfg);
+            gm_reply_json(&c->reply, gm_oip_model_metadata(m->name, gm_model_get_info(m->model), &lim));
         }
+        return gm_served_release(m);
     case GM_ROUTE_V2_MODEL_READY:
-        if ((m = model_of(s, c, req->path)) < 0) return;
-        if (atomic_load(&s->ready))
-            return gm_reply_json(&c->reply, json_pack("{s:s,s:b}", "name", s->model_names[m], "ready", 1));
-        gm_reply_header(&c->reply, "Retry-After", "1");
-        return gm_reply_error(&c->reply, GM_E_NOT_READY, "model \"%s\" is not ready: the server is %s",
-                              s->model_names[m], atomic_load(&s->draining) ? "shutting down" : "loading");
+        if (!(m = model_of(s, c, req->path))) return;
+        if (atomic_load(&s->ready)) gm_reply_json(&c->reply, json_pack("{s:s,s:b}", "name", m->name, "ready", 1));
+        else {
+            gm_reply_header(&c->reply, "Retry-After", "1");
+            gm_reply_error(&c->reply, GM_E_NOT_READY, "model \"%s\" is not ready: the server is %s", m->name,
+                           atomic_load(&s->draining) ? "shutting down" : "loading");
+        }
+        return gm_served_release(m);
     case GM_ROUTE_V2_INFER:
-        if ((m = model_of(s, c, req->path)) < 0) return;
-        return handle_infer(s, c, req, m);
+        if (!(m = model_of(s, c, req->path))) return;
+        handle_infer(s, c, req, m);
+        return gm_served_release(m);
     default:
         return gm_reply_error(&c->reply, GM_E_INTERNAL, "route %d is not a /v2 route", (int)c->route);
     }
@@ -179,6 +187,7 @@ void gm_oip_finish(gm_call *c) {
 void gm_oip_call_free(gm_oip_call *o) {
     if (!o) return;
     gm_oip_plan_release(&o->plan);
+    gm_served_release(o->served);
     free(o);
 }
 

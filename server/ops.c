@@ -32,7 +32,8 @@ enum { MAX_OUTPUT_PIXELS = 1 << 26 }; /* one reply's pixels after scaling */
 
 struct gm_operation {
     gm_server *srv;
-    int model; /* index into srv->models */
+    const gm_config *cfg; /* the request's settings */
+    gm_served *served;    /* the model, held until gm_operation_free: a replaced model outlives its jobs */
     gm_job job;
     gm_reply *reply; /* where prepare's errors go (the caller's, during prepare only) */
     /* parsed parameters */
@@ -92,7 +93,7 @@ static bool get_long_in(gm_operation *c, json_t *p, const char *key, long dflt, 
 /* An integer parameter of the table, in its range under the settings. */
 static bool get_long(gm_operation *c, json_t *p, gm_param id, long *out) {
     const gm_param_def *d = &gm_params[id];
-    const gm_config *cfg = c->srv->cfg;
+    const gm_config *cfg = c->cfg;
     return get_long_in(c, p, d->name, (long)gm_param_default(id, cfg), (long)d->min, (long)gm_param_max(id, cfg),
                        d->max_setting, out);
 }
@@ -104,11 +105,11 @@ static bool get_long(gm_operation *c, json_t *p, gm_param id, long *out) {
 static bool get_float(gm_operation *c, json_t *p, gm_param id, float *out) {
     const gm_param_def *d = &gm_params[id];
     const char *key = d->name;
-    float lo = (float)d->min, hi = (float)gm_param_max(id, c->srv->cfg);
+    float lo = (float)d->min, hi = (float)gm_param_max(id, c->cfg);
     bool lo_open = d->min_open;
     json_t *v = json_object_get(p, key);
     char q[GM_QUOTE_LEN];
-    *out = (float)gm_param_default(id, c->srv->cfg);
+    *out = (float)gm_param_default(id, c->cfg);
     if (!v) return true;
     double x;
     if (json_is_number(v)) x = json_number_value(v);
@@ -191,7 +192,7 @@ static bool parse_label(gm_operation *c, const gm_model_info *in, json_t *v, int
     return ok;
 }
 
-static const char *model_name(const gm_operation *c) { return c->srv->model_names[c->model]; }
+static const char *model_name(const gm_operation *c) { return c->served->name; }
 
 /* One code: code_dim numbers within the code parameter's bound, as latents
  * are bounded; `what` names it in messages ("code", "code[3]"). */
@@ -237,9 +238,16 @@ static bool needs(gm_operation *c, const gm_model_info *in, gm_op op) {
         [GM_OP_ENCODE] = "this file has no encoder (gm.encoder)",
         [GM_OP_DECODE] = "a NADE has no latent space",
         [GM_OP_DISCRIMINATE] = "only a GAN file with a discriminator (gm.discriminator) has one",
+        [GM_OP_RECONSTRUCT] = "only an adversarial autoencoder (aae) serves it",
     };
+    /* an AAE's codes were matched to the prior by a discriminator: no term of its training is a likelihood */
+    const char *why = op == GM_OP_LOGP && in->family == GM_FAMILY_AAE
+                          ? "an adversarial autoencoder defines no density: its codes were matched to the prior "
+                            "by a discriminator, with no likelihood term, so there is no log p to compute; use a "
+                            "nade or vae model"
+                          : WHY[op];
     return fail(c, GM_E_UNSUPPORTED_OP, "model \"%s\" (%s) cannot %s: %s", model_name(c), gm_family_name(in->family), gm_op_name(op),
-                WHY[op] ? WHY[op] : "the file lacks it");
+                why ? why : "the file lacks it");
 }
 
 static bool check_output_size(gm_operation *c, const gm_model_info *in, long n) {
@@ -361,7 +369,7 @@ static bool decode_pngs(gm_job *job) {
  * being received: by max_body_memory_bytes, beyond which the request gets
  * 503 with Retry-After, as a body over the budget does. */
 static bool keep_png(gm_operation *c, size_t i, uint8_t *bytes, size_t len) {
-    long long limit = c->srv->cfg->max_body_memory_bytes;
+    long long limit = c->cfg->max_body_memory_bytes;
     if (atomic_fetch_add(&c->srv->png_bytes, (long long)len) + (long long)len > limit) {
         atomic_fetch_sub(&c->srv->png_bytes, (long long)len);
         free(bytes);
@@ -379,7 +387,7 @@ static bool keep_png(gm_operation *c, size_t i, uint8_t *bytes, size_t len) {
 /* The entries of an array parameter (images, latents) within its range. */
 static bool count_in_range(gm_operation *c, gm_param id, long n) {
     const gm_param_def *d = &gm_params[id];
-    long lo = (long)d->min, hi = (long)gm_param_max(id, c->srv->cfg);
+    long lo = (long)d->min, hi = (long)gm_param_max(id, c->cfg);
     if (n >= lo && n <= hi) return true;
     return fail(c, GM_E_OUT_OF_RANGE, "%s has %ld entries; send %ld to %ld (the server's %s setting)", d->name, n, lo,
                 hi, d->max_setting);
@@ -411,7 +419,7 @@ static bool read_image(gm_operation *c, const gm_model_info *in, json_t *img, si
     return fail(c, GM_E_BAD_PARAM, "images[%zu] must be {\"png\": \"<base64>\"} or {\"pixels\": [%d numbers]}", i, in->dim);
 }
 
-/* The images of logp, encode and discriminate: an image/png body (one
+/* The images of logp, encode, discriminate and reconstruct: an image/png body (one
  * image) or a JSON body {"images": [...]}. Pixels are read here; PNGs are
  * only kept, for decode_pngs on the worker. */
 static bool read_images(gm_operation *c, const gm_model_info *in, json_t *p, const gm_op_request *rq, long *n) {
@@ -479,6 +487,19 @@ static bool prepare_discriminate(gm_operation *c, const gm_model_info *in, json_
     c->job.n = (int)n;
     c->job.pixels = c->in;
     c->job.out_logits = c->out;
+    return true;
+}
+
+/* Images in as for logp, images out as for decode. */
+static bool prepare_reconstruct(gm_operation *c, const gm_model_info *in, json_t *p, const gm_op_request *rq) {
+    long n;
+    if (!prepare_output_format(c, p, false) || !read_images(c, in, p, rq, &n) || !check_output_size(c, in, n))
+        return false;
+    c->out = malloc((size_t)n * in->dim * sizeof *c->out);
+    if (!c->out) return fail(c, GM_E_INTERNAL, "out of memory");
+    c->job.n = (int)n;
+    c->job.pixels = c->in;
+    c->job.out_pixels = c->out;
     return true;
 }
 
@@ -550,9 +571,9 @@ static bool prepare_decode(gm_operation *c, const gm_model_info *in, json_t *p) 
 }
 
 static bool prepare_op(gm_operation *c, const gm_op_request *rq) {
-    const gm_model_info *in = gm_model_get_info(c->srv->models[c->model]);
+    const gm_model_info *in = gm_model_get_info(c->served->model);
     gm_op op = rq->op;
-    c->job = (gm_job){.model = c->srv->models[c->model], .op = op, .slot = c->model};
+    c->job = (gm_job){.model = c->served->model, .op = op, .slot = c->served->slot};
     c->scale = 1;
     if (!check_params(c, op, rq->params) || !needs(c, in, op)) return false;
     switch (op) {
@@ -561,6 +582,7 @@ static bool prepare_op(gm_operation *c, const gm_op_request *rq) {
     case GM_OP_ENCODE: return prepare_encode(c, in, rq->params, rq);
     case GM_OP_DECODE: return prepare_decode(c, in, rq->params);
     case GM_OP_DISCRIMINATE: return prepare_discriminate(c, in, rq->params, rq);
+    case GM_OP_RECONSTRUCT: return prepare_reconstruct(c, in, rq->params, rq);
     case GM_OP_COUNT: break;
     }
     return fail(c, GM_E_INTERNAL, "operation %d has no preparation", (int)op);
@@ -574,9 +596,10 @@ gm_operation *gm_operation_prepare(gm_server *srv, const gm_op_request *rq, gm_r
         return NULL;
     }
     c->srv = srv;
-    c->model = rq->model;
+    c->cfg = rq->cfg;
+    c->served = gm_served_retain(rq->model);
     c->reply = reply;
-    bool ok = prepare_op(c, rq) && gm_cost_admit(srv->cfg, &c->job, c->scale, reply);
+    bool ok = prepare_op(c, rq) && gm_cost_admit(c->cfg, &c->job, c->scale, reply);
     c->reply = NULL;
     if (!ok) {
         gm_operation_free(c);
@@ -590,6 +613,7 @@ gm_job *gm_operation_job(gm_operation *o) { return &o->job; }
 void gm_operation_free(gm_operation *c) {
     if (!c) return;
     release_pngs(c);
+    gm_served_release(c->served);
     free(c->in);
     free(c->out);
     free(c->out2);
@@ -602,12 +626,6 @@ void gm_operation_free(gm_operation *c) {
 }
 
 static json_t *number(double x) { return isfinite(x) ? json_real(x) : json_null(); }
-
-static json_t *float_array(const float *x, int n) {
-    json_t *a = json_array();
-    for (int i = 0; i < n; i++) json_array_append_new(a, number(x[i]));
-    return a;
-}
 
 /* Sample and decode replies: one PNG (a grid for n > 1) or JSON with one
  * PNG per image. */
@@ -653,35 +671,65 @@ static void finish_images(gm_operation *c, const gm_model_info *in, gm_reply *re
     gm_reply_json(reply, r);
 }
 
+/* The float replies (logp, encode) are written as text directly (jsonw.h):
+ * at about 16 bytes a number, one buffer of the right size. */
 static void finish_logp(gm_operation *c, const gm_model_info *in, gm_reply *reply) {
-    json_t *results = json_array();
-    for (int i = 0; i < c->job.n; i++) {
+    int n = c->job.n;
+    gm_jw w;
+    gm_jw_init(&w, 160 + (size_t)n * 112);
+    gm_jw_lit(&w, "{\"model\":");
+    gm_jw_str(&w, model_name(c));
+    if (in->exact_logp) gm_jw_lit(&w, ",\"method\":\"exact\",\"results\":[");
+    else gm_jw_lit(&w, ",\"method\":\"importance_sampling\",\"results\":[");
+    for (int i = 0; i < n; i++) {
         const gm_logp_result *r = &c->lp[i];
-        json_t *o = json_pack("{s:o,s:o}", "logp", number(r->logp), "bits_per_dim",
-                              number(-r->logp / (in->dim * M_LN2)));
+        if (i) gm_jw_lit(&w, ",");
+        gm_jw_lit(&w, "{\"logp\":");
+        gm_jw_double(&w, r->logp);
+        gm_jw_lit(&w, ",\"bits_per_dim\":");
+        gm_jw_double(&w, -r->logp / (in->dim * M_LN2));
         if (!in->exact_logp) {
-            json_object_set_new(o, "elbo", number(r->elbo));
-            if (isfinite(r->se)) json_object_set_new(o, "se", number(r->se));
+            gm_jw_lit(&w, ",\"elbo\":");
+            gm_jw_double(&w, r->elbo);
+            if (isfinite(r->se)) {
+                gm_jw_lit(&w, ",\"se\":");
+                gm_jw_double(&w, r->se);
+            }
         }
-        json_array_append_new(results, o);
+        gm_jw_lit(&w, "}");
     }
-    json_t *r = json_pack("{s:s,s:s,s:o}", "model", model_name(c), "method",
-                          in->exact_logp ? "exact" : "importance_sampling", "results", results);
+    gm_jw_lit(&w, "]");
     if (!in->exact_logp) {
-        json_object_set_new(r, "k", json_integer(c->job.k));
-        json_object_set_new(r, "seed", c->seed <= INT64_MAX ? json_integer((json_int_t)c->seed) : json_null());
+        gm_jw_lit(&w, ",\"k\":");
+        gm_jw_int(&w, c->job.k);
+        gm_jw_lit(&w, ",\"seed\":");
+        if (c->seed <= INT64_MAX) gm_jw_int(&w, (long long)c->seed);
+        else gm_jw_lit(&w, "null");
     }
-    gm_reply_json(reply, r);
+    gm_jw_lit(&w, "}");
+    gm_reply_jw(reply, &w);
 }
 
 static void finish_encode(gm_operation *c, const gm_model_info *in, gm_reply *reply) {
-    json_t *results = json_array();
-    for (int i = 0; i < c->job.n; i++) {
-        json_t *o = json_pack("{s:o}", "z", float_array(c->out + (size_t)i * in->encode_dim, in->encode_dim));
-        if (c->out2) json_object_set_new(o, "logvar", float_array(c->out2 + (size_t)i * in->encode_dim, in->encode_dim));
-        json_array_append_new(results, o);
+    int n = c->job.n;
+    size_t e = (size_t)in->encode_dim;
+    gm_jw w;
+    gm_jw_init(&w, 64 + (size_t)n * (32 + 2 * e * 16));
+    gm_jw_lit(&w, "{\"model\":");
+    gm_jw_str(&w, model_name(c));
+    gm_jw_lit(&w, ",\"results\":[");
+    for (int i = 0; i < n; i++) {
+        if (i) gm_jw_lit(&w, ",");
+        gm_jw_lit(&w, "{\"z\":");
+        gm_jw_floats(&w, c->out + (size_t)i * e, e);
+        if (c->out2) {
+            gm_jw_lit(&w, ",\"logvar\":");
+            gm_jw_floats(&w, c->out2 + (size_t)i * e, e);
+        }
+        gm_jw_lit(&w, "}");
     }
-    gm_reply_json(reply, json_pack("{s:s,s:o}", "model", model_name(c), "results", results));
+    gm_jw_lit(&w, "]}");
+    gm_reply_jw(reply, &w);
 }
 
 /* Per image: the logit, D(x) = sigmoid(logit), and log D(x) (the realness:
@@ -706,7 +754,7 @@ void gm_operation_finish(gm_operation *c, gm_reply *reply) {
         return gm_reply_error(reply, GM_E_DEADLINE, "the request passed its deadline (%ld ms, the server's deadline_ms "
                                               "setting) waiting or computing; it was stopped: retry later, or ask "
                                               "for less (fewer rows, a lower k)",
-                              c->srv->cfg->deadline_ms);
+                              c->cfg->deadline_ms);
     case GM_JOB_CANCELLED: return gm_reply_error(reply, GM_E_CLIENT_GONE, "the client closed the connection");
     case GM_JOB_FAILED: return gm_reply_error(reply, GM_E_INTERNAL, "out of memory computing the batch");
     case GM_JOB_INVALID: return gm_reply_error(reply, c->invalid_kind, "%s", c->invalid);
@@ -714,7 +762,8 @@ void gm_operation_finish(gm_operation *c, gm_reply *reply) {
     }
     switch (c->job.op) {
     case GM_OP_SAMPLE:
-    case GM_OP_DECODE: return finish_images(c, in, reply);
+    case GM_OP_DECODE:
+    case GM_OP_RECONSTRUCT: return finish_images(c, in, reply);
     case GM_OP_LOGP: return finish_logp(c, in, reply);
     case GM_OP_ENCODE: return finish_encode(c, in, reply);
     case GM_OP_DISCRIMINATE: return finish_discriminate(c, reply);

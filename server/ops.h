@@ -17,11 +17,12 @@
 #include "server.h"
 
 typedef struct {
-    int model; /* index into srv->models */
+    gm_served *model;     /* the operation takes a reference of its own (registry.h) */
+    const gm_config *cfg; /* the request's settings, held by the caller for the operation's life */
     gm_op op;
     json_t *params; /* query and JSON body merged ("model" removed); read and may be rewritten */
     bool get;       /* a GET: images reply as one PNG unless format says otherwise */
-    /* One image sent as an image/png body (logp, encode, discriminate), or
+    /* One image sent as an image/png body (logp, encode, discriminate, reconstruct), or
      * NULL. When png_buffer is not NULL it holds png's malloc'd buffer, and
      * the operation takes it by setting *png_buffer to NULL; else it copies. */
     const uint8_t *png;

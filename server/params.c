@@ -16,6 +16,7 @@
 #define ENCODE OP(GM_OP_ENCODE)
 #define DECODE OP(GM_OP_DECODE)
 #define DISC OP(GM_OP_DISCRIMINATE)
+#define RECON OP(GM_OP_RECONSTRUCT)
 #define MAX_SETTING(s) .max_setting = #s, .max_offset = offsetof(gm_config, s)
 #define DEFAULT_SETTING(s) .dflt_setting = #s, .dflt_offset = offsetof(gm_config, s)
 
@@ -23,7 +24,7 @@
 /* clang-format off */
 const gm_param_def gm_params[GM_P_COUNT] = {
     [GM_P_IMAGES] = {.name = "images", .type = "array", .min = 1, MAX_SETTING(max_images), .dflt_text = "-",
-        .ops = LOGP | ENCODE | DISC,
+        .ops = LOGP | ENCODE | DISC | RECON,
         .description = "the input images, each {\"png\": base64} or {\"pixels\": [H*W*C numbers in 0..1]}; "
                        "or send one image as an image/png body"},
     [GM_P_LATENTS] = {.name = "latents", .type = "array", .min = 1, MAX_SETTING(max_images), .dflt_text = "-",
@@ -51,10 +52,10 @@ const gm_param_def gm_params[GM_P_COUNT] = {
     [GM_P_MODE] = {.name = "mode", .type = "string", .dflt_text = "mean", .choices = {"mean", "sample"},
         .ops = SAMPLE, .description = "VAE only: the decoder's mean image, or pixels drawn from it"},
     [GM_P_FORMAT] = {.name = "format", .type = "string", .dflt_text = "png for GET, json for POST",
-        .choices = {"png", "json"}, .ops = SAMPLE | DECODE,
+        .choices = {"png", "json"}, .ops = SAMPLE | DECODE | RECON,
         .description = "one PNG (a grid for n > 1), or JSON with a PNG per image"},
     [GM_P_SCALE] = {.name = "scale", .type = "integer", .min = 1, MAX_SETTING(max_scale), .dflt = 1,
-        .dflt_text = "1", .ops = SAMPLE | DECODE,
+        .dflt_text = "1", .ops = SAMPLE | DECODE | RECON,
         .description = "upscales each image by this factor (nearest neighbour)"},
 };
 /* clang-format on */

@@ -5,6 +5,8 @@
  * first, keeps what the error path must free in volatile locals, and turns
  * libpng's message into err. Reads past the end of the buffer are errors,
  * never short reads, so a truncated file cannot leave rows half filled.
+ * The common plain PNG is decoded by pngplain.c with zlib alone, ahead of
+ * libpng, which still decides everything that path does not take.
  */
 #include <math.h>
 #include <png.h>
@@ -16,6 +18,7 @@
 #include <zlib.h>
 
 #include "pngio.h"
+#include "pngplain.h"
 
 enum { MAX_SIDE = 4096, MAX_CHUNK_BYTES = 1 << 20 };
 
@@ -114,6 +117,7 @@ gm_png_status gm_png_decode(const uint8_t *data, size_t len, int h, int w, int c
         return GM_PNG_MALFORMED;
     }
     if (!chunks_fit(data, len, err)) return GM_PNG_MALFORMED;
+    if (gm_png_decode_plain(data, len, h, w, c, out)) return GM_PNG_OK;
     png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, msg, on_error, on_warning);
     png_infop info = png ? png_create_info_struct(png) : NULL;
     if (!info) {

@@ -54,14 +54,14 @@ struct gm_job {
     int chunk_rows; /* most rows computed in one piece; 0 = all at once */
 
     /* Inputs, n rows each, set by the submitter (those the op reads). */
-    const float *pixels; /* logp, encode, discriminate: (n, D) in [0, 1] */
+    const float *pixels; /* logp, encode, discriminate, reconstruct: (n, D) in [0, 1] */
     const float *z;      /* decode: (n, latent_dim) */
     const int *labels;   /* decode of a conditional model: (n) */
     const float *codes;  /* decode of a GAN with codes: (n, code_dim) */
     gm_row *rows;        /* sample, logp: (n) per-row parameters and streams */
 
     /* Outputs, allocated by the submitter for the op it asks. */
-    float *out_pixels;        /* sample, decode: (n, D) */
+    float *out_pixels;        /* sample, decode, reconstruct: (n, D) */
     double *out_logp;         /* sample: (n) exact log p (NADE), or NULL */
     gm_logp_result *out_lp;   /* logp: (n) */
     float *out_z;             /* encode: (n, encode_dim) */

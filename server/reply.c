@@ -56,9 +56,8 @@ void gm_reply_bytes(gm_reply *r, const char *content_type, uint8_t *body, size_t
 
 void gm_reply_no_content(gm_reply *r) { set_body(r, GM_STATUS_NO_CONTENT, NULL, NULL, 0); }
 
-static void json_body(gm_reply *r, int status, json_t *v) {
-    char *text = v ? json_dumps(v, JSON_COMPACT | JSON_REAL_PRECISION(10)) : NULL;
-    json_decref(v);
+/* text: malloc'd JSON (taken over), or NULL when memory ran out: a 500 */
+static void text_body(gm_reply *r, int status, char *text, size_t len) {
     if (!text) {
         char oom[96];
         int n = snprintf(oom, sizeof oom, "{\"error\":{\"status\":%d,\"message\":\"out of memory\"}}",
@@ -70,7 +69,19 @@ static void json_body(gm_reply *r, int status, json_t *v) {
         r->kind = GM_E_INTERNAL;
         return;
     }
-    set_body(r, status, "application/json", (uint8_t *)text, strlen(text));
+    set_body(r, status, "application/json", (uint8_t *)text, len);
+}
+
+static void json_body(gm_reply *r, int status, json_t *v) {
+    char *text = v ? json_dumps(v, JSON_COMPACT | JSON_REAL_PRECISION(10)) : NULL;
+    json_decref(v);
+    text_body(r, status, text, text ? strlen(text) : 0);
+}
+
+void gm_reply_jw(gm_reply *r, gm_jw *w) {
+    size_t len = 0;
+    char *text = gm_jw_finish(w, &len);
+    text_body(r, GM_STATUS_OK, text, len);
 }
 
 void gm_reply_json(gm_reply *r, json_t *v) { json_body(r, GM_STATUS_OK, v); }

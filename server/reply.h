@@ -18,6 +18,7 @@
 
 #include "errors.h"
 #include "gm/error.h"
+#include "jsonw.h"
 
 enum { GM_REPLY_HEADERS = 8, GM_HEADER_NAME_LEN = 32, GM_HEADER_VALUE_LEN = 128 };
 
@@ -49,6 +50,10 @@ void gm_reply_error(gm_reply *r, gm_error_kind kind, const char *fmt, ...) GM_PR
 /* Replaces the body with v as compact JSON, status 200 (takes the
  * reference to v; a NULL v, from a failed json_pack, is a 500). */
 void gm_reply_json(gm_reply *r, json_t *v);
+/* Replaces the body with the JSON text of w (its buffer taken over), status
+ * 200; a writer that ran out of memory is a 500. For replies of many
+ * numbers, which a jansson tree would allocate and printf one by one. */
+void gm_reply_jw(gm_reply *r, gm_jw *w);
 /* Replaces the body with body (malloc'd, taken over), status 200. */
 void gm_reply_bytes(gm_reply *r, const char *content_type, uint8_t *body, size_t len);
 /* An empty 204. */

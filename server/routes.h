@@ -27,12 +27,14 @@ typedef enum {
     GM_ROUTE_ENCODE,
     GM_ROUTE_DECODE,
     GM_ROUTE_DISCRIMINATE,
+    GM_ROUTE_RECONSTRUCT,
     GM_ROUTE_V2, /* the Open Inference Protocol v2 (oip_routes.h): server metadata */
     GM_ROUTE_V2_LIVE,
     GM_ROUTE_V2_READY,
     GM_ROUTE_V2_MODEL, /* model metadata */
     GM_ROUTE_V2_MODEL_READY,
     GM_ROUTE_V2_INFER,
+    GM_ROUTE_ADMIN, /* reload, load, unload (admin.h) */
     GM_ROUTE_OTHER, /* no route, or OPTIONS */
     GM_ROUTE_COUNT
 } gm_route;
@@ -41,7 +43,7 @@ typedef enum {
 extern const char *const gm_route_names[GM_ROUTE_COUNT];
 
 /* Method bits; GET includes HEAD. OPTIONS is answered on every route. */
-enum { GM_METHOD_GET = 1, GM_METHOD_POST = 2 };
+enum { GM_METHOD_GET = 1, GM_METHOD_POST = 2, GM_METHOD_DELETE = 4 };
 
 typedef struct {
     const char *pattern;

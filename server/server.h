@@ -2,7 +2,8 @@
  * server.h - the state one running daemon shares between its HTTP threads
  * and its workers: the settings, the loaded models, the queue, the workers
  * and the metrics. Built by main.c, read-only afterwards except for the
- * atomics (draining, accepted).
+ * atomics (draining, accepted) and what reloads swap under their own locks
+ * (the settings snapshot, the models of the registry).
  */
 #ifndef GM_SERVER_H
 #define GM_SERVER_H
@@ -12,14 +13,17 @@
 
 #include "batcher.h"
 #include "config.h"
+#include "control.h"
 #include "metrics.h"
 #include "queue.h"
+#include "registry.h"
+#include "settings.h"
 
 typedef struct {
-    const gm_config *cfg;
-    int n_models;
-    gm_model *models[GM_MAX_MODELS];
-    const char *model_names[GM_MAX_MODELS];
+    const gm_config *cfg;  /* as started: what only a restart changes (listen, threads, queue) */
+    gm_settings *settings; /* the settings now: each request holds the snapshot it started with */
+    gm_registry *models;   /* the models served now, by name */
+    gm_control *control;   /* runs reloads and admin changes, one at a time */
     gm_queue *queue;
     gm_batcher *batcher;
     gm_metrics *metrics;

@@ -172,6 +172,74 @@ def gan_fixture(name, h, w, C, Z, classes, gen, disc, encoder, dtype, output):
     ref(name, out, {})
 
 
+# ---------- AAE ----------
+
+class GaussianHeadEncoder(nn.Module):
+    """The AAE encoder of the popular PyTorch GAN collections: a trunk, then
+    mu and logvar heads (their forward() reparameterizes; the served code is
+    the mean, exported through encode())."""
+
+    def __init__(self, trunk, width, Z):
+        super().__init__()
+        self.trunk, self.mu, self.logvar = trunk, nn.Linear(width, Z), nn.Linear(width, Z)
+
+    def encode(self, x):
+        h = self.trunk(x)
+        return self.mu(h), self.logvar(h)
+
+
+def aae_fixture(name, h, w, C, Z, enc, dec, output, n):
+    """The model file through gmexport.save_aae (with its probes) and, for
+    images x and latents z: PyTorch's codes, decoded images and
+    reconstructions, as gmserve serves them (channels last, in [0, 1])."""
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "python"))
+    import gmexport
+    D = h * w * C
+    enc, dec = randomize_bn(enc), randomize_bn(dec)
+    gaussian = isinstance(enc, GaussianHeadEncoder)
+    enc_mod = gmexport.method(enc, "encode") if gaussian else enc
+    gmexport.save_aae(os.path.join(OUT, name + ".safetensors"), enc_mod, dec, image=f"{h}x{w}x{C}", latent_dim=Z,
+                      encoder_head="gaussian" if gaussian else "point", output=output)
+    x = torch.rand(n, h, w, C)
+    z = torch.randn(n, Z)
+
+    def to_net(img):  # channels last [0, 1] -> NCHW in the decoder's range
+        img = img.reshape(-1, h, w, C).permute(0, 3, 1, 2)
+        return 2 * img - 1 if output == "tanh" else img
+
+    def to_pixels(y):  # NCHW (or flat) decoder output -> channels last [0, 1]
+        y = y.reshape(-1, C, h, w).permute(0, 2, 3, 1).reshape(-1, D)
+        return ((y + 1) / 2 if output == "tanh" else y).clamp(0, 1)
+
+    with torch.no_grad():
+        code = enc.encode(to_net(x))[0] if gaussian else enc(to_net(x))
+        ref(name, {"x": x.reshape(n, D), "code": code, "z": z, "decoded": to_pixels(dec(z)),
+                   "reconstructed": to_pixels(dec(code))}, {})
+
+
+def aae_fixtures():
+    aae_fixture("aae_conv", 28, 28, 1, 6,
+                nn.Sequential(nn.Conv2d(1, 4, 4, 2, 1), nn.LeakyReLU(0.2), nn.Conv2d(4, 8, 4, 2, 1),
+                              nn.BatchNorm2d(8), nn.LeakyReLU(0.2), nn.Flatten(), nn.Linear(8 * 7 * 7, 6)),
+                nn.Sequential(nn.Linear(6, 8 * 7 * 7), nn.ReLU(), nn.Unflatten(1, (8, 7, 7)),
+                              nn.ConvTranspose2d(8, 4, 4, 2, 1), nn.BatchNorm2d(4), nn.ReLU(),
+                              nn.ConvTranspose2d(4, 1, 4, 2, 1), nn.Sigmoid()),
+                "sigmoid", 5)
+    # eriklindernoren/PyTorch-GAN's aae.py shape: MLP, LeakyReLU, BatchNorm1d, Gaussian head, tanh decoder
+    aae_fixture("aae_gauss_rgb", 6, 6, 3, 4,
+                GaussianHeadEncoder(nn.Sequential(nn.Flatten(), nn.Linear(108, 32), nn.LeakyReLU(0.2),
+                                                  nn.Linear(32, 32), nn.BatchNorm1d(32), nn.LeakyReLU(0.2)), 32, 4),
+                nn.Sequential(nn.Linear(4, 32), nn.LeakyReLU(0.2), nn.Linear(32, 32), nn.BatchNorm1d(32),
+                              nn.LeakyReLU(0.2), nn.Linear(32, 108), nn.Tanh(), nn.Unflatten(1, (3, 6, 6))),
+                "tanh", 5)
+    # a decoder that gives 0.5 everywhere (zero weights and bias, then a sigmoid): the reconstruction
+    # error of `gmserve eval --aae` is then known by hand for any images
+    dec = nn.Sequential(nn.Linear(4, 784), nn.Sigmoid())
+    nn.init.zeros_(dec[0].weight)
+    nn.init.zeros_(dec[0].bias)
+    aae_fixture("aae_half", 28, 28, 1, 4, nn.Sequential(nn.Flatten(), nn.Linear(784, 4)), dec, "sigmoid", 2)
+
+
 # ---------- VAE likelihoods (torch.distributions, float64) ----------
 
 def discretized_logistic_pixelcnn(x, mu, log_s):
@@ -542,6 +610,9 @@ def main():
     if sys.argv[2:] == ["graph"]:  # only the graph cases: the other fixtures stay as committed
         graph_fixtures()
         return
+    if sys.argv[2:] == ["aae"]:  # only the AAE cases
+        aae_fixtures()
+        return
     nade_fixture("nade_tiny", 2, 5, 6, relu=False, order_dtype=None, scale=1.0, n_inputs="all")
     nade_fixture("nade_tiny_relu", 3, 3, 7, relu=True, order_dtype=torch.int32, scale=1.0, n_inputs="all")
     nade_fixture("nade_ref", 28, 28, 64, relu=False, order_dtype=torch.int64, scale=0.1, n_inputs=8)
@@ -572,6 +643,7 @@ def main():
                 None, None, torch.bfloat16, "sigmoid")
     likelihood_fixture("likelihoods")
     graph_fixtures()
+    aae_fixtures()
     pixelcnn_fixtures.main(OUT)
     print("fixtures written to", OUT)
 

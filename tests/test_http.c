@@ -350,9 +350,13 @@ static void *client_main(void *arg) {
     return NULL;
 }
 
+/* The value of a series: the line that starts with it (not a # HELP line
+ * that names it), or -1. */
 static long metric(const char *text, const char *series) {
-    const char *p = strstr(text, series);
-    return p ? atol(p + strlen(series) + 1) : -1;
+    size_t n = strlen(series);
+    for (const char *p = strstr(text, series); p; p = strstr(p + 1, series))
+        if ((p == text || p[-1] == '\n') && p[n] == ' ') return atol(p + n + 1);
+    return -1;
 }
 
 static void test_concurrent_equals_sequential(void **state) {
@@ -503,7 +507,7 @@ typedef struct {
 
 static void *drain_load(void *arg) {
     drain_args *a = arg;
-    run_slow_clients(a->d->port, a->n, 1, a->c);
+    run_slow_clients(a->d->port, a->n, 8, a->c); /* 8 images: ~0.1 s a request, so all N are in at once */
     return NULL;
 }
 
@@ -515,18 +519,25 @@ static void test_sigterm_loses_no_accepted_request(void **state) {
     drain_args a = {&d, c, N};
     pthread_t t;
     pthread_create(&t, NULL, drain_load, &a);
-    for (int i = 0; i < 100; i++) { /* until every request is queued or running */
+    /* Until every request is queued or running; polled, not timed, so that
+     * a loaded machine only makes the test slower. */
+    long in_flight = 0;
+    for (int i = 0; i < 1000 && in_flight < N + 1; i++) {
         reply_t m = http_get(d.port, "/metrics");
-        long in_flight = m.body ? metric((char *)m.body, "gmserve_in_flight_requests") : 0;
+        in_flight = m.body ? metric((char *)m.body, "gmserve_in_flight_requests") : 0;
         reply_free(&m);
-        if (in_flight >= N + 1) break;
-        sleep_ms(20);
+        if (in_flight < N + 1) sleep_ms(20);
     }
+    assert_true(in_flight >= N + 1);
     kill(d.pid, SIGTERM);
-    sleep_ms(20);
-    reply_t r = http_get(d.port, "/readyz"); /* draining: not ready (or already gone) */
-    assert_true(r.status == 503 || r.status == 0);
-    reply_free(&r);
+    int ready = 200; /* draining: not ready (or already gone), once the signal is seen */
+    for (int i = 0; i < 500 && ready == 200; i++) {
+        reply_t r = http_get(d.port, "/readyz");
+        ready = r.status;
+        reply_free(&r);
+        if (ready == 200) sleep_ms(10);
+    }
+    assert_true(ready == 503 || ready == 0);
     pthread_join(t, NULL);
     for (int i = 0; i < N; i++) assert_int_equal(c[i].status, 200);
     assert_int_equal(daemon_stop(&d), 0);
@@ -537,7 +548,7 @@ static void test_sigterm_loses_no_accepted_request(void **state) {
  * block it (OpenBLAS's pool, started before main) unless it is forwarded. */
 static void *bundled_load(void *arg) {
     drain_args *a = arg;
-    run_slow_clients(a->d->port, a->n, 1, a->c);
+    run_slow_clients(a->d->port, a->n, 8, a->c); /* 8 images: ~0.1 s a request, so all N are in at once */
     return NULL;
 }
 

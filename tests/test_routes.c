@@ -178,7 +178,7 @@ static void test_metrics_render_every_sent_status(void **state) {
     static const char *const ROUTES[] = {"r"}, *const MODELS[] = {"m"};
     static const int SENT[] = {204, 400, 401, 404, 405, 413, 414, 415, 422, 499, 500, 501, 503, 504};
     for (size_t i = 0; i < sizeof SENT / sizeof SENT[0]; i++) {
-        gm_metrics *m = gm_metrics_new(1, ROUTES, 1, MODELS);
+        gm_metrics *m = gm_metrics_new(1, ROUTES, 1, MODELS, NULL);
         gm_metrics_request(m, 0, 0, SENT[i], 1000);
         size_t len;
         char *text = gm_metrics_render(m, 0, 1, 1, &len), want[64];
@@ -195,7 +195,7 @@ static void test_metrics_render_every_sent_status(void **state) {
 /* And every status the error table can produce, whatever is added to it. */
 static void test_metrics_label_every_error_kind(void **state) {
     static const char *const ROUTES[] = {"r"}, *const MODELS[] = {"m"};
-    gm_metrics *m = gm_metrics_new(1, ROUTES, 1, MODELS);
+    gm_metrics *m = gm_metrics_new(1, ROUTES, 1, MODELS, NULL);
     for (int k = 0; k < GM_E_COUNT; k++)
         gm_metrics_request(m, 0, -1, gm_errors[k].status, 1000);
     size_t len;

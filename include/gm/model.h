@@ -19,7 +19,14 @@
 #include "gm/error.h"
 #include "gm/rng.h"
 
-typedef enum { GM_FAMILY_NADE, GM_FAMILY_VAE, GM_FAMILY_GAN, GM_FAMILY_PIXELCNN, GM_FAMILY_COUNT } gm_family;
+typedef enum {
+    GM_FAMILY_NADE,
+    GM_FAMILY_VAE,
+    GM_FAMILY_GAN,
+    GM_FAMILY_AAE,
+    GM_FAMILY_PIXELCNN,
+    GM_FAMILY_COUNT
+} gm_family;
 
 typedef enum {
     GM_OP_SAMPLE,
@@ -27,6 +34,7 @@ typedef enum {
     GM_OP_ENCODE,
     GM_OP_DECODE,
     GM_OP_DISCRIMINATE,
+    GM_OP_RECONSTRUCT,
     GM_OP_COUNT
 } gm_op;
 
@@ -36,7 +44,7 @@ const char *gm_op_name(gm_op op);
 typedef struct {
     gm_family family;
     int height, width, channels, dim; /* dim = D = height * width * channels */
-    int latent_dim;                   /* Z, the input of decode (VAE, GAN); 0 for NADE */
+    int latent_dim;                   /* Z, the input of decode (VAE, GAN, AAE); 0 for NADE */
     int encode_dim;                   /* values per encode result; NADE: hidden units */
     int num_classes;                  /* > 0 for class-conditional models */
     int code_dim;                     /* GAN: continuous code values (InfoGAN), 0 = none */
@@ -113,6 +121,11 @@ int gm_model_decode(const gm_model *m, int B, const float *z, const int *labels,
 
 /* GAN with a discriminator: logits (B). */
 int gm_model_discriminate(const gm_model *m, int B, const float *pixels, float *logits);
+
+/* AAE: each image encoded and decoded again, pixels (B, D) in, out (B, D)
+ * out (out may be pixels itself); deterministic (the encoder's code, or
+ * its mean, is decoded). */
+int gm_model_reconstruct(const gm_model *m, int B, const float *pixels, float *out);
 
 /* One forward pass of every supported operation, in gm_op order, on 2 rows
  * with a fixed seed (temperature 1, labels 0 and 1 modulo num_classes, K = 2

@@ -2,6 +2,8 @@
 
     python3 -m gmexport vae vae.safetensors --from model.py --encoder vae:encode --decoder vae:decode \\
         --image 28x28x1 --latent-dim 20 --weights vae=vae.pt
+    python3 -m gmexport aae aae.safetensors --from model.py --encoder Encoder:mean_logvar --decoder Decoder \\
+        --image 28x28x1 --latent-dim 10 --encoder-head gaussian --output tanh
     python3 -m gmexport gan gan.safetensors --from model.py --generator Generator \\
         --image 28x28x1 --latent-dim 100 --inputs z,label --num-classes 10 --weights Generator=G.pt
 
@@ -22,7 +24,7 @@ import torch
 from torch import nn
 
 from .errors import ExportError
-from .families import save_gan, save_vae
+from .families import save_aae, save_gan, save_vae
 from .trace import method
 
 
@@ -116,6 +118,11 @@ def main(argv=None):
     g.add_argument("--class-names", help="comma-separated")
     g.add_argument("--code-dim", type=int, default=0)
     g.add_argument("--output", default="tanh", choices=["tanh", "sigmoid"])
+    e = sub.add_parser("aae", parents=[common], help="an adversarial autoencoder: encoder and decoder")
+    e.add_argument("--encoder", required=True)
+    e.add_argument("--decoder", required=True)
+    e.add_argument("--encoder-head", default="point", choices=["point", "gaussian"])
+    e.add_argument("--output", default="sigmoid", choices=["sigmoid", "tanh"])
     a = ap.parse_args(argv)
     t = time.perf_counter()
     try:
@@ -128,6 +135,9 @@ def main(argv=None):
                 scale = float(scale)
             save_vae(a.out, r(a.encoder), r(a.decoder), image=a.image, latent_dim=a.latent_dim, input=a.input,
                      likelihood=a.likelihood, likelihood_scale=scale, metadata=meta)
+        elif a.family == "aae":
+            save_aae(a.out, r(a.encoder), r(a.decoder), image=a.image, latent_dim=a.latent_dim,
+                     encoder_head=a.encoder_head, output=a.output, metadata=meta)
         else:
             names = a.class_names.split(",") if a.class_names else None
             save_gan(a.out, r(a.generator), image=a.image, latent_dim=a.latent_dim,

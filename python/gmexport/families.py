@@ -1,5 +1,5 @@
 """families.py - one gmserve model file per call: save_vae, save_gan,
-save_nade, save_pixelcnn.
+save_aae, save_nade, save_pixelcnn.
 
 Each network is traced into a layer graph (trace.py) and stored as the JSON
 text of a metadata key (gm.encoder, gm.decoder, gm.generator, ...), with
@@ -184,6 +184,33 @@ def save_gan(path, generator, image="28x28x1", latent_dim=None, inputs=("z",), n
                                                "logit; export it without its final nn.Sigmoid")
     if encoder is not None:
         w.network("encoder", encoder, [("image", images)], ["image"], Z)
+    w.save(path)
+
+
+def save_aae(path, encoder, decoder, image="28x28x1", latent_dim=None, encoder_head="point", output="sigmoid",
+             metadata=None):
+    """An adversarial autoencoder: encoder(x [B, C, H, W]) -> [B, Z]
+    (encoder_head="point") or a Gaussian head's [B, 2Z] or (mean, logvar)
+    ("gaussian": the server uses the mean); decoder(z [B, Z]) -> an image
+    of D values ending in sigmoid (output="sigmoid": [0, 1]) or tanh
+    ("tanh": [-1, 1], and the encoder reads images in [-1, 1]). The prior
+    is the standard normal the codes were matched to."""
+    w = _Writer("aae", image, metadata)
+    Z = _positive(latent_dim, "latent_dim")
+    if encoder_head not in ("point", "gaussian"):
+        raise ExportError("encoder_head", f"{encoder_head!r} must be 'point' or 'gaussian'")
+    if output not in ("tanh", "sigmoid"):
+        raise ExportError("output", f"{output!r} must be 'tanh' or 'sigmoid'")
+    w.meta.update({"gm.latent_dim": str(Z), "gm.prior": "normal", "gm.encoder_head": encoder_head,
+                   "gm.output": output})
+    gaussian = encoder_head == "gaussian"
+    w.network("encoder", encoder, [("image", w.images("tanh" if output == "tanh" else "gray"))], ["image"],
+              2 * Z if gaussian else Z, tuple_output=gaussian)
+    dec = w.network("decoder", decoder, [("z", torch.randn(PROBES, Z, generator=w.gen))], ["z"], w.D)
+    last = _last_op(dec)
+    if last != output:
+        raise ExportError("decoder", f"output={output!r} but the network ends in {last!r}; the server reads "
+                                     f"its values as {'[-1, 1]' if output == 'tanh' else '[0, 1]'}")
     w.save(path)
 
 

@@ -28,9 +28,10 @@ typedef struct {
     int (*decode)(const void *impl, const gm_model_info *info, int B, const float *z, const int *labels,
                   const float *codes, float *pixels); /* codes: NULL for zeros */
     int (*discriminate)(const void *impl, const gm_model_info *info, int B, const float *x, float *logits);
+    int (*reconstruct)(const void *impl, const gm_model_info *info, int B, const float *x, float *pixels);
 } gm_family_impl;
 
-extern const gm_family_impl gm_nade_family, gm_vae_family, gm_gan_family, gm_pixelcnn_family;
+extern const gm_family_impl gm_nade_family, gm_vae_family, gm_gan_family, gm_aae_family, gm_pixelcnn_family;
 
 /* The family's state of a loaded model (its load's result). */
 const void *gm_model_state(const gm_model *m);

@@ -33,10 +33,11 @@ struct gm_model {
     char probes[192]; /* what the load-time probes verified; "" when none */
 };
 
-static const char *const FAMILY_NAMES[GM_FAMILY_COUNT] = {"nade", "vae", "gan", "pixelcnn"};
-static const char *const OP_NAMES[GM_OP_COUNT] = {"sample", "logp", "encode", "decode", "discriminate"};
+static const char *const FAMILY_NAMES[GM_FAMILY_COUNT] = {"nade", "vae", "gan", "aae", "pixelcnn"};
+static const char *const OP_NAMES[GM_OP_COUNT] = {"sample", "logp", "encode", "decode", "discriminate",
+                                                    "reconstruct"};
 static const gm_family_impl *const FAMILIES[GM_FAMILY_COUNT] = {&gm_nade_family, &gm_vae_family, &gm_gan_family,
-                                                                 &gm_pixelcnn_family};
+                                                                  &gm_aae_family, &gm_pixelcnn_family};
 
 const char *gm_family_name(gm_family f) { return f < GM_FAMILY_COUNT ? FAMILY_NAMES[f] : "?"; }
 const char *gm_op_name(gm_op op) { return op < GM_OP_COUNT ? OP_NAMES[op] : "?"; }
@@ -152,7 +153,8 @@ gm_model *gm_model_load(const char *path, char err[GM_ERR_LEN]) {
         goto fail;
     }
     if (f == GM_FAMILY_COUNT) {
-        gm_errorf(err, "%s: metadata \"gm.family\" must be nade, vae, gan or pixelcnn (found %s)", path, fam ? fam : "none");
+        gm_errorf(err, "%s: metadata \"gm.family\" must be nade, vae, gan, aae or pixelcnn (found %s)", path,
+                  fam ? fam : "none");
         goto fail;
     }
     m->info.family = (gm_family)f;
@@ -251,6 +253,17 @@ int gm_model_discriminate(const gm_model *m, int B, const float *pixels, float *
     unsigned fp = gm_fp_flush_begin();
     int rc = m->impl->discriminate(m->state, &m->info, B, pixels, logits);
     gm_fp_flush_end(fp);
+    return rc;
+}
+
+int gm_model_reconstruct(const gm_model *m, int B, const float *pixels, float *out) {
+    if (!m->info.supports[GM_OP_RECONSTRUCT]) return -1;
+    float *owned;
+    const float *x = prepare_input(m, B, pixels, &owned);
+    unsigned fp = gm_fp_flush_begin();
+    int rc = x ? m->impl->reconstruct(m->state, &m->info, B, x, out) : -1;
+    gm_fp_flush_end(fp);
+    free(owned);
     return rc;
 }
 
@@ -366,6 +379,11 @@ int gm_model_selftest(const gm_model *m, char err[GM_ERR_LEN]) {
             break;
         case GM_OP_DISCRIMINATE:
             if (!(ran = gm_model_discriminate(m, B, px, logits)) && check_values(m, op, "logit", logits, B, false, err))
+                goto done;
+            break;
+        case GM_OP_RECONSTRUCT: /* of the samples, as encode */
+            if (!(ran = gm_model_reconstruct(m, B, px, px)) &&
+                check_values(m, op, "pixel", px, (size_t)B * D, true, err))
                 goto done;
             break;
         case GM_OP_COUNT: break;

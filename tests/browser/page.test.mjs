@@ -37,7 +37,7 @@ await waitIdle('gallery-section');
 
 await check('the page lists the models', async () => {
   const cards = await page.$$eval('#models .card h3', (hs) => hs.map((h) => h.textContent));
-  assert.deepEqual(cards.sort(), ['gan', 'nade', 'vae']);
+  assert.deepEqual(cards.sort(), ['aae', 'gan', 'nade', 'vae']);
 });
 
 await check('sampling shows decoded images at 28 x scale', async () => {
@@ -71,6 +71,19 @@ await check('the conditional GAN shows its classes', async () => {
   assert.ok(await page.isVisible('#s-label'));
   const classes = await page.$$eval('#s-label option', (o) => o.length);
   assert.equal(classes, 1 + 10); // "any" and the ten Fashion-MNIST classes
+  await page.selectOption('#s-model', 'vae');
+});
+
+await check('the adversarial autoencoder samples in the gallery, without a VAE\'s or a GAN\'s controls', async () => {
+  await page.selectOption('#s-model', 'aae');
+  assert.ok(await page.isHidden('#s-label'));
+  await page.fill('#s-n', '4');
+  await page.click('#s-go');
+  await waitIdle('gallery-section');
+  const widths = await page.$$eval('#gallery img', (imgs) => imgs.map((i) => [i.complete, i.naturalWidth]));
+  assert.equal(widths.length, 4);
+  for (const [complete, w] of widths) assert.ok(complete && w > 0, `naturalWidth ${w}`);
+  await page.screenshot({ path: `${shots}/aae.png`, fullPage: true });
   await page.selectOption('#s-model', 'vae');
 });
 
@@ -114,6 +127,12 @@ await check('the interpolation strip fills and the slider walks it', async () =>
   await page.click('#e-go');
   await page.waitForFunction(() => document.querySelector('#strip img') && document.querySelector('#strip img').naturalWidth === 28 * 3);
   await page.screenshot({ path: `${shots}/explore.png`, fullPage: true });
+  await page.selectOption('#e-model', 'aae'); // its prior is N(0, I): the page draws the two ends
+  await page.fill('#e-steps', '5');
+  await page.click('#e-go');
+  await page.waitForFunction(() => document.querySelectorAll('#strip img').length === 5 &&
+    [...document.querySelectorAll('#strip img')].every((i) => i.complete && i.naturalWidth === 28 * 3));
+  await waitIdle('explore-section');
 });
 
 await check('an API error appears on the page in the API\'s words', async () => {

@@ -10,6 +10,9 @@
  *               classifier's penultimate features, next to the train-vs-test
  *               floor (same count); conditional accuracy (the classifier
  *               assigns the requested label)
+ *   AAE         the same distance for its samples; test reconstruction
+ *               error (mean squared error per pixel, grayscale) and the
+ *               classifier's accuracy on the reconstructions
  *   classifier  test accuracy
  *
  * Rows are split across threads (each OpenBLAS call single-threaded), with
@@ -37,7 +40,7 @@
 #define SAMPLE_SEED 1
 
 typedef struct {
-    const char *nade, *vae, *pixelcnn, *gan, *classifier, *data, *json, *grids;
+    const char *nade, *vae, *pixelcnn, *gan, *aae, *classifier, *data, *json, *grids;
     int k, vae_images, samples, threads;
 } options;
 
@@ -402,9 +405,66 @@ done:
     return rc;
 }
 
-static int eval_gan(const options *o, const classifier *c, const gm_dataset *train, const gm_dataset *test,
-                    json_t *report, char err[GM_ERR_LEN]) {
-    gm_model *m = load_model(o->gan, GM_FAMILY_GAN, err);
+typedef struct {
+    const gm_model *m;
+    const float *x;
+    float *out;
+    int D;
+} reconstruct_job;
+
+static int reconstruct_chunk(void *ctx, int first, int count) {
+    reconstruct_job *j = ctx;
+    size_t at = (size_t)first * j->D;
+    return gm_model_reconstruct(j->m, count, j->x + at, j->out + at);
+}
+
+/* The first n test images of an AAE through encoder and decoder: the mean
+ * squared error per pixel (with its standard error over images), how many
+ * reconstructions the classifier still assigns to the image's class, and
+ * the Fréchet distance of the reconstructions to the test images (ft, their
+ * features): what the decoder loses even where the codes are right, a
+ * floor for the samples' distance. scratch: n * D floats, features: n *
+ * fdim, pred: n. */
+static int eval_reconstruction(const options *o, const gm_model *m, const classifier *c, const gm_dataset *test,
+                               int n, const float *ft, float *scratch, float *features, int *pred, json_t *r) {
+    int D = test->dim;
+    reconstruct_job rj = {m, test->images, scratch, D};
+    if (parallel("aae reconstructions", n, 100, o->threads, reconstruct_chunk, &rj) ||
+        classify(c, scratch, n, D, o->threads, "classifier on reconstructions", features, pred))
+        return -1;
+    double s = 0, s2 = 0;
+    int right = 0;
+    for (int i = 0; i < n; i++) {
+        double e = 0;
+        for (int j = 0; j < D; j++) {
+            double d = (double)scratch[(size_t)i * D + j] - test->images[(size_t)i * D + j];
+            e += d * d;
+        }
+        e /= D;
+        s += e;
+        s2 += e * e;
+        right += pred[i] == test->labels[i];
+    }
+    double mse = s / n, se = sqrt(fmax(s2 / n - mse * mse, 0) / (n - 1));
+    frechet_parts fd;
+    if (frechet_of(features, n, ft, n, c->fdim, &fd)) return -1;
+    printf("\n      test reconstruction: mean squared error %.5f per pixel (+- %.5f over %d images), classifier "
+           "accuracy on the reconstructions %.2f %%, Fréchet distance of the reconstructions %.3f",
+           mse, se, n, 100.0 * right / n, fd.distance);
+    json_object_set_new(r, "reconstruction_frechet_distance", json_real(fd.distance));
+    json_object_set_new(r, "reconstruction_mse", json_real(mse));
+    json_object_set_new(r, "reconstruction_mse_se", json_real(se));
+    json_object_set_new(r, "reconstruction_accuracy", json_real((double)right / n));
+    json_object_set_new(r, "reconstruction_images", json_integer(n));
+    return 0;
+}
+
+/* A sampling model's Fréchet distance (and, for a GAN, its conditional
+ * accuracy; for an AAE, its reconstructions), under report[name]. */
+static int eval_samples(const options *o, const char *path, gm_family fam, const classifier *c,
+                        const gm_dataset *train, const gm_dataset *test, json_t *report, char err[GM_ERR_LEN]) {
+    const char *name = gm_family_name(fam);
+    gm_model *m = load_model(path, fam, err);
     if (!m) return -1;
     const gm_model_info *in = gm_model_get_info(m);
     int n = o->samples, D = in->dim, F = c->fdim, rc = -1;
@@ -413,16 +473,16 @@ static int eval_gan(const options *o, const classifier *c, const gm_dataset *tra
     float *ft = malloc(sizeof(float) * nt * F), *fr = malloc(sizeof(float) * nr * F);
     int *pred = malloc(sizeof(int) * (n > train->n ? n : train->n));
     if (!px || !fs || !ft || !fr || !pred) {
-        gm_errorf(err, "gan evaluation: out of memory");
+        gm_errorf(err, "%s evaluation: out of memory", name);
         goto done;
     }
     if (D != test->dim) {
-        gm_errorf(err, "%s: image of %d pixels, the data has %d", o->gan, D, test->dim);
+        gm_errorf(err, "%s: image of %d pixels, the data has %d", path, D, test->dim);
         goto done;
     }
     sample_job sj = {m, px, D, in->num_classes};
-    if (parallel("gan samples", n, 100, o->threads, sample_chunk, &sj) ||
-        classify(c, px, n, D, o->threads, "classifier on gan samples", fs, pred))
+    if (parallel(fam == GM_FAMILY_GAN ? "gan samples" : "aae samples", n, 100, o->threads, sample_chunk, &sj) ||
+        classify(c, px, n, D, o->threads, "classifier on samples", fs, pred))
         goto oom;
     int right = 0, per_class[1024] = {0}, classes = in->num_classes < 1024 ? in->num_classes : 0;
     for (int r = 0; r < n && classes; r++)
@@ -431,9 +491,9 @@ static int eval_gan(const options *o, const classifier *c, const gm_dataset *tra
     if (classify(c, train->images, nr, D, o->threads, "classifier on train", fr, pred)) goto oom;
     frechet_parts fd, floor;
     if (frechet_of(fs, n, ft, nt, F, &fd) || frechet_of(fr, nr, ft, nt, F, &floor)) goto oom;
-    printf("gan   Fréchet distance %.3f to %d test images (train-vs-test floor %.3f, ratio %.1fx), %d samples",
-           fd.distance, nt, floor.distance, fd.distance / floor.distance, n);
-    json_t *r = json_pack("{s:s,s:f,s:f,s:f,s:f,s:f,s:i,s:i,s:s}", "file", o->gan, "frechet_distance", fd.distance,
+    printf("%-5s Fréchet distance %.3f to %d test images (train-vs-test floor %.3f, ratio %.1fx), %d samples",
+           name, fd.distance, nt, floor.distance, fd.distance / floor.distance, n);
+    json_t *r = json_pack("{s:s,s:f,s:f,s:f,s:f,s:f,s:i,s:i,s:s}", "file", path, "frechet_distance", fd.distance,
                           "frechet_mean_term", fd.mean_term, "feature_spread", fd.spread,
                           "frechet_floor_train_vs_test", floor.distance, "frechet_ratio",
                           fd.distance / floor.distance, "samples", n, "feature_dim", F, "features",
@@ -454,13 +514,17 @@ static int eval_gan(const options *o, const classifier *c, const gm_dataset *tra
             goto oom;
         }
     }
+    if (fam == GM_FAMILY_AAE && eval_reconstruction(o, m, c, test, nt, ft, px, fs, pred, r)) {
+        json_decref(r);
+        goto oom;
+    }
     printf("\n");
     fflush(stdout);
-    json_object_set_new(report, "gan", r);
-    rc = o->grids ? write_grid(m, o->grids, "gan", 100, err) : 0;
+    json_object_set_new(report, name, r);
+    rc = o->grids ? write_grid(m, o->grids, name, 100, err) : 0;
     goto done;
 oom:
-    gm_errorf(err, "gan evaluation: out of memory");
+    gm_errorf(err, "%s evaluation: out of memory", name);
 done:
     free(px);
     free(fs);
@@ -474,7 +538,7 @@ done:
 static int usage(void) {
     fprintf(stderr,
             "usage: gmserve eval [--nade FILE] [--vae FILE] [--pixelcnn FILE] [--gan FILE --classifier FILE]\n"
-            "                    [--classifier FILE]\n"
+            "                    [--aae FILE --classifier FILE] [--classifier FILE]\n"
             "                    [--k 1000] [--vae-images N] [--samples 10000] [--threads 2]\n"
             "                    [--data %s] [--json OUT] [--grids DIR]\n",
             GM_DATASET_DIR);
@@ -490,6 +554,7 @@ int gm_eval_main(int argc, char **argv) {
                          : !strcmp(a, "--vae")        ? &o.vae
                          : !strcmp(a, "--pixelcnn")   ? &o.pixelcnn
                          : !strcmp(a, "--gan")        ? &o.gan
+                         : !strcmp(a, "--aae")        ? &o.aae
                          : !strcmp(a, "--classifier") ? &o.classifier
                          : !strcmp(a, "--data")       ? &o.data
                          : !strcmp(a, "--json")       ? &o.json
@@ -509,8 +574,8 @@ int gm_eval_main(int argc, char **argv) {
         } else return usage();
         i++;
     }
-    if (o.gan && !o.classifier) {
-        fprintf(stderr, "gmserve eval: --gan needs --classifier (the features of the Fréchet distance)\n");
+    if ((o.gan || o.aae) && !o.classifier) {
+        fprintf(stderr, "gmserve eval: --gan and --aae need --classifier (the features of the Fréchet distance)\n");
         return 2;
     }
     if (o.samples < 2 || o.threads > 64) return usage();
@@ -524,7 +589,7 @@ int gm_eval_main(int argc, char **argv) {
     json_t *report = json_object();
     int rc = 1;
     if (gm_dataset_load(&test, o.data, "t10k", err)) goto fail;
-    if (o.gan && gm_dataset_load(&train, o.data, "train", err)) goto fail;
+    if ((o.gan || o.aae) && gm_dataset_load(&train, o.data, "train", err)) goto fail;
     if (!(test_bin = malloc(sizeof(float) * test.n * test.dim))) goto oom;
     gm_binarize(&test, 0, test.n, GM_BINARIZE_SEED, test_bin);
     if (o.nade && eval_likelihood(&o, o.nade, GM_FAMILY_NADE, &test, test_bin, report, &nade_res, &nade_n, err))
@@ -566,7 +631,8 @@ int gm_eval_main(int argc, char **argv) {
                             json_pack("{s:s,s:f,s:o,s:i}", "file", o.classifier, "test_accuracy",
                                       (double)right / test.n, "test_accuracy_per_class", pc, "feature_dim", c.fdim));
     }
-    if (o.gan && eval_gan(&o, &c, &train, &test, report, err)) goto fail;
+    if (o.gan && eval_samples(&o, o.gan, GM_FAMILY_GAN, &c, &train, &test, report, err)) goto fail;
+    if (o.aae && eval_samples(&o, o.aae, GM_FAMILY_AAE, &c, &train, &test, report, err)) goto fail;
     if (o.json && json_dump_file(report, o.json, JSON_INDENT(2))) {
         gm_errorf(err, "%s: cannot write", o.json);
         goto fail;

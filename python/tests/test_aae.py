@@ -1,0 +1,117 @@
+"""gmexport.save_aae: the adversarial autoencoder as the popular PyTorch GAN
+collections write it (eriklindernoren/PyTorch-GAN's aae.py: an MLP encoder
+with mu and logvar heads, a tanh decoder) and a conv AAE with a point
+encoder. Each file's probes must equal the modules' outputs, and gmserve
+(when built) must load it, recomputing those probes in C."""
+import os
+import subprocess
+import sys
+import unittest
+
+import numpy as np
+import torch
+from torch import nn
+
+from common import HERE, ExportTest  # first: puts the package on sys.path
+import gmexport
+
+GMSERVE = os.environ.get("GMSERVE", os.path.join(HERE, "..", "..", "build", "gmserve"))
+IMG, Z = (1, 28, 28), 10
+
+
+class Encoder(nn.Module):
+    """As in PyTorch-GAN's aae.py; forward() reparameterizes, so the served
+    code is the mean, exported through mean_logvar()."""
+
+    def __init__(self):
+        super().__init__()
+        self.model = nn.Sequential(nn.Linear(int(np.prod(IMG)), 512), nn.LeakyReLU(0.2, inplace=True),
+                                   nn.Linear(512, 512), nn.BatchNorm1d(512), nn.LeakyReLU(0.2, inplace=True))
+        self.mu = nn.Linear(512, Z)
+        self.logvar = nn.Linear(512, Z)
+
+    def mean_logvar(self, img):
+        x = self.model(img.view(img.shape[0], -1))
+        return self.mu(x), self.logvar(x)
+
+    def forward(self, img):
+        mu, logvar = self.mean_logvar(img)
+        return mu + torch.randn_like(mu) * torch.exp(logvar / 2)
+
+
+class Decoder(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.model = nn.Sequential(nn.Linear(Z, 512), nn.LeakyReLU(0.2, inplace=True), nn.Linear(512, 512),
+                                   nn.BatchNorm1d(512), nn.LeakyReLU(0.2, inplace=True),
+                                   nn.Linear(512, int(np.prod(IMG))), nn.Tanh())
+
+    def forward(self, z):
+        return self.model(z).view(z.shape[0], *IMG)
+
+
+def randomize(m):
+    for b in m.modules():
+        if isinstance(b, nn.BatchNorm1d):
+            b.running_mean.normal_(0, 0.5)
+            b.running_var.uniform_(0.5, 2)
+    return m.eval()
+
+
+class SaveAAE(ExportTest):
+    def gmserve_check(self, path):
+        if not os.access(GMSERVE, os.X_OK):
+            return
+        r = subprocess.run([GMSERVE, "check", path], capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("family aae", r.stdout)
+        self.assertIn("encoder, decoder verified", r.stdout)
+        self.assertIn("reconstruct", r.stdout)
+
+    def test_collections_aae_gaussian_head(self):
+        torch.manual_seed(3)
+        enc, dec = randomize(Encoder()), randomize(Decoder())
+        head = gmexport.method(enc, "mean_logvar")
+        p = self.path("aae_mlp")
+        gmexport.save_aae(p, head, dec, image="28x28x1", latent_dim=Z, encoder_head="gaussian", output="tanh")
+        _, meta = self.verify(p, {"encoder": head, "decoder": dec})
+        self.assertEqual((meta["gm.family"], meta["gm.encoder_head"], meta["gm.output"], meta["gm.prior"]),
+                         ("aae", "gaussian", "tanh", "normal"))
+        self.gmserve_check(p)
+
+    def test_conv_point_encoder(self):
+        torch.manual_seed(4)
+        enc = nn.Sequential(nn.Conv2d(3, 8, 4, 2, 1), nn.LeakyReLU(0.2), nn.Flatten(), nn.Linear(8 * 4 * 4, 6)).eval()
+        dec = nn.Sequential(nn.Linear(6, 8 * 4 * 4), nn.ReLU(), nn.Unflatten(1, (8, 4, 4)),
+                            nn.ConvTranspose2d(8, 3, 4, 2, 1), nn.Sigmoid()).eval()
+        p = self.path("aae_conv")
+        gmexport.save_aae(p, enc, dec, image="8x8x3", latent_dim=6)
+        _, meta = self.verify(p, {"encoder": enc, "decoder": dec})
+        self.assertEqual((meta["gm.encoder_head"], meta["gm.output"]), ("point", "sigmoid"))
+        self.gmserve_check(p)
+
+    def test_command_line(self):
+        p = self.path("aae_cli")
+        r = subprocess.run([sys.executable, "-m", "gmexport", "aae", p, "--from", os.path.abspath(__file__),
+                            "--encoder", "Encoder:mean_logvar", "--decoder", "Decoder", "--image", "28x28x1",
+                            "--latent-dim", str(Z), "--encoder-head", "gaussian", "--output", "tanh"],
+                           capture_output=True, text=True, timeout=120, cwd=os.path.join(HERE, ".."))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.gmserve_check(p)
+
+    def test_refusals(self):
+        enc, dec = randomize(Encoder()), randomize(Decoder())
+        p = self.path("bad")
+        with self.assertRaisesRegex(gmexport.ExportError, "ends in 'tanh'"):
+            gmexport.save_aae(p, gmexport.method(enc, "mean_logvar"), dec, latent_dim=Z, encoder_head="gaussian")
+        with self.assertRaisesRegex(gmexport.ExportError, "returns a tuple"):  # a point head gives one tensor
+            gmexport.save_aae(p, gmexport.method(enc, "mean_logvar"), dec, latent_dim=Z, output="tanh")
+        wide = nn.Sequential(nn.Flatten(), nn.Linear(784, 2 * Z))
+        with self.assertRaisesRegex(gmexport.ExportError, "values per sample"):  # Z, not 2Z, for a point head
+            gmexport.save_aae(p, wide, dec, latent_dim=Z, output="tanh")
+        with self.assertRaisesRegex(gmexport.ExportError, "encoder_head"):
+            gmexport.save_aae(p, enc, dec, latent_dim=Z, encoder_head="sampled")
+
+
+if __name__ == "__main__":
+    unittest.main()

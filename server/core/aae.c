@@ -1,0 +1,160 @@
+/*
+ * aae.c - adversarial autoencoder (docs/model-files.md).
+ *
+ * An encoder maps an image to a code z, a decoder maps z back to an image,
+ * and during training a discriminator on the codes pushed their
+ * distribution towards the prior, N(0, I): so decoding prior draws gives
+ * images, as a VAE's decoder does. Nothing in the file defines a density
+ * of images (there is no likelihood term and no posterior), which is why
+ * the family serves no logp.
+ *
+ * The encoder ends in Z values (gm.encoder_head "point", the default) or
+ * in 2Z, a Gaussian head's mean and log-variance ("gaussian"), of which
+ * encode, decode and reconstruct use the mean: serving is deterministic
+ * except for sample, which draws z ~ N(0, temperature^2 I) from the row's
+ * stream. The decoder ends in a sigmoid (gm.output "sigmoid", the
+ * default: images in [0, 1]) or a tanh ("tanh": images in [-1, 1], and
+ * the encoder reads images in [-1, 1] too).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "family.h"
+
+typedef struct {
+    gm_net *enc, *dec;
+    bool gaussian;   /* the encoder gives (mean, logvar) */
+    bool tanh_range; /* images in [-1, 1] at the networks */
+    bool dec_chw;    /* decoder output is [C, H, W] with C > 1: convert to channels last */
+} aae;
+
+static void aae_free(void *p) {
+    aae *m = p;
+    if (!m) return;
+    gm_net_free(m->enc);
+    gm_net_free(m->dec);
+    free(m);
+}
+
+/* Metadata `key` is absent (dflt) or one of a, b: is_b tells which. */
+static int choice(const gm_st *st, const char *key, const char *a, const char *b, bool *is_b,
+                  char err[GM_ERR_LEN]) {
+    const char *v = gm_st_meta(st, key);
+    *is_b = v && !strcmp(v, b);
+    if (v && strcmp(v, a) && strcmp(v, b))
+        return gm_errorf(err, "%s: metadata \"%s\" = \"%s\" must be \"%s\" or \"%s\"", gm_st_label(st), key,
+                         v, a, b);
+    return 0;
+}
+
+static void *aae_load(const gm_st *st, gm_model_info *info, char err[GM_ERR_LEN]) {
+    const char *prior = gm_st_meta(st, "gm.prior");
+    if (prior && strcmp(prior, "normal")) {
+        gm_errorf(err,
+                  "%s: metadata \"gm.prior\" = \"%s\": gmserve samples an AAE from the standard normal prior "
+                  "only (\"normal\")",
+                  gm_st_label(st), prior);
+        return NULL;
+    }
+    bool gaussian, tanh_range;
+    if (choice(st, "gm.encoder_head", "point", "gaussian", &gaussian, err) ||
+        choice(st, "gm.output", "sigmoid", "tanh", &tanh_range, err))
+        return NULL;
+    aae *m = calloc(1, sizeof *m);
+    if (!m) {
+        gm_errorf(err, "out of memory");
+        return NULL;
+    }
+    int Z = info->latent_dim;
+    m->gaussian = gaussian;
+    m->tanh_range = tanh_range;
+    if (!(m->enc = gm_family_net(st, "gm.encoder", gm_image_shape(info), gaussian ? 2 * Z : Z, err)) ||
+        !(m->dec = gm_family_net(st, "gm.decoder", gm_shape1(Z), info->dim, err))) {
+        aae_free(m);
+        return NULL;
+    }
+    m->dec_chw = gm_net_out_shape(m->dec).rank == 3 && info->channels > 1;
+    info->encode_dim = Z;
+    info->binary = false;
+    info->supports[GM_OP_SAMPLE] = info->supports[GM_OP_ENCODE] = true;
+    info->supports[GM_OP_DECODE] = info->supports[GM_OP_RECONSTRUCT] = true;
+    return m;
+}
+
+/* x: (B, D) channels last in [0, 1] -> z: (B, Z), the code or the mean */
+static int aae_encode(const void *p, const gm_model_info *info, int B, const float *x, float *z,
+                      float *logvar) {
+    const aae *m = p;
+    int Z = info->latent_dim, E = m->gaussian ? 2 * Z : Z;
+    size_t n = (size_t)B * info->dim;
+    float *in = calloc(n, sizeof *in), *chw = info->channels > 1 ? malloc(n * sizeof *chw) : NULL;
+    float *out = m->gaussian ? malloc((size_t)B * E * sizeof *out) : z;
+    int rc = -1;
+    if (!in || (info->channels > 1 && !chw) || !out) goto done;
+    for (size_t i = 0; i < n; i++)
+        in[i] = m->tanh_range ? 2.0f * x[i] - 1.0f : x[i];
+    if (chw) gm_hwc_to_chw(info, B, in, chw);
+    if (gm_net_forward(m->enc, B, chw ? chw : in, out)) goto done;
+    if (m->gaussian)
+        for (int r = 0; r < B; r++)
+            memcpy(z + (size_t)r * Z, out + (size_t)r * E, (size_t)Z * sizeof *z);
+    rc = 0;
+done:
+    free(in);
+    free(chw);
+    if (out != z) free(out);
+    return rc;
+}
+
+/* z: (B, Z) -> pixels: (B, D) channels last in [0, 1] */
+static int aae_decode(const void *p, const gm_model_info *info, int B, const float *z, const int *labels,
+                      const float *codes, float *pixels) {
+    const aae *m = p;
+    size_t n = (size_t)B * info->dim;
+    float *chw = m->dec_chw ? malloc(n * sizeof *chw) : NULL;
+    if (m->dec_chw && !chw) return -1;
+    int rc = gm_net_forward(m->dec, B, z, chw ? chw : pixels);
+    if (!rc && chw) gm_chw_to_hwc(info, B, chw, pixels);
+    free(chw);
+    for (size_t i = 0; !rc && i < n; i++) {
+        float v = m->tanh_range ? 0.5f * (pixels[i] + 1.0f) : pixels[i];
+        pixels[i] = v < 0.0f ? 0.0f : v > 1.0f ? 1.0f : v;
+    }
+    return rc;
+}
+
+static int aae_sample(const void *p, const gm_model_info *info, int B, gm_row *rows, float *pixels,
+                      double *logp) {
+    int Z = info->latent_dim;
+    float *z = malloc((size_t)B * Z * sizeof *z);
+    if (!z) return -1;
+    for (int r = 0; r < B; r++)
+        for (int j = 0; j < Z; j++)
+            z[(size_t)r * Z + j] = (float)(rows[r].temperature * gm_rng_normal(&rows[r].rng));
+    int rc = aae_decode(p, info, B, z, NULL, NULL, pixels);
+    free(z);
+    return rc;
+}
+
+/* Encodes all of x before decoding, so pixels may be x itself. */
+static int aae_reconstruct(const void *p, const gm_model_info *info, int B, const float *x, float *pixels) {
+    float *z = malloc((size_t)B * info->latent_dim * sizeof *z);
+    int rc = z && !aae_encode(p, info, B, x, z, NULL) ? aae_decode(p, info, B, z, NULL, NULL, pixels) : -1;
+    free(z);
+    return rc;
+}
+
+static const gm_net *aae_net(const void *p, const char *name) {
+    const aae *m = p;
+    return !strcmp(name, "encoder") ? m->enc : !strcmp(name, "decoder") ? m->dec : NULL;
+}
+
+const gm_family_impl gm_aae_family = {
+    .load = aae_load,
+    .net = aae_net,
+    .free = aae_free,
+    .sample = aae_sample,
+    .encode = aae_encode,
+    .decode = aae_decode,
+    .reconstruct = aae_reconstruct,
+};
