@@ -51,6 +51,11 @@ static void forward(const gm_model *m, int B) {
             check_pixels(out, (size_t)B * D, "decode");
     }
     if (in->supports[GM_OP_DISCRIMINATE]) (void)gm_model_discriminate(m, B, pixels, logits);
+    if (in->supports[GM_OP_COMPLETE]) {
+        double rest[2];
+        for (int b = 0; b < B; b++) rows[b].given = b ? (int)D : (int)D / 3;
+        if (gm_model_complete(m, B, pixels, rows, out, logp, rest) == 0) check_pixels(out, (size_t)B * D, "complete");
+    }
     free(pixels);
     free(out);
     free(z);

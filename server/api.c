@@ -192,7 +192,8 @@ static void handle_metrics(gm_server *s, gm_call *c) {
 
 /* Whether op reads images (JSON or one image/png body). */
 static bool images_in(gm_op op) {
-    return op == GM_OP_LOGP || op == GM_OP_ENCODE || op == GM_OP_DISCRIMINATE || op == GM_OP_RECONSTRUCT;
+    return op == GM_OP_LOGP || op == GM_OP_ENCODE || op == GM_OP_DISCRIMINATE || op == GM_OP_RECONSTRUCT ||
+           op == GM_OP_COMPLETE;
 }
 
 /* An upper bound on the number of values in the JSON text b (n bytes):

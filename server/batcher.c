@@ -35,6 +35,7 @@ static const struct {
     {offsetof(gm_job, labels), true, UNIT_INT},          {offsetof(gm_job, rows), true, UNIT_ROW},
     {offsetof(gm_job, codes), true, UNIT_CODE},
     {offsetof(gm_job, out_pixels), false, UNIT_PIXELS},  {offsetof(gm_job, out_logp), false, UNIT_DOUBLE},
+    {offsetof(gm_job, out_logp_rest), false, UNIT_DOUBLE},
     {offsetof(gm_job, out_lp), false, UNIT_LP},          {offsetof(gm_job, out_z), false, UNIT_ENCODED},
     {offsetof(gm_job, out_logvar), false, UNIT_ENCODED}, {offsetof(gm_job, out_logits), false, UNIT_FLOAT},
 };
@@ -78,6 +79,8 @@ static int run_op(gm_job *j) {
     case GM_OP_DECODE: return gm_model_decode_codes(j->model, j->n, j->z, j->labels, j->codes, j->out_pixels);
     case GM_OP_DISCRIMINATE: return gm_model_discriminate(j->model, j->n, j->pixels, j->out_logits);
     case GM_OP_RECONSTRUCT: return gm_model_reconstruct(j->model, j->n, j->pixels, j->out_pixels);
+    case GM_OP_COMPLETE:
+        return gm_model_complete(j->model, j->n, j->pixels, j->rows, j->out_pixels, j->out_logp, j->out_logp_rest);
     case GM_OP_COUNT: break;
     }
     return -1;

@@ -55,7 +55,7 @@ static const option OPTIONS[] = {
     LONG(max_delay_us, 0, 1000000, 0, "longest a request waits for more to join its batch, microseconds (0: take what queued meanwhile)"),
     LONG(queue_capacity, 1, 65536, 256, "requests waiting for a worker; beyond it 503 with Retry-After"),
     LONG(max_body_bytes, 1024, 1073741824, 8388608, "largest request body; beyond it 413"),
-    LONG(max_n, 1, 65536, 256, "most images one sample request may ask for"),
+    LONG(max_n, 1, 65536, 256, "most images one sample request, or completions one complete request, may ask for"),
     LONG(max_images, 1, 65536, 256, "most images or latents in one logp, encode or decode request"),
     LONG(max_k, 1, 1000000, 5000, "most importance samples K per image of a VAE logp"),
     LONG(default_k, 1, 1000000, 100, "K when a VAE logp request gives none"),

@@ -1,7 +1,8 @@
 /*
  * cost.c - the cost model and admission control (see cost.h).
  *
- * The per-row figures are medians of /sample, /logp, /encode and /decode on
+ * A NADE's completion runs its sampling recurrence, so it costs what
+ * sample does. The per-row figures are medians of /sample, /logp, /encode and /decode on
  * the bundled models, timed through the core on one core in batches of 16
  * (README.md, "Cost and limits"; the AAE's while a training shared the
  * cores, its reconstruct the sum of encode and decode). NADE's work is
@@ -19,7 +20,7 @@ enum { REF_DIM = 784, REF_NADE_HIDDEN = 500 };
 
 /* Microseconds per row for the bundled 28x28 models. */
 static const double ROW_US[GM_FAMILY_COUNT][GM_OP_COUNT] = {
-    [GM_FAMILY_NADE] = {[GM_OP_SAMPLE] = 75, [GM_OP_LOGP] = 85, [GM_OP_ENCODE] = 10},
+    [GM_FAMILY_NADE] = {[GM_OP_SAMPLE] = 75, [GM_OP_LOGP] = 85, [GM_OP_ENCODE] = 10, [GM_OP_COMPLETE] = 75},
     [GM_FAMILY_VAE] = {[GM_OP_SAMPLE] = 25, [GM_OP_LOGP] = 40, [GM_OP_ENCODE] = 16, [GM_OP_DECODE] = 20},
     [GM_FAMILY_GAN] = {[GM_OP_SAMPLE] = 125, [GM_OP_ENCODE] = 185, [GM_OP_DECODE] = 125, [GM_OP_DISCRIMINATE] = 185},
     [GM_FAMILY_AAE] = {[GM_OP_SAMPLE] = 45, [GM_OP_ENCODE] = 60, [GM_OP_DECODE] = 45, [GM_OP_RECONSTRUCT] = 105},
@@ -44,7 +45,8 @@ double gm_cost_png_us(const gm_model_info *in, long n, int scale) {
 
 static const char *what_to_lower(const gm_model_info *in, gm_op op) {
     switch (op) {
-    case GM_OP_SAMPLE: return "lower n or scale";
+    case GM_OP_SAMPLE:
+    case GM_OP_COMPLETE: return "lower n or scale";
     case GM_OP_LOGP: return in->exact_logp ? "send fewer images" : "lower k or send fewer images";
     case GM_OP_DECODE: return "send fewer latents or lower scale";
     case GM_OP_RECONSTRUCT: return "send fewer images or lower scale";
@@ -57,7 +59,7 @@ bool gm_cost_admit(const gm_config *cfg, gm_job *job, int scale, gm_reply *reply
     gm_op op = job->op;
     int n = job->n;
     double row_us = gm_cost_row_us(in, op, job->k);
-    bool images_out = op == GM_OP_SAMPLE || op == GM_OP_DECODE || op == GM_OP_RECONSTRUCT;
+    bool images_out = op == GM_OP_SAMPLE || op == GM_OP_DECODE || op == GM_OP_RECONSTRUCT || op == GM_OP_COMPLETE;
     double png_us = images_out ? gm_cost_png_us(in, n, scale) : 0;
     double total_ms = (n * row_us + png_us) * 1e-3;
     if (total_ms > (double)cfg->max_request_cost_ms) {

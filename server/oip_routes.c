@@ -27,8 +27,9 @@ bool gm_oip_path(const char *path) { return !strncmp(path, "/v2", 3) && (path[3]
 
 static gm_oip_limits limits_of(const gm_config *cfg) {
     gm_oip_limits lim = {.max_images = cfg->max_images, .default_k = cfg->default_k};
-    for (int i = 0; i < gm_n_routes; i++) /* what /v1 serves, /v2 serves */
-        if (gm_routes[i].op >= 0) lim.serves[gm_routes[i].op] = true;
+    for (int i = 0; i < gm_n_routes; i++) /* what /v1 serves, /v2 serves: but for completion, whose
+                                              given rows the protocol's tensors have no binding for */
+        if (gm_routes[i].op >= 0 && gm_routes[i].op != GM_OP_COMPLETE) lim.serves[gm_routes[i].op] = true;
     return lim;
 }
 

@@ -12,6 +12,7 @@
  * request goes through gm_quote, so the reply stays valid UTF-8.
  */
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdatomic.h>
 #include <stddef.h>
@@ -45,7 +46,8 @@ struct gm_operation {
     float *codes; /* sample: one code for every row; decode: (n, code_dim) */
     int *labels;
     gm_row *rows;
-    double *logp;
+    double *logp, *logp_rest;
+    long given; /* complete: the values of the image kept */
     gm_logp_result *lp;
     /* PNG inputs that a worker decodes into in before the first piece, so
      * that decoding never runs on an HTTP thread: png[i] holds image i's
@@ -233,6 +235,16 @@ static bool check_params(gm_operation *c, gm_op op, json_t *params) {
 
 static bool needs(gm_operation *c, const gm_model_info *in, gm_op op) {
     if (in->supports[op]) return true;
+    if (op == GM_OP_COMPLETE && in->family == GM_FAMILY_NADE)
+        return fail(c, GM_E_UNSUPPORTED_OP, "model \"%s\" (nade) cannot complete: its pixel order (tensor "
+                                            "'ordering') is not raster order, so the image's top rows are not the "
+                                            "first pixels it generates; export it without an ordering",
+                    model_name(c));
+    if (op == GM_OP_COMPLETE)
+        return fail(c, GM_E_UNSUPPORTED_OP, "model \"%s\" (%s) cannot complete: only an autoregressive model "
+                                            "(nade) has the exact conditionals of the missing pixels given the "
+                                            "others",
+                    model_name(c), gm_family_name(in->family));
     static const char *const WHY[GM_OP_COUNT] = {
         [GM_OP_LOGP] = "a GAN defines no likelihood; use a nade or vae model",
         [GM_OP_ENCODE] = "this file has no encoder (gm.encoder)",
@@ -268,6 +280,24 @@ static bool prepare_output_format(gm_operation *c, json_t *p, bool png_default) 
     return true;
 }
 
+/* The one label of a sample or complete request, or -1 when none is given. */
+static bool get_label(gm_operation *c, const gm_model_info *in, json_t *p, int *label) {
+    json_t *lv = json_object_get(p, "label");
+    *label = -1;
+    if (lv && !in->num_classes)
+        return fail(c, GM_E_MODEL_MISMATCH, "label: model \"%s\" is not class-conditional", model_name(c));
+    return !lv || parse_label(c, in, lv, label);
+}
+
+/* Row i's label: the request's, or for a conditional model without one, a
+ * label of its own from a stream apart from the row's. */
+static int row_label(const gm_operation *c, const gm_model_info *in, int label, long i) {
+    if (!in->num_classes || label >= 0) return label;
+    gm_rng pick;
+    gm_rng_seed(&pick, c->seed ^ UINT64_C(0x6c6162656c5f5f5f), (uint64_t)i);
+    return (int)(gm_rng_next(&pick) % (uint64_t)in->num_classes);
+}
+
 static bool prepare_sample(gm_operation *c, const gm_model_info *in, json_t *p, bool is_get) {
     long n;
     float temperature, truncation;
@@ -275,11 +305,8 @@ static bool prepare_sample(gm_operation *c, const gm_model_info *in, json_t *p, 
     if (!get_long(c, p, GM_P_N, &n) || !get_seed(c, p, true, &c->seed) || !get_float(c, p, GM_P_TEMPERATURE, &temperature) ||
         !prepare_output_format(c, p, is_get) || !check_output_size(c, in, n))
         return false;
-    int label = -1;
-    json_t *lv = json_object_get(p, "label");
-    if (lv && !in->num_classes)
-        return fail(c, GM_E_MODEL_MISMATCH, "label: model \"%s\" is not class-conditional", model_name(c));
-    if (lv && !parse_label(c, in, lv, &label)) return false;
+    int label;
+    if (!get_label(c, in, p, &label)) return false;
     if (json_object_get(p, "truncation") && in->family != GM_FAMILY_GAN)
         return fail(c, GM_E_MODEL_MISMATCH, "truncation applies to GAN models only");
     if (!get_float(c, p, GM_P_TRUNCATION, &truncation)) return false;
@@ -315,13 +342,8 @@ static bool prepare_sample(gm_operation *c, const gm_model_info *in, json_t *p, 
         r->temperature = temperature;
         r->truncation = truncation;
         r->sample_pixels = sample_pixels;
-        r->label = label;
+        r->label = row_label(c, in, label, i);
         r->code = c->codes;
-        if (in->num_classes && label < 0) { /* a label of its own, from a stream apart from the row's */
-            gm_rng pick;
-            gm_rng_seed(&pick, c->seed ^ UINT64_C(0x6c6162656c5f5f5f), (uint64_t)i);
-            r->label = (int)(gm_rng_next(&pick) % (uint64_t)in->num_classes);
-        }
     }
     c->job.n = (int)n;
     c->job.rows = c->rows;
@@ -527,6 +549,73 @@ static bool prepare_decode_codes(gm_operation *c, const gm_model_info *in, json_
     return true;
 }
 
+/* Completion's inputs, on the worker: the one image (decoded when it came
+ * as PNG) copied to every row. */
+static bool complete_inputs(gm_job *job) {
+    gm_operation *c = (gm_operation *)((char *)job - offsetof(gm_operation, job));
+    size_t D = (size_t)gm_model_get_info(job->model)->dim;
+    if (!decode_pngs(job)) return false;
+    for (int i = 1; i < job->n; i++) memcpy(c->in + i * D, c->in, D * sizeof *c->in);
+    return true;
+}
+
+/* How much of the image is kept: exactly one of rows (whole rows from the
+ * top) or prefix (values in raster order), within the model's image. */
+static bool get_given(gm_operation *c, const gm_model_info *in, json_t *p) {
+    json_t *rv = json_object_get(p, "rows"), *pv = json_object_get(p, "prefix");
+    if (!rv == !pv)
+        return fail(c, GM_E_BAD_PARAM, "%s: give exactly one of rows (whole rows kept from the top, 0 to %d) or "
+                                       "prefix (values kept in raster order, 0 to %d)",
+                    rv ? "rows and prefix were both given" : "neither rows nor prefix was given", in->height,
+                    in->dim);
+    const char *key = rv ? "rows" : "prefix";
+    long v, hi = rv ? in->height : in->dim;
+    if (!get_long_in(c, p, key, 0, LONG_MIN, LONG_MAX, NULL, &v)) return false;
+    if (v < 0 || v > hi)
+        return fail(c, GM_E_OUT_OF_RANGE, "%s = %ld is out of range: 0 to %ld (model \"%s\" has %s %ld)", key, v, hi,
+                    model_name(c), rv ? "images of height" : "images of H*W*C =", hi);
+    c->given = rv ? v * in->width * in->channels : v;
+    return true;
+}
+
+static bool prepare_complete(gm_operation *c, const gm_model_info *in, json_t *p, const gm_op_request *rq) {
+    long n, images;
+    float temperature;
+    int label;
+    json_t *iv = json_object_get(p, "images");
+    if (!get_given(c, in, p) || !get_long(c, p, GM_P_N, &n) || !get_seed(c, p, true, &c->seed) ||
+        !get_float(c, p, GM_P_TEMPERATURE, &temperature) || !get_label(c, in, p, &label) ||
+        !prepare_output_format(c, p, false) || !check_output_size(c, in, n))
+        return false;
+    if (!rq->png && json_is_array(iv) && json_array_size(iv) != 1)
+        return fail(c, GM_E_OUT_OF_RANGE, "images has %zu entries; complete takes exactly one image (and n for "
+                                          "how many completions)",
+                    json_array_size(iv));
+    if (!read_images(c, in, p, rq, &images)) return false;
+    float *all = realloc(c->in, (size_t)n * in->dim * sizeof *all);
+    if (!all) return fail(c, GM_E_INTERNAL, "out of memory");
+    c->in = all;
+    c->rows = calloc((size_t)n, sizeof *c->rows);
+    c->out = malloc((size_t)n * in->dim * sizeof *c->out);
+    c->logp = malloc((size_t)n * sizeof *c->logp);
+    c->logp_rest = malloc((size_t)n * sizeof *c->logp_rest);
+    if (!c->rows || !c->out || !c->logp || !c->logp_rest) return fail(c, GM_E_INTERNAL, "out of memory");
+    for (long i = 0; i < n; i++) { /* seeded and labelled as sample's rows */
+        gm_rng_seed(&c->rows[i].rng, c->seed, (uint64_t)i);
+        c->rows[i].temperature = temperature;
+        c->rows[i].label = row_label(c, in, label, i);
+        c->rows[i].given = (int)c->given;
+    }
+    c->job.n = (int)n;
+    c->job.pixels = c->in;
+    c->job.rows = c->rows;
+    c->job.out_pixels = c->out;
+    c->job.out_logp = c->logp;
+    c->job.out_logp_rest = c->logp_rest;
+    c->job.prepare = complete_inputs;
+    return true;
+}
+
 static bool prepare_decode(gm_operation *c, const gm_model_info *in, json_t *p) {
     double bound = gm_params[GM_P_CODE].max;
     json_t *latents = json_object_get(p, "latents");
@@ -583,6 +672,7 @@ static bool prepare_op(gm_operation *c, const gm_op_request *rq) {
     case GM_OP_DECODE: return prepare_decode(c, in, rq->params);
     case GM_OP_DISCRIMINATE: return prepare_discriminate(c, in, rq->params, rq);
     case GM_OP_RECONSTRUCT: return prepare_reconstruct(c, in, rq->params, rq);
+    case GM_OP_COMPLETE: return prepare_complete(c, in, rq->params, rq);
     case GM_OP_COUNT: break;
     }
     return fail(c, GM_E_INTERNAL, "operation %d has no preparation", (int)op);
@@ -621,14 +711,15 @@ void gm_operation_free(gm_operation *c) {
     free(c->labels);
     free(c->rows);
     free(c->logp);
+    free(c->logp_rest);
     free(c->lp);
     free(c);
 }
 
 static json_t *number(double x) { return isfinite(x) ? json_real(x) : json_null(); }
 
-/* Sample and decode replies: one PNG (a grid for n > 1) or JSON with one
- * PNG per image. */
+/* Sample, decode, reconstruct and complete replies: one PNG (a grid for
+ * n > 1) or JSON with one PNG per image. */
 static void finish_images(gm_operation *c, const gm_model_info *in, gm_reply *reply) {
     char err[GM_ERR_LEN], desc[160];
     int n = c->job.n;
@@ -636,7 +727,8 @@ static void finish_images(gm_operation *c, const gm_model_info *in, gm_reply *re
              (unsigned long long)c->seed);
     char seed[24];
     snprintf(seed, sizeof seed, "%llu", (unsigned long long)c->seed);
-    if (c->job.op == GM_OP_SAMPLE) gm_reply_header(reply, "X-Seed", "%s", seed);
+    bool seeded = c->job.op == GM_OP_SAMPLE || c->job.op == GM_OP_COMPLETE;
+    if (seeded) gm_reply_header(reply, "X-Seed", "%s", seed);
     if (c->png_out) {
         uint8_t *png;
         size_t len;
@@ -658,6 +750,7 @@ static void finish_images(gm_operation *c, const gm_model_info *in, gm_reply *re
         json_t *o = json_pack("{s:s}", "png", b64 ? b64 : "");
         free(b64);
         if (c->logp) json_object_set_new(o, "logp", number(c->logp[i]));
+        if (c->logp_rest) json_object_set_new(o, "logp_completion", number(c->logp_rest[i]));
         int label = c->rows ? c->rows[i].label : c->labels ? c->labels[i] : -1;
         if (in->num_classes && label >= 0) {
             json_object_set_new(o, "label", json_integer(label));
@@ -666,8 +759,9 @@ static void finish_images(gm_operation *c, const gm_model_info *in, gm_reply *re
         json_array_append_new(images, o);
     }
     json_t *r = json_pack("{s:s,s:o}", "model", model_name(c), "images", images);
-    if (c->job.op == GM_OP_SAMPLE)
+    if (seeded)
         json_object_set_new(r, "seed", c->seed <= INT64_MAX ? json_integer((json_int_t)c->seed) : json_string(seed));
+    if (c->job.op == GM_OP_COMPLETE) json_object_set_new(r, "given", json_integer(c->given));
     gm_reply_json(reply, r);
 }
 
@@ -764,6 +858,7 @@ void gm_operation_finish(gm_operation *c, gm_reply *reply) {
     case GM_OP_SAMPLE:
     case GM_OP_DECODE:
     case GM_OP_RECONSTRUCT: return finish_images(c, in, reply);
+    case GM_OP_COMPLETE: return finish_images(c, in, reply);
     case GM_OP_LOGP: return finish_logp(c, in, reply);
     case GM_OP_ENCODE: return finish_encode(c, in, reply);
     case GM_OP_DISCRIMINATE: return finish_discriminate(c, reply);

@@ -17,6 +17,7 @@
 #define DECODE OP(GM_OP_DECODE)
 #define DISC OP(GM_OP_DISCRIMINATE)
 #define RECON OP(GM_OP_RECONSTRUCT)
+#define COMPLETE OP(GM_OP_COMPLETE)
 #define MAX_SETTING(s) .max_setting = #s, .max_offset = offsetof(gm_config, s)
 #define DEFAULT_SETTING(s) .dflt_setting = #s, .dflt_offset = offsetof(gm_config, s)
 
@@ -24,23 +25,25 @@
 /* clang-format off */
 const gm_param_def gm_params[GM_P_COUNT] = {
     [GM_P_IMAGES] = {.name = "images", .type = "array", .min = 1, MAX_SETTING(max_images), .dflt_text = "-",
-        .ops = LOGP | ENCODE | DISC | RECON,
+        .ops = LOGP | ENCODE | DISC | RECON | COMPLETE,
         .description = "the input images, each {\"png\": base64} or {\"pixels\": [H*W*C numbers in 0..1]}; "
-                       "or send one image as an image/png body"},
+                       "or send one image as an image/png body (complete: exactly one image)"},
     [GM_P_LATENTS] = {.name = "latents", .type = "array", .min = 1, MAX_SETTING(max_images), .dflt_text = "-",
         .ops = DECODE, .description = "the latents to decode, each latent_dim numbers within +-1e4"},
     [GM_P_N] = {.name = "n", .type = "integer", .min = 1, MAX_SETTING(max_n), .dflt = 1, .dflt_text = "1",
-        .ops = SAMPLE, .description = "images to draw (one PNG grid, or one entry each with format=json)"},
+        .ops = SAMPLE | COMPLETE,
+        .description = "images to draw, or completions (one PNG grid, or one entry each with format=json)"},
     [GM_P_K] = {.name = "k", .type = "integer", .min = 1, MAX_SETTING(max_k), DEFAULT_SETTING(default_k),
         .dflt_text = "default_k", .ops = LOGP,
         .description = "importance samples per image for a VAE's log p (ignored by exact models)"},
     [GM_P_SEED] = {.name = "seed", .type = "integer", .min = 0, .max = 18446744073709551615.0,
-        .dflt_text = "drawn (sample), 0 (logp)", .ops = SAMPLE | LOGP,
+        .dflt_text = "drawn (sample, complete), 0 (logp)", .ops = SAMPLE | LOGP | COMPLETE,
         .description = "the random stream: the same seed gives the same reply (an integer, or a decimal string "
                        "past 2^63 - 1)"},
     [GM_P_TEMPERATURE] = {.name = "temperature", .type = "number", .min = 0, .min_open = true, .max = 100,
-        .dflt = 1, .dflt_text = "1", .ops = SAMPLE, .description = "scales the sampling noise"},
-    [GM_P_LABEL] = {.name = "label", .type = "integer", .dflt_text = "random (sample)", .ops = SAMPLE | DECODE,
+        .dflt = 1, .dflt_text = "1", .ops = SAMPLE | COMPLETE, .description = "scales the sampling noise"},
+    [GM_P_LABEL] = {.name = "label", .type = "integer", .dflt_text = "random (sample, complete)",
+        .ops = SAMPLE | DECODE | COMPLETE,
         .description = "the class of a class-conditional model: an index 0..num_classes-1 or a class name; "
                        "decode takes one per latent too"},
     [GM_P_TRUNCATION] = {.name = "truncation", .type = "number", .min = 0, .min_open = true, .max = 100,
@@ -52,11 +55,18 @@ const gm_param_def gm_params[GM_P_COUNT] = {
     [GM_P_MODE] = {.name = "mode", .type = "string", .dflt_text = "mean", .choices = {"mean", "sample"},
         .ops = SAMPLE, .description = "VAE only: the decoder's mean image, or pixels drawn from it"},
     [GM_P_FORMAT] = {.name = "format", .type = "string", .dflt_text = "png for GET, json for POST",
-        .choices = {"png", "json"}, .ops = SAMPLE | DECODE | RECON,
+        .choices = {"png", "json"}, .ops = SAMPLE | DECODE | RECON | COMPLETE,
         .description = "one PNG (a grid for n > 1), or JSON with a PNG per image"},
     [GM_P_SCALE] = {.name = "scale", .type = "integer", .min = 1, MAX_SETTING(max_scale), .dflt = 1,
-        .dflt_text = "1", .ops = SAMPLE | DECODE | RECON,
+        .dflt_text = "1", .ops = SAMPLE | DECODE | RECON | COMPLETE,
         .description = "upscales each image by this factor (nearest neighbour)"},
+    [GM_P_ROWS] = {.name = "rows", .type = "integer", .min = 0, .max = 4096, .dflt_text = "-",
+        .range_text = "0 to the image's height", .ops = COMPLETE,
+        .description = "the whole rows of the image, from the top, that are kept (give rows or prefix)"},
+    [GM_P_PREFIX] = {.name = "prefix", .type = "integer", .min = 0, .max = 4096.0 * 4096 * 4, .dflt_text = "-",
+        .range_text = "0 to H*W*C", .ops = COMPLETE,
+        .description = "the values of the image kept, in raster order (row, column, channel) (give rows or "
+                       "prefix)"},
 };
 /* clang-format on */
 
@@ -93,7 +103,9 @@ void gm_params_markdown(FILE *f) {
     for (int p = 0; p < GM_P_COUNT; p++) {
         const gm_param_def *d = &gm_params[p];
         char range[96] = "", ops[96] = "";
-        if (d->choices[0])
+        if (d->range_text)
+            snprintf(range, sizeof range, "%s", d->range_text);
+        else if (d->choices[0])
             snprintf(range, sizeof range, "`%s`%s%s%s", d->choices[0], d->choices[1] ? " or `" : "",
                      d->choices[1] ? d->choices[1] : "", d->choices[1] ? "`" : "");
         else if (!strcmp(d->name, "label"))

@@ -31,6 +31,8 @@ typedef enum {
     GM_P_MODE,
     GM_P_FORMAT,
     GM_P_SCALE,
+    GM_P_ROWS,
+    GM_P_PREFIX,
     GM_P_COUNT
 } gm_param;
 
@@ -45,6 +47,7 @@ typedef struct {
     const char *dflt_setting; /* the setting whose value is the default, or NULL */
     size_t dflt_offset;
     const char *dflt_text;  /* the default as the docs say it */
+    const char *range_text; /* the range as the docs say it, when it is the model's (else made from min, max) */
     const char *choices[3]; /* the values of a string parameter, NULL-terminated */
     unsigned ops;           /* bit 1 << op of each operation that takes it */
     const char *description;

@@ -54,15 +54,16 @@ struct gm_job {
     int chunk_rows; /* most rows computed in one piece; 0 = all at once */
 
     /* Inputs, n rows each, set by the submitter (those the op reads). */
-    const float *pixels; /* logp, encode, discriminate, reconstruct: (n, D) in [0, 1] */
+    const float *pixels; /* logp, encode, discriminate, reconstruct, complete: (n, D) in [0, 1] */
     const float *z;      /* decode: (n, latent_dim) */
     const int *labels;   /* decode of a conditional model: (n) */
     const float *codes;  /* decode of a GAN with codes: (n, code_dim) */
-    gm_row *rows;        /* sample, logp: (n) per-row parameters and streams */
+    gm_row *rows;        /* sample, logp, complete: (n) per-row parameters and streams */
 
     /* Outputs, allocated by the submitter for the op it asks. */
-    float *out_pixels;        /* sample, decode, reconstruct: (n, D) */
-    double *out_logp;         /* sample: (n) exact log p (NADE), or NULL */
+    float *out_pixels;        /* sample, decode, reconstruct, complete: (n, D) */
+    double *out_logp;         /* sample: (n) exact log p (NADE), or NULL; complete: (n) */
+    double *out_logp_rest;    /* complete: (n) log p of the drawn pixels given the kept ones */
     gm_logp_result *out_lp;   /* logp: (n) */
     float *out_z;             /* encode: (n, encode_dim) */
     float *out_logvar;        /* encode of a VAE: (n, encode_dim) */

@@ -6,9 +6,9 @@
 #include "routes.h"
 
 const char *const gm_route_names[GM_ROUTE_COUNT] = {
-    "page",         "healthz",     "readyz", "metrics",  "models",         "sample",   "logp",  "encode",
-    "decode",       "discriminate", "reconstruct", "v2", "v2_live", "v2_ready", "v2_model", "v2_model_ready",
-    "v2_infer",     "admin",       "other"};
+    "page",     "healthz",  "readyz",         "metrics",     "models",   "sample", "logp",
+    "encode",   "decode",   "discriminate",   "reconstruct", "complete", "v2",     "v2_live",
+    "v2_ready", "v2_model", "v2_model_ready", "v2_infer",    "admin",    "other"};
 
 enum { G = GM_METHOD_GET, P = GM_METHOD_POST, D = GM_METHOD_DELETE };
 
@@ -31,6 +31,8 @@ const gm_route_def gm_routes[] = {
      "a GAN discriminator's verdict on images: logit, D(x), log D(x)"},
     {"/v1/models/*/reconstruct", P, GM_ROUTE_RECONSTRUCT, false, GM_OP_RECONSTRUCT,
      "an AAE's images encoded and decoded again (PNG, or JSON with format=json)"},
+    {"/v1/models/*/complete", P, GM_ROUTE_COMPLETE, false, GM_OP_COMPLETE,
+     "an autoregressive model's completions of an image's top rows or first pixels, with their log p"},
     {"/sample", G | P, GM_ROUTE_SAMPLE, false, GM_OP_SAMPLE,
      "sample on the model named by ?model= (or the default)"},
     {"/logp", P, GM_ROUTE_LOGP, false, GM_OP_LOGP, "logp on ?model= (or the default)"},
@@ -40,6 +42,7 @@ const gm_route_def gm_routes[] = {
      "discriminate on ?model= (or the default)"},
     {"/reconstruct", P, GM_ROUTE_RECONSTRUCT, false, GM_OP_RECONSTRUCT,
      "reconstruct on ?model= (or the default)"},
+    {"/complete", P, GM_ROUTE_COMPLETE, false, GM_OP_COMPLETE, "complete on ?model= (or the default)"},
     {"/v2", G, GM_ROUTE_V2, false, -1, "Open Inference Protocol v2 (docs/oip.md): server metadata"},
     {"/v2/", G, GM_ROUTE_V2, false, -1, "the same (the protocol's OpenAPI file names this path)"},
     {"/v2/health/live", G, GM_ROUTE_V2_LIVE, true, -1, "v2 liveness: {\"live\": true}"},
@@ -51,8 +54,10 @@ const gm_route_def gm_routes[] = {
     {"/v2/models/*/versions/*", G, GM_ROUTE_V2_MODEL, false, -1, "v2 model metadata, version 1"},
     {"/v2/models/*/versions/*/ready", G, GM_ROUTE_V2_MODEL_READY, false, -1, "v2 model readiness, version 1"},
     {"/v2/models/*/versions/*/infer", P, GM_ROUTE_V2_INFER, false, -1, "v2 inference, version 1"},
-    {"/v1/admin/reload", P, GM_ROUTE_ADMIN, false, -1, "read the settings and every model file again (docs/reload.md)"},
-    {"/v1/admin/models", P, GM_ROUTE_ADMIN, false, -1, "load or replace one model: {\"name\": ..., \"path\": ...}"},
+    {"/v1/admin/reload", P, GM_ROUTE_ADMIN, false, -1,
+     "read the settings and every model file again (docs/reload.md)"},
+    {"/v1/admin/models", P, GM_ROUTE_ADMIN, false, -1,
+     "load or replace one model: {\"name\": ..., \"path\": ...}"},
     {"/v1/admin/models/*", D, GM_ROUTE_ADMIN, false, -1, "stop serving a model"},
 };
 const int gm_n_routes = sizeof gm_routes / sizeof gm_routes[0];

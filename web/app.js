@@ -138,26 +138,48 @@ async function sample() {
 // ---- Scoring ---------------------------------------------------------------
 const pad = $('pad');
 const ctx = pad.getContext('2d', { willReadFrequently: true });
-let drawing = null;
 
 function clearPad() {
   ctx.fillStyle = '#000';
   ctx.fillRect(0, 0, pad.width, pad.height);
 }
 
-function padPoint(ev) {
-  const r = pad.getBoundingClientRect();
-  return [(ev.clientX - r.left) * pad.width / r.width, (ev.clientY - r.top) * pad.height / r.height];
+// A white line on canvas c (its 2D context g), brush in pixels of a 28-wide image.
+function stroke(c, g, from, to, brush) {
+  g.strokeStyle = '#fff';
+  g.lineCap = 'round';
+  g.lineWidth = brush * c.width / 28;
+  g.beginPath();
+  g.moveTo(from[0], from[1]);
+  g.lineTo(to[0], to[1]);
+  g.stroke();
 }
 
-function stroke(from, to) {
-  ctx.strokeStyle = '#fff';
-  ctx.lineCap = 'round';
-  ctx.lineWidth = Number($('pad-brush').value) * pad.width / 28;
-  ctx.beginPath();
-  ctx.moveTo(from[0], from[1]);
-  ctx.lineTo(to[0], to[1]);
-  ctx.stroke();
+// Mouse, touch and pen drawing on a canvas; onEnd runs after each stroke.
+function drawable(c, g, brush, onEnd) {
+  let at = null;
+  const point = (ev) => {
+    const r = c.getBoundingClientRect();
+    return [(ev.clientX - r.left) * c.width / r.width, (ev.clientY - r.top) * c.height / r.height];
+  };
+  c.addEventListener('pointerdown', (ev) => {
+    c.setPointerCapture(ev.pointerId);
+    at = point(ev);
+    stroke(c, g, at, at, brush());
+  });
+  c.addEventListener('pointermove', (ev) => {
+    if (!at) return;
+    const p = point(ev);
+    stroke(c, g, at, p, brush());
+    at = p;
+  });
+  const end = () => {
+    if (!at) return;
+    at = null;
+    onEnd();
+  };
+  c.addEventListener('pointerup', end);
+  c.addEventListener('pointercancel', end);
 }
 
 function scorable() {
@@ -223,24 +245,7 @@ async function score() {
 
 function setupPad() {
   clearPad();
-  pad.addEventListener('pointerdown', (ev) => {
-    pad.setPointerCapture(ev.pointerId);
-    drawing = padPoint(ev);
-    stroke(drawing, drawing);
-  });
-  pad.addEventListener('pointermove', (ev) => {
-    if (!drawing) return;
-    const p = padPoint(ev);
-    stroke(drawing, p);
-    drawing = p;
-  });
-  const end = () => {
-    if (!drawing) return;
-    drawing = null;
-    withBusy($('score-section'), score);
-  };
-  pad.addEventListener('pointerup', end);
-  pad.addEventListener('pointercancel', end);
+  drawable(pad, ctx, () => Number($('pad-brush').value), () => withBusy($('score-section'), score));
   $('pad-clear').addEventListener('click', () => { clearPad(); withBusy($('score-section'), score); });
   $('pad-invert').addEventListener('click', () => {
     const img = ctx.getImageData(0, 0, pad.width, pad.height);
@@ -265,6 +270,89 @@ function setupPad() {
     ctx.putImageData(img, 0, 0);
     withBusy($('score-section'), score);
   });
+}
+
+// ---- Completion ------------------------------------------------------------
+// The start image is drawn, or sampled from the model; the rows above the
+// slider's line are sent as kept (rows=R) with the image as image/png.
+const cpad = $('c-pad');
+const cctx = cpad.getContext('2d', { willReadFrequently: true });
+
+function onCompleteModel() {
+  const m = modelByName($('c-model').value);
+  cpad.width = m.image.width;
+  cpad.height = m.image.height;
+  clearStart();
+  const rows = $('c-rows');
+  rows.max = String(m.image.height);
+  rows.value = String(Math.floor(m.image.height / 2));
+  showCut();
+}
+
+function clearStart() {
+  cctx.fillStyle = '#000';
+  cctx.fillRect(0, 0, cpad.width, cpad.height);
+}
+
+function showCut() {
+  const h = cpad.height;
+  const r = Number($('c-rows').value);
+  $('c-rows-out').textContent = `${r} of ${h}`;
+  $('c-cut').style.top = `${100 * r / h}%`;
+}
+
+async function sampleStart() {
+  const m = modelByName($('c-model').value);
+  const s = await postJSON(`/v1/models/${encodeURIComponent(m.name)}/sample`,
+    { n: 1, seed: Number($('c-start-seed').value), format: 'json' });
+  const img = new Image();
+  img.src = pngSrc(s.images[0].png);
+  await img.decode();
+  cctx.drawImage(img, 0, 0, cpad.width, cpad.height);
+}
+
+async function completeImage() {
+  const m = modelByName($('c-model').value);
+  const blob = await new Promise((resolve) => cpad.toBlob(resolve, 'image/png'));
+  const q = new URLSearchParams({ rows: $('c-rows').value, n: $('c-n').value, temperature: $('c-temp').value, scale: '3' });
+  if ($('c-seed').value !== '') q.set('seed', $('c-seed').value);
+  const reply = await api(`/v1/models/${encodeURIComponent(m.name)}/complete?${q}`,
+    { method: 'POST', headers: { 'Content-Type': 'image/png' }, body: blob }).then((r) => r.json());
+  $('c-seed').value = reply.seed;
+  $('completions').replaceChildren(...reply.images.map((img, i) => {
+    const fig = document.createElement('figure');
+    const el = document.createElement('img');
+    el.src = pngSrc(img.png);
+    el.alt = `completion ${i + 1}: log p ${fmt(img.logp)} nats, ${fmt(img.logp_completion)} nats for the drawn part`;
+    el.title = el.alt;
+    const cap = document.createElement('figcaption');
+    const lp = document.createElement('span');
+    lp.className = 'lp';
+    lp.textContent = fmt(img.logp);
+    const lpc = document.createElement('span');
+    lpc.className = 'lpc';
+    lpc.textContent = fmt(img.logp_completion);
+    cap.append(lp, document.createElement('br'), '(', lpc, ')');
+    fig.append(el, cap);
+    return fig;
+  }));
+}
+
+function setupCompletion(completers) {
+  $('complete-section').hidden = completers.length === 0;
+  if (!completers.length) return;
+  fillSelect($('c-model'), completers);
+  onCompleteModel();
+  const section = $('complete-section');
+  const run = (fn) => withBusy(section, fn);
+  drawable(cpad, cctx, () => 2, () => run(completeImage));
+  $('c-model').addEventListener('change', () => { onCompleteModel(); run(async () => { await sampleStart(); await completeImage(); }); });
+  $('c-sample').addEventListener('click', () => run(async () => { await sampleStart(); await completeImage(); }));
+  $('c-clear').addEventListener('click', () => { clearStart(); run(completeImage); });
+  $('c-rows').addEventListener('input', showCut);
+  $('c-rows').addEventListener('change', () => run(completeImage));
+  $('complete-form').addEventListener('submit', (ev) => { ev.preventDefault(); run(completeImage); });
+  return run(async () => { await sampleStart(); await completeImage(); });
 }
 
 // ---- Latent interpolation -------------------------------------------------
@@ -362,6 +450,7 @@ async function start() {
     $('score-section').hidden = true;
   }
   setupPad();
+  const completing = setupCompletion(models.filter((m) => m.operations.includes('complete')).map((m) => m.name));
   $('s-model').addEventListener('change', onSampleModel);
   $('e-model').addEventListener('change', onExploreModel);
   $('sample-form').addEventListener('submit', (ev) => { ev.preventDefault(); withBusy($('gallery-section'), sample); });
@@ -371,7 +460,7 @@ async function start() {
   });
   $('explore-form').addEventListener('submit', (ev) => { ev.preventDefault(); withBusy($('explore-section'), interpolate); });
   $('e-walk').addEventListener('input', showWalk);
-  await withBusy($('gallery-section'), sample);
+  await Promise.all([withBusy($('gallery-section'), sample), completing]);
 }
 
 start().catch(showError);

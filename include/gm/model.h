@@ -35,6 +35,7 @@ typedef enum {
     GM_OP_DECODE,
     GM_OP_DISCRIMINATE,
     GM_OP_RECONSTRUCT,
+    GM_OP_COMPLETE,
     GM_OP_COUNT
 } gm_op;
 
@@ -63,6 +64,7 @@ typedef struct {
     const float *code;  /* GAN with codes: the row's code_dim values, or NULL to draw
                            each from Uniform(-1, 1) on the row's stream, after z */
     bool sample_pixels; /* VAE: draw pixels from p(x|z) instead of returning its mean */
+    int given;          /* complete: the row's first `given` pixels (raster order) are kept */
 } gm_row;
 
 /* A row's log-likelihood. For NADE logp is exact and elbo, se are NAN. For a
@@ -119,6 +121,19 @@ int gm_model_decode_codes(const gm_model *m, int B, const float *z, const int *l
  * the mean of the codes' prior. */
 int gm_model_decode(const gm_model *m, int B, const float *z, const int *labels, float *pixels);
 
+/* Completion by an autoregressive model whose order is raster order
+ * (row, column, channel): row r keeps the first rows[r].given values of
+ * its input image (binarized for binary models) and draws the rest from the
+ * model's conditionals given them, with its stream and temperature as
+ * sample does. A row draws the same random numbers as sample, one pixel at
+ * a time, including those of the kept pixels (which it discards), so that
+ * completing the first pixels of a sample with the sample's seed gives the
+ * sample back. pixels: (B, D) in, out: (B, D); logp: (B) log p of the whole
+ * completed image; logp_rest: (B) log p of the drawn pixels given the kept
+ * ones (0 when all are kept); both at temperature 1. */
+int gm_model_complete(const gm_model *m, int B, const float *pixels, gm_row *rows, float *out, double *logp,
+                      double *logp_rest);
+
 /* GAN with a discriminator: logits (B). */
 int gm_model_discriminate(const gm_model *m, int B, const float *pixels, float *logits);
 
@@ -130,7 +145,7 @@ int gm_model_reconstruct(const gm_model *m, int B, const float *pixels, float *o
 /* One forward pass of every supported operation, in gm_op order, on 2 rows
  * with a fixed seed (temperature 1, labels 0 and 1 modulo num_classes, K = 2
  * for a VAE's logp, which scores the sampled images, as do encode and
- * discriminate). 0 when every output is finite (pixels in [0, 1]); else -1
+ * discriminate; complete keeps their first half). 0 when every output is finite (pixels in [0, 1]); else -1
  * with a message naming the operation and the value. Finite weights can
  * still overflow float range inside a network; this catches it at load. */
 int gm_model_selftest(const gm_model *m, char err[GM_ERR_LEN]);

@@ -29,6 +29,9 @@ typedef struct {
                   const float *codes, float *pixels); /* codes: NULL for zeros */
     int (*discriminate)(const void *impl, const gm_model_info *info, int B, const float *x, float *logits);
     int (*reconstruct)(const void *impl, const gm_model_info *info, int B, const float *x, float *pixels);
+    /* gm_model_complete on inputs x already binarized (binary models). */
+    int (*complete)(const void *impl, const gm_model_info *info, int B, const float *x, gm_row *rows, float *pixels,
+                    double *logp, double *logp_rest);
 } gm_family_impl;
 
 extern const gm_family_impl gm_nade_family, gm_vae_family, gm_gan_family, gm_aae_family, gm_pixelcnn_family;

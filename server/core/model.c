@@ -35,7 +35,7 @@ struct gm_model {
 
 static const char *const FAMILY_NAMES[GM_FAMILY_COUNT] = {"nade", "vae", "gan", "aae", "pixelcnn"};
 static const char *const OP_NAMES[GM_OP_COUNT] = {"sample", "logp", "encode", "decode", "discriminate",
-                                                    "reconstruct"};
+                                                    "reconstruct", "complete"};
 static const gm_family_impl *const FAMILIES[GM_FAMILY_COUNT] = {&gm_nade_family, &gm_vae_family, &gm_gan_family,
                                                                   &gm_aae_family, &gm_pixelcnn_family};
 
@@ -267,6 +267,20 @@ int gm_model_reconstruct(const gm_model *m, int B, const float *pixels, float *o
     return rc;
 }
 
+int gm_model_complete(const gm_model *m, int B, const float *pixels, gm_row *rows, float *out, double *logp,
+                      double *logp_rest) {
+    if (!m->info.supports[GM_OP_COMPLETE]) return -1;
+    for (int r = 0; r < B; r++)
+        if (rows[r].given < 0 || rows[r].given > m->info.dim) return -1;
+    float *owned;
+    const float *x = prepare_input(m, B, pixels, &owned);
+    unsigned fp = gm_fp_flush_begin();
+    int rc = x ? m->impl->complete(m->state, &m->info, B, x, rows, out, logp, logp_rest) : -1;
+    gm_fp_flush_end(fp);
+    free(owned);
+    return rc;
+}
+
 /* ---- helpers for the families ---- */
 
 gm_net *gm_family_net(const gm_st *st, const char *key, gm_shape in, int out_size, char err[GM_ERR_LEN]) {
@@ -336,9 +350,10 @@ int gm_model_selftest(const gm_model *m, char err[GM_ERR_LEN]) {
     gm_row rows[B];
     gm_logp_result lp[B];
     float *px = malloc((size_t)B * D * sizeof *px), *z = malloc((size_t)B * (E + 1) * sizeof *z),
-          *lv = malloc((size_t)B * (E + 1) * sizeof *lv), logits[B];
+          *lv = malloc((size_t)B * (E + 1) * sizeof *lv), *done = malloc((size_t)B * D * sizeof *done), logits[B];
+    double whole[B], rest[B];
     int rc = -1;
-    if (!px || !z || !lv) {
+    if (!px || !z || !lv || !done) {
         gm_errorf(err, "%s: out of memory for the self-test", gm_st_label(m->st));
         goto done;
     }
@@ -386,6 +401,18 @@ int gm_model_selftest(const gm_model *m, char err[GM_ERR_LEN]) {
                 check_values(m, op, "pixel", px, (size_t)B * D, true, err))
                 goto done;
             break;
+        case GM_OP_COMPLETE: /* the samples' first half kept */
+            for (int r = 0; r < B; r++) rows[r].given = D / 2;
+            if ((ran = gm_model_complete(m, B, px, rows, done, whole, rest))) break;
+            if (check_values(m, op, "pixel", done, (size_t)B * D, true, err)) goto done;
+            for (int r = 0; r < B; r++)
+                if (!isfinite(whole[r]) || !isfinite(rest[r])) {
+                    gm_errorf(err, "%s: self-test: complete of %d rows (seed %u) gave logp %g, logp of the "
+                                   "completion %g for row %d; the weights overflow float range",
+                              gm_st_label(m->st), B, SELFTEST_SEED, whole[r], rest[r], r);
+                    goto done;
+                }
+            break;
         case GM_OP_COUNT: break;
         }
         if (ran) {
@@ -399,5 +426,6 @@ done:
     free(px);
     free(z);
     free(lv);
+    free(done);
     return rc;
 }

@@ -20,6 +20,10 @@
  *
  * Sampling runs the same recurrence, drawing x_i ~ Bernoulli(sigmoid(logit /
  * T)) from the row's own stream; the returned log p is the model's (T = 1).
+ * Completion is sampling that keeps the row's first `given` pixels of its
+ * input instead of the drawn ones: the conditionals of the rest are then
+ * exactly p(x_i | x_<i) given the kept pixels. It is served only when the
+ * order is raster order, where "the first rows" are a prefix of the order.
  */
 #include <cblas.h>
 #include <math.h>
@@ -85,7 +89,7 @@ typedef struct {
     float *c;  /* (Hp) */
     float *b;  /* (D) */
     int *order;
-    bool relu;
+    bool relu, raster; /* raster: order is the identity */
 } nade;
 
 static void nade_free(void *p) {
@@ -188,10 +192,13 @@ static void *nade_load(const gm_st *st, gm_model_info *info, char err[GM_ERR_LEN
         goto fail;
     }
     m->relu = act && strcmp(act, "relu") == 0;
+    m->raster = true;
+    for (int k = 0; k < D; k++) m->raster &= m->order[k] == k;
     info->encode_dim = H;
     info->binary = true;
     info->exact_logp = true;
     info->supports[GM_OP_SAMPLE] = info->supports[GM_OP_LOGP] = info->supports[GM_OP_ENCODE] = true;
+    info->supports[GM_OP_COMPLETE] = m->raster;
     return m;
 oom:
     gm_errorf(err, "%s: out of memory", L);
@@ -272,13 +279,15 @@ static void dot(int n, const float *const h[4], const float *restrict v, int Hp,
     }
 }
 
-/* One call's rows and where their results go. */
+/* One call's rows and where their results go: scoring (rows NULL), sampling
+ * (x NULL) or completion (both). */
 typedef struct {
     const nade *m;
-    const float *x; /* rows == NULL: the binary images to score */
-    float *drawn;   /* rows != NULL: where drawn pixels go */
+    const float *x; /* the binary images to score, or whose first rows[r].given pixels to keep */
+    float *drawn;   /* rows != NULL: where the pixels go */
     gm_row *rows;
     double *logp;
+    double *rest; /* completion: log p of the pixels not kept, given the kept ones */
 } nade_call;
 
 /* Rows of one block of nade_rows: its state (a and h, 2 Hp floats per row,
@@ -335,13 +344,14 @@ static int nade_block(const nade_call *c, int r0, int r1) {
         for (int r = 0; r < B; r++) {
             size_t px = (size_t)(r0 + r) * D + i;
             float logit = m->b[i] + logits[r];
-            bool on;
+            bool on, kept = !c->rows || (c->x && k < c->rows[r0 + r].given);
             if (c->rows) {
                 gm_row *row = &c->rows[r0 + r];
                 double l = logit, e = exp(-fabs(l));
                 double p = row->temperature == 1.0f ? (l >= 0 ? 1.0 : e) / (1.0 + e)
                                                     : 1.0 / (1.0 + exp(-l / row->temperature));
-                on = gm_rng_uniform(&row->rng) < p;
+                on = gm_rng_uniform(&row->rng) < p; /* drawn for a kept pixel too: the stream stays sample's */
+                if (kept) on = c->x[px] != 0.0f;
                 c->drawn[px] = on ? 1.0f : 0.0f;
             } else {
                 on = c->x[px] != 0.0f;
@@ -351,8 +361,14 @@ static int nade_block(const nade_call *c, int r0, int r1) {
         }
     }
     /* log p = sum_k log sigmoid(+-logit_k) = -sum_k softplus(-+logit_k) */
-    for (int r = 0; r < B; r++)
-        c->logp[r0 + r] = -gm_softplus_sum(S + (size_t)r * D, D);
+    for (int r = 0; r < B; r++) {
+        const float *sr = S + (size_t)r * D;
+        c->logp[r0 + r] = -gm_softplus_sum(sr, D);
+        if (c->rest) { /* the drawn pixels are the last D - given of the order */
+            int g = c->rows[r0 + r].given;
+            c->rest[r0 + r] = -gm_softplus_sum(sr + g, D - g);
+        }
+    }
     free(A);
     free(Hs);
     free(logits);
@@ -361,8 +377,8 @@ static int nade_block(const nade_call *c, int r0, int r1) {
 }
 
 /* Rows split across the compute threads, a few images each at least. */
-static int nade_run(const nade *m, int B, const float *x, float *drawn, gm_row *rows, double *logp) {
-    nade_call c = {m, x, drawn, rows, logp};
+static int nade_run(const nade *m, int B, const float *x, float *drawn, gm_row *rows, double *logp, double *rest) {
+    nade_call c = {m, x, drawn, rows, logp, rest};
     return gm_parallel_rows(B, 4, nade_rows, &c);
 }
 
@@ -371,7 +387,7 @@ static int nade_logp(const void *p, const gm_model_info *info, int B, const floa
     const nade *m = p;
     double *lp = malloc((size_t)B * sizeof *lp);
     if (!lp) return -1;
-    int rc = nade_run(m, B, x, NULL, NULL, lp);
+    int rc = nade_run(m, B, x, NULL, NULL, lp, NULL);
     for (int r = 0; r < B && !rc; r++)
         out[r] = (gm_logp_result){lp[r], NAN, NAN};
     free(lp);
@@ -383,9 +399,14 @@ static int nade_sample(const void *p, const gm_model_info *info, int B, gm_row *
     const nade *m = p;
     double *lp = logp ? logp : malloc((size_t)B * sizeof *lp);
     if (!lp) return -1;
-    int rc = nade_run(m, B, NULL, pixels, rows, lp);
+    int rc = nade_run(m, B, NULL, pixels, rows, lp, NULL);
     if (!logp) free(lp);
     return rc;
+}
+
+static int nade_complete(const void *p, const gm_model_info *info, int B, const float *x, gm_row *rows,
+                         float *pixels, double *logp, double *logp_rest) {
+    return nade_run(p, B, x, pixels, rows, logp, logp_rest);
 }
 
 /* features: act(c + W x) for the whole image, one sgemm. z: (B, H) */
@@ -414,4 +435,5 @@ const gm_family_impl gm_nade_family = {
     .sample = nade_sample,
     .logp = nade_logp,
     .encode = nade_encode,
+    .complete = nade_complete,
 };

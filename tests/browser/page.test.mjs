@@ -1,7 +1,8 @@
 // The web page in real headless chromium against a live gmserve: it loads
 // without console errors, samples show decoded images of the right size, the
-// seed fixes them, drawing updates both log p figures, the interpolation
-// strip fills, and an API error reaches the person in the API's words.
+// seed fixes them, drawing updates both log p figures, completions keep the
+// given rows, the interpolation strip fills, and an API error reaches the
+// person in the API's words.
 import assert from 'node:assert/strict';
 import { chromium } from 'playwright-core';
 
@@ -108,6 +109,74 @@ await check('drawing on the canvas updates both log p figures', async () => {
     return now.length === 2 && now.every((x, i) => x !== old[i]);
   }, first.map((r) => r[1]));
   await page.screenshot({ path: `${shots}/score.png`, fullPage: true });
+});
+
+// The kept rows of each completion, read back from its pixels, against the
+// start image's (binarized at 0.5, as the NADE reads it); and log p(kept) =
+// logp - logp_completion, which must be below 0.
+const completionFacts = (rows) => page.evaluate((kept) => {
+  const pad = document.getElementById('c-pad');
+  const start = pad.getContext('2d').getImageData(0, 0, pad.width, pad.height).data;
+  const tmp = document.createElement('canvas');
+  tmp.width = pad.width * 3;
+  tmp.height = pad.height * 3;
+  const g = tmp.getContext('2d', { willReadFrequently: true });
+  return [...document.querySelectorAll('#completions figure')].map((fig) => {
+    g.drawImage(fig.querySelector('img'), 0, 0);
+    const px = g.getImageData(0, 0, tmp.width, tmp.height).data;
+    let keptWrong = 0, restDiffers = 0;
+    for (let y = 0; y < pad.height; y++) {
+      for (let x = 0; x < pad.width; x++) {
+        const want = start[(y * pad.width + x) * 4] >= 128 ? 255 : 0;
+        const got = px[((3 * y + 1) * tmp.width + 3 * x + 1) * 4];
+        if (y < kept) keptWrong += got !== want;
+        else restDiffers += got !== want;
+      }
+    }
+    return { keptWrong, restDiffers, lp: Number(fig.querySelector('.lp').textContent), lpc: Number(fig.querySelector('.lpc').textContent) };
+  });
+}, rows);
+
+await check('completions keep the given rows and show their log p; the slider and the seed drive them', async () => {
+  await page.locator('#c-pad').scrollIntoViewIfNeeded();
+  await page.waitForSelector('#completions img');
+  await waitIdle('complete-section');
+  await page.fill('#c-start-seed', '5');
+  await page.click('#c-sample');
+  await waitIdle('complete-section');
+  await page.fill('#c-n', '4');
+  await page.fill('#c-seed', '9');
+  await page.fill('#c-rows', '10');
+  await page.dispatchEvent('#c-rows', 'input');
+  assert.equal(await page.textContent('#c-rows-out'), '10 of 28');
+  await page.click('#c-go');
+  await waitIdle('complete-section');
+  const loaded = () => page.waitForFunction(() => {
+    const imgs = [...document.querySelectorAll('#completions img')];
+    return imgs.length === 4 && imgs.every((i) => i.complete && i.naturalWidth === 28 * 3);
+  });
+  await loaded();
+  const facts = await completionFacts(10);
+  assert.equal(facts.length, 4);
+  for (const f of facts) {
+    assert.equal(f.keptWrong, 0, 'a kept pixel changed');
+    assert.ok(Number.isFinite(f.lp) && f.lpc <= 0 && f.lp - f.lpc < 0, `log p ${f.lp}, of the completion ${f.lpc}`);
+  }
+  assert.ok(facts.some((f) => f.restDiffers > 0), 'the rest was drawn, not copied');
+  const srcs = () => page.$$eval('#completions img', (imgs) => imgs.map((i) => i.src));
+  const first = await srcs();
+  await page.fill('#c-rows', '20');
+  await page.dispatchEvent('#c-rows', 'change');
+  await waitIdle('complete-section');
+  await loaded();
+  assert.notDeepEqual(await srcs(), first);
+  for (const f of await completionFacts(20)) assert.equal(f.keptWrong, 0);
+  await page.fill('#c-rows', '10');
+  await page.dispatchEvent('#c-rows', 'change');
+  await waitIdle('complete-section');
+  await loaded();
+  assert.deepEqual(await srcs(), first, 'the same seed and rows give the same completions');
+  await page.screenshot({ path: `${shots}/complete.png`, fullPage: true });
 });
 
 await check('the interpolation strip fills and the slider walks it', async () => {
