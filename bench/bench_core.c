@@ -16,6 +16,11 @@
  * and the FMA peak, a loop of independent vector FMAs. bench_core.sh runs
  * the rounds A B A B (PyTorch, then this), so that load from other
  * processes lands on both sides alike.
+ *
+ * PixelCNN sampling is the cached sampler (gm_model_sample); its naive loop
+ * (pixelcnn_naive: a whole forward pass per pixel) is timed as one batched
+ * forward pass and its rate divided by H * W, what each of its steps costs.
+ * PyTorch's pixelcnn_sample is its naive loop.
  */
 #include <cblas.h>
 #include <dirent.h>
@@ -180,19 +185,23 @@ static void run_gemms(void *p) {
  * only the multiply-adds the model needs. */
 static double nade_flops(int B, double on) { return B * 784.0 * 500 * (2.0 + on); }
 
-enum { NADE, NADE_BUNDLED, VAE, GAN, MODELS };
+enum { NADE, NADE_BUNDLED, VAE, GAN, PIXELCNN, MODELS };
 static const struct {
     const char *op;
     int model;
     run_fn fn;
     int K;
+    int per_pixel; /* the rate is of one of H * W passes (the naive loop) */
 } OPS[] = {
-    {"nade_logp", NADE, run_logp, 1},
-    {"nade_sample", NADE, run_sample, 1},
-    {"nade_bundled_logp", NADE_BUNDLED, run_logp, 1},
-    {"vae_encode", VAE, run_encode, 1},
-    {"vae_logp", VAE, run_logp, VAE_K},
-    {"gan_sample", GAN, run_sample, 1},
+    {"nade_logp", NADE, run_logp, 1, 0},
+    {"nade_sample", NADE, run_sample, 1, 0},
+    {"nade_bundled_logp", NADE_BUNDLED, run_logp, 1, 0},
+    {"vae_encode", VAE, run_encode, 1, 0},
+    {"vae_logp", VAE, run_logp, VAE_K, 0},
+    {"gan_sample", GAN, run_sample, 1, 0},
+    {"pixelcnn_logp", PIXELCNN, run_logp, 1, 0},
+    {"pixelcnn_sample", PIXELCNN, run_sample, 1, 0},
+    {"pixelcnn_naive", PIXELCNN, run_logp, 1, 1},
 };
 #define N_OPS (int)(sizeof OPS / sizeof OPS[0])
 static const int BATCHES[] = {1, 16, 64, 256};
@@ -231,7 +240,7 @@ static void fill_inputs(const gm_model *m, int bundled, float *x, int dim) {
 static int run_round(const char *dir, const char *round) {
     char path[512], err[GM_ERR_LEN];
     gm_set_compute_threads(openblas_get_num_threads()); /* NADE splits rows like OpenBLAS splits GEMMs */
-    const char *files[MODELS] = {"nade", "models/nade", "vae", "gan"};
+    const char *files[MODELS] = {"nade", "models/nade", "vae", "gan", "pixelcnn"};
     gm_model *models[MODELS];
     for (int i = 0; i < MODELS; i++) {
         if (i == NADE_BUNDLED)
@@ -267,7 +276,8 @@ static int run_round(const char *dir, const char *round) {
             c.dlp = malloc(B * sizeof(double));
             double t = median_time(OPS[o].fn, &c);
             json_t *cell = json_object();
-            json_object_set_new(cell, "rate", json_real(B / t));
+            int steps = OPS[o].per_pixel ? info->height * info->width : 1;
+            json_object_set_new(cell, "rate", json_real(B / (t * steps)));
             gemm_ctx g = {.a = ga, .b = gb, .c = gc};
             g.n = shapes_for(OPS[o].op, B, g.s);
             double flops = 0;
@@ -379,8 +389,8 @@ static int print_table(const char *dir) {
                 add(&torch, json_object_get(pt[i], key));
             if (!rate.n) continue;
             double r = med(&rate), t = med(&torch), g = med(&gf);
-            printf("| %s | %d | %s | %s | ", OPS[o].op, BATCHES[bi], fmt(b1, sizeof b1, &rate, "%.0f"),
-                   fmt(b2, sizeof b2, &torch, "%.0f"));
+            printf("| %s | %d | %s | %s | ", OPS[o].op, BATCHES[bi], fmt(b1, sizeof b1, &rate, r < 10 ? "%.3f" : "%.0f"),
+                   fmt(b2, sizeof b2, &torch, t < 10 ? "%.3f" : "%.0f")); /* naive loops: below 1 image/s */
             if (t > 0)
                 printf("%.1fx | ", r / t);
             else

@@ -387,8 +387,8 @@ static bool prepare_sample(gm_operation *c, const gm_model_info *in, json_t *p, 
 
     c->rows = calloc((size_t)n, sizeof *c->rows);
     c->out = malloc((size_t)n * in->dim * sizeof *c->out);
-    if (in->family == GM_FAMILY_NADE) c->logp = malloc((size_t)n * sizeof *c->logp);
-    if (!c->rows || !c->out || (in->family == GM_FAMILY_NADE && !c->logp)) return fail(c, GM_E_INTERNAL, "out of memory");
+    if (in->exact_logp) c->logp = malloc((size_t)n * sizeof *c->logp); /* NADE, PixelCNN: each sample's log p */
+    if (!c->rows || !c->out || (in->exact_logp && !c->logp)) return fail(c, GM_E_INTERNAL, "out of memory");
     for (long i = 0; i < n; i++) {
         gm_row *r = &c->rows[i];
         gm_rng_seed(&r->rng, c->seed, (uint64_t)i);

@@ -16,6 +16,7 @@ from torch import nn
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "models", "train"))
 import gmfile  # noqa: E402
+import pixelcnn_fixtures  # noqa: E402  (tests/, beside this file)
 
 OUT = sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures"
 torch.manual_seed(1234)
@@ -643,6 +644,7 @@ def main():
     likelihood_fixture("likelihoods")
     graph_fixtures()
     aae_fixtures()
+    pixelcnn_fixtures.main(OUT)
     print("fixtures written to", OUT)
 
 

@@ -1,5 +1,5 @@
 """families.py - one gmserve model file per call: save_vae, save_gan,
-save_aae, save_nade.
+save_aae, save_nade, save_pixelcnn.
 
 Each network is traced into a layer graph (trace.py) and stored as the JSON
 text of a metadata key (gm.encoder, gm.decoder, gm.generator, ...), with
@@ -239,6 +239,35 @@ def save_nade(path, W, c, V, b, ordering=None, activation="sigmoid", image="28x2
     if activation != "sigmoid":
         w.meta["gm.activation"] = activation
     w.tensors = ts
+    w.save(path)
+
+
+def save_pixelcnn(path, net, image="28x28x1", num_classes=0, class_names=None, likelihood="bernoulli",
+                  metadata=None):
+    """An autoregressive image model over pixels in raster order (PixelCNN,
+    gated PixelCNN): net(x [B, C, H, W]) -> Bernoulli logits [B, C, H, W],
+    or net(x, label [B] int64) for a class-conditional one (num_classes >
+    0). Masked convolutions that multiply their weight by a mask buffer are
+    traced into plain convolutions with the masked weight; the server proves
+    the network causal at load and refuses it otherwise."""
+    w = _Writer("pixelcnn", image, metadata)
+    if likelihood != "bernoulli":
+        raise ExportError("likelihood", f"{likelihood!r}: a pixelcnn is served with 'bernoulli' logits only")
+    C = int(num_classes)
+    if C < 0:
+        raise ExportError("num_classes", f"{num_classes} must be 0 or more")
+    w.meta["gm.likelihood"] = likelihood
+    inputs = [("image", w.images("binary"))]
+    if C:
+        w.meta["gm.num_classes"] = str(C)
+        if class_names is not None:
+            if len(class_names) != C:
+                raise ExportError("class_names", f"{len(class_names)} names for {C} classes")
+            w.meta["gm.class_names"] = json.dumps(list(class_names))
+        inputs.append(("label", torch.randint(0, C, (PROBES,), generator=w.gen)))
+    ops = w.network("network", net, inputs, ["image"], w.D)
+    if _last_op(ops) == "sigmoid":
+        raise ExportError("network", "ends in a sigmoid; export the logits (the server applies the sigmoid)")
     w.save(path)
 
 

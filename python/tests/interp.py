@@ -30,7 +30,8 @@ FIELDS = {
     "add": set(), "mul": set(), "concat": {"dim"}, "split": {"sizes", "dim"},
 }
 COMMON = {"op", "inputs", "name", "names"}
-DEFAULT_INPUTS = {"generator": ["z"], "decoder": ["z"], "encoder": ["image"], "discriminator": ["image"]}
+DEFAULT_INPUTS = {"generator": ["z"], "decoder": ["z"], "encoder": ["image"], "discriminator": ["image"],
+                  "network": ["image"]}
 
 
 def pair(v):

@@ -462,6 +462,8 @@ static int reorder_conv_t(layer *L) {
 }
 
 static void free_layer(layer *L) {
+    free(L->taps);
+    free(L->wtaps);
     free(L->weight);
     free(L->bias);
     free(L->scale);
@@ -515,7 +517,7 @@ static void track_scratch(gm_net *net, const layer *L) {
     int col = 0, aux = 0;
     if (L->kind == OP_CONV2D) {
         int P = L->out.dim[1] * L->out.dim[2];
-        col = P * L->in.dim[0] * L->kh * L->kw;
+        col = P * L->in.dim[0] * L->kh * L->kw; /* before zero taps are left out: a bound */
         aux = P * L->out.dim[0];
     } else if (L->kind == OP_CONV_T2D) {
         int Pin = L->in.dim[1] * L->in.dim[2];
@@ -1099,7 +1101,80 @@ static int build_op(const where *w, gm_net *net, json_t *o, layer *L, int *folde
     return 0;
 }
 
-/* After pass 2: conv_transpose2d weights to col2im's order, channels-last
+/* The gated activation of PixelCNNs and WaveNets, a, b = split(x, 2);
+ * tanh(a) * sigmoid(b), as one op reading x once: when the split's two
+ * halves and the tanh and sigmoid outputs have no other reader, the mul
+ * becomes a gate op and the split, tanh and sigmoid go. */
+static int fuse_gates(gm_net *net) {
+    int *readers = calloc((size_t)net->n_vals, sizeof *readers), *prod = malloc((size_t)net->n_vals * sizeof *prod);
+    bool *gone = calloc((size_t)net->n + 1, sizeof *gone);
+    if (!readers || !prod || !gone) {
+        free(readers), free(prod), free(gone);
+        return -1;
+    }
+    for (int v = 0; v < net->n_vals; v++) prod[v] = -1;
+    readers[net->out_val]++;
+    for (int i = 0; i < net->n; i++) {
+        for (int k = 0; k < net->layers[i].n_in; k++) readers[net->layers[i].in_val[k]]++;
+        for (int k = 0; k < net->layers[i].n_out; k++) prod[net->layers[i].out_val[k]] = i;
+    }
+    for (int i = 0; i < net->n; i++) {
+        layer *M = &net->layers[i];
+        if (M->kind != OP_MUL) continue;
+        int t = prod[M->in_val[0]], g = prod[M->in_val[1]];
+        if (t < 0 || g < 0 || net->layers[t].kind != OP_TANH || net->layers[g].kind != OP_SIGMOID) continue;
+        int s = prod[net->layers[t].in_val[0]];
+        const layer *S = s >= 0 ? &net->layers[s] : NULL;
+        if (!S || S->kind != OP_SPLIT || S->n_out != 2 || S->axis != 0 || prod[net->layers[g].in_val[0]] != s ||
+            S->out_val[0] != net->layers[t].in_val[0] || S->out_val[1] != net->layers[g].in_val[0] ||
+            gm_shape_size(S->outs[0]) != gm_shape_size(S->outs[1]) || readers[S->out_val[0]] != 1 ||
+            readers[S->out_val[1]] != 1 || readers[M->in_val[0]] != 1 || readers[M->in_val[1]] != 1 ||
+            gm_shape_size(M->ins[0]) != gm_shape_size(M->out) || gm_shape_size(M->ins[1]) != gm_shape_size(M->out))
+            continue;
+        layer G = {.kind = OP_GATE, .n_in = 1, .n_out = 1, .act = OP_COUNT};
+        G.in_val[0] = S->in_val[0];
+        G.ins[0] = G.in = S->in;
+        G.out_val[0] = M->out_val[0];
+        G.outs[0] = G.out = M->out;
+        *M = G;
+        gone[s] = gone[t] = gone[g] = true;
+    }
+    int n = 0;
+    for (int i = 0; i < net->n; i++) {
+        if (gone[i]) {
+            free_layer(&net->layers[i]);
+            continue;
+        }
+        net->layers[n++] = net->layers[i];
+    }
+    net->n = n;
+    free(readers), free(prod), free(gone);
+    return 0;
+}
+
+/* conv2d's taps with a non-zero weight and the weight restricted to them
+ * (after folding, which scales weights): a masked convolution computes
+ * only its unmasked taps. */
+static int pack_taps(layer *L) {
+    int kk = L->kh * L->kw, cin_g = L->in.dim[0] / L->groups, Co = L->out.dim[0];
+    L->taps = malloc((size_t)kk * sizeof *L->taps);
+    if (!L->taps) return -1;
+    for (int t = 0; t < kk; t++) {
+        bool nz = false;
+        for (size_t r = 0; r < (size_t)Co * cin_g && !nz; r++) nz = L->weight[r * kk + t] != 0.0f;
+        if (nz) L->taps[L->ntaps++] = t;
+    }
+    size_t K = (size_t)cin_g * (L->ntaps ? L->ntaps : 1);
+    if (!(L->wtaps = calloc((size_t)Co * K, sizeof *L->wtaps))) return -1;
+    for (int co = 0; co < Co; co++)
+        for (int ci = 0; ci < cin_g; ci++)
+            for (int t = 0; t < L->ntaps; t++)
+                L->wtaps[(size_t)co * K + (size_t)ci * L->ntaps + t] =
+                    L->weight[((size_t)co * cin_g + ci) * kk + L->taps[t]];
+    return 0;
+}
+
+/* After pass 2: conv2d's taps, conv_transpose2d weights to col2im's order, channels-last
  * hand-offs between conv_transpose2d layers, and the activation buffers. */
 static int plan(gm_net *net) {
     int *last = malloc((size_t)net->n_vals * sizeof *last), *busy = calloc((size_t)net->n_vals + 1, sizeof *busy);
@@ -1115,6 +1190,8 @@ static int plan(gm_net *net) {
             last[net->layers[i].in_val[k]] = i;
             net->vals[net->layers[i].in_val[k]].readers++;
         }
+    for (int i = 0; i < net->n; i++)
+        if (net->layers[i].kind == OP_CONV2D && pack_taps(&net->layers[i])) goto done;
     for (int i = 0; i < net->n; i++) {
         layer *L = &net->layers[i];
         if (L->kind != OP_CONV_T2D) continue;
@@ -1232,12 +1309,12 @@ gm_net *gm_net_build_inputs(const gm_st *st, const char *what, const char *json,
         w.op = json_string_value(op);
         op_kind kind = OP_COUNT;
         for (int k = 0; k < OP_COUNT; k++)
-            if (strcmp(OP_NAMES[k], w.op) == 0) kind = (op_kind)k;
+            if (OP_NAMES[k] && strcmp(OP_NAMES[k], w.op) == 0) kind = (op_kind)k;
         if (kind == OP_COUNT) {
             char known[512];
             size_t at = 0;
             for (int k = 0; k < OP_COUNT; k++)
-                at += (size_t)snprintf(known + at, sizeof known - at, "%s%s", k ? ", " : "", OP_NAMES[k]);
+                if (OP_NAMES[k]) at += (size_t)snprintf(known + at, sizeof known - at, "%s%s", k ? ", " : "", OP_NAMES[k]);
             gm_errorf(err, WHERE_FMT "unknown op (known: %s)", WHERE_ARGS(&w), known);
             goto fail;
         }
@@ -1282,7 +1359,7 @@ gm_net *gm_net_build_inputs(const gm_st *st, const char *what, const char *json,
         net->n++;
     }
     net->out = net->vals[net->out_val].shape;
-    if (plan(net)) goto oom;
+    if (fuse_gates(net) || plan(net)) goto oom;
     for (int v = 0; v < net->n_vals; v++) net->vals[v].name = NULL; /* they point into root */
     free(net->named);
     net->named = NULL;
@@ -1360,6 +1437,7 @@ static int forward_pass(const gm_net *net, int B, const float *const *in, float 
         case OP_MAX_POOL2D:
         case OP_AVG_POOL2D:
         case OP_PIXEL_SHUFFLE: op_pool(L, B, x[0], y[0]); break;
+        case OP_GATE: op_gate(L, B, x[0], y[0]); break;
         default: op_elementwise(L, B, x[0], y[0]);
         }
     }
@@ -1391,3 +1469,11 @@ int gm_net_forward(const gm_net *net, int B, const float *in, float *out) {
     assert(net->n_inputs == 1 && "a net of several inputs runs through gm_net_forward_inputs");
     return gm_net_forward_inputs(net, B, &in, out);
 }
+
+/* ---- read access for evaluators of their own (graph.h) ---- */
+
+int gm_net_n_ops(const gm_net *net) { return net->n; }
+const layer *gm_net_op(const gm_net *net, int i) { return &net->layers[i]; }
+int gm_net_n_values(const gm_net *net) { return net->n_vals; }
+gm_shape gm_net_value_shape(const gm_net *net, int v) { return net->vals[v].shape; }
+int gm_net_out_value(const gm_net *net) { return net->out_val; }

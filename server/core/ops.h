@@ -51,6 +51,7 @@ typedef enum {
     OP_MAX_POOL2D,
     OP_AVG_POOL2D,
     OP_PIXEL_SHUFFLE,
+    OP_GATE, /* not a file op: tanh(first half) * sigmoid(second half) over channels, fused at build */
     OP_COUNT
 } op_kind;
 
@@ -73,6 +74,11 @@ typedef struct {
     /* convolutions: kernel, stride, padding before the first row / column
      * (conv2d "same" pads any odd extra after the last), dilation, groups */
     int kh, kw, sh, sw, ph, pw, dh, dw, groups;
+    /* conv2d, once the graph is built: the kernel taps (ky * kw + kx) with a
+     * non-zero weight for some channel pair, and the weight without the
+     * others, (Cout, Cin/g * ntaps) */
+    int ntaps, *taps;
+    float *wtaps;
     int axis;      /* concat / split: the per-sample dimension */
     /* pad: [left, right, top, bottom] of the last two dimensions, the mode
      * and the zero mode's value; upsample: the mode and whether corners
@@ -125,6 +131,8 @@ void op_norm(const layer *L, int B, const float *x, float *y);
  * the conv fields; avg: count_include_pad in align_corners), pixel_shuffle
  * (factor in groups) */
 void op_pool(const layer *L, int B, const float *x, float *y);
+/* gate: y = tanh(x[:half]) * sigmoid(x[half:]) over each sample's values */
+void op_gate(const layer *L, int B, const float *x, float *y);
 /* pad and upsample, over the last two dimensions of each sample */
 void op_resample(const layer *L, int B, const float *x, float *y);
 enum { PAD_ZERO, PAD_REFLECT, PAD_REPLICATE, UP_NEAREST, UP_BILINEAR };

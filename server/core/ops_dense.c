@@ -3,10 +3,12 @@
  * conv_transpose2d, each with its fused bias and activation.
  *
  * linear is one sgemm over the batch (or, for a single sample, a sparse or
- * sgemv matrix-vector product). conv2d is im2col with one row per output
- * pixel of every sample in a chunk, so the sgemm has M = samples * output
- * pixels (big, BLAS-friendly) and produces channels-last rows that are then
- * scattered to NCHW. conv_transpose2d is the adjoint: the chunk's channel
+ * sgemv matrix-vector product). conv2d is im2col with one row per input
+ * channel and kernel tap, over the output pixels of every sample in a chunk
+ * (N = samples * output pixels, big, BLAS-friendly); taps whose weights are
+ * all zero (a masked convolution's) are left out of it, so they cost
+ * nothing. The sgemm gives each output channel's plane, copied to NCHW with
+ * the bias; a 1x1 convolution reads its input planes directly. conv_transpose2d is the adjoint: the chunk's channel
  * planes side by side, one sgemm giving, for every input pixel, a row of
  * every kernel tap's contribution to every output channel (the weight is
  * stored (Cin, kh, kw, Cout) for this), then col2im adds each tap's Cout
@@ -93,63 +95,110 @@ typedef struct {
     const float *x;
     float *y;
     const op_scratch *s;
-    int b0, cols; /* the chunk's first sample; conv_transpose2d: columns of col */
+    int b0, cols; /* the chunk's first sample; its samples (conv2d) or the columns of col (conv_transpose2d) */
 } conv_part;
 
-/* conv2d: col (nb*P, K), one row per output pixel, channel-major, so that
- * each group's columns are one contiguous slice of K */
+/* conv2d: col (Kt, nb*P), one row per (input channel, kernel tap with a
+ * non-zero weight), holding what that tap reads for every output pixel of
+ * every sample of the chunk (0 in the padding), samples side by side; each
+ * group's rows are a contiguous slice. With stride 1 a row is the input
+ * row shifted: one memcpy per output row. */
 static int im2col_samples(void *ctx, int r0, int r1) {
     const conv_part *c = ctx;
     const layer *L = c->L;
-    int C = L->in.dim[0], H = L->in.dim[1], W = L->in.dim[2];
-    int Ho = L->out.dim[1], Wo = L->out.dim[2], P = Ho * Wo, K = C * L->kh * L->kw;
-    for (int b = r0; b < r1; b++) {
-        const float *xb = c->x + (size_t)(c->b0 + b) * C * H * W;
-        for (int oy = 0; oy < Ho; oy++)
-            for (int ox = 0; ox < Wo; ox++) {
-                float *row = c->s->col + ((size_t)b * P + oy * Wo + ox) * K;
-                for (int ch = 0; ch < C; ch++)
-                    for (int ky = 0; ky < L->kh; ky++) {
-                        int iy = oy * L->sh - L->ph + ky * L->dh;
-                        for (int kx = 0; kx < L->kw; kx++) {
-                            int ix = ox * L->sw - L->pw + kx * L->dw;
-                            *row++ = (iy >= 0 && iy < H && ix >= 0 && ix < W) ? xb[((size_t)ch * H + iy) * W + ix]
-                                                                                : 0.0f;
+    int C = L->in.dim[0], H = L->in.dim[1], W = L->in.dim[2], Ho = L->out.dim[1], Wo = L->out.dim[2];
+    size_t P = (size_t)Ho * Wo, N = (size_t)c->cols * P;
+    for (int b = r0; b < r1; b++)
+        for (int ch = 0; ch < C; ch++) {
+            const float *plane = c->x + ((size_t)(c->b0 + b) * C + ch) * H * W;
+            for (int t = 0; t < L->ntaps; t++) {
+                int ky = L->taps[t] / L->kw, kx = L->taps[t] % L->kw, dx = kx * L->dw - L->pw;
+                float *row = c->s->col + ((size_t)ch * L->ntaps + t) * N + (size_t)b * P;
+                for (int oy = 0; oy < Ho; oy++) {
+                    int iy = oy * L->sh - L->ph + ky * L->dh;
+                    float *dst = row + (size_t)oy * Wo;
+                    if (iy < 0 || iy >= H) {
+                        memset(dst, 0, (size_t)Wo * sizeof *dst);
+                        continue;
+                    }
+                    const float *src = plane + (size_t)iy * W;
+                    if (L->sw == 1) { /* ix = ox + dx: zeros, a copy, zeros */
+                        int lo = dx < 0 ? -dx : 0, hi = W - dx < Wo ? W - dx : Wo;
+                        if (hi < lo) hi = lo;
+                        if (lo > Wo) lo = hi = Wo;
+                        memset(dst, 0, (size_t)lo * sizeof *dst);
+                        memcpy(dst + lo, src + lo + dx, (size_t)(hi - lo) * sizeof *dst);
+                        memset(dst + hi, 0, (size_t)(Wo - hi) * sizeof *dst);
+                    } else {
+                        for (int ox = 0; ox < Wo; ox++) {
+                            int ix = ox * L->sw + dx;
+                            dst[ox] = ix >= 0 && ix < W ? src[ix] : 0.0f;
                         }
                     }
+                }
             }
-    }
+        }
     return 0;
 }
 
-/* conv2d: channels-last sgemm rows to NCHW, plus bias */
+/* conv2d: the sgemm's (Co, nb*P) planes to each sample's NCHW output, plus
+ * bias and activation */
 static int scatter_samples(void *ctx, int r0, int r1) {
     const conv_part *c = ctx;
     const layer *L = c->L;
-    int Co = L->out.dim[0], P = L->out.dim[1] * L->out.dim[2];
+    int Co = L->out.dim[0];
+    size_t P = (size_t)L->out.dim[1] * L->out.dim[2], N = (size_t)c->cols * P;
     for (int b = r0; b < r1; b++) {
         float *yb = c->y + (size_t)(c->b0 + b) * Co * P;
-        const float *ab = c->s->aux + (size_t)b * P * Co;
-        for (int p = 0; p < P; p++)
-            for (int ch = 0; ch < Co; ch++) yb[(size_t)ch * P + p] = ab[(size_t)p * Co + ch] + L->bias[ch];
+        for (int ch = 0; ch < Co; ch++) {
+            const float *src = c->s->aux + (size_t)ch * N + (size_t)b * P;
+            float *restrict dst = yb + (size_t)ch * P, bias = L->bias[ch];
+#pragma omp simd
+            for (size_t p = 0; p < P; p++) dst[p] = src[p] + bias;
+        }
         op_activate(L->act, L->a0, L->a1, yb, yb, (size_t)Co * P);
     }
     return 0;
 }
 
+/* 1x1, stride 1, unpadded, one group: each sample's planes are already
+ * the sgemm's input, and its output the sgemm's */
+static void conv1x1(const layer *L, int B, const float *x, float *y) {
+    int C = L->in.dim[0], Co = L->out.dim[0], P = L->out.dim[1] * L->out.dim[2];
+    for (int b = 0; b < B; b++) {
+        float *yb = y + (size_t)b * Co * P;
+        for (int ch = 0; ch < Co; ch++)
+            for (int p = 0; p < P; p++) yb[(size_t)ch * P + p] = L->bias[ch];
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Co, P, C, 1.0f, L->wtaps, C, x + (size_t)b * C * P,
+                    P, 1.0f, yb, P);
+        op_activate(L->act, L->a0, L->a1, yb, yb, (size_t)Co * P);
+    }
+}
+
 /* x: (B, C, H, W); y: (B, Cout, Ho, Wo) */
 void op_conv2d(const layer *L, int B, const float *x, float *y, const op_scratch *s) {
+    if (L->kh == 1 && L->kw == 1 && L->sh == 1 && L->sw == 1 && L->ph == 0 && L->pw == 0 && L->groups == 1 &&
+        L->ntaps == 1) {
+        conv1x1(L, B, x, y);
+        return;
+    }
     int Co = L->out.dim[0], P = L->out.dim[1] * L->out.dim[2];
-    int g = L->groups, K = L->in.dim[0] * L->kh * L->kw, Kg = K / g, Cg = Co / g;
+    int g = L->groups, Kg = L->in.dim[0] / g * L->ntaps, Cg = Co / g;
     for (int b0 = 0; b0 < B; b0 += s->chunk) {
         int nb = B - b0 < s->chunk ? B - b0 : s->chunk;
-        conv_part part = {L, x, y, s, b0, 0};
-        gm_parallel_rows(nb, MIN_SAMPLES_PER_THREAD, im2col_samples, &part);
-        /* aux: (nb*P, Co) = col W^T, group by group: group i's Cg output
-         * columns from its Kg input columns and its Cg weight rows */
-        for (int i = 0; i < g; i++)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb * P, Cg, Kg, 1.0f, s->col + (size_t)i * Kg, K,
-                        L->weight + (size_t)i * Cg * Kg, Kg, 0.0f, s->aux + (size_t)i * Cg, Co);
+        conv_part part = {L, x, y, s, b0, nb};
+        size_t N = (size_t)nb * P;
+        if (L->ntaps == 0) { /* every weight zero: the bias alone */
+            memset(s->aux, 0, (size_t)Co * N * sizeof *s->aux);
+        } else {
+            gm_parallel_rows(nb, MIN_SAMPLES_PER_THREAD, im2col_samples, &part);
+            /* aux: (Co, N) = W col, group by group: group i's Cg output rows
+             * from its Kg weight columns and its Kg rows of col */
+            for (int i = 0; i < g; i++)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Cg, (int)N, Kg, 1.0f,
+                            L->wtaps + (size_t)i * Cg * Kg, Kg, s->col + (size_t)i * Kg * N, (int)N, 0.0f,
+                            s->aux + (size_t)i * Cg * N, (int)N);
+        }
         gm_parallel_rows(nb, MIN_SAMPLES_PER_THREAD, scatter_samples, &part);
     }
 }

@@ -96,6 +96,23 @@ static int elementwise_samples(void *ctx, int r0, int r1) {
     return 0;
 }
 
+static int gate_samples(void *ctx, int r0, int r1) {
+    const elementwise_part *e = ctx;
+    size_t half = e->per;
+    for (int b = r0; b < r1; b++) {
+        const float *restrict a = e->x + (size_t)b * 2 * half, *restrict g = a + half;
+        float *restrict y = e->y + (size_t)b * half;
+#pragma omp simd
+        for (size_t i = 0; i < half; i++) y[i] = gm_tanhf(a[i]) * gm_sigmoidf(g[i]);
+    }
+    return 0;
+}
+
+void op_gate(const layer *L, int B, const float *x, float *y) {
+    elementwise_part e = {L, x, y, (size_t)gm_shape_size(L->out)};
+    op_split_values(B, e.per, gate_samples, &e);
+}
+
 /* batch_norm (not folded), activations not fused, reshape and flatten, in
  * place or not */
 void op_elementwise(const layer *L, int B, const float *x, float *y) {
@@ -121,6 +138,17 @@ typedef struct {
  * broadcast strides of build */
 static void broadcast_sample(const layer *L, const float *a, const float *b, float *y) {
     const int *d = L->bdim, *sa = L->bstr[0], *sb = L->bstr[1];
+    if (L->kind != OP_EXPAND && sa[2] == 1 && sb[2] == 1 && sa[1] == d[2] && sb[1] == d[2] &&
+        (d[0] == 1 || (sa[0] == d[1] * d[2] && sb[0] == d[1] * d[2]))) { /* equal shapes: one vector loop */
+        size_t n = (size_t)d[0] * d[1] * d[2];
+        if (L->kind == OP_ADD)
+#pragma omp simd
+            for (size_t i = 0; i < n; i++) y[i] = a[i] + b[i];
+        else
+#pragma omp simd
+            for (size_t i = 0; i < n; i++) y[i] = a[i] * b[i];
+        return;
+    }
     for (int i0 = 0; i0 < d[0]; i0++)
         for (int i1 = 0; i1 < d[1]; i1++) {
             const float *ra = a + (size_t)i0 * sa[0] + (size_t)i1 * sa[1];

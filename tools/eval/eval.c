@@ -3,6 +3,7 @@
  * gmserve's own code on Fashion-MNIST (models/README.md gives the protocol).
  *
  *   NADE        exact test NLL on the fixed binarization (GM_BINARIZE_SEED)
+ *   PixelCNN    the same, and its paired difference with the NADE's
  *   VAE         importance-sampled test NLL with K samples (its standard
  *               error across images and the mean Monte-Carlo error), ELBO
  *   GAN         Fréchet distance between samples and the test set in the
@@ -39,7 +40,7 @@
 #define SAMPLE_SEED 1
 
 typedef struct {
-    const char *nade, *vae, *gan, *aae, *classifier, *data, *json, *grids;
+    const char *nade, *vae, *pixelcnn, *gan, *aae, *classifier, *data, *json, *grids;
     int k, vae_images, samples, threads;
 } options;
 
@@ -289,20 +290,23 @@ done:
     return rc;
 }
 
-/* VAE minus NADE log p, image by image: the standard error of a paired
- * difference is far smaller than either model's spread over images. */
-static void compare(const gm_logp_result *vae, const gm_logp_result *nade, int n, json_t *report) {
+/* Model a minus model b log p (the VAE or the PixelCNN minus the NADE),
+ * image by image: the standard error of a paired difference is far smaller
+ * than either model's spread over images. */
+static void compare(const char *name_a, const gm_logp_result *a, const char *name_b, const gm_logp_result *b, int n,
+                    json_t *report) {
     double s = 0, s2 = 0;
     for (int i = 0; i < n; i++) {
-        double d = vae[i].logp - nade[i].logp;
+        double d = a[i].logp - b[i].logp;
         s += d;
         s2 += d * d;
     }
     double mean = s / n, se = sqrt(fmax(s2 / n - mean * mean, 0) / (n - 1));
-    printf("vae - nade log p: %+.3f nats per image (paired standard error %.3f, %d images): the %s is better\n",
-           mean, se, n, mean > 0 ? "VAE" : "NADE");
-    json_object_set_new(report, "vae_minus_nade",
-                        json_pack("{s:f,s:f,s:i}", "logp_nats", mean, "paired_se", se, "images", n));
+    char key[64];
+    snprintf(key, sizeof key, "%s_minus_%s", name_a, name_b);
+    printf("%s - %s log p: %+.3f nats per image (paired standard error %.3f, %d images): the %s is better\n", name_a,
+           name_b, mean, se, n, mean > 0 ? name_a : name_b);
+    json_object_set_new(report, key, json_pack("{s:f,s:f,s:i}", "logp_nats", mean, "paired_se", se, "images", n));
 }
 
 typedef struct {
@@ -533,7 +537,7 @@ done:
 
 static int usage(void) {
     fprintf(stderr,
-            "usage: gmserve eval [--nade FILE] [--vae FILE] [--gan FILE --classifier FILE]\n"
+            "usage: gmserve eval [--nade FILE] [--vae FILE] [--pixelcnn FILE] [--gan FILE --classifier FILE]\n"
             "                    [--aae FILE --classifier FILE] [--classifier FILE]\n"
             "                    [--k 1000] [--vae-images N] [--samples 10000] [--threads 2]\n"
             "                    [--data %s] [--json OUT] [--grids DIR]\n",
@@ -548,6 +552,7 @@ int gm_eval_main(int argc, char **argv) {
         if (!v) return usage();
         const char **s = !strcmp(a, "--nade")         ? &o.nade
                          : !strcmp(a, "--vae")        ? &o.vae
+                         : !strcmp(a, "--pixelcnn")   ? &o.pixelcnn
                          : !strcmp(a, "--gan")        ? &o.gan
                          : !strcmp(a, "--aae")        ? &o.aae
                          : !strcmp(a, "--classifier") ? &o.classifier
@@ -579,8 +584,8 @@ int gm_eval_main(int argc, char **argv) {
     gm_dataset train = {0}, test = {0};
     float *test_bin = NULL;
     classifier c = {0};
-    gm_logp_result *nade_res = NULL, *vae_res = NULL;
-    int nade_n = 0, vae_n = 0;
+    gm_logp_result *nade_res = NULL, *vae_res = NULL, *pcnn_res = NULL;
+    int nade_n = 0, vae_n = 0, pcnn_n = 0;
     json_t *report = json_object();
     int rc = 1;
     if (gm_dataset_load(&test, o.data, "t10k", err)) goto fail;
@@ -591,7 +596,11 @@ int gm_eval_main(int argc, char **argv) {
         goto fail;
     if (o.vae && eval_likelihood(&o, o.vae, GM_FAMILY_VAE, &test, test_bin, report, &vae_res, &vae_n, err))
         goto fail;
-    if (nade_res && vae_res) compare(vae_res, nade_res, vae_n < nade_n ? vae_n : nade_n, report);
+    if (nade_res && vae_res) compare("vae", vae_res, "nade", nade_res, vae_n < nade_n ? vae_n : nade_n, report);
+    if (o.pixelcnn && eval_likelihood(&o, o.pixelcnn, GM_FAMILY_PIXELCNN, &test, test_bin, report, &pcnn_res, &pcnn_n,
+                                      err))
+        goto fail;
+    if (nade_res && pcnn_res) compare("pixelcnn", pcnn_res, "nade", nade_res, pcnn_n < nade_n ? pcnn_n : nade_n, report);
     if (o.classifier) {
         if (classifier_load(&c, o.classifier, test.height, test.width, err)) goto fail;
         float *f = malloc(sizeof(float) * test.n * c.fdim);
@@ -638,6 +647,7 @@ done:
     json_decref(report);
     free(nade_res);
     free(vae_res);
+    free(pcnn_res);
     classifier_free(&c);
     free(test_bin);
     gm_dataset_free(&train);

@@ -1,0 +1,128 @@
+"""train_pixelcnn.py - the bundled gated PixelCNN (pixelcnn_net.py) on
+dynamically binarized Fashion-MNIST, Bernoulli logits per pixel.
+
+    OMP_NUM_THREADS=1 /usr/bin/python3 models/train/train_pixelcnn.py OUT.safetensors
+        [--epochs 8] [--channels 32] [--layers 7] [--checkpoint PATH] [--log-every 100]
+
+Trains on the first 58 000 training images; the last 2 000, binarized once
+with a fixed seed, are the validation set printed after every epoch (the test
+set is for `gmserve eval` alone). Adam 1e-3 with a cosine decay to 1e-5 over
+--epochs epochs, batch 64. After every epoch the model, the optimizer and the
+random state go to --checkpoint; a run finds the checkpoint and resumes from
+it, so a training longer than one session continues where it stopped. When
+--epochs epochs are done the script writes OUT.safetensors with
+gmexport.save_pixelcnn (it does so again, without training, when the
+checkpoint already holds --epochs epochs).
+"""
+import argparse
+import math
+import os
+import time
+
+import torch
+
+import data
+import pixelcnn_net
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+BATCH = 64
+VAL = 2000
+
+
+def evaluate(model, xv):
+    model.eval()
+    with torch.no_grad():
+        total = sum(pixelcnn_net.nll(model(xv[i:i + 250]), xv[i:i + 250]).sum().item()
+                    for i in range(0, len(xv), 250))
+    model.train()
+    return total / len(xv)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("out")
+    ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--channels", type=int, default=32)
+    ap.add_argument("--layers", type=int, default=7)
+    ap.add_argument("--checkpoint", default=os.path.join(HERE, "checkpoints", "pixelcnn.pt"))
+    ap.add_argument("--log-every", type=int, default=100)
+    ap.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (timing runs)")
+    ap.add_argument("--seed", type=int, default=1)
+    args = ap.parse_args()
+    data.single_thread(args.seed)
+    x, _ = data.load("train")
+    x = x.reshape(-1, 1, 28, 28)
+    xt, xv = x[:-VAL], x[-VAL:]
+    xv = torch.bernoulli(xv, generator=torch.Generator().manual_seed(7))
+    model = pixelcnn_net.GatedPixelCNN(c=args.channels, layers=args.layers)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    steps_per_epoch = math.ceil(len(xt) / BATCH)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, args.epochs * steps_per_epoch, eta_min=1e-5)
+    epoch, minutes, history = 0, 0.0, []
+    if os.path.exists(args.checkpoint):
+        ck = torch.load(args.checkpoint)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["opt"])
+        sched.load_state_dict(ck["sched"])
+        torch.set_rng_state(ck["rng"])
+        epoch, minutes, history = ck["epoch"], ck["minutes"], ck["history"]
+        print(f"[pixelcnn] resumed from {args.checkpoint} after epoch {epoch}", flush=True)
+    nparams = sum(p.numel() for p in model.parameters())
+    print(f"[pixelcnn] {nparams} parameters, {steps_per_epoch} steps per epoch", flush=True)
+    while epoch < args.epochs:
+        t0 = time.time()
+        perm = torch.randperm(len(xt))
+        total, seen, window, wn = 0.0, 0, 0.0, 0
+        for step, i in enumerate(range(0, len(xt), BATCH)):
+            xb = torch.bernoulli(xt[perm[i:i + BATCH]])
+            loss = pixelcnn_net.nll(model(xb), xb).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += loss.item() * len(xb)
+            seen += len(xb)
+            window += loss.item()
+            wn += 1
+            if (step + 1) % args.log_every == 0:
+                el = time.time() - t0
+                print(f"[pixelcnn] epoch {epoch + 1} step {step + 1}/{steps_per_epoch}  train {window / wn:.2f} nats"
+                      f"  {el / (step + 1):.3f} s/step  (epoch eta {el / (step + 1) * steps_per_epoch / 60:.1f} min)",
+                      flush=True)
+                window, wn = 0.0, 0
+            if args.max_steps and step + 1 >= args.max_steps:
+                return
+        val = evaluate(model, xv)
+        took = (time.time() - t0) / 60
+        minutes += took
+        epoch += 1
+        history.append({"epoch": epoch, "train_nats": round(total / seen, 3), "val_nats": round(val, 3),
+                         "minutes": round(took, 2)})
+        print(f"[pixelcnn] epoch {epoch}/{args.epochs}  train {total / seen:.3f}  val {val:.3f} nats"
+              f"  {took:.1f} min  (total {minutes:.1f} min)", flush=True)
+        os.makedirs(os.path.dirname(args.checkpoint), exist_ok=True)
+        tmp = args.checkpoint + ".tmp"
+        torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                    "rng": torch.get_rng_state(), "epoch": epoch, "minutes": minutes, "history": history,
+                    "args": {"channels": args.channels, "layers": args.layers, "epochs": args.epochs}}, tmp)
+        os.replace(tmp, args.checkpoint)
+    export(model, args, minutes, history)
+
+
+def export(model, args, minutes, history):
+    import gmfile  # noqa: F401  (puts python/ on the path)
+    import gmexport
+    model.eval()
+    gmexport.save_pixelcnn(args.out, model, image="28x28x1", metadata={
+        "gm.dataset": "Fashion-MNIST (Debian dataset-fashion-mnist), dynamically binarized",
+        "gm.description": f"gated PixelCNN, {args.layers} layers of {args.channels} channels "
+                          "(7x7 / 1x7 type A, then 3x3 / 1x3 type B), Bernoulli logits",
+        "gm.training": {"command": data.command(), "seed": args.seed, "epochs": args.epochs,
+                        "optimizer": "Adam 1e-3, cosine to 1e-5, batch 64", "device": "cpu, 1 thread",
+                        "minutes": round(minutes, 1), "history": history},
+    })
+    print(f"[pixelcnn] wrote {args.out}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""gmexport.save_pixelcnn: gated PixelCNNs written in two styles (masked
+convolutions; shifted unmasked ones, tests/pixelcnn_fixtures.py), exported,
+interpreted in float64 and compared with PyTorch's float64 log p (1e-4 nats
+per image), then loaded by gmserve (which proves them causal) when built."""
+import os
+import subprocess
+import sys
+import unittest
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from common import HERE, ExportTest  # first: puts the package on sys.path
+import gmexport
+import interp
+from gmexport import safetensors
+
+sys.path.insert(0, os.path.join(HERE, "..", "..", "models", "train"))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "tests"))
+import pixelcnn_net  # noqa: E402  (style 1: masked convolutions, weight * mask)
+from pixelcnn_fixtures import ShiftedGated  # noqa: E402  (style 2: shifts, no masks)
+
+GMSERVE = os.environ.get("GMSERVE", os.path.join(HERE, "..", "..", "build", "gmserve"))
+
+
+def logp64(net, x, label=None):
+    with torch.no_grad():
+        lg = net.double()(*([x.double()] + ([] if label is None else [label])))
+    net.float()
+    return -F.binary_cross_entropy_with_logits(lg, x.double(), reduction="none").flatten(1).sum(1)
+
+
+class PixelCNNExport(ExportTest):
+    def check(self, name, net, h, w, classes=0):
+        torch.manual_seed(5)
+        with torch.no_grad():
+            for p in net.parameters():
+                p.copy_(torch.randn_like(p) * 0.3)
+        net.eval()
+        path = self.path(name)
+        gmexport.save_pixelcnn(path, net, image=f"{h}x{w}x1", num_classes=classes)
+        tensors, meta = safetensors.read(path)
+        self.assertEqual(meta["gm.family"], "pixelcnn")
+        nets = interp.networks(meta)
+        ops, names = nets["network"]
+        x = (torch.rand(5, 1, h, w) < 0.4).float()
+        label = torch.arange(5) % max(classes, 1)
+        ins = [("image", x)] + ([("label", label.double())] if classes else [])
+        lg = interp.run(ops, tensors, ins)
+        got = -F.binary_cross_entropy_with_logits(lg.double(), x.double(), reduction="none").flatten(1).sum(1)
+        want = logp64(net, x, label if classes else None)
+        self.assertLess(float((got - want).abs().max()), 1e-4, f"{name}: log p of the exported graph vs PyTorch")
+        if os.access(GMSERVE, os.X_OK):
+            r = subprocess.run([GMSERVE, "check", path], capture_output=True, text=True, timeout=60)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("probes: network verified", r.stdout)
+        return path
+
+    def test_masked_gated_shapes(self):
+        self.check("gated_28", pixelcnn_net.GatedPixelCNN(c=8, layers=3), 28, 28)
+        self.check("gated_5x9", pixelcnn_net.GatedPixelCNN(c=5, layers=4, k_first=5), 5, 9)
+        self.check("gated_cond", pixelcnn_net.GatedPixelCNN(c=6, layers=2, num_classes=4), 7, 6, classes=4)
+
+    def test_shifted_gated_shapes(self):
+        self.check("shifted_8x8", ShiftedGated(), 8, 8)
+        self.check("shifted_4x11", ShiftedGated(c=4, layers=5), 4, 11)
+
+    def test_mask_is_baked(self):
+        net = pixelcnn_net.GatedPixelCNN(c=4, layers=2)
+        path = self.check("baked", net, 6, 6)
+        tensors, meta = safetensors.read(path)
+        w = tensors["network.conv2d.weight"]  # the first vertical conv: rows at and below the centre are zero
+        self.assertEqual(float(w[:, :, 3:].abs().max()), 0.0)
+        self.assertGreater(float(w[:, :, :3].abs().max()), 0.0)
+
+    @unittest.skipUnless(os.access(GMSERVE, os.X_OK), f"{GMSERVE} not built")
+    def test_noncausal_refused_by_gmserve(self):
+        path = self.path("noncausal")
+        gmexport.save_pixelcnn(path, ShiftedGated(see_self=True).eval(), image="6x6x1")
+        r = subprocess.run([GMSERVE, "check", path], capture_output=True, text=True, timeout=60)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("not causal", r.stderr)
+        self.assertIn("pixel (row 0, column 0) depends on input pixel (row 0, column 0)", r.stderr)
+
+    def test_bad_arguments(self):
+        net = pixelcnn_net.GatedPixelCNN(c=4, layers=2)
+        with self.assertRaises(gmexport.ExportError):
+            gmexport.save_pixelcnn(self.path("x"), net, image="6x6x1", likelihood="gaussian")
+        with self.assertRaises(gmexport.ExportError):
+            gmexport.save_pixelcnn(self.path("x"), net, image="6x6x1", num_classes=3, class_names=["a"])
+
+
+if __name__ == "__main__":
+    unittest.main()

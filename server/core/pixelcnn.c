@@ -1,0 +1,241 @@
+/*
+ * pixelcnn.c - autoregressive image models over pixels in raster order
+ * (PixelCNN, gated PixelCNN; docs/model-files.md, "pixelcnn").
+ *
+ * log p(x) = sum_i log p(x_i | x_<i): the network (metadata gm.network)
+ * maps the image [C, H, W] (and, for a class-conditional model, the label)
+ * to one Bernoulli logit per pixel and channel, the logit of x_i computed
+ * from the pixels before i only. So one batched forward pass scores an
+ * image exactly; a conditional model's log p(x) without a label is the
+ * mixture over its classes with equal weight, log (1/K) sum_y p(x | y).
+ *
+ * Loading refuses a network that is not causal, twice over: the plan of
+ * pixelcnn_cache.c proves, from the kernel taps with non-zero weights, that
+ * no output at any position depends on its own or a later pixel; and the
+ * network as served is run on a random binary image and on copies with one
+ * pixel flipped, CHECK_PIXELS pixels spread over the image (every channel
+ * of each), one image at a time, and no output at or before the flipped
+ * pixel may move.
+ *
+ * Sampling draws pixel after pixel with the cached sampler, at the row's
+ * temperature; the log p it returns is at temperature 1, like NADE's.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "family.h"
+#include "gm/pixelcnn.h"
+#include "pixelcnn_cache.h"
+#include "vmath.h"
+
+#define CHECK_PIXELS 16
+#define CHECK_SEED 20261201u
+#define CHECK_TOLERANCE 1e-5
+
+typedef struct {
+    gm_net *net;
+    pc_plan *plan;
+    bool conditional;
+} pixelcnn;
+
+static void pixelcnn_free(void *p) {
+    pixelcnn *m = p;
+    if (!m) return;
+    pc_plan_free(m->plan);
+    gm_net_free(m->net);
+    free(m);
+}
+
+static const gm_net *pixelcnn_net(const void *p, const char *name) {
+    const pixelcnn *m = p;
+    return strcmp(name, "network") == 0 ? m->net : NULL;
+}
+
+/* Forward of B images (channels-last) with one label for all rows (-1:
+ * none): logits channels-last. */
+static int logits_of(const pixelcnn *m, const gm_model_info *info, int B, const float *x, int label, float *out) {
+    size_t n = (size_t)B * info->dim;
+    float *chw = malloc(n * sizeof *chw), *y = malloc(n * sizeof *y), *lab = malloc((size_t)B * sizeof *lab);
+    int rc = -1;
+    if (chw && y && lab) {
+        gm_hwc_to_chw(info, B, x, chw);
+        for (int r = 0; r < B; r++) lab[r] = (float)label;
+        const float *in[2] = {chw, lab};
+        if (!gm_net_forward_inputs(m->net, B, in, y)) {
+            gm_chw_to_hwc(info, B, y, out);
+            rc = 0;
+        }
+    }
+    free(chw);
+    free(y);
+    free(lab);
+    return rc;
+}
+
+/* Flips CHECK_PIXELS pixels (every channel of each) of a random binary
+ * image, one copy at a time so that memory stays at three images, and
+ * refuses the network when an output at or before the flipped pixel moves. */
+static int check_causal(const pixelcnn *m, const gm_model_info *info, const char *L, char err[GM_ERR_LEN]) {
+    int C = info->channels, P = info->height * info->width, D = info->dim;
+    int S = P < CHECK_PIXELS ? P : CHECK_PIXELS, rc = -1, label = m->conditional ? 0 : -1;
+    float *x = malloc((size_t)D * sizeof *x), *y0 = malloc((size_t)D * sizeof *y0), *y = malloc((size_t)D * sizeof *y);
+    if (!x || !y0 || !y) goto oom;
+    gm_rng rng;
+    gm_rng_seed(&rng, CHECK_SEED, 0);
+    for (int i = 0; i < D; i++) x[i] = gm_rng_uniform(&rng) < 0.5 ? 1.0f : 0.0f;
+    if (logits_of(m, info, 1, x, label, y0)) goto oom;
+    for (int s = 0; s < S; s++)
+        for (int c = 0; c < C; c++) {
+            int t = S > 1 ? (int)((long long)s * (P - 1) / (S - 1)) : 0, flipped = t * C + c;
+            x[flipped] = 1.0f - x[flipped];
+            int failed = logits_of(m, info, 1, x, label, y);
+            x[flipped] = 1.0f - x[flipped];
+            if (failed) goto oom;
+            for (int i = 0; i <= flipped; i++) {
+                double a = y0[i], b = y[i];
+                if (!(fabs(a - b) <= CHECK_TOLERANCE * (1.0 + fabs(a)))) {
+                    rc = gm_errorf(err, "%s: gm.network is not causal: its output at pixel (row %d, column %d, "
+                                        "channel %d) changes from %.7g to %.7g when input pixel (row %d, column "
+                                        "%d, channel %d) is flipped; an output may depend on earlier pixels "
+                                        "(raster order, channels in order) only",
+                                   L, i / C / info->width, i / C % info->width, i % C, a, b, t / info->width,
+                                   t % info->width, c);
+                    goto done;
+                }
+            }
+        }
+    rc = 0;
+    goto done;
+oom:
+    rc = gm_errorf(err, "%s: out of memory checking gm.network's causality", L);
+done:
+    free(x);
+    free(y0);
+    free(y);
+    return rc;
+}
+
+static void *pixelcnn_load(const gm_st *st, gm_model_info *info, char err[GM_ERR_LEN]) {
+    const char *L = gm_st_label(st), *lik = gm_st_meta(st, "gm.likelihood");
+    if (lik && strcmp(lik, "bernoulli") != 0) {
+        gm_errorf(err, "%s: metadata \"gm.likelihood\" = \"%s\": a pixelcnn serves \"bernoulli\" (one logit per "
+                       "pixel of a binary image)",
+                  L, lik);
+        return NULL;
+    }
+    const char *json = gm_st_meta(st, "gm.network");
+    if (!json) {
+        gm_errorf(err, "%s: metadata \"gm.network\" (the layer graph from the image to per-pixel logits) is "
+                       "required",
+                  L);
+        return NULL;
+    }
+    char names[GM_NET_MAX_INPUTS][GM_NET_NAME_LEN];
+    int n = gm_net_input_names(st, "gm.network", names, err);
+    if (n < 0) return NULL;
+    bool image_only = n == 0 || (n == 1 && !strcmp(names[0], "image"));
+    bool with_label = n == 2 && !strcmp(names[0], "image") && !strcmp(names[1], "label");
+    if (!image_only && !with_label) {
+        gm_errorf(err, "%s: metadata \"gm.network_inputs\" must be [\"image\"] or [\"image\", \"label\"]", L);
+        return NULL;
+    }
+    if (with_label && info->num_classes < 1) {
+        gm_errorf(err, "%s: gm.network takes a label, so metadata \"gm.num_classes\" must be at least 1", L);
+        return NULL;
+    }
+    pixelcnn *m = calloc(1, sizeof *m);
+    if (!m) {
+        gm_errorf(err, "%s: out of memory", L);
+        return NULL;
+    }
+    m->conditional = with_label;
+    gm_net_input in[2] = {{"image", gm_image_shape(info)}, {"label", gm_shape0()}};
+    if (!(m->net = gm_net_build_inputs(st, "gm.network", json, with_label ? 2 : 1, in, err))) goto fail;
+    gm_shape os = gm_net_out_shape(m->net), want = gm_image_shape(info);
+    if (os.rank != 3 || os.dim[0] != want.dim[0] || os.dim[1] != want.dim[1] || os.dim[2] != want.dim[2]) {
+        gm_errorf(err, "%s: gm.network must output one logit per pixel, [%d, %d, %d], like its image input", L,
+                  want.dim[0], want.dim[1], want.dim[2]);
+        goto fail;
+    }
+    if (!(m->plan = pc_plan_build(m->net, L, "gm.network", err)) || check_causal(m, info, L, err)) goto fail;
+    info->binary = true;
+    info->exact_logp = true;
+    info->supports[GM_OP_SAMPLE] = info->supports[GM_OP_LOGP] = true;
+    return m;
+fail:
+    pixelcnn_free(m);
+    return NULL;
+}
+
+/* log p(x | label) of B binary images from their logits. */
+static void score(const gm_model_info *info, int B, const float *x, const float *logits, double *lp) {
+    for (int r = 0; r < B; r++) {
+        double s = 0.0;
+        for (int i = 0; i < info->dim; i++) {
+            double l = logits[(size_t)r * info->dim + i];
+            s -= gm_softplus(x[(size_t)r * info->dim + i] != 0.0f ? -l : l);
+        }
+        lp[r] = s;
+    }
+}
+
+static int pixelcnn_logp(const void *p, const gm_model_info *info, int B, const float *x, int K, gm_row *rows,
+                         gm_logp_result *out) {
+    const pixelcnn *m = p;
+    int classes = m->conditional ? info->num_classes : 1, rc = -1;
+    float *logits = malloc((size_t)B * info->dim * sizeof *logits);
+    double *lp = malloc((size_t)B * sizeof *lp), *acc = malloc((size_t)B * classes * sizeof *acc);
+    if (!logits || !lp || !acc) goto done;
+    for (int y = 0; y < classes; y++) {
+        if (logits_of(m, info, B, x, m->conditional ? y : -1, logits)) goto done;
+        score(info, B, x, logits, lp);
+        for (int r = 0; r < B; r++) acc[(size_t)r * classes + y] = lp[r];
+    }
+    for (int r = 0; r < B; r++) { /* log (1/K) sum_y p(x | y), max first */
+        const double *a = acc + (size_t)r * classes;
+        double mx = a[0], s = 0.0;
+        for (int y = 1; y < classes; y++) mx = fmax(mx, a[y]);
+        for (int y = 0; y < classes; y++) s += exp(a[y] - mx);
+        out[r] = (gm_logp_result){mx + log(s / classes), NAN, NAN};
+    }
+    rc = 0;
+done:
+    free(logits);
+    free(lp);
+    free(acc);
+    return rc;
+}
+
+static int sample_with(const pixelcnn *m, int B, gm_row *rows, float *pixels, double *logp, bool cached) {
+    int *labels = m->conditional ? malloc((size_t)B * sizeof *labels) : NULL;
+    if (m->conditional && !labels) return -1;
+    for (int r = 0; m->conditional && r < B; r++) labels[r] = rows[r].label;
+    int rc = pc_sample(m->plan, B, rows, labels, pixels, logp, cached);
+    free(labels);
+    return rc;
+}
+
+static int pixelcnn_sample(const void *p, const gm_model_info *info, int B, gm_row *rows, float *pixels,
+                           double *logp) {
+    return sample_with(p, B, rows, pixels, logp, true);
+}
+
+const gm_family_impl gm_pixelcnn_family = {
+    .load = pixelcnn_load,
+    .free = pixelcnn_free,
+    .net = pixelcnn_net,
+    .sample = pixelcnn_sample,
+    .logp = pixelcnn_logp,
+};
+
+int gm_pixelcnn_sample_mode(const gm_model *model, int B, gm_row *rows, float *pixels, double *logp, bool cached) {
+    if (gm_model_get_info(model)->family != GM_FAMILY_PIXELCNN) return -1;
+    return sample_with(gm_model_state(model), B, rows, pixels, logp, cached);
+}
+
+long long gm_pixelcnn_positions(const gm_model *model, bool cached) {
+    if (gm_model_get_info(model)->family != GM_FAMILY_PIXELCNN) return -1;
+    return pc_positions(((const pixelcnn *)gm_model_state(model))->plan, cached);
+}
