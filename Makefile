@@ -235,3 +235,13 @@ bench-scaling: $(BUILD)/gmserve
 .PHONY: test-kserve
 test-kserve: $(BUILD)/gmserve
 	$(TORCH_PY) tests/deploy/kserve.py $(BUILD)/gmserve
+
+# Every C file of the repository as .clang-format lays it out; `make format`
+# rewrites them so.
+C_FILES = $(shell git ls-files '*.c' '*.h')
+.PHONY: format format-check
+format:
+	clang-format -i $(C_FILES)
+format-check:
+	@clang-format --dry-run --Werror $(C_FILES)
+	@echo "format-check: $(words $(C_FILES)) files as .clang-format lays them out"

@@ -77,18 +77,14 @@ typedef float vf __attribute__((vector_size(VBYTES)));
 static volatile float fma_sink;
 static void run_fma(void *p) {
     vf acc[10], m, a;
-    for (int i = 0; i < LANES; i++)
-        m[i] = 0.999999f, a[i] = 1e-7f;
+    for (int i = 0; i < LANES; i++) m[i] = 0.999999f, a[i] = 1e-7f;
     for (int k = 0; k < 10; k++)
-        for (int i = 0; i < LANES; i++)
-            acc[k][i] = (float)k;
+        for (int i = 0; i < LANES; i++) acc[k][i] = (float)k;
     for (int it = 0; it < FMA_ITERS; it++)
 #pragma GCC unroll 10
-        for (int k = 0; k < 10; k++)
-            acc[k] = acc[k] * m + a;
+        for (int k = 0; k < 10; k++) acc[k] = acc[k] * m + a;
     float s = 0;
-    for (int k = 0; k < 10; k++)
-        s += acc[k][0];
+    for (int k = 0; k < 10; k++) s += acc[k][0];
     fma_sink = s;
 }
 #define FMA_FLOPS (2.0 * 10 * LANES * FMA_ITERS)
@@ -173,9 +169,8 @@ static void run_gemms(void *p) {
     gemm_ctx *g = p;
     for (int i = 0; i < g->n; i++) {
         gemm_shape s = g->s[i];
-        cblas_sgemm(CblasRowMajor, s.trans_a ? CblasTrans : CblasNoTrans,
-                    s.trans_b ? CblasTrans : CblasNoTrans, s.M, s.N, s.K, 1.0f, g->a, s.trans_a ? s.M : s.K,
-                    g->b, s.trans_b ? s.K : s.N, 0.0f, g->c, s.N);
+        cblas_sgemm(CblasRowMajor, s.trans_a ? CblasTrans : CblasNoTrans, s.trans_b ? CblasTrans : CblasNoTrans, s.M,
+                    s.N, s.K, 1.0f, g->a, s.trans_a ? s.M : s.K, g->b, s.trans_b ? s.K : s.N, 0.0f, g->c, s.N);
     }
 }
 
@@ -218,8 +213,7 @@ static void fill_inputs(const gm_model *m, int bundled, float *x, int dim) {
     int ok = f && gzread(f, head, 16) == 16 && gzread(f, px, sizeof px) == (int)sizeof px;
     if (f) gzclose(f);
     if (ok) {
-        for (size_t i = 0; i < sizeof px; i++)
-            x[i] = px[i] / 255.0f;
+        for (size_t i = 0; i < sizeof px; i++) x[i] = px[i] / 255.0f;
         return;
     }
     if (bundled) {
@@ -233,8 +227,7 @@ static void fill_inputs(const gm_model *m, int bundled, float *x, int dim) {
     }
     gm_rng g;
     gm_rng_seed(&g, 9, 0);
-    for (size_t i = 0; i < (size_t)POOL * dim; i++)
-        x[i] = gm_rng_uniform(&g) < 0.3 ? 1.0f : 0.0f;
+    for (size_t i = 0; i < (size_t)POOL * dim; i++) x[i] = gm_rng_uniform(&g) < 0.3 ? 1.0f : 0.0f;
 }
 
 static int run_round(const char *dir, const char *round) {
@@ -243,10 +236,8 @@ static int run_round(const char *dir, const char *round) {
     const char *files[MODELS] = {"nade", "models/nade", "vae", "gan", "pixelcnn"};
     gm_model *models[MODELS];
     for (int i = 0; i < MODELS; i++) {
-        if (i == NADE_BUNDLED)
-            snprintf(path, sizeof path, "%s.safetensors", files[i]);
-        else
-            snprintf(path, sizeof path, "%s/%s.safetensors", dir, files[i]);
+        if (i == NADE_BUNDLED) snprintf(path, sizeof path, "%s.safetensors", files[i]);
+        else snprintf(path, sizeof path, "%s/%s.safetensors", dir, files[i]);
         if (!(models[i] = gm_model_load(path, err))) {
             fprintf(stderr, "bench_core: %s\n", err);
             return 1;
@@ -256,15 +247,13 @@ static int run_round(const char *dir, const char *round) {
     json_object_set_new(res, "fma_gflops", json_real(FMA_FLOPS / median_time(run_fma, NULL) * 1e-9));
     size_t big = (size_t)256 * VAE_K * 784;
     float *ga = calloc(big, 4), *gb = calloc(big, 4), *gc = calloc(big, 4);
-    for (size_t i = 0; i < big; i++)
-        ga[i] = gb[i] = 0.01f * (float)(i % 97);
+    for (size_t i = 0; i < big; i++) ga[i] = gb[i] = 0.01f * (float)(i % 97);
     for (int o = 0; o < N_OPS; o++) {
         const gm_model_info *info = gm_model_get_info(models[OPS[o].model]);
         float *pool = malloc((size_t)POOL * info->dim * sizeof(float));
         fill_inputs(models[OPS[o].model], OPS[o].model == NADE_BUNDLED, pool, info->dim);
         double on = 0;
-        for (size_t i = 0; i < (size_t)POOL * info->dim; i++)
-            on += pool[i] >= 0.5f;
+        for (size_t i = 0; i < (size_t)POOL * info->dim; i++) on += pool[i] >= 0.5f;
         on /= (double)POOL * info->dim;
         for (int bi = 0; bi < N_BATCHES; bi++) {
             int B = BATCHES[bi];
@@ -281,12 +270,10 @@ static int run_round(const char *dir, const char *round) {
             gemm_ctx g = {.a = ga, .b = gb, .c = gc};
             g.n = shapes_for(OPS[o].op, B, g.s);
             double flops = 0;
-            for (int i = 0; i < g.n; i++)
-                flops += 2.0 * g.s[i].M * g.s[i].N * g.s[i].K;
+            for (int i = 0; i < g.n; i++) flops += 2.0 * g.s[i].M * g.s[i].N * g.s[i].K;
             if (g.n) {
                 json_object_set_new(cell, "gflops", json_real(flops / t * 1e-9));
-                json_object_set_new(cell, "sgemm_gflops",
-                                    json_real(flops / median_time(run_gemms, &g) * 1e-9));
+                json_object_set_new(cell, "sgemm_gflops", json_real(flops / median_time(run_gemms, &g) * 1e-9));
             } else if (strncmp(OPS[o].op, "nade", 4) == 0) {
                 json_object_set_new(cell, "gflops", json_real(nade_flops(B, on) / t * 1e-9));
             }
@@ -298,8 +285,7 @@ static int run_round(const char *dir, const char *round) {
         free(pool);
     }
     free(ga), free(gb), free(gc);
-    for (int i = 0; i < MODELS; i++)
-        gm_model_free(models[i]);
+    for (int i = 0; i < MODELS; i++) gm_model_free(models[i]);
     snprintf(path, sizeof path, "%s/gm.%s.json", dir, round);
     int rc = json_dump_file(res, path, JSON_INDENT(1));
     json_decref(res);
@@ -357,8 +343,7 @@ static int print_table(const char *dir) {
         return 1;
     }
     series peak = {0};
-    for (int i = 0; i < ng; i++)
-        add(&peak, json_object_get(gm[i], "fma_gflops"));
+    for (int i = 0; i < ng; i++) add(&peak, json_object_get(gm[i], "fma_gflops"));
     char b1[128], b2[128], b3[128];
     double pk = med(&peak);
     printf("\n%d interleaved rounds (gmserve %d, PyTorch %d); images per CPU-second, median (min-max) over "
@@ -385,28 +370,22 @@ static int print_table(const char *dir) {
                     json_decref(f);
                 }
             }
-            for (int i = 0; i < np; i++)
-                add(&torch, json_object_get(pt[i], key));
+            for (int i = 0; i < np; i++) add(&torch, json_object_get(pt[i], key));
             if (!rate.n) continue;
             double r = med(&rate), t = med(&torch), g = med(&gf);
-            printf("| %s | %d | %s | %s | ", OPS[o].op, BATCHES[bi], fmt(b1, sizeof b1, &rate, r < 10 ? "%.3f" : "%.0f"),
+            printf("| %s | %d | %s | %s | ", OPS[o].op, BATCHES[bi],
+                   fmt(b1, sizeof b1, &rate, r < 10 ? "%.3f" : "%.0f"),
                    fmt(b2, sizeof b2, &torch, t < 10 ? "%.3f" : "%.0f")); /* naive loops: below 1 image/s */
-            if (t > 0)
-                printf("%.1fx | ", r / t);
-            else
-                printf("- | ");
+            if (t > 0) printf("%.1fx | ", r / t);
+            else printf("- | ");
             printf("%s | ", gf.n ? fmt(b1, sizeof b1, &gf, "%.1f") : "-");
             printf("%s | ", sg.n ? fmt(b2, sizeof b2, &sg, "%.1f") : "-");
             printf("%s | ", ofs.n ? fmt(b3, sizeof b3, &ofs, "%.0f%%") : "-");
-            if (gf.n && pk > 0)
-                printf("%.0f%% |\n", 100 * g / pk);
-            else
-                printf("- |\n");
+            if (gf.n && pk > 0) printf("%.0f%% |\n", 100 * g / pk);
+            else printf("- |\n");
         }
-    for (int i = 0; i < ng; i++)
-        json_decref(gm[i]);
-    for (int i = 0; i < np; i++)
-        json_decref(pt[i]);
+    for (int i = 0; i < ng; i++) json_decref(gm[i]);
+    for (int i = 0; i < np; i++) json_decref(pt[i]);
     return 0;
 }
 

@@ -38,6 +38,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     char path[64], err[GM_ERR_LEN];
     fuzz_clear_gmserve_env();
     if (fuzz_memfile((const uint8_t *)"{}", 2, path, sizeof path) < 0) abort(); /* no config file's settings */
+    /* clang-format off */
     char *args[] = {"gmserve", "--config", path,
                     "--model", "nade=" GM_FIXTURES "/nade_tiny.safetensors",
                     "--model", "vae=" GM_FIXTURES "/vae_conv.safetensors",
@@ -45,6 +46,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
                     "--model", "rgb=" GM_FIXTURES "/gan_rgb.safetensors",
                     "--api-key", "fuzzkey", "--max-n", "4", "--max-images", "4", "--max-k", "8",
                     "--default-k", "2", "--max-scale", "4", "--web-root", GM_FIXTURES "/../../web"};
+    /* clang-format on */
     if (gm_config_load(&cfg, (int)(sizeof args / sizeof args[0]), args, err) != GM_CONFIG_OK) {
         fprintf(stderr, "fuzz_api: %s\n", err);
         abort();
@@ -98,7 +100,8 @@ static void fake_outputs(gm_job *j) {
     size_t n = (size_t)j->n;
     for (size_t i = 0; j->out_pixels && i < n * in->dim; i++) j->out_pixels[i] = (float)(i % 11) / 10.0f;
     for (size_t i = 0; j->out_logp && i < n; i++) j->out_logp[i] = i % 3 == 2 ? -INFINITY : -(double)i;
-    for (size_t i = 0; j->out_lp && i < n; i++) j->out_lp[i] = (gm_logp_result){-1.0 - (double)i, -2.0, i % 2 ? NAN : 0.1};
+    for (size_t i = 0; j->out_lp && i < n; i++)
+        j->out_lp[i] = (gm_logp_result){-1.0 - (double)i, -2.0, i % 2 ? NAN : 0.1};
     for (size_t i = 0; j->out_z && i < n * in->encode_dim; i++) j->out_z[i] = (float)i - 3.0f;
     for (size_t i = 0; j->out_logvar && i < n * in->encode_dim; i++) j->out_logvar[i] = -(float)i;
     for (size_t i = 0; j->out_logits && i < n; i++) j->out_logits[i] = i % 3 == 2 ? 1e30f : (float)i - 1.5f;
@@ -159,7 +162,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     json_decref(query);
     bool may_fail = false;
     if (queued && c.task) { /* checked, not run: the fuzzer must not load the files it names */
-        FUZZ_CHECK(c.task->op != GM_CONTROL_LOAD || (c.task->name[0] && c.task->path[0]), "a load without a name or path");
+        FUZZ_CHECK(c.task->op != GM_CONTROL_LOAD || (c.task->name[0] && c.task->path[0]),
+                   "a load without a name or path");
         c.task->outcome = (gm_reload_outcome){.status = GM_RELOAD_NOT_FOUND, .message = "fuzz: not run"};
         gm_admin_finish(c.task, &c.reply);
     } else if (queued) {
@@ -176,7 +180,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     if (getenv("FUZZ_VERBOSE")) /* to see what a seed or a crash input does */
         fprintf(stderr, "%d %s %.*s\n", c.reply.status, c.reply.content_type ? c.reply.content_type : "-",
-                c.reply.content_type && strstr(c.reply.content_type, "json") ? (int)(c.reply.len < 300 ? c.reply.len : 300) : 0,
+                c.reply.content_type && strstr(c.reply.content_type, "json")
+                    ? (int)(c.reply.len < 300 ? c.reply.len : 300)
+                    : 0,
                 c.reply.body ? (const char *)c.reply.body : "");
     check_reply(&c.reply, may_fail);
     gm_metrics_request(srv.metrics, c.route, c.model, c.reply.status, 0);

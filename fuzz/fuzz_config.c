@@ -55,8 +55,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             FUZZ_CHECK(cfg.models[i].name[0] && cfg.models[i].path[0], "model %d: empty name or path", i);
         }
         check_str(cfg.default_model, GM_NAME_LEN, "default_model");
-        FUZZ_CHECK(gm_config_model_index(&cfg, cfg.default_model) >= 0, "default_model %s unknown",
-                   cfg.default_model);
+        FUZZ_CHECK(gm_config_model_index(&cfg, cfg.default_model) >= 0, "default_model %s unknown", cfg.default_model);
         check_str(cfg.host, GM_KEY_LEN, "host");
         FUZZ_CHECK(cfg.port >= 0 && cfg.port <= 65535, "port %d", cfg.port);
         FUZZ_CHECK(cfg.n_api_keys >= 0 && cfg.n_api_keys <= GM_MAX_KEYS, "n_api_keys %d", cfg.n_api_keys);

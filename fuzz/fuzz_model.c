@@ -12,8 +12,8 @@
  */
 #include <math.h>
 
-#include "gm/model.h"
 #include "fuzz_util.h"
+#include "gm/model.h"
 
 static void check_pixels(const float *p, size_t n, const char *op) {
     for (size_t i = 0; i < n; i++)
@@ -43,8 +43,7 @@ static void forward(const gm_model *m, int B) {
     if (in->supports[GM_OP_SAMPLE] && gm_model_sample(m, B, rows, out, in->family == GM_FAMILY_NADE ? logp : NULL) == 0)
         check_pixels(out, (size_t)B * D, "sample");
     if (in->supports[GM_OP_LOGP]) (void)gm_model_logp(m, B, pixels, 2, rows, lp);
-    if (in->supports[GM_OP_ENCODE])
-        (void)gm_model_encode(m, B, pixels, z, in->family == GM_FAMILY_VAE ? logvar : NULL);
+    if (in->supports[GM_OP_ENCODE]) (void)gm_model_encode(m, B, pixels, z, in->family == GM_FAMILY_VAE ? logvar : NULL);
     if (in->supports[GM_OP_DECODE]) {
         for (size_t i = 0; i < (size_t)B * Z; i++) z[i] = (float)((int)(i % 9) - 4) * 0.5f;
         if (gm_model_decode(m, B, z, in->num_classes ? labels : NULL, out) == 0)

@@ -53,19 +53,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     gm_model_info in = model(ctl & 3);
     gm_oip_limits lim = {.max_images = 4, .default_k = 3};
-    for (int op = 0; op < GM_OP_COUNT; op++)
-        lim.serves[op] = true;
+    for (int op = 0; op < GM_OP_COUNT; op++) lim.serves[op] = true;
     gm_error_kind kind = GM_E_INTERNAL;
     char err[GM_ERR_LEN] = "";
-    gm_oip_request *r =
-        gm_oip_parse(data, size, header_len, gm_oip_max_values(&in, lim.max_images), &kind, err);
+    gm_oip_request *r = gm_oip_parse(data, size, header_len, gm_oip_max_values(&in, lim.max_images), &kind, err);
     gm_oip_plan plan;
     bool ok = r && gm_oip_bind(r, &in, &lim, &plan, &kind, err);
     gm_oip_request_free(r);
     if (!ok) {
         FUZZ_CHECK(err[0], "a refusal without a message");
-        FUZZ_CHECK(gm_error_status(kind) == 400 || gm_error_status(kind) == 413, "status %d: %s",
-                   gm_error_status(kind), err);
+        FUZZ_CHECK(gm_error_status(kind) == 400 || gm_error_status(kind) == 413, "status %d: %s", gm_error_status(kind),
+                   err);
         if (r) gm_oip_plan_release(&plan);
         return 0;
     }
@@ -77,10 +75,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     double logp[N];
     int labels[N];
     gm_logp_result lp[N];
-    for (int i = 0; i < N * 18; i++)
-        pixels[i] = (float)(i % 5) / 4;
-    for (int i = 0; i < N * 5; i++)
-        z[i] = (float)i - 7;
+    for (int i = 0; i < N * 18; i++) pixels[i] = (float)(i % 5) / 4;
+    for (int i = 0; i < N * 5; i++) z[i] = (float)i - 7;
     for (int i = 0; i < N; i++)
         logits[i] = (float)i, logp[i] = -i - 1, labels[i] = i, lp[i] = (gm_logp_result){-2, -3, NAN};
     gm_oip_results res = {.n = N,
@@ -103,12 +99,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     json_t *o;
     json_array_foreach(json_object_get(head, "outputs"), i, o) {
         json_t *size_v = json_object_get(json_object_get(o, "parameters"), "binary_data_size");
-        FUZZ_CHECK(!size_v != !json_object_get(o, "data"),
-                   "an output with both or neither of data and binary data");
+        FUZZ_CHECK(!size_v != !json_object_get(o, "data"), "an output with both or neither of data and binary data");
         binary += size_v ? (size_t)json_integer_value(size_v) : 0;
     }
-    FUZZ_CHECK(json_array_size(json_object_get(head, "outputs")) == (size_t)plan.n_outputs,
-               "outputs missing");
+    FUZZ_CHECK(json_array_size(json_object_get(head, "outputs")) == (size_t)plan.n_outputs, "outputs missing");
     FUZZ_CHECK(json_len + binary == len, "JSON %zu + binary %zu != body %zu", json_len, binary, len);
     json_decref(head);
     free(body);

@@ -6,10 +6,10 @@
  * ones), then the PNG file's bytes. A decode must return one of the three
  * statuses, an error message on failure, and values in [0, 1] on success.
  */
-#include "pngio.h"
 #include "fuzz_util.h"
+#include "pngio.h"
 
-static const int SHAPES[8][3] = {{2, 5, 1}, {3, 3, 1}, {8, 8, 3}, {16, 16, 1},
+static const int SHAPES[8][3] = {{2, 5, 1}, {3, 3, 1},   {8, 8, 3}, {16, 16, 1},
                                  {6, 6, 3}, {28, 28, 1}, {4, 4, 2}, {4, 4, 4}};
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

@@ -9,8 +9,8 @@
  * the invariants the header promises checked (numel is the product of the
  * shape, lookups by name find the same entry).
  */
-#include "gm/safetensors.h"
 #include "fuzz_util.h"
+#include "gm/safetensors.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     char err[GM_ERR_LEN];

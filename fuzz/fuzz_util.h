@@ -14,14 +14,14 @@
 #include <unistd.h>
 
 /* A broken invariant is a crash for libFuzzer, like a sanitizer report. */
-#define FUZZ_CHECK(cond, ...)                                                                            \
-    do {                                                                                                 \
-        if (!(cond)) {                                                                                   \
-            fprintf(stderr, "%s:%d: invariant failed: %s: ", __FILE__, __LINE__, #cond);                  \
-            fprintf(stderr, __VA_ARGS__);                                                                \
-            fputc('\n', stderr);                                                                         \
-            abort();                                                                                     \
-        }                                                                                                \
+#define FUZZ_CHECK(cond, ...)                                                                                          \
+    do {                                                                                                               \
+        if (!(cond)) {                                                                                                 \
+            fprintf(stderr, "%s:%d: invariant failed: %s: ", __FILE__, __LINE__, #cond);                               \
+            fprintf(stderr, __VA_ARGS__);                                                                              \
+            fputc('\n', stderr);                                                                                       \
+            abort();                                                                                                   \
+        }                                                                                                              \
     } while (0)
 
 /* Writes len bytes to an anonymous in-memory file and returns its fd (or
@@ -58,7 +58,7 @@ static inline void fuzz_clear_gmserve_env(void) {
         }
         char name[256], *before = *e;
         snprintf(name, sizeof name, "%.*s", (int)strcspn(*e, "="), *e);
-        unsetenv(name); /* moves the later entries down: look at *e again */
+        unsetenv(name);        /* moves the later entries down: look at *e again */
         if (*e == before) e++; /* not removed (a name over 255 bytes): skip it */
     }
 }

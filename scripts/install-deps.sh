@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs the Debian packages gmserve needs to build and test, when missing.
-# Usage: scripts/install-deps.sh [--torch] [--bench] [--browser] [--fuzz]
+# Usage: scripts/install-deps.sh [--torch] [--bench] [--browser] [--fuzz] [--format]
 #   --torch    python3-torch and Fashion-MNIST: to regenerate fixtures, train,
 #              or benchmark against PyTorch
 #   --bench    wrk, perf, and FastAPI + uvicorn (with uvloop and httptools) and
 #              PIL for the peer server of make bench-peer (with --torch)
 #   --fuzz     clang and its libFuzzer runtime: for make fuzz
+#   --format   clang-format: for make format-check
 #   --browser  chromium, and node and npm when missing: for make test-browser
 set -euo pipefail
 pkgs=(build-essential pkg-config libmicrohttpd-dev libjansson-dev libopenblas-dev
@@ -15,6 +16,7 @@ for arg in "$@"; do
     --torch) pkgs+=(python3-torch dataset-fashion-mnist) ;;
     --bench) pkgs+=(wrk linux-perf python3-fastapi python3-uvicorn python3-uvloop python3-httptools python3-pil) ;;
     --fuzz) pkgs+=(clang libclang-rt-dev) ;;
+    --format) pkgs+=(clang-format) ;;
     --browser)
         pkgs+=(chromium)
         command -v node >/dev/null || pkgs+=(nodejs)

@@ -29,29 +29,24 @@ bool gm_media_type_is(const char *content_type, const char *type) {
     return *rest == 0 || *rest == ';';
 }
 
-void gm_query_add(gm_http_request *req, const char *key, size_t key_len, const char *value,
-                  size_t value_len) {
+void gm_query_add(gm_http_request *req, const char *key, size_t key_len, const char *value, size_t value_len) {
     char q[GM_QUOTE_LEN], qv[GM_QUOTE_LEN];
     const char *problem = NULL;
-    if (req->query_error[0]) return; /* the first problem is the one reported */
+    if (req->query_error[0]) return;    /* the first problem is the one reported */
     if (key_len == 0 && !value) return; /* "&&": an empty segment holds no parameter (as URL parsers read it) */
     if (!value) value = "", value_len = 0;
-    if (key_len == 0)
-        problem = "has an empty name";
+    if (key_len == 0) problem = "has an empty name";
     else if (memchr(key, 0, key_len) || !gm_utf8_valid(key, key_len))
         problem = "has a name with a NUL byte or bytes that are not UTF-8";
-    else if (value_len == 0)
-        problem = "has no value (write name=value)";
+    else if (value_len == 0) problem = "has no value (write name=value)";
     else if (memchr(value, 0, value_len) || !gm_utf8_valid(value, value_len))
         problem = "has a value with a NUL byte or bytes that are not UTF-8";
-    else if (json_object_getn(req->query, key, key_len))
-        problem = "is given twice";
+    else if (json_object_getn(req->query, key, key_len)) problem = "is given twice";
     json_t *v = problem ? NULL : json_stringn(value, value_len);
     if (!problem && (!v || json_object_setn_new(req->query, key, key_len, v) != 0))
         problem = "could not be stored (out of memory)";
     if (problem)
-        gm_errorf(req->query_error,
-                  "the query parameter %s (value %s) %s; percent-encode names and values as UTF-8",
+        gm_errorf(req->query_error, "the query parameter %s (value %s) %s; percent-encode names and values as UTF-8",
                   gm_quote(q, key, key_len), gm_quote(qv, value, value_len), problem);
 }
 
@@ -94,11 +89,11 @@ static json_t *model_json(const gm_served *sv) {
             v = json_loads(value, 0, NULL);
         json_object_set_new(meta, key, v ? v : json_string(value));
     }
-    json_t *o = json_pack("{s:s,s:s,s:{s:i,s:i,s:i},s:i,s:i,s:i,s:o,s:o,s:b,s:b,s:o}", "name", sv->name,
-                          "family", gm_family_name(in->family), "image", "height", in->height, "width", in->width,
-                          "channels", in->channels, "latent_dim", in->latent_dim, "encode_dim", in->encode_dim,
-                          "code_dim", in->code_dim, "operations", ops, "parameters", params,
-                          "binary", in->binary, "exact_logp", in->exact_logp, "metadata", meta);
+    json_t *o = json_pack("{s:s,s:s,s:{s:i,s:i,s:i},s:i,s:i,s:i,s:o,s:o,s:b,s:b,s:o}", "name", sv->name, "family",
+                          gm_family_name(in->family), "image", "height", in->height, "width", in->width, "channels",
+                          in->channels, "latent_dim", in->latent_dim, "encode_dim", in->encode_dim, "code_dim",
+                          in->code_dim, "operations", ops, "parameters", params, "binary", in->binary, "exact_logp",
+                          in->exact_logp, "metadata", meta);
     if (o && in->num_classes) {
         json_t *names = json_array();
         for (int k = 0; k < in->num_classes; k++)
@@ -171,8 +166,8 @@ static const char *page_type(const char *file) {
 static void handle_page(const gm_config *cfg, gm_call *c, const char *file) {
     if (!file[0]) file = "index.html";
     const char *type = page_type(file);
-    bool safe = file[0] != '.' && strspn(file, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") ==
-                                      strlen(file);
+    bool safe = file[0] != '.' &&
+                strspn(file, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") == strlen(file);
     char q[GM_QUOTE_LEN];
     if (!type || !safe)
         return gm_reply_error(&c->reply, GM_E_NOT_FOUND, "no page file %s", gm_quote(q, file, strlen(file)));
@@ -217,14 +212,10 @@ static size_t json_value_bound(const uint8_t *b, size_t n) {
     bool in_string = false;
     for (size_t i = 0; i < n; i++) {
         if (in_string) {
-            if (b[i] == '\\')
-                i++;
-            else if (b[i] == '"')
-                in_string = false;
-        } else if (b[i] == '"')
-            in_string = true;
-        else if (b[i] == ',' || b[i] == '[' || b[i] == '{')
-            count++;
+            if (b[i] == '\\') i++;
+            else if (b[i] == '"') in_string = false;
+        } else if (b[i] == '"') in_string = true;
+        else if (b[i] == ',' || b[i] == '[' || b[i] == '{') count++;
     }
     return count;
 }
@@ -237,7 +228,7 @@ static size_t json_value_bound(const uint8_t *b, size_t n) {
 static bool json_body_affordable(const gm_model *m, gm_call *c, gm_op op, const gm_http_request *req) {
     enum { PARAM_VALUES = 64 };
     const gm_model_info *in = gm_model_get_info(m);
-    size_t per_item = images_in(op)           ? (size_t)in->dim + 2
+    size_t per_item = images_in(op)        ? (size_t)in->dim + 2
                       : op == GM_OP_DECODE ? (size_t)in->latent_dim + (size_t)in->code_dim + 3
                                            : 0;
     size_t limit = per_item * (size_t)req->cfg->max_images + PARAM_VALUES +
@@ -248,8 +239,7 @@ static bool json_body_affordable(const gm_model *m, gm_call *c, gm_op op, const 
                    "the JSON body holds about %zu values; a %s request to this model uses at most %zu "
                    "(%s)",
                    values, gm_route_names[c->route], limit,
-                   per_item ? "max_images x the values of one image or latent, plus the parameters"
-                            : "its parameters");
+                   per_item ? "max_images x the values of one image or latent, plus the parameters" : "its parameters");
     return false;
 }
 
@@ -270,8 +260,7 @@ static json_t *merged_params(const gm_model *m, gm_call *c, gm_op op, const gm_h
         gm_reply_error(&c->reply, GM_E_MEDIA_TYPE,
                        "the body's Content-Type is %s; send the parameters as Content-Type: "
                        "application/json%s",
-                       ct ? gm_quote(q, ct, strlen(ct)) : "missing",
-                       png_op ? " (or one image as image/png)" : "");
+                       ct ? gm_quote(q, ct, strlen(ct)) : "missing", png_op ? " (or one image as image/png)" : "");
         return NULL;
     }
     if (!json_body_affordable(m, c, op, req)) {
@@ -282,8 +271,8 @@ static json_t *merged_params(const gm_model *m, gm_call *c, gm_op op, const gm_h
     json_t *body = json_loadb((const char *)req->body, req->body_len, JSON_REJECT_DUPLICATES, &je);
     if (!body) {
         json_decref(params);
-        gm_reply_error(&c->reply, GM_E_BAD_REQUEST, "the body is not valid JSON: %s at line %d column %d", je.text, je.line,
-                       je.column);
+        gm_reply_error(&c->reply, GM_E_BAD_REQUEST, "the body is not valid JSON: %s at line %d column %d", je.text,
+                       je.line, je.column);
         return NULL;
     }
     if (!json_is_object(body)) {
@@ -398,27 +387,44 @@ bool gm_api_handle(gm_server *s, const gm_http_request *req, gm_call *c) {
         return c->op != NULL;
     }
     switch (c->route) {
-    case GM_ROUTE_PAGE: handle_page(req->cfg, c, name); break;
-    case GM_ROUTE_HEALTHZ: gm_reply_json(&c->reply, json_pack("{s:s}", "status", "ok")); break;
+    case GM_ROUTE_PAGE:
+        handle_page(req->cfg, c, name);
+        break;
+    case GM_ROUTE_HEALTHZ:
+        gm_reply_json(&c->reply, json_pack("{s:s}", "status", "ok"));
+        break;
     case GM_ROUTE_READYZ:
         if (atomic_load(&s->ready)) gm_reply_json(&c->reply, json_pack("{s:b}", "ready", 1));
         else {
             gm_reply_header(&c->reply, "Retry-After", "1");
-            gm_reply_error(&c->reply, GM_E_NOT_READY, "%s", atomic_load(&s->draining) ? "draining: the server is shutting down"
-                                                                                      : "not ready: models are loading");
+            gm_reply_error(&c->reply, GM_E_NOT_READY, "%s",
+                           atomic_load(&s->draining) ? "draining: the server is shutting down"
+                                                     : "not ready: models are loading");
         }
         break;
-    case GM_ROUTE_METRICS: handle_metrics(s, c); break;
-    case GM_ROUTE_OPENAPI: handle_openapi(s, c, req); break;
-    case GM_ROUTE_MODELS: handle_models(s, c, req, name); break;
-    case GM_ROUTE_ADMIN: handle_admin(s, c, req, name); return c->task != NULL;
+    case GM_ROUTE_METRICS:
+        handle_metrics(s, c);
+        break;
+    case GM_ROUTE_OPENAPI:
+        handle_openapi(s, c, req);
+        break;
+    case GM_ROUTE_MODELS:
+        handle_models(s, c, req, name);
+        break;
+    case GM_ROUTE_ADMIN:
+        handle_admin(s, c, req, name);
+        return c->task != NULL;
     case GM_ROUTE_V2:
     case GM_ROUTE_V2_LIVE:
     case GM_ROUTE_V2_READY:
     case GM_ROUTE_V2_MODEL:
     case GM_ROUTE_V2_MODEL_READY:
-    case GM_ROUTE_V2_INFER: gm_oip_handle(s, c, req); return c->op != NULL;
-    default: gm_reply_error(&c->reply, GM_E_INTERNAL, "route %s has no handler", found->pattern); break;
+    case GM_ROUTE_V2_INFER:
+        gm_oip_handle(s, c, req);
+        return c->op != NULL;
+    default:
+        gm_reply_error(&c->reply, GM_E_INTERNAL, "route %s has no handler", found->pattern);
+        break;
     }
     return false;
 }

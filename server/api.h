@@ -40,7 +40,7 @@ typedef struct {
      * later on a worker) takes the buffer by setting *body_buffer to NULL;
      * without one it copies the body. */
     uint8_t **body_buffer;
-    const char *raw_uri; /* the target as sent: path and query, percent-encoding intact */
+    const char *raw_uri;                 /* the target as sent: path and query, percent-encoding intact */
     const char *inference_header_length; /* the Inference-Header-Content-Length header (/v2 infer), or NULL */
 } gm_http_request;
 

@@ -24,7 +24,17 @@ struct gm_batcher {
     _Atomic int64_t service_ns;
 };
 
-typedef enum { UNIT_PIXELS, UNIT_LATENT, UNIT_CODE, UNIT_ENCODED, UNIT_INT, UNIT_ROW, UNIT_DOUBLE, UNIT_LP, UNIT_FLOAT } unit;
+typedef enum {
+    UNIT_PIXELS,
+    UNIT_LATENT,
+    UNIT_CODE,
+    UNIT_ENCODED,
+    UNIT_INT,
+    UNIT_ROW,
+    UNIT_DOUBLE,
+    UNIT_LP,
+    UNIT_FLOAT
+} unit;
 
 static const struct {
     size_t offset;
@@ -33,9 +43,8 @@ static const struct {
 } FIELDS[] = {
     {offsetof(gm_job, pixels), true, UNIT_PIXELS},       {offsetof(gm_job, z), true, UNIT_LATENT},
     {offsetof(gm_job, labels), true, UNIT_INT},          {offsetof(gm_job, rows), true, UNIT_ROW},
-    {offsetof(gm_job, codes), true, UNIT_CODE},
-    {offsetof(gm_job, out_pixels), false, UNIT_PIXELS},  {offsetof(gm_job, out_logp), false, UNIT_DOUBLE},
-    {offsetof(gm_job, out_logp_rest), false, UNIT_DOUBLE},
+    {offsetof(gm_job, codes), true, UNIT_CODE},          {offsetof(gm_job, out_pixels), false, UNIT_PIXELS},
+    {offsetof(gm_job, out_logp), false, UNIT_DOUBLE},    {offsetof(gm_job, out_logp_rest), false, UNIT_DOUBLE},
     {offsetof(gm_job, out_lp), false, UNIT_LP},          {offsetof(gm_job, out_z), false, UNIT_ENCODED},
     {offsetof(gm_job, out_logvar), false, UNIT_ENCODED}, {offsetof(gm_job, out_logits), false, UNIT_FLOAT},
 };
@@ -43,15 +52,24 @@ enum { NFIELDS = sizeof FIELDS / sizeof FIELDS[0] };
 
 static size_t row_bytes(const gm_model_info *in, unit u) {
     switch (u) {
-    case UNIT_PIXELS: return (size_t)in->dim * sizeof(float);
-    case UNIT_LATENT: return (size_t)in->latent_dim * sizeof(float);
-    case UNIT_CODE: return (size_t)in->code_dim * sizeof(float);
-    case UNIT_ENCODED: return (size_t)in->encode_dim * sizeof(float);
-    case UNIT_INT: return sizeof(int);
-    case UNIT_ROW: return sizeof(gm_row);
-    case UNIT_DOUBLE: return sizeof(double);
-    case UNIT_LP: return sizeof(gm_logp_result);
-    case UNIT_FLOAT: return sizeof(float);
+    case UNIT_PIXELS:
+        return (size_t)in->dim * sizeof(float);
+    case UNIT_LATENT:
+        return (size_t)in->latent_dim * sizeof(float);
+    case UNIT_CODE:
+        return (size_t)in->code_dim * sizeof(float);
+    case UNIT_ENCODED:
+        return (size_t)in->encode_dim * sizeof(float);
+    case UNIT_INT:
+        return sizeof(int);
+    case UNIT_ROW:
+        return sizeof(gm_row);
+    case UNIT_DOUBLE:
+        return sizeof(double);
+    case UNIT_LP:
+        return sizeof(gm_logp_result);
+    case UNIT_FLOAT:
+        return sizeof(float);
     }
     return 0;
 }
@@ -73,15 +91,22 @@ static gm_job piece_of(gm_job *j, const gm_model_info *in) {
 /* Runs one job (possibly a merged one) through the core. */
 static int run_op(gm_job *j) {
     switch (j->op) {
-    case GM_OP_SAMPLE: return gm_model_sample(j->model, j->n, j->rows, j->out_pixels, j->out_logp);
-    case GM_OP_LOGP: return gm_model_logp(j->model, j->n, j->pixels, j->k, j->rows, j->out_lp);
-    case GM_OP_ENCODE: return gm_model_encode(j->model, j->n, j->pixels, j->out_z, j->out_logvar);
-    case GM_OP_DECODE: return gm_model_decode_codes(j->model, j->n, j->z, j->labels, j->codes, j->out_pixels);
-    case GM_OP_DISCRIMINATE: return gm_model_discriminate(j->model, j->n, j->pixels, j->out_logits);
-    case GM_OP_RECONSTRUCT: return gm_model_reconstruct(j->model, j->n, j->pixels, j->out_pixels);
+    case GM_OP_SAMPLE:
+        return gm_model_sample(j->model, j->n, j->rows, j->out_pixels, j->out_logp);
+    case GM_OP_LOGP:
+        return gm_model_logp(j->model, j->n, j->pixels, j->k, j->rows, j->out_lp);
+    case GM_OP_ENCODE:
+        return gm_model_encode(j->model, j->n, j->pixels, j->out_z, j->out_logvar);
+    case GM_OP_DECODE:
+        return gm_model_decode_codes(j->model, j->n, j->z, j->labels, j->codes, j->out_pixels);
+    case GM_OP_DISCRIMINATE:
+        return gm_model_discriminate(j->model, j->n, j->pixels, j->out_logits);
+    case GM_OP_RECONSTRUCT:
+        return gm_model_reconstruct(j->model, j->n, j->pixels, j->out_pixels);
     case GM_OP_COMPLETE:
         return gm_model_complete(j->model, j->n, j->pixels, j->rows, j->out_pixels, j->out_logp, j->out_logp_rest);
-    case GM_OP_COUNT: break;
+    case GM_OP_COUNT:
+        break;
     }
     return -1;
 }

@@ -34,14 +34,18 @@ typedef struct {
     const char *help;
 } option;
 
-#define LONG(k, lo, hi, d, h) {#k, NULL, T_LONG, offsetof(gm_config, k), 0, lo, hi, #d, h}
-#define STR(k, d, h) {#k, NULL, T_STRING, offsetof(gm_config, k), sizeof(((gm_config *)0)->k), 0, 0, d, h}
+#define LONG(k, lo, hi, d, h)                                                                                          \
+    { #k, NULL, T_LONG, offsetof(gm_config, k), 0, lo, hi, #d, h }
+#define STR(k, d, h)                                                                                                   \
+    { #k, NULL, T_STRING, offsetof(gm_config, k), sizeof(((gm_config *)0)->k), 0, 0, d, h }
 
 static const option OPTIONS[] = {
     STR(listen, "127.0.0.1:8080", "address and port to listen on, HOST:PORT ([V6]:PORT for IPv6; port 0 picks one)"),
     {"models", "model", T_MODELS, 0, 0, 0, 0, "",
      "models to serve, NAME=PATH (flag repeated; variable and file: comma list / JSON object)"},
-    STR(default_model, "", "model of the shortcut routes /sample /logp /encode /decode (default: the first; a level that replaces the models without naming one falls back to its first)"),
+    STR(default_model, "",
+        "model of the shortcut routes /sample /logp /encode /decode (default: the first; a level that replaces the "
+        "models without naming one falls back to its first)"),
     {"api_keys", "api-key", T_KEYS, 0, 0, 0, 0, "",
      "accepted Authorization: Bearer keys; none = no authentication (health routes stay open)"},
     {"cors_origins", "cors-origin", T_ORIGINS, 0, 0, 0, 0, "",
@@ -49,10 +53,12 @@ static const option OPTIONS[] = {
     STR(log_format, "text", "access log on stderr: text, json or off"),
     STR(web_root, "web", "folder of the web page served at /"),
     LONG(workers, 1, 64, 2, "worker threads computing batches"),
-    LONG(blas_threads, 1, 64, 1, "threads per operation: OpenBLAS's, and NADE's row split (process-wide; 1 is best with 2 workers on 2 cores)"),
+    LONG(blas_threads, 1, 64, 1,
+         "threads per operation: OpenBLAS's, and NADE's row split (process-wide; 1 is best with 2 workers on 2 cores)"),
     LONG(http_threads, 1, 64, 2, "HTTP threads (epoll; requests never wait for compute on them)"),
     LONG(max_batch, 1, 4096, 16, "most rows (images) computed together in one batch"),
-    LONG(max_delay_us, 0, 1000000, 0, "longest a request waits for more to join its batch, microseconds (0: take what queued meanwhile)"),
+    LONG(max_delay_us, 0, 1000000, 0,
+         "longest a request waits for more to join its batch, microseconds (0: take what queued meanwhile)"),
     LONG(queue_capacity, 1, 65536, 256, "requests waiting for a worker; beyond it 503 with Retry-After"),
     LONG(max_body_bytes, 1024, 1073741824, 8388608, "largest request body; beyond it 413"),
     LONG(max_n, 1, 65536, 256, "most images one sample request, or completions one complete request, may ask for"),
@@ -62,14 +68,27 @@ static const option OPTIONS[] = {
     LONG(max_scale, 1, 64, 16, "largest PNG upscaling factor"),
     LONG(deadline_ms, 1, 3600000, 30000, "a request not computed within this many ms gets 504"),
     LONG(max_connections, 4, 100000, 512, "simultaneous HTTP connections"),
-    LONG(idle_timeout_s, 1, 86400, 60, "a connection with no traffic either way is closed after this many seconds (between requests, request_timeout_s comes first)"),
+    LONG(idle_timeout_s, 1, 86400, 60,
+         "a connection with no traffic either way is closed after this many seconds (between requests, "
+         "request_timeout_s comes first)"),
     LONG(drain_timeout_s, 0, 3600, 30, "on SIGTERM, longest wait for accepted requests to finish"),
-    LONG(max_request_cost_ms, 1, 86400000, 10000, "most estimated compute one request may cost, ms of one core (n x cost per row, x K for a VAE logp, plus PNG work); beyond it 422"),
-    LONG(chunk_cost_ms, 1, 60000, 50, "a request is computed in pieces of about this many ms of compute, so others wait at most about one piece"),
-    LONG(max_connections_per_ip, 0, 100000, 0, "simultaneous HTTP connections from one client address, more are closed as they arrive (0: no limit, the default: clients behind one proxy or NAT share an address, and the deadlines already free slots held by partial requests)"),
-    LONG(request_timeout_s, 1, 86400, 20, "a request's headers and body must arrive within this many seconds of the connection opening or its previous reply, however slowly they trickle"),
-    LONG(max_body_memory_bytes, 1048576, 68719476736, 268435456, "memory all request bodies being received may hold together; beyond it 503 with Retry-After"),
-    LONG(admin_loopback, 0, 1, 0, "1: with no api_keys, clients on the loopback address (127.0.0.0/8, ::1) may use the admin routes /v1/admin/...; 0: without api_keys the admin routes are refused (403). With api_keys they always need a key"),
+    LONG(max_request_cost_ms, 1, 86400000, 10000,
+         "most estimated compute one request may cost, ms of one core (n x cost per row, x K for a VAE logp, plus PNG "
+         "work); beyond it 422"),
+    LONG(chunk_cost_ms, 1, 60000, 50,
+         "a request is computed in pieces of about this many ms of compute, so others wait at most about one piece"),
+    LONG(max_connections_per_ip, 0, 100000, 0,
+         "simultaneous HTTP connections from one client address, more are closed as they arrive (0: no limit, the "
+         "default: clients behind one proxy or NAT share an address, and the deadlines already free slots held by "
+         "partial requests)"),
+    LONG(request_timeout_s, 1, 86400, 20,
+         "a request's headers and body must arrive within this many seconds of the connection opening or its previous "
+         "reply, however slowly they trickle"),
+    LONG(max_body_memory_bytes, 1048576, 68719476736, 268435456,
+         "memory all request bodies being received may hold together; beyond it 503 with Retry-After"),
+    LONG(admin_loopback, 0, 1, 0,
+         "1: with no api_keys, clients on the loopback address (127.0.0.0/8, ::1) may use the admin routes "
+         "/v1/admin/...; 0: without api_keys the admin routes are refused (403). With api_keys they always need a key"),
 };
 enum { NOPTIONS = sizeof OPTIONS / sizeof OPTIONS[0] };
 
@@ -77,9 +96,9 @@ enum { NOPTIONS = sizeof OPTIONS / sizeof OPTIONS[0] };
  * queue are made once at start-up, and so are the connection limits and
  * budgets libmicrohttpd and the reaper were started with. */
 static const char *const RESTART_ONLY[] = {
-    "listen",          "workers",         "blas_threads",      "http_threads",
-    "max_batch",       "max_delay_us",    "queue_capacity",    "max_connections",
-    "idle_timeout_s",  "request_timeout_s", "max_connections_per_ip", "max_body_memory_bytes",
+    "listen",         "workers",           "blas_threads",           "http_threads",
+    "max_batch",      "max_delay_us",      "queue_capacity",         "max_connections",
+    "idle_timeout_s", "request_timeout_s", "max_connections_per_ip", "max_body_memory_bytes",
 };
 enum { NRESTART = sizeof RESTART_ONLY / sizeof RESTART_ONLY[0] };
 
@@ -106,8 +125,7 @@ static int list_add(gm_config *cfg, const option *o, const char *item, const cha
     size_t len = strlen(item);
     if (o->type == T_MODELS) {
         const char *eq = strchr(item, '=');
-        if (!eq || eq == item || !eq[1])
-            return gm_errorf(err, "%s: model \"%s\" must be NAME=PATH", src, item);
+        if (!eq || eq == item || !eq[1]) return gm_errorf(err, "%s: model \"%s\" must be NAME=PATH", src, item);
         if (cfg->n_models == GM_MAX_MODELS) return gm_errorf(err, "%s: more than %d models", src, GM_MAX_MODELS);
         gm_model_entry *m = &cfg->models[cfg->n_models];
         size_t nlen = (size_t)(eq - item);
@@ -171,13 +189,11 @@ static int set_text(gm_config *cfg, const option *o, const char *text, const cha
         char *end;
         errno = 0;
         long v = strtol(text, &end, 10);
-        if (errno || end == text || *end)
-            return gm_errorf(err, "%s: %s = \"%s\" is not an integer", src, o->key, text);
+        if (errno || end == text || *end) return gm_errorf(err, "%s: %s = \"%s\" is not an integer", src, o->key, text);
         return set_long(cfg, o, v, src, err);
     }
     if (o->type == T_STRING) {
-        if (strlen(text) >= o->size)
-            return gm_errorf(err, "%s: %s is longer than %zu bytes", src, o->key, o->size - 1);
+        if (strlen(text) >= o->size) return gm_errorf(err, "%s: %s is longer than %zu bytes", src, o->key, o->size - 1);
         strcpy((char *)cfg + o->offset, text);
         return 0;
     }

@@ -34,8 +34,7 @@ static void *control_main(void *arg) {
     gm_control *c = arg;
     pthread_mutex_lock(&c->mu);
     for (;;) {
-        while (!c->head && !c->stopping)
-            pthread_cond_wait(&c->cv, &c->mu);
+        while (!c->head && !c->stopping) pthread_cond_wait(&c->cv, &c->mu);
         gm_control_task *t = c->head;
         if (!t) break; /* stopping, and nothing left */
         c->head = t->next;
@@ -74,10 +73,8 @@ bool gm_control_submit(gm_control *c, gm_control_task *t) {
     bool ok = !c->stopping && c->pending < GM_CONTROL_PENDING;
     if (ok) {
         t->next = NULL;
-        if (c->tail)
-            c->tail->next = t;
-        else
-            c->head = t;
+        if (c->tail) c->tail->next = t;
+        else c->head = t;
         c->tail = t;
         c->pending++;
         pthread_cond_signal(&c->cv);

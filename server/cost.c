@@ -46,11 +46,16 @@ double gm_cost_png_us(const gm_model_info *in, long n, int scale) {
 static const char *what_to_lower(const gm_model_info *in, gm_op op) {
     switch (op) {
     case GM_OP_SAMPLE:
-    case GM_OP_COMPLETE: return "lower n or scale";
-    case GM_OP_LOGP: return in->exact_logp ? "send fewer images" : "lower k or send fewer images";
-    case GM_OP_DECODE: return "send fewer latents or lower scale";
-    case GM_OP_RECONSTRUCT: return "send fewer images or lower scale";
-    default: return "send fewer images";
+    case GM_OP_COMPLETE:
+        return "lower n or scale";
+    case GM_OP_LOGP:
+        return in->exact_logp ? "send fewer images" : "lower k or send fewer images";
+    case GM_OP_DECODE:
+        return "send fewer latents or lower scale";
+    case GM_OP_RECONSTRUCT:
+        return "send fewer images or lower scale";
+    default:
+        return "send fewer images";
     }
 }
 
@@ -68,8 +73,7 @@ bool gm_cost_admit(const gm_config *cfg, gm_job *job, int scale, gm_reply *reply
         gm_reply_error(reply, GM_E_TOO_COSTLY,
                        "this request would take about %.0f ms of compute (%d rows%s at %.3g ms each, plus %.0f ms "
                        "of PNG encoding), over the limit of %ld ms (the server's max_request_cost_ms setting); %s",
-                       total_ms, n, k, row_us * 1e-3, png_us * 1e-3, cfg->max_request_cost_ms,
-                       what_to_lower(in, op));
+                       total_ms, n, k, row_us * 1e-3, png_us * 1e-3, cfg->max_request_cost_ms, what_to_lower(in, op));
         return false;
     }
     /* the same for every job of the key (row_us depends on model, op and K

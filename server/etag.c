@@ -19,8 +19,7 @@ void gm_etag_make(const char *model_sha256, const char *model_name, const char *
     uint8_t d[GM_SHA256_BYTES];
     gm_sha256_init(&s);
     /* each part with its terminating NUL, so no two splits of one text collide */
-    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
-        gm_sha256_update(&s, parts[i], strlen(parts[i]) + 1);
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) gm_sha256_update(&s, parts[i], strlen(parts[i]) + 1);
     gm_sha256_final(&s, d);
     out[0] = '"';
     gm_sha256_to_hex(d, out + 1);

@@ -47,8 +47,7 @@ static bool accepts(const char *accept, const char *type) {
             bool zero = false;
             /* parameters up to the next range: look for q=0, q=0.0, ... */
             for (const char *e = p + range; q < e; q++)
-                if ((*q == 'q' || *q == 'Q') && q[1] == '=' &&
-                    (q[-1] == ';' || q[-1] == ' ' || q[-1] == '\t')) {
+                if ((*q == 'q' || *q == 'Q') && q[1] == '=' && (q[-1] == ';' || q[-1] == ' ' || q[-1] == '\t')) {
                     zero = strtod(q + 2, NULL) <= 0;
                     break;
                 }
@@ -70,8 +69,7 @@ int gm_format_choose(const char *param, const char *accept, unsigned allowed, gm
         char list[64] = "";
         for (int f = 0, o = 0; f < GM_FORMAT_COUNT; f++)
             if (allowed & GM_FORMAT_BIT(f))
-                o += snprintf(list + o, sizeof list - (size_t)o, "%s\"%s\"", o ? ", " : "",
-                              gm_format_names[f]);
+                o += snprintf(list + o, sizeof list - (size_t)o, "%s\"%s\"", o ? ", " : "", gm_format_names[f]);
         return gm_errorf(err, "format must be one of %s", list);
     }
     bool binary = accepts(accept, "application/x-npy") || accepts(accept, "application/octet-stream");

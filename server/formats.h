@@ -23,8 +23,8 @@
 typedef enum { GM_FORMAT_JSON, GM_FORMAT_PNG, GM_FORMAT_PIXELS, GM_FORMAT_NPY, GM_FORMAT_COUNT } gm_format;
 
 #define GM_FORMAT_BIT(f) (1u << (f))
-#define GM_FORMATS_IMAGES                                                                                    \
-    (GM_FORMAT_BIT(GM_FORMAT_JSON) | GM_FORMAT_BIT(GM_FORMAT_PNG) | GM_FORMAT_BIT(GM_FORMAT_PIXELS) |        \
+#define GM_FORMATS_IMAGES                                                                                              \
+    (GM_FORMAT_BIT(GM_FORMAT_JSON) | GM_FORMAT_BIT(GM_FORMAT_PNG) | GM_FORMAT_BIT(GM_FORMAT_PIXELS) |                  \
      GM_FORMAT_BIT(GM_FORMAT_NPY))
 #define GM_FORMATS_NUMBERS (GM_FORMAT_BIT(GM_FORMAT_JSON) | GM_FORMAT_BIT(GM_FORMAT_NPY))
 

@@ -77,7 +77,7 @@ struct gm_job_owner {
     struct MHD_Connection *conn;
     gm_conn *rec; /* the reaper's record of the connection */
     req_state st;
-    bool started;  /* the headers were seen (new_request ran) */
+    bool started; /* the headers were seen (new_request ran) */
     target_check target;
     char *raw_uri; /* the target as sent: percent-encoding intact */
     int64_t t0;
@@ -87,8 +87,8 @@ struct gm_job_owner {
     char client[INET6_ADDRSTRLEN];
     uint8_t *body;
     size_t len, cap;
-    size_t reserved;        /* bytes of the body budget this request holds */
-    size_t dropped;         /* bytes of a refused body read and thrown away */
+    size_t reserved; /* bytes of the body budget this request holds */
+    size_t dropped;  /* bytes of a refused body read and thrown away */
     bool too_large, no_memory, accepted, replied, counted, loopback;
     int status;
     size_t bytes;
@@ -96,8 +96,7 @@ struct gm_job_owner {
 
 static bool sane_id(const char *s) {
     size_t n = s ? strlen(s) : 0;
-    return n > 0 && n <= ID_LEN &&
-           strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:-") == n;
+    return n > 0 && n <= ID_LEN && strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:-") == n;
 }
 
 /* The client's address as text; returns whether it is a loopback address
@@ -268,11 +267,11 @@ static enum MHD_Result enqueue(request *r) {
     int retry = retry_after_s(s);
     gm_reply_header(&r->call.reply, MHD_HTTP_HEADER_RETRY_AFTER, "%d", retry);
     if (pr == GM_PUSH_FULL)
-        gm_reply_error(&r->call.reply, GM_E_QUEUE_FULL, "the queue is full (%d requests waiting, the server's "
-                                                        "queue_capacity setting); retry after %d s",
+        gm_reply_error(&r->call.reply, GM_E_QUEUE_FULL,
+                       "the queue is full (%d requests waiting, the server's "
+                       "queue_capacity setting); retry after %d s",
                        gm_queue_capacity(s->queue), retry);
-    else
-        gm_reply_error(&r->call.reply, GM_E_DRAINING, "the server is shutting down; retry on another replica");
+    else gm_reply_error(&r->call.reply, GM_E_DRAINING, "the server is shutting down; retry on another replica");
     r->st = ST_DONE;
     MHD_resume_connection(r->conn);
     return MHD_YES;
@@ -370,8 +369,9 @@ static bool refuse_head(request *r, struct MHD_Connection *conn) {
         gm_reply_error(rep, GM_E_URI_TOO_LONG, "the query has more than %d parameters", MAX_QUERY_PARAMS);
         return true;
     case TARGET_ENCODED_SLASH:
-        gm_reply_error(rep, GM_E_NOT_FOUND, "no such route: the path has an encoded slash (%%2F), and no model or file name "
-                                 "contains '/'");
+        gm_reply_error(rep, GM_E_NOT_FOUND,
+                       "no such route: the path has an encoded slash (%%2F), and no model or file name "
+                       "contains '/'");
         return true;
     }
     header_scan sc = {0};
@@ -401,8 +401,10 @@ static void release_body(request *r) {
 static enum MHD_Result reply_no_memory(request *r) {
     const gm_config *cfg = r->h->srv->cfg;
     gm_reply_header(&r->call.reply, MHD_HTTP_HEADER_RETRY_AFTER, "1");
-    gm_reply_error(&r->call.reply, GM_E_BUSY, "the server holds as many request bodies as it may (%ld bytes, the "
-                                        "max_body_memory_bytes setting); retry after 1 s", cfg->max_body_memory_bytes);
+    gm_reply_error(&r->call.reply, GM_E_BUSY,
+                   "the server holds as many request bodies as it may (%ld bytes, the "
+                   "max_body_memory_bytes setting); retry after 1 s",
+                   cfg->max_body_memory_bytes);
     return send_reply(r);
 }
 
@@ -412,8 +414,10 @@ static enum MHD_Result on_headers(request *r, struct MHD_Connection *conn) {
     const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
     unsigned long long declared = cl ? strtoull(cl, NULL, 10) : 0;
     if (declared > (unsigned long long)r->cfg->max_body_bytes) {
-        gm_reply_error(&r->call.reply, GM_E_TOO_LARGE, "the body is %s bytes; the limit is %ld (the server's max_body_bytes "
-                                            "setting)", cl, r->cfg->max_body_bytes);
+        gm_reply_error(&r->call.reply, GM_E_TOO_LARGE,
+                       "the body is %s bytes; the limit is %ld (the server's max_body_bytes "
+                       "setting)",
+                       cl, r->cfg->max_body_bytes);
         return send_reply(r);
     }
     /* a declared body takes its whole size from the budget now, before 100 Continue */
@@ -479,11 +483,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return on_body(r, upload_data, n);
     }
     if (r->st == ST_DONE) return send_reply(r);
-    if (r->st == ST_QUEUED) return MHD_YES; /* not reached: suspended connections get no calls */
+    if (r->st == ST_QUEUED) return MHD_YES;   /* not reached: suspended connections get no calls */
     gm_conn_set_busy(h->conns, r->rec, true); /* the whole request is in */
     if (r->too_large) {
-        gm_reply_error(&r->call.reply, GM_E_TOO_LARGE, "the body is over %ld bytes (the server's max_body_bytes setting)",
-                       r->cfg->max_body_bytes);
+        gm_reply_error(&r->call.reply, GM_E_TOO_LARGE,
+                       "the body is over %ld bytes (the server's max_body_bytes setting)", r->cfg->max_body_bytes);
         return send_reply(r);
     }
     if (r->no_memory) return reply_no_memory(r);
@@ -503,7 +507,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         .body = r->body,
         .body_len = r->len,
         .body_buffer = &r->body,
-        .inference_header_length = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Inference-Header-Content-Length"),
+        .inference_header_length =
+            MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Inference-Header-Content-Length"),
     };
     MHD_get_connection_values_n(conn, MHD_GET_ARGUMENT_KIND, collect_arg, &req);
     bool hand_on = gm_api_handle(s, &req, &r->call);
@@ -545,10 +550,10 @@ static void access_log(const request *r, int64_t end) {
     char *method = log_safe(r->method), *path = log_safe(r->path);
     if (!method || !path) goto out;
     if (!strcmp(fmt, "json")) {
-        json_t *line = json_pack("{s:s,s:s,s:s,s:s,s:s,s:i,s:I,s:f,s:f,s:f,s:i,s:s}", "time", ts, "client", r->client,
-                                 "method", method, "path", path, "model", model, "status", r->status, "bytes",
-                                 (json_int_t)r->bytes, "ms", ms, "queue_ms", queue_ms, "compute_ms", compute_ms,
-                                 "batch", batch, "id", r->id);
+        json_t *line =
+            json_pack("{s:s,s:s,s:s,s:s,s:s,s:i,s:I,s:f,s:f,s:f,s:i,s:s}", "time", ts, "client", r->client, "method",
+                      method, "path", path, "model", model, "status", r->status, "bytes", (json_int_t)r->bytes, "ms",
+                      ms, "queue_ms", queue_ms, "compute_ms", compute_ms, "batch", batch, "id", r->id);
         char *text = line ? json_dumps(line, JSON_COMPACT | JSON_REAL_PRECISION(6)) : NULL;
         if (text) fprintf(stderr, "%s\n", text);
         free(text);
@@ -562,8 +567,7 @@ out:
     free(path);
 }
 
-static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
-                         enum MHD_RequestTerminationCode toe) {
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe) {
     gm_http *h = cls;
     request *r = *con_cls;
     gm_conn_set_busy(h->conns, gm_conns_of(conn), false); /* the next request's deadline starts now */
@@ -576,7 +580,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     }
     int64_t end = gm_now_ns();
     /* closed before any reply: 499 when its job was dropped for that, else 0 */
-    if (!r->replied) r->status = r->call.reply.failed && r->call.reply.kind == GM_E_CLIENT_GONE ? r->call.reply.status : 0;
+    if (!r->replied)
+        r->status = r->call.reply.failed && r->call.reply.kind == GM_E_CLIENT_GONE ? r->call.reply.status : 0;
     count_rejection(r);
     gm_metrics_request(h->srv->metrics, r->call.route, r->call.model, r->status, end - r->t0);
     access_log(r, end);
@@ -609,7 +614,8 @@ gm_http *gm_http_start(gm_server *srv, char err[GM_ERR_LEN]) {
     }
     h->srv = srv;
     h->listen_fd = MHD_INVALID_SOCKET;
-    if (!(h->conns = gm_conns_start(cfg->request_timeout_s, cfg->max_connections, (size_t)cfg->max_body_memory_bytes))) {
+    if (!(h->conns =
+              gm_conns_start(cfg->request_timeout_s, cfg->max_connections, (size_t)cfg->max_body_memory_bytes))) {
         freeaddrinfo(ai);
         free(h);
         gm_errorf(err, "cannot start the connection reaper (out of memory or threads)");
@@ -633,8 +639,8 @@ gm_http *gm_http_start(gm_server *srv, char err[GM_ERR_LEN]) {
         {cfg->http_threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, (intptr_t)cfg->http_threads, NULL},
         {MHD_OPTION_END, 0, NULL},
     };
-    h->d = MHD_start_daemon(flags, (uint16_t)cfg->port, NULL, NULL, on_request, h, MHD_OPTION_ARRAY, ops,
-                            MHD_OPTION_END);
+    h->d =
+        MHD_start_daemon(flags, (uint16_t)cfg->port, NULL, NULL, on_request, h, MHD_OPTION_ARRAY, ops, MHD_OPTION_END);
     freeaddrinfo(ai);
     if (!h->d) {
         gm_errorf(err, "cannot listen on %s (address in use, or not this machine's?)", cfg->listen);

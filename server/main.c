@@ -98,8 +98,7 @@ static int check_classifier(const char *path) {
     else if ((features = gm_net_build(st, "gm.features", fj, gm_shape3((int)c, (int)h, (int)w), err)) &&
              (head = gm_net_build(st, "gm.head", hj, gm_shape1(gm_shape_size(gm_net_out_shape(features))), err)))
         rc = 0;
-    if (rc)
-        fprintf(stderr, "gmserve: %s\n", err);
+    if (rc) fprintf(stderr, "gmserve: %s\n", err);
     else
         printf("%s: the evaluation classifier (gm.family classifier), read by gmserve eval --classifier, not a "
                "served model: image %s, %d features, %d classes; its networks build\n",
@@ -169,8 +168,10 @@ static void sighup(gm_server *s) {
     gm_control_task *t = calloc(1, sizeof *t);
     if (t) *t = (gm_control_task){.op = GM_CONTROL_RELOAD, .done = sighup_done};
     if (!t || !gm_control_submit(s->control, t)) {
-        fprintf(stderr, "gmserve: SIGHUP ignored: %s\n", t ? "the control thread has as many changes waiting as it "
-                                                              "takes; send it again later" : "out of memory");
+        fprintf(stderr, "gmserve: SIGHUP ignored: %s\n",
+                t ? "the control thread has as many changes waiting as it "
+                    "takes; send it again later"
+                  : "out of memory");
         free(t);
     }
 }
@@ -231,10 +232,11 @@ static int serve(const gm_config *cfg, int argc, char **argv) {
         goto out;
     }
     atomic_store(&s.ready, true);
-    fprintf(stderr, "gmserve: serving %d model(s) on http://%s:%d (default %s; %ld workers, max_batch %ld, "
-                    "max_delay %ld us)\n",
-            gm_registry_count(s.models), cfg->host, gm_http_port(http), cfg->default_model, cfg->workers, cfg->max_batch,
-            cfg->max_delay_us);
+    fprintf(stderr,
+            "gmserve: serving %d model(s) on http://%s:%d (default %s; %ld workers, max_batch %ld, "
+            "max_delay %ld us)\n",
+            gm_registry_count(s.models), cfg->host, gm_http_port(http), cfg->default_model, cfg->workers,
+            cfg->max_batch, cfg->max_delay_us);
     for (;;) {
         int sig;
         sigwait(&sigs, &sig);
@@ -295,11 +297,14 @@ int main(int argc, char **argv) {
     static gm_config cfg;
     char err[GM_ERR_LEN];
     switch (gm_config_load(&cfg, argc, argv, err)) {
-    case GM_CONFIG_HELP: gm_config_usage(stdout); return 0;
+    case GM_CONFIG_HELP:
+        gm_config_usage(stdout);
+        return 0;
     case GM_CONFIG_ERROR:
         fprintf(stderr, "gmserve: %s\n", err);
         return 2;
-    case GM_CONFIG_OK: break;
+    case GM_CONFIG_OK:
+        break;
     }
     return serve(&cfg, argc, argv);
 }

@@ -15,8 +15,7 @@
 
 #include "metrics.h"
 
-static const double SECONDS[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-                                 0.1,    0.25,  0.5,    1,     2.5,  5,     10,   30};
+static const double SECONDS[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
 static const double ROWS[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096};
 enum { NSEC = sizeof SECONDS / sizeof SECONDS[0], NROWS = sizeof ROWS / sizeof ROWS[0], MAXB = 16 };
 
@@ -31,9 +30,9 @@ typedef struct {
 struct gm_metrics {
     int n_routes, n_models;
     const char *const *route_names, *const *model_names;
-    const atomic_int *named; /* models named so far (reloads add names); NULL: all n_models */
-    _Atomic uint64_t *requests; /* [route][model + 1][status] */
-    histogram *latency;         /* [route][model + 1] */
+    const atomic_int *named;                      /* models named so far (reloads add names); NULL: all n_models */
+    _Atomic uint64_t *requests;                   /* [route][model + 1][status] */
+    histogram *latency;                           /* [route][model + 1] */
     histogram *queue_wait, *compute, *batch_rows; /* [model][op] */
     _Atomic uint64_t *jobs, *batches;             /* [model][op] */
     _Atomic uint64_t rejects[GM_E_COUNT];
@@ -41,8 +40,8 @@ struct gm_metrics {
     int statuses[MAX_STATUSES], n_statuses;
 };
 
-gm_metrics *gm_metrics_new(int n_routes, const char *const *route_names, int n_models,
-                           const char *const *model_names, const atomic_int *named) {
+gm_metrics *gm_metrics_new(int n_routes, const char *const *route_names, int n_models, const char *const *model_names,
+                           const atomic_int *named) {
     gm_metrics *m = calloc(1, sizeof *m);
     if (!m) return NULL;
     size_t rm = (size_t)n_routes * (n_models + 1), mo = (size_t)n_models * GM_OP_COUNT;
@@ -175,9 +174,9 @@ char *gm_metrics_render(gm_metrics *m, int queue_depth, int queue_capacity, int 
             for (int s = 0; s < NSTATUS; s++) {
                 uint64_t v = atomic_load(&m->requests[((size_t)r * (m->n_models + 1) + md + 1) * NSTATUS + s]);
                 if (!v || (s >= m->n_statuses && s != NSTATUS - 1)) continue;
-                put(&t, "gmserve_requests_total{route=\"%s\",model=\"%s\",status=\"%s%d\"} %llu\n",
-                    m->route_names[r], model_label(m, md), s == NSTATUS - 1 ? "other_" : "",
-                    s == NSTATUS - 1 ? 0 : m->statuses[s], (unsigned long long)v);
+                put(&t, "gmserve_requests_total{route=\"%s\",model=\"%s\",status=\"%s%d\"} %llu\n", m->route_names[r],
+                    model_label(m, md), s == NSTATUS - 1 ? "other_" : "", s == NSTATUS - 1 ? 0 : m->statuses[s],
+                    (unsigned long long)v);
             }
     put(&t, "# HELP gmserve_request_duration_seconds Time from request headers to response, by route and model.\n"
             "# TYPE gmserve_request_duration_seconds histogram\n");

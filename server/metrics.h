@@ -25,8 +25,8 @@ typedef struct gm_metrics gm_metrics;
  * only the first *named are rendered (named may be NULL: all), so that a
  * model named by a later reload gets its series when it comes. The arrays
  * and the count must outlive the metrics. */
-gm_metrics *gm_metrics_new(int n_routes, const char *const *route_names, int n_models,
-                           const char *const *model_names, const atomic_int *named);
+gm_metrics *gm_metrics_new(int n_routes, const char *const *route_names, int n_models, const char *const *model_names,
+                           const atomic_int *named);
 void gm_metrics_free(gm_metrics *m);
 
 /* A finished HTTP request; model -1 when the route has none. */

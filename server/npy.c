@@ -16,10 +16,7 @@ int gm_npy_write_f32(const float *x, int ndim, const long *shape, uint8_t **out,
     size_t count = 1;
     int o = snprintf(dict, sizeof dict, "{'descr': '<f4', 'fortran_order': False, 'shape': (");
     for (int i = 0; i < ndim; i++) {
-        o += snprintf(dict + o, sizeof dict - (size_t)o, "%ld%s", shape[i],
-                      ndim == 1      ? ","
-                      : i + 1 < ndim ? ", "
-                                     : "");
+        o += snprintf(dict + o, sizeof dict - (size_t)o, "%ld%s", shape[i], ndim == 1 ? "," : i + 1 < ndim ? ", " : "");
         count *= (size_t)shape[i];
     }
     o += snprintf(dict + o, sizeof dict - (size_t)o, "), }");

@@ -57,10 +57,9 @@ static const struct {
     const char *name;
     size_t size; /* bytes per element; 0 = variable (BYTES) */
 } DTYPES[DT_COUNT] = {
-    [DT_BOOL] = {"BOOL", 1},     [DT_UINT8] = {"UINT8", 1},   [DT_UINT16] = {"UINT16", 2},
-    [DT_UINT32] = {"UINT32", 4}, [DT_UINT64] = {"UINT64", 8}, [DT_INT8] = {"INT8", 1},
-    [DT_INT16] = {"INT16", 2},   [DT_INT32] = {"INT32", 4},   [DT_INT64] = {"INT64", 8},
-    [DT_FP16] = {"FP16", 2},     [DT_BF16] = {"BF16", 2},     [DT_FP32] = {"FP32", 4},
+    [DT_BOOL] = {"BOOL", 1},     [DT_UINT8] = {"UINT8", 1}, [DT_UINT16] = {"UINT16", 2}, [DT_UINT32] = {"UINT32", 4},
+    [DT_UINT64] = {"UINT64", 8}, [DT_INT8] = {"INT8", 1},   [DT_INT16] = {"INT16", 2},   [DT_INT32] = {"INT32", 4},
+    [DT_INT64] = {"INT64", 8},   [DT_FP16] = {"FP16", 2},   [DT_BF16] = {"BF16", 2},     [DT_FP32] = {"FP32", 4},
     [DT_FP64] = {"FP64", 8},     [DT_BYTES] = {"BYTES", 0},
 };
 
@@ -107,14 +106,10 @@ static size_t json_value_bound(const uint8_t *b, size_t n) {
     bool in_string = false;
     for (size_t i = 0; i < n; i++) {
         if (in_string) {
-            if (b[i] == '\\')
-                i++;
-            else if (b[i] == '"')
-                in_string = false;
-        } else if (b[i] == '"')
-            in_string = true;
-        else if (b[i] == ',' || b[i] == '[' || b[i] == '{')
-            count++;
+            if (b[i] == '\\') i++;
+            else if (b[i] == '"') in_string = false;
+        } else if (b[i] == '"') in_string = true;
+        else if (b[i] == ',' || b[i] == '[' || b[i] == '{') count++;
     }
     return count;
 }
@@ -126,8 +121,7 @@ static bool keys_known(json_t *o, const char *const *known, const char **bad) {
     json_t *v;
     json_object_foreach(o, key, v) {
         bool ok = false;
-        for (int i = 0; known[i] && !ok; i++)
-            ok = !strcmp(key, known[i]);
+        for (int i = 0; known[i] && !ok; i++) ok = !strcmp(key, known[i]);
         if (!ok) {
             *bad = key;
             return false;
@@ -153,14 +147,12 @@ static bool flatten(json_t *a, int depth, const tensor *t, json_t **out, uint64_
     json_array_foreach(a, i, v) {
         if (json_is_array(v)) {
             if (depth <= 1)
-                return fail(GM_E_BAD_REQUEST, "%s: data nests deeper than its %d-dimensional shape", what,
-                            t->ndim);
+                return fail(GM_E_BAD_REQUEST, "%s: data nests deeper than its %d-dimensional shape", what, t->ndim);
             if (!flatten(v, depth - 1, t, out, at, kind, err, what)) return false;
             continue;
         }
         if (t->dt == DT_BOOL ? !json_is_boolean(v) : !json_is_number(v))
-            return fail(GM_E_BAD_REQUEST, "%s: data holds a %s; every element of a %s tensor must be a %s",
-                        what,
+            return fail(GM_E_BAD_REQUEST, "%s: data holds a %s; every element of a %s tensor must be a %s", what,
                         json_is_string(v)    ? "string"
                         : json_is_object(v)  ? "object"
                         : json_is_boolean(v) ? "boolean"
@@ -173,11 +165,10 @@ static bool flatten(json_t *a, int depth, const tensor *t, json_t **out, uint64_
     return true;
 }
 
-static bool parse_shape(json_t *shape, tensor *t, gm_error_kind *kind, char err[GM_ERR_LEN],
-                        const char *what) {
+static bool parse_shape(json_t *shape, tensor *t, gm_error_kind *kind, char err[GM_ERR_LEN], const char *what) {
     if (!json_is_array(shape) || json_array_size(shape) > MAX_DIMS)
-        return fail(GM_E_BAD_REQUEST, "%s: \"shape\" must be an array of at most %d non-negative integers",
-                    what, MAX_DIMS);
+        return fail(GM_E_BAD_REQUEST, "%s: \"shape\" must be an array of at most %d non-negative integers", what,
+                    MAX_DIMS);
     t->ndim = (int)json_array_size(shape);
     t->count = 1;
     for (int d = 0; d < t->ndim; d++) {
@@ -194,8 +185,8 @@ static bool parse_shape(json_t *shape, tensor *t, gm_error_kind *kind, char err[
 
 /* One $request_input; binary data is taken from *bin (left bytes after the
  * JSON), advancing it. */
-static bool parse_input(json_t *o, int i, tensor *t, const uint8_t **bin, size_t *bin_left,
-                        gm_error_kind *kind, char err[GM_ERR_LEN]) {
+static bool parse_input(json_t *o, int i, tensor *t, const uint8_t **bin, size_t *bin_left, gm_error_kind *kind,
+                        char err[GM_ERR_LEN]) {
     static const char *const KNOWN[] = {"name", "shape", "datatype", "parameters", "data", NULL};
     /* content_type: how MLServer's and KServe's codecs label a numeric tensor; nothing to do here */
     static const char *const KNOWN_PARAMS[] = {"binary_data_size", "content_type", NULL};
@@ -203,58 +194,50 @@ static bool parse_input(json_t *o, int i, tensor *t, const uint8_t **bin, size_t
     const char *bad;
     snprintf(what, sizeof what, "inputs[%d]", i);
     if (!json_is_object(o))
-        return fail(GM_E_BAD_REQUEST, "%s must be an object {\"name\", \"shape\", \"datatype\", \"data\"}",
-                    what);
-    json_t *name = json_object_get(o, "name"), *dt = json_object_get(o, "datatype"),
-           *params = field(o, "parameters"), *data = json_object_get(o, "data");
+        return fail(GM_E_BAD_REQUEST, "%s must be an object {\"name\", \"shape\", \"datatype\", \"data\"}", what);
+    json_t *name = json_object_get(o, "name"), *dt = json_object_get(o, "datatype"), *params = field(o, "parameters"),
+           *data = json_object_get(o, "data");
     if (!json_is_string(name) || json_string_length(name) == 0 || json_string_length(name) > MAX_NAME)
         return fail(GM_E_BAD_REQUEST, "%s: \"name\" must be a string of 1 to %d bytes", what, MAX_NAME);
     t->name = json_string_value(name);
     snprintf(what, sizeof what, "input \"%s\"", t->name);
     if (!keys_known(o, KNOWN, &bad))
         return fail(GM_E_BAD_REQUEST,
-                    "%s: unknown field \"%.64s\" (an input has name, shape, datatype, parameters, data)",
-                    what, bad);
+                    "%s: unknown field \"%.64s\" (an input has name, shape, datatype, parameters, data)", what, bad);
     int d = json_is_string(dt) ? dtype_of(json_string_value(dt)) : -1;
     if (d < 0)
-        return fail(
-            GM_E_BAD_REQUEST,
-            "%s: \"datatype\" must be one of BOOL, UINT8, UINT16, UINT32, UINT64, INT8, INT16, INT32, "
-            "INT64, FP16, BF16, FP32, FP64, BYTES",
-            what);
+        return fail(GM_E_BAD_REQUEST,
+                    "%s: \"datatype\" must be one of BOOL, UINT8, UINT16, UINT32, UINT64, INT8, INT16, INT32, "
+                    "INT64, FP16, BF16, FP32, FP64, BYTES",
+                    what);
     t->dt = (dtype)d;
-    if (t->dt == DT_BYTES)
-        return fail(GM_E_BAD_REQUEST, "%s: no input of this server takes BYTES (strings)", what);
+    if (t->dt == DT_BYTES) return fail(GM_E_BAD_REQUEST, "%s: no input of this server takes BYTES (strings)", what);
     if (!parse_shape(json_object_get(o, "shape"), t, kind, err, what)) return false;
     json_t *size = NULL;
     if (params) {
-        if (!json_is_object(params))
-            return fail(GM_E_BAD_REQUEST, "%s: \"parameters\" must be an object", what);
+        if (!json_is_object(params)) return fail(GM_E_BAD_REQUEST, "%s: \"parameters\" must be an object", what);
         if (!keys_known(params, KNOWN_PARAMS, &bad))
             return fail(GM_E_BAD_REQUEST,
-                        "%s: unknown parameter \"%.64s\" (an input takes binary_data_size and content_type)",
-                        what, bad);
+                        "%s: unknown parameter \"%.64s\" (an input takes binary_data_size and content_type)", what,
+                        bad);
         size = field(params, "binary_data_size");
     }
     uint64_t bytes = t->count * DTYPES[t->dt].size;
     if (size) {
         if (data)
-            return fail(GM_E_BAD_REQUEST,
-                        "%s: give either \"data\" or the binary_data_size parameter, not both", what);
+            return fail(GM_E_BAD_REQUEST, "%s: give either \"data\" or the binary_data_size parameter, not both", what);
         if (!json_is_integer(size) || json_integer_value(size) < 0)
             return fail(GM_E_BAD_REQUEST, "%s: binary_data_size must be a non-negative integer", what);
         if ((uint64_t)json_integer_value(size) != bytes)
-            return fail(
-                GM_E_BAD_REQUEST,
-                "%s: binary_data_size is %" JSON_INTEGER_FORMAT " bytes, but shape and datatype %s make "
-                "%" PRIu64 " elements of %zu bytes = %" PRIu64 " bytes",
-                what, json_integer_value(size), DTYPES[t->dt].name, t->count, DTYPES[t->dt].size, bytes);
+            return fail(GM_E_BAD_REQUEST,
+                        "%s: binary_data_size is %" JSON_INTEGER_FORMAT " bytes, but shape and datatype %s make "
+                        "%" PRIu64 " elements of %zu bytes = %" PRIu64 " bytes",
+                        what, json_integer_value(size), DTYPES[t->dt].name, t->count, DTYPES[t->dt].size, bytes);
         if (bytes > *bin_left)
-            return fail(
-                GM_E_BAD_REQUEST,
-                "%s: its %" PRIu64 " bytes of binary data are not in the body (%zu bytes follow the JSON "
-                "for it and the inputs after it; Inference-Header-Content-Length says where the JSON ends)",
-                what, bytes, *bin_left);
+            return fail(GM_E_BAD_REQUEST,
+                        "%s: its %" PRIu64 " bytes of binary data are not in the body (%zu bytes follow the JSON "
+                        "for it and the inputs after it; Inference-Header-Content-Length says where the JSON ends)",
+                        what, bytes, *bin_left);
         t->raw = *bin;
         *bin += bytes;
         *bin_left -= (size_t)bytes;
@@ -266,15 +249,13 @@ static bool parse_input(json_t *o, int i, tensor *t, const uint8_t **bin, size_t
                     "data with the binary_data_size parameter",
                     what);
     if (t->dt == DT_FP16 || t->dt == DT_BF16)
-        return fail(GM_E_BAD_REQUEST, "%s: %s has no JSON form; send it as binary data", what,
-                    DTYPES[t->dt].name);
+        return fail(GM_E_BAD_REQUEST, "%s: %s has no JSON form; send it as binary data", what, DTYPES[t->dt].name);
     uint64_t at = 0;
     if (!flatten(data, t->ndim > 0 ? t->ndim : 1, t, NULL, &at, kind, err, what)) return false;
     if (at != t->count)
-        return fail(GM_E_BAD_REQUEST, "%s: data holds %" PRIu64 " elements, but its shape makes %" PRIu64,
-                    what, at, t->count);
-    if (!(t->leaves = malloc((size_t)(at ? at : 1) * sizeof *t->leaves)))
-        return fail(GM_E_INTERNAL, "out of memory");
+        return fail(GM_E_BAD_REQUEST, "%s: data holds %" PRIu64 " elements, but its shape makes %" PRIu64, what, at,
+                    t->count);
+    if (!(t->leaves = malloc((size_t)(at ? at : 1) * sizeof *t->leaves))) return fail(GM_E_INTERNAL, "out of memory");
     at = 0;
     flatten(data, t->ndim > 0 ? t->ndim : 1, t, t->leaves, &at, kind, err, what);
     return true;
@@ -290,16 +271,14 @@ static bool parse_output(json_t *o, int i, wanted *w, gm_error_kind *kind, char 
     w->name = json_string_value(name);
     w->binary = -1;
     if (!keys_known(o, KNOWN, &bad))
-        return fail(GM_E_BAD_REQUEST,
-                    "outputs[%d]: unknown field \"%.64s\" (an output has name and parameters)", i, bad);
+        return fail(GM_E_BAD_REQUEST, "outputs[%d]: unknown field \"%.64s\" (an output has name and parameters)", i,
+                    bad);
     if (params) {
-        if (!json_is_object(params))
-            return fail(GM_E_BAD_REQUEST, "outputs[%d]: \"parameters\" must be an object", i);
+        if (!json_is_object(params)) return fail(GM_E_BAD_REQUEST, "outputs[%d]: \"parameters\" must be an object", i);
         if (!keys_known(params, KNOWN_PARAMS, &bad))
-            return fail(
-                GM_E_BAD_REQUEST,
-                "outputs[%d]: unknown parameter \"%.64s\" (an output takes binary_data and content_type)", i,
-                bad);
+            return fail(GM_E_BAD_REQUEST,
+                        "outputs[%d]: unknown parameter \"%.64s\" (an output takes binary_data and content_type)", i,
+                        bad);
         json_t *b = field(params, "binary_data");
         if (b && !json_is_boolean(b))
             return fail(GM_E_BAD_REQUEST, "outputs[%d]: binary_data must be true or false", i);
@@ -310,14 +289,13 @@ static bool parse_output(json_t *o, int i, wanted *w, gm_error_kind *kind, char 
 
 static bool parse_tree(gm_oip_request *r, const uint8_t *bin, size_t bin_len, gm_error_kind *kind,
                        char err[GM_ERR_LEN]) {
-    static const char *const KNOWN[] = {"id",         "parameters",    "inputs", "outputs",
-                                        "model_name", "model_version", NULL};
+    static const char *const KNOWN[] = {"id", "parameters", "inputs", "outputs", "model_name", "model_version", NULL};
     const char *bad;
     json_t *root = r->root, *id = field(root, "id"), *inputs = json_object_get(root, "inputs"),
            *outputs = field(root, "outputs");
     if (!keys_known(root, KNOWN, &bad))
-        return fail(GM_E_BAD_REQUEST,
-                    "unknown field \"%.64s\" in the request (it has id, parameters, inputs, outputs)", bad);
+        return fail(GM_E_BAD_REQUEST, "unknown field \"%.64s\" in the request (it has id, parameters, inputs, outputs)",
+                    bad);
     if (id && !json_is_string(id)) return fail(GM_E_BAD_REQUEST, "\"id\" must be a string");
     r->id = id ? json_string_value(id) : NULL;
     r->params = field(root, "parameters");
@@ -329,16 +307,13 @@ static bool parse_tree(gm_oip_request *r, const uint8_t *bin, size_t bin_len, gm
             r->params, key,
             v) if (!json_is_string(v) && !json_is_number(v) &&
                    !json_is_boolean(v)) return fail(GM_E_BAD_REQUEST,
-                                                    "parameter \"%.64s\" must be a string, number or boolean",
-                                                    key);
+                                                    "parameter \"%.64s\" must be a string, number or boolean", key);
         json_t *b = field(r->params, "binary_data_output");
-        if (b && !json_is_boolean(b))
-            return fail(GM_E_BAD_REQUEST, "binary_data_output must be true or false");
+        if (b && !json_is_boolean(b)) return fail(GM_E_BAD_REQUEST, "binary_data_output must be true or false");
         r->binary_output = json_is_true(b);
     }
     if (!json_is_array(inputs) || json_array_size(inputs) > MAX_TENSORS)
-        return fail(GM_E_BAD_REQUEST, "the request needs \"inputs\": an array of at most %d tensors",
-                    MAX_TENSORS);
+        return fail(GM_E_BAD_REQUEST, "the request needs \"inputs\": an array of at most %d tensors", MAX_TENSORS);
     if (outputs && (!json_is_array(outputs) || json_array_size(outputs) > MAX_TENSORS))
         return fail(GM_E_BAD_REQUEST, "\"outputs\" must be an array of at most %d entries", MAX_TENSORS);
     for (size_t i = 0; i < json_array_size(inputs); i++) {
@@ -349,11 +324,10 @@ static bool parse_tree(gm_oip_request *r, const uint8_t *bin, size_t bin_len, gm
                 return fail(GM_E_BAD_REQUEST, "input \"%s\" is given twice", t->name);
     }
     if (bin_len)
-        return fail(
-            GM_E_BAD_REQUEST,
-            "%zu bytes follow the JSON and the binary inputs it declares; Inference-Header-Content-Length "
-            "must give the JSON's length, and each binary input its binary_data_size",
-            bin_len);
+        return fail(GM_E_BAD_REQUEST,
+                    "%zu bytes follow the JSON and the binary inputs it declares; Inference-Header-Content-Length "
+                    "must give the JSON's length, and each binary input its binary_data_size",
+                    bin_len);
     for (size_t i = 0; outputs && i < json_array_size(outputs); i++) {
         wanted *w = &r->outputs[r->n_outputs++];
         if (!parse_output(json_array_get(outputs, i), (int)i, w, kind, err)) return false;
@@ -369,29 +343,27 @@ gm_oip_request *gm_oip_parse(const uint8_t *body, size_t len, long long header_l
     size_t json_len = len;
     if (header_len >= 0) {
         if ((unsigned long long)header_len > len) {
-            (void)fail(GM_E_BAD_REQUEST,
-                       "Inference-Header-Content-Length is %lld, but the body has %zu bytes", header_len,
-                       len);
+            (void)fail(GM_E_BAD_REQUEST, "Inference-Header-Content-Length is %lld, but the body has %zu bytes",
+                       header_len, len);
             return NULL;
         }
         json_len = (size_t)header_len;
     }
     size_t values = json_value_bound(body, json_len);
     if (values > max_values) {
-        (void)fail(
-            GM_E_TOO_MANY_VALUES,
-            "the JSON holds about %zu values; an infer request to this model uses at most %zu (3 x "
-            "max_images "
-            "x the values of its largest input, room for nested data, plus the request's structure); send "
-            "large tensors as binary data",
-            values, max_values);
+        (void)fail(GM_E_TOO_MANY_VALUES,
+                   "the JSON holds about %zu values; an infer request to this model uses at most %zu (3 x "
+                   "max_images "
+                   "x the values of its largest input, room for nested data, plus the request's structure); send "
+                   "large tensors as binary data",
+                   values, max_values);
         return NULL;
     }
     json_error_t je;
     json_t *root = json_loadb((const char *)body, json_len, JSON_REJECT_DUPLICATES, &je);
     if (!root) {
-        (void)fail(GM_E_BAD_REQUEST, "the request is not valid JSON: %s at line %d column %d%s", je.text,
-                   je.line, je.column,
+        (void)fail(GM_E_BAD_REQUEST, "the request is not valid JSON: %s at line %d column %d%s", je.text, je.line,
+                   je.column,
                    header_len < 0 ? " (binary tensors need the Inference-Header-Content-Length header)" : "");
         return NULL;
     }
@@ -404,16 +376,14 @@ gm_oip_request *gm_oip_parse(const uint8_t *body, size_t len, long long header_l
     r->root = root;
     if (!json_is_object(root)) {
         (void)fail(GM_E_BAD_REQUEST, "the request must be a JSON object {\"inputs\": [...]}");
-    } else if (parse_tree(r, body + json_len, len - json_len, kind, err))
-        return r;
+    } else if (parse_tree(r, body + json_len, len - json_len, kind, err)) return r;
     gm_oip_request_free(r);
     return NULL;
 }
 
 void gm_oip_request_free(gm_oip_request *r) {
     if (!r) return;
-    for (int i = 0; i < r->n_inputs; i++)
-        free(r->inputs[i].leaves);
+    for (int i = 0; i < r->n_inputs; i++) free(r->inputs[i].leaves);
     json_decref(r->root);
     free(r);
 }
@@ -594,10 +564,8 @@ static bool elem_int(const tensor *t, uint64_t i, int64_t *v, uint64_t *u) {
         int32_t x;
         memcpy(&x, p, 4);
         *v = x;
-    } else if (t->dt == DT_INT64)
-        memcpy(v, p, 8);
-    else
-        memcpy(u, p, 8), *v = *u > INT64_MAX ? -1 : (int64_t)*u;
+    } else if (t->dt == DT_INT64) memcpy(v, p, 8);
+    else memcpy(u, p, 8), *v = *u > INT64_MAX ? -1 : (int64_t)*u;
     if (t->dt != DT_UINT64) *u = (uint64_t)*v;
     return true;
 }
@@ -621,29 +589,24 @@ static bool check_tensor(binder *b, in_name k, uint64_t n, bool broadcast, bool 
     gm_error_kind *kind = b->kind;
     char *err = b->err, shape[160], want[160];
     bool dt_ok = false;
-    for (int d = 0; d < INPUTS[k].n_dts; d++)
-        dt_ok |= t->dt == INPUTS[k].dts[d];
+    for (int d = 0; d < INPUTS[k].n_dts; d++) dt_ok |= t->dt == INPUTS[k].dts[d];
     if (!dt_ok) {
         char list[64] = "";
         for (int d = 0; d < INPUTS[k].n_dts; d++)
             snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", d ? ", " : "",
                      DTYPES[INPUTS[k].dts[d]].name);
-        return fail(GM_E_BAD_REQUEST, "input \"%s\" has datatype %s; it takes %s", t->name,
-                    DTYPES[t->dt].name, list);
+        return fail(GM_E_BAD_REQUEST, "input \"%s\" has datatype %s; it takes %s", t->name, DTYPES[t->dt].name, list);
     }
     int64_t row[3];
     int rank = scalar ? 0 : row_shape(in, k, row);
     bool ok = t->ndim == rank + 1 &&
               (scalar ? t->shape[0] == 1 : n == 0 || t->shape[0] == n || (broadcast && t->shape[0] == 1));
-    for (int d = 0; ok && d < rank; d++)
-        ok = t->shape[d + 1] == (uint64_t)row[d];
+    for (int d = 0; ok && d < rank; d++) ok = t->shape[d + 1] == (uint64_t)row[d];
     if (ok) return true;
     shape_text(t->shape, t->ndim, shape, sizeof shape);
     size_t o = (size_t)snprintf(want, sizeof want, "[%s", scalar ? "1" : n == 0 ? "n" : "");
-    if (!scalar && n)
-        o += (size_t)snprintf(want + o, sizeof want - o, broadcast ? "%" PRIu64 " or 1" : "%" PRIu64, n);
-    for (int d = 0; d < rank; d++)
-        o += (size_t)snprintf(want + o, sizeof want - o, ", %" PRId64, row[d]);
+    if (!scalar && n) o += (size_t)snprintf(want + o, sizeof want - o, broadcast ? "%" PRIu64 " or 1" : "%" PRIu64, n);
+    for (int d = 0; d < rank; d++) o += (size_t)snprintf(want + o, sizeof want - o, ", %" PRId64, row[d]);
     snprintf(want + o, sizeof want - o, "]");
     return fail(GM_E_BAD_REQUEST, "input \"%s\" has shape %s; model takes %s", t->name, shape, want);
 }
@@ -659,16 +622,15 @@ static json_t *reals(binder *b, const tensor *t, uint64_t from, uint64_t w) {
         if (t->dt == DT_UINT8 && t->leaves && !(json_is_integer(t->leaves[from + j]) && x >= 0 && x <= 255)) {
             json_decref(a);
             (void)fail(GM_E_BAD_REQUEST,
-                       "input \"%s\": element %" PRIu64 " is %g; UINT8 elements are integers 0 to 255",
-                       t->name, from + j, x);
+                       "input \"%s\": element %" PRIu64 " is %g; UINT8 elements are integers 0 to 255", t->name,
+                       from + j, x);
             return NULL;
         }
         float f = t->dt == DT_UINT8 ? (float)x / 255.0f : (float)x;
         if (!isfinite(f)) {
             json_decref(a);
             (void)fail(GM_E_BAD_REQUEST,
-                       "input \"%s\": element %" PRIu64
-                       " is %g; elements must be finite numbers (as 32-bit floats)",
+                       "input \"%s\": element %" PRIu64 " is %g; elements must be finite numbers (as 32-bit floats)",
                        t->name, from + j, x);
             return NULL;
         }
@@ -720,8 +682,8 @@ static bool put_ints(binder *b, json_t *params, const char *key, in_name k, bool
         uint64_t u;
         if (!elem_int(t, i, &v, &u)) {
             json_decref(a);
-            return fail(GM_E_BAD_REQUEST, "input \"%s\": element %" PRIu64 " is not an integer that %s holds",
-                        t->name, i, DTYPES[t->dt].name);
+            return fail(GM_E_BAD_REQUEST, "input \"%s\": element %" PRIu64 " is not an integer that %s holds", t->name,
+                        i, DTYPES[t->dt].name);
         }
         if (k == IN_SEED && v < 0 && t->dt != DT_UINT64) {
             json_decref(a);
@@ -755,8 +717,7 @@ static bool choose_op(binder *b, const gm_oip_limits *lim, gm_op *op) {
         int owner = -1;
         for (int j = 0; j < N_IMAGE_OPS && owner < 0; j++)
             for (int o = 0; o < GM_OIP_OUT_COUNT; o++)
-                if (op_outputs(b->in, IMAGE_OPS[j], 2) & BIT(o) &&
-                    !strcmp(OUTPUTS[o].name, r->outputs[i].name))
+                if (op_outputs(b->in, IMAGE_OPS[j], 2) & BIT(o) && !strcmp(OUTPUTS[o].name, r->outputs[i].name))
                     owner = j;
         if (owner < 0) continue; /* not an output of images: bind names it */
         if (chosen >= 0 && chosen != owner)
@@ -783,8 +744,7 @@ static bool bind_outputs(binder *b, gm_op op, long k, gm_oip_plan *plan) {
     unsigned have = op_outputs(b->in, op, k);
     if (r->n_outputs == 0)
         for (int o = 0; o < GM_OIP_OUT_COUNT; o++)
-            if (have & BIT(o))
-                plan->binary[plan->n_outputs] = r->binary_output, plan->outputs[plan->n_outputs++] = o;
+            if (have & BIT(o)) plan->binary[plan->n_outputs] = r->binary_output, plan->outputs[plan->n_outputs++] = o;
     for (int i = 0; i < r->n_outputs; i++) {
         int found = -1;
         for (int o = 0; o < GM_OIP_OUT_COUNT && found < 0; o++)
@@ -797,8 +757,7 @@ static bool bind_outputs(binder *b, gm_op op, long k, gm_oip_plan *plan) {
                              OUTPUTS[o].name);
             return fail(GM_E_BAD_REQUEST, "output \"%.64s\" is not one of %s on this model: it gives %s%s",
                         r->outputs[i].name, gm_op_name(op), list,
-                        !strcmp(r->outputs[i].name, "se") && op == GM_OP_LOGP ? " (se needs k of 2 or more)"
-                                                                              : "");
+                        !strcmp(r->outputs[i].name, "se") && op == GM_OP_LOGP ? " (se needs k of 2 or more)" : "");
         }
         plan->outputs[plan->n_outputs] = (gm_oip_output)found;
         plan->binary[plan->n_outputs++] = r->outputs[i].binary >= 0 ? r->outputs[i].binary : r->binary_output;
@@ -816,15 +775,13 @@ static bool bind_params(binder *b, gm_op op, json_t *params, long *k) {
     json_object_foreach(r->params, key, v) {
         if (!strcmp(key, "binary_data_output") || !strcmp(key, "content_type")) continue;
         bool ok = false;
-        for (int i = 0; names[i] && !ok; i++)
-            ok = !strcmp(key, names[i]);
+        for (int i = 0; names[i] && !ok; i++) ok = !strcmp(key, names[i]);
         if (!ok) {
             char list[96] = "";
-            for (int i = 0; names[i]; i++)
-                snprintf(list + strlen(list), sizeof list - strlen(list), "%s, ", names[i]);
+            for (int i = 0; names[i]; i++) snprintf(list + strlen(list), sizeof list - strlen(list), "%s, ", names[i]);
             return fail(GM_E_BAD_REQUEST,
-                        "unknown parameter \"%.64s\" for %s on this model; it takes %sbinary_data_output",
-                        key, gm_op_name(op), list);
+                        "unknown parameter \"%.64s\" for %s on this model; it takes %sbinary_data_output", key,
+                        gm_op_name(op), list);
         }
         json_object_set(params, key, v);
     }
@@ -833,8 +790,8 @@ static bool bind_params(binder *b, gm_op op, json_t *params, long *k) {
     return true;
 }
 
-bool gm_oip_bind(const gm_oip_request *r, const gm_model_info *in, const gm_oip_limits *lim,
-                 gm_oip_plan *plan, gm_error_kind *kind, char err[GM_ERR_LEN]) {
+bool gm_oip_bind(const gm_oip_request *r, const gm_model_info *in, const gm_oip_limits *lim, gm_oip_plan *plan,
+                 gm_error_kind *kind, char err[GM_ERR_LEN]) {
     binder b = {.r = r, .in = in, .kind = kind, .err = err};
     *plan = (gm_oip_plan){0};
     for (int i = 0; i < r->n_inputs; i++) {
@@ -842,18 +799,16 @@ bool gm_oip_bind(const gm_oip_request *r, const gm_model_info *in, const gm_oip_
         for (int j = 0; j < IN_COUNT && k < 0; j++)
             if (!strcmp(r->inputs[i].name, INPUTS[j].name)) k = j;
         if (k < 0)
-            return fail(
-                GM_E_BAD_REQUEST,
-                "unknown input \"%s\"; this server's inputs are images, latents, label, code, seed and n "
-                "(GET /v2/models/<name> lists the model's)",
-                r->inputs[i].name);
+            return fail(GM_E_BAD_REQUEST,
+                        "unknown input \"%s\"; this server's inputs are images, latents, label, code, seed and n "
+                        "(GET /v2/models/<name> lists the model's)",
+                        r->inputs[i].name);
         b.given[k] = &r->inputs[i];
     }
     gm_op op;
     if (!choose_op(&b, lim, &op)) return false;
     if (!op_available(in, lim, op))
-        return fail(GM_E_BAD_REQUEST,
-                    "this model cannot %s (its operations are listed by GET /v2/models/<name>)",
+        return fail(GM_E_BAD_REQUEST, "this model cannot %s (its operations are listed by GET /v2/models/<name>)",
                     gm_op_name(op));
     unsigned req, allowed = op_inputs(in, op, &req);
     for (int k = 0; k < IN_COUNT; k++) {
@@ -861,8 +816,7 @@ bool gm_oip_bind(const gm_oip_request *r, const gm_model_info *in, const gm_oip_
             return fail(GM_E_BAD_REQUEST, "input \"%s\" is not taken by %s on this model", INPUTS[k].name,
                         gm_op_name(op));
         if (!b.given[k] && req & BIT(k))
-            return fail(GM_E_BAD_REQUEST, "%s on this model needs the input \"%s\"", gm_op_name(op),
-                        INPUTS[k].name);
+            return fail(GM_E_BAD_REQUEST, "%s on this model needs the input \"%s\"", gm_op_name(op), INPUTS[k].name);
     }
     json_t *params = json_object();
     if (!params) return fail(GM_E_INTERNAL, "out of memory");
@@ -879,8 +833,7 @@ bool gm_oip_bind(const gm_oip_request *r, const gm_model_info *in, const gm_oip_
             return fail(GM_E_BAD_REQUEST,
                         "input \"%s\" has %" PRIu64 " rows; send 1 to %ld (the server's max_images setting)",
                         rows_from->name, n, lim->max_images);
-        if (!put_rows(&b, params, rows_kind == IN_IMAGES ? "images" : "latents", rows_kind, false))
-            return false;
+        if (!put_rows(&b, params, rows_kind == IN_IMAGES ? "images" : "latents", rows_kind, false)) return false;
     }
     bool decode = op == GM_OP_DECODE;
     if (b.given[IN_LABEL] &&
@@ -918,8 +871,7 @@ typedef struct {
 static void grow(text *t, size_t more) {
     if (t->oom || t->len + more <= t->cap) return;
     size_t cap = t->cap ? t->cap : 4096;
-    while (cap < t->len + more)
-        cap *= 2;
+    while (cap < t->len + more) cap *= 2;
     char *s = realloc(t->s, cap);
     if (!s) {
         t->oom = true;
@@ -947,10 +899,8 @@ static void put(text *t, const char *fmt, ...) {
 static void put_string(text *t, const char *s) {
     json_t *v = json_string(s);
     char *q = v ? json_dumps(v, JSON_ENCODE_ANY) : NULL;
-    if (q)
-        put(t, "%s", q);
-    else
-        t->oom = true;
+    if (q) put(t, "%s", q);
+    else t->oom = true;
     free(q);
     json_decref(v);
 }
@@ -995,30 +945,25 @@ static double out_real(const gm_oip_results *res, const gm_model_info *in, gm_oi
 
 static void put_element(text *t, dtype dt, double x, bool first) {
     if (!first) put(t, ",");
-    if (dt == DT_INT64)
-        put(t, "%" PRId64, (int64_t)x);
-    else if (!isfinite(x))
-        put(t, "null"); /* JSON has no NaN or infinity */
-    else if (dt == DT_FP32)
-        put(t, "%.9g", (double)(float)x);
-    else
-        put(t, "%.17g", x);
+    if (dt == DT_INT64) put(t, "%" PRId64, (int64_t)x);
+    else if (!isfinite(x)) put(t, "null"); /* JSON has no NaN or infinity */
+    else if (dt == DT_FP32) put(t, "%.9g", (double)(float)x);
+    else put(t, "%.17g", x);
 }
 
 static void put_binary(text *t, dtype dt, double x) {
     if (dt == DT_FP32) {
         float f = (float)x;
         put_bytes(t, &f, 4);
-    } else if (dt == DT_FP64)
-        put_bytes(t, &x, 8);
+    } else if (dt == DT_FP64) put_bytes(t, &x, 8);
     else {
         int64_t v = (int64_t)x;
         put_bytes(t, &v, 8);
     }
 }
 
-bool gm_oip_respond(const gm_oip_plan *plan, const char *model_name, const gm_model_info *in,
-                    const gm_oip_results *res, uint8_t **body, size_t *len, size_t *json_len) {
+bool gm_oip_respond(const gm_oip_plan *plan, const char *model_name, const gm_model_info *in, const gm_oip_results *res,
+                    uint8_t **body, size_t *len, size_t *json_len) {
     text t = {0}, bin = {0};
     put(&t, "{\"model_name\":");
     put_string(&t, model_name);
@@ -1034,10 +979,8 @@ bool gm_oip_respond(const gm_oip_plan *plan, const char *model_name, const gm_mo
     }
     if (res->has_seed) {
         /* a seed past 2^53 would lose digits in a JavaScript number: a string then */
-        if (res->seed < (UINT64_C(1) << 53))
-            put(&t, ",\"seed\":%" PRIu64, res->seed);
-        else
-            put(&t, ",\"seed\":\"%" PRIu64 "\"", res->seed);
+        if (res->seed < (UINT64_C(1) << 53)) put(&t, ",\"seed\":%" PRIu64, res->seed);
+        else put(&t, ",\"seed\":\"%" PRIu64 "\"", res->seed);
     }
     put(&t, "},\"outputs\":[");
     for (int i = 0; i < plan->n_outputs; i++) {
@@ -1046,19 +989,15 @@ bool gm_oip_respond(const gm_oip_plan *plan, const char *model_name, const gm_mo
         int64_t dims[4];
         int rank = output_shape(in, o, res->n, dims);
         size_t count = 1;
-        put(&t, "%s{\"name\":\"%s\",\"datatype\":\"%s\",\"shape\":[", i ? "," : "", OUTPUTS[o].name,
-            DTYPES[dt].name);
-        for (int d = 0; d < rank; d++)
-            put(&t, "%s%" PRId64, d ? "," : "", dims[d]), count *= (size_t)dims[d];
+        put(&t, "%s{\"name\":\"%s\",\"datatype\":\"%s\",\"shape\":[", i ? "," : "", OUTPUTS[o].name, DTYPES[dt].name);
+        for (int d = 0; d < rank; d++) put(&t, "%s%" PRId64, d ? "," : "", dims[d]), count *= (size_t)dims[d];
         if (plan->binary[i]) {
             put(&t, "],\"parameters\":{\"binary_data_size\":%zu}}", count * DTYPES[dt].size);
-            for (size_t e = 0; e < count; e++)
-                put_binary(&bin, dt, out_real(res, in, o, e));
+            for (size_t e = 0; e < count; e++) put_binary(&bin, dt, out_real(res, in, o, e));
             continue;
         }
         put(&t, "],\"data\":[");
-        for (size_t e = 0; e < count; e++)
-            put_element(&t, dt, out_real(res, in, o, e), e == 0);
+        for (size_t e = 0; e < count; e++) put_element(&t, dt, out_real(res, in, o, e), e == 0);
         put(&t, "]}");
     }
     put(&t, "]}");
@@ -1078,8 +1017,7 @@ bool gm_oip_respond(const gm_oip_plan *plan, const char *model_name, const gm_mo
 
 static json_t *tensor_meta(const char *name, dtype dt, const int64_t *dims, int rank) {
     json_t *shape = json_array();
-    for (int d = 0; d < rank; d++)
-        json_array_append_new(shape, json_integer(dims[d]));
+    for (int d = 0; d < rank; d++) json_array_append_new(shape, json_integer(dims[d]));
     return json_pack("{s:s,s:s,s:o}", "name", name, "datatype", DTYPES[dt].name, "shape", shape);
 }
 
@@ -1101,8 +1039,7 @@ static json_t *tensors_of(const gm_model_info *in, gm_op op, unsigned mask, bool
     for (int i = 0; i < (inputs ? IN_COUNT : GM_OIP_OUT_COUNT); i++) {
         if (!(mask & BIT(i))) continue;
         int64_t dims[4];
-        int rank =
-            inputs ? input_shape(in, op, (in_name)i, dims) : output_shape(in, (gm_oip_output)i, -1, dims);
+        int rank = inputs ? input_shape(in, op, (in_name)i, dims) : output_shape(in, (gm_oip_output)i, -1, dims);
         json_array_append_new(a, tensor_meta(inputs ? INPUTS[i].name : OUTPUTS[i].name,
                                              inputs ? INPUTS[i].dts[0] : OUTPUTS[i].dt, dims, rank));
     }
@@ -1126,8 +1063,7 @@ json_t *gm_oip_model_metadata(const char *model_name, const gm_model_info *in, c
         const char *names[4];
         op_params(in, (gm_op)op, names);
         json_t *params = json_array();
-        for (int i = 0; names[i]; i++)
-            json_array_append_new(params, json_string(names[i]));
+        for (int i = 0; names[i]; i++) json_array_append_new(params, json_string(names[i]));
         json_array_append_new(ops, json_pack("{s:s,s:o,s:o,s:o,s:o}", "name", gm_op_name((gm_op)op), "inputs",
                                              tensors_of(in, (gm_op)op, req, true), "optional_inputs",
                                              tensors_of(in, (gm_op)op, take & ~req, true), "outputs",
@@ -1136,22 +1072,20 @@ json_t *gm_oip_model_metadata(const char *model_name, const gm_model_info *in, c
     gm_op def = default_op(in, lim);
     unsigned req;
     op_inputs(in, def, &req);
-    return json_pack("{s:s,s:[s],s:s,s:o,s:o,s:s,s:o}", "name", model_name, "versions", GM_OIP_VERSION,
-                     "platform", "gmserve_safetensors", "inputs", tensors_of(in, def, req, true), "outputs",
+    return json_pack("{s:s,s:[s],s:s,s:o,s:o,s:s,s:o}", "name", model_name, "versions", GM_OIP_VERSION, "platform",
+                     "gmserve_safetensors", "inputs", tensors_of(in, def, req, true), "outputs",
                      tensors_of(in, def, op_outputs(in, def, lim->default_k), false), "default_operation",
                      gm_op_name(def), "operations", ops);
 }
 
 json_t *gm_oip_server_metadata(const char *version) {
-    return json_pack("{s:s,s:s,s:[s]}", "name", "gmserve", "version", version, "extensions",
-                     "binary_tensor_data");
+    return json_pack("{s:s,s:s,s:[s]}", "name", "gmserve", "version", version, "extensions", "binary_tensor_data");
 }
 
 size_t gm_oip_max_values(const gm_model_info *in, long max_images) {
     enum { STRUCTURE_VALUES = 256 }; /* names, shapes, parameters, outputs */
     size_t row = (size_t)in->dim;
-    if ((size_t)in->latent_dim + (size_t)in->code_dim + 1 > row)
-        row = (size_t)in->latent_dim + in->code_dim + 1;
+    if ((size_t)in->latent_dim + (size_t)in->code_dim + 1 > row) row = (size_t)in->latent_dim + in->code_dim + 1;
     /* three times: data nested in its shape's form adds a comma and a
      * bracket per value of a 1-channel [n, H, W, 1] image, and its rows'
      * brackets and commas */

@@ -82,8 +82,8 @@ void gm_oip_request_free(gm_oip_request *r); /* accepts NULL */
 
 /* Binds the request to model (named name, described by in). Fills plan
  * (release it with gm_oip_plan_release) or returns false. */
-bool gm_oip_bind(const gm_oip_request *r, const gm_model_info *in, const gm_oip_limits *lim,
-                 gm_oip_plan *plan, gm_error_kind *kind, char err[GM_ERR_LEN]);
+bool gm_oip_bind(const gm_oip_request *r, const gm_model_info *in, const gm_oip_limits *lim, gm_oip_plan *plan,
+                 gm_error_kind *kind, char err[GM_ERR_LEN]);
 void gm_oip_plan_release(gm_oip_plan *plan);
 
 /* What a finished operation computed (n rows): the arrays its op fills,
@@ -106,8 +106,8 @@ typedef struct {
  * tensors follow it (then send Inference-Header-Content-Length: *json_len
  * and Content-Type application/octet-stream). False only when memory ran
  * out. */
-bool gm_oip_respond(const gm_oip_plan *plan, const char *model_name, const gm_model_info *in,
-                    const gm_oip_results *res, uint8_t **body, size_t *len, size_t *json_len);
+bool gm_oip_respond(const gm_oip_plan *plan, const char *model_name, const gm_model_info *in, const gm_oip_results *res,
+                    uint8_t **body, size_t *len, size_t *json_len);
 
 /* The model metadata object: name, versions, platform, and the inputs and
  * outputs (-1 for the batch dimension) of the model's default operation

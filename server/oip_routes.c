@@ -80,14 +80,12 @@ static void handle_infer(gm_server *s, gm_call *c, const gm_http_request *req, g
     gm_error_kind kind;
     if (atomic_load(&s->draining)) {
         gm_reply_header(&c->reply, "Retry-After", "1");
-        return gm_reply_error(&c->reply, GM_E_DRAINING,
-                              "the server is shutting down; retry on another replica");
+        return gm_reply_error(&c->reply, GM_E_DRAINING, "the server is shutting down; retry on another replica");
     }
     long long hl = header_length(req->inference_header_length);
     if (hl == -2)
-        return gm_reply_error(
-            &c->reply, GM_E_BAD_REQUEST,
-            "Inference-Header-Content-Length must be the JSON's length in bytes, a decimal number");
+        return gm_reply_error(&c->reply, GM_E_BAD_REQUEST,
+                              "Inference-Header-Content-Length must be the JSON's length in bytes, a decimal number");
     const gm_model_info *in = gm_model_get_info(model->model);
     gm_oip_limits lim = limits_of(req->cfg);
     gm_oip_request *r =
@@ -154,14 +152,12 @@ void gm_oip_handle(gm_server *s, gm_call *c, const gm_http_request *req) {
 void gm_oip_finish(gm_call *c) {
     const gm_job *job = gm_operation_job(c->op);
     const gm_oip_call *o = c->oip;
-    if (job->status != GM_JOB_OK)
-        return gm_operation_finish(c->op, &c->reply); /* its error, reshaped when sent */
+    if (job->status != GM_JOB_OK) return gm_operation_finish(c->op, &c->reply); /* its error, reshaped when sent */
     int *labels = NULL;
     if (job->op == GM_OP_SAMPLE && o->info->num_classes) { /* each row's class, drawn or given */
         if (!(labels = malloc((size_t)job->n * sizeof *labels)))
             return gm_reply_error(&c->reply, GM_E_INTERNAL, "out of memory building the reply");
-        for (int i = 0; i < job->n; i++)
-            labels[i] = job->rows[i].label;
+        for (int i = 0; i < job->n; i++) labels[i] = job->rows[i].label;
     }
     gm_oip_results res = {
         .n = job->n,

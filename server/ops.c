@@ -94,8 +94,8 @@ static bool get_long_in(gm_operation *c, json_t *p, const char *key, long dflt, 
                         gm_quote(q, json_string_value(v), json_string_length(v)));
     } else return fail(c, GM_E_BAD_PARAM, "%s must be an integer", key);
     if (x < lo || x > hi)
-        return fail(c, GM_E_OUT_OF_RANGE, "%s = %lld is out of range: %ld to %ld%s%s%s", key, x, lo, hi, limit ? " (the server's " : "",
-                    limit ? limit : "", limit ? " setting)" : "");
+        return fail(c, GM_E_OUT_OF_RANGE, "%s = %lld is out of range: %ld to %ld%s%s%s", key, x, lo, hi,
+                    limit ? " (the server's " : "", limit ? limit : "", limit ? " setting)" : "");
     *out = (long)x;
     return true;
 }
@@ -209,8 +209,8 @@ static const char *model_name(const gm_operation *c) { return c->served->name; }
 static bool read_code(gm_operation *c, const gm_model_info *in, json_t *v, const char *what, float *out) {
     double bound = gm_params[GM_P_CODE].max;
     if (!json_is_array(v) || json_array_size(v) != (size_t)in->code_dim)
-        return fail(c, GM_E_MODEL_MISMATCH, "%s must be an array of %d numbers (model \"%s\" has code_dim %d)", what, in->code_dim,
-                    model_name(c), in->code_dim);
+        return fail(c, GM_E_MODEL_MISMATCH, "%s must be an array of %d numbers (model \"%s\" has code_dim %d)", what,
+                    in->code_dim, model_name(c), in->code_dim);
     for (int j = 0; j < in->code_dim; j++) {
         json_t *x = json_array_get(v, (size_t)j);
         if (!json_is_number(x) || !(fabs(json_number_value(x)) <= bound))
@@ -223,7 +223,8 @@ static bool read_code(gm_operation *c, const gm_model_info *in, json_t *v, const
 /* A code parameter on a model without codes is refused, not ignored. */
 static bool code_allowed(gm_operation *c, const gm_model_info *in, json_t *v) {
     if (v && !in->code_dim)
-        return fail(c, GM_E_MODEL_MISMATCH, "code: model \"%s\" has no continuous code input (code_dim 0)", model_name(c));
+        return fail(c, GM_E_MODEL_MISMATCH, "code: model \"%s\" has no continuous code input (code_dim 0)",
+                    model_name(c));
     return true;
 }
 
@@ -244,14 +245,16 @@ static bool check_params(gm_operation *c, gm_op op, json_t *params) {
 static bool needs(gm_operation *c, const gm_model_info *in, gm_op op) {
     if (in->supports[op]) return true;
     if (op == GM_OP_COMPLETE && in->family == GM_FAMILY_NADE)
-        return fail(c, GM_E_UNSUPPORTED_OP, "model \"%s\" (nade) cannot complete: its pixel order (tensor "
-                                            "'ordering') is not raster order, so the image's top rows are not the "
-                                            "first pixels it generates; export it without an ordering",
+        return fail(c, GM_E_UNSUPPORTED_OP,
+                    "model \"%s\" (nade) cannot complete: its pixel order (tensor "
+                    "'ordering') is not raster order, so the image's top rows are not the "
+                    "first pixels it generates; export it without an ordering",
                     model_name(c));
     if (op == GM_OP_COMPLETE)
-        return fail(c, GM_E_UNSUPPORTED_OP, "model \"%s\" (%s) cannot complete: only an autoregressive model "
-                                            "(nade) has the exact conditionals of the missing pixels given the "
-                                            "others",
+        return fail(c, GM_E_UNSUPPORTED_OP,
+                    "model \"%s\" (%s) cannot complete: only an autoregressive model "
+                    "(nade) has the exact conditionals of the missing pixels given the "
+                    "others",
                     model_name(c), gm_family_name(in->family));
     static const char *const WHY[GM_OP_COUNT] = {
         [GM_OP_LOGP] = "a GAN defines no likelihood; use a nade or vae model",
@@ -266,15 +269,16 @@ static bool needs(gm_operation *c, const gm_model_info *in, gm_op op) {
                             "by a discriminator, with no likelihood term, so there is no log p to compute; use a "
                             "nade or vae model"
                           : WHY[op];
-    return fail(c, GM_E_UNSUPPORTED_OP, "model \"%s\" (%s) cannot %s: %s", model_name(c), gm_family_name(in->family), gm_op_name(op),
-                why ? why : "the file lacks it");
+    return fail(c, GM_E_UNSUPPORTED_OP, "model \"%s\" (%s) cannot %s: %s", model_name(c), gm_family_name(in->family),
+                gm_op_name(op), why ? why : "the file lacks it");
 }
 
 static bool check_output_size(gm_operation *c, const gm_model_info *in, long n) {
     double pixels = (double)n * in->dim * c->scale * c->scale;
     if (pixels > MAX_OUTPUT_PIXELS)
-        return fail(c, GM_E_TOO_COSTLY, "the reply would hold %.0f pixels (n x image x scale^2), over %d; lower n or scale",
-                    pixels, MAX_OUTPUT_PIXELS);
+        return fail(c, GM_E_TOO_COSTLY,
+                    "the reply would hold %.0f pixels (n x image x scale^2), over %d; lower n or scale", pixels,
+                    MAX_OUTPUT_PIXELS);
     return true;
 }
 
@@ -297,7 +301,8 @@ static bool prepare_output_format(gm_operation *c, json_t *p, const gm_op_reques
     long scale;
     if (!choose_format(c, p, rq) || !get_long(c, p, GM_P_SCALE, &scale)) return false;
     if (scale != 1 && (c->format == GM_FORMAT_PIXELS || c->format == GM_FORMAT_NPY))
-        return fail(c, GM_E_OUT_OF_RANGE, "scale enlarges PNG images only; format %s returns the model's pixels unscaled",
+        return fail(c, GM_E_OUT_OF_RANGE,
+                    "scale enlarges PNG images only; format %s returns the model's pixels unscaled",
                     gm_format_names[c->format]);
     c->scale = (int)scale;
     return true;
@@ -355,8 +360,9 @@ static bool prepare_sample(gm_operation *c, const gm_model_info *in, json_t *p, 
     long n;
     float temperature, truncation;
     bool sample_pixels;
-    if (!get_long(c, p, GM_P_N, &n) || !get_seed(c, p, true, &c->seed) || !get_float(c, p, GM_P_TEMPERATURE, &temperature) ||
-        !prepare_output_format(c, p, rq) || !check_output_size(c, in, n))
+    if (!get_long(c, p, GM_P_N, &n) || !get_seed(c, p, true, &c->seed) ||
+        !get_float(c, p, GM_P_TEMPERATURE, &temperature) || !prepare_output_format(c, p, rq) ||
+        !check_output_size(c, in, n))
         return false;
     int label;
     if (!get_label(c, in, p, &label)) return false;
@@ -368,20 +374,24 @@ static bool prepare_sample(gm_operation *c, const gm_model_info *in, json_t *p, 
     if (!get_choice(c, p, GM_P_MODE, false, &sample_pixels)) return false;
     json_t *cv = json_object_get(p, "code");
     if (!code_allowed(c, in, cv)) return false;
-    if (cv) { /* one code for every row; without it each row draws its own */
+    if (cv) {                     /* one code for every row; without it each row draws its own */
         if (json_is_string(cv)) { /* a query string: code=[0.5,-1] */
             /* at most code_dim values are parsed, whatever the text holds */
             size_t seps = 0;
             for (const char *t = json_string_value(cv); *t; t++) seps += *t == ',' || *t == '[' || *t == '{';
             if (seps > (size_t)in->code_dim + 1)
-                return fail(c, GM_E_MODEL_MISMATCH, "code must be an array of %d numbers (model \"%s\" has code_dim %d)",
-                            in->code_dim, model_name(c), in->code_dim);
+                return fail(c, GM_E_MODEL_MISMATCH,
+                            "code must be an array of %d numbers (model \"%s\" has code_dim %d)", in->code_dim,
+                            model_name(c), in->code_dim);
             json_t *parsed = json_loads(json_string_value(cv), JSON_DECODE_ANY, NULL);
-            if (!parsed) return fail(c, GM_E_BAD_PARAM, "code must be a JSON array of %d numbers, e.g. code=[0.5,-1]", in->code_dim);
+            if (!parsed)
+                return fail(c, GM_E_BAD_PARAM, "code must be a JSON array of %d numbers, e.g. code=[0.5,-1]",
+                            in->code_dim);
             json_object_set_new(p, "code", parsed);
             cv = parsed;
         }
-        if (!(c->codes = malloc((size_t)in->code_dim * sizeof *c->codes))) return fail(c, GM_E_INTERNAL, "out of memory");
+        if (!(c->codes = malloc((size_t)in->code_dim * sizeof *c->codes)))
+            return fail(c, GM_E_INTERNAL, "out of memory");
         if (!read_code(c, in, cv, "code", c->codes)) return false;
     }
 
@@ -449,8 +459,10 @@ static bool keep_png(gm_operation *c, size_t i, uint8_t *bytes, size_t len) {
         atomic_fetch_sub(&c->srv->png_bytes, (long long)len);
         free(bytes);
         gm_reply_header(c->reply, "Retry-After", "1");
-        return fail(c, GM_E_BUSY, "the server holds as many PNG bytes waiting to be decoded as it may (%lld bytes, the "
-                            "max_body_memory_bytes setting); retry after 1 s", limit);
+        return fail(c, GM_E_BUSY,
+                    "the server holds as many PNG bytes waiting to be decoded as it may (%lld bytes, the "
+                    "max_body_memory_bytes setting); retry after 1 s",
+                    limit);
     }
     c->png_held += len;
     c->png[i] = bytes;
@@ -491,7 +503,8 @@ static bool read_image(gm_operation *c, const gm_model_info *in, json_t *img, si
         }
         return true;
     }
-    return fail(c, GM_E_BAD_PARAM, "images[%zu] must be {\"png\": \"<base64>\"} or {\"pixels\": [%d numbers]}", i, in->dim);
+    return fail(c, GM_E_BAD_PARAM, "images[%zu] must be {\"png\": \"<base64>\"} or {\"pixels\": [%d numbers]}", i,
+                in->dim);
 }
 
 /* The images of logp, encode, discriminate and reconstruct: an image/png body (one
@@ -520,8 +533,7 @@ static bool read_images(gm_operation *c, const gm_model_info *in, json_t *p, con
         return keep_png(c, 0, bytes, rq->png_len);
     }
     for (long i = 0; i < *n; i++)
-        if (!read_image(c, in, json_array_get(images, (size_t)i), (size_t)i, c->in + (size_t)i * in->dim))
-            return false;
+        if (!read_image(c, in, json_array_get(images, (size_t)i), (size_t)i, c->in + (size_t)i * in->dim)) return false;
     return true;
 }
 
@@ -586,8 +598,9 @@ static bool prepare_decode_codes(gm_operation *c, const gm_model_info *in, json_
     if (!code_allowed(c, in, cv)) return false;
     if (!in->code_dim) return true;
     if (!cv)
-        return fail(c, GM_E_MODEL_MISMATCH, "code is required: model \"%s\" takes a continuous code of %d numbers (one array for "
-                            "every latent, or an array of one per latent)",
+        return fail(c, GM_E_MODEL_MISMATCH,
+                    "code is required: model \"%s\" takes a continuous code of %d numbers (one array for "
+                    "every latent, or an array of one per latent)",
                     model_name(c), in->code_dim);
     c->codes = malloc((size_t)n * in->code_dim * sizeof *c->codes);
     if (!c->codes) return fail(c, GM_E_INTERNAL, "out of memory");
@@ -618,10 +631,10 @@ static bool complete_inputs(gm_job *job) {
 static bool get_given(gm_operation *c, const gm_model_info *in, json_t *p) {
     json_t *rv = json_object_get(p, "rows"), *pv = json_object_get(p, "prefix");
     if (!rv == !pv)
-        return fail(c, GM_E_BAD_PARAM, "%s: give exactly one of rows (whole rows kept from the top, 0 to %d) or "
-                                       "prefix (values kept in raster order, 0 to %d)",
-                    rv ? "rows and prefix were both given" : "neither rows nor prefix was given", in->height,
-                    in->dim);
+        return fail(c, GM_E_BAD_PARAM,
+                    "%s: give exactly one of rows (whole rows kept from the top, 0 to %d) or "
+                    "prefix (values kept in raster order, 0 to %d)",
+                    rv ? "rows and prefix were both given" : "neither rows nor prefix was given", in->height, in->dim);
     const char *key = rv ? "rows" : "prefix";
     long v, hi = rv ? in->height : in->dim;
     if (!get_long_in(c, p, key, 0, LONG_MIN, LONG_MAX, NULL, &v)) return false;
@@ -642,8 +655,9 @@ static bool prepare_complete(gm_operation *c, const gm_model_info *in, json_t *p
         !prepare_output_format(c, p, rq) || !check_output_size(c, in, n))
         return false;
     if (!rq->png && json_is_array(iv) && json_array_size(iv) != 1)
-        return fail(c, GM_E_OUT_OF_RANGE, "images has %zu entries; complete takes exactly one image (and n for "
-                                          "how many completions)",
+        return fail(c, GM_E_OUT_OF_RANGE,
+                    "images has %zu entries; complete takes exactly one image (and n for "
+                    "how many completions)",
                     json_array_size(iv));
     if (!read_images(c, in, p, rq, &images)) return false;
     float *all = realloc(c->in, (size_t)n * in->dim * sizeof *all);
@@ -673,7 +687,8 @@ static bool prepare_complete(gm_operation *c, const gm_model_info *in, json_t *p
 static bool prepare_decode(gm_operation *c, const gm_model_info *in, json_t *p, const gm_op_request *rq) {
     double bound = gm_params[GM_P_CODE].max;
     json_t *latents = json_object_get(p, "latents");
-    if (!json_is_array(latents)) return fail(c, GM_E_BAD_PARAM, "the body needs \"latents\": [[%d numbers], ...]", in->latent_dim);
+    if (!json_is_array(latents))
+        return fail(c, GM_E_BAD_PARAM, "the body needs \"latents\": [[%d numbers], ...]", in->latent_dim);
     long n = (long)json_array_size(latents);
     if (!count_in_range(c, GM_P_LATENTS, n)) return false;
     if (!prepare_output_format(c, p, rq) || !check_output_size(c, in, n)) return false;
@@ -683,8 +698,8 @@ static bool prepare_decode(gm_operation *c, const gm_model_info *in, json_t *p, 
     for (long i = 0; i < n; i++) {
         json_t *z = json_array_get(latents, (size_t)i);
         if (!json_is_array(z) || json_array_size(z) != (size_t)in->latent_dim)
-            return fail(c, GM_E_MODEL_MISMATCH, "latents[%ld] must be an array of %d numbers (the model's latent size)", i,
-                        in->latent_dim);
+            return fail(c, GM_E_MODEL_MISMATCH, "latents[%ld] must be an array of %d numbers (the model's latent size)",
+                        i, in->latent_dim);
         for (int j = 0; j < in->latent_dim; j++) {
             json_t *v = json_array_get(z, (size_t)j);
             double x = json_number_value(v);
@@ -695,14 +710,18 @@ static bool prepare_decode(gm_operation *c, const gm_model_info *in, json_t *p, 
     }
     json_t *lv = json_object_get(p, "label");
     if (in->num_classes) {
-        if (!lv) return fail(c, GM_E_MODEL_MISMATCH, "label is required: model \"%s\" is class-conditional (an index, a class name, "
-                                     "or an array of one per latent)", model_name(c));
+        if (!lv)
+            return fail(c, GM_E_MODEL_MISMATCH,
+                        "label is required: model \"%s\" is class-conditional (an index, a class name, "
+                        "or an array of one per latent)",
+                        model_name(c));
         c->labels = malloc((size_t)n * sizeof *c->labels);
         if (!c->labels) return fail(c, GM_E_INTERNAL, "out of memory");
         if (json_is_array(lv) && json_array_size(lv) != (size_t)n)
             return fail(c, GM_E_MODEL_MISMATCH, "label has %zu entries for %ld latents", json_array_size(lv), n);
         for (long i = 0; i < n; i++)
-            if (!parse_label(c, in, json_is_array(lv) ? json_array_get(lv, (size_t)i) : lv, &c->labels[i])) return false;
+            if (!parse_label(c, in, json_is_array(lv) ? json_array_get(lv, (size_t)i) : lv, &c->labels[i]))
+                return false;
     } else if (lv) return fail(c, GM_E_MODEL_MISMATCH, "label: model \"%s\" is not class-conditional", model_name(c));
     if (!prepare_decode_codes(c, in, p, n)) return false;
     c->job.n = (int)n;
@@ -720,14 +739,22 @@ static bool prepare_op(gm_operation *c, const gm_op_request *rq) {
     c->scale = 1;
     if (!check_params(c, op, rq->params) || !needs(c, in, op)) return false;
     switch (op) {
-    case GM_OP_SAMPLE: return prepare_sample(c, in, rq->params, rq);
-    case GM_OP_LOGP: return prepare_logp(c, in, rq->params, rq);
-    case GM_OP_ENCODE: return prepare_encode(c, in, rq->params, rq);
-    case GM_OP_DECODE: return prepare_decode(c, in, rq->params, rq);
-    case GM_OP_DISCRIMINATE: return prepare_discriminate(c, in, rq->params, rq);
-    case GM_OP_RECONSTRUCT: return prepare_reconstruct(c, in, rq->params, rq);
-    case GM_OP_COMPLETE: return prepare_complete(c, in, rq->params, rq);
-    case GM_OP_COUNT: break;
+    case GM_OP_SAMPLE:
+        return prepare_sample(c, in, rq->params, rq);
+    case GM_OP_LOGP:
+        return prepare_logp(c, in, rq->params, rq);
+    case GM_OP_ENCODE:
+        return prepare_encode(c, in, rq->params, rq);
+    case GM_OP_DECODE:
+        return prepare_decode(c, in, rq->params, rq);
+    case GM_OP_DISCRIMINATE:
+        return prepare_discriminate(c, in, rq->params, rq);
+    case GM_OP_RECONSTRUCT:
+        return prepare_reconstruct(c, in, rq->params, rq);
+    case GM_OP_COMPLETE:
+        return prepare_complete(c, in, rq->params, rq);
+    case GM_OP_COUNT:
+        break;
     }
     return fail(c, GM_E_INTERNAL, "operation %d has no preparation", (int)op);
 }
@@ -933,8 +960,8 @@ static void finish_discriminate(gm_operation *c, gm_reply *reply) {
     json_t *results = json_array();
     for (int i = 0; i < c->job.n; i++) {
         double l = c->out[i], log_d = -(log1p(exp(-fabs(l))) + (l < 0 ? -l : 0));
-        json_array_append_new(results, json_pack("{s:o,s:o,s:o}", "logit", number(l), "probability",
-                                                 number(exp(log_d)), "realness", number(log_d)));
+        json_array_append_new(results, json_pack("{s:o,s:o,s:o}", "logit", number(l), "probability", number(exp(log_d)),
+                                                 "realness", number(log_d)));
     }
     gm_reply_json(reply, json_pack("{s:s,s:o}", "model", model_name(c), "results", results));
 }
@@ -945,25 +972,36 @@ void gm_operation_finish(gm_operation *c, gm_reply *reply) {
     const gm_model_info *in = gm_model_get_info(c->job.model);
     switch (c->job.status) {
     case GM_JOB_EXPIRED:
-        return gm_reply_error(reply, GM_E_DEADLINE, "the request passed its deadline (%ld ms, the server's deadline_ms "
-                                              "setting) waiting or computing; it was stopped: retry later, or ask "
-                                              "for less (fewer rows, a lower k)",
+        return gm_reply_error(reply, GM_E_DEADLINE,
+                              "the request passed its deadline (%ld ms, the server's deadline_ms "
+                              "setting) waiting or computing; it was stopped: retry later, or ask "
+                              "for less (fewer rows, a lower k)",
                               c->cfg->deadline_ms);
-    case GM_JOB_CANCELLED: return gm_reply_error(reply, GM_E_CLIENT_GONE, "the client closed the connection");
-    case GM_JOB_FAILED: return gm_reply_error(reply, GM_E_INTERNAL, "out of memory computing the batch");
-    case GM_JOB_INVALID: return gm_reply_error(reply, c->invalid_kind, "%s", c->invalid);
-    case GM_JOB_OK: break;
+    case GM_JOB_CANCELLED:
+        return gm_reply_error(reply, GM_E_CLIENT_GONE, "the client closed the connection");
+    case GM_JOB_FAILED:
+        return gm_reply_error(reply, GM_E_INTERNAL, "out of memory computing the batch");
+    case GM_JOB_INVALID:
+        return gm_reply_error(reply, c->invalid_kind, "%s", c->invalid);
+    case GM_JOB_OK:
+        break;
     }
     gm_reply_header(reply, "Vary", "Accept"); /* the format may follow Accept */
     switch (c->job.op) {
     case GM_OP_SAMPLE:
     case GM_OP_DECODE:
-    case GM_OP_RECONSTRUCT: return finish_images(c, in, reply);
-    case GM_OP_COMPLETE: return finish_images(c, in, reply);
-    case GM_OP_LOGP: return finish_logp(c, in, reply);
-    case GM_OP_ENCODE: return finish_encode(c, in, reply);
-    case GM_OP_DISCRIMINATE: return finish_discriminate(c, reply);
-    case GM_OP_COUNT: break;
+    case GM_OP_RECONSTRUCT:
+        return finish_images(c, in, reply);
+    case GM_OP_COMPLETE:
+        return finish_images(c, in, reply);
+    case GM_OP_LOGP:
+        return finish_logp(c, in, reply);
+    case GM_OP_ENCODE:
+        return finish_encode(c, in, reply);
+    case GM_OP_DISCRIMINATE:
+        return finish_discriminate(c, reply);
+    case GM_OP_COUNT:
+        break;
     }
     gm_reply_error(reply, GM_E_INTERNAL, "operation %d has no reply", (int)c->job.op);
 }

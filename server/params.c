@@ -72,9 +72,7 @@ const gm_param_def gm_params[GM_P_COUNT] = {
 };
 /* clang-format on */
 
-static long setting(const gm_config *cfg, size_t offset) {
-    return *(const long *)((const char *)cfg + offset);
-}
+static long setting(const gm_config *cfg, size_t offset) { return *(const long *)((const char *)cfg + offset); }
 
 double gm_param_max(gm_param p, const gm_config *cfg) {
     const gm_param_def *d = &gm_params[p];
@@ -107,30 +105,25 @@ void gm_params_markdown(FILE *f) {
         char range[96] = "", ops[96] = "";
         int nc = 0;
         while (nc < (int)(sizeof d->choices / sizeof d->choices[0]) && d->choices[nc]) nc++;
-        if (d->range_text)
-            snprintf(range, sizeof range, "%s", d->range_text);
+        if (d->range_text) snprintf(range, sizeof range, "%s", d->range_text);
         else if (nc)
             for (int i = 0, o = 0; i < nc; i++) /* `a`, `b` or `c` */
-                o += snprintf(range + o, sizeof range - (size_t)o, "%s`%s`", !i ? "" : i + 1 < nc ? ", " : " or ",
+                o += snprintf(range + o, sizeof range - (size_t)o, "%s`%s`",
+                              !i           ? ""
+                              : i + 1 < nc ? ", "
+                                           : " or ",
                               d->choices[i]);
-        else if (!strcmp(d->name, "label"))
-            snprintf(range, sizeof range, "0 to num_classes - 1, or a class name");
+        else if (!strcmp(d->name, "label")) snprintf(range, sizeof range, "0 to num_classes - 1, or a class name");
         else if (!strcmp(d->type, "array") && d->max_setting)
             snprintf(range, sizeof range, "%g to %s entries", d->min, d->max_setting);
-        else if (!strcmp(d->type, "array"))
-            snprintf(range, sizeof range, "code_dim numbers within +-%g", d->max);
-        else if (d->max_setting)
-            snprintf(range, sizeof range, "%g to %s", d->min, d->max_setting);
-        else if (!strcmp(d->name, "seed"))
-            snprintf(range, sizeof range, "0 to 2^64 - 1");
-        else
-            snprintf(range, sizeof range, "%s %g, at most %g", d->min_open ? "above" : "at least", d->min,
-                     d->max);
+        else if (!strcmp(d->type, "array")) snprintf(range, sizeof range, "code_dim numbers within +-%g", d->max);
+        else if (d->max_setting) snprintf(range, sizeof range, "%g to %s", d->min, d->max_setting);
+        else if (!strcmp(d->name, "seed")) snprintf(range, sizeof range, "0 to 2^64 - 1");
+        else snprintf(range, sizeof range, "%s %g, at most %g", d->min_open ? "above" : "at least", d->min, d->max);
         for (int op = 0; op < GM_OP_COUNT; op++)
             if (gm_param_takes((gm_param)p, (gm_op)op))
                 snprintf(ops + strlen(ops), sizeof ops - strlen(ops), "%s%s", ops[0] ? ", " : "",
                          gm_op_name((gm_op)op));
-        fprintf(f, "| `%s` | %s | %s | %s | %s | %s |\n", d->name, d->type, range, d->dflt_text, ops,
-                d->description);
+        fprintf(f, "| `%s` | %s | %s | %s | %s | %s |\n", d->name, d->type, range, d->dflt_text, ops, d->description);
     }
 }

@@ -95,8 +95,8 @@ static bool chunks_fit(const uint8_t *data, size_t len, char err[GM_ERR_LEN]) {
         for (int i = 0; i < 4; i++)
             type[i] = data[pos + 4 + i] >= 0x20 && data[pos + 4 + i] < 0x7f ? (char)data[pos + 4 + i] : '?';
         if (n > len - pos - 12) {
-            gm_errorf(err, "invalid PNG: chunk %s at byte %zu declares %u bytes of data but only %zu remain",
-                      type, pos, n, len - pos - 12);
+            gm_errorf(err, "invalid PNG: chunk %s at byte %zu declares %u bytes of data but only %zu remain", type, pos,
+                      n, len - pos - 12);
             return false;
         }
         if (!memcmp(type, "IEND", 4)) return true;
@@ -109,8 +109,7 @@ static bool chunks_fit(const uint8_t *data, size_t len, char err[GM_ERR_LEN]) {
  * allocating or decompressing anything (a zTXt or iCCP is compressed). */
 static const png_byte IGNORED_CHUNKS[] = "tEXt\0zTXt\0iTXt\0iCCP\0sPLT\0eXIf\0tIME\0pHYs\0hIST\0";
 
-gm_png_status gm_png_decode(const uint8_t *data, size_t len, int h, int w, int c, float *out,
-                            char err[GM_ERR_LEN]) {
+gm_png_status gm_png_decode(const uint8_t *data, size_t len, int h, int w, int c, float *out, char err[GM_ERR_LEN]) {
     char msg[GM_ERR_LEN] = "";
     if (len < 8 || png_sig_cmp(data, 0, 8) != 0) {
         gm_errorf(err, "not a PNG image (the first 8 bytes are not the PNG signature)");
@@ -136,8 +135,7 @@ gm_png_status gm_png_decode(const uint8_t *data, size_t len, int h, int w, int c
     png_set_chunk_malloc_max(png, MAX_CHUNK_BYTES);
     png_set_chunk_cache_max(png, 64);
     png_set_keep_unknown_chunks(png, PNG_HANDLE_CHUNK_NEVER, NULL, 0);
-    png_set_keep_unknown_chunks(png, PNG_HANDLE_CHUNK_NEVER, IGNORED_CHUNKS,
-                                (int)(sizeof IGNORED_CHUNKS / 5));
+    png_set_keep_unknown_chunks(png, PNG_HANDLE_CHUNK_NEVER, IGNORED_CHUNKS, (int)(sizeof IGNORED_CHUNKS / 5));
     reader r = {data, len, 8, msg};
     png_set_read_fn(png, &r, read_bytes);
     png_set_sig_bytes(png, 8);
@@ -217,18 +215,16 @@ static uint8_t *draw_grid(const float *pixels, int n, int h, int w, int c, int s
                     float v = srow[(size_t)x * c + ch];
                     v = v < 0 ? 0 : v > 1 ? 1 : v; /* also maps NaN to 0 */
                     uint8_t b = (uint8_t)lrintf(v * 255.0f);
-                    for (int r = 0; r < scale; r++)
-                        dst[((size_t)x * scale + r) * c + ch] = b;
+                    for (int r = 0; r < scale; r++) dst[((size_t)x * scale + r) * c + ch] = b;
                 }
-            for (int r = 1; r < scale; r++)
-                memcpy(dst + (size_t)r * stride, dst, cell);
+            for (int r = 1; r < scale; r++) memcpy(dst + (size_t)r * stride, dst, cell);
         }
     }
     return img;
 }
 
-int gm_png_encode(const float *pixels, int n, int h, int w, int c, int scale, const char *description,
-                  uint8_t **out, size_t *out_len, char err[GM_ERR_LEN]) {
+int gm_png_encode(const float *pixels, int n, int h, int w, int c, int scale, const char *description, uint8_t **out,
+                  size_t *out_len, char err[GM_ERR_LEN]) {
     static const int COLOR[5] = {0, PNG_COLOR_TYPE_GRAY, PNG_COLOR_TYPE_GRAY_ALPHA, PNG_COLOR_TYPE_RGB,
                                  PNG_COLOR_TYPE_RGBA};
     if (c < 1 || c > 4) return gm_errorf(err, "cannot write a PNG with %d channels (1 to 4 only)", c);
@@ -253,8 +249,7 @@ int gm_png_encode(const float *pixels, int n, int h, int w, int c, int scale, co
     png_set_IHDR(png, info, (png_uint_32)gw, (png_uint_32)gh, 8, COLOR[c], PNG_INTERLACE_NONE,
                  PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
     if (description) {
-        png_text text = {.compression = PNG_TEXT_COMPRESSION_NONE, .key = "Description",
-                         .text = (char *)description};
+        png_text text = {.compression = PNG_TEXT_COMPRESSION_NONE, .key = "Description", .text = (char *)description};
         png_set_text(png, info, &text, 1);
     }
     /* Run-length deflate: on these images (few gray levels, flat regions) it

@@ -27,8 +27,7 @@ typedef enum {
 
 /* Decodes a PNG of exactly h x w into out: (h*w*c) floats in [0, 1], raster
  * order, channels last. */
-gm_png_status gm_png_decode(const uint8_t *data, size_t len, int h, int w, int c, float *out,
-                            char err[GM_ERR_LEN]);
+gm_png_status gm_png_decode(const uint8_t *data, size_t len, int h, int w, int c, float *out, char err[GM_ERR_LEN]);
 
 /* The grid that gm_png_encode draws n images in: cols x rows cells. */
 void gm_png_grid(int n, int *cols, int *rows);
@@ -37,7 +36,7 @@ void gm_png_grid(int n, int *cols, int *rows);
  * n = 1, else a grid (gm_png_grid) with a one-pixel gray gutter; every pixel
  * repeated scale x scale. description (may be NULL) becomes a tEXt chunk.
  * *out is malloc'd (caller frees). Returns 0, or -1 with err filled. */
-int gm_png_encode(const float *pixels, int n, int h, int w, int c, int scale, const char *description,
-                  uint8_t **out, size_t *out_len, char err[GM_ERR_LEN]);
+int gm_png_encode(const float *pixels, int n, int h, int w, int c, int scale, const char *description, uint8_t **out,
+                  size_t *out_len, char err[GM_ERR_LEN]);
 
 #endif

@@ -12,9 +12,7 @@ static uint32_t be32(const uint8_t *p) {
 }
 
 /* Whether the chunk at p (n data bytes) has the CRC it carries. */
-static bool crc_ok(const uint8_t *p, uint32_t n) {
-    return crc32(crc32(0, NULL, 0), p + 4, 4 + n) == be32(p + 8 + n);
-}
+static bool crc_ok(const uint8_t *p, uint32_t n) { return crc32(crc32(0, NULL, 0), p + 4, 4 + n) == be32(p + 8 + n); }
 
 static int paeth(int a, int b, int c) {
     int pa = abs(b - c), pb = abs(a - c), pc = abs(a + b - 2 * c);
@@ -31,7 +29,8 @@ static bool unfilter(uint8_t *raw, int h, size_t stride, size_t bpp) {
         uint8_t *row = (uint8_t *)prev + stride + 1;
         size_t i;
         switch (row[-1]) {
-        case 0: break;
+        case 0:
+            break;
         case 1:
             for (i = bpp; i < stride; i++) row[i] = (uint8_t)(row[i] + row[i - bpp]);
             break;
@@ -56,7 +55,8 @@ static bool unfilter(uint8_t *raw, int h, size_t stride, size_t bpp) {
             for (i = 0; i < bpp; i++) row[i] = (uint8_t)(row[i] + prev[i]);
             for (; i < stride; i++) row[i] = (uint8_t)(row[i] + paeth(row[i - bpp], prev[i], prev[i - bpp]));
             break;
-        default: return false;
+        default:
+            return false;
         }
     }
     return true;
@@ -68,8 +68,8 @@ bool gm_png_decode_plain(const uint8_t *data, size_t len, int h, int w, int c, f
     const uint8_t *ihdr = data + 8;
     if (be32(ihdr) != 13 || memcmp(ihdr + 4, "IHDR", 4) || !crc_ok(ihdr, 13)) return false;
     const uint8_t *f = ihdr + 8;
-    if (be32(f) != (uint32_t)w || be32(f + 4) != (uint32_t)h || f[8] != 8 || f[9] != COLOR_TYPE[c] || f[10] ||
-        f[11] || f[12])
+    if (be32(f) != (uint32_t)w || be32(f + 4) != (uint32_t)h || f[8] != 8 || f[9] != COLOR_TYPE[c] || f[10] || f[11] ||
+        f[12])
         return false;
     size_t stride = (size_t)w * c, want = (size_t)h * (stride + 1);
     uint8_t *raw = malloc(stride + 1 + want);

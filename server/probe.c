@@ -52,7 +52,8 @@ int gm_probe(const char *url, int timeout_ms) {
         ssize_t got = send(fd, req, (size_t)n, MSG_NOSIGNAL) == n ? recv(fd, buf, sizeof buf - 1, 0) : -1;
         if (got > 12) buf[got] = 0;
         rc = got > 12 && strncmp(buf + 9, "200", 3) == 0 ? 0 : 1;
-        if (rc) fprintf(stderr, "gmserve probe: %s: %.*s\n", url, (int)strcspn(buf, "\r\n"), got > 0 ? buf : "no reply");
+        if (rc)
+            fprintf(stderr, "gmserve probe: %s: %.*s\n", url, (int)strcspn(buf, "\r\n"), got > 0 ? buf : "no reply");
     }
     if (fd >= 0) close(fd);
     freeaddrinfo(ai);

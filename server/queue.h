@@ -49,8 +49,8 @@ struct gm_job {
     /* Batching key and size, set by the submitter. */
     const gm_model *model;
     gm_op op;
-    int k; /* importance samples (logp); 0 for other operations */
-    int n; /* rows */
+    int k;          /* importance samples (logp); 0 for other operations */
+    int n;          /* rows */
     int chunk_rows; /* most rows computed in one piece; 0 = all at once */
 
     /* Inputs, n rows each, set by the submitter (those the op reads). */
@@ -61,13 +61,13 @@ struct gm_job {
     gm_row *rows;        /* sample, logp, complete: (n) per-row parameters and streams */
 
     /* Outputs, allocated by the submitter for the op it asks. */
-    float *out_pixels;        /* sample, decode, reconstruct, complete: (n, D) */
-    double *out_logp;         /* sample: (n) exact log p (NADE), or NULL; complete: (n) */
-    double *out_logp_rest;    /* complete: (n) log p of the drawn pixels given the kept ones */
-    gm_logp_result *out_lp;   /* logp: (n) */
-    float *out_z;             /* encode: (n, encode_dim) */
-    float *out_logvar;        /* encode of a VAE: (n, encode_dim) */
-    float *out_logits;        /* discriminate: (n) */
+    float *out_pixels;      /* sample, decode, reconstruct, complete: (n, D) */
+    double *out_logp;       /* sample: (n) exact log p (NADE), or NULL; complete: (n) */
+    double *out_logp_rest;  /* complete: (n) log p of the drawn pixels given the kept ones */
+    gm_logp_result *out_lp; /* logp: (n) */
+    float *out_z;           /* encode: (n, encode_dim) */
+    float *out_logvar;      /* encode of a VAE: (n, encode_dim) */
+    float *out_logits;      /* discriminate: (n) */
 
     /* Time in ns (CLOCK_MONOTONIC): set at the first push; deadline 0 =
      * none. The deadline is checked before every piece. */

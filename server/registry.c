@@ -25,15 +25,13 @@ gm_registry *gm_registry_new(void) {
     gm_registry *r = calloc(1, sizeof *r);
     if (!r) return NULL;
     pthread_mutex_init(&r->mu, NULL);
-    for (int i = 0; i < GM_REGISTRY_SLOTS; i++)
-        r->name_ptrs[i] = r->names[i];
+    for (int i = 0; i < GM_REGISTRY_SLOTS; i++) r->name_ptrs[i] = r->names[i];
     return r;
 }
 
 void gm_registry_free(gm_registry *r) {
     if (!r) return;
-    for (int i = 0; i < GM_REGISTRY_SLOTS; i++)
-        gm_served_release(r->live[i]);
+    for (int i = 0; i < GM_REGISTRY_SLOTS; i++) gm_served_release(r->live[i]);
     pthread_mutex_destroy(&r->mu);
     free(r);
 }
@@ -60,13 +58,12 @@ static int find_slot(const gm_registry *r, const char *name) {
 
 static int served_count(const gm_registry *r) {
     int count = 0, n = atomic_load(&r->slots);
-    for (int i = 0; i < n; i++)
-        count += r->live[i] != NULL;
+    for (int i = 0; i < n; i++) count += r->live[i] != NULL;
     return count;
 }
 
-int gm_registry_put(gm_registry *r, const char *name, const char *path, gm_model *m, double load_ms,
-                    bool *replaced, char err[GM_ERR_LEN]) {
+int gm_registry_put(gm_registry *r, const char *name, const char *path, gm_model *m, double load_ms, bool *replaced,
+                    char err[GM_ERR_LEN]) {
     gm_served *s = calloc(1, sizeof *s);
     if (!s || strlen(name) >= GM_NAME_LEN || strlen(path) >= GM_PATH_LEN) {
         gm_model_free(m);

@@ -54,8 +54,8 @@ void gm_registry_free(gm_registry *r);
  * when the name served a model before. How many models may be served at
  * once (GM_MAX_MODELS) is the callers' rule: a reload briefly holds the old
  * and the new set. */
-int gm_registry_put(gm_registry *r, const char *name, const char *path, gm_model *m, double load_ms,
-                    bool *replaced, char err[GM_ERR_LEN]);
+int gm_registry_put(gm_registry *r, const char *name, const char *path, gm_model *m, double load_ms, bool *replaced,
+                    char err[GM_ERR_LEN]);
 
 /* Stops serving name; false when it served nothing. */
 bool gm_registry_remove(gm_registry *r, const char *name);

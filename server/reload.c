@@ -17,8 +17,7 @@
 #include "gm/clock.h"
 #include "reload.h"
 
-#define fail_with(out, st, ...)                                                                              \
-    ((out)->status = (st), snprintf((out)->message, sizeof(out)->message, __VA_ARGS__))
+#define fail_with(out, st, ...) ((out)->status = (st), snprintf((out)->message, sizeof(out)->message, __VA_ARGS__))
 
 /* Loads one file with its probes and self-test, timed. Anything but a
  * regular file is refused before it is opened: opening a FIFO for reading
@@ -42,8 +41,8 @@ static gm_model *load_timed(const char *path, double *ms, char err[GM_ERR_LEN]) 
 
 static void log_loaded(const char *verb, const char *name, const char *path, const gm_model *m, double ms) {
     const gm_model_info *in = gm_model_get_info(m);
-    fprintf(stderr, "gmserve: %s %s = %s (%s, %dx%dx%d) in %.0f ms\n", verb, name, path,
-            gm_family_name(in->family), in->height, in->width, in->channels, ms);
+    fprintf(stderr, "gmserve: %s %s = %s (%s, %dx%dx%d) in %.0f ms\n", verb, name, path, gm_family_name(in->family),
+            in->height, in->width, in->channels, ms);
 }
 
 static json_t *model_change(const char *name, const char *path, bool replaced, double ms) {
@@ -66,8 +65,7 @@ int gm_reload_initial(gm_registry *models, const gm_config *cfg, char err[2 * GM
 /* Names the registry does not know yet, which each need a slot. */
 static int new_names(const gm_registry *r, const gm_config *cfg) {
     int n = 0;
-    for (int i = 0; i < cfg->n_models; i++)
-        n += gm_registry_find(r, cfg->models[i].name) < 0;
+    for (int i = 0; i < cfg->n_models; i++) n += gm_registry_find(r, cfg->models[i].name) < 0;
     return n;
 }
 
@@ -97,8 +95,7 @@ void gm_reload_settings(const gm_reload_target *t, gm_reload_outcome *out) {
     double ms[GM_MAX_MODELS];
     for (int i = 0; i < next.n_models; i++)
         if (!(loaded[i] = load_timed(next.models[i].path, &ms[i], err))) {
-            for (int j = 0; j < i; j++)
-                gm_model_free(loaded[j]);
+            for (int j = 0; j < i; j++) gm_model_free(loaded[j]);
             fail_with(out, GM_RELOAD_BAD_FILE,
                       "model \"%s\" was not reloaded: %s; nothing changed: every model "
                       "goes on serving as before",
@@ -110,12 +107,9 @@ void gm_reload_settings(const gm_reload_target *t, gm_reload_outcome *out) {
     for (int i = 0; i < next.n_models; i++) {
         bool replaced = false;
         log_loaded("reloaded", next.models[i].name, next.models[i].path, loaded[i], ms[i]);
-        if (gm_registry_put(t->models, next.models[i].name, next.models[i].path, loaded[i], ms[i], &replaced,
-                            err) < 0)
+        if (gm_registry_put(t->models, next.models[i].name, next.models[i].path, loaded[i], ms[i], &replaced, err) < 0)
             fprintf(stderr, "gmserve: reload: %s\n", err); /* not reached: the slots were counted above */
-        else
-            json_array_append_new(changes,
-                                  model_change(next.models[i].name, next.models[i].path, replaced, ms[i]));
+        else json_array_append_new(changes, model_change(next.models[i].name, next.models[i].path, replaced, ms[i]));
     }
     bool swapped = gm_settings_replace(t->settings, &next);
     gm_served *now[GM_REGISTRY_SLOTS]; /* the running settings may still name what they dropped */
@@ -128,19 +122,17 @@ void gm_reload_settings(const gm_reload_target *t, gm_reload_outcome *out) {
         gm_served_release(now[i]);
     }
     if (n_restart)
-        fprintf(stderr, "gmserve: reload: these settings need a restart and keep their running values: %s\n",
-                restart);
-    fprintf(stderr, "gmserve: reloaded the settings%s and %d model(s)\n",
-            swapped ? "" : " (not: out of memory)", next.n_models);
+        fprintf(stderr, "gmserve: reload: these settings need a restart and keep their running values: %s\n", restart);
+    fprintf(stderr, "gmserve: reloaded the settings%s and %d model(s)\n", swapped ? "" : " (not: out of memory)",
+            next.n_models);
     out->status = swapped ? GM_RELOAD_OK : GM_RELOAD_FAILED;
     if (!swapped)
         snprintf(out->message, sizeof out->message,
                  "out of memory swapping the settings; the models "
                  "were reloaded, the settings and the names they list were not");
-    out->result =
-        swapped ? json_pack("{s:o,s:o,s:s,s:s}", "models", changes, "unloaded", removed, "default_model",
-                            next.default_model, "restart_required", n_restart ? restart : "")
-                : NULL;
+    out->result = swapped ? json_pack("{s:o,s:o,s:s,s:s}", "models", changes, "unloaded", removed, "default_model",
+                                      next.default_model, "restart_required", n_restart ? restart : "")
+                          : NULL;
     if (!swapped) json_decref(changes), json_decref(removed);
 }
 
@@ -153,8 +145,7 @@ void gm_reload_model(const gm_reload_target *t, const char *name, const char *pa
         return;
     }
     size_t plen = strlen(path), printable = 0;
-    for (size_t i = 0; i < plen; i++)
-        printable += (unsigned char)path[i] >= 0x20 && path[i] != 0x7f;
+    for (size_t i = 0; i < plen; i++) printable += (unsigned char)path[i] >= 0x20 && path[i] != 0x7f;
     if (!plen || plen >= GM_PATH_LEN || printable != plen) {
         fail_with(out, GM_RELOAD_BAD_REQUEST,
                   "\"path\" must be a file path of 1 to %d bytes without control "
@@ -166,15 +157,13 @@ void gm_reload_model(const gm_reload_target *t, const char *name, const char *pa
     bool is_new = old == NULL;
     gm_served_release(old);
     if (is_new && gm_registry_count(t->models) >= GM_MAX_MODELS) {
-        fail_with(out, GM_RELOAD_CONFLICT, "%d models are served already, the most; unload one first",
-                  GM_MAX_MODELS);
+        fail_with(out, GM_RELOAD_CONFLICT, "%d models are served already, the most; unload one first", GM_MAX_MODELS);
         return;
     }
     double ms;
     gm_model *m = load_timed(path, &ms, err);
     if (!m) {
-        fail_with(out, GM_RELOAD_BAD_FILE, "model \"%s\" was not %s: %s; %s", name,
-                  is_new ? "loaded" : "replaced", err,
+        fail_with(out, GM_RELOAD_BAD_FILE, "model \"%s\" was not %s: %s; %s", name, is_new ? "loaded" : "replaced", err,
                   is_new ? "nothing changed" : "it goes on serving its previous file");
         return;
     }
@@ -209,8 +198,7 @@ void gm_reload_unload(const gm_reload_target *t, const char *name, gm_reload_out
         return;
     }
     if (!gm_registry_remove(t->models, name)) {
-        fail_with(out, GM_RELOAD_NOT_FOUND, "no model named \"%s\" is served (GET /v1/models lists them)",
-                  name);
+        fail_with(out, GM_RELOAD_NOT_FOUND, "no model named \"%s\" is served (GET /v1/models lists them)", name);
         return;
     }
     fprintf(stderr, "gmserve: unloaded %s\n", name);

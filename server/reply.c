@@ -12,8 +12,7 @@
 
 bool gm_reply_header(gm_reply *r, const char *name, const char *fmt, ...) {
     int i = 0;
-    while (i < r->n_headers && strcasecmp(r->headers[i].name, name) != 0)
-        i++;
+    while (i < r->n_headers && strcasecmp(r->headers[i].name, name) != 0) i++;
     if (i == GM_REPLY_HEADERS || strlen(name) >= GM_HEADER_NAME_LEN) return false;
     gm_header *h = &r->headers[i];
     va_list ap;
@@ -64,8 +63,7 @@ static void text_body(gm_reply *r, int status, char *text, size_t len) {
         int n = snprintf(oom, sizeof oom, "{\"error\":{\"status\":%d,\"message\":\"out of memory\"}}",
                          gm_error_status(GM_E_INTERNAL));
         char *copy = strdup(oom);
-        set_body(r, gm_error_status(GM_E_INTERNAL), "application/json", (uint8_t *)copy,
-                 copy ? (size_t)n : 0);
+        set_body(r, gm_error_status(GM_E_INTERNAL), "application/json", (uint8_t *)copy, copy ? (size_t)n : 0);
         r->failed = true;
         r->kind = GM_E_INTERNAL;
         return;
@@ -99,10 +97,8 @@ void gm_reply_error(gm_reply *r, gm_error_kind kind, const char *fmt, ...) {
     size_t n = strlen(msg), o = 0;
     for (size_t i = 0, k; i < n; i += k ? k : 1) {
         k = gm_utf8_char((const uint8_t *)msg + i, n - i);
-        if (k)
-            memcpy(clean + o, msg + i, k), o += k;
-        else
-            o += (size_t)snprintf(clean + o, 5, "\\x%02x", (uint8_t)msg[i]);
+        if (k) memcpy(clean + o, msg + i, k), o += k;
+        else o += (size_t)snprintf(clean + o, 5, "\\x%02x", (uint8_t)msg[i]);
     }
     clean[o] = 0;
     int status = gm_error_status(kind);

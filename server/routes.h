@@ -66,8 +66,7 @@ unsigned gm_method_bit(const char *method);
  * method bit, 0 for none), or NULL. *allowed gets the methods of every route
  * matching path (0: no route has this path). The segment under "*" goes
  * to capture (cap bytes; a longer one matches nothing). */
-const gm_route_def *gm_route_find(unsigned method, const char *path, char *capture, size_t cap,
-                                  unsigned *allowed);
+const gm_route_def *gm_route_find(unsigned method, const char *path, char *capture, size_t cap, unsigned *allowed);
 
 /* The Allow header for a set of method bits: "GET, HEAD, POST, OPTIONS". */
 void gm_route_allow(unsigned methods, char *out, size_t n);

@@ -42,12 +42,9 @@ const char *gm_quote(char out[GM_QUOTE_LEN], const char *s, size_t len) {
             o += 3;
             break;
         }
-        if (plain)
-            memcpy(out + o, u + i, k);
-        else if (need == 2)
-            out[o] = '\\', out[o + 1] = (char)u[i];
-        else
-            snprintf(out + o, 5, "\\x%02x", u[i]);
+        if (plain) memcpy(out + o, u + i, k);
+        else if (need == 2) out[o] = '\\', out[o + 1] = (char)u[i];
+        else snprintf(out + o, 5, "\\x%02x", u[i]);
         o += need;
         i += k ? k : 1;
     }

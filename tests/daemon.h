@@ -50,8 +50,8 @@ static inline int free_port(void) {
 
 static inline int connect_to(int port) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct sockaddr_in a = {
+        .sin_family = AF_INET, .sin_port = htons((uint16_t)port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     struct timeval tv = {60, 0}; /* a hung server fails the test instead of hanging it */
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
@@ -211,7 +211,8 @@ static inline int daemon_stop(daemon_t *d) {
  * a test can be a different client than its attackers; -1 on failure. */
 static inline int connect_from(int port, const char *src) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET}, to = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+    struct sockaddr_in a = {.sin_family = AF_INET}, to = {.sin_family = AF_INET,
+                                                          .sin_port = htons((uint16_t)port),
                                                           .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     inet_pton(AF_INET, src, &a.sin_addr);
     struct timeval tv = {60, 0};

@@ -68,8 +68,7 @@ static void test_alone_vs_batched(void **state) {
         float *x = malloc((size_t)B * D * sizeof *x);
         gm_rng g;
         gm_rng_seed(&g, 7, 0);
-        for (size_t i = 0; i < (size_t)B * D; i++)
-            x[i] = (float)gm_rng_uniform(&g);
+        for (size_t i = 0; i < (size_t)B * D; i++) x[i] = (float)gm_rng_uniform(&g);
         assert_int_equal(gm_model_reconstruct(m, B, x, pb), 0);
         assert_int_equal(gm_model_reconstruct(m, 1, x + (size_t)AT * D, p1), 0);
         assert_close_f(file, p1, pb + (size_t)AT * D, D, 1e-5);
@@ -91,8 +90,7 @@ static void assert_refused_with(const char *key, const char *value, const char *
     uint8_t len8[8];
     assert_int_equal(fread(len8, 1, 8, f), 8);
     uint64_t n = 0;
-    for (int i = 7; i >= 0; i--)
-        n = n << 8 | len8[i];
+    for (int i = 7; i >= 0; i--) n = n << 8 | len8[i];
     char *head = malloc(n + 1);
     assert_int_equal(fread(head, 1, n, f), n);
     head[n] = 0;
@@ -104,18 +102,15 @@ static void assert_refused_with(const char *key, const char *value, const char *
     assert_int_equal(fread(body, 1, body_len, f), body_len);
     fclose(f);
     json_t *h = json_loads(head, 0, NULL), *meta = json_object_get(h, "__metadata__");
-    if (value)
-        json_object_set_new(meta, key, json_string(value));
-    else
-        json_object_del(meta, key);
+    if (value) json_object_set_new(meta, key, json_string(value));
+    else json_object_del(meta, key);
     char *text = json_dumps(h, JSON_COMPACT);
     char path[] = "/tmp/gm-test-aae-XXXXXX";
     int fd = mkstemp(path);
     assert_true(fd >= 0);
     f = fdopen(fd, "wb");
     uint64_t tl = strlen(text);
-    for (int i = 0; i < 8; i++)
-        fputc((int)(tl >> (8 * i)) & 0xff, f);
+    for (int i = 0; i < 8; i++) fputc((int)(tl >> (8 * i)) & 0xff, f);
     fwrite(text, 1, tl, f);
     fwrite(body, 1, body_len, f);
     fclose(f);
@@ -123,8 +118,8 @@ static void assert_refused_with(const char *key, const char *value, const char *
     gm_model *m = gm_model_load(path, err);
     unlink(path);
     if (m || !strstr(err, want)) {
-        print_error("%s = %s: %s, want a refusal naming \"%s\"\n", key, value ? value : "(absent)",
-                    m ? "loaded" : err, want);
+        print_error("%s = %s: %s, want a refusal naming \"%s\"\n", key, value ? value : "(absent)", m ? "loaded" : err,
+                    want);
         fail();
     }
     free(text);
@@ -137,8 +132,7 @@ static void test_bad_metadata_is_refused(void **state) {
     assert_refused_with("gm.encoder_head", "sampled",
                         "\"gm.encoder_head\" = \"sampled\" must be \"point\" or \"gaussian\"");
     /* the file's encoder gives Z values: as a Gaussian head it lacks the log-variances */
-    assert_refused_with("gm.encoder_head", "gaussian",
-                        "gm.encoder ends with 6 values per sample but 12 are needed");
+    assert_refused_with("gm.encoder_head", "gaussian", "gm.encoder ends with 6 values per sample but 12 are needed");
     assert_refused_with("gm.output", "logits", "\"gm.output\" = \"logits\" must be \"sigmoid\" or \"tanh\"");
     assert_refused_with("gm.prior", "mixture", "standard normal prior only");
     assert_refused_with("gm.latent_dim", "5", "gm.encoder ends with 6 values per sample but 5 are needed");
@@ -184,8 +178,7 @@ static void test_daemon_reconstruct_and_logp(void **state) {
         for (int i = 0; i < 2; i++) {
             len += (size_t)snprintf(body + len, cap - len, "%s{\"pixels\": [", i ? ", " : "");
             for (int j = 0; j < in->dim; j++)
-                len += (size_t)snprintf(body + len, cap - len, "%s%.9g", j ? "," : "",
-                                        x[(size_t)i * in->dim + j]);
+                len += (size_t)snprintf(body + len, cap - len, "%s%.9g", j ? "," : "", x[(size_t)i * in->dim + j]);
             len += (size_t)snprintf(body + len, cap - len, "]}");
         }
         snprintf(body + len, cap - len, "]}");
@@ -210,18 +203,16 @@ static void test_daemon_reconstruct_and_logp(void **state) {
         assert_int_equal(r.status, 200);
         float *again = malloc((size_t)in->dim * sizeof *again), *rec = malloc((size_t)in->dim * sizeof *rec);
         char err[GM_ERR_LEN];
-        assert_int_equal(gm_png_decode(png[0], png_len[0], in->height, in->width, in->channels, again, err),
-                         GM_PNG_OK);
+        assert_int_equal(gm_png_decode(png[0], png_len[0], in->height, in->width, in->channels, again, err), GM_PNG_OK);
         assert_int_equal(gm_model_reconstruct(m, 1, again, rec), 0);
         assert_png_close(path, r.body, r.len, in, rec);
         reply_free(&r);
         /* the same through the Open Inference Protocol: images in, images out, unquantized */
         char *v2body = malloc(cap);
-        len =
-            (size_t)snprintf(v2body, cap,
-                             "{\"inputs\": [{\"name\": \"images\", \"shape\": [2, %d, %d, %d], \"datatype\": "
-                             "\"FP32\", \"data\": [",
-                             in->height, in->width, in->channels);
+        len = (size_t)snprintf(v2body, cap,
+                               "{\"inputs\": [{\"name\": \"images\", \"shape\": [2, %d, %d, %d], \"datatype\": "
+                               "\"FP32\", \"data\": [",
+                               in->height, in->width, in->channels);
         for (int q = 0; q < 2 * in->dim; q++)
             len += (size_t)snprintf(v2body + len, cap - len, "%s%.9g", q ? "," : "", x[q]);
         snprintf(v2body + len, cap - len, "]}], \"outputs\": [{\"name\": \"images\"}]}");
@@ -233,8 +224,7 @@ static void test_daemon_reconstruct_and_logp(void **state) {
         json_t *data = json_object_get(json_array_get(json_object_get(j, "outputs"), 0), "data");
         assert_int_equal(json_array_size(data), 2 * in->dim);
         float *v2 = malloc((size_t)2 * in->dim * sizeof *v2);
-        for (int k = 0; k < 2 * in->dim; k++)
-            v2[k] = (float)json_number_value(json_array_get(data, (size_t)k));
+        for (int k = 0; k < 2 * in->dim; k++) v2[k] = (float)json_number_value(json_array_get(data, (size_t)k));
         assert_close_f(path, v2, want, (size_t)2 * in->dim, TOL);
         free(v2);
         json_decref(j);

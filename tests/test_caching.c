@@ -26,8 +26,7 @@ static void copy_file(const char *from, const char *to) {
 static void start_on(const char *fixture_file) {
     mkdir("build/test-logs", 0755);
     copy_file(fixture_file, MODEL_COPY);
-    const char *args[] = {"--model", "gan=" MODEL_COPY, "--model",
-                          "nade=tests/fixtures/nade_tiny.safetensors", NULL};
+    const char *args[] = {"--model", "gan=" MODEL_COPY, "--model", "nade=tests/fixtures/nade_tiny.safetensors", NULL};
     d = daemon_start("caching", args);
 }
 
@@ -57,9 +56,7 @@ static long metric(const char *series) {
     return v;
 }
 
-static reply_t get(const char *path, const char *headers) {
-    return http(d.port, "GET", path, headers, NULL, 0);
-}
+static reply_t get(const char *path, const char *headers) { return http(d.port, "GET", path, headers, NULL, 0); }
 
 static void header(const reply_t *r, const char *name, char *out, size_t n) {
     if (!reply_header(r, name, out, n)) out[0] = 0;
@@ -148,8 +145,7 @@ static void test_a_changed_parameter_changes_the_tag(void **state) {
         tag_of(VARIANTS[i], tags[i]);
         if (!strcmp(tags[i], base)) print_error("%s has the base request's tag\n", VARIANTS[i]);
         assert_string_not_equal(tags[i], base);
-        for (int j = 0; j < i; j++)
-            assert_string_not_equal(tags[i], tags[j]);
+        for (int j = 0; j < i; j++) assert_string_not_equal(tags[i], tags[j]);
         /* the old tag does not validate the new request */
         snprintf(hdr, sizeof hdr, "If-None-Match: %s\r\n", base);
         reply_t r = get(VARIANTS[i], hdr);

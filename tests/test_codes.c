@@ -50,15 +50,16 @@ static int write_model(void **state) {
     for (int i = 0; i < D * IN; i++) W[i] = (float)rand() / RAND_MAX - 0.5f;
     for (int i = 0; i < D; i++) BIAS[i] = 0.2f * ((float)rand() / RAND_MAX - 0.5f);
     char header[2048];
-    snprintf(header, sizeof header,
-             "{\"__metadata__\":{\"gm.format\":\"1\",\"gm.family\":\"gan\",\"gm.image\":\"2x2x1\","
-             "\"gm.latent_dim\":\"%d\",\"gm.num_classes\":\"%d\",\"gm.class_names\":\"[\\\"a\\\",\\\"b\\\"]\","
-             "\"gm.code_dim\":\"%d\",\"gm.generator_inputs\":\"[\\\"z\\\",\\\"onehot\\\",\\\"code\\\"]\","
-             "\"gm.generator\":\"[{\\\"op\\\":\\\"concat\\\",\\\"inputs\\\":[\\\"z\\\",\\\"onehot\\\",\\\"code\\\"]},"
-             "{\\\"op\\\":\\\"linear\\\",\\\"weight\\\":\\\"w\\\",\\\"bias\\\":\\\"b\\\"},{\\\"op\\\":\\\"tanh\\\"}]\"},"
-             "\"w\":{\"dtype\":\"F32\",\"shape\":[%d,%d],\"data_offsets\":[0,%zu]},"
-             "\"b\":{\"dtype\":\"F32\",\"shape\":[%d],\"data_offsets\":[%zu,%zu]}}",
-             Z, C, K, D, IN, sizeof W, D, sizeof W, sizeof W + sizeof BIAS);
+    snprintf(
+        header, sizeof header,
+        "{\"__metadata__\":{\"gm.format\":\"1\",\"gm.family\":\"gan\",\"gm.image\":\"2x2x1\","
+        "\"gm.latent_dim\":\"%d\",\"gm.num_classes\":\"%d\",\"gm.class_names\":\"[\\\"a\\\",\\\"b\\\"]\","
+        "\"gm.code_dim\":\"%d\",\"gm.generator_inputs\":\"[\\\"z\\\",\\\"onehot\\\",\\\"code\\\"]\","
+        "\"gm.generator\":\"[{\\\"op\\\":\\\"concat\\\",\\\"inputs\\\":[\\\"z\\\",\\\"onehot\\\",\\\"code\\\"]},"
+        "{\\\"op\\\":\\\"linear\\\",\\\"weight\\\":\\\"w\\\",\\\"bias\\\":\\\"b\\\"},{\\\"op\\\":\\\"tanh\\\"}]\"},"
+        "\"w\":{\"dtype\":\"F32\",\"shape\":[%d,%d],\"data_offsets\":[0,%zu]},"
+        "\"b\":{\"dtype\":\"F32\",\"shape\":[%d],\"data_offsets\":[%zu,%zu]}}",
+        Z, C, K, D, IN, sizeof W, D, sizeof W, sizeof W + sizeof BIAS);
     uint8_t data[sizeof W + sizeof BIAS];
     memcpy(data, W, sizeof W);
     memcpy(data + sizeof W, BIAS, sizeof BIAS);
@@ -262,8 +263,8 @@ static void test_http_codes(void **state) {
                  "code must be an array of 2 numbers");
     assert_error(p, "/v1/models/info/decode", "{\"latents\":[[0,0,0],[0,0,0]],\"label\":0,\"code\":[[1,2]]}", 422,
                  "code has 1 entries for 2 latents");
-    assert_error(p, "/v1/models/info/decode", "{\"latents\":[[0,0,0],[0,0,0]],\"label\":0,\"code\":[[1,2],[3]]}",
-                 422, "code[1] must be an array of 2 numbers");
+    assert_error(p, "/v1/models/info/decode", "{\"latents\":[[0,0,0],[0,0,0]],\"label\":0,\"code\":[[1,2],[3]]}", 422,
+                 "code[1] must be an array of 2 numbers");
     assert_error(p, "/v1/models/info/decode", "{\"latents\":[[0,0,0]],\"label\":0,\"code\":[1,1e5]}", 422,
                  "code[1] must be a number within");
     assert_error(p, "/v1/models/info/decode", "{\"latents\":[[0,0,0]],\"label\":0,\"code\":[1,\"x\"]}", 422,

@@ -46,8 +46,7 @@ static void check_kept_logp_and_marginal(const char *path) {
     float x[MAX_D], xs[B * MAX_D], out[B * MAX_D], all[(1 << MAX_D) * MAX_D];
     double lp[B], rest[B];
     static gm_logp_result scored[1 << MAX_D];
-    for (int i = 0; i < D; i++)
-        x[i] = (float)((i * 7 + 3) % 10) / 9.0f; /* binarized at 0.5 */
+    for (int i = 0; i < D; i++) x[i] = (float)((i * 7 + 3) % 10) / 9.0f; /* binarized at 0.5 */
     for (int given = 0; given <= D; given++) {
         gm_row *rows = seeded_rows(B, 1234 + (uint64_t)given, 1.0f);
         for (int r = 0; r < B; r++) {
@@ -58,10 +57,8 @@ static void check_kept_logp_and_marginal(const char *path) {
         assert_int_equal(gm_model_logp(m, B, out, 1, rows, scored), 0);
         int count = 1 << (D - given);
         for (int r = 0; r < B; r++) {
-            for (int i = 0; i < given; i++)
-                assert_true(out[r * D + i] == (x[i] >= 0.5f ? 1.0f : 0.0f));
-            for (int i = 0; i < D; i++)
-                assert_true(out[r * D + i] == 0.0f || out[r * D + i] == 1.0f);
+            for (int i = 0; i < given; i++) assert_true(out[r * D + i] == (x[i] >= 0.5f ? 1.0f : 0.0f));
+            for (int i = 0; i < D; i++) assert_true(out[r * D + i] == 0.0f || out[r * D + i] == 1.0f);
             assert_true(fabs(lp[r] - scored[r].logp) <= 1e-4);
         }
         /* p(kept) = sum over every rest */
@@ -71,8 +68,7 @@ static void check_kept_logp_and_marginal(const char *path) {
         gm_row *any = seeded_rows(count, 0, 1.0f);
         assert_int_equal(gm_model_logp(m, count, all, 1, any, scored), 0);
         double kept = 0;
-        for (int k = 0; k < count; k++)
-            kept += exp(scored[k].logp);
+        for (int k = 0; k < count; k++) kept += exp(scored[k].logp);
         for (int r = 0; r < B; r++) {
             if (given == D) assert_true(rest[r] == 0.0);
             assert_true(fabs(rest[r] - (lp[r] - log(kept))) <= 1e-6);
@@ -132,8 +128,7 @@ static void check_batched_equals_alone(const char *path) {
     gm_row rows[B], alone;
     gm_rng fill;
     gm_rng_seed(&fill, 5, 0);
-    for (int i = 0; i < B * D; i++)
-        x[i] = (float)(gm_rng_uniform(&fill) < 0.3);
+    for (int i = 0; i < B * D; i++) x[i] = (float)(gm_rng_uniform(&fill) < 0.3);
     for (int r = 0; r < B; r++) {
         rows[r] = (gm_row){.temperature = 0.5f + 0.25f * (r % 3), .label = -1, .given = r * D / 8};
         gm_rng_seed(&rows[r].rng, 40 + r, (uint64_t)r);
@@ -337,8 +332,8 @@ static void test_http_sample_identities(void **state) {
             assert_memory_equal(x, y, D * sizeof *x);
             assert_true(field(samples, "images", i, "logp") == field(zero, "images", i, "logp"));
         }
-        json_t *first = json_pack(
-            "{s:O}", "png", json_object_get(json_array_get(json_object_get(samples, "images"), 0), "png"));
+        json_t *first =
+            json_pack("{s:O}", "png", json_object_get(json_array_get(json_object_get(samples, "images"), 0), "png"));
         char params[96];
         snprintf(params, sizeof params, "\"rows\": %d, \"seed\": 11, \"temperature\": 0.8", m->h / 2);
         json_t *back = complete(m, first, params, 200);
@@ -385,16 +380,14 @@ static void test_http_same_seed_alone_and_batched(void **state) {
         jobs[t] = (job_t){image, NULL, 500 + (uint64_t)t};
         pthread_create(&th[t], NULL, run_job, &jobs[t]);
     }
-    for (int t = 0; t < T; t++)
-        pthread_join(th[t], NULL);
+    for (int t = 0; t < T; t++) pthread_join(th[t], NULL);
     for (size_t i = 0; i < 6; i++) {
         pixels_of(m, alone, i, a);
         pixels_of(m, jobs[0].reply, i, b);
         assert_memory_equal(a, b, sizeof a);
         assert_true(field(alone, "images", i, "logp") == field(jobs[0].reply, "images", i, "logp"));
     }
-    for (int t = 0; t < T; t++)
-        json_decref(jobs[t].reply);
+    for (int t = 0; t < T; t++) json_decref(jobs[t].reply);
     json_decref(one);
     json_decref(alone);
     json_decref(image);
@@ -418,8 +411,7 @@ static void test_http_png_in_and_out(void **state) {
 static void expect_error(const char *path, const char *body, int status, const char *words) {
     json_t *r = post_json(path, body, status);
     const char *msg = json_string_value(json_object_get(json_object_get(r, "error"), "message"));
-    if (!msg || !strstr(msg, words))
-        print_error("%s: message %s lacks \"%s\"\n", body, msg ? msg : "-", words);
+    if (!msg || !strstr(msg, words)) print_error("%s: message %s lacks \"%s\"\n", body, msg ? msg : "-", words);
     assert_non_null(msg);
     assert_non_null(strstr(msg, words));
     json_decref(r);
@@ -450,8 +442,8 @@ static void test_http_errors(void **state) {
     expect_error("/v1/models/vae/complete", body, 422, "autoregressive");
     expect_error("/v1/models/ordered/complete", body, 422, "ordering");
     expect_error("/v1/models/nade/complete", body, 422, "784"); /* one pixel, not 784 */
-    expect_error("/v1/models/nade/complete",
-                 "{\"rows\": 2, \"images\": [{\"pixels\": []}, {\"pixels\": []}]}", 422, "exactly one image");
+    expect_error("/v1/models/nade/complete", "{\"rows\": 2, \"images\": [{\"pixels\": []}, {\"pixels\": []}]}", 422,
+                 "exactly one image");
 }
 
 /* /v1/models lists complete for the NADE in raster order only; OPTIONS

@@ -86,11 +86,13 @@ static void env_models_replace_a_flag_default(void **state) {
 static void a_level_keeps_the_default_it_names(void **state) {
     gm_config cfg;
     char err[GM_ERR_LEN] = "";
-    assert_int_equal(load(&cfg, err, (const char *[]){"--default-model", "b", "--model", "a=a.st", "--model", "b=b.st", NULL}),
-                     GM_CONFIG_OK);
+    assert_int_equal(
+        load(&cfg, err, (const char *[]){"--default-model", "b", "--model", "a=a.st", "--model", "b=b.st", NULL}),
+        GM_CONFIG_OK);
     assert_string_equal(cfg.default_model, "b");
-    assert_int_equal(load(&cfg, err, (const char *[]){"--model", "a=a.st", "--model", "b=b.st", "--default-model", "b", NULL}),
-                     GM_CONFIG_OK);
+    assert_int_equal(
+        load(&cfg, err, (const char *[]){"--model", "a=a.st", "--model", "b=b.st", "--default-model", "b", NULL}),
+        GM_CONFIG_OK);
     assert_string_equal(cfg.default_model, "b");
     setenv("GMSERVE_MODELS", "mine=m.st,other=o.st", 1);
     setenv("GMSERVE_DEFAULT_MODEL", "other", 1);

@@ -83,8 +83,8 @@ static void test_truncated_normal_distribution(void **state) {
         double m2 = sum2 / N, want = second_moment_over_t2(t), se = sqrt((sum4 / N - m2 * m2) / N);
         print_message("t = %g: KS %.4f (limit %.4f), E[(z/t)^2] %.5f vs %.5f (se %.5f), mean/t %.4f\n", t, ks,
                       1.95 / sqrt(N), m2, want, se, sum / N);
-        assert_true(ks < 1.95 / sqrt(N));         /* alpha = 0.001 */
-        assert_true(fabs(m2 - want) < 5 * se);    /* the variance */
+        assert_true(ks < 1.95 / sqrt(N));                /* alpha = 0.001 */
+        assert_true(fabs(m2 - want) < 5 * se);           /* the variance */
         assert_true(fabs(sum / N) < 5 * sqrt(want / N)); /* symmetric */
     }
     free(z);
@@ -354,8 +354,17 @@ static void *send_heavy(void *arg) {
  * a GAN sample with truncation = 1e-30 is answered at once and SIGTERM stops
  * the daemon. */
 static void test_daemon_small_request_not_starved(void **state) {
-    const char *args[] = {"--model", "nade=models/nade.safetensors", "--model", "vae=models/vae.safetensors",
-                          "--model", "gan=models/gan.safetensors", "--workers", "2", "--deadline-ms", "120000", NULL};
+    const char *args[] = {"--model",
+                          "nade=models/nade.safetensors",
+                          "--model",
+                          "vae=models/vae.safetensors",
+                          "--model",
+                          "gan=models/gan.safetensors",
+                          "--workers",
+                          "2",
+                          "--deadline-ms",
+                          "120000",
+                          NULL};
     daemon_t d = daemon_start("cost_starve", args);
     heavy_req h[2] = {{.port = d.port, .n = 16, .k = 5000}, {.port = d.port, .n = 16, .k = 5000}};
     pthread_t t[2];
@@ -390,8 +399,15 @@ static void test_daemon_small_request_not_starved(void **state) {
 /* Admission by cost (max_request_cost_ms 600), and the deadline (250 ms)
  * during compute. */
 static void test_daemon_cost_limit_and_deadline(void **state) {
-    const char *args[] = {"--model", "vae=models/vae.safetensors", "--model", "gan=models/gan.safetensors",
-                          "--deadline-ms", "250", "--max-request-cost-ms", "600", NULL};
+    const char *args[] = {"--model",
+                          "vae=models/vae.safetensors",
+                          "--model",
+                          "gan=models/gan.safetensors",
+                          "--deadline-ms",
+                          "250",
+                          "--max-request-cost-ms",
+                          "600",
+                          NULL};
     daemon_t d = daemon_start("cost_limits", args);
 
     /* 32 images x k = 5000 cost about 1.9 s: refused before they are queued */

@@ -15,8 +15,10 @@
 static gm_row *make_rows(int B, int at, int num_classes) {
     gm_row *rows = malloc(B * sizeof *rows);
     for (int r = 0; r < B; r++) {
-        rows[r] = (gm_row){.temperature = r == at ? 0.8f : 1.0f + r % 3, .label = num_classes ? r % num_classes : -1,
-                           .truncation = r == at ? 1.5f : 0.0f, .sample_pixels = r % 2};
+        rows[r] = (gm_row){.temperature = r == at ? 0.8f : 1.0f + r % 3,
+                           .label = num_classes ? r % num_classes : -1,
+                           .truncation = r == at ? 1.5f : 0.0f,
+                           .sample_pixels = r % 2};
         gm_rng_seed(&rows[r].rng, r == at ? 99 : 1000 + r, 0);
     }
     return rows;

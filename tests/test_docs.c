@@ -38,10 +38,9 @@ static int check_file(const char *path) {
         snprintf(cmd, sizeof cmd, "%s --%s", bin(), flag);
         assert_int_equal(run_command(cmd, want, sizeof want), 0);
         if (strlen(want) != (size_t)(end - body) || memcmp(want, body, strlen(want)) != 0) {
-            print_error(
-                "%s: the table under \"%s%s -->\" is not what `gmserve --%s` prints; paste its output "
-                "there:\n%s\n",
-                path, OPEN, flag, flag, want);
+            print_error("%s: the table under \"%s%s -->\" is not what `gmserve --%s` prints; paste its output "
+                        "there:\n%s\n",
+                        path, OPEN, flag, flag, want);
             fail();
         }
         found++;

@@ -29,8 +29,7 @@ static void write_split(const char *split, const uint8_t level[4]) {
     static uint8_t buf[16 + N * D];
     const uint8_t head[16] = {0, 0, 8, 3, 0, 0, 0, N, 0, 0, 0, 28, 0, 0, 0, 28};
     memcpy(buf, head, 16);
-    for (int i = 0; i < N; i++)
-        memset(buf + 16 + i * D, level[i], D);
+    for (int i = 0; i < N; i++) memset(buf + 16 + i * D, level[i], D);
     char name[96];
     snprintf(name, sizeof name, "%s-images-idx3-ubyte.gz", split);
     write_gz(name, buf, sizeof buf);

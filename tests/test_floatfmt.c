@@ -94,9 +94,9 @@ static void test_random_bits(void **state) {
 static void test_edges(void **state) {
     (void)state;
     failures = 0;
-    const float fixed[] = {0.0f, -0.0f, FLT_MIN, FLT_MAX, -FLT_MAX, FLT_TRUE_MIN, -FLT_TRUE_MIN, 1e38f, 1e-38f,
-                           0.1f, 0.2f, 0.3f, 1.0f / 3, 16777216.0f, 16777217.0f, 1e9f, 999999999.0f, 1e-5f,
-                           9.99999e-6f, 123456789.0f, 1.17549421e-38f};
+    const float fixed[] = {0.0f,        -0.0f,  FLT_MIN,      FLT_MAX, -FLT_MAX,    FLT_TRUE_MIN, -FLT_TRUE_MIN,
+                           1e38f,       1e-38f, 0.1f,         0.2f,    0.3f,        1.0f / 3,     16777216.0f,
+                           16777217.0f, 1e9f,   999999999.0f, 1e-5f,   9.99999e-6f, 123456789.0f, 1.17549421e-38f};
     for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++) check(fixed[i], true);
     for (uint32_t b = 0; b < 1u << 23; b += 97) check(from_bits(b), true); /* subnormals */
     for (uint32_t b = 0; b < 64; b++) check(from_bits(b), true);

@@ -21,9 +21,7 @@
 
 #define MXCSR_FLUSH 0x8040u /* FTZ (bit 15) | DAZ (bit 6) */
 
-static void set_caller_mode(bool flush) {
-    _mm_setcsr((_mm_getcsr() & ~MXCSR_FLUSH) | (flush ? MXCSR_FLUSH : 0));
-}
+static void set_caller_mode(bool flush) { _mm_setcsr((_mm_getcsr() & ~MXCSR_FLUSH) | (flush ? MXCSR_FLUSH : 0)); }
 static unsigned caller_mode(void) { return _mm_getcsr() & MXCSR_FLUSH; }
 
 /* The NADE fixtures' log p against their float64 references (1e-4 nats,
@@ -49,8 +47,8 @@ static void check_references(bool flush) {
         set_caller_mode(false);
         for (int r = 0; r < B; r++)
             if (!(fabs(got[r].logp - want[r]) <= 1e-4)) {
-                print_error("%s image %d (caller flush %d): log p %.8f, float64 reference %.8f\n", mf, r,
-                            flush, got[r].logp, want[r]);
+                print_error("%s image %d (caller flush %d): log p %.8f, float64 reference %.8f\n", mf, r, flush,
+                            got[r].logp, want[r]);
                 fail();
             }
         free(got);
@@ -64,8 +62,7 @@ static void check_references(bool flush) {
     const gm_tensor *z = gm_st_tensor(ref, "z"), *lt = gm_st_tensor(ref, "labels");
     int B = (int)z->shape[0];
     int *labels = malloc(B * sizeof *labels);
-    for (int r = 0; r < B; r++)
-        labels[r] = (int)lt->i64[r];
+    for (int r = 0; r < B; r++) labels[r] = (int)lt->i64[r];
     float *px = malloc((size_t)B * info->dim * sizeof *px);
     set_caller_mode(flush);
     assert_int_equal(gm_model_decode(m, B, z->f32, labels, px), 0);
@@ -105,8 +102,7 @@ static int write_model(void **state) {
             V[i * H + h] = (deep ? 100.0f : 1.0f) * centered();
         }
     }
-    for (int i = 0; i < D; i++)
-        BIAS[i] = 0.3f * centered();
+    for (int i = 0; i < D; i++) BIAS[i] = 0.3f * centered();
     char header[1024];
     size_t w = sizeof W, c = w + sizeof C, v = c + sizeof V, b = v + sizeof BIAS;
     snprintf(header, sizeof header,
@@ -141,8 +137,7 @@ static int remove_model(void **state) {
  * deepest receives the lowest pre-activation met. */
 static double logp64(const float *x, double *deepest) {
     double a[H], lp = 0.0;
-    for (int h = 0; h < H; h++)
-        a[h] = C[h];
+    for (int h = 0; h < H; h++) a[h] = C[h];
     for (int i = 0; i < D; i++) {
         double logit = BIAS[i];
         for (int h = 0; h < H; h++) {
@@ -150,8 +145,7 @@ static double logp64(const float *x, double *deepest) {
             if (a[h] < *deepest) *deepest = a[h];
         }
         lp += x[i] != 0.0f ? -log1p(exp(-logit)) : -log1p(exp(logit));
-        for (int h = 0; h < H; h++)
-            a[h] += W[h * D + i] * x[i];
+        for (int h = 0; h < H; h++) a[h] += W[h * D + i] * x[i];
     }
     return lp;
 }
@@ -166,8 +160,7 @@ static void test_subnormal_nade_matches_float64(void **state) {
     float x[B * D], drawn[B * D];
     gm_rng g;
     gm_rng_seed(&g, 3, 0);
-    for (int i = 0; i < B * D; i++)
-        x[i] = gm_rng_uniform(&g) < 0.5 ? 1.0f : 0.0f;
+    for (int i = 0; i < B * D; i++) x[i] = gm_rng_uniform(&g) < 0.5 ? 1.0f : 0.0f;
     gm_logp_result got[B];
     double deepest = 0.0;
     assert_int_equal(gm_model_logp(m, B, x, 1, NULL, got), 0);
@@ -197,8 +190,7 @@ static void test_subnormal_nade_matches_float64(void **state) {
     for (int r = 0; r < B; r++)
         for (int h = 0; h < H; h++) {
             double a = C[h];
-            for (int i = 0; i < D; i++)
-                a += (double)W[h * D + i] * x[r * D + i];
+            for (int i = 0; i < D; i++) a += (double)W[h * D + i] * x[r * D + i];
             double want = 1.0 / (1.0 + exp(-a));
             if (!(fabs(feat[r * H + h] - want) <= 1e-5)) {
                 print_error("feature %d of image %d: %.8g, float64 %.8g\n", h, r, feat[r * H + h], want);
@@ -213,8 +205,7 @@ static void test_subnormal_nade_matches_float64(void **state) {
  * never depends on the thread that computed it. */
 static int record_mode(void *ctx, int r0, int r1) {
     unsigned *modes = ctx;
-    for (int r = r0; r < r1; r++)
-        modes[r] = caller_mode();
+    for (int r = r0; r < r1; r++) modes[r] = caller_mode();
     return 0;
 }
 
@@ -225,8 +216,7 @@ static void test_pool_threads_take_the_callers_mode(void **state) {
         set_caller_mode(flush);
         assert_int_equal(gm_parallel_rows(B, 1, record_mode, modes), 0);
         set_caller_mode(false);
-        for (int r = 0; r < B; r++)
-            assert_int_equal(modes[r], flush ? MXCSR_FLUSH : 0);
+        for (int r = 0; r < B; r++) assert_int_equal(modes[r], flush ? MXCSR_FLUSH : 0);
     }
     gm_set_compute_threads(1);
 }

@@ -103,7 +103,8 @@ enum { C = 3, H = 4, W = 5, P = H * W, BMAX = 5 };
 static void test_add_mul_broadcast(void **state) {
     gm_st *st = make_st(NULL, 0);
     /* x [C,H,W] with: a same-shape y, a [C] vector, a [C,1,1] map, a [1] */
-    gm_net_input in[4] = {{"x", gm_shape3(C, H, W)}, {"y", gm_shape3(C, H, W)}, {"v", gm_shape1(C)}, {"s", gm_shape1(1)}};
+    gm_net_input in[4] = {
+        {"x", gm_shape3(C, H, W)}, {"y", gm_shape3(C, H, W)}, {"v", gm_shape1(C)}, {"s", gm_shape1(1)}};
     const char *json = "[{\"op\":\"add\",\"inputs\":[\"x\",\"y\"],\"name\":\"a\"},"
                        "{\"op\":\"mul\",\"inputs\":[\"v\",\"a\"],\"name\":\"b\"},"
                        "{\"op\":\"reshape\",\"inputs\":[\"v\"],\"shape\":[3,1,1],\"name\":\"v3\"},"
@@ -177,7 +178,7 @@ static void test_embedding(void **state) {
     gm_net_input in[2] = {{"z", gm_shape1(2)}, {"label", gm_shape0()}};
     gm_net *net = build(st,
                         "[{\"op\":\"embedding\",\"weight\":\"emb\",\"inputs\":[\"label\"],\"name\":\"e\"},"
-                                    "{\"op\":\"concat\",\"inputs\":[\"e\",\"z\"]}]",
+                        "{\"op\":\"concat\",\"inputs\":[\"e\",\"z\"]}]",
                         2, in);
     float z[2 * NUM], label[NUM];
     double want[NUM * (DIM + 2)];
@@ -213,14 +214,14 @@ static void test_fold_respects_readers(void **state) {
      * nowhere (a BN has no fused activation), so 4 ops remain */
     gm_net *net = build(st,
                         "[{\"op\":\"linear\",\"weight\":\"w\",\"bias\":\"b\",\"name\":\"h\"},"
-                                    "{\"op\":\"batch_norm\",\"mean\":\"m\",\"var\":\"v\"},{\"op\":\"relu\",\"name\":\"r\"},"
-                                    "{\"op\":\"add\",\"inputs\":[\"h\",\"r\"]}]",
+                        "{\"op\":\"batch_norm\",\"mean\":\"m\",\"var\":\"v\"},{\"op\":\"relu\",\"name\":\"r\"},"
+                        "{\"op\":\"add\",\"inputs\":[\"h\",\"r\"]}]",
                         1, &in);
     assert_int_equal(gm_net_layers(net), 4);
     /* the same chain without the skip folds the BN and fuses the relu */
     gm_net *chain = build(st,
                           "[{\"op\":\"linear\",\"weight\":\"w\",\"bias\":\"b\",\"name\":\"h\"},{\"op\":\"dropout\"},"
-                                      "{\"op\":\"batch_norm\",\"mean\":\"m\",\"var\":\"v\"},{\"op\":\"relu\",\"name\":\"r\"}]",
+                          "{\"op\":\"batch_norm\",\"mean\":\"m\",\"var\":\"v\"},{\"op\":\"relu\",\"name\":\"r\"}]",
                           1, &in);
     assert_int_equal(gm_net_layers(chain), 1);
     for (int B = 1; B <= BMAX; B += BMAX - 1) {
@@ -253,10 +254,10 @@ static void test_many_live_values(void **state) {
     gm_net_input in = {"x", gm_shape1(2)};
     gm_net *net = build(st,
                         "[{\"op\":\"tanh\",\"name\":\"a\"},{\"op\":\"sigmoid\",\"name\":\"b\"},"
-                                    "{\"op\":\"relu\",\"inputs\":[\"x\"],\"name\":\"c\"},"
-                                    "{\"op\":\"mul\",\"inputs\":[\"a\",\"x\"],\"name\":\"d\"},"
-                                    "{\"op\":\"add\",\"inputs\":[\"d\",\"c\"],\"name\":\"e\"},"
-                                    "{\"op\":\"concat\",\"inputs\":[\"e\",\"a\",\"b\",\"c\",\"d\",\"x\"]}]",
+                        "{\"op\":\"relu\",\"inputs\":[\"x\"],\"name\":\"c\"},"
+                        "{\"op\":\"mul\",\"inputs\":[\"a\",\"x\"],\"name\":\"d\"},"
+                        "{\"op\":\"add\",\"inputs\":[\"d\",\"c\"],\"name\":\"e\"},"
+                        "{\"op\":\"concat\",\"inputs\":[\"e\",\"a\",\"b\",\"c\",\"d\",\"x\"]}]",
                         1, &in);
     for (int B = 1; B <= BMAX; B += BMAX - 1) {
         float *x = rand_floats((size_t)B * 2);
@@ -362,21 +363,21 @@ static void check_conv(const conv_case *k) {
     float *wt = rand_floats((size_t)wn), *bias = rand_floats((size_t)k->co), *mean = rand_floats((size_t)k->co);
     float var[64];
     for (int c = 0; c < k->co; c++) var[c] = 0.3f + 0.1f * (float)c;
-    tdef t[4] = {{"w", 4, {k->transposed ? k->ci : k->co, k->transposed ? k->co / k->g : k->ci / k->g, k->kh, k->kw}, wt},
-                 {"b", 1, {k->co}, bias}, {"m", 1, {k->co}, mean}, {"v", 1, {k->co}, var}};
+    tdef t[4] = {
+        {"w", 4, {k->transposed ? k->ci : k->co, k->transposed ? k->co / k->g : k->ci / k->g, k->kh, k->kw}, wt},
+        {"b", 1, {k->co}, bias},
+        {"m", 1, {k->co}, mean},
+        {"v", 1, {k->co}, var}};
     gm_st *st = make_st(t, 4);
     char json[512], pad[64];
-    if (k->same)
-        snprintf(pad, sizeof pad, "\"same\"");
-    else
-        snprintf(pad, sizeof pad, "[%d,%d]", k->ph, k->pw);
+    if (k->same) snprintf(pad, sizeof pad, "\"same\"");
+    else snprintf(pad, sizeof pad, "[%d,%d]", k->ph, k->pw);
     int at = snprintf(json, sizeof json,
                       "[{\"op\":\"%s\",\"weight\":\"w\",\"bias\":\"b\",\"stride\":[%d,%d],\"padding\":%s,"
                       "\"dilation\":[%d,%d],\"groups\":%d",
                       k->transposed ? "conv_transpose2d" : "conv2d", k->sh, k->sw, pad, k->dh, k->dw, k->g);
     if (k->transposed) at += snprintf(json + at, sizeof json - at, ",\"output_padding\":[%d,%d]", k->oph, k->opw);
-    snprintf(json + at, sizeof json - at, "}%s]",
-             k->bn ? ",{\"op\":\"batch_norm\",\"mean\":\"m\",\"var\":\"v\"}" : "");
+    snprintf(json + at, sizeof json - at, "}%s]", k->bn ? ",{\"op\":\"batch_norm\",\"mean\":\"m\",\"var\":\"v\"}" : "");
     gm_net_input in = {"image", gm_shape3(k->ci, k->h, k->w)};
     gm_net *net = build(st, json, 1, &in);
     assert_int_equal(gm_net_layers(net), 1);
@@ -423,7 +424,8 @@ static void test_conv_general(void **state) {
 
 /* Two grouped conv_transpose2d in a row hand over channels-last. */
 static void test_conv_t_chain_groups(void **state) {
-    float *w1 = rand_floats(4 * 3 * 2 * 2), *w2 = rand_floats(6 * 1 * 3 * 3), *b1 = rand_floats(6), *b2 = rand_floats(2);
+    float *w1 = rand_floats(4 * 3 * 2 * 2), *w2 = rand_floats(6 * 1 * 3 * 3), *b1 = rand_floats(6),
+          *b2 = rand_floats(2);
     tdef t[4] = {{"w1", 4, {4, 3, 2, 2}, w1}, {"w2", 4, {6, 1, 3, 3}, w2}, {"b1", 1, {6}, b1}, {"b2", 1, {2}, b2}};
     gm_st *st = make_st(t, 4);
     gm_net_input in = {"z", gm_shape3(4, 3, 2)};
@@ -483,9 +485,11 @@ static void test_pad_modes(void **state) {
         free(x);
     }
     char err[GM_ERR_LEN] = "";
-    assert_null(gm_net_build_inputs(st, "gm.test", "[{\"op\":\"pad\",\"pad\":[4,0],\"mode\":\"reflect\"}]", 1, &in, err));
+    assert_null(
+        gm_net_build_inputs(st, "gm.test", "[{\"op\":\"pad\",\"pad\":[4,0],\"mode\":\"reflect\"}]", 1, &in, err));
     assert_non_null(strstr(err, "layer 0 (pad)"));
-    assert_null(gm_net_build_inputs(st, "gm.test", "[{\"op\":\"pad\",\"pad\":[1,1],\"mode\":\"circular\"}]", 1, &in, err));
+    assert_null(
+        gm_net_build_inputs(st, "gm.test", "[{\"op\":\"pad\",\"pad\":[1,1],\"mode\":\"circular\"}]", 1, &in, err));
     assert_non_null(strstr(err, "\"mode\""));
     gm_st_free(st);
 }
@@ -542,18 +546,26 @@ static void test_upsample(void **state) {
 
 static double act_ref(int k, double x) {
     switch (k) {
-    case 0: return x > 0 ? x : 0.7 * expm1(x);                        /* elu alpha 0.7 */
-    case 1: return 0.5 * x * (1 + erf(x / sqrt(2.0)));                /* gelu */
-    case 2: return 0.5 * x * (1 + tanh(sqrt(2 / M_PI) * (x + 0.044715 * x * x * x))); /* gelu tanh */
-    case 3: return x / (1 + exp(-x));                                 /* silu */
-    case 4: return 2 * x > 1.5 ? x : log1p(exp(2 * x)) / 2;           /* softplus beta 2, threshold 1.5 */
-    default: return x < -0.5 ? -0.5 : x > 0.25 ? 0.25 : x;            /* hardtanh [-0.5, 0.25] */
+    case 0:
+        return x > 0 ? x : 0.7 * expm1(x); /* elu alpha 0.7 */
+    case 1:
+        return 0.5 * x * (1 + erf(x / sqrt(2.0))); /* gelu */
+    case 2:
+        return 0.5 * x * (1 + tanh(sqrt(2 / M_PI) * (x + 0.044715 * x * x * x))); /* gelu tanh */
+    case 3:
+        return x / (1 + exp(-x)); /* silu */
+    case 4:
+        return 2 * x > 1.5 ? x : log1p(exp(2 * x)) / 2; /* softplus beta 2, threshold 1.5 */
+    default:
+        return x < -0.5 ? -0.5 : x > 0.25 ? 0.25 : x; /* hardtanh [-0.5, 0.25] */
     }
 }
 
 static void test_activations(void **state) {
-    static const char *const ops[6] = {"{\"op\":\"elu\",\"alpha\":0.7}", "{\"op\":\"gelu\"}",
-                                       "{\"op\":\"gelu\",\"approximate\":\"tanh\"}", "{\"op\":\"silu\"}",
+    static const char *const ops[6] = {"{\"op\":\"elu\",\"alpha\":0.7}",
+                                       "{\"op\":\"gelu\"}",
+                                       "{\"op\":\"gelu\",\"approximate\":\"tanh\"}",
+                                       "{\"op\":\"silu\"}",
                                        "{\"op\":\"softplus\",\"beta\":2,\"threshold\":1.5}",
                                        "{\"op\":\"hardtanh\",\"min\":-0.5,\"max\":0.25}"};
     enum { N = 6 };
@@ -593,10 +605,11 @@ static void test_activations(void **state) {
 /* ---- prelu, softmax, instance / group / layer norm on [C, H, W] ---- */
 
 static void test_norms(void **state) {
-    float *g = rand_floats(C), *bt = rand_floats(C), *lg = rand_floats(H * W), *lb = rand_floats(H * W), *slopes = rand_floats(C);
+    float *g = rand_floats(C), *bt = rand_floats(C), *lg = rand_floats(H * W), *lb = rand_floats(H * W),
+          *slopes = rand_floats(C);
     float mean[C] = {0.1f, -0.2f, 0.3f}, var[C] = {0.5f, 1.5f, 2.0f}, one = 0.2f;
-    tdef t[8] = {{"g", 1, {C}, g},       {"b", 1, {C}, bt},       {"lg", 2, {H, W}, lg},  {"lb", 2, {H, W}, lb},
-                 {"m", 1, {C}, mean},    {"v", 1, {C}, var},      {"slopes", 1, {C}, slopes}, {"one", 1, {1}, &one}};
+    tdef t[8] = {{"g", 1, {C}, g},    {"b", 1, {C}, bt},  {"lg", 2, {H, W}, lg},      {"lb", 2, {H, W}, lb},
+                 {"m", 1, {C}, mean}, {"v", 1, {C}, var}, {"slopes", 1, {C}, slopes}, {"one", 1, {1}, &one}};
     gm_st *st = make_st(t, 8);
     gm_net_input in = {"x", gm_shape3(C, H, W)};
     const char *jsons[] = {
@@ -660,7 +673,8 @@ static void test_norms(void **state) {
     /* instance_norm with running statistics folds into the conv before */
     float k1[C * C] = {0};
     for (int c = 0; c < C; c++) k1[c * C + c] = 1.0f;
-    tdef t2[5] = {{"k", 4, {C, C, 1, 1}, k1}, {"g", 1, {C}, g}, {"b", 1, {C}, bt}, {"m", 1, {C}, mean}, {"v", 1, {C}, var}};
+    tdef t2[5] = {
+        {"k", 4, {C, C, 1, 1}, k1}, {"g", 1, {C}, g}, {"b", 1, {C}, bt}, {"m", 1, {C}, mean}, {"v", 1, {C}, var}};
     gm_st *st2 = make_st(t2, 5);
     gm_net *net = build(st2,
                         "[{\"op\":\"conv2d\",\"weight\":\"k\"},{\"op\":\"instance_norm\",\"weight\":\"g\","
@@ -676,8 +690,8 @@ static void test_norms(void **state) {
     assert_non_null(strstr(err, "[3, 4, 5]"));
     assert_null(gm_net_build_inputs(st, "gm.test", "[{\"op\":\"layer_norm\",\"normalized_shape\":[4]}]", 1, &in, err));
     assert_non_null(strstr(err, "trailing"));
-    assert_null(gm_net_build_inputs(st, "gm.test", "[{\"op\":\"layer_norm\",\"normalized_shape\":[5],\"weight\":\"g\"}]",
-                                    1, &in, err));
+    assert_null(gm_net_build_inputs(
+        st, "gm.test", "[{\"op\":\"layer_norm\",\"normalized_shape\":[5],\"weight\":\"g\"}]", 1, &in, err));
     assert_non_null(strstr(err, "'g'"));
     assert_null(gm_net_build_inputs(st, "gm.test", "[{\"op\":\"gelu\",\"approximate\":\"fast\"}]", 1, &in, err));
     assert_non_null(strstr(err, "\"approximate\""));
@@ -749,7 +763,8 @@ static void test_pools(void **state) {
     double want[48];
     for (int c = 0; c < 2; c++)
         for (int y = 0; y < 4; y++)
-            for (int xx = 0; xx < 6; xx++) want[(c * 4 + y) * 6 + xx] = x[((c * 4 + (y % 2) * 2 + xx % 2) * 2 + y / 2) * 3 + xx / 2];
+            for (int xx = 0; xx < 6; xx++)
+                want[(c * 4 + y) * 6 + xx] = x[((c * 4 + (y % 2) * 2 + xx % 2) * 2 + y / 2) * 3 + xx / 2];
     const float *ins[1] = {x};
     check_forward("pixel_shuffle", net, 1, ins, want);
     gm_net_free(net);
@@ -758,8 +773,8 @@ static void test_pools(void **state) {
     assert_null(gm_net_build_inputs(st, "gm.test", "[{\"op\":\"max_pool2d\",\"kernel_size\":2,\"ceil_mode\":true}]", 1,
                                     &in, err));
     assert_non_null(strstr(err, "\"ceil_mode\""));
-    assert_null(gm_net_build_inputs(st, "gm.test", "[{\"op\":\"avg_pool2d\",\"kernel_size\":2,\"padding\":2}]", 1, &in,
-                                    err));
+    assert_null(
+        gm_net_build_inputs(st, "gm.test", "[{\"op\":\"avg_pool2d\",\"kernel_size\":2,\"padding\":2}]", 1, &in, err));
     assert_non_null(strstr(err, "layer 0 (avg_pool2d)"));
     assert_null(gm_net_build_inputs(st, "gm.test", "[{\"op\":\"pixel_shuffle\",\"upscale_factor\":3}]", 1, &in2, err));
     assert_non_null(strstr(err, "[8, 2, 3]"));
@@ -919,14 +934,21 @@ static void test_gan_inputs_by_name(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_add_mul_broadcast),   cmocka_unit_test(test_concat_split_expand),
-        cmocka_unit_test(test_embedding),           cmocka_unit_test(test_fold_respects_readers),
-        cmocka_unit_test(test_many_live_values),    cmocka_unit_test(test_graph_refusals),
-        cmocka_unit_test(test_conv_general),        cmocka_unit_test(test_conv_t_chain_groups),
-        cmocka_unit_test(test_pad_modes),           cmocka_unit_test(test_upsample),
-        cmocka_unit_test(test_activations),         cmocka_unit_test(test_norms),
+        cmocka_unit_test(test_add_mul_broadcast),
+        cmocka_unit_test(test_concat_split_expand),
+        cmocka_unit_test(test_embedding),
+        cmocka_unit_test(test_fold_respects_readers),
+        cmocka_unit_test(test_many_live_values),
+        cmocka_unit_test(test_graph_refusals),
+        cmocka_unit_test(test_conv_general),
+        cmocka_unit_test(test_conv_t_chain_groups),
+        cmocka_unit_test(test_pad_modes),
+        cmocka_unit_test(test_upsample),
+        cmocka_unit_test(test_activations),
+        cmocka_unit_test(test_norms),
         cmocka_unit_test(test_pools),
-        cmocka_unit_test(test_pytorch_cases),       cmocka_unit_test(test_gan_named_inputs),
+        cmocka_unit_test(test_pytorch_cases),
+        cmocka_unit_test(test_gan_named_inputs),
         cmocka_unit_test(test_gan_inputs_by_name),
     };
     return cmocka_run_group_tests_name("layer graphs", tests, NULL, NULL);

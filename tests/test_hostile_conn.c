@@ -65,8 +65,8 @@ static int raw_status(int port, const char *req) {
 
 static void test_partial_headers_leave_room_for_others(void **state) {
     raise_nofile();
-    const char *args[] = {"--model", NADE, "--max-connections", "32", "--max-connections-per-ip", "8",
-                          "--request-timeout-s", "60", NULL};
+    const char *args[] = {
+        "--model", NADE, "--max-connections", "32", "--max-connections-per-ip", "8", "--request-timeout-s", "60", NULL};
     daemon_t d = daemon_start("hostile_partial", args);
     enum { N = 48 }; /* more than max_connections */
     int fds[N];
@@ -88,8 +88,8 @@ static void test_many_addresses_holding_partial_headers(void **state) {
     raise_nofile();
     /* no per-address limit, and a long deadline: what frees the slots is the
      * short deadline that applies when nearly all of them are taken */
-    const char *args[] = {"--model", NADE, "--max-connections", "32", "--max-connections-per-ip", "0",
-                          "--request-timeout-s", "60", NULL};
+    const char *args[] = {
+        "--model", NADE, "--max-connections", "32", "--max-connections-per-ip", "0", "--request-timeout-s", "60", NULL};
     daemon_t d = daemon_start("hostile_pressure", args);
     enum { N = 40 };
     int fds[N];
@@ -157,8 +157,9 @@ static void test_body_budget_gives_503(void **state) {
     const char *args[] = {"--model", NADE, "--max-body-bytes", "1048576", "--max-body-memory-bytes", "1048576", NULL};
     daemon_t d = daemon_start("hostile_bodies", args);
     char head[256];
-    int hn = snprintf(head, sizeof head, "POST /v1/models/nade/logp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
-                                         "image/png\r\nContent-Length: 700000\r\n\r\n");
+    int hn = snprintf(head, sizeof head,
+                      "POST /v1/models/nade/logp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
+                      "image/png\r\nContent-Length: 700000\r\n\r\n");
     static char part[1000];
     int a = connect_to(d.port);
     assert_true(a >= 0);
@@ -263,7 +264,8 @@ static void test_endless_chunk_is_cut(void **state) {
 }
 
 static void test_encoded_slash_is_not_a_separator(void **state) {
-    reply_t r = raw_str(plain.port, "GET /v1/models/nade%2Fsample HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    reply_t r =
+        raw_str(plain.port, "GET /v1/models/nade%2Fsample HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
     assert_int_equal(r.status, 404);
     reply_free(&r);
     assert_int_equal(raw_status(plain.port, "GET /v1/models/nade%2fsample?n=1 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
@@ -300,8 +302,9 @@ static bool log_has(const daemon_t *d, const char *needle, size_t n) {
 }
 
 static void test_text_log_escapes_control_bytes(void **state) {
-    assert_int_equal(raw_status(plain.port, "GET /healthz%0a2026-01-01T00:00:00Z%20FORGED%1b[31m HTTP/1.1\r\n"
-                                            "Host: 127.0.0.1\r\nX-Request-Id: logtest-text\r\nConnection: close\r\n\r\n"),
+    assert_int_equal(raw_status(plain.port,
+                                "GET /healthz%0a2026-01-01T00:00:00Z%20FORGED%1b[31m HTTP/1.1\r\n"
+                                "Host: 127.0.0.1\r\nX-Request-Id: logtest-text\r\nConnection: close\r\n\r\n"),
                      404);
     char *line = log_line(&plain, "logtest-text");
     assert_non_null(line);
@@ -369,7 +372,7 @@ static void test_cors_wildcard_and_vary(void **state) {
     const char *one[] = {"--model", NADE, "--cors-origin", "https://ok.example", NULL};
     d = daemon_start("hostile_cors_one", one);
     reply_t r = raw_str(d.port, "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: https://evil.example\r\n"
-                            "Connection: close\r\n\r\n");
+                                "Connection: close\r\n\r\n");
     assert_int_equal(r.status, 200);
     assert_false(reply_header(&r, "Access-Control-Allow-Origin", v, sizeof v));
     assert_true(reply_header(&r, "Vary", v, sizeof v));
@@ -378,7 +381,8 @@ static void test_cors_wildcard_and_vary(void **state) {
     r = raw(d.port, HEALTHZ, strlen(HEALTHZ));
     assert_true(reply_header(&r, "Vary", v, sizeof v));
     reply_free(&r);
-    r = raw_str(d.port, "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: https://ok.example\r\nConnection: close\r\n\r\n");
+    r = raw_str(d.port,
+                "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: https://ok.example\r\nConnection: close\r\n\r\n");
     assert_true(reply_header(&r, "Access-Control-Allow-Origin", v, sizeof v));
     assert_string_equal(v, "https://ok.example");
     reply_free(&r);
@@ -397,10 +401,8 @@ int main(void) {
         cmocka_unit_test(test_cors_wildcard_and_vary),
     };
     const struct CMUnitTest shared[] = {
-        cmocka_unit_test(test_too_many_query_params_get_414),
-        cmocka_unit_test(test_framing_disagreements_are_refused),
-        cmocka_unit_test(test_endless_chunk_is_cut),
-        cmocka_unit_test(test_encoded_slash_is_not_a_separator),
+        cmocka_unit_test(test_too_many_query_params_get_414),  cmocka_unit_test(test_framing_disagreements_are_refused),
+        cmocka_unit_test(test_endless_chunk_is_cut),           cmocka_unit_test(test_encoded_slash_is_not_a_separator),
         cmocka_unit_test(test_text_log_escapes_control_bytes),
     };
     int failed = cmocka_run_group_tests_name("hostile connections", conn, NULL, NULL);

@@ -20,9 +20,9 @@
 #include "api.h"
 #include "base64.h"
 #include "daemon.h"
-#include "queue.h" /* gm_now_s */
 #include "gm/rng.h"
 #include "pngio.h"
+#include "queue.h" /* gm_now_s */
 
 #define NADE "nade=tests/fixtures/nade_ref.safetensors"
 #define VAE "vae=tests/fixtures/vae_mlp.safetensors"
@@ -72,8 +72,7 @@ static reply_t post(const char *path, const char *ctype, const void *body, size_
 
 static void expect_status(reply_t *r, int status, const char *what) {
     if (r->status != status) {
-        print_error("%s: status %d, want %d; body %.300s\n", what, r->status, status,
-                    r->body ? (char *)r->body : "");
+        print_error("%s: status %d, want %d; body %.300s\n", what, r->status, status, r->body ? (char *)r->body : "");
         fail();
     }
     reply_free(r);
@@ -96,8 +95,7 @@ static char *repeat(const char *unit, int times, const char *prefix) {
     size_t n = strlen(unit), p = strlen(prefix);
     char *s = malloc(p + n * (size_t)times + 1);
     memcpy(s, prefix, p);
-    for (int i = 0; i < times; i++)
-        memcpy(s + p + n * (size_t)i, unit, n);
+    for (int i = 0; i < times; i++) memcpy(s + p + n * (size_t)i, unit, n);
     s[p + n * (size_t)times] = 0;
     return s;
 }
@@ -159,22 +157,21 @@ static void test_query_bytes_are_checked(void **state) {
 static void test_bodies_need_a_known_media_type(void **state) {
     const char *body = "{\"n\": 2, \"seed\": 1}";
     size_t len = strlen(body);
-    static const char *const REFUSED[] = {NULL, "application/jsonx", "text/plain",
-                                          "application/x-www-form-urlencoded", "image/png"};
+    static const char *const REFUSED[] = {NULL, "application/jsonx", "text/plain", "application/x-www-form-urlencoded",
+                                          "image/png"};
     for (size_t i = 0; i < sizeof REFUSED / sizeof REFUSED[0]; i++) {
         reply_t r = post("/sample?model=nade", REFUSED[i], body, len);
         char what[128];
         snprintf(what, sizeof what, "a JSON body sent as %s", REFUSED[i] ? REFUSED[i] : "no Content-Type");
         expect_error(&r, 415, REFUSED[i] ? REFUSED[i] : "missing", what);
     }
-    static const char *const TAKEN[] = {"application/json", "application/json; charset=utf-8",
-                                        "Application/JSON", "application/json ;charset=UTF-8"};
+    static const char *const TAKEN[] = {"application/json", "application/json; charset=utf-8", "Application/JSON",
+                                        "application/json ;charset=UTF-8"};
     for (size_t i = 0; i < sizeof TAKEN / sizeof TAKEN[0]; i++) {
         reply_t r = post("/sample?model=nade", TAKEN[i], body, len);
         json_t *j = r.status == 200 ? json_loadb((const char *)r.body, r.len, 0, NULL) : NULL;
         if (json_array_size(json_object_get(j, "images")) != 2) {
-            print_error("%s: status %d, want 200 with 2 images: %.300s\n", TAKEN[i], r.status,
-                        (char *)r.body);
+            print_error("%s: status %d, want 200 with 2 images: %.300s\n", TAKEN[i], r.status, (char *)r.body);
             fail();
         }
         json_decref(j);
@@ -201,8 +198,7 @@ static void crc_fix(uint8_t *chunk, size_t data_len) { /* chunk points at the le
     uint32_t c = 0xffffffffu;
     for (size_t i = 4; i < 8 + data_len; i++) {
         c ^= chunk[i];
-        for (int k = 0; k < 8; k++)
-            c = c & 1 ? 0xedb88320u ^ (c >> 1) : c >> 1;
+        for (int k = 0; k < 8; k++) c = c & 1 ? 0xedb88320u ^ (c >> 1) : c >> 1;
     }
     c ^= 0xffffffffu;
     uint8_t *crc = chunk + 8 + data_len;
@@ -239,8 +235,8 @@ static void test_png_bomb_decodes_without_allocating(void **state) {
                 gm_png_status st = gm_png_decode(b, len, 28, 28, 1, out, err);
                 long grown = peak_rss_kb(getpid()) - before;
                 if (st != GM_PNG_MALFORMED || grown > 16 * 1024) {
-                    fprintf(stderr, "%s bomb of %zu bytes: status %d (%s), peak memory grew %ld kB\n",
-                            TYPES[i], len, st, err, grown);
+                    fprintf(stderr, "%s bomb of %zu bytes: status %d (%s), peak memory grew %ld kB\n", TYPES[i], len,
+                            st, err, grown);
                     _exit(1);
                 }
                 _exit(0);
@@ -284,8 +280,7 @@ static void test_json_body_cost_is_bounded(void **state) {
     size_t count = 4000000;
     char *body = malloc(2 * count + 32);
     size_t off = (size_t)sprintf(body, "{\"images\": [");
-    for (size_t i = 0; i < count; i++)
-        body[off++] = '0', body[off++] = ',';
+    for (size_t i = 0; i < count; i++) body[off++] = '0', body[off++] = ',';
     strcpy(body + off - 1, "]}");
     long before = peak_rss_kb(d.pid);
     double t0 = gm_now_s();
@@ -303,8 +298,7 @@ static void test_json_body_cost_is_bounded(void **state) {
     off = (size_t)sprintf(body, "{\"images\": [");
     for (size_t i = 0; i < images; i++) {
         off += (size_t)sprintf(body + off, "%s{\"pixels\": [", i ? "," : "");
-        for (size_t k = 0; k < dim; k++)
-            off += (size_t)sprintf(body + off, "%s0.5", k ? "," : "");
+        for (size_t k = 0; k < dim; k++) off += (size_t)sprintf(body + off, "%s0.5", k ? "," : "");
         off += (size_t)sprintf(body + off, "]}");
     }
     strcpy(body + off, "]}");
@@ -332,8 +326,7 @@ static void test_upscaled_grid_is_exact_and_quick(void **state) {
     float *px = malloc(sizeof *px * (size_t)n * dim);
     gm_rng rng;
     gm_rng_seed(&rng, 7, 0);
-    for (int i = 0; i < n * dim; i++)
-        px[i] = (float)(gm_rng_next(&rng) % 1001) / 1000.0f;
+    for (int i = 0; i < n * dim; i++) px[i] = (float)(gm_rng_next(&rng) % 1001) / 1000.0f;
     px[3] = NAN, px[4] = -1, px[5] = 2; /* clamped: NaN and below 0 to 0, above 1 to 1 */
     uint8_t *p1, *p16;
     size_t l1, l16;

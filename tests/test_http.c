@@ -195,7 +195,8 @@ static void test_operations_agree_with_the_core(void **state) {
     assert_int_equal(a.status, 200);
     assert_true(reply_header(&a, "Content-Type", hv, sizeof hv) && !strcmp(hv, "image/png"));
     assert_true(reply_header(&a, "X-Seed", hv, sizeof hv) && !strcmp(hv, "42"));
-    assert_true(reply_header(&a, "Server-Timing", hv, sizeof hv) && strstr(hv, "queue;dur=") && strstr(hv, "batch;desc="));
+    assert_true(reply_header(&a, "Server-Timing", hv, sizeof hv) && strstr(hv, "queue;dur=") &&
+                strstr(hv, "batch;desc="));
     assert_int_equal(png_width(&a), 2 * 16 + 1); /* 2 x 2 grid with a 1-pixel gutter */
     assert_true(a.len == b.len && memcmp(a.body, b.body, a.len) == 0);
     reply_free(&a);
@@ -288,7 +289,8 @@ static void test_operations_agree_with_the_core(void **state) {
     assert_int_equal(json_integer_value(json_object_get(json_array_get(json_object_get(v, "images"), 1), "label")), 2);
     json_decref(v);
     reply_free(&a);
-    a = http_json(p, "/v1/models/gan/decode", "{\"latents\": [[0,0,0,0,0,0,0,0],[1,1,1,1,1,1,1,1]], \"label\": [0, 1]}");
+    a = http_json(p, "/v1/models/gan/decode",
+                  "{\"latents\": [[0,0,0,0,0,0,0,0],[1,1,1,1,1,1,1,1]], \"label\": [0, 1]}");
     assert_int_equal(a.status, 200);
     reply_free(&a);
 
@@ -376,7 +378,8 @@ static void test_concurrent_equals_sequential(void **state) {
         }
         for (int i = 0; i < NCLIENTS; i++) pthread_join(t[i], NULL);
         for (int i = 0; i < NCLIENTS; i++) {
-            if (c[i].r.status != 200 || c[i].r.len != alone[i].len || memcmp(c[i].r.body, alone[i].body, alone[i].len)) {
+            if (c[i].r.status != 200 || c[i].r.len != alone[i].len ||
+                memcmp(c[i].r.body, alone[i].body, alone[i].len)) {
                 print_error("client %d (round %d): status %d, %zu bytes; alone: %d, %zu bytes\n", i, round,
                             c[i].r.status, c[i].r.len, alone[i].status, alone[i].len);
                 fail();

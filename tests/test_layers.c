@@ -136,7 +136,8 @@ typedef struct {
 
 static void check_conv_transpose(convt_case k) {
     int nw = k.ci * k.co * k.kh * k.kw, B = 3;
-    int ho = (k.h - 1) * k.stride - 2 * k.pad + k.kh + k.out_pad, wo = (k.w - 1) * k.stride - 2 * k.pad + k.kw + k.out_pad;
+    int ho = (k.h - 1) * k.stride - 2 * k.pad + k.kh + k.out_pad,
+        wo = (k.w - 1) * k.stride - 2 * k.pad + k.kw + k.out_pad;
     float *data = malloc((size_t)(nw + k.co) * sizeof(float));
     for (int i = 0; i < nw + k.co; i++) data[i] = (float)(((i * 53) % 29) - 14) * 0.07f;
     char header[512], json[256];

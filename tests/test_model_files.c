@@ -28,13 +28,12 @@ typedef struct {
     double poison;
 } tensor_spec;
 
-#define T(n, nd, ...)                                                                                        \
+#define T(n, nd, ...)                                                                                                  \
     { .name = n, .ndim = nd, .shape = {__VA_ARGS__}, .poison_at = -1 }
 
 static int64_t numel(const tensor_spec *t) {
     int64_t n = 1;
-    for (int d = 0; d < t->ndim; d++)
-        n *= t->shape[d];
+    for (int d = 0; d < t->ndim; d++) n *= t->shape[d];
     return n;
 }
 
@@ -43,14 +42,12 @@ static int64_t numel(const tensor_spec *t) {
 static const char *write_model(const char *const *meta, const tensor_spec *ts, int nt) {
     static char path[64];
     json_t *hdr = json_object(), *md = json_object();
-    for (int i = 0; meta[i]; i += 2)
-        json_object_set_new(md, meta[i], json_string(meta[i + 1]));
+    for (int i = 0; meta[i]; i += 2) json_object_set_new(md, meta[i], json_string(meta[i + 1]));
     json_object_set_new(hdr, "__metadata__", md);
     size_t off = 0;
     for (int i = 0; i < nt; i++) {
         json_t *shape = json_array();
-        for (int d = 0; d < ts[i].ndim; d++)
-            json_array_append_new(shape, json_integer(ts[i].shape[d]));
+        for (int d = 0; d < ts[i].ndim; d++) json_array_append_new(shape, json_integer(ts[i].shape[d]));
         size_t bytes = (size_t)numel(&ts[i]) * (ts[i].f64 ? 8 : 4);
         json_object_set_new(hdr, ts[i].name,
                             json_pack("{s:s,s:o,s:[I,I]}", "dtype", ts[i].f64 ? "F64" : "F32", "shape", shape,
@@ -90,16 +87,15 @@ static const char *write_model(const char *const *meta, const tensor_spec *ts, i
 
 /* The file must be refused with a message holding its path and each of
  * the fragments (up to 3; NULL ends the list). */
-static void expect_refused(const char *const *meta, const tensor_spec *ts, int nt, const char *f1,
-                           const char *f2, const char *f3) {
+static void expect_refused(const char *const *meta, const tensor_spec *ts, int nt, const char *f1, const char *f2,
+                           const char *f3) {
     const char *path = write_model(meta, ts, nt);
     char err[GM_ERR_LEN] = "";
     gm_model *m = gm_model_load(path, err);
     unlink(path);
     const char *must[3] = {f1, f2, f3};
     bool ok = !m && strstr(err, path);
-    for (int i = 0; i < 3 && must[i]; i++)
-        ok = ok && strstr(err, must[i]);
+    for (int i = 0; i < 3 && must[i]; i++) ok = ok && strstr(err, must[i]);
     if (!ok) {
         print_error("expected a refusal naming \"%s\", \"%s\", \"%s\"; got %s: \"%s\"\n", f1, f2 ? f2 : "",
                     f3 ? f3 : "", m ? "success" : "error", err);
@@ -149,8 +145,7 @@ static void test_reshape_dims_overflow(void **state) {
                           "gm.generator",
                           "[{\"op\":\"reshape\",\"shape\":[2761926,1764119,3785993]},{\"op\":\"flatten\"}]",
                           NULL};
-    expect_refused(meta, NULL, 0, "gm.generator layer 0 (reshape)", "[2761926,1764119,3785993]",
-                   "per sample");
+    expect_refused(meta, NULL, 0, "gm.generator layer 0 (reshape)", "[2761926,1764119,3785993]", "per sample");
 }
 
 /* A layer whose output has more values per sample than the documented
@@ -238,19 +233,18 @@ static void test_float_range_fields(void **state) {
                            "[{\"op\":\"leaky_relu\",\"slope\":1e300}]",
                            NULL};
     expect_refused(slope, NULL, 0, "gm.generator layer 0 (leaky_relu)", "\"slope\"", "float range");
-    const char *bn[] = {
-        "gm.format",
-        "1",
-        "gm.family",
-        "gan",
-        "gm.image",
-        "1x1x1",
-        "gm.latent_dim",
-        "1",
-        "gm.generator",
-        "[{\"op\":\"relu\"},{\"op\":\"batch_norm\",\"weight\":\"g\",\"mean\":\"m\",\"var\":\"v\","
-        "\"eps\":0}]",
-        NULL};
+    const char *bn[] = {"gm.format",
+                        "1",
+                        "gm.family",
+                        "gan",
+                        "gm.image",
+                        "1x1x1",
+                        "gm.latent_dim",
+                        "1",
+                        "gm.generator",
+                        "[{\"op\":\"relu\"},{\"op\":\"batch_norm\",\"weight\":\"g\",\"mean\":\"m\",\"var\":\"v\","
+                        "\"eps\":0}]",
+                        NULL};
     const float g = 1e30f, mean = 0, var = 1e-30f, w = 1e30f, s10 = 1e10f, one = 1;
     tensor_spec tbn[] = {{.name = "g", .ndim = 1, .shape = {1}, .values = &g, .poison_at = -1},
                          {.name = "m", .ndim = 1, .shape = {1}, .values = &mean, .poison_at = -1},
@@ -314,12 +308,10 @@ static void test_forward_splits_large_batch(void **state) {
     gm_st *st = gm_st_load(path, err);
     unlink(path);
     assert_non_null(st);
-    gm_net *net =
-        gm_net_build(st, "net", "[{\"op\":\"linear\",\"weight\":\"w\",\"bias\":\"b\"}]", gm_shape1(1), err);
+    gm_net *net = gm_net_build(st, "net", "[{\"op\":\"linear\",\"weight\":\"w\",\"bias\":\"b\"}]", gm_shape1(1), err);
     assert_non_null(net);
     float x[B], *y = malloc((size_t)B * OUT * sizeof *y);
-    for (int r = 0; r < B; r++)
-        x[r] = 0.5f + r;
+    for (int r = 0; r < B; r++) x[r] = 0.5f + r;
     assert_int_equal(gm_net_forward(net, B, x, y), 0);
     const float *w = gm_st_tensor(st, "w")->f32, *b = gm_st_tensor(st, "b")->f32;
     for (int r = 0; r < B; r++)
@@ -341,13 +333,11 @@ static void test_forward_splits_large_batch(void **state) {
  * layer that takes the sum past GM_NET_MAX_MACS is refused. */
 static void test_compute_limit(void **state) {
     char list[16384] = "[{\"op\":\"conv2d\",\"weight\":\"c0\",\"padding\":1}";
-    for (int i = 1; i < 80; i++)
-        strcat(list, ",{\"op\":\"conv2d\",\"weight\":\"c\",\"padding\":1}");
+    for (int i = 1; i < 80; i++) strcat(list, ",{\"op\":\"conv2d\",\"weight\":\"c\",\"padding\":1}");
     strcat(list, "]");
     long long sum = 4096LL * 4 * 9 * 64;
     int over = 1;
-    while ((sum += 4096LL * 64 * 9 * 64) <= GM_NET_MAX_MACS)
-        over++;
+    while ((sum += 4096LL * 64 * 9 * 64) <= GM_NET_MAX_MACS) over++;
     char where[64];
     snprintf(where, sizeof where, "gm.discriminator layer %d (conv2d)", over);
     const char *meta[] = {"gm.format",
@@ -412,7 +402,6 @@ static void test_text_guards(void **state) {
     free(deep);
 }
 
-
 static const char *bin(void) { return getenv("GMSERVE_BIN") ? getenv("GMSERVE_BIN") : "build/gmserve"; }
 
 /* `gmserve check` says which operations it ran; it refuses a hostile file
@@ -422,8 +411,7 @@ static void test_check_and_daemon(void **state) {
     char cmd[1024], out[8192];
     snprintf(cmd, sizeof cmd, "%s check %s 2>&1", bin(), fixture("vae_mlp.safetensors"));
     int rc = run_command(cmd, out, sizeof out);
-    if (rc != 0 || !strstr(out, "self-test ran sample, logp, encode, decode on 2 rows") ||
-        !strstr(out, "finite")) {
+    if (rc != 0 || !strstr(out, "self-test ran sample, logp, encode, decode on 2 rows") || !strstr(out, "finite")) {
         print_error("check on a good file: rc %d, output: %s\n", rc, out);
         fail();
     }

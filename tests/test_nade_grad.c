@@ -3,8 +3,8 @@
  * against a float64 evaluation of the NADE of docs/model-files.md and its central finite
  * differences.
  */
-#include "nade_grad.h"
 #include "gm/rng.h"
+#include "nade_grad.h"
 #include "testutil.h"
 
 /* -log p(x) in double, straight from docs/model-files.md (raster order, sigmoid). */
@@ -50,7 +50,11 @@ static void test_gradient_matches_finite_differences(void **state) {
 
     /* double copies of every parameter, addressed as one vector */
     double WT[D * H], V[D * H], c[H], b[D];
-    struct { double *d; float *grad; int n; } blocks[] = {{WT, g.WT, D * H}, {V, g.V, D * H}, {c, g.c, H}, {b, g.b, D}};
+    struct {
+        double *d;
+        float *grad;
+        int n;
+    } blocks[] = {{WT, g.WT, D * H}, {V, g.V, D * H}, {c, g.c, H}, {b, g.b, D}};
     float *src[] = {p.WT, p.V, p.c, p.b};
     for (int bi = 0; bi < 4; bi++)
         for (int i = 0; i < blocks[bi].n; i++) blocks[bi].d[i] = src[bi][i];

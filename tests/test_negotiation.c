@@ -57,12 +57,10 @@ static void test_accept(void **state) {
     gm_format f;
     char err[GM_ERR_LEN];
     assert_int_equal(
-        gm_format_choose(NULL, "application/x-npy", GM_FORMAT_BIT(GM_FORMAT_JSON), GM_FORMAT_JSON, &f, err),
-        0);
+        gm_format_choose(NULL, "application/x-npy", GM_FORMAT_BIT(GM_FORMAT_JSON), GM_FORMAT_JSON, &f, err), 0);
     assert_int_equal(f, GM_FORMAT_JSON);
     /* the parameter names a format exactly, and wins over Accept */
-    assert_int_equal(gm_format_choose("png", "application/x-npy", GM_FORMATS_IMAGES, GM_FORMAT_JSON, &f, err),
-                     0);
+    assert_int_equal(gm_format_choose("png", "application/x-npy", GM_FORMATS_IMAGES, GM_FORMAT_JSON, &f, err), 0);
     assert_int_equal(f, GM_FORMAT_PNG);
     assert_int_equal(gm_format_choose("NPY", NULL, GM_FORMATS_IMAGES, GM_FORMAT_JSON, &f, err), -1);
     assert_int_equal(gm_format_choose("", NULL, GM_FORMATS_IMAGES, GM_FORMAT_JSON, &f, err), -1);
@@ -70,8 +68,7 @@ static void test_accept(void **state) {
     assert_non_null(strstr(err, "\"json\", \"npy\""));
     /* the reply's type follows what was asked for */
     assert_string_equal(gm_format_npy_type("application/octet-stream"), "application/octet-stream");
-    assert_string_equal(gm_format_npy_type("application/octet-stream, application/x-npy"),
-                        "application/x-npy");
+    assert_string_equal(gm_format_npy_type("application/octet-stream, application/x-npy"), "application/x-npy");
     assert_string_equal(gm_format_npy_type(NULL), "application/x-npy");
 }
 
@@ -115,8 +112,7 @@ static void test_npy_headers(void **state) {
     float x[4] = {1.0f, -2.5f, 0.0f, 3.25f};
     for (int ndim = 1; ndim <= GM_NPY_MAX_DIMS; ndim++) {
         long shape[GM_NPY_MAX_DIMS];
-        for (int i = 0; i < ndim; i++)
-            shape[i] = i == 0 ? 4 : 1;
+        for (int i = 0; i < ndim; i++) shape[i] = i == 0 ? 4 : 1;
         uint8_t *b;
         size_t len;
         assert_int_equal(gm_npy_write_f32(x, ndim, shape, &b, &len), 0);
@@ -128,8 +124,7 @@ static void test_npy_headers(void **state) {
         memcpy(dict, b + 10, hlen);
         dict[hlen] = 0;
         char want[128] = "'shape': (4";
-        for (int i = 1; i < ndim; i++)
-            strcat(want, ", 1");
+        for (int i = 1; i < ndim; i++) strcat(want, ", 1");
         strcat(want, ndim == 1 ? ",)" : ")");
         if (!strstr(dict, want)) print_error("ndim %d: header %s lacks %s\n", ndim, dict, want);
         assert_non_null(strstr(dict, want));

@@ -16,15 +16,9 @@
 
 /* A 2x2x1 VAE with a 3-number latent, and a conditional GAN with codes. */
 static gm_model_info vae_info(void) {
-    gm_model_info in = {.family = GM_FAMILY_VAE,
-                        .height = 2,
-                        .width = 2,
-                        .channels = 1,
-                        .dim = 4,
-                        .latent_dim = 3,
-                        .encode_dim = 3};
-    in.supports[GM_OP_SAMPLE] = in.supports[GM_OP_LOGP] = in.supports[GM_OP_ENCODE] =
-        in.supports[GM_OP_DECODE] = true;
+    gm_model_info in = {
+        .family = GM_FAMILY_VAE, .height = 2, .width = 2, .channels = 1, .dim = 4, .latent_dim = 3, .encode_dim = 3};
+    in.supports[GM_OP_SAMPLE] = in.supports[GM_OP_LOGP] = in.supports[GM_OP_ENCODE] = in.supports[GM_OP_DECODE] = true;
     return in;
 }
 
@@ -44,8 +38,7 @@ static gm_model_info gan_info(void) {
 
 static gm_oip_limits limits(void) {
     gm_oip_limits lim = {.max_images = 8, .default_k = 100};
-    for (int op = 0; op < GM_OP_COUNT; op++)
-        lim.serves[op] = true;
+    for (int op = 0; op < GM_OP_COUNT; op++) lim.serves[op] = true;
     return lim;
 }
 
@@ -60,25 +53,21 @@ typedef struct {
 static bound bind_body(const gm_model_info *in, const void *body, size_t len, long long header_len) {
     bound b = {0};
     gm_oip_limits lim = limits();
-    gm_oip_request *r =
-        gm_oip_parse(body, len, header_len, gm_oip_max_values(in, lim.max_images), &b.kind, b.err);
+    gm_oip_request *r = gm_oip_parse(body, len, header_len, gm_oip_max_values(in, lim.max_images), &b.kind, b.err);
     if (r) b.ok = gm_oip_bind(r, in, &lim, &b.plan, &b.kind, b.err);
     gm_oip_request_free(r);
     return b;
 }
 
-static bound bind_json(const gm_model_info *in, const char *json) {
-    return bind_body(in, json, strlen(json), -1);
-}
+static bound bind_json(const gm_model_info *in, const char *json) { return bind_body(in, json, strlen(json), -1); }
 
 /* The request must fail with status, its message containing needle. */
-static void expect_error(const gm_model_info *in, const void *body, size_t len, long long header_len,
-                         int status, const char *needle) {
+static void expect_error(const gm_model_info *in, const void *body, size_t len, long long header_len, int status,
+                         const char *needle) {
     bound b = bind_body(in, body, len, header_len);
     if (b.ok || gm_error_status(b.kind) != status || !strstr(b.err, needle)) {
         print_error("%.*s\n  got %s %d \"%s\", want %d containing \"%s\"\n", (int)(len < 300 ? len : 300),
-                    (const char *)body, b.ok ? "success" : "error", gm_error_status(b.kind), b.err, status,
-                    needle);
+                    (const char *)body, b.ok ? "success" : "error", gm_error_status(b.kind), b.err, status, needle);
         fail();
     }
     gm_oip_plan_release(&b.plan);
@@ -90,35 +79,32 @@ static void expect_json_error(const gm_model_info *in, const char *json, int sta
 
 /* The images of a bound plan, as native parameters: images[i].pixels[j]. */
 static double pixel(const gm_oip_plan *p, size_t i, size_t j) {
-    return json_number_value(json_array_get(
-        json_object_get(json_array_get(json_object_get(p->params, "images"), i), "pixels"), j));
+    return json_number_value(
+        json_array_get(json_object_get(json_array_get(json_object_get(p->params, "images"), i), "pixels"), j));
 }
 
 static void test_json_images_select_logp(void **state) {
     gm_model_info in = vae_info();
-    bound b = bind_json(
-        &in, "{\"id\":\"r1\",\"inputs\":[{\"name\":\"images\",\"shape\":[2,2,2,1],\"datatype\":\"FP32\","
-             "\"data\":[0,0.25,0.5,1, 1,0.75,0.5,0]}],\"parameters\":{\"k\":7}}");
+    bound b =
+        bind_json(&in, "{\"id\":\"r1\",\"inputs\":[{\"name\":\"images\",\"shape\":[2,2,2,1],\"datatype\":\"FP32\","
+                       "\"data\":[0,0.25,0.5,1, 1,0.75,0.5,0]}],\"parameters\":{\"k\":7}}");
     assert_true(b.ok);
     assert_int_equal(b.plan.op, GM_OP_LOGP);
     assert_string_equal(b.plan.id, "r1");
     assert_int_equal(json_integer_value(json_object_get(b.plan.params, "k")), 7);
     assert_int_equal(json_array_size(json_object_get(b.plan.params, "images")), 2);
     static const double want[8] = {0, 0.25, 0.5, 1, 1, 0.75, 0.5, 0};
-    for (int i = 0; i < 8; i++)
-        assert_true(pixel(&b.plan, (size_t)i / 4, (size_t)i % 4) == want[i]);
+    for (int i = 0; i < 8; i++) assert_true(pixel(&b.plan, (size_t)i / 4, (size_t)i % 4) == want[i]);
     /* a VAE's logp with k = 7 gives logp, bits_per_dim, elbo and se */
     assert_int_equal(b.plan.n_outputs, 4);
     assert_int_equal(b.plan.outputs[3], GM_OIP_OUT_SE);
     gm_oip_plan_release(&b.plan);
 
     /* the same data nested in the shape's own form */
-    bound nested =
-        bind_json(&in, "{\"inputs\":[{\"name\":\"images\",\"shape\":[2,2,2,1],\"datatype\":\"FP32\","
-                       "\"data\":[[[[0],[0.25]],[[0.5],[1]]],[[[1],[0.75]],[[0.5],[0]]]]}]}");
+    bound nested = bind_json(&in, "{\"inputs\":[{\"name\":\"images\",\"shape\":[2,2,2,1],\"datatype\":\"FP32\","
+                                  "\"data\":[[[[0],[0.25]],[[0.5],[1]]],[[[1],[0.75]],[[0.5],[0]]]]}]}");
     assert_true(nested.ok);
-    for (int i = 0; i < 8; i++)
-        assert_true(pixel(&nested.plan, (size_t)i / 4, (size_t)i % 4) == want[i]);
+    for (int i = 0; i < 8; i++) assert_true(pixel(&nested.plan, (size_t)i / 4, (size_t)i % 4) == want[i]);
     gm_oip_plan_release(&nested.plan);
 }
 
@@ -126,18 +112,16 @@ static void test_json_images_select_logp(void **state) {
  * MLServer's and KServe's codecs, are taken as absent. */
 static void test_null_fields_and_content_type(void **state) {
     gm_model_info in = vae_info();
-    bound b =
-        bind_json(&in, "{\"id\":null,\"parameters\":null,\"outputs\":null,\"inputs\":[{\"name\":\"images\","
-                       "\"shape\":[1,2,2,1],\"datatype\":\"FP32\",\"parameters\":{\"content_type\":\"np\"},"
-                       "\"data\":[0,0,0,0]}]}");
+    bound b = bind_json(&in, "{\"id\":null,\"parameters\":null,\"outputs\":null,\"inputs\":[{\"name\":\"images\","
+                             "\"shape\":[1,2,2,1],\"datatype\":\"FP32\",\"parameters\":{\"content_type\":\"np\"},"
+                             "\"data\":[0,0,0,0]}]}");
     assert_true(b.ok);
     assert_null(b.plan.id);
     assert_int_equal(b.plan.op, GM_OP_LOGP);
     gm_oip_plan_release(&b.plan);
-    bound c =
-        bind_json(&in, "{\"parameters\":{\"content_type\":\"np\"},\"inputs\":[{\"name\":\"n\",\"shape\":[1],"
-                       "\"datatype\":\"INT64\",\"data\":[1],\"parameters\":null}],"
-                       "\"outputs\":[{\"name\":\"images\",\"parameters\":{\"binary_data\":null}}]}");
+    bound c = bind_json(&in, "{\"parameters\":{\"content_type\":\"np\"},\"inputs\":[{\"name\":\"n\",\"shape\":[1],"
+                             "\"datatype\":\"INT64\",\"data\":[1],\"parameters\":null}],"
+                             "\"outputs\":[{\"name\":\"images\",\"parameters\":{\"binary_data\":null}}]}");
     assert_true(c.ok);
     assert_false(c.plan.binary[0]);
     gm_oip_plan_release(&c.plan);
@@ -169,8 +153,7 @@ static void test_nested_max_images_fit(void **state) {
             if (i) j[o++] = '[';
             for (int y = 0; y < 28; y++) {
                 o += (size_t)snprintf(j + o, cap - o, "%s[", y ? "," : "");
-                for (int x = 0; x < 28; x++)
-                    o += (size_t)snprintf(j + o, cap - o, "%s[7]", x ? "," : "");
+                for (int x = 0; x < 28; x++) o += (size_t)snprintf(j + o, cap - o, "%s[7]", x ? "," : "");
                 j[o++] = ']';
             }
             j[o++] = ']';
@@ -196,8 +179,7 @@ static void test_uint8_images_are_scaled_as_png(void **state) {
                              "\"data\":[0,1,128,255]}]}");
     assert_true(b.ok);
     static const int v[4] = {0, 1, 128, 255};
-    for (int i = 0; i < 4; i++)
-        assert_true(pixel(&b.plan, 0, (size_t)i) == (double)((float)v[i] / 255.0f));
+    for (int i = 0; i < 4; i++) assert_true(pixel(&b.plan, 0, (size_t)i) == (double)((float)v[i] / 255.0f));
     gm_oip_plan_release(&b.plan);
 }
 
@@ -214,16 +196,14 @@ static void test_binary_images_equal_json(void **state) {
     gm_model_info in = vae_info();
     const float x[8] = {0, 0.25f, 0.5f, 1, 1, 0.75f, 0.5f, 0.1f};
     uint8_t body[1024];
-    size_t hl,
-        len = binary_request(body,
-                             "{\"inputs\":[{\"name\":\"images\",\"shape\":[2,2,2,1],\"datatype\":\"FP32\","
-                             "\"parameters\":{\"binary_data_size\":32}}],\"outputs\":[{\"name\":\"z\"}]}",
-                             x, 8, &hl);
+    size_t hl, len = binary_request(body,
+                                    "{\"inputs\":[{\"name\":\"images\",\"shape\":[2,2,2,1],\"datatype\":\"FP32\","
+                                    "\"parameters\":{\"binary_data_size\":32}}],\"outputs\":[{\"name\":\"z\"}]}",
+                                    x, 8, &hl);
     bound b = bind_body(&in, body, len, (long long)hl);
     assert_true(b.ok);
     assert_int_equal(b.plan.op, GM_OP_ENCODE); /* the output z belongs to encode */
-    for (int i = 0; i < 8; i++)
-        assert_true(pixel(&b.plan, (size_t)i / 4, (size_t)i % 4) == (double)x[i]);
+    for (int i = 0; i < 8; i++) assert_true(pixel(&b.plan, (size_t)i / 4, (size_t)i % 4) == (double)x[i]);
     gm_oip_plan_release(&b.plan);
 
     /* byte counts that do not add up */
@@ -253,14 +233,13 @@ static void test_inputs_select_the_operation(void **state) {
                               "\"data\":[0.5,-1,2]}]}");
     assert_true(d.ok);
     assert_int_equal(d.plan.op, GM_OP_DECODE);
-    assert_true(json_number_value(
-                    json_array_get(json_array_get(json_object_get(d.plan.params, "latents"), 0), 2)) == 2);
+    assert_true(json_number_value(json_array_get(json_array_get(json_object_get(d.plan.params, "latents"), 0), 2)) ==
+                2);
     gm_oip_plan_release(&d.plan);
 
-    bound s =
-        bind_json(&vae, "{\"inputs\":[{\"name\":\"n\",\"shape\":[1],\"datatype\":\"INT64\",\"data\":[3]},"
-                        "{\"name\":\"seed\",\"shape\":[1],\"datatype\":\"INT64\",\"data\":[42]}],"
-                        "\"parameters\":{\"temperature\":0.5,\"binary_data_output\":true}}");
+    bound s = bind_json(&vae, "{\"inputs\":[{\"name\":\"n\",\"shape\":[1],\"datatype\":\"INT64\",\"data\":[3]},"
+                              "{\"name\":\"seed\",\"shape\":[1],\"datatype\":\"INT64\",\"data\":[42]}],"
+                              "\"parameters\":{\"temperature\":0.5,\"binary_data_output\":true}}");
     assert_true(s.ok);
     assert_int_equal(s.plan.op, GM_OP_SAMPLE);
     assert_int_equal(json_integer_value(json_object_get(s.plan.params, "n")), 3);
@@ -284,11 +263,10 @@ static void test_inputs_select_the_operation(void **state) {
     gm_oip_plan_release(&u.plan);
 
     /* a conditional GAN: per-latent labels, one code for all */
-    bound g =
-        bind_json(&gan, "{\"inputs\":[{\"name\":\"latents\",\"shape\":[2,3],\"datatype\":\"FP32\","
-                        "\"data\":[0,0,0,1,1,1]},{\"name\":\"label\",\"shape\":[2],\"datatype\":\"INT32\","
-                        "\"data\":[4,1]},{\"name\":\"code\",\"shape\":[1,2],\"datatype\":\"FP32\","
-                        "\"data\":[0.5,-0.5]}]}");
+    bound g = bind_json(&gan, "{\"inputs\":[{\"name\":\"latents\",\"shape\":[2,3],\"datatype\":\"FP32\","
+                              "\"data\":[0,0,0,1,1,1]},{\"name\":\"label\",\"shape\":[2],\"datatype\":\"INT32\","
+                              "\"data\":[4,1]},{\"name\":\"code\",\"shape\":[1,2],\"datatype\":\"FP32\","
+                              "\"data\":[0.5,-0.5]}]}");
     assert_true(g.ok);
     json_t *labels = json_object_get(g.plan.params, "label"), *code = json_object_get(g.plan.params, "code");
     assert_int_equal(json_array_size(labels), 2);
@@ -298,9 +276,8 @@ static void test_inputs_select_the_operation(void **state) {
     gm_oip_plan_release(&g.plan);
 
     /* images on a GAN without an encoder go to the discriminator */
-    bound disc =
-        bind_json(&gan, "{\"inputs\":[{\"name\":\"images\",\"shape\":[1,2,2,1],\"datatype\":\"FP32\","
-                        "\"data\":[0,0,0,0]}]}");
+    bound disc = bind_json(&gan, "{\"inputs\":[{\"name\":\"images\",\"shape\":[1,2,2,1],\"datatype\":\"FP32\","
+                                 "\"data\":[0,0,0,0]}]}");
     assert_true(disc.ok);
     assert_int_equal(disc.plan.op, GM_OP_DISCRIMINATE);
     gm_oip_plan_release(&disc.plan);
@@ -335,22 +312,19 @@ static void test_refusals(void **state) {
                       "{\"inputs\":[{\"name\":\"images\",\"shape\":[9,2,2,1],\"datatype\":\"FP32\","
                       "\"data\":[0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0]}]}",
                       400, "max_images");
-    expect_json_error(
-        &vae, "{\"inputs\":[{\"name\":\"pictures\",\"shape\":[1],\"datatype\":\"FP32\",\"data\":[0]}]}", 400,
-        "unknown input \"pictures\"");
+    expect_json_error(&vae, "{\"inputs\":[{\"name\":\"pictures\",\"shape\":[1],\"datatype\":\"FP32\",\"data\":[0]}]}",
+                      400, "unknown input \"pictures\"");
     expect_json_error(&vae,
                       "{\"inputs\":[{\"name\":\"n\",\"shape\":[1],\"datatype\":\"INT64\",\"data\":[1]},"
                       "{\"name\":\"n\",\"shape\":[1],\"datatype\":\"INT64\",\"data\":[1]}]}",
                       400, "given twice");
+    expect_json_error(&vae, "{\"inputs\":[{\"name\":\"n\",\"shape\":[1],\"datatype\":\"INT64\",\"data\":[1.5]}]}", 400,
+                      "is not an integer");
+    expect_json_error(&vae, "{\"inputs\":[{\"name\":\"seed\",\"shape\":[1],\"datatype\":\"UINT64\",\"data\":[-1]}]}",
+                      400, "not an integer that UINT64 holds");
     expect_json_error(&vae,
-                      "{\"inputs\":[{\"name\":\"n\",\"shape\":[1],\"datatype\":\"INT64\",\"data\":[1.5]}]}",
-                      400, "is not an integer");
-    expect_json_error(
-        &vae, "{\"inputs\":[{\"name\":\"seed\",\"shape\":[1],\"datatype\":\"UINT64\",\"data\":[-1]}]}", 400,
-        "not an integer that UINT64 holds");
-    expect_json_error(
-        &vae, "{\"inputs\":[{\"name\":\"n\",\"shape\":[1],\"datatype\":\"INT32\",\"data\":[4294967297]}]}",
-        400, "not an integer that INT32 holds");
+                      "{\"inputs\":[{\"name\":\"n\",\"shape\":[1],\"datatype\":\"INT32\",\"data\":[4294967297]}]}", 400,
+                      "not an integer that INT32 holds");
     expect_json_error(&vae,
                       "{\"inputs\":[{\"name\":\"images\",\"shape\":[1,2,2,1],\"datatype\":\"UINT8\","
                       "\"data\":[0,0,0.5,0]}]}",
@@ -363,9 +337,8 @@ static void test_refusals(void **state) {
                       "{\"inputs\":[{\"name\":\"images\",\"shape\":[1,2,2,1],\"datatype\":\"FP32\","
                       "\"data\":[0,true,0,0]}]}",
                       400, "data holds a boolean");
-    expect_json_error(&vae,
-                      "{\"inputs\":[{\"name\":\"n\",\"shape\":[2],\"datatype\":\"INT64\",\"data\":[1,2]}]}",
-                      400, "model takes [1]");
+    expect_json_error(&vae, "{\"inputs\":[{\"name\":\"n\",\"shape\":[2],\"datatype\":\"INT64\",\"data\":[1,2]}]}", 400,
+                      "model takes [1]");
     expect_json_error(&vae,
                       "{\"inputs\":[{\"name\":\"images\",\"shape\":[1,2,2,1],\"datatype\":\"FP32\","
                       "\"data\":[0,0,0,0]},{\"name\":\"latents\",\"shape\":[1,3],\"datatype\":\"FP32\","
@@ -383,8 +356,7 @@ static void test_refusals(void **state) {
                       "{\"inputs\":[{\"name\":\"images\",\"shape\":[1,2,2,1],\"datatype\":\"FP32\","
                       "\"data\":[0,0,0,0]}],\"parameters\":{\"temperature\":1}}",
                       400, "unknown parameter \"temperature\" for logp");
-    expect_json_error(&vae,
-                      "{\"inputs\":[{\"name\":\"label\",\"shape\":[1],\"datatype\":\"INT64\",\"data\":[1]}]}",
+    expect_json_error(&vae, "{\"inputs\":[{\"name\":\"label\",\"shape\":[1],\"datatype\":\"INT64\",\"data\":[1]}]}",
                       400, "input \"label\" is not taken by sample");
     expect_json_error(&gan,
                       "{\"inputs\":[{\"name\":\"latents\",\"shape\":[1,3],\"datatype\":\"FP32\","
@@ -403,10 +375,8 @@ static void test_refusals(void **state) {
                       "\"datatype\":\"FP32\",\"data\":[]}]}",
                       400, "more than 2^40 elements");
     /* more JSON values than any request to the model could use: 413 before parsing */
-    char big[4096] =
-        "{\"inputs\":[{\"name\":\"images\",\"shape\":[1,2,2,1],\"datatype\":\"FP32\",\"data\":[0";
-    for (int i = 0; i < 600; i++)
-        strcat(big, ",0");
+    char big[4096] = "{\"inputs\":[{\"name\":\"images\",\"shape\":[1,2,2,1],\"datatype\":\"FP32\",\"data\":[0";
+    for (int i = 0; i < 600; i++) strcat(big, ",0");
     strcat(big, "]}]}");
     expect_json_error(&vae, big, 413, "send large tensors as binary data");
 }
@@ -439,8 +409,7 @@ static void test_reply_json_and_binary(void **state) {
     assert_int_equal(json_integer_value(json_array_get(json_object_get(o0, "shape"), 0)), 2);
     assert_true(json_number_value(json_array_get(json_object_get(o0, "data"), 1)) == -3.0);
     /* bits per dimension: -log p / (D ln 2) with D = 4 */
-    assert_true(fabs(json_number_value(json_array_get(json_object_get(o1, "data"), 0)) - 1.5 / (4 * log(2))) <
-                1e-15);
+    assert_true(fabs(json_number_value(json_array_get(json_object_get(o1, "data"), 0)) - 1.5 / (4 * log(2))) < 1e-15);
     json_decref(r);
     free(body);
 
@@ -454,8 +423,7 @@ static void test_reply_json_and_binary(void **state) {
     assert_non_null(r);
     json_t *o = json_array_get(json_object_get(r, "outputs"), 0);
     assert_null(json_object_get(o, "data"));
-    assert_int_equal(
-        json_integer_value(json_object_get(json_object_get(o, "parameters"), "binary_data_size")), 32);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(o, "parameters"), "binary_data_size")), 32);
     assert_int_equal(json_array_size(json_object_get(o, "shape")), 4);
     /* IEEE 754 single precision, little-endian: 1.0 = 3f800000, 0.5 = 3f000000, -2.0 = c0000000 */
     static const uint8_t want[16] = {0, 0, 0x80, 0x3f, 0, 0, 0, 0x3f, 0, 0, 0, 0, 0, 0, 0, 0xc0};
@@ -508,8 +476,7 @@ static void test_metadata(void **state) {
 
     json_t *s = gm_oip_server_metadata("1.0");
     assert_string_equal(json_string_value(json_object_get(s, "name")), "gmserve");
-    assert_string_equal(json_string_value(json_array_get(json_object_get(s, "extensions"), 0)),
-                        "binary_tensor_data");
+    assert_string_equal(json_string_value(json_array_get(json_object_get(s, "extensions"), 0)), "binary_tensor_data");
     json_decref(s);
 }
 

@@ -25,10 +25,9 @@ enum { D = 784 }; /* the bundled models' 28x28x1 */
 static daemon_t d;
 
 static int start(void **state) {
-    const char *args[] = {
-        "--model", "nade=models/nade.safetensors", "--model",      "vae=models/vae.safetensors",
-        "--model", "gan=models/gan.safetensors",   "--log-format", "off",
-        NULL};
+    const char *args[] = {"--model", "nade=models/nade.safetensors", "--model",      "vae=models/vae.safetensors",
+                          "--model", "gan=models/gan.safetensors",   "--log-format", "off",
+                          NULL};
     d = daemon_start("oip", args);
     return 0;
 }
@@ -110,8 +109,7 @@ static double at(json_t *tensor, size_t i) {
 static void near(const char *what, json_t *got_tensor, const double *want, size_t n, double tol) {
     for (size_t i = 0; i < n; i++)
         if (!(fabs(at(got_tensor, i) - want[i]) <= tol)) {
-            print_error("%s[%zu]: got %.9g, want %.9g (tolerance %g)\n", what, i, at(got_tensor, i), want[i],
-                        tol);
+            print_error("%s[%zu]: got %.9g, want %.9g (tolerance %g)\n", what, i, at(got_tensor, i), want[i], tol);
             fail();
         }
 }
@@ -119,21 +117,18 @@ static void near(const char *what, json_t *got_tensor, const double *want, size_
 /* A test image: a bright square on black, pixel values v/255 of UINT8 v. */
 static void test_image(uint8_t *px, int shift) {
     for (int y = 0; y < 28; y++)
-        for (int x = 0; x < 28; x++)
-            px[y * 28 + x] = (x >= 6 + shift && x < 20 && y >= 8 && y < 22) ? 250 : 3;
+        for (int x = 0; x < 28; x++) px[y * 28 + x] = (x >= 6 + shift && x < 20 && y >= 8 && y < 22) ? 250 : 3;
 }
 
 static json_t *uint8_array(const uint8_t *px, size_t n) {
     json_t *a = json_array();
-    for (size_t i = 0; i < n; i++)
-        json_array_append_new(a, json_integer(px[i]));
+    for (size_t i = 0; i < n; i++) json_array_append_new(a, json_integer(px[i]));
     return a;
 }
 
 static json_t *pixels_of(const uint8_t *px) {
     json_t *a = json_array();
-    for (int i = 0; i < D; i++)
-        json_array_append_new(a, json_real(px[i] / 255.0f));
+    for (int i = 0; i < D; i++) json_array_append_new(a, json_real(px[i] / 255.0f));
     return a;
 }
 
@@ -202,13 +197,10 @@ static void expect_oip_error(reply_t r, int status, const char *needle, const ch
 
 static void test_errors(void **state) {
     expect_oip_error(http_get(d.port, "/v2/models/nope"), 404, "no model named \"nope\"", "unknown model");
-    expect_oip_error(http_json(d.port, "/v2/models/nope/infer", "{\"inputs\":[]}"), 404, "nope",
-                     "unknown model infer");
-    expect_oip_error(http_get(d.port, "/v2/models/vae/versions/2"), 404, "no version \"2\"",
-                     "unknown version");
+    expect_oip_error(http_json(d.port, "/v2/models/nope/infer", "{\"inputs\":[]}"), 404, "nope", "unknown model infer");
+    expect_oip_error(http_get(d.port, "/v2/models/vae/versions/2"), 404, "no version \"2\"", "unknown version");
     expect_oip_error(http_get(d.port, "/v2/models/vae/infer"), 405, "not allowed", "GET infer");
-    expect_oip_error(http_json(d.port, "/v2/models/vae/infer", "{\"inputs\":"), 400, "not valid JSON",
-                     "bad JSON");
+    expect_oip_error(http_json(d.port, "/v2/models/vae/infer", "{\"inputs\":"), 400, "not valid JSON", "bad JSON");
     expect_oip_error(http_json(d.port, "/v2/models/vae/infer",
                                "{\"inputs\":[{\"name\":\"images\",\"shape\":[1],\"datatype\":\"INT16\","
                                "\"data\":[0]}]}"),
@@ -223,8 +215,7 @@ static void test_errors(void **state) {
                        "\"parameters\":{\"binary_data_size\":124}}]}";
     uint8_t body[512] = {0};
     memcpy(body, json, strlen(json));
-    snprintf(head, sizeof head,
-             "Inference-Header-Content-Length: %zu\r\nContent-Type: application/octet-stream\r\n",
+    snprintf(head, sizeof head, "Inference-Header-Content-Length: %zu\r\nContent-Type: application/octet-stream\r\n",
              strlen(json));
     expect_oip_error(http(d.port, "POST", "/v2/models/vae/infer", head, body, strlen(json) + 124), 400,
                      "binary_data_size is 124 bytes", "wrong byte count");
@@ -248,11 +239,10 @@ static void test_errors(void **state) {
 
 /* Sample: the OIP images are the floats the native PNGs round to 8 bits. */
 static void test_sample_matches_v1(void **state) {
-    json_t *r = infer("gan", json_pack("{s:[{s:s,s:[i],s:s,s:[i]},{s:s,s:[i],s:s,s:[i]}]}", "inputs", "name",
-                                       "n", "shape", 1, "datatype", "INT64", "data", 3, "name", "seed",
-                                       "shape", 1, "datatype", "INT64", "data", 1234));
-    json_t *v1 =
-        native("/v1/models/gan/sample", json_pack("{s:i,s:i,s:s}", "n", 3, "seed", 1234, "format", "json"));
+    json_t *r = infer("gan", json_pack("{s:[{s:s,s:[i],s:s,s:[i]},{s:s,s:[i],s:s,s:[i]}]}", "inputs", "name", "n",
+                                       "shape", 1, "datatype", "INT64", "data", 3, "name", "seed", "shape", 1,
+                                       "datatype", "INT64", "data", 1234));
+    json_t *v1 = native("/v1/models/gan/sample", json_pack("{s:i,s:i,s:s}", "n", 3, "seed", 1234, "format", "json"));
     json_t *images = output(r, "images"), *labels = output(r, "label");
     assert_string_equal(json_string_value(json_object_get(images, "datatype")), "FP32");
     json_t *want_shape = json_pack("[i,i,i,i]", 3, 28, 28, 1);
@@ -269,13 +259,11 @@ static void test_sample_matches_v1(void **state) {
         assert_int_equal(gm_png_decode(png, n, 28, 28, 1, px, err), GM_PNG_OK);
         free(png);
         double want[D];
-        for (int j = 0; j < D; j++)
-            want[j] = px[j];
+        for (int j = 0; j < D; j++) want[j] = px[j];
         /* 8-bit PNG: round(v * 255) / 255 is within half a step of v */
         for (int j = 0; j < D; j++)
             if (!(fabs(at(images, (size_t)i * D + j) - want[j]) <= 0.5 / 255 + 1e-6)) {
-                print_error("image %d pixel %d: OIP %.9g, PNG %.9g\n", i, j, at(images, (size_t)i * D + j),
-                            want[j]);
+                print_error("image %d pixel %d: OIP %.9g, PNG %.9g\n", i, j, at(images, (size_t)i * D + j), want[j]);
                 fail();
             }
         assert_int_equal((int)at(labels, (size_t)i), json_integer_value(json_object_get(img, "label")));
@@ -284,15 +272,13 @@ static void test_sample_matches_v1(void **state) {
     json_decref(v1);
 
     /* NADE samples carry their exact log p, as on /v1 */
-    json_t *nr =
-        infer("nade", json_pack("{s:[{s:s,s:[i],s:s,s:[i]},{s:s,s:[i],s:s,s:[i]}],s:[{s:s}]}", "inputs",
-                                "name", "n", "shape", 1, "datatype", "INT32", "data", 2, "name", "seed",
-                                "shape", 1, "datatype", "INT64", "data", 5, "outputs", "name", "logp"));
+    json_t *nr = infer("nade", json_pack("{s:[{s:s,s:[i],s:s,s:[i]},{s:s,s:[i],s:s,s:[i]}],s:[{s:s}]}", "inputs",
+                                         "name", "n", "shape", 1, "datatype", "INT32", "data", 2, "name", "seed",
+                                         "shape", 1, "datatype", "INT64", "data", 5, "outputs", "name", "logp"));
     json_t *nv = native("/v1/models/nade/sample", json_pack("{s:i,s:i}", "n", 2, "seed", 5));
     double want[2];
     for (int i = 0; i < 2; i++)
-        want[i] = json_number_value(
-            json_object_get(json_array_get(json_object_get(nv, "images"), (size_t)i), "logp"));
+        want[i] = json_number_value(json_object_get(json_array_get(json_object_get(nv, "images"), (size_t)i), "logp"));
     near("nade sample logp", output(nr, "logp"), want, 2, 1e-7 * fabs(want[0])); /* /v1 prints 10 digits */
     assert_int_equal(json_array_size(json_object_get(nr, "outputs")), 1);
     json_decref(nr);
@@ -305,12 +291,11 @@ static void test_logp_encode_match_v1(void **state) {
     test_image(px, 0);
     test_image(px + D, 3);
     json_t *v1_images = json_pack("[{s:o},{s:o}]", "pixels", pixels_of(px), "pixels", pixels_of(px + D));
-    json_t *lr = infer("vae", json_pack("{s:s,s:[{s:s,s:[i,i,i,i],s:s,s:o},{s:s,s:[i],s:s,s:[i]}],s:{s:i}}",
-                                        "id", "logp-1", "inputs", "name", "images", "shape", 2, 28, 28, 1,
-                                        "datatype", "UINT8", "data", uint8_array(px, 2 * D), "name", "seed",
-                                        "shape", 1, "datatype", "INT64", "data", 9, "parameters", "k", 20));
-    json_t *lv =
-        native("/v1/models/vae/logp", json_pack("{s:O,s:i,s:i}", "images", v1_images, "k", 20, "seed", 9));
+    json_t *lr = infer("vae", json_pack("{s:s,s:[{s:s,s:[i,i,i,i],s:s,s:o},{s:s,s:[i],s:s,s:[i]}],s:{s:i}}", "id",
+                                        "logp-1", "inputs", "name", "images", "shape", 2, 28, 28, 1, "datatype",
+                                        "UINT8", "data", uint8_array(px, 2 * D), "name", "seed", "shape", 1, "datatype",
+                                        "INT64", "data", 9, "parameters", "k", 20));
+    json_t *lv = native("/v1/models/vae/logp", json_pack("{s:O,s:i,s:i}", "images", v1_images, "k", 20, "seed", 9));
     assert_string_equal(json_string_value(json_object_get(lr, "id")), "logp-1");
     static const char *const FIELDS[] = {"logp", "elbo", "se", "bits_per_dim"};
     for (int f = 0; f < 4; f++) {
@@ -323,9 +308,9 @@ static void test_logp_encode_match_v1(void **state) {
     json_decref(lr);
     json_decref(lv);
 
-    json_t *er = infer("vae", json_pack("{s:[{s:s,s:[i,i,i,i],s:s,s:o}],s:[{s:s},{s:s}]}", "inputs", "name",
-                                        "images", "shape", 2, 28, 28, 1, "datatype", "UINT8", "data",
-                                        uint8_array(px, 2 * D), "outputs", "name", "z", "name", "logvar"));
+    json_t *er = infer("vae", json_pack("{s:[{s:s,s:[i,i,i,i],s:s,s:o}],s:[{s:s},{s:s}]}", "inputs", "name", "images",
+                                        "shape", 2, 28, 28, 1, "datatype", "UINT8", "data", uint8_array(px, 2 * D),
+                                        "outputs", "name", "z", "name", "logvar"));
     json_t *ev = native("/v1/models/vae/encode", json_pack("{s:O}", "images", v1_images));
     static const char *const ENC[] = {"z", "logvar"};
     for (int f = 0; f < 2; f++) {
@@ -333,8 +318,7 @@ static void test_logp_encode_match_v1(void **state) {
         for (int i = 0; i < 2; i++)
             for (int j = 0; j < 32; j++)
                 want[i * 32 + j] = json_number_value(json_array_get(
-                    json_object_get(json_array_get(json_object_get(ev, "results"), (size_t)i), ENC[f]),
-                    (size_t)j));
+                    json_object_get(json_array_get(json_object_get(ev, "results"), (size_t)i), ENC[f]), (size_t)j));
         near(ENC[f], output(er, ENC[f]), want, 64, 1e-6);
     }
     json_decref(er);
@@ -346,8 +330,7 @@ static void test_logp_encode_match_v1(void **state) {
  * discriminator, against /v1. */
 static void test_binary_decode_discriminate(void **state) {
     float z[2 * 64];
-    for (int i = 0; i < 128; i++)
-        z[i] = (float)sin(i * 0.7) * 1.5f;
+    for (int i = 0; i < 128; i++) z[i] = (float)sin(i * 0.7) * 1.5f;
     int64_t labels[2] = {3, 7};
     char json[512], head[256];
     int jl = snprintf(json, sizeof json,
@@ -359,10 +342,9 @@ static void test_binary_decode_discriminate(void **state) {
     memcpy(body, json, (size_t)jl);
     memcpy(body + jl, z, sizeof z);
     memcpy(body + jl + sizeof z, labels, sizeof labels);
-    snprintf(head, sizeof head,
-             "Content-Type: application/octet-stream\r\nInference-Header-Content-Length: %d\r\n", jl);
-    reply_t r =
-        http(d.port, "POST", "/v2/models/gan/infer", head, body, (size_t)jl + sizeof z + sizeof labels);
+    snprintf(head, sizeof head, "Content-Type: application/octet-stream\r\nInference-Header-Content-Length: %d\r\n",
+             jl);
+    reply_t r = http(d.port, "POST", "/v2/models/gan/infer", head, body, (size_t)jl + sizeof z + sizeof labels);
     assert_int_equal(r.status, 200);
     char hl_text[32], type[64];
     assert_true(reply_header(&r, "Inference-Header-Content-Length", hl_text, sizeof hl_text));
@@ -372,9 +354,8 @@ static void test_binary_decode_discriminate(void **state) {
     assert_true(hl < r.len);
     json_t *head_json = body_json(&r, hl), *images = output(head_json, "images");
     assert_null(json_object_get(images, "data"));
-    assert_int_equal(
-        json_integer_value(json_object_get(json_object_get(images, "parameters"), "binary_data_size")),
-        2 * D * 4);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(images, "parameters"), "binary_data_size")),
+                     2 * D * 4);
     assert_int_equal(r.len - hl, 2 * D * 4);
     float got[2 * D];
     memcpy(got, r.body + hl, sizeof got);
@@ -384,15 +365,14 @@ static void test_binary_decode_discriminate(void **state) {
     json_t *lat = json_array();
     for (int i = 0; i < 2; i++) {
         json_t *row = json_array();
-        for (int j = 0; j < 64; j++)
-            json_array_append_new(row, json_real(z[i * 64 + j]));
+        for (int j = 0; j < 64; j++) json_array_append_new(row, json_real(z[i * 64 + j]));
         json_array_append_new(lat, row);
     }
     json_t *v1 = native("/v1/models/gan/decode",
                         json_pack("{s:o,s:[i,i],s:s}", "latents", lat, "label", 3, 7, "format", "json"));
     for (int i = 0; i < 2; i++) {
-        const char *b64 = json_string_value(
-            json_object_get(json_array_get(json_object_get(v1, "images"), (size_t)i), "png"));
+        const char *b64 =
+            json_string_value(json_object_get(json_array_get(json_object_get(v1, "images"), (size_t)i), "png"));
         size_t n;
         uint8_t *png = gm_base64_decode(b64, strlen(b64), &n);
         float px[D];
@@ -425,8 +405,7 @@ static void test_binary_decode_discriminate(void **state) {
     json_t *pix = json_array();
     for (int i = 0; i < 2; i++) {
         json_t *row = json_array();
-        for (int j = 0; j < D; j++)
-            json_array_append_new(row, json_real(got[i * D + j]));
+        for (int j = 0; j < D; j++) json_array_append_new(row, json_real(got[i * D + j]));
         json_array_append_new(pix, json_pack("{s:o}", "pixels", row));
     }
     json_t *dv = native("/v1/models/gan/discriminate", json_pack("{s:o}", "images", pix));
@@ -451,8 +430,7 @@ static void test_binary_reply_equals_json(void **state) {
     char a[512], b[512];
     snprintf(a, sizeof a, json_req, "");
     snprintf(b, sizeof b, json_req, ",\"parameters\":{\"binary_data_output\":true}");
-    reply_t ja = http_json(d.port, "/v2/models/nade/infer", a),
-            jb = http_json(d.port, "/v2/models/nade/infer", b);
+    reply_t ja = http_json(d.port, "/v2/models/nade/infer", a), jb = http_json(d.port, "/v2/models/nade/infer", b);
     assert_int_equal(ja.status, 200);
     assert_int_equal(jb.status, 200);
     char hl_text[32];
@@ -463,9 +441,9 @@ static void test_binary_reply_equals_json(void **state) {
     /* binary tensors follow the JSON in the order of its outputs: images (FP32), then logp (FP64) */
     const uint8_t *p = jb.body + hl;
     json_t *img = output(ra, "images"), *lp = output(ra, "logp");
-    assert_int_equal(json_integer_value(json_object_get(json_object_get(output(rb, "images"), "parameters"),
-                                                        "binary_data_size")),
-                     2 * D * 4);
+    assert_int_equal(
+        json_integer_value(json_object_get(json_object_get(output(rb, "images"), "parameters"), "binary_data_size")),
+        2 * D * 4);
     for (size_t i = 0; i < 2 * D; i++, p += 4) {
         float f;
         memcpy(&f, p, 4);
@@ -502,10 +480,9 @@ typedef struct {
 
 static void *post_thread(void *arg) {
     exchange *x = arg;
-    x->r =
-        http(x->port, "POST", x->path,
-             "Content-Type: application/json\r\nAuthorization: Bearer k1\r\nOrigin: http://page.example\r\n",
-             x->body, strlen(x->body));
+    x->r = http(x->port, "POST", x->path,
+                "Content-Type: application/json\r\nAuthorization: Bearer k1\r\nOrigin: http://page.example\r\n",
+                x->body, strlen(x->body));
     return NULL;
 }
 
@@ -532,8 +509,7 @@ static void test_batched_with_v1(void **state) {
     reply_free(&live);
     reply_free(&ready);
     expect_oip_error(http_get(b.port, "/v2/models/nade"), 401, "API key", "no API key");
-    reply_t pre =
-        http(b.port, "OPTIONS", "/v2/models/nade/infer", "Origin: http://page.example\r\n", NULL, 0);
+    reply_t pre = http(b.port, "OPTIONS", "/v2/models/nade/infer", "Origin: http://page.example\r\n", NULL, 0);
     char allow_headers[256];
     assert_int_equal(pre.status, 204);
     assert_true(reply_header(&pre, "Access-Control-Allow-Headers", allow_headers, sizeof allow_headers));
@@ -542,16 +518,14 @@ static void test_batched_with_v1(void **state) {
     uint8_t px[D];
     test_image(px, 1);
     json_t *v1 = json_pack("{s:[{s:o}]}", "images", "pixels", pixels_of(px));
-    json_t *v2 = json_pack("{s:[{s:s,s:[i,i,i,i],s:s,s:o}]}", "inputs", "name", "images", "shape", 1, 28, 28,
-                           1, "datatype", "UINT8", "data", uint8_array(px, D));
+    json_t *v2 = json_pack("{s:[{s:s,s:[i,i,i,i],s:s,s:o}]}", "inputs", "name", "images", "shape", 1, 28, 28, 1,
+                           "datatype", "UINT8", "data", uint8_array(px, D));
     char *t1 = json_dumps(v1, JSON_COMPACT), *t2 = json_dumps(v2, JSON_COMPACT);
     exchange x[2] = {{.port = b.port, .path = "/v1/models/nade/logp", .body = t1},
                      {.port = b.port, .path = "/v2/models/nade/infer", .body = t2}};
     pthread_t th[2];
-    for (int i = 0; i < 2; i++)
-        pthread_create(&th[i], NULL, post_thread, &x[i]);
-    for (int i = 0; i < 2; i++)
-        pthread_join(th[i], NULL);
+    for (int i = 0; i < 2; i++) pthread_create(&th[i], NULL, post_thread, &x[i]);
+    for (int i = 0; i < 2; i++) pthread_join(th[i], NULL);
     double logp[2];
     for (int i = 0; i < 2; i++) {
         char timing[256], expose[256];
@@ -564,10 +538,8 @@ static void test_batched_with_v1(void **state) {
             fail();
         }
         json_t *j = body_json(&x[i].r, x[i].r.len);
-        logp[i] =
-            i == 0
-                ? json_number_value(json_object_get(json_array_get(json_object_get(j, "results"), 0), "logp"))
-                : at(output(j, "logp"), 0);
+        logp[i] = i == 0 ? json_number_value(json_object_get(json_array_get(json_object_get(j, "results"), 0), "logp"))
+                         : at(output(j, "logp"), 0);
         json_decref(j);
         reply_free(&x[i].r);
     }

@@ -67,10 +67,8 @@ static void template_of(const gm_route_def *r, char *out) {
     const char *names[2] = {r->route == GM_ROUTE_PAGE ? "{file}" : "{name}", "{version}"};
     int k = 0;
     for (const char *p = r->pattern; *p; p++)
-        if (*p == '*')
-            out += sprintf(out, "%s", names[k++]);
-        else
-            *out++ = *p;
+        if (*p == '*') out += sprintf(out, "%s", names[k++]);
+        else *out++ = *p;
     *out = 0;
 }
 
@@ -93,8 +91,7 @@ static void test_every_route_with_its_methods(void **state) {
         json_t *item = json_object_get(paths, path);
         if (!item) print_error("route %s: no path %s\n", r->pattern, path);
         assert_non_null(item);
-        bool get = r->methods & GM_METHOD_GET, post = r->methods & GM_METHOD_POST,
-             del = r->methods & GM_METHOD_DELETE;
+        bool get = r->methods & GM_METHOD_GET, post = r->methods & GM_METHOD_POST, del = r->methods & GM_METHOD_DELETE;
         assert_int_equal(json_object_get(item, "get") != NULL, get);
         assert_int_equal(json_object_get(item, "post") != NULL, post);
         assert_int_equal(json_object_get(item, "delete") != NULL, del);
@@ -116,8 +113,7 @@ static void test_every_route_with_its_methods(void **state) {
     }
     assert_int_equal(json_object_size(paths), (size_t)gm_n_routes);
     assert_int_equal(json_object_size(ids), methods);
-    assert_non_null(
-        json_object_get(json_object_get(json_object_get(doc, "components"), "securitySchemes"), "bearer"));
+    assert_non_null(json_object_get(json_object_get(json_object_get(doc, "components"), "securitySchemes"), "bearer"));
     json_decref(ids);
 }
 
@@ -148,8 +144,7 @@ static void check_schema(gm_param p, gm_op op, bool get, json_t *s, const char *
     if (d->max_setting)
         assert_string_equal(json_string_value(json_object_get(s, "x-gmserve-max-setting")), d->max_setting);
     if (d->dflt_setting)
-        assert_string_equal(json_string_value(json_object_get(s, "x-gmserve-default-setting")),
-                            d->dflt_setting);
+        assert_string_equal(json_string_value(json_object_get(s, "x-gmserve-default-setting")), d->dflt_setting);
     if (p == GM_P_FORMAT) {
         json_t *e = json_object_get(s, "enum");
         unsigned formats = gm_formats_of(op);
@@ -179,8 +174,7 @@ static void check_schema(gm_param p, gm_op op, bool get, json_t *s, const char *
     } else if (p == GM_P_LABEL) { /* an index from min, or a class name */
         json_t *alts = json_object_get(s, "oneOf");
         json_t *index = json_array_get(alts, 0);
-        if (json_object_get(index, "oneOf"))
-            index = json_array_get(json_object_get(index, "oneOf"), 0); /* decode */
+        if (json_object_get(index, "oneOf")) index = json_array_get(json_object_get(index, "oneOf"), 0); /* decode */
         assert_bound(index, "minimum", d->min, what);
     } else if (p == GM_P_CODE) { /* numbers within the table's bounds (as JSON text in a query) */
         json_t *arr = json_object_get(s, "oneOf") ? json_array_get(json_object_get(s, "oneOf"), 0) : s;
@@ -207,8 +201,7 @@ static void test_every_parameter_with_its_range(void **state) {
             json_t *op = operation_of(r, get ? "get" : "post");
             json_t *body = json_object_get(
                 json_object_get(
-                    json_object_get(json_object_get(json_object_get(op, "requestBody"), "content"),
-                                    "application/json"),
+                    json_object_get(json_object_get(json_object_get(op, "requestBody"), "content"), "application/json"),
                     "schema"),
                 "properties");
             int taken = 0;
@@ -218,13 +211,10 @@ static void test_every_parameter_with_its_range(void **state) {
                 char what[160];
                 snprintf(what, sizeof what, "%s %s %s", get ? "GET" : "POST", r->pattern, gm_params[p].name);
                 bool array = !strcmp(gm_params[p].type, "array");
-                if (!array)
-                    check_schema((gm_param)p, (gm_op)r->op, get, query_param(op, gm_params[p].name), what);
-                else if (p != GM_P_CODE)
-                    assert_null(query_param(op, gm_params[p].name));
+                if (!array) check_schema((gm_param)p, (gm_op)r->op, get, query_param(op, gm_params[p].name), what);
+                else if (p != GM_P_CODE) assert_null(query_param(op, gm_params[p].name));
                 if (!get)
-                    check_schema((gm_param)p, (gm_op)r->op, false, json_object_get(body, gm_params[p].name),
-                                 what);
+                    check_schema((gm_param)p, (gm_op)r->op, false, json_object_get(body, gm_params[p].name), what);
                 checked++;
             }
             if (!get) assert_int_equal(json_object_size(body), (size_t)taken); /* nothing the table lacks */
@@ -271,19 +261,16 @@ static void test_every_error_status_has_the_error_schema(void **state) {
     json_object_foreach(responses, status, resp) {
         assert_non_null(json_object_get(seen, status)); /* no unused response */
         const char *ref = json_string_value(json_object_get(
-            json_object_get(json_object_get(json_object_get(resp, "content"), "application/json"), "schema"),
-            "$ref"));
-        assert_string_equal(ref, strncmp(status, "oip", 3) ? "#/components/schemas/Error"
-                                                           : "#/components/schemas/OipError");
+            json_object_get(json_object_get(json_object_get(resp, "content"), "application/json"), "schema"), "$ref"));
+        assert_string_equal(ref,
+                            strncmp(status, "oip", 3) ? "#/components/schemas/Error" : "#/components/schemas/OipError");
     }
     /* every status a client can receive from the error table is documented */
     for (int k = 0; k < GM_E_COUNT; k++) {
-        if (k == GM_E_CLIENT_GONE || k == GM_E_METHOD)
-            continue; /* never received / not an operation's reply */
+        if (k == GM_E_CLIENT_GONE || k == GM_E_METHOD) continue; /* never received / not an operation's reply */
         char s[8];
         snprintf(s, sizeof s, "%d", gm_errors[k].status);
-        if (!json_object_get(seen, s))
-            print_error("status %s (%s) is in no operation\n", s, gm_errors[k].name);
+        if (!json_object_get(seen, s)) print_error("status %s (%s) is in no operation\n", s, gm_errors[k].name);
         assert_non_null(json_object_get(seen, s));
     }
     json_decref(seen);
@@ -300,13 +287,12 @@ static void test_served_by_the_daemon(void **state) {
     assert_string_equal(type, "application/json");
     json_t *served = json_loadb((char *)r.body, r.len, 0, NULL);
     assert_non_null(served);
-    json_t *logp =
-        json_object_get(json_object_get(json_object_get(served, "paths"), "/v1/models/{name}/logp"), "post");
+    json_t *logp = json_object_get(json_object_get(json_object_get(served, "paths"), "/v1/models/{name}/logp"), "post");
     json_t *images = json_object_get(
         json_object_get(
-            json_object_get(json_object_get(json_object_get(json_object_get(logp, "requestBody"), "content"),
-                                            "application/json"),
-                            "schema"),
+            json_object_get(
+                json_object_get(json_object_get(json_object_get(logp, "requestBody"), "content"), "application/json"),
+                "schema"),
             "properties"),
         "images");
     assert_bound(images, "maxItems", 9, "images");

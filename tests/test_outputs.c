@@ -77,8 +77,8 @@ static npy_t npy_read(const uint8_t *b, size_t len) {
     a.data = malloc(4 * a.count + 1);
     const uint8_t *p = b + 10 + hlen;
     for (size_t i = 0; i < a.count; i++) {
-        uint32_t u = p[4 * i] | (uint32_t)p[4 * i + 1] << 8 | (uint32_t)p[4 * i + 2] << 16 |
-                     (uint32_t)p[4 * i + 3] << 24;
+        uint32_t u =
+            p[4 * i] | (uint32_t)p[4 * i + 1] << 8 | (uint32_t)p[4 * i + 2] << 16 | (uint32_t)p[4 * i + 3] << 24;
         memcpy(&a.data[i], &u, 4);
     }
     return a;
@@ -141,8 +141,8 @@ static void test_sample_npy_matches_pixels_and_png(void **state) {
             for (size_t k = 0; k < dim; k++) {
                 float want = (float)json_number_value(json_array_get(px, k));
                 if (a.data[i * dim + k] != want) {
-                    print_error("%s image %zu pixel %zu: npy %.9g, pixels %.9g\n", MODELS[m], i, k,
-                                a.data[i * dim + k], want);
+                    print_error("%s image %zu pixel %zu: npy %.9g, pixels %.9g\n", MODELS[m], i, k, a.data[i * dim + k],
+                                want);
                     fail();
                 }
             }
@@ -226,8 +226,8 @@ static void test_encode_and_logp_npy(void **state) {
         assert_int_equal(a.shape[1], dz);
         for (size_t i = 0; i < 4; i++)
             for (size_t k = 0; k < dz; k++)
-                assert_true(a.data[i * dz + k] == (float)json_number_value(json_array_get(
-                                                      json_object_get(json_array_get(res, i), "z"), k)));
+                assert_true(a.data[i * dz + k] ==
+                            (float)json_number_value(json_array_get(json_object_get(json_array_get(res, i), "z"), k)));
         free(a.data);
         json_decref(jj);
         reply_free(&rn);
@@ -275,8 +275,7 @@ static void test_decode_npy(void **state) {
     z[0] = '[';
     /* keep the first zd numbers */
     char *p = z;
-    for (int j = 0; j < zd; j++)
-        p = strchr(p + 1, ',');
+    for (int j = 0; j < zd; j++) p = strchr(p + 1, ',');
     if (p) *p = ']', p[1] = 0;
     snprintf(body, sizeof body, "{\"latents\": [%s, %s], \"label\": [0, 1], \"format\": \"npy\"}", z, z);
     reply_t rn = post_ok("/v1/models/gan/decode", body);
@@ -298,26 +297,23 @@ static void test_decode_npy(void **state) {
     reply_free(&rp);
 }
 
-static void assert_status(int status, const char *method, const char *path, const char *body,
-                          const char *want) {
+static void assert_status(int status, const char *method, const char *path, const char *body, const char *want) {
     reply_t r = body ? http_json(d.port, path, body) : http(d.port, method, path, NULL, NULL, 0);
     if (r.status != status || !strstr((char *)r.body, want)) {
-        print_error("%s %s: %d %.300s, want %d with \"%s\"\n", method, path, r.status,
-                    r.body ? (char *)r.body : "", status, want);
+        print_error("%s %s: %d %.300s, want %d with \"%s\"\n", method, path, r.status, r.body ? (char *)r.body : "",
+                    status, want);
         fail();
     }
     reply_free(&r);
 }
 
 static void test_format_errors(void **state) {
-    assert_status(422, "GET", "/sample?model=nade&format=npy&scale=2", NULL,
-                  "scale enlarges PNG images only");
+    assert_status(422, "GET", "/sample?model=nade&format=npy&scale=2", NULL, "scale enlarges PNG images only");
     assert_status(422, "GET", "/sample?model=nade&format=tiff", NULL,
                   "format must be one of \\\"json\\\", \\\"png\\\", \\\"pixels\\\", \\\"npy\\\"");
     assert_status(422, "POST", "/v1/models/nade/logp", "{\"images\": [], \"format\": \"png\"}",
                   "format must be one of \\\"json\\\", \\\"npy\\\"");
-    assert_status(400, "POST", "/v1/models/vae/encode", "{\"images\": [], \"format\": 3}",
-                  "format must be a string");
+    assert_status(400, "POST", "/v1/models/vae/encode", "{\"images\": [], \"format\": 3}", "format must be a string");
 }
 
 int main(void) {

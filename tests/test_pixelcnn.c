@@ -78,7 +78,7 @@ static void check_cached_is_naive(const char *file, int B, float temperature) {
     double sum = 0;
     for (size_t i = 0; i < (size_t)B * D; i++) sum += a[i];
     assert_true(sum > 0 && sum < (double)B * D); /* not all one value */
-    if (!info->num_classes) { /* a conditional model's score is the mixture over labels */
+    if (!info->num_classes) {                    /* a conditional model's score is the mixture over labels */
         gm_logp_result *s = calloc(B, sizeof *s);
         assert_int_equal(gm_model_logp(m, B, a, 1, NULL, s), 0);
         for (int r = 0; r < B; r++)
@@ -138,8 +138,8 @@ static void test_noncausal_refused(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_logp_matches_float64),     cmocka_unit_test(test_probabilities_sum_to_one),
-        cmocka_unit_test(test_cached_equals_naive),      cmocka_unit_test(test_cached_computes_one_pass),
+        cmocka_unit_test(test_logp_matches_float64), cmocka_unit_test(test_probabilities_sum_to_one),
+        cmocka_unit_test(test_cached_equals_naive),  cmocka_unit_test(test_cached_computes_one_pass),
         cmocka_unit_test(test_noncausal_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -28,7 +28,8 @@ static void test_sample_logp_is_the_score(void **state) {
     for (size_t i = 0; i < 3; i++) { /* each sample's PNG, scored as it was sent */
         json_t *png = json_object_get(json_array_get(images, i), "png");
         assert_true(json_is_string(png));
-        at += (size_t)snprintf(body + at, sizeof body - at, "%s{\"png\": \"%s\"}", i ? "," : "", json_string_value(png));
+        at +=
+            (size_t)snprintf(body + at, sizeof body - at, "%s{\"png\": \"%s\"}", i ? "," : "", json_string_value(png));
     }
     snprintf(body + at, sizeof body - at, "]}");
     r = http_json(d.port, "/v1/models/pc/logp", body);

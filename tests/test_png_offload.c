@@ -17,9 +17,9 @@
 
 #include "base64.h"
 #include "daemon.h"
-#include "queue.h" /* gm_now_s */
 #include "gm/rng.h"
 #include "pngio.h"
+#include "queue.h" /* gm_now_s */
 
 #define NADE "nade=tests/fixtures/nade_ref.safetensors"
 #define VAE "vae=tests/fixtures/vae_mlp.safetensors"
@@ -31,8 +31,9 @@ static daemon_t d;
 static int start(void **state) {
     /* one HTTP thread, so that a decode on it would delay every other
      * connection; room for the flood's bodies (64 x 8 MB) */
-    const char *args[] = {"--model", NADE, "--model", VAE, "--http-threads", "1", "--workers", "1",
-                          "--max-body-memory-bytes", "2147483648", NULL};
+    const char *args[] = {
+        "--model",    NADE, "--model", VAE, "--http-threads", "1", "--workers", "1", "--max-body-memory-bytes",
+        "2147483648", NULL};
     d = daemon_start("png_offload", args);
     return 0;
 }
@@ -134,7 +135,9 @@ static void test_bad_png_same_status_and_message(void **state) {
     free(small);
 }
 
-static void put32(uint8_t *p, uint32_t v) { p[0] = (uint8_t)(v >> 24), p[1] = (uint8_t)(v >> 16), p[2] = (uint8_t)(v >> 8), p[3] = (uint8_t)v; }
+static void put32(uint8_t *p, uint32_t v) {
+    p[0] = (uint8_t)(v >> 24), p[1] = (uint8_t)(v >> 16), p[2] = (uint8_t)(v >> 8), p[3] = (uint8_t)v;
+}
 
 static size_t chunk(uint8_t *b, size_t off, const char *type, const uint8_t *data, uint32_t len) {
     put32(b + off, len);
@@ -172,8 +175,10 @@ static uint8_t *chunk_spam_png(size_t total, size_t *len) {
  * request must get status. */
 static double healthz_behind_flood(const char *path, const uint8_t *png, size_t len, int status) {
     char head[256];
-    int hn = snprintf(head, sizeof head, "POST %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
-                                         "Content-Type: image/png\r\nContent-Length: %zu\r\n\r\n", path, len);
+    int hn = snprintf(head, sizeof head,
+                      "POST %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                      "Content-Type: image/png\r\nContent-Length: %zu\r\n\r\n",
+                      path, len);
     int fds[FLOOD];
     for (int i = 0; i < FLOOD; i++) {
         fds[i] = connect_to(d.port);
@@ -228,7 +233,8 @@ static void test_healthz_during_png_flood(void **state) {
     double png_s = healthz_behind_flood("/v1/models/nade/logp", png, len, 200);
     double bound = FLOOD * decode_s / 3;
     print_message("healthz behind %d PNGs of %zu bytes: %.3f s refused undecoded, %.3f s for logp (decoding them "
-                  "takes %.3f s; the PNGs may add %.3f s)\n", FLOOD, len, base_s, png_s, FLOOD * decode_s, bound);
+                  "takes %.3f s; the PNGs may add %.3f s)\n",
+                  FLOOD, len, base_s, png_s, FLOOD * decode_s, bound);
     assert_true(png_s - base_s < bound);
     free(png);
 }
@@ -322,9 +328,10 @@ static void test_batched_png_logp_equals_pixels(void **state) {
                     fail();
                 }
             } else {
-                json_t *ja = json_loadb((char *)a->body, a->len, 0, NULL), *jb = json_loadb((char *)b->body, b->len, 0, NULL);
-                if (a->status != 200 || !same_results(json_object_get(ja, "results"), json_object_get(jb, "results"),
-                                                      m == 0 ? 0 : 1e-5)) {
+                json_t *ja = json_loadb((char *)a->body, a->len, 0, NULL),
+                       *jb = json_loadb((char *)b->body, b->len, 0, NULL);
+                if (a->status != 200 ||
+                    !same_results(json_object_get(ja, "results"), json_object_get(jb, "results"), m == 0 ? 0 : 1e-5)) {
                     print_error("%s client %d: PNG reply %d %.300s\n  pixels reply %.300s\n", PATHS[m], c, a->status,
                                 (char *)a->body, (char *)b->body);
                     fail();
@@ -345,8 +352,8 @@ static void test_batched_png_logp_equals_pixels(void **state) {
  * would pass max_body_memory_bytes (1 MiB): 503 with Retry-After. The
  * first is then computed as usual. */
 static void test_waiting_png_bytes_are_bounded(void **state) {
-    const char *args[] = {"--model", VAE, "--workers", "1", "--chunk-cost-ms", "60000",
-                          "--max-body-memory-bytes", "1048576", NULL};
+    const char *args[] = {"--model", VAE, "--workers", "1", "--chunk-cost-ms", "60000", "--max-body-memory-bytes",
+                          "1048576", NULL};
     daemon_t d2 = daemon_start("png_offload_budget", args);
     enum { HEAVY = 100 }; /* about 1.5 s of compute, in one piece */
     float *px = malloc(HEAVY * DIM * sizeof *px);
@@ -359,8 +366,10 @@ static void test_waiting_png_bytes_are_bounded(void **state) {
     size_t len;
     uint8_t *png = chunk_spam_png(600000, &len);
     char head[256];
-    int hn = snprintf(head, sizeof head, "POST /v1/models/vae/logp HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
-                                         "Content-Type: image/png\r\nContent-Length: %zu\r\n\r\n", len);
+    int hn = snprintf(head, sizeof head,
+                      "POST /v1/models/vae/logp HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                      "Content-Type: image/png\r\nContent-Length: %zu\r\n\r\n",
+                      len);
     int fd = connect_to(d2.port);
     send(fd, head, (size_t)hn, MSG_NOSIGNAL);
     for (size_t off = 0; off < len;) {
@@ -373,8 +382,10 @@ static void test_waiting_png_bytes_are_bounded(void **state) {
     reply_t r = http(d2.port, "POST", "/v1/models/vae/logp", headers, png, len);
     reply_header(&r, "Retry-After", retry, sizeof retry);
     assert_string_equal(retry, "1");
-    expect_message(&r, 503, "the server holds as many PNG bytes waiting to be decoded as it may (1048576 bytes, "
-                            "the max_body_memory_bytes setting); retry after 1 s", "a second waiting PNG");
+    expect_message(&r, 503,
+                   "the server holds as many PNG bytes waiting to be decoded as it may (1048576 bytes, "
+                   "the max_body_memory_bytes setting); retry after 1 s",
+                   "a second waiting PNG");
     raw_exchange(fd, NULL, 0, 60000, &r);
     close(fd);
     assert_int_equal(r.status, 200);

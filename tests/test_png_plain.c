@@ -101,7 +101,8 @@ static void test_plain_pngs_decode_to_their_pixels(void **state) {
         size_t n = (size_t)h * w * c;
         uint8_t *px = malloc(n);
         bool smooth = round % 3 == 0; /* runs of equal values, as real images have */
-        for (size_t i = 0; i < n; i++) px[i] = smooth && i ? (uint8_t)(px[i - 1] + (rnd(&s) % 3 == 0)) : (uint8_t)rnd(&s);
+        for (size_t i = 0; i < n; i++)
+            px[i] = smooth && i ? (uint8_t)(px[i - 1] + (rnd(&s) % 3 == 0)) : (uint8_t)rnd(&s);
         buf png = encode(px, h, w, c, &s, NULL, 0);
         float *out = malloc(n * sizeof *out);
         char err[GM_ERR_LEN] = "";

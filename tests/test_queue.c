@@ -37,7 +37,7 @@ static void test_batches_keep_keys_apart_and_order(void **state) {
         assert_int_equal(n, 3); /* each key has 3 jobs */
         for (int i = 0; i < n; i++) {
             int idx = (int)(out[i] - jobs);
-            assert_int_equal(idx % 4, b); /* oldest key first, then the next */
+            assert_int_equal(idx % 4, b);                /* oldest key first, then the next */
             if (i > 0) assert_true(out[i] > out[i - 1]); /* arrival order */
             assert_true(out[i]->model == out[0]->model && out[i]->op == out[0]->op && out[i]->k == out[0]->k);
             seen[idx]++;
@@ -74,8 +74,8 @@ static void test_capacity_cancel_close(void **state) {
     for (int i = 0; i < 3; i++) assert_int_equal(gm_queue_push(q, &j[i]), GM_PUSH_OK);
     assert_int_equal(gm_queue_push(q, &j[3]), GM_PUSH_FULL);
     assert_int_equal(gm_queue_depth(q), 3);
-    assert_true(gm_queue_cancel(q, &j[1]));  /* queued: removed */
-    assert_false(gm_queue_cancel(q, &j[1])); /* not queued any more */
+    assert_true(gm_queue_cancel(q, &j[1]));                /* queued: removed */
+    assert_false(gm_queue_cancel(q, &j[1]));               /* not queued any more */
     assert_int_equal(gm_queue_push(q, &j[3]), GM_PUSH_OK); /* room again */
     gm_job *out[8];
     assert_int_equal(gm_queue_pop_batch(q, 64, 0, out, 8), 3);
@@ -164,7 +164,8 @@ static void make_job(test_job *t, const gm_model *m, gm_op op, int n, uint64_t s
         t->job.labels = in->num_classes ? t->labels : NULL;
         t->job.out_pixels = t->out;
         break;
-    default: fail();
+    default:
+        fail();
     }
 }
 

@@ -94,8 +94,7 @@ static void test_slots_are_stable(void **state) {
     int n = gm_registry_list(r, list, 8);
     assert_int_equal(n, 3);
     assert_string_equal(list[0]->path, "a2.st"); /* slot order */
-    for (int i = 0; i < n; i++)
-        gm_served_release(list[i]);
+    for (int i = 0; i < n; i++) gm_served_release(list[i]);
     gm_served *s = gm_registry_acquire_slot(r, 1);
     assert_string_equal(s->name, "b");
     gm_served_release(s);
@@ -162,8 +161,7 @@ static void test_concurrent_replace(void **state) {
     gm_model_free(b);
     assert_int_equal(gm_registry_put(x.r, "m", NADE_FILE, load_file(NADE_FILE), 0, NULL, err), 0);
     pthread_t th[4];
-    for (int i = 0; i < 4; i++)
-        pthread_create(&th[i], NULL, use_models, &x);
+    for (int i = 0; i < 4; i++) pthread_create(&th[i], NULL, use_models, &x);
     for (int i = 0; i < 20; i++) {
         const char *path = i % 2 ? NADE_FILE : VAE_FILE;
         assert_int_equal(gm_registry_put(x.r, "m", path, load_file(path), 0, NULL, err), 0);
@@ -173,8 +171,7 @@ static void test_concurrent_replace(void **state) {
         nanosleep(&ts, NULL);
     }
     atomic_store(&x.stop, true);
-    for (int i = 0; i < 4; i++)
-        pthread_join(th[i], NULL);
+    for (int i = 0; i < 4; i++) pthread_join(th[i], NULL);
     assert_int_equal(atomic_load(&x.wrong), 0);
     free(want_nade);
     free(want_vae);
@@ -206,8 +203,7 @@ static void copy_file(const char *from, const char *to) {
     assert_non_null(out);
     char buf[65536];
     size_t n;
-    while ((n = fread(buf, 1, sizeof buf, in)) > 0)
-        assert_int_equal(fwrite(buf, 1, n, out), n);
+    while ((n = fread(buf, 1, sizeof buf, in)) > 0) assert_int_equal(fwrite(buf, 1, n, out), n);
     fclose(in);
     fclose(out);
 }
@@ -221,9 +217,8 @@ static void write_text(const char *path, const char *text) {
 
 static void write_config(const char *extra) {
     char text[1024];
-    snprintf(text, sizeof text,
-             "{\"models\": {\"m\": \"%s\", \"nade\": \"%s\"}, \"default_model\": \"nade\"%s}", model_file,
-             NADE_FILE, extra);
+    snprintf(text, sizeof text, "{\"models\": {\"m\": \"%s\", \"nade\": \"%s\"}, \"default_model\": \"nade\"%s}",
+             model_file, NADE_FILE, extra);
     write_text(cfg_file, text);
 }
 
@@ -278,8 +273,8 @@ static gm_family family_of(reload_env *e, const char *name) {
 
 static void expect(gm_reload_outcome *o, gm_reload_status want, const char *in_message) {
     if (o->status != want || (in_message && !strstr(o->message, in_message))) {
-        print_error("outcome %d, want %d; message: %s (want it to contain \"%s\")\n", o->status, want,
-                    o->message, in_message ? in_message : "");
+        print_error("outcome %d, want %d; message: %s (want it to contain \"%s\")\n", o->status, want, o->message,
+                    in_message ? in_message : "");
         fail();
     }
     json_decref(o->result);
@@ -424,8 +419,7 @@ static void test_control_runs_in_order_and_bounds(void **state) {
     assert_int_equal(atomic_load(&done_count), GM_CONTROL_PENDING + 1);
     assert_int_equal(tasks[0].outcome.status, GM_RELOAD_CREATED);
     assert_int_equal(tasks[1].outcome.status, GM_RELOAD_OK); /* in order: the first unload found it */
-    for (int i = 2; i <= GM_CONTROL_PENDING; i++)
-        assert_int_equal(tasks[i].outcome.status, GM_RELOAD_NOT_FOUND);
+    for (int i = 2; i <= GM_CONTROL_PENDING; i++) assert_int_equal(tasks[i].outcome.status, GM_RELOAD_NOT_FOUND);
     env_free(e);
 }
 

@@ -9,10 +9,10 @@
 #include "testutil.h"
 
 /* w34: F32 [3, 4]; b3: F32 [3]; c4: F32 [4, 2, 3, 3]; i2: I64 [2] */
-#define TENSORS                                                                                                   \
-    "\"w34\":{\"dtype\":\"F32\",\"shape\":[3,4],\"data_offsets\":[0,48]},"                                         \
-    "\"b3\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[48,60]},"                                           \
-    "\"c4\":{\"dtype\":\"F32\",\"shape\":[4,2,3,3],\"data_offsets\":[60,348]},"                                    \
+#define TENSORS                                                                                                        \
+    "\"w34\":{\"dtype\":\"F32\",\"shape\":[3,4],\"data_offsets\":[0,48]},"                                             \
+    "\"b3\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[48,60]},"                                               \
+    "\"c4\":{\"dtype\":\"F32\",\"shape\":[4,2,3,3],\"data_offsets\":[60,348]},"                                        \
     "\"i2\":{\"dtype\":\"I64\",\"shape\":[2],\"data_offsets\":[348,364]}"
 #define DATA_LEN 364
 
@@ -77,8 +77,7 @@ static void test_layer_chain_mismatches(void **state) {
     }
     /* and a valid chain builds, folding the batch_norm into the linear */
     char err[GM_ERR_LEN];
-    gm_net *net = gm_net_build(st,
-                               "gm.decoder",
+    gm_net *net = gm_net_build(st, "gm.decoder",
                                "[{\"op\":\"linear\",\"weight\":\"w34\",\"bias\":\"b3\"},"
                                "{\"op\":\"batch_norm\",\"mean\":\"b3\",\"var\":\"b3\",\"weight\":\"b3\"},"
                                "{\"op\":\"reshape\",\"shape\":[3,1,1]},{\"op\":\"flatten\"},{\"op\":\"tanh\"}]",

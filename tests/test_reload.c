@@ -38,8 +38,7 @@ static void install_file(const char *from, const char *path) {
     assert_non_null(out);
     char buf[65536];
     size_t n;
-    while ((n = fread(buf, 1, sizeof buf, in)) > 0)
-        assert_int_equal(fwrite(buf, 1, n, out), n);
+    while ((n = fread(buf, 1, sizeof buf, in)) > 0) assert_int_equal(fwrite(buf, 1, n, out), n);
     fclose(in);
     fclose(out);
     assert_int_equal(rename(tmp, path), 0);
@@ -96,8 +95,8 @@ static void stop(daemon_t *d) {
 
 static void expect_status(const reply_t *r, int status, const char *want, const char *what) {
     if (r->status != status || (want && (!r->body || !strstr((char *)r->body, want)))) {
-        print_error("%s: status %d, want %d with \"%s\"; body: %.400s\n", what, r->status, status,
-                    want ? want : "", r->body ? (char *)r->body : "");
+        print_error("%s: status %d, want %d with \"%s\"; body: %.400s\n", what, r->status, status, want ? want : "",
+                    r->body ? (char *)r->body : "");
         fail();
     }
 }
@@ -138,8 +137,7 @@ static float *sample_pixels(int port, const char *model, int seed, int *dim) {
             continue;
         }
         json_t *j = json_loadb((const char *)r.body, r.len, 0, NULL);
-        const char *b64 =
-            json_string_value(json_object_get(json_array_get(json_object_get(j, "images"), 0), "png"));
+        const char *b64 = json_string_value(json_object_get(json_array_get(json_object_get(j, "images"), 0), "png"));
         assert_non_null(b64);
         size_t len;
         uint8_t *png = gm_base64_decode(b64, strlen(b64), &len);
@@ -334,8 +332,7 @@ static void test_sighup(void **state) {
     FILE *log = fopen(d.log, "r");
     char line[1024];
     bool named = false;
-    while (log && fgets(line, sizeof line, log))
-        named |= strstr(line, "m.safetensors") && strstr(line, "not reloaded");
+    while (log && fgets(line, sizeof line, log)) named |= strstr(line, "m.safetensors") && strstr(line, "not reloaded");
     if (log) fclose(log);
     assert_true(named); /* the log names the file that was refused */
 }
@@ -355,8 +352,7 @@ typedef struct {
 
 static char *png_of(const reply_t *r) {
     json_t *j = json_loadb((const char *)r->body, r->len, 0, NULL);
-    const char *b64 =
-        json_string_value(json_object_get(json_array_get(json_object_get(j, "images"), 0), "png"));
+    const char *b64 = json_string_value(json_object_get(json_array_get(json_object_get(j, "images"), 0), "png"));
     char *copy = b64 ? strdup(b64) : NULL;
     json_decref(j);
     return copy;
@@ -373,12 +369,11 @@ static void *client(void *arg) {
             snprintf(path, sizeof path, "/v1/models/m/sample?seed=%d&format=json", seed);
             r = http(L->port, "GET", path, KEY, NULL, 0);
         } else
-            r = http(L->port, "POST", "/v1/models/nade/logp", KEY "Content-Type: application/json\r\n",
-                     L->logp_body, strlen(L->logp_body));
+            r = http(L->port, "POST", "/v1/models/nade/logp", KEY "Content-Type: application/json\r\n", L->logp_body,
+                     strlen(L->logp_body));
         if (r.status < 200 || r.status > 299) {
             if (atomic_fetch_add(&L->bad, 1) < 3)
-                fprintf(stderr, "non-2xx under reload: %d %.200s\n", r.status,
-                        r.body ? (char *)r.body : "(none)");
+                fprintf(stderr, "non-2xx under reload: %d %.200s\n", r.status, r.body ? (char *)r.body : "(none)");
         } else if (sample) {
             char *png = png_of(&r);
             bool known = png && (!strcmp(png, L->want[0][seed]) || !strcmp(png, L->want[1][seed]));
@@ -386,8 +381,7 @@ static void *client(void *arg) {
             free(png);
         } else {
             json_t *j = json_loadb((const char *)r.body, r.len, 0, NULL);
-            double lp =
-                json_number_value(json_object_get(json_array_get(json_object_get(j, "results"), 0), "logp"));
+            double lp = json_number_value(json_object_get(json_array_get(json_object_get(j, "results"), 0), "logp"));
             atomic_fetch_add(lp == L->want_logp ? &L->ok : &L->wrong, 1);
             json_decref(j);
         }
@@ -418,12 +412,11 @@ static void test_reload_under_load_loses_nothing(void **state) {
     for (int i = 0; i < 784; i++)
         o += (size_t)snprintf(L.logp_body + o, sizeof L.logp_body - o, "%s%d", i ? "," : "", i % 29 == 0);
     snprintf(L.logp_body + o, sizeof L.logp_body - o, "]}]}");
-    reply_t r = http(d.port, "POST", "/v1/models/nade/logp", KEY "Content-Type: application/json\r\n",
-                     L.logp_body, strlen(L.logp_body));
+    reply_t r = http(d.port, "POST", "/v1/models/nade/logp", KEY "Content-Type: application/json\r\n", L.logp_body,
+                     strlen(L.logp_body));
     expect_status(&r, 200, "logp", "logp before the load");
     json_t *j = json_loadb((const char *)r.body, r.len, 0, NULL);
-    L.want_logp =
-        json_number_value(json_object_get(json_array_get(json_object_get(j, "results"), 0), "logp"));
+    L.want_logp = json_number_value(json_object_get(json_array_get(json_object_get(j, "results"), 0), "logp"));
     json_decref(j);
     reply_free(&r);
     fetch_wants(&L, 0);
@@ -434,8 +427,7 @@ static void test_reload_under_load_loses_nothing(void **state) {
     fetch_wants(&L, 1);
 
     pthread_t th[CLIENTS];
-    for (int i = 0; i < CLIENTS; i++)
-        assert_int_equal(pthread_create(&th[i], NULL, client, &L), 0);
+    for (int i = 0; i < CLIENTS; i++) assert_int_equal(pthread_create(&th[i], NULL, client, &L), 0);
     sleep_ms(300);
     for (int round = 0; round < 6; round++) { /* A, B, A, ... alternately by the admin route and SIGHUP */
         install_file(round % 2 ? FILE_B : FILE_A, model_file);
@@ -449,16 +441,14 @@ static void test_reload_under_load_loses_nothing(void **state) {
         sleep_ms(400);
     }
     atomic_store(&L.stop, true);
-    for (int i = 0; i < CLIENTS; i++)
-        pthread_join(th[i], NULL);
-    fprintf(stderr, "under reload: %d replies as expected, %d non-2xx, %d of neither file\n",
-            atomic_load(&L.ok), atomic_load(&L.bad), atomic_load(&L.wrong));
+    for (int i = 0; i < CLIENTS; i++) pthread_join(th[i], NULL);
+    fprintf(stderr, "under reload: %d replies as expected, %d non-2xx, %d of neither file\n", atomic_load(&L.ok),
+            atomic_load(&L.bad), atomic_load(&L.wrong));
     assert_int_equal(atomic_load(&L.bad), 0);
     assert_int_equal(atomic_load(&L.wrong), 0);
     assert_true(atomic_load(&L.ok) > CLIENTS);
     for (int f = 0; f < 2; f++)
-        for (int s = 0; s < SEEDS; s++)
-            free(L.want[f][s]);
+        for (int s = 0; s < SEEDS; s++) free(L.want[f][s]);
     stop(&d);
 }
 

@@ -59,7 +59,8 @@ static void test_encode_floats_are_the_cores(void **state) {
     assert_non_null(m);
     const gm_model_info *in = gm_model_get_info(m);
     int D = in->dim, Z = in->encode_dim;
-    float *px = malloc((size_t)D * sizeof *px), *z = malloc((size_t)Z * sizeof *z), *lv = malloc((size_t)Z * sizeof *lv);
+    float *px = malloc((size_t)D * sizeof *px), *z = malloc((size_t)Z * sizeof *z),
+          *lv = malloc((size_t)Z * sizeof *lv);
     uint32_t s = 7;
     for (int img = 0; img < 6; img++) {
         for (int i = 0; i < D; i++) {

@@ -33,8 +33,7 @@ static void check_options(const char *path, const char *want_allow) {
     char allow[128] = "";
     bool has = reply_header(&r, "Allow", allow, sizeof allow);
     if (r.status != 204 || !has || strcmp(allow, want_allow) != 0) {
-        print_error("OPTIONS %s: status %d, Allow \"%s\"; want 204 with \"%s\"\n", path, r.status, allow,
-                    want_allow);
+        print_error("OPTIONS %s: status %d, Allow \"%s\"; want 204 with \"%s\"\n", path, r.status, allow, want_allow);
         fail();
     }
     reply_free(&r);
@@ -196,16 +195,14 @@ static void test_metrics_render_every_sent_status(void **state) {
 static void test_metrics_label_every_error_kind(void **state) {
     static const char *const ROUTES[] = {"r"}, *const MODELS[] = {"m"};
     gm_metrics *m = gm_metrics_new(1, ROUTES, 1, MODELS, NULL);
-    for (int k = 0; k < GM_E_COUNT; k++)
-        gm_metrics_request(m, 0, -1, gm_errors[k].status, 1000);
+    for (int k = 0; k < GM_E_COUNT; k++) gm_metrics_request(m, 0, -1, gm_errors[k].status, 1000);
     size_t len;
     char *text = gm_metrics_render(m, 0, 1, 1, &len);
     for (int k = 0; k < GM_E_COUNT; k++) {
         char want[64];
         snprintf(want, sizeof want, "status=\"%d\"}", gm_errors[k].status);
         if (!strstr(text, want)) {
-            print_error("kind %s (status %d) is not labelled by its status\n", gm_errors[k].name,
-                        gm_errors[k].status);
+            print_error("kind %s (status %d) is not labelled by its status\n", gm_errors[k].name, gm_errors[k].status);
             fail();
         }
         if (gm_errors[k].reason) { /* and its reason is a rejection series */

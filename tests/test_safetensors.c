@@ -144,8 +144,8 @@ static void expect_refused(const uint8_t *buf, size_t len, const char *rule) {
     char err[GM_ERR_LEN] = "";
     gm_st *st = gm_st_parse("bad.safetensors", buf, len, err);
     if (st || !strstr(err, "bad.safetensors") || !strstr(err, rule)) {
-        print_error("expected refusal naming the file and \"%s\", got %s: \"%s\"\n", rule,
-                    st ? "success" : "error", err);
+        print_error("expected refusal naming the file and \"%s\", got %s: \"%s\"\n", rule, st ? "success" : "error",
+                    err);
         gm_st_free(st);
         fail();
     }
@@ -204,8 +204,7 @@ static void test_load_from_disk(void **state) {
     assert_null(gm_st_load("/nonexistent/model.safetensors", err));
     assert_non_null(strstr(err, "/nonexistent/model.safetensors"));
     size_t len;
-    uint8_t *buf = st_build("{\"w\":{\"dtype\":\"F32\",\"shape\":[6],\"data_offsets\":[0,24]}}", SIX,
-                            sizeof SIX, &len);
+    uint8_t *buf = st_build("{\"w\":{\"dtype\":\"F32\",\"shape\":[6],\"data_offsets\":[0,24]}}", SIX, sizeof SIX, &len);
     char path[] = "/tmp/gm_test_st_XXXXXX";
     int fd = mkstemp(path);
     assert_true(fd >= 0);

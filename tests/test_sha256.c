@@ -58,8 +58,7 @@ static void test_million_a(void **state) {
     gm_sha256 s;
     uint8_t d[GM_SHA256_BYTES];
     gm_sha256_init(&s);
-    for (int i = 0; i < 1000; i++)
-        gm_sha256_update(&s, chunk, sizeof chunk);
+    for (int i = 0; i < 1000; i++) gm_sha256_update(&s, chunk, sizeof chunk);
     gm_sha256_final(&s, d);
     gm_sha256_to_hex(d, hex);
     assert_string_equal(hex, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");

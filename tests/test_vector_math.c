@@ -17,8 +17,7 @@ static void test_vector_sigmoid_matches_libm(void **state) {
     double worst = 0.0, at = 0.0;
     float in[GM_SIG_LANES] __attribute__((aligned(64))), out[GM_SIG_LANES] __attribute__((aligned(64)));
     for (int i = -130000; i <= 130000; i += GM_SIG_LANES) {
-        for (int l = 0; l < GM_SIG_LANES; l++)
-            in[l] = (float)(i + l) * 1e-3f; /* -130 .. 130: both clamps */
+        for (int l = 0; l < GM_SIG_LANES; l++) in[l] = (float)(i + l) * 1e-3f; /* -130 .. 130: both clamps */
 #if GM_SIG_LANES == 16
         _mm512_store_ps(out, gm_sigmoid_v(_mm512_load_ps(in)));
 #else
@@ -35,8 +34,7 @@ static void test_vector_sigmoid_matches_libm(void **state) {
             if (d / want > worst) worst = d / want, at = in[l];
         }
     }
-    print_message("gm_sigmoid_v (%d lanes): worst relative error %.3g at x = %.4f\n", GM_SIG_LANES, worst,
-                  at);
+    print_message("gm_sigmoid_v (%d lanes): worst relative error %.3g at x = %.4f\n", GM_SIG_LANES, worst, at);
     assert_true(worst <= 2e-7);
 #else
     skip();

@@ -67,7 +67,7 @@ static tspec *tensor_set(file *f, const char *name, const float *values, int ndi
     memcpy(t->shape, dims, (size_t)ndim * sizeof *dims);
     return t;
 }
-#define TSET(f, name, values, ...)                                                                                   \
+#define TSET(f, name, values, ...)                                                                                     \
     tensor_set(f, name, values, (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (int64_t[]){__VA_ARGS__})
 
 static void tensor_remove(file *f, const char *name) {
@@ -473,10 +473,8 @@ static void lik_params(const lik_case *c, int i, long double *loc, long double *
     if (c->rgb) at = (i % C) * HW + i / C; /* HWC index -> CHW index */
     *loc = c->bias[at];
     bool learned = c->scale && !strcmp(c->scale, "learned");
-    if (learned)
-        *log_scale = c->bias[(c->rgb ? C * HW : LD) + at];
-    else
-        *log_scale = c->scale ? logl(strtold(c->scale, NULL)) : 0;
+    if (learned) *log_scale = c->bias[(c->rgb ? C * HW : LD) + at];
+    else *log_scale = c->scale ? logl(strtold(c->scale, NULL)) : 0;
 }
 
 /* F of the logistic and its complement, in long double */
@@ -546,8 +544,8 @@ static void check_case(const lik_case *c, const char *what, double tol_mean) {
     gm_logp_result r;
     assert_int_equal(gm_model_logp(m, 1, c->x, 4, &row, &r), 0);
     if (!(fabs(r.logp - (double)want) <= 1e-4 && fabs(r.elbo - (double)want) <= 1e-4)) {
-        print_error("%s: logp %.9g, elbo %.9g; the float64 reference gives %.9Lg (tolerance 1e-4 nats)\n", what,
-                    r.logp, r.elbo, want);
+        print_error("%s: logp %.9g, elbo %.9g; the float64 reference gives %.9Lg (tolerance 1e-4 nats)\n", what, r.logp,
+                    r.elbo, want);
         fail();
     }
     assert_int_equal(gm_model_decode(m, 1, &z, NULL, mean_got), 0);
@@ -693,8 +691,9 @@ static void test_draws(void **state) {
     const lik_case cases[] = {
         {.likelihood = "continuous_bernoulli", .bias = {-6.0f, -1.0f, 0.0f, 1e-7f, 0.5f, 2.0f, 6.0f, 40.0f}},
         {.likelihood = "gaussian", .scale = "0.2", .bias = {0.1f, 0.3f, 0.5f, 0.7f, 0.9f, 0.2f, 0.4f, 0.6f}},
-        {.likelihood = "discretized_logistic", .scale = "0.03", .bias = {0.0f, 0.1f, 0.33f, 0.5f, 0.62f, 0.9f, 1.0f,
-                                                                         0.75f}},
+        {.likelihood = "discretized_logistic",
+         .scale = "0.03",
+         .bias = {0.0f, 0.1f, 0.33f, 0.5f, 0.62f, 0.9f, 1.0f, 0.75f}},
     };
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         const lik_case *c = &cases[k];
@@ -731,8 +730,8 @@ static void test_draws(void **state) {
                 /* F(1/2) = (e^(l/2) - 1) / (e^l - 1) */
                 long double F = fabsl(loc) < 1e-6L ? 0.5L : expm1l(loc / 2) / expm1l(loc);
                 if (!(fabs(below / N - (double)F) <= tol)) {
-                    print_error("continuous_bernoulli pixel %d: %.5f of the draws below 1/2, CDF %.5Lf\n", i,
-                                below / N, F);
+                    print_error("continuous_bernoulli pixel %d: %.5f of the draws below 1/2, CDF %.5Lf\n", i, below / N,
+                                F);
                     fail();
                 }
             }

@@ -51,20 +51,18 @@ static inline const char *fixture(const char *name) {
 /* max |got-want| / (scale) over n values must be <= tol, where scale is
  * max(1, max |want|) (the tolerance of docs/model-format.md: relative to the output's scale). Prints the
  * first element that breaks it. */
-static inline void assert_close_f(const char *what, const float *got, const float *want, size_t n,
-                                  double tol) {
+static inline void assert_close_f(const char *what, const float *got, const float *want, size_t n, double tol) {
     double scale = 1.0;
     for (size_t i = 0; i < n; i++) scale = fmax(scale, fabs((double)want[i]));
     for (size_t i = 0; i < n; i++) {
         double d = fabs((double)got[i] - (double)want[i]) / scale;
         if (!(d <= tol)) {
-            print_error("%s: first mismatch at index %zu: got %.8g, want %.8g (|diff|/scale %.3g > tol %.3g)\n",
-                        what, i, got[i], want[i], d, tol);
+            print_error("%s: first mismatch at index %zu: got %.8g, want %.8g (|diff|/scale %.3g > tol %.3g)\n", what,
+                        i, got[i], want[i], d, tol);
             fail();
         }
     }
 }
-
 
 #include <jansson.h>
 

@@ -70,8 +70,7 @@ gm_net *gm_net_build_inputs(const gm_st *st, const char *what, const char *json,
 /* A net of one input of shape `in`, named by metadata "<what>_inputs" when
  * the file has it (it must then list exactly one name), else "image" for a
  * rank-3 input and "z" otherwise. */
-gm_net *gm_net_build(const gm_st *st, const char *what, const char *json, gm_shape in,
-                     char err[GM_ERR_LEN]);
+gm_net *gm_net_build(const gm_st *st, const char *what, const char *json, gm_shape in, char err[GM_ERR_LEN]);
 void gm_net_free(gm_net *net); /* accepts NULL */
 
 /* The input names that metadata "<what>_inputs" (a JSON array of names in

@@ -52,8 +52,8 @@ typedef struct {
     int code_dim;                     /* GAN: continuous code values (InfoGAN), 0 = none */
     const char *const *class_names;   /* num_classes names, or NULL */
     bool supports[GM_OP_COUNT];
-    bool binary;     /* inputs are binarized at 0.5 (NADE; a VAE with gm.input "binary") */
-    bool exact_logp; /* logp is exact (NADE, PixelCNN), else an importance-sampled estimate */
+    bool binary;                /* inputs are binarized at 0.5 (NADE; a VAE with gm.input "binary") */
+    bool exact_logp;            /* logp is exact (NADE, PixelCNN), else an importance-sampled estimate */
     char sha256[GM_SHA256_HEX]; /* the SHA-256 of the model file's bytes, lowercase hex */
 } gm_model_info;
 

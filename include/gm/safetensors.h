@@ -49,8 +49,7 @@ gm_st *gm_st_load(const char *path, char err[GM_ERR_LEN]);
 
 /* Same checks on an in-memory file; `label` names it in messages. The buffer
  * is not kept. */
-gm_st *gm_st_parse(const char *label, const uint8_t *buf, size_t len,
-                   char err[GM_ERR_LEN]);
+gm_st *gm_st_parse(const char *label, const uint8_t *buf, size_t len, char err[GM_ERR_LEN]);
 
 void gm_st_free(gm_st *st); /* accepts NULL */
 

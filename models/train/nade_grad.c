@@ -20,8 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "nade_grad.h"
 #include "core/vmath.h"
+#include "nade_grad.h"
 
 int gm_nade_params_alloc(gm_nade_params *p, int D, int H) {
     p->D = D;

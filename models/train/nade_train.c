@@ -46,7 +46,6 @@ static void *grad_thread(void *arg) {
     return NULL;
 }
 
-
 static void *eval_thread(void *arg) {
     worker *w = arg;
     w->nll = gm_nade_nll_grad(w->p, w->n, w->x, w->scratch, NULL);
@@ -72,8 +71,8 @@ static double run_split(worker *ws, int threads, const float *x, int n, void *(*
     return total;
 }
 
-static void adam(float *restrict w, const float *restrict g, float *restrict m, float *restrict v, size_t n,
-                 float lr, float scale, int t) {
+static void adam(float *restrict w, const float *restrict g, float *restrict m, float *restrict v, size_t n, float lr,
+                 float scale, int t) {
     const float b1 = 0.9f, b2 = 0.999f, eps = 1e-8f;
     float c1 = 1.0f - powf(b1, (float)t), c2 = 1.0f - powf(b2, (float)t);
     for (size_t i = 0; i < n; i++) {
@@ -119,8 +118,7 @@ static int write_model(const char *path, const gm_nade_params *p, json_t *meta) 
         fwrite(le, 1, 8, f);
         fwrite(text, 1, len, f);
         for (size_t i = len; i < padded; i++) fputc(' ', f);
-        for (int i = 0; i < 4; i++)
-            fwrite(t[i].data, sizeof(float), (size_t)t[i].d0 * (t[i].d1 ? t[i].d1 : 1), f);
+        for (int i = 0; i < 4; i++) fwrite(t[i].data, sizeof(float), (size_t)t[i].d0 * (t[i].d1 ? t[i].d1 : 1), f);
         rc = fclose(f) ? -1 : 0;
     }
     free(text);
@@ -169,7 +167,8 @@ int main(int argc, char **argv) {
     int *perm = malloc((size_t)N * sizeof(int));
     gm_nade_params p, m, v;
     worker ws[MAX_THREADS] = {0};
-    if (!test_x || !batch || !perm || gm_nade_params_alloc(&p, D, H) || gm_nade_params_alloc(&m, D, H) || gm_nade_params_alloc(&v, D, H))
+    if (!test_x || !batch || !perm || gm_nade_params_alloc(&p, D, H) || gm_nade_params_alloc(&m, D, H) ||
+        gm_nade_params_alloc(&v, D, H))
         goto oom;
     int block = (test.n + threads - 1) / threads; /* evaluation blocks are the largest */
     for (int t = 0; t < threads; t++) {
@@ -231,8 +230,9 @@ int main(int argc, char **argv) {
         }
         int last = e == epochs - 1;
         char test_txt[48] = "";
-        if (last || e % 5 == 4) snprintf(test_txt, sizeof test_txt, "  test nll %.2f",
-                                         run_split(ws, threads, test_x, test.n, eval_thread) / test.n);
+        if (last || e % 5 == 4)
+            snprintf(test_txt, sizeof test_txt, "  test nll %.2f",
+                     run_split(ws, threads, test_x, test.n, eval_thread) / test.n);
         printf("[nade] epoch %d/%d  train nll %.2f%s  %.1f s  (total %.1f min)\n", e + 1, epochs,
                train_nll / (N / BATCH * BATCH), test_txt, gm_now_s() - te, (gm_now_s() - t0) / 60);
         fflush(stdout);
@@ -243,18 +243,17 @@ int main(int argc, char **argv) {
         strncat(cmd, " ", sizeof cmd - strlen(cmd) - 1);
         strncat(cmd, argv[i], sizeof cmd - strlen(cmd) - 1);
     }
-    json_t *meta = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s}", "gm.format", "1", "gm.family", "nade", "gm.image",
-                             "28x28x1", "gm.activation", "sigmoid", "gm.dataset",
-                             "Fashion-MNIST (Debian dataset-fashion-mnist), dynamically binarized",
-                             "gm.description", "NADE, sigmoid hidden units, raster order");
+    json_t *meta = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s}", "gm.format", "1", "gm.family", "nade", "gm.image", "28x28x1",
+                             "gm.activation", "sigmoid", "gm.dataset",
+                             "Fashion-MNIST (Debian dataset-fashion-mnist), dynamically binarized", "gm.description",
+                             "NADE, sigmoid hidden units, raster order");
     char desc[160];
     snprintf(desc, sizeof desc, "NADE H=%d, sigmoid hidden units, raster order", H);
     json_object_set_new(meta, "gm.description", json_string(desc));
     char device[64];
     snprintf(device, sizeof device, "cpu, C (nade_train), %d threads", threads);
-    json_t *training = json_pack("{s:s,s:I,s:i,s:s,s:s,s:f}", "command", cmd, "seed", (json_int_t)seed,
-                                 "epochs", epochs, "optimizer", "Adam 1e-3, cosine to 1e-5, batch 100",
-                                 "device", device,
+    json_t *training = json_pack("{s:s,s:I,s:i,s:s,s:s,s:f}", "command", cmd, "seed", (json_int_t)seed, "epochs",
+                                 epochs, "optimizer", "Adam 1e-3, cosine to 1e-5, batch 100", "device", device,
                                  "minutes", round((gm_now_s() - t0) / 6) / 10);
     char *tj = json_dumps(training, JSON_COMPACT);
     json_object_set_new(meta, "gm.training", json_string(tj));

@@ -37,13 +37,11 @@ static void aae_free(void *p) {
 }
 
 /* Metadata `key` is absent (dflt) or one of a, b: is_b tells which. */
-static int choice(const gm_st *st, const char *key, const char *a, const char *b, bool *is_b,
-                  char err[GM_ERR_LEN]) {
+static int choice(const gm_st *st, const char *key, const char *a, const char *b, bool *is_b, char err[GM_ERR_LEN]) {
     const char *v = gm_st_meta(st, key);
     *is_b = v && !strcmp(v, b);
     if (v && strcmp(v, a) && strcmp(v, b))
-        return gm_errorf(err, "%s: metadata \"%s\" = \"%s\" must be \"%s\" or \"%s\"", gm_st_label(st), key,
-                         v, a, b);
+        return gm_errorf(err, "%s: metadata \"%s\" = \"%s\" must be \"%s\" or \"%s\"", gm_st_label(st), key, v, a, b);
     return 0;
 }
 
@@ -82,8 +80,7 @@ static void *aae_load(const gm_st *st, gm_model_info *info, char err[GM_ERR_LEN]
 }
 
 /* x: (B, D) channels last in [0, 1] -> z: (B, Z), the code or the mean */
-static int aae_encode(const void *p, const gm_model_info *info, int B, const float *x, float *z,
-                      float *logvar) {
+static int aae_encode(const void *p, const gm_model_info *info, int B, const float *x, float *z, float *logvar) {
     const aae *m = p;
     int Z = info->latent_dim, E = m->gaussian ? 2 * Z : Z;
     size_t n = (size_t)B * info->dim;
@@ -91,13 +88,11 @@ static int aae_encode(const void *p, const gm_model_info *info, int B, const flo
     float *out = m->gaussian ? malloc((size_t)B * E * sizeof *out) : z;
     int rc = -1;
     if (!in || (info->channels > 1 && !chw) || !out) goto done;
-    for (size_t i = 0; i < n; i++)
-        in[i] = m->tanh_range ? 2.0f * x[i] - 1.0f : x[i];
+    for (size_t i = 0; i < n; i++) in[i] = m->tanh_range ? 2.0f * x[i] - 1.0f : x[i];
     if (chw) gm_hwc_to_chw(info, B, in, chw);
     if (gm_net_forward(m->enc, B, chw ? chw : in, out)) goto done;
     if (m->gaussian)
-        for (int r = 0; r < B; r++)
-            memcpy(z + (size_t)r * Z, out + (size_t)r * E, (size_t)Z * sizeof *z);
+        for (int r = 0; r < B; r++) memcpy(z + (size_t)r * Z, out + (size_t)r * E, (size_t)Z * sizeof *z);
     rc = 0;
 done:
     free(in);
@@ -123,14 +118,12 @@ static int aae_decode(const void *p, const gm_model_info *info, int B, const flo
     return rc;
 }
 
-static int aae_sample(const void *p, const gm_model_info *info, int B, gm_row *rows, float *pixels,
-                      double *logp) {
+static int aae_sample(const void *p, const gm_model_info *info, int B, gm_row *rows, float *pixels, double *logp) {
     int Z = info->latent_dim;
     float *z = malloc((size_t)B * Z * sizeof *z);
     if (!z) return -1;
     for (int r = 0; r < B; r++)
-        for (int j = 0; j < Z; j++)
-            z[(size_t)r * Z + j] = (float)(rows[r].temperature * gm_rng_normal(&rows[r].rng));
+        for (int j = 0; j < Z; j++) z[(size_t)r * Z + j] = (float)(rows[r].temperature * gm_rng_normal(&rows[r].rng));
     int rc = aae_decode(p, info, B, z, NULL, NULL, pixels);
     free(z);
     return rc;

@@ -61,8 +61,9 @@ static int parse_code_dim(const gm_st *st, int *out, char err[GM_ERR_LEN]) {
     errno = 0;
     long n = v ? strtol(v, &end, 10) : 0;
     if (!v || errno || end == v || *end || n < 1 || n > GM_NET_MAX_VALUES)
-        return gm_errorf(err, "%s: the generator takes \"code\", so metadata \"gm.code_dim\" must be an integer in "
-                              "1..%d (found %s%s%s)",
+        return gm_errorf(err,
+                         "%s: the generator takes \"code\", so metadata \"gm.code_dim\" must be an integer in "
+                         "1..%d (found %s%s%s)",
                          gm_st_label(st), GM_NET_MAX_VALUES, v ? "\"" : "", v ? v : "none", v ? "\"" : "");
     *out = (int)n;
     return 0;
@@ -78,8 +79,9 @@ static int build_generator(const gm_st *st, const gm_model_info *info, gan *m, c
         int k = 0;
         while (k < IN_KINDS && strcmp(names[i], INPUT_NAMES[k]) != 0) k++;
         if (k == IN_KINDS)
-            return gm_errorf(err, "%s: metadata \"gm.generator_inputs\" names input '%s'; a generator takes z, label, "
-                                  "onehot and code",
+            return gm_errorf(err,
+                             "%s: metadata \"gm.generator_inputs\" names input '%s'; a generator takes z, label, "
+                             "onehot and code",
                              gm_st_label(st), names[i]);
         if ((k == IN_LABEL || k == IN_ONEHOT) && C == 0)
             return gm_errorf(err, "%s: the generator takes '%s' but the model has no classes (gm.num_classes)",
@@ -87,7 +89,9 @@ static int build_generator(const gm_st *st, const gm_model_info *info, gan *m, c
         if (k == IN_CODE && parse_code_dim(st, &m->code_dim, err)) return -1;
         m->inputs[i] = (gen_input)k;
         in[i].name = INPUT_NAMES[k];
-        in[i].shape = k == IN_Z ? gm_shape1(Z) : k == IN_LABEL ? gm_shape0() : gm_shape1(k == IN_ONEHOT ? C : m->code_dim);
+        in[i].shape = k == IN_Z       ? gm_shape1(Z)
+                      : k == IN_LABEL ? gm_shape0()
+                                      : gm_shape1(k == IN_ONEHOT ? C : m->code_dim);
     }
     m->n_inputs = n;
     const char *json = gm_st_meta(st, "gm.generator");
@@ -240,8 +244,10 @@ static int gan_discriminate(const void *p, const gm_model_info *info, int B, con
 
 static const gm_net *gan_net(const void *p, const char *name) {
     const gan *m = p;
-    return !strcmp(name, "generator") ? m->gen : !strcmp(name, "discriminator") ? m->disc
-                                                : !strcmp(name, "encoder") ? m->enc : NULL;
+    return !strcmp(name, "generator")       ? m->gen
+           : !strcmp(name, "discriminator") ? m->disc
+           : !strcmp(name, "encoder")       ? m->enc
+                                            : NULL;
 }
 
 const gm_family_impl gm_gan_family = {

@@ -52,10 +52,11 @@
 #define COL_SCRATCH_FLOATS (1 << 19)
 
 static const char *const OP_NAMES[OP_COUNT] = {
-    "linear", "conv2d", "conv_transpose2d", "batch_norm", "relu", "sigmoid", "tanh", "leaky_relu", "reshape",
-    "flatten", "add", "mul", "concat", "split", "expand", "embedding", "dropout", "pad", "upsample",
-    "elu", "gelu", "silu", "softplus", "hardtanh", "prelu", "softmax", "instance_norm", "group_norm", "layer_norm",
-    "max_pool2d", "avg_pool2d", "pixel_shuffle",
+    "linear",     "conv2d",     "conv_transpose2d", "batch_norm",    "relu",     "sigmoid",       "tanh",
+    "leaky_relu", "reshape",    "flatten",          "add",           "mul",      "concat",        "split",
+    "expand",     "embedding",  "dropout",          "pad",           "upsample", "elu",           "gelu",
+    "silu",       "softplus",   "hardtanh",         "prelu",         "softmax",  "instance_norm", "group_norm",
+    "layer_norm", "max_pool2d", "avg_pool2d",       "pixel_shuffle",
 };
 
 typedef struct {
@@ -89,7 +90,6 @@ struct gm_net {
     long long macs, weights; /* per-sample multiply-adds and weight values, summed over layers */
 };
 
-
 int gm_shape_size(gm_shape s) {
     int n = 1;
     for (int i = 0; i < s.rank; i++) n *= s.dim[i];
@@ -110,7 +110,8 @@ gm_shape gm_shape3(int c, int h, int w) { return (gm_shape){3, {c, h, w}}; }
 
 static void fmt_shape(char *buf, size_t n, gm_shape s) {
     size_t at = (size_t)snprintf(buf, n, "[");
-    for (int i = 0; i < s.rank && at < n; i++) at += (size_t)snprintf(buf + at, n - at, "%s%d", i ? ", " : "", s.dim[i]);
+    for (int i = 0; i < s.rank && at < n; i++)
+        at += (size_t)snprintf(buf + at, n - at, "%s%d", i ? ", " : "", s.dim[i]);
     if (at < n) snprintf(buf + at, n - at, "]");
 }
 
@@ -141,15 +142,14 @@ static int get_tensor(const where *w, json_t *o, const char *key, int required, 
         if (required) return gm_errorf(err, WHERE_FMT "field \"%s\" (a tensor name) is missing", WHERE_ARGS(w), key);
         return 0;
     }
-    if (!json_is_string(v))
-        return gm_errorf(err, WHERE_FMT "field \"%s\" must be a tensor name", WHERE_ARGS(w), key);
+    if (!json_is_string(v)) return gm_errorf(err, WHERE_FMT "field \"%s\" must be a tensor name", WHERE_ARGS(w), key);
     const gm_tensor *t = gm_st_tensor(w->st, json_string_value(v));
     if (!t)
         return gm_errorf(err, WHERE_FMT "tensor '%s' (field \"%s\") is not in the file", WHERE_ARGS(w),
                          json_string_value(v), key);
     if (!t->f32)
-        return gm_errorf(err, WHERE_FMT "tensor '%s' has dtype %s; a float dtype is needed", WHERE_ARGS(w),
-                         t->name, gm_dtype_name(t->dtype));
+        return gm_errorf(err, WHERE_FMT "tensor '%s' has dtype %s; a float dtype is needed", WHERE_ARGS(w), t->name,
+                         gm_dtype_name(t->dtype));
     int64_t bad = gm_tensor_nonfinite(t);
     if (bad >= 0)
         return gm_errorf(err, WHERE_FMT "tensor '%s' holds %g at flat index %lld; weights must be finite",
@@ -165,8 +165,8 @@ static int check_vector(const where *w, const gm_tensor *t, int n, gm_shape in, 
         char ts[64], is[64];
         fmt_tshape(ts, sizeof ts, t);
         fmt_shape(is, sizeof is, in);
-        return gm_errorf(err, WHERE_FMT "tensor '%s' has shape %s but [%d] is needed (layer input %s)",
-                         WHERE_ARGS(w), t->name, ts, n, is);
+        return gm_errorf(err, WHERE_FMT "tensor '%s' has shape %s but [%d] is needed (layer input %s)", WHERE_ARGS(w),
+                         t->name, ts, n, is);
     }
     return 0;
 }
@@ -191,8 +191,7 @@ static int get_num(const where *w, json_t *o, const char *key, double dflt, doub
         return 0;
     }
     if (!json_is_number(v) || !(fabs(json_number_value(v)) <= FLT_MAX)) /* also refuses NaN */
-        return gm_errorf(err, WHERE_FMT "field \"%s\" must be a finite number within float range", WHERE_ARGS(w),
-                         key);
+        return gm_errorf(err, WHERE_FMT "field \"%s\" must be a finite number within float range", WHERE_ARGS(w), key);
     *out = json_number_value(v);
     return 0;
 }
@@ -203,13 +202,12 @@ static float *copy_floats(const float *src, size_t n) {
     return p;
 }
 
-static int weight_mismatch(const where *w, const gm_tensor *t, const char *want, gm_shape in,
-                           char err[GM_ERR_LEN]) {
+static int weight_mismatch(const where *w, const gm_tensor *t, const char *want, gm_shape in, char err[GM_ERR_LEN]) {
     char ts[64], is[64];
     fmt_tshape(ts, sizeof ts, t);
     fmt_shape(is, sizeof is, in);
-    return gm_errorf(err, WHERE_FMT "weight '%s' has shape %s but the layer input has shape %s (%s)",
-                     WHERE_ARGS(w), t->name, ts, is, want);
+    return gm_errorf(err, WHERE_FMT "weight '%s' has shape %s but the layer input has shape %s (%s)", WHERE_ARGS(w),
+                     t->name, ts, is, want);
 }
 
 static int build_linear(const where *w, json_t *o, layer *L, char err[GM_ERR_LEN]) {
@@ -319,8 +317,9 @@ static int build_conv(const where *w, json_t *o, layer *L, int transposed, char 
     if (ho < 1 || wo < 1 || mul_within(mul_within(ho, wo, GM_NET_MAX_VALUES), cout, GM_NET_MAX_VALUES) < 0) {
         char is[64];
         fmt_shape(is, sizeof is, L->in);
-        return gm_errorf(err, WHERE_FMT "kernel %dx%d, stride %dx%d, padding %dx%d, dilation %dx%d on input %s gives "
-                                       "an output of %lldx%lld with %d channels (at most %d values per sample)",
+        return gm_errorf(err,
+                         WHERE_FMT "kernel %dx%d, stride %dx%d, padding %dx%d, dilation %dx%d on input %s gives "
+                                   "an output of %lldx%lld with %d channels (at most %d values per sample)",
                          WHERE_ARGS(w), L->kh, L->kw, L->sh, L->sw, L->ph, L->pw, L->dh, L->dw, is, ho, wo, cout,
                          GM_NET_MAX_VALUES);
     }
@@ -329,8 +328,9 @@ static int build_conv(const where *w, json_t *o, layer *L, int transposed, char 
     long long pixels = transposed ? (long long)H * W : ho * wo, taps = (long long)L->kh * L->kw;
     long long col = mul_within(mul_within(pixels, taps, GM_NET_MAX_COL), transposed ? cout : C, GM_NET_MAX_COL);
     if (col < 0)
-        return gm_errorf(err, WHERE_FMT "kernel %dx%d over %d channels and %lld pixels needs %.0f %s values per "
-                                       "sample, over the limit of %d (use a smaller kernel, input or padding)",
+        return gm_errorf(err,
+                         WHERE_FMT "kernel %dx%d over %d channels and %lld pixels needs %.0f %s values per "
+                                   "sample, over the limit of %d (use a smaller kernel, input or padding)",
                          WHERE_ARGS(w), L->kh, L->kw, transposed ? cout : C, pixels,
                          (double)pixels * (double)taps * (transposed ? cout : C), transposed ? "col2im" : "im2col",
                          GM_NET_MAX_COL);
@@ -392,9 +392,8 @@ static int build_batch_norm(const where *w, json_t *o, layer *L, layer *prev, in
             for (size_t k = 0; k < row; k++) prev->weight[co * row + k] *= L->scale[co];
     }
     for (int co = 0; co < n_out; co++) prev->bias[co] = prev->bias[co] * L->scale[co] + L->shift[co];
-    size_t n_weights = prev->kind == OP_LINEAR
-                           ? (size_t)gm_shape_size(prev->in) * n_out
-                           : (size_t)prev->in.dim[0] * n_out / prev->groups * prev->kh * prev->kw;
+    size_t n_weights = prev->kind == OP_LINEAR ? (size_t)gm_shape_size(prev->in) * n_out
+                                               : (size_t)prev->in.dim[0] * n_out / prev->groups * prev->kh * prev->kw;
     for (size_t k = 0; k < n_weights; k++)
         if (!isfinite(prev->weight[k]))
             return gm_errorf(err, WHERE_FMT "folded into the layer before, it makes weight %zu %g (beyond float range)",
@@ -415,8 +414,7 @@ static int build_reshape(const where *w, json_t *o, layer *L, char err[GM_ERR_LE
     size_t n = json_array_size(s);
     int d[3];
     if (!json_is_array(s) || n < 1 || n > 3)
-        return gm_errorf(err, WHERE_FMT "\"shape\" must be a per-sample shape [n], [a, b] or [C, H, W]",
-                         WHERE_ARGS(w));
+        return gm_errorf(err, WHERE_FMT "\"shape\" must be a per-sample shape [n], [a, b] or [C, H, W]", WHERE_ARGS(w));
     long long total = 1;
     for (size_t i = 0; i < n; i++) {
         json_t *v = json_array_get(s, i);
@@ -439,8 +437,8 @@ static int build_reshape(const where *w, json_t *o, layer *L, char err[GM_ERR_LE
         char is[64], os[64];
         fmt_shape(is, sizeof is, L->in);
         fmt_shape(os, sizeof os, L->out);
-        return gm_errorf(err, WHERE_FMT "cannot reshape input %s (%d values) to %s (%lld values)", WHERE_ARGS(w),
-                         is, gm_shape_size(L->in), os, total);
+        return gm_errorf(err, WHERE_FMT "cannot reshape input %s (%d values) to %s (%lld values)", WHERE_ARGS(w), is,
+                         gm_shape_size(L->in), os, total);
     }
     return 0;
 }
@@ -503,8 +501,9 @@ static int track_cost(const where *w, gm_net *net, const layer *L, char err[GM_E
     net->macs = net->macs + macs > GM_NET_MAX_MACS ? -1 : net->macs + macs;
     net->weights = net->weights + weights > GM_NET_MAX_WEIGHTS ? -1 : net->weights + weights;
     if (net->macs < 0 || net->weights < 0)
-        return gm_errorf(err, WHERE_FMT "the net would exceed %lld multiply-adds or %d weight values per sample "
-                                       "(this layer: %lld and %lld)",
+        return gm_errorf(err,
+                         WHERE_FMT "the net would exceed %lld multiply-adds or %d weight values per sample "
+                                   "(this layer: %lld and %lld)",
                          WHERE_ARGS(w), GM_NET_MAX_MACS, GM_NET_MAX_WEIGHTS, macs, weights);
     return 0;
 }
@@ -561,8 +560,9 @@ static int build_broadcast(const where *w, const gm_net *net, layer *L, char err
         char as[64], bs[64];
         fmt_shape(as, sizeof as, a);
         fmt_shape(bs, sizeof bs, b);
-        return gm_errorf(err, WHERE_FMT "inputs '%s' %s and '%s' %s do not broadcast (equal dimensions or 1; a [C] "
-                                       "broadcasts over the channels of a [C, H, W])",
+        return gm_errorf(err,
+                         WHERE_FMT "inputs '%s' %s and '%s' %s do not broadcast (equal dimensions or 1; a [C] "
+                                   "broadcasts over the channels of a [C, H, W])",
                          WHERE_ARGS(w), value_label(net, L->in_val[0]), as, value_label(net, L->in_val[1]), bs);
     }
     for (int i = 0; i < 3; i++) L->bdim[i] = da[i] > db[i] ? da[i] : db[i];
@@ -581,8 +581,9 @@ static int build_expand(const where *w, json_t *o, layer *L, char err[GM_ERR_LEN
     fmt_shape(is, sizeof is, L->in);
     view3(L->in, d);
     if (!json_is_array(s) || n < 1 || n > 3 || (int)n < L->in.rank)
-        return gm_errorf(err, WHERE_FMT "\"shape\" must be a per-sample shape of 1 to 3 dimensions, at least as many "
-                                       "as the input %s",
+        return gm_errorf(err,
+                         WHERE_FMT "\"shape\" must be a per-sample shape of 1 to 3 dimensions, at least as many "
+                                   "as the input %s",
                          WHERE_ARGS(w), is);
     long long total = 1;
     for (size_t i = 0; i < n; i++) {
@@ -591,8 +592,9 @@ static int build_expand(const where *w, json_t *o, layer *L, char err[GM_ERR_LEN
         if (e == -1) e = d[i]; /* -1 keeps the input's size, as in PyTorch */
         if (e < 1 || e > GM_NET_MAX_VALUES || (d[i] != 1 && d[i] != e) ||
             (total = mul_within(total, e, GM_NET_MAX_VALUES)) < 0)
-            return gm_errorf(err, WHERE_FMT "cannot expand input %s to \"shape\" entry %zu (each entry an integer, -1 "
-                                           "or the input's size where it is not 1, at most %d values per sample)",
+            return gm_errorf(err,
+                             WHERE_FMT "cannot expand input %s to \"shape\" entry %zu (each entry an integer, -1 "
+                                       "or the input's size where it is not 1, at most %d values per sample)",
                              WHERE_ARGS(w), is, i, GM_NET_MAX_VALUES);
         L->bdim[i] = (int)e;
     }
@@ -611,8 +613,8 @@ static int get_axis(const where *w, json_t *o, gm_shape s, int *axis, char err[G
     if (d < 0 || d >= s.rank) {
         char is[64];
         fmt_shape(is, sizeof is, s);
-        return gm_errorf(err, WHERE_FMT "\"dim\" must be an integer dimension of the per-sample input %s", WHERE_ARGS(w),
-                         is);
+        return gm_errorf(err, WHERE_FMT "\"dim\" must be an integer dimension of the per-sample input %s",
+                         WHERE_ARGS(w), is);
     }
     *axis = (int)d;
     return 0;
@@ -630,9 +632,8 @@ static int build_concat(const where *w, const gm_net *net, json_t *o, layer *L, 
             char as[64], bs[64];
             fmt_shape(as, sizeof as, L->in);
             fmt_shape(bs, sizeof bs, s);
-            return gm_errorf(err, WHERE_FMT "input '%s' %s does not match input '%s' %s outside dim %d",
-                             WHERE_ARGS(w), value_label(net, L->in_val[k]), bs, value_label(net, L->in_val[0]), as,
-                             L->axis);
+            return gm_errorf(err, WHERE_FMT "input '%s' %s does not match input '%s' %s outside dim %d", WHERE_ARGS(w),
+                             value_label(net, L->in_val[k]), bs, value_label(net, L->in_val[0]), as, L->axis);
         }
         along += s.dim[L->axis];
     }
@@ -690,8 +691,8 @@ static int build_embedding(const where *w, json_t *o, layer *L, char err[GM_ERR_
 /* ---- activations and normalizations ---- */
 
 /* One of `names` (n of them) in string field `key`, or dflt when absent. */
-static int get_choice(const where *w, json_t *o, const char *key, const char *const *names, int n, int dflt,
-                      int *out, char err[GM_ERR_LEN]) {
+static int get_choice(const where *w, json_t *o, const char *key, const char *const *names, int n, int dflt, int *out,
+                      char err[GM_ERR_LEN]) {
     json_t *v = json_object_get(o, key);
     *out = dflt;
     if (!v) return 0;
@@ -699,17 +700,21 @@ static int get_choice(const where *w, json_t *o, const char *key, const char *co
         if (strcmp(json_string_value(v), names[i]) == 0) return (*out = i), 0;
     char list[128];
     size_t at = 0;
-    for (int i = 0; i < n; i++) at += (size_t)snprintf(list + at, sizeof list - at, "%s\"%s\"", i ? ", " : "", names[i]);
+    for (int i = 0; i < n; i++)
+        at += (size_t)snprintf(list + at, sizeof list - at, "%s\"%s\"", i ? ", " : "", names[i]);
     return gm_errorf(err, WHERE_FMT "field \"%s\" must be one of %s", WHERE_ARGS(w), key, list);
 }
-
 
 static int build_activation(const where *w, json_t *o, layer *L, char err[GM_ERR_LEN]) {
     double a0 = 0, a1 = 0;
     int rc = 0;
     switch (L->kind) {
-    case OP_LEAKY_RELU: rc = get_num(w, o, "slope", 0.01, &a0, err); break;
-    case OP_ELU: rc = get_num(w, o, "alpha", 1.0, &a0, err); break;
+    case OP_LEAKY_RELU:
+        rc = get_num(w, o, "slope", 0.01, &a0, err);
+        break;
+    case OP_ELU:
+        rc = get_num(w, o, "alpha", 1.0, &a0, err);
+        break;
     case OP_GELU: {
         static const char *const approx[] = {"none", "tanh"};
         int k;
@@ -749,7 +754,8 @@ static float *channel_vector(const where *w, const gm_tensor *t, int n, bool one
 static int build_prelu(const where *w, json_t *o, layer *L, char err[GM_ERR_LEN]) {
     const gm_tensor *t;
     if (get_tensor(w, o, "weight", 1, &t, err)) return -1;
-    if (L->in.rank == 0) return gm_errorf(err, WHERE_FMT "input is a single value; prelu needs channels", WHERE_ARGS(w));
+    if (L->in.rank == 0)
+        return gm_errorf(err, WHERE_FMT "input is a single value; prelu needs channels", WHERE_ARGS(w));
     return (L->scale = channel_vector(w, t, L->in.dim[0], true, 0, L->in, err)) ? 0 : -1;
 }
 
@@ -768,7 +774,8 @@ static int build_norm(const where *w, json_t *o, layer *L, layer *prev, int *fol
         L->kind = OP_BATCH_NORM;
         return build_batch_norm(w, o, L, prev, folded, err);
     }
-    if (L->in.rank == 0) return gm_errorf(err, WHERE_FMT "input is a single value; nothing to normalize", WHERE_ARGS(w));
+    if (L->in.rank == 0)
+        return gm_errorf(err, WHERE_FMT "input is a single value; nothing to normalize", WHERE_ARGS(w));
     const gm_tensor *g, *b;
     if (get_tensor(w, o, "weight", 0, &g, err) || get_tensor(w, o, "bias", 0, &b, err) ||
         get_num(w, o, "eps", 1e-5, &L->eps, err))
@@ -801,7 +808,8 @@ static int build_norm(const where *w, json_t *o, layer *L, layer *prev, int *fol
             if (t && t->numel != n) {
                 char ts[64];
                 fmt_tshape(ts, sizeof ts, t);
-                return gm_errorf(err, WHERE_FMT "tensor '%s' has shape %s but normalized_shape holds %d values (input %s)",
+                return gm_errorf(err,
+                                 WHERE_FMT "tensor '%s' has shape %s but normalized_shape holds %d values (input %s)",
                                  WHERE_ARGS(w), t->name, ts, n, is);
             }
         }
@@ -822,7 +830,8 @@ static int build_norm(const where *w, json_t *o, layer *L, layer *prev, int *fol
 static int build_pool(const where *w, json_t *o, layer *L, char err[GM_ERR_LEN]) {
     char is[64];
     fmt_shape(is, sizeof is, L->in);
-    if (L->in.rank != 3) return gm_errorf(err, WHERE_FMT "input has shape %s but %s needs [C, H, W]", WHERE_ARGS(w), is, w->op);
+    if (L->in.rank != 3)
+        return gm_errorf(err, WHERE_FMT "input has shape %s but %s needs [C, H, W]", WHERE_ARGS(w), is, w->op);
     int k[2], st[2], pad[2], dil[2] = {1, 1};
     bool avg = L->kind == OP_AVG_POOL2D;
     json_t *ceil = json_object_get(o, "ceil_mode"), *cip = json_object_get(o, "count_include_pad");
@@ -863,10 +872,11 @@ static int build_pixel_shuffle(const where *w, json_t *o, layer *L, char err[GM_
     fmt_shape(is, sizeof is, L->in);
     if (get_int(w, o, "upscale_factor", 0, 1, &L->groups, err)) return -1;
     int r = L->groups;
-    if (L->in.rank != 3 || r < 1 || L->in.dim[0] % (r * r) ||
-        mul_within(L->in.dim[1], r, GM_NET_MAX_VALUES) < 0 || mul_within(L->in.dim[2], r, GM_NET_MAX_VALUES) < 0)
-        return gm_errorf(err, WHERE_FMT "\"upscale_factor\" %d needs a [C, H, W] input with C a multiple of %d "
-                                       "(input %s)",
+    if (L->in.rank != 3 || r < 1 || L->in.dim[0] % (r * r) || mul_within(L->in.dim[1], r, GM_NET_MAX_VALUES) < 0 ||
+        mul_within(L->in.dim[2], r, GM_NET_MAX_VALUES) < 0)
+        return gm_errorf(err,
+                         WHERE_FMT "\"upscale_factor\" %d needs a [C, H, W] input with C a multiple of %d "
+                                   "(input %s)",
                          WHERE_ARGS(w), r, r * r, is);
     L->out = gm_shape3(L->in.dim[0] / (r * r), L->in.dim[1] * r, L->in.dim[2] * r);
     return 0;
@@ -881,8 +891,9 @@ static int build_pad(const where *w, json_t *o, layer *L, char err[GM_ERR_LEN]) 
     char is[64];
     fmt_shape(is, sizeof is, L->in);
     if (!json_is_array(p) || (n != 2 && n != 4) || L->in.rank < (int)n / 2)
-        return gm_errorf(err, WHERE_FMT "\"pad\" must be [left, right] or [left, right, top, bottom] over the last "
-                                       "dimensions of the input %s",
+        return gm_errorf(err,
+                         WHERE_FMT "\"pad\" must be [left, right] or [left, right, top, bottom] over the last "
+                                   "dimensions of the input %s",
                          WHERE_ARGS(w), is);
     double fill;
     if (get_choice(w, o, "mode", modes, 4, 0, &L->mode, err) || get_num(w, o, "value", 0, &fill, err)) return -1;
@@ -926,11 +937,13 @@ static int build_upsample(const where *w, json_t *o, layer *L, char err[GM_ERR_L
         return gm_errorf(err, WHERE_FMT "give one of \"size\" [H, W] and \"scale_factor\" (an integer or [sh, sw])",
                          WHERE_ARGS(w));
     json_t *e[2] = {size ? size : sf, size ? size : sf};
-    if (json_is_array(e[0]) && json_array_size(e[0]) == 2) e[1] = json_array_get(e[0], 1), e[0] = json_array_get(e[0], 0);
+    if (json_is_array(e[0]) && json_array_size(e[0]) == 2)
+        e[1] = json_array_get(e[0], 1), e[0] = json_array_get(e[0], 0);
     for (int i = 0; i < 2; i++) {
         /* a scale factor is an integer, in JSON 2 or 2.0 */
         double v = json_is_number(e[i]) ? json_number_value(e[i]) : 0;
-        if (!(v >= 1 && v <= (size ? GM_NET_MAX_VALUES : MAX_KERNEL_PARAM)) || v != floor(v) || (size && !json_is_integer(e[i])))
+        if (!(v >= 1 && v <= (size ? GM_NET_MAX_VALUES : MAX_KERNEL_PARAM)) || v != floor(v) ||
+            (size && !json_is_integer(e[i])))
             return gm_errorf(err, WHERE_FMT "\"%s\" must be %s", WHERE_ARGS(w), size ? "size" : "scale_factor",
                              size ? "[H, W] of positive integers" : "an integer factor 1..4096 or a pair of them");
         out[i] = size ? (long long)v : (long long)v * L->in.dim[1 + i];
@@ -1002,8 +1015,9 @@ static int resolve(const where *w, gm_net *net, json_t *o, op_kind kind, layer *
             if (check_name(w, "inputs", v, err)) return -1;
             int id = find_value(net, json_string_value(v));
             if (id < 0)
-                return gm_errorf(err, WHERE_FMT "input '%s' is neither an input of the network nor the name of an "
-                                               "earlier op's output",
+                return gm_errorf(err,
+                                 WHERE_FMT "input '%s' is neither an input of the network nor the name of an "
+                                           "earlier op's output",
                                  WHERE_ARGS(w), json_string_value(v));
             L->in_val[L->n_in++] = id;
         }
@@ -1055,40 +1069,78 @@ static int build_op(const where *w, gm_net *net, json_t *o, layer *L, int *folde
     int rc = 0;
     *folded = 0;
     switch (L->kind) {
-    case OP_LINEAR: rc = build_linear(w, o, L, err); break;
-    case OP_CONV2D: rc = build_conv(w, o, L, 0, err); break;
-    case OP_CONV_T2D: rc = build_conv(w, o, L, 1, err); break;
-    case OP_BATCH_NORM: rc = build_batch_norm(w, o, L, prev, folded, err); break;
+    case OP_LINEAR:
+        rc = build_linear(w, o, L, err);
+        break;
+    case OP_CONV2D:
+        rc = build_conv(w, o, L, 0, err);
+        break;
+    case OP_CONV_T2D:
+        rc = build_conv(w, o, L, 1, err);
+        break;
+    case OP_BATCH_NORM:
+        rc = build_batch_norm(w, o, L, prev, folded, err);
+        break;
     case OP_LEAKY_RELU:
     case OP_ELU:
     case OP_GELU:
     case OP_SOFTPLUS:
-    case OP_HARDTANH: rc = build_activation(w, o, L, err); break;
-    case OP_PRELU: rc = build_prelu(w, o, L, err); break;
-    case OP_SOFTMAX: rc = get_axis(w, o, L->in, &L->axis, err); break;
+    case OP_HARDTANH:
+        rc = build_activation(w, o, L, err);
+        break;
+    case OP_PRELU:
+        rc = build_prelu(w, o, L, err);
+        break;
+    case OP_SOFTMAX:
+        rc = get_axis(w, o, L->in, &L->axis, err);
+        break;
     case OP_INSTANCE_NORM:
     case OP_GROUP_NORM:
-    case OP_LAYER_NORM: rc = build_norm(w, o, L, prev, folded, err); break;
-    case OP_RESHAPE: rc = build_reshape(w, o, L, err); break;
-    case OP_FLATTEN: L->out = gm_shape1(gm_shape_size(L->in)); break;
+    case OP_LAYER_NORM:
+        rc = build_norm(w, o, L, prev, folded, err);
+        break;
+    case OP_RESHAPE:
+        rc = build_reshape(w, o, L, err);
+        break;
+    case OP_FLATTEN:
+        L->out = gm_shape1(gm_shape_size(L->in));
+        break;
     case OP_ADD:
-    case OP_MUL: rc = build_broadcast(w, net, L, err); break;
-    case OP_CONCAT: rc = build_concat(w, net, o, L, err); break;
-    case OP_SPLIT: rc = build_split(w, o, L, err); break;
-    case OP_EXPAND: rc = build_expand(w, o, L, err); break;
-    case OP_EMBEDDING: rc = build_embedding(w, o, L, err); break;
-    case OP_PAD: rc = build_pad(w, o, L, err); break;
+    case OP_MUL:
+        rc = build_broadcast(w, net, L, err);
+        break;
+    case OP_CONCAT:
+        rc = build_concat(w, net, o, L, err);
+        break;
+    case OP_SPLIT:
+        rc = build_split(w, o, L, err);
+        break;
+    case OP_EXPAND:
+        rc = build_expand(w, o, L, err);
+        break;
+    case OP_EMBEDDING:
+        rc = build_embedding(w, o, L, err);
+        break;
+    case OP_PAD:
+        rc = build_pad(w, o, L, err);
+        break;
     case OP_MAX_POOL2D:
-    case OP_AVG_POOL2D: rc = build_pool(w, o, L, err); break;
-    case OP_PIXEL_SHUFFLE: rc = build_pixel_shuffle(w, o, L, err); break;
-    case OP_UPSAMPLE: rc = build_upsample(w, o, L, err); break;
-    default: break; /* relu, sigmoid, tanh: shape unchanged */
+    case OP_AVG_POOL2D:
+        rc = build_pool(w, o, L, err);
+        break;
+    case OP_PIXEL_SHUFFLE:
+        rc = build_pixel_shuffle(w, o, L, err);
+        break;
+    case OP_UPSAMPLE:
+        rc = build_upsample(w, o, L, err);
+        break;
+    default:
+        break; /* relu, sigmoid, tanh: shape unchanged */
     }
     if (rc) return -1;
     if ((op_has_weights(L->kind) || L->kind == OP_EMBEDDING) && (!L->weight || !L->bias))
         return gm_errorf(err, "%s: out of memory building %s", gm_st_label(w->st), w->what);
-    if ((op_has_weights(L->kind) || L->kind == OP_EMBEDDING || L->kind == OP_MAX_POOL2D ||
-         L->kind == OP_AVG_POOL2D) &&
+    if ((op_has_weights(L->kind) || L->kind == OP_EMBEDDING || L->kind == OP_MAX_POOL2D || L->kind == OP_AVG_POOL2D) &&
         track_cost(w, net, L, err))
         return -1;
     if (L->kind != OP_SPLIT) L->outs[0] = L->out;
@@ -1283,9 +1335,11 @@ gm_net *gm_net_build_inputs(const gm_st *st, const char *what, const char *json,
         long long size = 1;
         for (int d = 0; d < s.rank && d < 3; d++) size = mul_within(size, s.dim[d], GM_NET_MAX_VALUES);
         size_t len = strlen(inputs[i].name);
-        if (s.rank < 0 || s.rank > 3 || size < 1 || len < 1 || len >= GM_NET_NAME_LEN || find_value(net, inputs[i].name) >= 0) {
-            gm_errorf(err, "%s: %s input %d ('%.*s') needs a new name of 1 to %d characters and 1 to %d values per "
-                           "sample",
+        if (s.rank < 0 || s.rank > 3 || size < 1 || len < 1 || len >= GM_NET_NAME_LEN ||
+            find_value(net, inputs[i].name) >= 0) {
+            gm_errorf(err,
+                      "%s: %s input %d ('%.*s') needs a new name of 1 to %d characters and 1 to %d values per "
+                      "sample",
                       gm_st_label(st), what, i, GM_NET_NAME_LEN - 1, inputs[i].name, GM_NET_NAME_LEN - 1,
                       GM_NET_MAX_VALUES);
             goto fail;
@@ -1314,7 +1368,8 @@ gm_net *gm_net_build_inputs(const gm_st *st, const char *what, const char *json,
             char known[512];
             size_t at = 0;
             for (int k = 0; k < OP_COUNT; k++)
-                if (OP_NAMES[k]) at += (size_t)snprintf(known + at, sizeof known - at, "%s%s", k ? ", " : "", OP_NAMES[k]);
+                if (OP_NAMES[k])
+                    at += (size_t)snprintf(known + at, sizeof known - at, "%s%s", k ? ", " : "", OP_NAMES[k]);
             gm_errorf(err, WHERE_FMT "unknown op (known: %s)", WHERE_ARGS(&w), known);
             goto fail;
         }
@@ -1325,8 +1380,8 @@ gm_net *gm_net_build_inputs(const gm_st *st, const char *what, const char *json,
     net->out_val = prev;
     net->vals[prev].readers++;
     if (count && net->layers[count - 1].n_out > 1) {
-        gm_errorf(err, "%s: %s layer %d (split): the last op must have one output, the network's", gm_st_label(st), what,
-                  (int)count - 1);
+        gm_errorf(err, "%s: %s layer %d (split): the last op must have one output, the network's", gm_st_label(st),
+                  what, (int)count - 1);
         goto fail;
     }
     /* pass 2: shapes, weights, folding; net->layers is compacted as it goes */
@@ -1407,7 +1462,7 @@ static int forward_pass(const gm_net *net, int B, const float *const *in, float 
         s.aux = gm_scratch(3, (size_t)s.chunk * net->max_aux);
     }
     if ((net->n_slots && !base) || (net->max_col && (!s.col || !s.aux))) return -1;
-#define VALUE_AT(v) \
+#define VALUE_AT(v)                                                                                                    \
     ((v) < net->n_inputs ? (float *)in[v] : (v) == net->out_val ? out : base + net->vals[v].slot * per_slot)
     for (int i = 0; i < net->n; i++) {
         const layer *L = &net->layers[i];
@@ -1416,8 +1471,12 @@ static int forward_pass(const gm_net *net, int B, const float *const *in, float 
         for (int k = 0; k < L->n_in; k++) x[k] = VALUE_AT(L->in_val[k]);
         for (int k = 0; k < L->n_out; k++) y[k] = VALUE_AT(L->out_val[k]);
         switch (L->kind) {
-        case OP_LINEAR: op_linear(L, B, x[0], y[0]); break;
-        case OP_CONV2D: op_conv2d(L, B, x[0], y[0], &s); break;
+        case OP_LINEAR:
+            op_linear(L, B, x[0], y[0]);
+            break;
+        case OP_CONV2D:
+            op_conv2d(L, B, x[0], y[0], &s);
+            break;
         case OP_CONV_T2D:
             if (op_conv_t2d(L, B, x[0], y[0], &s)) return -1;
             break;
@@ -1426,19 +1485,30 @@ static int forward_pass(const gm_net *net, int B, const float *const *in, float 
         case OP_CONCAT:
         case OP_SPLIT:
         case OP_EXPAND:
-        case OP_EMBEDDING: op_graph(L, B, x, y); break;
+        case OP_EMBEDDING:
+            op_graph(L, B, x, y);
+            break;
         case OP_PAD:
-        case OP_UPSAMPLE: op_resample(L, B, x[0], y[0]); break;
+        case OP_UPSAMPLE:
+            op_resample(L, B, x[0], y[0]);
+            break;
         case OP_SOFTMAX:
         case OP_PRELU:
         case OP_INSTANCE_NORM:
         case OP_GROUP_NORM:
-        case OP_LAYER_NORM: op_norm(L, B, x[0], y[0]); break;
+        case OP_LAYER_NORM:
+            op_norm(L, B, x[0], y[0]);
+            break;
         case OP_MAX_POOL2D:
         case OP_AVG_POOL2D:
-        case OP_PIXEL_SHUFFLE: op_pool(L, B, x[0], y[0]); break;
-        case OP_GATE: op_gate(L, B, x[0], y[0]); break;
-        default: op_elementwise(L, B, x[0], y[0]);
+        case OP_PIXEL_SHUFFLE:
+            op_pool(L, B, x[0], y[0]);
+            break;
+        case OP_GATE:
+            op_gate(L, B, x[0], y[0]);
+            break;
+        default:
+            op_elementwise(L, B, x[0], y[0]);
         }
     }
 #undef VALUE_AT

@@ -30,8 +30,7 @@
 #define MAX_SCALE 1e30 /* a fixed scale beyond this is a typo, not a model */
 #define LEVELS 255     /* the discretized levels are k / LEVELS, k = 0..255 */
 
-static const char *const KIND_NAMES[] = {"bernoulli", "continuous_bernoulli", "gaussian",
-                                         "discretized_logistic"};
+static const char *const KIND_NAMES[] = {"bernoulli", "continuous_bernoulli", "gaussian", "discretized_logistic"};
 #define KINDS (int)(sizeof KIND_NAMES / sizeof KIND_NAMES[0])
 
 const char *gm_lik_name(gm_lik_kind kind) { return (int)kind < KINDS ? KIND_NAMES[kind] : "?"; }
@@ -41,33 +40,28 @@ int gm_lik_parse(const gm_st *st, gm_lik *lik, char err[GM_ERR_LEN]) {
                *scale = gm_st_meta(st, "gm.likelihood_scale"), *out = gm_st_meta(st, "gm.decoder_output");
     memset(lik, 0, sizeof *lik);
     int k = 0;
-    while (name && k < KINDS && strcmp(name, KIND_NAMES[k]) != 0)
-        k++;
+    while (name && k < KINDS && strcmp(name, KIND_NAMES[k]) != 0) k++;
     if (k == KINDS)
-        return gm_errorf(
-            err,
-            "%s: metadata \"gm.likelihood\" = \"%s\" is not one of bernoulli, continuous_bernoulli, "
-            "gaussian, discretized_logistic",
-            L, name);
+        return gm_errorf(err,
+                         "%s: metadata \"gm.likelihood\" = \"%s\" is not one of bernoulli, continuous_bernoulli, "
+                         "gaussian, discretized_logistic",
+                         L, name);
     lik->kind = (gm_lik_kind)k;
     if (out && strcmp(out, "logits") != 0 && strcmp(out, "probabilities") != 0)
-        return gm_errorf(err, "%s: metadata \"gm.decoder_output\" = \"%s\" must be logits or probabilities",
-                         L, out);
+        return gm_errorf(err, "%s: metadata \"gm.decoder_output\" = \"%s\" must be logits or probabilities", L, out);
     lik->probabilities = out && strcmp(out, "probabilities") == 0;
     bool located = lik->kind == GM_LIK_GAUSSIAN || lik->kind == GM_LIK_DISCRETIZED_LOGISTIC;
     if (!located) {
         if (scale)
-            return gm_errorf(
-                err, "%s: metadata \"gm.likelihood_scale\" = \"%s\" has no meaning for gm.likelihood %s", L,
-                scale, KIND_NAMES[k]);
+            return gm_errorf(err, "%s: metadata \"gm.likelihood_scale\" = \"%s\" has no meaning for gm.likelihood %s",
+                             L, scale, KIND_NAMES[k]);
         return 0;
     }
     if (!scale)
-        return gm_errorf(
-            err,
-            "%s: metadata \"gm.likelihood_scale\" is required for gm.likelihood %s: a fixed scale "
-            "(e.g. \"0.1\") or \"learned\"",
-            L, KIND_NAMES[k]);
+        return gm_errorf(err,
+                         "%s: metadata \"gm.likelihood_scale\" is required for gm.likelihood %s: a fixed scale "
+                         "(e.g. \"0.1\") or \"learned\"",
+                         L, KIND_NAMES[k]);
     if (strcmp(scale, "learned") == 0) {
         lik->learned = true;
         return 0;
@@ -139,8 +133,7 @@ static int level_of(double x) {
 static double bernoulli_logits(const float *restrict x, const float *restrict logits, int D) {
     double s = 0.0;
 #pragma omp simd reduction(+ : s)
-    for (int i = 0; i < D; i++)
-        s += (double)(x[i] * logits[i] - gm_softplusf(logits[i]));
+    for (int i = 0; i < D; i++) s += (double)(x[i] * logits[i] - gm_softplusf(logits[i]));
     return s;
 }
 
@@ -173,16 +166,14 @@ double gm_lik_logp(const gm_lik *lik, const float *x, const float *out, int D) {
  * P(X >= k / 255) / 255, P(X >= k / 255) = sigmoid(-(edge below k - mu) / s). */
 static double dlogistic_mean(double mu, double s) {
     double m = 0.0;
-    for (int k = 1; k <= LEVELS; k++)
-        m += 1.0 / (1.0 + exp(((k - 0.5) / LEVELS - mu) / s));
+    for (int k = 1; k <= LEVELS; k++) m += 1.0 / (1.0 + exp(((k - 0.5) / LEVELS - mu) / s));
     return m / LEVELS;
 }
 
 void gm_lik_pixels(const gm_lik *lik, const float *out, int D, bool draw, gm_rng *rng, float *pixels) {
     if (lik->kind == GM_LIK_BERNOULLI && !lik->probabilities && !draw) {
 #pragma omp simd
-        for (int i = 0; i < D; i++)
-            pixels[i] = gm_sigmoidf(out[i]);
+        for (int i = 0; i < D; i++) pixels[i] = gm_sigmoidf(out[i]);
         return;
     }
     for (int i = 0; i < D; i++) {

@@ -34,10 +34,10 @@ struct gm_model {
 };
 
 static const char *const FAMILY_NAMES[GM_FAMILY_COUNT] = {"nade", "vae", "gan", "aae", "pixelcnn"};
-static const char *const OP_NAMES[GM_OP_COUNT] = {"sample", "logp", "encode", "decode", "discriminate",
-                                                    "reconstruct", "complete"};
+static const char *const OP_NAMES[GM_OP_COUNT] = {"sample",       "logp",        "encode",  "decode",
+                                                  "discriminate", "reconstruct", "complete"};
 static const gm_family_impl *const FAMILIES[GM_FAMILY_COUNT] = {&gm_nade_family, &gm_vae_family, &gm_gan_family,
-                                                                  &gm_aae_family, &gm_pixelcnn_family};
+                                                                &gm_aae_family, &gm_pixelcnn_family};
 
 const char *gm_family_name(gm_family f) { return f < GM_FAMILY_COUNT ? FAMILY_NAMES[f] : "?"; }
 const char *gm_op_name(gm_op op) { return op < GM_OP_COUNT ? OP_NAMES[op] : "?"; }
@@ -55,8 +55,8 @@ static int meta_int(const gm_st *st, const char *key, long lo, long hi, long dfl
     errno = 0;
     long n = strtol(v, &end, 10);
     if (errno || end == v || *end || n < lo || n > hi)
-        return gm_errorf(err, "%s: metadata \"%s\" = \"%s\" must be an integer in %ld..%ld", gm_st_label(st), key,
-                         v, lo, hi);
+        return gm_errorf(err, "%s: metadata \"%s\" = \"%s\" must be an integer in %ld..%ld", gm_st_label(st), key, v,
+                         lo, hi);
     *out = (int)n;
     return 0;
 }
@@ -76,11 +76,13 @@ static long side(const char **p, long max, char sep) {
 static int parse_image(const gm_st *st, gm_model_info *info, char err[GM_ERR_LEN]) {
     const char *v = gm_st_meta(st, "gm.image"), *p = v;
     long h, w, c;
-    if (!v) return gm_errorf(err, "%s: metadata \"gm.image\" (\"HxWxC\", e.g. \"28x28x1\") is required", gm_st_label(st));
+    if (!v)
+        return gm_errorf(err, "%s: metadata \"gm.image\" (\"HxWxC\", e.g. \"28x28x1\") is required", gm_st_label(st));
     if ((h = side(&p, MAX_IMAGE_SIDE, 'x')) < 0 || (w = side(&p, MAX_IMAGE_SIDE, 'x')) < 0 ||
         (c = side(&p, 4, 0)) < 0 || h * w * c > MAX_IMAGE_DIM)
-        return gm_errorf(err, "%s: metadata \"gm.image\" = \"%s\" must be \"HxWxC\" with sides 1..%d, C 1..4 and "
-                              "at most %d values",
+        return gm_errorf(err,
+                         "%s: metadata \"gm.image\" = \"%s\" must be \"HxWxC\" with sides 1..%d, C 1..4 and "
+                         "at most %d values",
                          gm_st_label(st), v, MAX_IMAGE_SIDE, MAX_IMAGE_DIM);
     info->height = (int)h;
     info->width = (int)w;
@@ -134,9 +136,10 @@ gm_model *gm_model_load(const char *path, char err[GM_ERR_LEN]) {
     memcpy(m->info.sha256, gm_st_sha256(m->st), sizeof m->info.sha256);
     const char *fmt = gm_st_meta(m->st, "gm.format");
     if (!fmt) {
-        gm_errorf(err, "%s: a safetensors file without gm.* metadata (no gm.format: a plain state_dict?); "
-                       "gmserve serves files written by its exporter, which adds the networks and their "
-                       "metadata: python3 -m gmexport (README: Serve your own PyTorch model)",
+        gm_errorf(err,
+                  "%s: a safetensors file without gm.* metadata (no gm.format: a plain state_dict?); "
+                  "gmserve serves files written by its exporter, which adds the networks and their "
+                  "metadata: python3 -m gmexport (README: Serve your own PyTorch model)",
                   path);
         goto fail;
     }
@@ -148,8 +151,9 @@ gm_model *gm_model_load(const char *path, char err[GM_ERR_LEN]) {
     int f = 0;
     while (f < GM_FAMILY_COUNT && !(fam && strcmp(fam, FAMILY_NAMES[f]) == 0)) f++;
     if (fam && strcmp(fam, "classifier") == 0) {
-        gm_errorf(err, "%s: the evaluation classifier (gm.family \"classifier\"), read by gmserve eval "
-                       "--classifier: not a model the daemon serves",
+        gm_errorf(err,
+                  "%s: the evaluation classifier (gm.family \"classifier\"), read by gmserve eval "
+                  "--classifier: not a model the daemon serves",
                   path);
         goto fail;
     }
@@ -161,7 +165,8 @@ gm_model *gm_model_load(const char *path, char err[GM_ERR_LEN]) {
     m->info.family = (gm_family)f;
     m->impl = FAMILIES[f];
     if (parse_image(m->st, &m->info, err) || parse_classes(m, err)) goto fail;
-    if (f != GM_FAMILY_NADE && f != GM_FAMILY_PIXELCNN && meta_int(m->st, "gm.latent_dim", 1, MAX_LATENT, 0, &m->info.latent_dim, err))
+    if (f != GM_FAMILY_NADE && f != GM_FAMILY_PIXELCNN &&
+        meta_int(m->st, "gm.latent_dim", 1, MAX_LATENT, 0, &m->info.latent_dim, err))
         goto fail;
     if (!(m->state = m->impl->load(m->st, &m->info, err)) ||
         gm_verify_probes(m->st, &m->info, m->impl, m->state, m->probes, sizeof m->probes, err) ||
@@ -306,16 +311,14 @@ void gm_hwc_to_chw(const gm_model_info *info, int B, const float *src, float *ds
     int C = info->channels, P = info->height * info->width;
     for (int b = 0; b < B; b++)
         for (int p = 0; p < P; p++)
-            for (int c = 0; c < C; c++)
-                dst[((size_t)b * C + c) * P + p] = src[((size_t)b * P + p) * C + c];
+            for (int c = 0; c < C; c++) dst[((size_t)b * C + c) * P + p] = src[((size_t)b * P + p) * C + c];
 }
 
 void gm_chw_to_hwc(const gm_model_info *info, int B, const float *src, float *dst) {
     int C = info->channels, P = info->height * info->width;
     for (int b = 0; b < B; b++)
         for (int p = 0; p < P; p++)
-            for (int c = 0; c < C; c++)
-                dst[((size_t)b * P + p) * C + c] = src[((size_t)b * C + c) * P + p];
+            for (int c = 0; c < C; c++) dst[((size_t)b * P + p) * C + c] = src[((size_t)b * C + c) * P + p];
 }
 
 /* ---- the load-time self-test ---- */
@@ -330,8 +333,9 @@ static int check_values(const gm_model *m, gm_op op, const char *what, const flo
                         char err[GM_ERR_LEN]) {
     for (size_t i = 0; i < n; i++)
         if (!isfinite(v[i]) || (pixels && !(v[i] >= 0.0f && v[i] <= 1.0f)))
-            return gm_errorf(err, "%s: self-test: %s of %d rows (seed %u) gave %s %g at index %zu (%s); the weights "
-                                  "overflow float range",
+            return gm_errorf(err,
+                             "%s: self-test: %s of %d rows (seed %u) gave %s %g at index %zu (%s); the weights "
+                             "overflow float range",
                              gm_st_label(m->st), gm_op_name(op), SELFTEST_ROWS, SELFTEST_SEED, what, (double)v[i], i,
                              pixels ? "pixels must be in [0, 1]" : "values must be finite");
     return 0;
@@ -364,15 +368,17 @@ int gm_model_selftest(const gm_model *m, char err[GM_ERR_LEN]) {
         int ran = -1;
         switch ((gm_op)op) {
         case GM_OP_SAMPLE:
-            if (!(ran = gm_model_sample(m, B, rows, px, NULL)) && check_values(m, op, "pixel", px, (size_t)B * D, true, err))
+            if (!(ran = gm_model_sample(m, B, rows, px, NULL)) &&
+                check_values(m, op, "pixel", px, (size_t)B * D, true, err))
                 goto done;
             break;
         case GM_OP_LOGP: /* on the samples: a sampling model always has them */
             if ((ran = gm_model_logp(m, B, px, SELFTEST_K, rows, lp))) break;
             for (int r = 0; r < B; r++)
                 if (!isfinite(lp[r].logp) || (!in->exact_logp && !(isfinite(lp[r].elbo) && isfinite(lp[r].se)))) {
-                    gm_errorf(err, "%s: self-test: logp of %d rows (seed %u, K = %d) gave logp %g, elbo %g, se %g "
-                                   "for row %d; the weights overflow float range",
+                    gm_errorf(err,
+                              "%s: self-test: logp of %d rows (seed %u, K = %d) gave logp %g, elbo %g, se %g "
+                              "for row %d; the weights overflow float range",
                               gm_st_label(m->st), B, SELFTEST_SEED, SELFTEST_K, lp[r].logp, lp[r].elbo, lp[r].se, r);
                     goto done;
                 }
@@ -386,7 +392,8 @@ int gm_model_selftest(const gm_model *m, char err[GM_ERR_LEN]) {
             break;
         case GM_OP_DECODE:
             for (int r = 0; r < B; r++) {
-                for (int j = 0; j < in->latent_dim; j++) z[(size_t)r * in->latent_dim + j] = (float)gm_rng_normal(&rows[r].rng);
+                for (int j = 0; j < in->latent_dim; j++)
+                    z[(size_t)r * in->latent_dim + j] = (float)gm_rng_normal(&rows[r].rng);
                 labels[r] = rows[r].label;
             }
             if (!(ran = gm_model_decode(m, B, z, in->num_classes ? labels : NULL, px)) &&
@@ -408,13 +415,15 @@ int gm_model_selftest(const gm_model *m, char err[GM_ERR_LEN]) {
             if (check_values(m, op, "pixel", done, (size_t)B * D, true, err)) goto done;
             for (int r = 0; r < B; r++)
                 if (!isfinite(whole[r]) || !isfinite(rest[r])) {
-                    gm_errorf(err, "%s: self-test: complete of %d rows (seed %u) gave logp %g, logp of the "
-                                   "completion %g for row %d; the weights overflow float range",
+                    gm_errorf(err,
+                              "%s: self-test: complete of %d rows (seed %u) gave logp %g, logp of the "
+                              "completion %g for row %d; the weights overflow float range",
                               gm_st_label(m->st), B, SELFTEST_SEED, whole[r], rest[r], r);
                     goto done;
                 }
             break;
-        case GM_OP_COUNT: break;
+        case GM_OP_COUNT:
+            break;
         }
         if (ran) {
             gm_errorf(err, "%s: self-test: %s of %d rows failed (out of memory)", gm_st_label(m->st),

@@ -112,17 +112,15 @@ static const gm_tensor *need(const gm_st *st, const char *name, int d0, int d1, 
     }
     if (!t->f32 || t->ndim != nd || t->shape[0] != d0 || (nd == 2 && t->shape[1] != d1)) {
         if (nd == 2)
-            gm_errorf(err, "%s: NADE tensor '%s' must be a float tensor of shape [%d, %d]", gm_st_label(st),
-                      name, d0, d1);
-        else
-            gm_errorf(err, "%s: NADE tensor '%s' must be a float tensor of shape [%d]", gm_st_label(st), name,
-                      d0);
+            gm_errorf(err, "%s: NADE tensor '%s' must be a float tensor of shape [%d, %d]", gm_st_label(st), name, d0,
+                      d1);
+        else gm_errorf(err, "%s: NADE tensor '%s' must be a float tensor of shape [%d]", gm_st_label(st), name, d0);
         return NULL;
     }
     int64_t bad = gm_tensor_nonfinite(t);
     if (bad >= 0) {
-        gm_errorf(err, "%s: NADE tensor '%s' holds %g at flat index %lld; weights must be finite",
-                  gm_st_label(st), name, (double)t->f32[bad], (long long)bad);
+        gm_errorf(err, "%s: NADE tensor '%s' holds %g at flat index %lld; weights must be finite", gm_st_label(st),
+                  name, (double)t->f32[bad], (long long)bad);
         return NULL;
     }
     return t;
@@ -156,10 +154,8 @@ static void *nade_load(const gm_st *st, gm_model_info *info, char err[GM_ERR_LEN
     memset(m->V, 0, (size_t)D * P * sizeof(float));
     memset(m->c, 0, (size_t)P * sizeof(float));
     for (int h = 0; h < H; h++)
-        for (int i = 0; i < D; i++)
-            m->WT[(size_t)i * P + h] = w->f32[(size_t)h * D + i];
-    for (int i = 0; i < D; i++)
-        memcpy(m->V + (size_t)i * P, v->f32 + (size_t)i * H, (size_t)H * sizeof(float));
+        for (int i = 0; i < D; i++) m->WT[(size_t)i * P + h] = w->f32[(size_t)h * D + i];
+    for (int i = 0; i < D; i++) memcpy(m->V + (size_t)i * P, v->f32 + (size_t)i * H, (size_t)H * sizeof(float));
     memcpy(m->c, c->f32, (size_t)H * sizeof(float));
     memcpy(m->b, b->f32, (size_t)D * sizeof(float));
     const gm_tensor *o = gm_st_tensor(st, "ordering");
@@ -173,8 +169,8 @@ static void *nade_load(const gm_st *st, gm_model_info *info, char err[GM_ERR_LEN
         for (int k = 0; k < D; k++) {
             int64_t i = o->i64[k];
             if (i < 0 || i >= D || seen[i]) {
-                gm_errorf(err, "%s: NADE 'ordering' is not a permutation of 0..%d (entry %d = %lld)", L,
-                          D - 1, k, (long long)i);
+                gm_errorf(err, "%s: NADE 'ordering' is not a permutation of 0..%d (entry %d = %lld)", L, D - 1, k,
+                          (long long)i);
                 free(seen);
                 goto fail;
             }
@@ -183,8 +179,7 @@ static void *nade_load(const gm_st *st, gm_model_info *info, char err[GM_ERR_LEN
         }
         free(seen);
     } else {
-        for (int k = 0; k < D; k++)
-            m->order[k] = k;
+        for (int k = 0; k < D; k++) m->order[k] = k;
     }
     const char *act = gm_st_meta(st, "gm.activation");
     if (act && strcmp(act, "relu") != 0 && strcmp(act, "sigmoid") != 0) {
@@ -209,8 +204,7 @@ fail:
 
 /* a += w and h = act(a), fused: the only place activations are computed.
  * a, h, w: (Hp), 64-byte aligned. */
-static inline void add_and_activate(float *restrict a, float *restrict h, const float *restrict w, int Hp,
-                                    bool relu) {
+static inline void add_and_activate(float *restrict a, float *restrict h, const float *restrict w, int Hp, bool relu) {
 #ifdef LANES
     for (int j = 0; j < Hp; j += LANES) {
         vec x = vadd(vload(a + j), vload(w + j));
@@ -228,35 +222,30 @@ static inline void add_and_activate(float *restrict a, float *restrict h, const 
 /* The dot products of n <= 4 rows h[q] with v: out[q] = h[q] . v. Each row
  * is summed by the same sequence of operations whatever n is, so a row's
  * logit never depends on its batch or its place in it. */
-static inline __attribute__((always_inline)) void dot_rows(int n, const float *const h[4],
-                                                           const float *restrict v, int Hp, float *out) {
+static inline __attribute__((always_inline)) void dot_rows(int n, const float *const h[4], const float *restrict v,
+                                                           int Hp, float *out) {
 #ifdef LANES
     vec s[4][ACC];
     for (int q = 0; q < n; q++)
-        for (int u = 0; u < ACC; u++)
-            s[q][u] = vzero();
+        for (int u = 0; u < ACC; u++) s[q][u] = vzero();
     for (int j = 0; j < Hp; j += ACC * LANES) {
         vec vv[ACC];
 #pragma GCC unroll 4
-        for (int u = 0; u < ACC; u++)
-            vv[u] = vload(v + j + u * LANES);
+        for (int u = 0; u < ACC; u++) vv[u] = vload(v + j + u * LANES);
 #pragma GCC unroll 4
         for (int q = 0; q < n; q++)
 #pragma GCC unroll 4
-            for (int u = 0; u < ACC; u++)
-                s[q][u] = vfma(vload(h[q] + j + u * LANES), vv[u], s[q][u]);
+            for (int u = 0; u < ACC; u++) s[q][u] = vfma(vload(h[q] + j + u * LANES), vv[u], s[q][u]);
     }
     for (int q = 0; q < n; q++) {
         vec t = s[q][0];
-        for (int u = 1; u < ACC; u++)
-            t = vadd(t, s[q][u]);
+        for (int u = 1; u < ACC; u++) t = vadd(t, s[q][u]);
         out[q] = vsum(t);
     }
 #else
     for (int q = 0; q < n; q++) {
         float t = 0.0f;
-        for (int j = 0; j < Hp; j++)
-            t += h[q][j] * v[j];
+        for (int j = 0; j < Hp; j++) t += h[q][j] * v[j];
         out[q] = t;
     }
 #endif
@@ -316,8 +305,7 @@ static int nade_block(const nade_call *c, int r0, int r1) {
     const nade *m = c->m;
     int D = m->D, P = m->Hp, B = r1 - r0;
     size_t state = (size_t)B * P * sizeof(float); /* a multiple of 64 */
-    float *A = aligned_alloc(64, state), *Hs = aligned_alloc(64, state),
-          *logits = malloc((size_t)B * sizeof(float));
+    float *A = aligned_alloc(64, state), *Hs = aligned_alloc(64, state), *logits = malloc((size_t)B * sizeof(float));
     /* row r's logits, signed: -logit where the pixel is on */
     float *S = malloc((size_t)B * D * sizeof(float));
     if (!A || !Hs || !logits || !S) {
@@ -337,8 +325,7 @@ static int nade_block(const nade_call *c, int r0, int r1) {
         for (int r = 0; r < B; r += 4) {
             const float *h[4];
             int n = B - r < 4 ? B - r : 4;
-            for (int q = 0; q < n; q++)
-                h[q] = Hs + (size_t)(r + q) * P;
+            for (int q = 0; q < n; q++) h[q] = Hs + (size_t)(r + q) * P;
             dot(n, h, v, P, logits + r);
         }
         for (int r = 0; r < B; r++) {
@@ -388,14 +375,12 @@ static int nade_logp(const void *p, const gm_model_info *info, int B, const floa
     double *lp = malloc((size_t)B * sizeof *lp);
     if (!lp) return -1;
     int rc = nade_run(m, B, x, NULL, NULL, lp, NULL);
-    for (int r = 0; r < B && !rc; r++)
-        out[r] = (gm_logp_result){lp[r], NAN, NAN};
+    for (int r = 0; r < B && !rc; r++) out[r] = (gm_logp_result){lp[r], NAN, NAN};
     free(lp);
     return rc;
 }
 
-static int nade_sample(const void *p, const gm_model_info *info, int B, gm_row *rows, float *pixels,
-                       double *logp) {
+static int nade_sample(const void *p, const gm_model_info *info, int B, gm_row *rows, float *pixels, double *logp) {
     const nade *m = p;
     double *lp = logp ? logp : malloc((size_t)B * sizeof *lp);
     if (!lp) return -1;
@@ -404,28 +389,23 @@ static int nade_sample(const void *p, const gm_model_info *info, int B, gm_row *
     return rc;
 }
 
-static int nade_complete(const void *p, const gm_model_info *info, int B, const float *x, gm_row *rows,
-                         float *pixels, double *logp, double *logp_rest) {
+static int nade_complete(const void *p, const gm_model_info *info, int B, const float *x, gm_row *rows, float *pixels,
+                         double *logp, double *logp_rest) {
     return nade_run(p, B, x, pixels, rows, logp, logp_rest);
 }
 
 /* features: act(c + W x) for the whole image, one sgemm. z: (B, H) */
-static int nade_encode(const void *p, const gm_model_info *info, int B, const float *x, float *z,
-                       float *logvar) {
+static int nade_encode(const void *p, const gm_model_info *info, int B, const float *x, float *z, float *logvar) {
     const nade *m = p;
     int H = m->H;
-    for (int r = 0; r < B; r++)
-        memcpy(z + (size_t)r * H, m->c, (size_t)H * sizeof(float));
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, H, m->D, 1.0f, x, m->D, m->WT, m->Hp, 1.0f, z,
-                H);
+    for (int r = 0; r < B; r++) memcpy(z + (size_t)r * H, m->c, (size_t)H * sizeof(float));
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, H, m->D, 1.0f, x, m->D, m->WT, m->Hp, 1.0f, z, H);
     size_t n = (size_t)B * H;
     if (m->relu)
-        for (size_t j = 0; j < n; j++)
-            z[j] = z[j] > 0 ? z[j] : 0;
+        for (size_t j = 0; j < n; j++) z[j] = z[j] > 0 ? z[j] : 0;
     else
 #pragma omp simd
-        for (size_t j = 0; j < n; j++)
-            z[j] = gm_sigmoidf(z[j]);
+        for (size_t j = 0; j < n; j++) z[j] = gm_sigmoidf(z[j]);
     return 0;
 }
 

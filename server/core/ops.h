@@ -79,14 +79,14 @@ typedef struct {
      * others, (Cout, Cin/g * ntaps) */
     int ntaps, *taps;
     float *wtaps;
-    int axis;      /* concat / split: the per-sample dimension */
+    int axis; /* concat / split: the per-sample dimension */
     /* pad: [left, right, top, bottom] of the last two dimensions, the mode
      * and the zero mode's value; upsample: the mode and whether corners
      * align */
     int pads[4], mode;
     float value;
     bool align_corners;
-    int rows;      /* embedding: rows of the table */
+    int rows; /* embedding: rows of the table */
     /* add, mul, expand: the output as [d0, d1, d2] and, per input, the
      * strides that walk it (0 along a broadcast dimension) */
     int bdim[3], bstr[2][3];

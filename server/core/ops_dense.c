@@ -80,8 +80,8 @@ void op_linear(const layer *L, int B, const float *x, float *y) {
     } else if (B == 1) {
         cblas_sgemv(CblasRowMajor, CblasTrans, n_in, n_out, 1.0f, L->weight, n_out, x, 1, 0.0f, y, 1);
     } else {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, n_out, n_in, 1.0f, x, n_in, L->weight, n_out,
-                    0.0f, y, n_out);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, n_out, n_in, 1.0f, x, n_in, L->weight, n_out, 0.0f, y,
+                    n_out);
     }
     linear_part part = {L, y};
     op_split_values(B, (size_t)n_out, bias_act_samples, &part);
@@ -169,8 +169,8 @@ static void conv1x1(const layer *L, int B, const float *x, float *y) {
         float *yb = y + (size_t)b * Co * P;
         for (int ch = 0; ch < Co; ch++)
             for (int p = 0; p < P; p++) yb[(size_t)ch * P + p] = L->bias[ch];
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Co, P, C, 1.0f, L->wtaps, C, x + (size_t)b * C * P,
-                    P, 1.0f, yb, P);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Co, P, C, 1.0f, L->wtaps, C, x + (size_t)b * C * P, P,
+                    1.0f, yb, P);
         op_activate(L->act, L->a0, L->a1, yb, yb, (size_t)Co * P);
     }
 }

@@ -120,7 +120,6 @@ void op_elementwise(const layer *L, int B, const float *x, float *y) {
     op_split_values(B, e.per, elementwise_samples, &e);
 }
 
-
 /* Values per sample of dims [from, rank) of s. */
 static size_t span(gm_shape s, int from) {
     size_t n = 1;
@@ -212,7 +211,8 @@ static int graph_samples(void *ctx, int r0, int r1) {
                 for (size_t i = 0; i < out_n; i++) y[i] = NAN;
             break;
         }
-        default: break;
+        default:
+            break;
         }
     }
     return 0;
@@ -252,10 +252,8 @@ static void up_source(const layer *L, int i, int n_in, int n_out, int *i0, int *
         return;
     }
     float src;
-    if (L->align_corners)
-        src = n_out > 1 ? (float)i * ((float)(n_in - 1) / (float)(n_out - 1)) : 0.0f;
-    else
-        src = ((float)i + 0.5f) * ((float)n_in / (float)n_out) - 0.5f;
+    if (L->align_corners) src = n_out > 1 ? (float)i * ((float)(n_in - 1) / (float)(n_out - 1)) : 0.0f;
+    else src = ((float)i + 0.5f) * ((float)n_in / (float)n_out) - 0.5f;
     if (src < 0) src = 0;
     *i0 = (int)src;
     if (*i0 > n_in - 1) *i0 = n_in - 1;

@@ -96,10 +96,11 @@ static int check_causal(const pixelcnn *m, const gm_model_info *info, const char
             for (int i = 0; i <= flipped; i++) {
                 double a = y0[i], b = y[i];
                 if (!(fabs(a - b) <= CHECK_TOLERANCE * (1.0 + fabs(a)))) {
-                    rc = gm_errorf(err, "%s: gm.network is not causal: its output at pixel (row %d, column %d, "
-                                        "channel %d) changes from %.7g to %.7g when input pixel (row %d, column "
-                                        "%d, channel %d) is flipped; an output may depend on earlier pixels "
-                                        "(raster order, channels in order) only",
+                    rc = gm_errorf(err,
+                                   "%s: gm.network is not causal: its output at pixel (row %d, column %d, "
+                                   "channel %d) changes from %.7g to %.7g when input pixel (row %d, column "
+                                   "%d, channel %d) is flipped; an output may depend on earlier pixels "
+                                   "(raster order, channels in order) only",
                                    L, i / C / info->width, i / C % info->width, i % C, a, b, t / info->width,
                                    t % info->width, c);
                     goto done;
@@ -120,15 +121,17 @@ done:
 static void *pixelcnn_load(const gm_st *st, gm_model_info *info, char err[GM_ERR_LEN]) {
     const char *L = gm_st_label(st), *lik = gm_st_meta(st, "gm.likelihood");
     if (lik && strcmp(lik, "bernoulli") != 0) {
-        gm_errorf(err, "%s: metadata \"gm.likelihood\" = \"%s\": a pixelcnn serves \"bernoulli\" (one logit per "
-                       "pixel of a binary image)",
+        gm_errorf(err,
+                  "%s: metadata \"gm.likelihood\" = \"%s\": a pixelcnn serves \"bernoulli\" (one logit per "
+                  "pixel of a binary image)",
                   L, lik);
         return NULL;
     }
     const char *json = gm_st_meta(st, "gm.network");
     if (!json) {
-        gm_errorf(err, "%s: metadata \"gm.network\" (the layer graph from the image to per-pixel logits) is "
-                       "required",
+        gm_errorf(err,
+                  "%s: metadata \"gm.network\" (the layer graph from the image to per-pixel logits) is "
+                  "required",
                   L);
         return NULL;
     }
@@ -217,8 +220,7 @@ static int sample_with(const pixelcnn *m, int B, gm_row *rows, float *pixels, do
     return rc;
 }
 
-static int pixelcnn_sample(const void *p, const gm_model_info *info, int B, gm_row *rows, float *pixels,
-                           double *logp) {
+static int pixelcnn_sample(const void *p, const gm_model_info *info, int B, gm_row *rows, float *pixels, double *logp) {
     return sample_with(p, B, rows, pixels, logp, true);
 }
 

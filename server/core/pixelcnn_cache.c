@@ -89,14 +89,26 @@ struct pc_plan {
 };
 
 static const char *op_label(op_kind k) {
-    static const char *const names[OP_COUNT] = {
-        [OP_LINEAR] = "linear", [OP_CONV2D] = "conv2d", [OP_CONV_T2D] = "conv_transpose2d",
-        [OP_BATCH_NORM] = "batch_norm", [OP_RESHAPE] = "reshape", [OP_FLATTEN] = "flatten",
-        [OP_EXPAND] = "expand", [OP_EMBEDDING] = "embedding", [OP_UPSAMPLE] = "upsample",
-        [OP_PRELU] = "prelu", [OP_SOFTMAX] = "softmax", [OP_INSTANCE_NORM] = "instance_norm",
-        [OP_GROUP_NORM] = "group_norm", [OP_LAYER_NORM] = "layer_norm", [OP_MAX_POOL2D] = "max_pool2d",
-        [OP_AVG_POOL2D] = "avg_pool2d", [OP_PIXEL_SHUFFLE] = "pixel_shuffle", [OP_PAD] = "pad",
-        [OP_CONCAT] = "concat", [OP_SPLIT] = "split"};
+    static const char *const names[OP_COUNT] = {[OP_LINEAR] = "linear",
+                                                [OP_CONV2D] = "conv2d",
+                                                [OP_CONV_T2D] = "conv_transpose2d",
+                                                [OP_BATCH_NORM] = "batch_norm",
+                                                [OP_RESHAPE] = "reshape",
+                                                [OP_FLATTEN] = "flatten",
+                                                [OP_EXPAND] = "expand",
+                                                [OP_EMBEDDING] = "embedding",
+                                                [OP_UPSAMPLE] = "upsample",
+                                                [OP_PRELU] = "prelu",
+                                                [OP_SOFTMAX] = "softmax",
+                                                [OP_INSTANCE_NORM] = "instance_norm",
+                                                [OP_GROUP_NORM] = "group_norm",
+                                                [OP_LAYER_NORM] = "layer_norm",
+                                                [OP_MAX_POOL2D] = "max_pool2d",
+                                                [OP_AVG_POOL2D] = "avg_pool2d",
+                                                [OP_PIXEL_SHUFFLE] = "pixel_shuffle",
+                                                [OP_PAD] = "pad",
+                                                [OP_CONCAT] = "concat",
+                                                [OP_SPLIT] = "split"};
     return k < OP_COUNT && names[k] ? names[k] : "op";
 }
 
@@ -209,7 +221,13 @@ static int plan_values(pc_plan *p, const char *label, const char *what, char err
     const gm_net *net = p->net;
     size_t at = 0, positions = 0;
     pval *im = &p->vals[0];
-    *im = (pval){.spatial = true, .C = p->C, .H = p->H, .W = p->W, .store = 0, .cs = p->C, .sw = p->W,
+    *im = (pval){.spatial = true,
+                 .C = p->C,
+                 .H = p->H,
+                 .W = p->W,
+                 .store = 0,
+                 .cs = p->C,
+                 .sw = p->W,
                  .srow = (size_t)p->P * p->C};
     if (p->label_val >= 0) p->vals[p->label_val].per_row = 1;
     for (int i = 0; i < p->n_ops; i++) {
@@ -230,8 +248,9 @@ static int plan_values(pc_plan *p, const char *label, const char *what, char err
                 L->kind == OP_SPLIT || L->kind == OP_EXPAND || L->kind == OP_EMBEDDING || L->kind == OP_RESHAPE ||
                 L->kind == OP_FLATTEN || L->kind == OP_BATCH_NORM || L->kind == OP_GATE || op_is_activation(L->kind))
                 continue;
-            return gm_errorf(err, "%s: %s op %d (%s) works on the label only, where the sampler runs linear, "
-                                  "embedding, add, mul, concat, split, expand, reshape and activations",
+            return gm_errorf(err,
+                             "%s: %s op %d (%s) works on the label only, where the sampler runs linear, "
+                             "embedding, add, mul, concat, split, expand, reshape and activations",
                              label, what, i, op_label(L->kind));
         }
         bool ok = L->out.rank == 3;
@@ -266,9 +285,10 @@ static int plan_values(pc_plan *p, const char *label, const char *what, char err
                 ok = false, why = "the sampler cannot compute it position by position";
         }
         if (!ok)
-            return gm_errorf(err, "%s: %s op %d (%s) on an image-dependent value: %s; the PixelCNN sampler "
-                                  "follows conv2d (stride 1), activations, add, mul, concat over channels, "
-                                  "split and zero pad",
+            return gm_errorf(err,
+                             "%s: %s op %d (%s) on an image-dependent value: %s; the PixelCNN sampler "
+                             "follows conv2d (stride 1), activations, add, mul, concat over channels, "
+                             "split and zero pad",
                              label, what, i, op_label(L->kind), why);
         int coff = 0;
         for (int k = 0; k < L->n_out; k++) {
@@ -298,11 +318,12 @@ static int plan_values(pc_plan *p, const char *label, const char *what, char err
     }
     const pval *out = &p->vals[gm_net_out_value(net)];
     if (!out->spatial || !same_map(out, gm_shape3(p->C, p->H, p->W)))
-        return gm_errorf(err, "%s: %s must end with per-pixel logits [%d, %d, %d] computed from the image", label,
-                         what, p->C, p->H, p->W);
+        return gm_errorf(err, "%s: %s must end with per-pixel logits [%d, %d, %d] computed from the image", label, what,
+                         p->C, p->H, p->W);
     if (positions > MAX_PLAN_ENTRIES || (long long)p->P * p->n_ops > MAX_PLAN_ENTRIES)
-        return gm_errorf(err, "%s: %s is too large to plan for sampling (%zu positions over its values, %lld "
-                              "schedule entries; at most %d)",
+        return gm_errorf(err,
+                         "%s: %s is too large to plan for sampling (%zu positions over its values, %lld "
+                         "schedule entries; at most %d)",
                          label, what, positions, (long long)p->P * p->n_ops, MAX_PLAN_ENTRIES);
     p->row_floats = at ? at : 1;
     return 0;
@@ -337,11 +358,12 @@ static int plan_causal(pc_plan *p, const char *label, const char *what, char err
     for (int t = 0; t < p->P; t++) {
         int d = out->dep[t];
         if (d > t || (p->C == 1 && d == t))
-            return gm_errorf(err, "%s: %s is not causal: the output at pixel (row %d, column %d) depends on input "
-                                  "pixel (row %d, column %d) through kernel taps with non-zero weights; an "
-                                  "autoregressive network's output at a pixel may depend on earlier pixels "
-                                  "(raster order) only (mask the first convolution with type A, later ones "
-                                  "with type B)",
+            return gm_errorf(err,
+                             "%s: %s is not causal: the output at pixel (row %d, column %d) depends on input "
+                             "pixel (row %d, column %d) through kernel taps with non-zero weights; an "
+                             "autoregressive network's output at a pixel may depend on earlier pixels "
+                             "(raster order) only (mask the first convolution with type A, later ones "
+                             "with type B)",
                              label, what, t / p->W, t % p->W, d / p->W, d % p->W);
     }
     return 0;
@@ -351,7 +373,8 @@ static int plan_causal(pc_plan *p, const char *label, const char *what, char err
  * computed for an earlier pixel. */
 static int plan_schedule(pc_plan *p) {
     int nv = p->n_vals, rc = -1;
-    cone c = {p, calloc((size_t)nv, sizeof(char *)), calloc((size_t)nv, sizeof(int *)), calloc((size_t)nv, sizeof(int))};
+    cone c = {p, calloc((size_t)nv, sizeof(char *)), calloc((size_t)nv, sizeof(int *)),
+              calloc((size_t)nv, sizeof(int))};
     size_t total = 0;
     p->start = malloc((size_t)p->P * p->n_ops * sizeof(int));
     p->count = calloc((size_t)p->P * p->n_ops, sizeof(int));
@@ -498,10 +521,10 @@ static void compute(const block *k, int i, const int *qs, int n) {
                         if (hh >= 0 && hh < x->H && ww >= 0 && ww < x->W)
                             memcpy(gt + t * o->cin_g, X + at_pos(x, b, hh, ww) + g * o->cin_g,
                                    (size_t)o->cin_g * sizeof(float));
-                        else
-                            memset(gt + t * o->cin_g, 0, (size_t)o->cin_g * sizeof(float));
+                        else memset(gt + t * o->cin_g, 0, (size_t)o->cin_g * sizeof(float));
                     }
-                    const float *bias = L->bias + g * o->cout_g, *wt = o->wt + (size_t)g * (K ? K : o->cin_g) * o->cout_g;
+                    const float *bias = L->bias + g * o->cout_g,
+                                *wt = o->wt + (size_t)g * (K ? K : o->cin_g) * o->cout_g;
                     int co_n = o->cout_g;
                     memcpy(acc, bias, (size_t)co_n * sizeof(float));
                     for (int j = 0; j < K; j++) {
@@ -565,15 +588,12 @@ static void compute_const(const block *k, int i) {
     float *y[OP_MAX_IO];
     for (int j = 0; j < L->n_in; j++) x[j] = k->buf[L->in_val[j]];
     for (int j = 0; j < L->n_out; j++) y[j] = k->buf[L->out_val[j]];
-    if (L->kind == OP_LINEAR)
-        op_linear(L, k->nb, x[0], y[0]);
+    if (L->kind == OP_LINEAR) op_linear(L, k->nb, x[0], y[0]);
     else if (L->kind == OP_ADD || L->kind == OP_MUL || L->kind == OP_CONCAT || L->kind == OP_SPLIT ||
              L->kind == OP_EXPAND || L->kind == OP_EMBEDDING)
         op_graph(L, k->nb, x, y);
-    else if (L->kind == OP_GATE)
-        op_gate(L, k->nb, x[0], y[0]);
-    else
-        op_elementwise(L, k->nb, x[0], y[0]);
+    else if (L->kind == OP_GATE) op_gate(L, k->nb, x[0], y[0]);
+    else op_elementwise(L, k->nb, x[0], y[0]);
 }
 
 static int run_block(const pc_call *c, int r0, int r1) {

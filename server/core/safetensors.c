@@ -44,17 +44,28 @@ typedef struct {
 /* Every dtype of the format, so that an unsupported one is told apart from
  * a misspelled one. Sub-byte dtypes (F4, F6) have bytes = 0 here. */
 static const dtype_info DTYPES[] = {
-    {"F32", 4, true, GM_DTYPE_F32},   {"F16", 2, true, GM_DTYPE_F16},
-    {"BF16", 2, true, GM_DTYPE_BF16}, {"F64", 8, true, GM_DTYPE_F64},
-    {"I32", 4, true, GM_DTYPE_I32},   {"I64", 8, true, GM_DTYPE_I64},
-    {"BOOL", 1, false, 0},            {"U8", 1, false, 0},
-    {"I8", 1, false, 0},              {"I16", 2, false, 0},
-    {"U16", 2, false, 0},             {"U32", 4, false, 0},
-    {"U64", 8, false, 0},             {"C64", 8, false, 0},
-    {"F8_E5M2", 1, false, 0},         {"F8_E4M3", 1, false, 0},
-    {"F8_E8M0", 1, false, 0},         {"F8_E4M3FNUZ", 1, false, 0},
-    {"F8_E5M2FNUZ", 1, false, 0},     {"F4", 0, false, 0},
-    {"F6_E2M3", 0, false, 0},         {"F6_E3M2", 0, false, 0},
+    {"F32", 4, true, GM_DTYPE_F32},
+    {"F16", 2, true, GM_DTYPE_F16},
+    {"BF16", 2, true, GM_DTYPE_BF16},
+    {"F64", 8, true, GM_DTYPE_F64},
+    {"I32", 4, true, GM_DTYPE_I32},
+    {"I64", 8, true, GM_DTYPE_I64},
+    {"BOOL", 1, false, 0},
+    {"U8", 1, false, 0},
+    {"I8", 1, false, 0},
+    {"I16", 2, false, 0},
+    {"U16", 2, false, 0},
+    {"U32", 4, false, 0},
+    {"U64", 8, false, 0},
+    {"C64", 8, false, 0},
+    {"F8_E5M2", 1, false, 0},
+    {"F8_E4M3", 1, false, 0},
+    {"F8_E8M0", 1, false, 0},
+    {"F8_E4M3FNUZ", 1, false, 0},
+    {"F8_E5M2FNUZ", 1, false, 0},
+    {"F4", 0, false, 0},
+    {"F6_E2M3", 0, false, 0},
+    {"F6_E3M2", 0, false, 0},
 };
 
 const char *gm_dtype_name(gm_dtype dt) {
@@ -117,8 +128,8 @@ static int convert(gm_tensor *t, const uint8_t *src) {
             if (t->dtype == GM_DTYPE_I64) {
                 dst[i] = (int64_t)load_u64le(src + 8 * i);
             } else {
-                uint32_t u = (uint32_t)src[4 * i] | (uint32_t)src[4 * i + 1] << 8 |
-                             (uint32_t)src[4 * i + 2] << 16 | (uint32_t)src[4 * i + 3] << 24;
+                uint32_t u = (uint32_t)src[4 * i] | (uint32_t)src[4 * i + 1] << 8 | (uint32_t)src[4 * i + 2] << 16 |
+                             (uint32_t)src[4 * i + 3] << 24;
                 dst[i] = (int32_t)u;
             }
         }
@@ -129,7 +140,9 @@ static int convert(gm_tensor *t, const uint8_t *src) {
     if (!dst) return -1;
     for (int64_t i = 0; i < n; i++) {
         switch (t->dtype) {
-        case GM_DTYPE_F32: memcpy(&dst[i], src + 4 * i, 4); break;
+        case GM_DTYPE_F32:
+            memcpy(&dst[i], src + 4 * i, 4);
+            break;
         case GM_DTYPE_F16:
             dst[i] = half_to_float((uint16_t)(src[2 * i] | src[2 * i + 1] << 8));
             break;
@@ -144,7 +157,8 @@ static int convert(gm_tensor *t, const uint8_t *src) {
             dst[i] = fabs(d) > FLT_MAX && isfinite(d) ? (d > 0 ? INFINITY : -INFINITY) : (float)d;
             break;
         }
-        default: break;
+        default:
+            break;
         }
     }
     t->f32 = dst;
@@ -176,8 +190,7 @@ static int read_uints(json_t *arr, uint64_t *out, size_t max, size_t *n) {
 }
 
 static int parse_meta(gm_st *st, json_t *meta, char err[GM_ERR_LEN]) {
-    if (!json_is_object(meta))
-        return gm_errorf(err, "%s: \"__metadata__\" must be an object of strings", st->label);
+    if (!json_is_object(meta)) return gm_errorf(err, "%s: \"__metadata__\" must be an object of strings", st->label);
     size_t n = json_object_size(meta);
     st->meta_keys = calloc(n ? n : 1, sizeof(char *));
     st->meta_values = calloc(n ? n : 1, sizeof(char *));
@@ -186,8 +199,8 @@ static int parse_meta(gm_st *st, json_t *meta, char err[GM_ERR_LEN]) {
     json_t *v;
     json_object_foreach(meta, key, v) {
         if (!json_is_string(v))
-            return gm_errorf(err, "%s: metadata \"%s\" must be a string (lists and objects are JSON text)",
-                             st->label, key);
+            return gm_errorf(err, "%s: metadata \"%s\" must be a string (lists and objects are JSON text)", st->label,
+                             key);
         st->meta_keys[st->meta_count] = strdup(key);
         st->meta_values[st->meta_count] = strdup(json_string_value(v));
         if (!st->meta_keys[st->meta_count] || !st->meta_values[st->meta_count])
@@ -198,30 +211,25 @@ static int parse_meta(gm_st *st, json_t *meta, char err[GM_ERR_LEN]) {
 }
 
 /* Parses one tensor entry; fills t (name, dtype, shape, numel) and its span. */
-static int parse_entry(const gm_st *st, const char *name, json_t *e, gm_tensor *t, span *s,
-                       char err[GM_ERR_LEN]) {
+static int parse_entry(const gm_st *st, const char *name, json_t *e, gm_tensor *t, span *s, char err[GM_ERR_LEN]) {
     const char *L = st->label;
     if (!json_is_object(e))
-        return gm_errorf(err, "%s: tensor '%s': entry must be an object with dtype, shape, data_offsets",
-                         L, name);
+        return gm_errorf(err, "%s: tensor '%s': entry must be an object with dtype, shape, data_offsets", L, name);
     json_t *jd = json_object_get(e, "dtype"), *js = json_object_get(e, "shape"),
            *jo = json_object_get(e, "data_offsets");
-    if (!json_is_string(jd))
-        return gm_errorf(err, "%s: tensor '%s': \"dtype\" missing or not a string", L, name);
+    if (!json_is_string(jd)) return gm_errorf(err, "%s: tensor '%s': \"dtype\" missing or not a string", L, name);
     const dtype_info *di = find_dtype(json_string_value(jd));
-    if (!di)
-        return gm_errorf(err, "%s: tensor '%s': unknown dtype \"%s\"", L, name, json_string_value(jd));
+    if (!di) return gm_errorf(err, "%s: tensor '%s': unknown dtype \"%s\"", L, name, json_string_value(jd));
     if (!di->supported)
-        return gm_errorf(err, "%s: tensor '%s': dtype %s is not supported (use F32, F16, BF16, F64, I32 or I64)",
-                         L, name, di->name);
+        return gm_errorf(err, "%s: tensor '%s': dtype %s is not supported (use F32, F16, BF16, F64, I32 or I64)", L,
+                         name, di->name);
     uint64_t dims[GM_MAX_DIMS + 1], offs[3];
     size_t nd, no;
     if (read_uints(js, dims, GM_MAX_DIMS, &nd))
-        return gm_errorf(err, "%s: tensor '%s': \"shape\" must be an array of at most %d non-negative integers",
-                         L, name, GM_MAX_DIMS);
+        return gm_errorf(err, "%s: tensor '%s': \"shape\" must be an array of at most %d non-negative integers", L,
+                         name, GM_MAX_DIMS);
     if (read_uints(jo, offs, 2, &no) || no != 2)
-        return gm_errorf(err, "%s: tensor '%s': \"data_offsets\" must be [begin, end] non-negative integers",
-                         L, name);
+        return gm_errorf(err, "%s: tensor '%s': \"data_offsets\" must be [begin, end] non-negative integers", L, name);
     if (offs[1] < offs[0])
         return gm_errorf(err, "%s: tensor '%s': data_offsets [%llu, %llu] end before they begin", L, name,
                          (unsigned long long)offs[0], (unsigned long long)offs[1]);
@@ -255,8 +263,9 @@ static int check_tiling(const gm_st *st, span *spans, int n, uint64_t data_len, 
     for (int i = 0; i < n; i++) {
         const char *name = st->tensors[spans[i].index].name;
         if (spans[i].begin < at)
-            return gm_errorf(err, "%s: tensor '%s': data_offsets begin at %llu, overlapping the previous tensor "
-                                  "(which ends at %llu)",
+            return gm_errorf(err,
+                             "%s: tensor '%s': data_offsets begin at %llu, overlapping the previous tensor "
+                             "(which ends at %llu)",
                              st->label, name, (unsigned long long)spans[i].begin, (unsigned long long)at);
         if (spans[i].begin > at)
             return gm_errorf(err, "%s: tensor '%s': data_offsets begin at %llu, leaving a gap after byte %llu",
@@ -264,8 +273,9 @@ static int check_tiling(const gm_st *st, span *spans, int n, uint64_t data_len, 
         at = spans[i].end;
     }
     if (at != data_len)
-        return gm_errorf(err, "%s: tensors cover %llu bytes of data but the file holds %llu after the header "
-                              "(%s)",
+        return gm_errorf(err,
+                         "%s: tensors cover %llu bytes of data but the file holds %llu after the header "
+                         "(%s)",
                          st->label, (unsigned long long)at, (unsigned long long)data_len,
                          at > data_len ? "the file is truncated" : "trailing bytes are not allowed");
     return 0;
@@ -280,8 +290,8 @@ static bool torch_checkpoint(const uint8_t *buf, size_t len) {
                         (buf[0] == 0x80 && buf[1] >= 2 && buf[1] <= 5));
 }
 
-#define TORCH_HINT                                                                                               \
-    "this is a PyTorch checkpoint (torch.save), not a safetensors model file; export it with python3 -m "       \
+#define TORCH_HINT                                                                                                     \
+    "this is a PyTorch checkpoint (torch.save), not a safetensors model file; export it with python3 -m "              \
     "gmexport (README: Serve your own PyTorch model)"
 
 gm_st *gm_st_parse(const char *label, const uint8_t *buf, size_t len, char err[GM_ERR_LEN]) {
@@ -308,15 +318,15 @@ gm_st *gm_st_parse(const char *label, const uint8_t *buf, size_t len, char err[G
         goto fail;
     }
     if (n > len - 8) {
-        gm_errorf(err, "%s: header length %llu runs past the end of the %zu-byte file", label,
-                  (unsigned long long)n, len);
+        gm_errorf(err, "%s: header length %llu runs past the end of the %zu-byte file", label, (unsigned long long)n,
+                  len);
         goto fail;
     }
     json_error_t jerr;
     root = json_loadb((const char *)buf + 8, (size_t)n, JSON_REJECT_DUPLICATES, &jerr);
     if (!root) {
-        gm_errorf(err, "%s: header is not valid UTF-8 JSON without duplicate keys: %s (at byte %d)", label,
-                  jerr.text, jerr.position);
+        gm_errorf(err, "%s: header is not valid UTF-8 JSON without duplicate keys: %s (at byte %d)", label, jerr.text,
+                  jerr.position);
         goto fail;
     }
     if (!json_is_object(root)) {
@@ -378,8 +388,8 @@ gm_st *gm_st_load(const char *path, char err[GM_ERR_LEN]) {
         goto done;
     }
     if ((uint64_t)sb.st_size > GM_ST_MAX_FILE) {
-        gm_errorf(err, "%s: file is %lld bytes, over the %llu-byte limit for a model", path,
-                  (long long)sb.st_size, (unsigned long long)GM_ST_MAX_FILE);
+        gm_errorf(err, "%s: file is %lld bytes, over the %llu-byte limit for a model", path, (long long)sb.st_size,
+                  (unsigned long long)GM_ST_MAX_FILE);
         goto done;
     }
     size_t size = (size_t)sb.st_size;

@@ -26,8 +26,7 @@ static uint32_t rotr(uint32_t x, int n) { return (x >> n) | (x << (32 - n)); }
 static void compress(uint32_t h[8], const uint8_t *p) {
     uint32_t w[64];
     for (int t = 0; t < 16; t++)
-        w[t] = (uint32_t)p[4 * t] << 24 | (uint32_t)p[4 * t + 1] << 16 | (uint32_t)p[4 * t + 2] << 8 |
-               p[4 * t + 3];
+        w[t] = (uint32_t)p[4 * t] << 24 | (uint32_t)p[4 * t + 1] << 16 | (uint32_t)p[4 * t + 2] << 8 | p[4 * t + 3];
     for (int t = 16; t < 64; t++) {
         uint32_t s0 = rotr(w[t - 15], 7) ^ rotr(w[t - 15], 18) ^ (w[t - 15] >> 3);
         uint32_t s1 = rotr(w[t - 2], 17) ^ rotr(w[t - 2], 19) ^ (w[t - 2] >> 10);
@@ -61,8 +60,7 @@ void gm_sha256_update(gm_sha256 *s, const void *data, size_t len) {
         compress(s->h, s->block);
         s->fill = 0;
     }
-    for (; len >= 64; p += 64, len -= 64)
-        compress(s->h, p);
+    for (; len >= 64; p += 64, len -= 64) compress(s->h, p);
     memcpy(s->block, p, len);
     s->fill = len;
 }
@@ -72,12 +70,10 @@ void gm_sha256_final(gm_sha256 *s, uint8_t digest[GM_SHA256_BYTES]) {
     /* padding: 0x80, zeros to 56 bytes mod 64, the length in bits big-endian */
     uint8_t pad[72] = {0x80};
     size_t npad = (s->fill < 56 ? 56 : 120) - s->fill;
-    for (int i = 0; i < 8; i++)
-        pad[npad + i] = (uint8_t)(bits >> (56 - 8 * i));
+    for (int i = 0; i < 8; i++) pad[npad + i] = (uint8_t)(bits >> (56 - 8 * i));
     gm_sha256_update(s, pad, npad + 8);
     for (int i = 0; i < 8; i++)
-        for (int j = 0; j < 4; j++)
-            digest[4 * i + j] = (uint8_t)(s->h[i] >> (24 - 8 * j));
+        for (int j = 0; j < 4; j++) digest[4 * i + j] = (uint8_t)(s->h[i] >> (24 - 8 * j));
 }
 
 void gm_sha256_to_hex(const uint8_t digest[GM_SHA256_BYTES], char hex[GM_SHA256_HEX]) {

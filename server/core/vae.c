@@ -24,14 +24,14 @@
 #include "family.h"
 #include "likelihood.h"
 
-#define ROWS 1024 /* decoder rows per forward pass, at most */
+#define ROWS 1024             /* decoder rows per forward pass, at most */
 #define ROWS_VALUES (1 << 24) /* and at most this many decoder values per pass (64 MiB) */
 
 typedef struct {
     gm_net *enc, *dec;
     bool dec_chw; /* decoder output is [C, H, W] (or [2C, H, W]): convert to channels last */
     gm_lik lik;
-    int values;   /* decoder values per image: gm_lik_values * D */
+    int values; /* decoder values per image: gm_lik_values * D */
 } vae;
 
 static void vae_free(void *p) {
@@ -54,9 +54,10 @@ static int sigmoid_twice(const gm_st *st, const gm_lik *lik, char err[GM_ERR_LEN
     bool sigmoid = last && strcmp(last, "sigmoid") == 0;
     json_decref(ops);
     if (sigmoid)
-        return gm_errorf(err, "%s: gm.decoder ends in a sigmoid, so it outputs probabilities, but metadata "
-                              "\"gm.decoder_output\" is %s: set it to \"probabilities\" (the sigmoid is then "
-                              "never applied twice)",
+        return gm_errorf(err,
+                         "%s: gm.decoder ends in a sigmoid, so it outputs probabilities, but metadata "
+                         "\"gm.decoder_output\" is %s: set it to \"probabilities\" (the sigmoid is then "
+                         "never applied twice)",
                          gm_st_label(st), gm_st_meta(st, "gm.decoder_output") ? "\"logits\"" : "absent (logits)");
     return 0;
 }
@@ -137,8 +138,7 @@ static int vae_encode(const void *p, const gm_model_info *info, int B, const flo
 
 /* z: (B, Z) -> pixels: (B, D), the likelihood's mean, or a draw for rows
  * that ask for one (rows may be NULL: means only) */
-static int decode_pixels(const vae *m, const gm_model_info *info, int B, const float *z, gm_row *rows,
-                         float *pixels) {
+static int decode_pixels(const vae *m, const gm_model_info *info, int B, const float *z, gm_row *rows, float *pixels) {
     int D = info->dim;
     float *out = malloc((size_t)B * m->values * sizeof *out);
     if (!out || run_decoder(m, info, B, z, out)) {
@@ -179,10 +179,10 @@ static int vae_logp(const void *p, const gm_model_info *info, int B, const float
     float *stats = malloc((size_t)B * 2 * Z * sizeof *stats);
     float *z = malloc((size_t)rows_max * Z * sizeof *z);
     float *dec = malloc((size_t)rows_max * V * sizeof *dec);
-    double *lw = malloc((size_t)B * K * sizeof *lw);    /* log importance weights */
-    double *recon = calloc((size_t)B, sizeof *recon);  /* sum_k log p(x|z_k) */
+    double *lw = malloc((size_t)B * K * sizeof *lw);       /* log importance weights */
+    double *recon = calloc((size_t)B, sizeof *recon);      /* sum_k log p(x|z_k) */
     int *owner = malloc((size_t)rows_max * sizeof *owner); /* chunk row -> b*K + k */
-    double *sd = malloc((size_t)Z * sizeof *sd);       /* exp(logvar / 2) of the current image */
+    double *sd = malloc((size_t)Z * sizeof *sd);           /* exp(logvar / 2) of the current image */
     int rc = -1;
     if (!stats || !z || !dec || !lw || !recon || !owner || !sd || run_encoder(m, info, B, x, stats)) goto done;
     int n = 0;

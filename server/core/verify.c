@@ -41,13 +41,11 @@ static int check_tensor(const gm_st *st, const char *net, const gm_tensor *t, in
                         char err[GM_ERR_LEN]) {
     const char *L = gm_st_label(st);
     bool ok = t->ndim == shape.rank + 1 && t->shape[0] == P;
-    for (int d = 0; ok && d < shape.rank; d++)
-        ok = t->shape[d + 1] == shape.dim[d];
+    for (int d = 0; ok && d < shape.rank; d++) ok = t->shape[d + 1] == shape.dim[d];
     if (!ok) {
         char want[96];
         int at = snprintf(want, sizeof want, "[%d", P);
-        for (int d = 0; d < shape.rank; d++)
-            at += snprintf(want + at, sizeof want - (size_t)at, ", %d", shape.dim[d]);
+        for (int d = 0; d < shape.rank; d++) at += snprintf(want + at, sizeof want - (size_t)at, ", %d", shape.dim[d]);
         snprintf(want + at, sizeof want - (size_t)at, "]");
         return gm_errorf(err,
                          "%s: tensor '%s' (a probe of network \"%s\") must have shape %s: [probes, the "
@@ -56,8 +54,8 @@ static int check_tensor(const gm_st *st, const char *net, const gm_tensor *t, in
     }
     int64_t bad = gm_tensor_nonfinite(t);
     if (bad >= 0)
-        return gm_errorf(err, "%s: tensor '%s' (a probe of network \"%s\") holds %g at index %lld", L,
-                         t->name, net, (double)t->f32[bad], (long long)bad);
+        return gm_errorf(err, "%s: tensor '%s' (a probe of network \"%s\") holds %g at index %lld", L, t->name, net,
+                         (double)t->f32[bad], (long long)bad);
     return 0;
 }
 
@@ -80,8 +78,8 @@ static int verify_net(const gm_st *st, const gm_model_info *info, const gm_net *
         snprintf(key, sizeof key, PREFIX "%s.in.%s", name, in_name);
         const gm_tensor *t = gm_st_tensor(st, key);
         if (!t)
-            return gm_errorf(err, "%s: probe of network \"%s\": tensor '%s' (input \"%s\") is missing", L, name,
-                             key, in_name);
+            return gm_errorf(err, "%s: probe of network \"%s\": tensor '%s' (input \"%s\") is missing", L, name, key,
+                             in_name);
         if (check_tensor(st, name, t, P, gm_net_input_shape(net, i), err)) return -1;
         for (int64_t k = 0; !strcmp(in_name, "label") && k < P; k++) {
             float v = t->f32[k];
@@ -98,8 +96,7 @@ static int verify_net(const gm_st *st, const gm_model_info *info, const gm_net *
         const char *tn = gm_st_at(st, t)->name;
         if (strncmp(tn, in_prefix, (size_t)in_len) != 0) continue;
         bool listed = false;
-        for (int i = 0; i < n; i++)
-            listed = listed || !strcmp(tn + in_len, gm_net_input_name(net, i));
+        for (int i = 0; i < n; i++) listed = listed || !strcmp(tn + in_len, gm_net_input_name(net, i));
         if (!listed) {
             char list[96] = "";
             for (int i = 0, at = 0; i < n && at < (int)sizeof list; i++)
@@ -111,16 +108,14 @@ static int verify_net(const gm_st *st, const gm_model_info *info, const gm_net *
     gm_shape os = gm_net_out_shape(net);
     int out_size = gm_shape_size(os);
     /* the output as the network shapes it, or flattened */
-    if (check_tensor(st, name, out, P, gm_shape1(out_size), err) && check_tensor(st, name, out, P, os, err))
-        return -1;
+    if (check_tensor(st, name, out, P, gm_shape1(out_size), err) && check_tensor(st, name, out, P, os, err)) return -1;
     if (!(got = malloc((size_t)P * out_size * sizeof *got)) || gm_net_forward_inputs(net, P, ins, got)) {
         free(got);
         return gm_errorf(err, "%s: out of memory for the probes of network \"%s\"", L, name);
     }
     size_t total = (size_t)P * out_size;
     double scale = 1.0;
-    for (size_t i = 0; i < total; i++)
-        scale = fmax(scale, fabs((double)out->f32[i]));
+    for (size_t i = 0; i < total; i++) scale = fmax(scale, fabs((double)out->f32[i]));
     for (size_t i = 0; i < total; i++) {
         double diff = fabs((double)got[i] - (double)out->f32[i]);
         if (!(diff <= TOLERANCE * scale)) {
@@ -128,8 +123,8 @@ static int verify_net(const gm_st *st, const gm_model_info *info, const gm_net *
                       "%s: probe of network \"%s\" does not match: output %zu (probe %zu, value %zu) is %.9g "
                       "here but %.9g in '%s' (|difference| %.3g > %g x %.3g): the file does not compute what "
                       "the exported module did",
-                      L, name, i, i / (size_t)out_size, i % (size_t)out_size, (double)got[i],
-                      (double)out->f32[i], out->name, diff, TOLERANCE, scale);
+                      L, name, i, i / (size_t)out_size, i % (size_t)out_size, (double)got[i], (double)out->f32[i],
+                      out->name, diff, TOLERANCE, scale);
             free(got);
             return -1;
         }
@@ -139,8 +134,8 @@ static int verify_net(const gm_st *st, const gm_model_info *info, const gm_net *
     return 0;
 }
 
-int gm_verify_probes(const gm_st *st, const gm_model_info *info, const gm_family_impl *impl,
-                     const void *state, char *summary, size_t summary_len, char err[GM_ERR_LEN]) {
+int gm_verify_probes(const gm_st *st, const gm_model_info *info, const gm_family_impl *impl, const void *state,
+                     char *summary, size_t summary_len, char err[GM_ERR_LEN]) {
     const char *L = gm_st_label(st);
     const gm_tensor *outs[NETS_COUNT] = {0};
     summary[0] = '\0';
@@ -158,8 +153,8 @@ int gm_verify_probes(const gm_st *st, const gm_model_info *info, const gm_family
                 "<network>.in.<input>, the network one of encoder, decoder, generator, discriminator, network",
                 L, ten->name);
         if (!impl->net || !impl->net(state, NETS[k]))
-            return gm_errorf(err, "%s: tensor '%s' probes network \"%s\", which this %s file does not have",
-                             L, ten->name, NETS[k], gm_family_name(info->family));
+            return gm_errorf(err, "%s: tensor '%s' probes network \"%s\", which this %s file does not have", L,
+                             ten->name, NETS[k], gm_family_name(info->family));
         if (ten->dtype != GM_DTYPE_F32)
             return gm_errorf(err, "%s: tensor '%s': a probe must be F32 (found %s)", L, ten->name,
                              gm_dtype_name(ten->dtype));
@@ -175,8 +170,8 @@ int gm_verify_probes(const gm_st *st, const gm_model_info *info, const gm_family
         for (int t = 0; t < gm_st_count(st); t++)
             has_in = has_in || !strncmp(gm_st_at(st, t)->name, in_prefix, (size_t)in_len);
         if (!outs[k] && has_in)
-            return gm_errorf(err, "%s: network \"%s\" has probe inputs but no tensor '" PREFIX "%s.out'", L,
-                             NETS[k], NETS[k]);
+            return gm_errorf(err, "%s: network \"%s\" has probe inputs but no tensor '" PREFIX "%s.out'", L, NETS[k],
+                             NETS[k]);
         if (!outs[k]) continue;
         if (verify_net(st, info, net, NETS[k], outs[k], &rows[k], err)) return -1;
         verified++;
@@ -197,7 +192,6 @@ int gm_verify_probes(const gm_st *st, const gm_model_info *info, const gm_family
     if (same)
         snprintf(summary + at, summary_len - (size_t)at, " verified (%d probe input%s%s)", rows[first],
                  rows[first] == 1 ? "" : "s", verified > 1 ? " each" : "");
-    else
-        snprintf(summary + at, summary_len - (size_t)at, " verified");
+    else snprintf(summary + at, summary_len - (size_t)at, " verified");
     return 0;
 }

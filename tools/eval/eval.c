@@ -32,10 +32,10 @@
 #include "dataset.h"
 #include "eval.h"
 #include "frechet.h"
+#include "gm/clock.h"
 #include "gm/layers.h"
 #include "gm/model.h"
 #include "pngio.h"
-#include "gm/clock.h"
 
 #define SAMPLE_SEED 1
 
@@ -92,8 +92,7 @@ static int classifier_load(classifier *c, const char *path, int h, int w, char e
     memset(c, 0, sizeof *c);
     gm_st *st = gm_st_load(path, err);
     if (!st) return -1;
-    const char *fam = gm_st_meta(st, "gm.family"), *fj = gm_st_meta(st, "gm.features"),
-               *hj = gm_st_meta(st, "gm.head");
+    const char *fam = gm_st_meta(st, "gm.family"), *fj = gm_st_meta(st, "gm.features"), *hj = gm_st_meta(st, "gm.head");
     int rc = -1;
     if (!fam || strcmp(fam, "classifier") || !fj || !hj) {
         gm_errorf(err, "%s: not a classifier file (gm.family \"classifier\" with gm.features and gm.head)", path);
@@ -215,8 +214,8 @@ static int write_grid(const gm_model *m, const char *dir, const char *name, int 
         if (!t) goto done;
         int per = n / in->num_classes;
         for (int r = 0; r < n; r++)
-            memcpy(t + (size_t)((r % in->num_classes) * per + r / in->num_classes) * in->dim,
-                   px + (size_t)r * in->dim, sizeof(float) * in->dim);
+            memcpy(t + (size_t)((r % in->num_classes) * per + r / in->num_classes) * in->dim, px + (size_t)r * in->dim,
+                   sizeof(float) * in->dim);
         free(px);
         px = t;
     }
@@ -264,11 +263,11 @@ static int eval_likelihood(const options *o, const char *path, gm_family fam, co
     }
     stat nll = nll_stat(res, n, 0);
     double bpd = nll.mean / (in->dim * log(2.0));
-    json_t *r = json_pack("{s:s,s:f,s:f,s:f,s:i,s:i,s:i,s:f}", "file", path, "test_nll_nats", nll.mean,
-                          "test_nll_se", nll.se, "bits_per_dim", bpd, "test_images", n, "binarization_seed",
-                          (int)GM_BINARIZE_SEED, "k", K, "seconds", gm_now_s() - t0);
-    printf("%-5s test NLL %.2f nats (+- %.2f over %d images), %.4f bits/dim", gm_family_name(fam), nll.mean, nll.se,
-           n, bpd);
+    json_t *r = json_pack("{s:s,s:f,s:f,s:f,s:i,s:i,s:i,s:f}", "file", path, "test_nll_nats", nll.mean, "test_nll_se",
+                          nll.se, "bits_per_dim", bpd, "test_images", n, "binarization_seed", (int)GM_BINARIZE_SEED,
+                          "k", K, "seconds", gm_now_s() - t0);
+    printf("%-5s test NLL %.2f nats (+- %.2f over %d images), %.4f bits/dim", gm_family_name(fam), nll.mean, nll.se, n,
+           bpd);
     if (fam == GM_FAMILY_VAE) {
         stat elbo = nll_stat(res, n, 1);
         double mc = 0;
@@ -425,8 +424,8 @@ static int reconstruct_chunk(void *ctx, int first, int count) {
  * features): what the decoder loses even where the codes are right, a
  * floor for the samples' distance. scratch: n * D floats, features: n *
  * fdim, pred: n. */
-static int eval_reconstruction(const options *o, const gm_model *m, const classifier *c, const gm_dataset *test,
-                               int n, const float *ft, float *scratch, float *features, int *pred, json_t *r) {
+static int eval_reconstruction(const options *o, const gm_model *m, const classifier *c, const gm_dataset *test, int n,
+                               const float *ft, float *scratch, float *features, int *pred, json_t *r) {
     int D = test->dim;
     reconstruct_job rj = {m, test->images, scratch, D};
     if (parallel("aae reconstructions", n, 100, o->threads, reconstruct_chunk, &rj) ||
@@ -461,8 +460,8 @@ static int eval_reconstruction(const options *o, const gm_model *m, const classi
 
 /* A sampling model's Fréchet distance (and, for a GAN, its conditional
  * accuracy; for an AAE, its reconstructions), under report[name]. */
-static int eval_samples(const options *o, const char *path, gm_family fam, const classifier *c,
-                        const gm_dataset *train, const gm_dataset *test, json_t *report, char err[GM_ERR_LEN]) {
+static int eval_samples(const options *o, const char *path, gm_family fam, const classifier *c, const gm_dataset *train,
+                        const gm_dataset *test, json_t *report, char err[GM_ERR_LEN]) {
     const char *name = gm_family_name(fam);
     gm_model *m = load_model(path, fam, err);
     if (!m) return -1;
@@ -491,13 +490,12 @@ static int eval_samples(const options *o, const char *path, gm_family fam, const
     if (classify(c, train->images, nr, D, o->threads, "classifier on train", fr, pred)) goto oom;
     frechet_parts fd, floor;
     if (frechet_of(fs, n, ft, nt, F, &fd) || frechet_of(fr, nr, ft, nt, F, &floor)) goto oom;
-    printf("%-5s Fréchet distance %.3f to %d test images (train-vs-test floor %.3f, ratio %.1fx), %d samples",
-           name, fd.distance, nt, floor.distance, fd.distance / floor.distance, n);
+    printf("%-5s Fréchet distance %.3f to %d test images (train-vs-test floor %.3f, ratio %.1fx), %d samples", name,
+           fd.distance, nt, floor.distance, fd.distance / floor.distance, n);
     json_t *r = json_pack("{s:s,s:f,s:f,s:f,s:f,s:f,s:i,s:i,s:s}", "file", path, "frechet_distance", fd.distance,
-                          "frechet_mean_term", fd.mean_term, "feature_spread", fd.spread,
-                          "frechet_floor_train_vs_test", floor.distance, "frechet_ratio",
-                          fd.distance / floor.distance, "samples", n, "feature_dim", F, "features",
-                          "classifier penultimate layer (models/classifier.safetensors)");
+                          "frechet_mean_term", fd.mean_term, "feature_spread", fd.spread, "frechet_floor_train_vs_test",
+                          floor.distance, "frechet_ratio", fd.distance / floor.distance, "samples", n, "feature_dim", F,
+                          "features", "classifier penultimate layer (models/classifier.safetensors)");
     if (classes) {
         printf(", conditional accuracy %.2f %%\n      per class:", 100.0 * right / n);
         json_t *pc = json_array();
@@ -594,13 +592,13 @@ int gm_eval_main(int argc, char **argv) {
     gm_binarize(&test, 0, test.n, GM_BINARIZE_SEED, test_bin);
     if (o.nade && eval_likelihood(&o, o.nade, GM_FAMILY_NADE, &test, test_bin, report, &nade_res, &nade_n, err))
         goto fail;
-    if (o.vae && eval_likelihood(&o, o.vae, GM_FAMILY_VAE, &test, test_bin, report, &vae_res, &vae_n, err))
-        goto fail;
+    if (o.vae && eval_likelihood(&o, o.vae, GM_FAMILY_VAE, &test, test_bin, report, &vae_res, &vae_n, err)) goto fail;
     if (nade_res && vae_res) compare("vae", vae_res, "nade", nade_res, vae_n < nade_n ? vae_n : nade_n, report);
-    if (o.pixelcnn && eval_likelihood(&o, o.pixelcnn, GM_FAMILY_PIXELCNN, &test, test_bin, report, &pcnn_res, &pcnn_n,
-                                      err))
+    if (o.pixelcnn &&
+        eval_likelihood(&o, o.pixelcnn, GM_FAMILY_PIXELCNN, &test, test_bin, report, &pcnn_res, &pcnn_n, err))
         goto fail;
-    if (nade_res && pcnn_res) compare("pixelcnn", pcnn_res, "nade", nade_res, pcnn_n < nade_n ? pcnn_n : nade_n, report);
+    if (nade_res && pcnn_res)
+        compare("pixelcnn", pcnn_res, "nade", nade_res, pcnn_n < nade_n ? pcnn_n : nade_n, report);
     if (o.classifier) {
         if (classifier_load(&c, o.classifier, test.height, test.width, err)) goto fail;
         float *f = malloc(sizeof(float) * test.n * c.fdim);
