@@ -6,7 +6,7 @@
  * Cephes range reduction x = n ln2 + r with a degree-7 polynomial for e^r and
  * 2^n built in the exponent bits; it has no calls or branches, so loops over
  * it vectorize (AVX-512: 16 lanes). Relative error < 3e-7 against double exp
- * over the clamped range (tests/test_vmath.c); inputs are clamped to
+ * over the clamped range (tests/test_math.c); inputs are clamped to
  * [-87, 88] where float exp neither overflows nor goes subnormal; a NaN
  * clamps to -87 too (the comparison is written so that NaN fails it), since
  * converting NaN to an integer below is undefined behaviour.
