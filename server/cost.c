@@ -25,8 +25,8 @@ static const double ROW_US[GM_FAMILY_COUNT][GM_OP_COUNT] = {
     [GM_FAMILY_GAN] = {[GM_OP_SAMPLE] = 125, [GM_OP_ENCODE] = 185, [GM_OP_DECODE] = 125, [GM_OP_DISCRIMINATE] = 185},
     [GM_FAMILY_AAE] = {[GM_OP_SAMPLE] = 45, [GM_OP_ENCODE] = 60, [GM_OP_DECODE] = 45, [GM_OP_RECONSTRUCT] = 105},
     /* the bundled-size gated PixelCNN (7 layers of 32 channels): cached sampling is about one forward pass
-     * done position by position, logp one batched pass */
-    [GM_FAMILY_PIXELCNN] = {[GM_OP_SAMPLE] = 32000, [GM_OP_LOGP] = 3500},
+     * done position by position, logp one batched pass; complete is costed as sample, which bounds it */
+    [GM_FAMILY_PIXELCNN] = {[GM_OP_SAMPLE] = 32000, [GM_OP_LOGP] = 3500, [GM_OP_COMPLETE] = 32000},
 };
 #define VAE_IMPORTANCE_SAMPLE_US 12.0 /* one of the K decoder rows of a VAE logp */
 #define PNG_PIXEL_US 0.02             /* one output pixel: scaling, filtering, deflate */

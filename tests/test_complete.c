@@ -80,7 +80,8 @@ static void check_kept_logp_and_marginal(const char *path) {
 }
 
 static void test_core_kept_logp_and_marginal(void **state) {
-    check_kept_logp_and_marginal("tests/fixtures/nade_tiny.safetensors"); /* 2x5 */
+    check_kept_logp_and_marginal("tests/fixtures/nade_tiny.safetensors");     /* 2x5 */
+    check_kept_logp_and_marginal("tests/fixtures/pixelcnn_tiny.safetensors"); /* 2x3 */
 }
 
 /* Completing the first p pixels of a sample with the sample's seed,
@@ -114,7 +115,13 @@ static void check_sample_given_back(const char *path) {
     gm_model_free(m);
 }
 
-static void test_core_completing_a_sample_gives_it_back(void **state) { check_sample_given_back(NADE); }
+static void test_core_completing_a_sample_gives_it_back(void **state) {
+    check_sample_given_back(NADE);
+    check_sample_given_back("tests/fixtures/pixelcnn_gated.safetensors");
+    check_sample_given_back("tests/fixtures/pixelcnn_gated_cond.safetensors"); /* a label */
+    check_sample_given_back("tests/fixtures/pixelcnn_shifted.safetensors");
+    check_sample_given_back("tests/fixtures/pixelcnn_rgb.safetensors"); /* 3 channels a pixel */
+}
 
 /* A row completed among others (different given counts, seeds and
  * temperatures, split over 3 compute threads) equals the row alone. */
@@ -149,7 +156,11 @@ static void check_batched_equals_alone(const char *path) {
     gm_model_free(m);
 }
 
-static void test_core_batched_equals_alone(void **state) { check_batched_equals_alone(NADE); }
+static void test_core_batched_equals_alone(void **state) {
+    check_batched_equals_alone(NADE);
+    check_batched_equals_alone("tests/fixtures/pixelcnn_gated.safetensors");
+    check_batched_equals_alone("tests/fixtures/pixelcnn_rgb.safetensors");
+}
 
 /* A NADE in another order and a VAE cannot complete; the call says so. */
 static void test_core_unsupported(void **state) {
@@ -177,7 +188,7 @@ typedef struct {
     int h, w;
 } served;
 
-static const served AR[] = {{"nade", 28, 28}};
+static const served AR[] = {{"nade", 28, 28}, {"pc", 9, 7}};
 enum { N_AR = sizeof AR / sizeof AR[0], MAX_PIXELS = 28 * 28 };
 
 static daemon_t d;
@@ -186,6 +197,7 @@ static int start(void **state) {
     const char *args[] = {"--model", "nade=" NADE,
                           "--model", "ordered=tests/fixtures/nade_ref.safetensors",
                           "--model", "vae=tests/fixtures/vae_mlp.safetensors",
+                          "--model", "pc=tests/fixtures/pixelcnn_gated.safetensors",
                           "--max-n", "64",
                           NULL};
     d = daemon_start("complete", args);
@@ -446,7 +458,7 @@ static void test_http_errors(void **state) {
                  "exactly one image");
 }
 
-/* /v1/models lists complete for the NADE in raster order only; OPTIONS
+/* /v1/models lists complete for the NADE in raster order and the PixelCNN only; OPTIONS
  * offers POST. */
 static void test_http_listed(void **state) {
     reply_t r = http_get(d.port, "/v1/models");
@@ -459,7 +471,7 @@ static void test_http_listed(void **state) {
         size_t k;
         json_array_foreach(json_object_get(m, "operations"), k, op) listed |=
             !strcmp(json_string_value(op), "complete");
-        assert_int_equal(listed, !strcmp(name, "nade"));
+        assert_int_equal(listed, !strcmp(name, "nade") || !strcmp(name, "pc"));
         if (listed) assert_non_null(json_object_get(json_object_get(m, "parameters"), "complete"));
     }
     json_decref(j);

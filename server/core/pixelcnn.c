@@ -19,6 +19,8 @@
  *
  * Sampling draws pixel after pixel with the cached sampler, at the row's
  * temperature; the log p it returns is at temperature 1, like NADE's.
+ * Completion is the same sampler started from the kept prefix: the
+ * positions the kept pixels need are computed once, then sampling goes on.
  */
 #include <math.h>
 #include <stdio.h>
@@ -165,7 +167,7 @@ static void *pixelcnn_load(const gm_st *st, gm_model_info *info, char err[GM_ERR
     if (!(m->plan = pc_plan_build(m->net, L, "gm.network", err)) || check_causal(m, info, L, err)) goto fail;
     info->binary = true;
     info->exact_logp = true;
-    info->supports[GM_OP_SAMPLE] = info->supports[GM_OP_LOGP] = true;
+    info->supports[GM_OP_SAMPLE] = info->supports[GM_OP_LOGP] = info->supports[GM_OP_COMPLETE] = true;
     return m;
 fail:
     pixelcnn_free(m);
@@ -224,12 +226,24 @@ static int pixelcnn_sample(const void *p, const gm_model_info *info, int B, gm_r
     return sample_with(p, B, rows, pixels, logp, true);
 }
 
+static int pixelcnn_complete(const void *p, const gm_model_info *info, int B, const float *x, gm_row *rows,
+                             float *pixels, double *logp, double *logp_rest) {
+    const pixelcnn *m = p;
+    int *labels = m->conditional ? malloc((size_t)B * sizeof *labels) : NULL;
+    if (m->conditional && !labels) return -1;
+    for (int r = 0; m->conditional && r < B; r++) labels[r] = rows[r].label;
+    int rc = pc_complete(m->plan, B, rows, labels, x, pixels, logp, logp_rest);
+    free(labels);
+    return rc;
+}
+
 const gm_family_impl gm_pixelcnn_family = {
     .load = pixelcnn_load,
     .free = pixelcnn_free,
     .net = pixelcnn_net,
     .sample = pixelcnn_sample,
     .logp = pixelcnn_logp,
+    .complete = pixelcnn_complete,
 };
 
 int gm_pixelcnn_sample_mode(const gm_model *model, int B, gm_row *rows, float *pixels, double *logp, bool cached) {

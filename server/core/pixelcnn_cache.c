@@ -473,6 +473,8 @@ typedef struct {
     float *pixels;
     double *logp;
     bool cached;
+    const float *given; /* completion: the images whose first rows[r].given values are kept, or NULL */
+    double *rest;       /* completion: log p of the drawn values */
 } pc_call;
 
 typedef struct {
@@ -606,9 +608,15 @@ static int run_block(const pc_call *c, int r0, int r1) {
     if (!k.buf || !k.gather || !k.acc || !arena || !labf) goto done;
     float *px = c->pixels + (size_t)r0 * D;
     memset(px, 0, (size_t)nb * D * sizeof *px);
+    int kept = c->given ? p->P : 0; /* whole pixels every row of the block keeps */
     for (int r = 0; r < nb; r++) {
         if (p->label_val >= 0) labf[r] = (float)c->labels[r0 + r];
         if (c->logp) c->logp[r0 + r] = 0.0;
+        if (!c->given) continue;
+        int g = c->rows[r0 + r].given;
+        memcpy(px + (size_t)r * D, c->given + (size_t)(r0 + r) * D, (size_t)g * sizeof *px);
+        c->rest[r0 + r] = 0.0;
+        if (g / p->C < kept) kept = g / p->C;
     }
     for (int v = 0; v < p->n_vals; v++) {
         const pval *x = &p->vals[v];
@@ -619,9 +627,18 @@ static int run_block(const pc_call *c, int r0, int r1) {
         if (!p->ops[i].spatial) compute_const(&k, i);
     const pval *out = &p->vals[gm_net_out_value(p->net)];
     const float *Y = k.buf[gm_net_out_value(p->net)];
+    /* the kept pixels' positions, op after op: every input of op i at a
+     * position of the first `kept` steps is then computed already */
+    for (int i = 0; i < p->n_ops; i++) {
+        if (!p->ops[i].spatial || gm_net_op(p->net, i)->kind == OP_SPLIT) continue;
+        for (int t = 0; t < kept; t++) {
+            size_t e = (size_t)t * p->n_ops + i;
+            if (p->count[e]) compute(&k, i, p->pos + p->start[e], p->count[e]);
+        }
+    }
     for (int t = 0; t < p->P; t++)
         for (int ch = 0; ch < p->C; ch++) {
-            for (int i = 0; i < p->n_ops; i++) {
+            for (int i = 0; i < p->n_ops && t >= kept; i++) {
                 const layer *L = gm_net_op(p->net, i);
                 if (!p->ops[i].spatial || L->kind == OP_SPLIT) continue;
                 if (c->cached) {
@@ -636,9 +653,14 @@ static int run_block(const pc_call *c, int r0, int r1) {
                 double logit = Y[at_pos(out, r, t / p->W, t % p->W) + ch], e = exp(-fabs(logit));
                 double pr = row->temperature == 1.0f ? (logit >= 0 ? 1.0 : e) / (1.0 + e)
                                                      : 1.0 / (1.0 + exp(-logit / row->temperature));
-                bool on = gm_rng_uniform(&row->rng) < pr;
-                px[(size_t)r * D + (size_t)t * p->C + ch] = on ? 1.0f : 0.0f;
-                if (c->logp) c->logp[r0 + r] -= gm_softplus_e(on ? -logit : logit, e);
+                size_t v = (size_t)t * p->C + ch;
+                bool on = gm_rng_uniform(&row->rng) < pr; /* drawn for a kept value too: the stream stays sample's */
+                bool keep = c->given && v < (size_t)row->given;
+                if (keep) on = px[(size_t)r * D + v] != 0.0f;
+                px[(size_t)r * D + v] = on ? 1.0f : 0.0f;
+                double term = -gm_softplus_e(on ? -logit : logit, e);
+                if (c->logp) c->logp[r0 + r] += term;
+                if (c->rest && !keep) c->rest[r0 + r] += term;
             }
         }
     rc = 0;
@@ -661,6 +683,12 @@ static int sample_rows(void *ctx, int r0, int r1) {
 }
 
 int pc_sample(const pc_plan *p, int B, gm_row *rows, const int *labels, float *pixels, double *logp, bool cached) {
-    pc_call c = {p, rows, labels, pixels, logp, cached};
+    pc_call c = {p, rows, labels, pixels, logp, cached, NULL, NULL};
+    return gm_parallel_rows(B, 1, sample_rows, &c);
+}
+
+int pc_complete(const pc_plan *p, int B, gm_row *rows, const int *labels, const float *given, float *pixels,
+                double *logp, double *rest) {
+    pc_call c = {p, rows, labels, pixels, logp, true, given, rest};
     return gm_parallel_rows(B, 1, sample_rows, &c);
 }

@@ -30,6 +30,17 @@ void pc_plan_free(pc_plan *p); /* accepts NULL */
  * memory runs out. */
 int pc_sample(const pc_plan *p, int B, gm_row *rows, const int *labels, float *pixels, double *logp, bool cached);
 
+/* pc_sample (cached) that keeps row r's first rows[r].given values of
+ * `given` (B, D) channels-last, in raster order, and draws the rest. The
+ * positions that the whole pixels kept by every row of a block need are
+ * computed first, op by op over all of them, then sampling continues pixel
+ * by pixel. A row draws one number per value as pc_sample does, the kept
+ * values' included (discarded), so completing a prefix of a sample with its
+ * stream gives the sample back. rest (B): log p of the drawn values given
+ * the kept ones. */
+int pc_complete(const pc_plan *p, int B, gm_row *rows, const int *labels, const float *given, float *pixels,
+                double *logp, double *rest);
+
 /* Positions the cached sampler computes over a whole image, summed over
  * ops, and the naive loop's count, for benchmarks and docs. */
 long long pc_positions(const pc_plan *p, bool cached);
