@@ -522,8 +522,9 @@ static void test_sigterm_loses_no_accepted_request(void **state) {
     drain_args a = {&d, c, N};
     pthread_t t;
     pthread_create(&t, NULL, drain_load, &a);
-    /* Until every request is queued or running; polled, not timed, so that
-     * a loaded machine only makes the test slower. */
+    /* Until the daemon has received every request (some may still be
+     * uploading their bodies); polled, not timed, so that a loaded machine
+     * only makes the test slower. */
     long in_flight = 0;
     for (int i = 0; i < 1000 && in_flight < N + 1; i++) {
         reply_t m = http_get(d.port, "/metrics");
@@ -542,8 +543,27 @@ static void test_sigterm_loses_no_accepted_request(void **state) {
     }
     assert_true(ready == 503 || ready == 0);
     pthread_join(t, NULL);
-    for (int i = 0; i < N; i++) assert_int_equal(c[i].status, 200);
     assert_int_equal(daemon_stop(&d), 0);
+    /* The daemon logs how many requests it had accepted when draining began:
+     * each of those must be answered 200; a request still arriving then may
+     * be told 503, and none may be dropped. */
+    FILE *f = fopen(d.log, "r");
+    assert_non_null(f);
+    char line[512];
+    int accepted = -1;
+    while (fgets(line, sizeof line, f)) {
+        const char *p = strstr(line, "draining: ");
+        if (p) accepted = atoi(p + strlen("draining: "));
+    }
+    fclose(f);
+    assert_true(accepted >= 1);
+    int ok = 0;
+    for (int i = 0; i < N; i++) {
+        assert_true(c[i].status == 200 || c[i].status == 503);
+        ok += c[i].status == 200;
+    }
+    print_message("drain: %d accepted when SIGTERM came, %d of %d answered 200\n", accepted, ok, N);
+    assert_true(ok >= accepted);
 }
 
 /* A second SIGTERM while draining (an impatient operator, a supervisor that
@@ -571,8 +591,27 @@ static void test_second_sigterm_still_drains(void **state) {
         kill(d.pid, SIGTERM);
     }
     pthread_join(t, NULL);
-    for (int i = 0; i < N; i++) assert_int_equal(c[i].status, 200);
     assert_int_equal(daemon_stop(&d), 0);
+    /* The daemon logs how many requests it had accepted when draining began:
+     * each of those must be answered 200; a request still arriving then may
+     * be told 503, and none may be dropped. */
+    FILE *f = fopen(d.log, "r");
+    assert_non_null(f);
+    char line[512];
+    int accepted = -1;
+    while (fgets(line, sizeof line, f)) {
+        const char *p = strstr(line, "draining: ");
+        if (p) accepted = atoi(p + strlen("draining: "));
+    }
+    fclose(f);
+    assert_true(accepted >= 1);
+    int ok = 0;
+    for (int i = 0; i < N; i++) {
+        assert_true(c[i].status == 200 || c[i].status == 503);
+        ok += c[i].status == 200;
+    }
+    print_message("drain: %d accepted when SIGTERM came, %d of %d answered 200\n", accepted, ok, N);
+    assert_true(ok >= accepted);
 }
 
 static void test_client_that_leaves_is_dropped(void **state) {
