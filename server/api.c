@@ -82,7 +82,7 @@ static json_t *model_json(const gm_served *sv) {
         const char *key, *value = gm_model_meta_at(m, k, &key);
         /* layer lists are architecture, not facts a client needs; JSON-valued facts stay JSON */
         if (!strcmp(key, "gm.encoder") || !strcmp(key, "gm.decoder") || !strcmp(key, "gm.generator") ||
-            !strcmp(key, "gm.discriminator"))
+            !strcmp(key, "gm.discriminator") || !strcmp(key, "gm.q_network"))
             continue;
         json_t *v = NULL;
         if (!strcmp(key, "gm.metrics") || !strcmp(key, "gm.training") || !strcmp(key, "gm.class_names"))
