@@ -51,6 +51,7 @@ typedef struct {
     int num_classes;                  /* > 0 for class-conditional models */
     int code_dim;                     /* GAN: continuous code values (InfoGAN), 0 = none */
     int cat_dim;                      /* GAN: categories of InfoGAN's categorical code, 0 = none */
+    bool encode_q;                    /* GAN: encode is InfoGAN's Q network (see gm_model_encode) */
     const char *const *class_names;   /* num_classes names, or NULL */
     bool supports[GM_OP_COUNT];
     bool binary;                /* inputs are binarized at 0.5 (NADE; a VAE with gm.input "binary") */

@@ -153,6 +153,7 @@ static void *gan_load(const gm_st *st, gm_model_info *info, char err[GM_ERR_LEN]
     info->encode_dim = m->enc ? Z : m->q ? m->cat_dim + m->code_dim : 0;
     info->code_dim = m->code_dim;
     info->cat_dim = m->cat_dim;
+    info->encode_q = m->q != NULL;
     info->supports[GM_OP_SAMPLE] = info->supports[GM_OP_DECODE] = true;
     info->supports[GM_OP_ENCODE] = m->enc || m->q;
     info->supports[GM_OP_DISCRIMINATE] = m->disc != NULL;
