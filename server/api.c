@@ -82,18 +82,18 @@ static json_t *model_json(const gm_served *sv) {
         const char *key, *value = gm_model_meta_at(m, k, &key);
         /* layer lists are architecture, not facts a client needs; JSON-valued facts stay JSON */
         if (!strcmp(key, "gm.encoder") || !strcmp(key, "gm.decoder") || !strcmp(key, "gm.generator") ||
-            !strcmp(key, "gm.discriminator"))
+            !strcmp(key, "gm.discriminator") || !strcmp(key, "gm.q_network"))
             continue;
         json_t *v = NULL;
         if (!strcmp(key, "gm.metrics") || !strcmp(key, "gm.training") || !strcmp(key, "gm.class_names"))
             v = json_loads(value, 0, NULL);
         json_object_set_new(meta, key, v ? v : json_string(value));
     }
-    json_t *o = json_pack("{s:s,s:s,s:{s:i,s:i,s:i},s:i,s:i,s:i,s:o,s:o,s:b,s:b,s:o}", "name", sv->name, "family",
+    json_t *o = json_pack("{s:s,s:s,s:{s:i,s:i,s:i},s:i,s:i,s:i,s:i,s:o,s:o,s:b,s:b,s:o}", "name", sv->name, "family",
                           gm_family_name(in->family), "image", "height", in->height, "width", in->width, "channels",
                           in->channels, "latent_dim", in->latent_dim, "encode_dim", in->encode_dim, "code_dim",
-                          in->code_dim, "operations", ops, "parameters", params, "binary", in->binary, "exact_logp",
-                          in->exact_logp, "metadata", meta);
+                          in->code_dim, "cat_dim", in->cat_dim, "operations", ops, "parameters", params, "binary",
+                          in->binary, "exact_logp", in->exact_logp, "metadata", meta);
     if (o && in->num_classes) {
         json_t *names = json_array();
         for (int k = 0; k < in->num_classes; k++)
@@ -229,7 +229,7 @@ static bool json_body_affordable(const gm_model *m, gm_call *c, gm_op op, const 
     enum { PARAM_VALUES = 64 };
     const gm_model_info *in = gm_model_get_info(m);
     size_t per_item = images_in(op)        ? (size_t)in->dim + 2
-                      : op == GM_OP_DECODE ? (size_t)in->latent_dim + (size_t)in->code_dim + 3
+                      : op == GM_OP_DECODE ? (size_t)in->latent_dim + (size_t)in->code_dim + 4
                                            : 0;
     size_t limit = per_item * (size_t)req->cfg->max_images + PARAM_VALUES +
                    (c->route == GM_ROUTE_SAMPLE ? (size_t)in->code_dim + 1 : 0); /* sample's one code */

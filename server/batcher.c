@@ -98,7 +98,7 @@ static int run_op(gm_job *j) {
     case GM_OP_ENCODE:
         return gm_model_encode(j->model, j->n, j->pixels, j->out_z, j->out_logvar);
     case GM_OP_DECODE:
-        return gm_model_decode_codes(j->model, j->n, j->z, j->labels, j->codes, j->out_pixels);
+        return gm_model_decode_codes(j->model, j->n, j->z, j->labels, j->codes, j->cats, j->out_pixels);
     case GM_OP_DISCRIMINATE:
         return gm_model_discriminate(j->model, j->n, j->pixels, j->out_logits);
     case GM_OP_RECONSTRUCT:

@@ -115,6 +115,11 @@ static json_t *param_schema(gm_param p, gm_op op, bool get, bool in_query, const
         s = op == GM_OP_DECODE && !in_query
                 ? json_pack("{s:[o,{s:s,s:O}]}", "oneOf", one, "type", "array", "items", one)
                 : one;
+    } else if (p == GM_P_CAT) {
+        json_t *one = json_pack("{s:s,s:o}", "type", "integer", "minimum", num(0));
+        s = op == GM_OP_DECODE && !in_query
+                ? json_pack("{s:[o,{s:s,s:O}]}", "oneOf", one, "type", "array", "items", one)
+                : one;
     } else if (p == GM_P_CODE) {
         json_t *one = json_pack("{s:s,s:o}", "type", "array", "items", number_range(d->min, d->max));
         if (in_query) {
@@ -424,9 +429,11 @@ static json_t *schemas(void) {
                                   "k", "type", "integer", "seed", seed, "results", "type", "array", "items", "type",
                                   "object", "properties", "logp", num, "bits_per_dim", num, "elbo", num, "se", num));
     json_object_set_new(o, "EncodeReply",
-                        json_pack("{s:s,s:[s,s],s:{s:{s:s},s:{s:s,s:{s:s,s:{s:O,s:O}}}}}", "type", "object", "required",
-                                  "model", "results", "properties", "model", "type", "string", "results", "type",
-                                  "array", "items", "type", "object", "properties", "z", numbers, "logvar", numbers));
+                        json_pack("{s:s,s:[s,s],s:{s:{s:s},s:{s:s,s:{s:s,s:{s:O,s:O,s:O,s:{s:s},s:O}}}}}", "type",
+                                  "object", "required", "model", "results", "properties", "model", "type", "string",
+                                  "results", "type", "array", "items", "type", "object", "properties", "z", numbers,
+                                  "logvar", numbers, "cat_probabilities", numbers, "cat", "type", "integer", "code",
+                                  numbers));
     json_object_set_new(o, "DiscriminateReply",
                         json_pack("{s:s,s:[s,s],s:{s:{s:s},s:{s:s,s:{s:s,s:{s:O,s:O,s:O}}}}}", "type", "object",
                                   "required", "model", "results", "properties", "model", "type", "string", "results",

@@ -52,6 +52,7 @@ struct gm_operation {
     /* buffers of the job */
     float *in, *out, *out2;
     float *codes; /* sample: one code for every row; decode: (n, code_dim) */
+    int *cats;    /* decode of a model with a categorical code: (n) */
     int *labels;
     gm_row *rows;
     double *logp, *logp_rest;
@@ -228,6 +229,20 @@ static bool code_allowed(gm_operation *c, const gm_model_info *in, json_t *v) {
     return true;
 }
 
+/* One category of an InfoGAN's categorical code, 0..cat_dim-1; a cat on a
+ * model without one is refused, not ignored. `what` names it ("cat[2]"). */
+static bool read_cat(gm_operation *c, const gm_model_info *in, json_t *v, const char *what, int *out) {
+    if (!in->cat_dim)
+        return fail(c, GM_E_MODEL_MISMATCH, "cat: model \"%s\" has no categorical code input (cat_dim 0)",
+                    model_name(c));
+    json_t *tmp = json_pack("{s:O}", what, v);
+    long x;
+    bool ok = tmp && get_long_in(c, tmp, what, 0, 0, in->cat_dim - 1, NULL, &x);
+    json_decref(tmp);
+    if (ok) *out = (int)x;
+    return ok;
+}
+
 static bool check_params(gm_operation *c, gm_op op, json_t *params) {
     const char *key;
     json_t *v;
@@ -334,7 +349,7 @@ static bool sample_etag(gm_operation *c, const gm_model_info *in, int label) {
     size_t cap = 512 + 20 * (size_t)in->code_dim, o = 0;
     char *t = malloc(cap);
     if (!t) return fail(c, GM_E_INTERNAL, "out of memory");
-    o += (size_t)snprintf(t + o, cap - o, "code=");
+    o += (size_t)snprintf(t + o, cap - o, "cat=%d&code=", r->cat_given ? r->cat : -1);
     for (int j = 0; c->codes && j < in->code_dim; j++)
         o += (size_t)snprintf(t + o, cap - o, "%s%.9g", j ? "," : "", c->codes[j]);
     if (!c->codes) o += (size_t)snprintf(t + o, cap - o, "drawn");
@@ -372,7 +387,9 @@ static bool prepare_sample(gm_operation *c, const gm_model_info *in, json_t *p, 
     if (json_object_get(p, "mode") && in->family != GM_FAMILY_VAE)
         return fail(c, GM_E_MODEL_MISMATCH, "mode applies to VAE models only");
     if (!get_choice(c, p, GM_P_MODE, false, &sample_pixels)) return false;
-    json_t *cv = json_object_get(p, "code");
+    json_t *cv = json_object_get(p, "code"), *catv = json_object_get(p, "cat");
+    int cat = -1; /* one category for every row; without it each row draws its own */
+    if (catv && !read_cat(c, in, catv, "cat", &cat)) return false;
     if (!code_allowed(c, in, cv)) return false;
     if (cv) {                     /* one code for every row; without it each row draws its own */
         if (json_is_string(cv)) { /* a query string: code=[0.5,-1] */
@@ -407,6 +424,8 @@ static bool prepare_sample(gm_operation *c, const gm_model_info *in, json_t *p, 
         r->sample_pixels = sample_pixels;
         r->label = row_label(c, in, label, i);
         r->code = c->codes;
+        r->cat_given = cat >= 0;
+        r->cat = cat;
     }
     c->job.n = (int)n;
     c->job.rows = c->rows;
@@ -616,6 +635,28 @@ static bool prepare_decode_codes(gm_operation *c, const gm_model_info *in, json_
     return true;
 }
 
+/* Decode's category: required when the model has a categorical code (like
+ * label), one for every latent or an array of one per latent. */
+static bool prepare_decode_cats(gm_operation *c, const gm_model_info *in, json_t *p, long n) {
+    json_t *v = json_object_get(p, "cat");
+    if (!v && !in->cat_dim) return true;
+    if (!v)
+        return fail(c, GM_E_MODEL_MISMATCH,
+                    "cat is required: model \"%s\" takes a categorical code 0 to %d (one for every latent, or an "
+                    "array of one per latent)",
+                    model_name(c), in->cat_dim - 1);
+    bool each = json_is_array(v);
+    if (each && json_array_size(v) != (size_t)n)
+        return fail(c, GM_E_MODEL_MISMATCH, "cat has %zu entries for %ld latents", json_array_size(v), n);
+    if (!(c->cats = malloc((size_t)n * sizeof *c->cats))) return fail(c, GM_E_INTERNAL, "out of memory");
+    char what[32];
+    for (long i = 0; i < n; i++) {
+        snprintf(what, sizeof what, each ? "cat[%ld]" : "cat", i);
+        if (!read_cat(c, in, each ? json_array_get(v, (size_t)i) : v, what, &c->cats[i])) return false;
+    }
+    return true;
+}
+
 /* Completion's inputs, on the worker: the one image (decoded when it came
  * as PNG) copied to every row. */
 static bool complete_inputs(gm_job *job) {
@@ -723,11 +764,12 @@ static bool prepare_decode(gm_operation *c, const gm_model_info *in, json_t *p, 
             if (!parse_label(c, in, json_is_array(lv) ? json_array_get(lv, (size_t)i) : lv, &c->labels[i]))
                 return false;
     } else if (lv) return fail(c, GM_E_MODEL_MISMATCH, "label: model \"%s\" is not class-conditional", model_name(c));
-    if (!prepare_decode_codes(c, in, p, n)) return false;
+    if (!prepare_decode_codes(c, in, p, n) || !prepare_decode_cats(c, in, p, n)) return false;
     c->job.n = (int)n;
     c->job.z = c->in;
     c->job.labels = c->labels;
     c->job.codes = c->codes;
+    c->job.cats = c->cats;
     c->job.out_pixels = c->out;
     return true;
 }
@@ -796,6 +838,7 @@ void gm_operation_free(gm_operation *c) {
     free(c->out);
     free(c->out2);
     free(c->codes);
+    free(c->cats);
     free(c->labels);
     free(c->rows);
     free(c->logp);
@@ -929,9 +972,37 @@ static void finish_logp(gm_operation *c, const gm_model_info *in, gm_reply *repl
     gm_reply_jw(reply, &w);
 }
 
+/* An InfoGAN's Q outputs, per image: the categorical code's distribution
+ * (softmax of the logits, shifted by their maximum so that no logit
+ * overflows), its most likely category, and the continuous codes. */
+static void finish_encode_q(gm_operation *c, const gm_model_info *in, gm_reply *reply) {
+    int K = in->cat_dim, L = in->code_dim;
+    json_t *results = json_array();
+    for (int i = 0; i < c->job.n; i++) {
+        const float *q = c->out + (size_t)i * (K + L);
+        json_t *r = json_object();
+        if (K) {
+            int best = 0;
+            for (int k = 1; k < K; k++) best = q[k] > q[best] ? k : best;
+            double sum = 0;
+            for (int k = 0; k < K; k++) sum += exp((double)q[k] - q[best]);
+            json_t *probs = json_array();
+            for (int k = 0; k < K; k++) json_array_append_new(probs, number(exp((double)q[k] - q[best]) / sum));
+            json_object_set_new(r, "cat_probabilities", probs);
+            json_object_set_new(r, "cat", json_integer(best));
+        }
+        json_t *code = json_array();
+        for (int j = 0; j < L; j++) json_array_append_new(code, number(q[K + j]));
+        json_object_set_new(r, "code", code);
+        json_array_append_new(results, r);
+    }
+    gm_reply_json(reply, json_pack("{s:s,s:o}", "model", model_name(c), "results", results));
+}
+
 static void finish_encode(gm_operation *c, const gm_model_info *in, gm_reply *reply) {
-    if (c->format == GM_FORMAT_NPY) /* z alone (a VAE's mean), (n, encode_dim) */
+    if (c->format == GM_FORMAT_NPY) /* z alone (a VAE's mean), or Q's logits then codes: (n, encode_dim) */
         return reply_npy(c, reply, c->out, 2, (const long[]){c->job.n, in->encode_dim});
+    if (in->encode_q) return finish_encode_q(c, in, reply);
     int n = c->job.n;
     size_t e = (size_t)in->encode_dim;
     gm_jw w;

@@ -52,6 +52,10 @@ const gm_param_def gm_params[GM_P_COUNT] = {
         .ops = SAMPLE | DECODE,
         .description = "a GAN's continuous code: code_dim numbers (decode: one for every latent, or one per "
                        "latent)"},
+    [GM_P_CAT] = {.name = "cat", .type = "integer", .dflt_text = "random (sample)", .range_text = "0 to cat_dim - 1",
+        .ops = SAMPLE | DECODE,
+        .description = "an InfoGAN's categorical code: a category index (decode: one for every latent, or an "
+                       "array of one per latent)"},
     [GM_P_MODE] = {.name = "mode", .type = "string", .dflt_text = "mean", .choices = {"mean", "sample"},
         .ops = SAMPLE, .description = "VAE only: the decoder's mean image, or pixels drawn from it"},
     [GM_P_FORMAT] = {.name = "format", .type = "string", .dflt_text = "png for a GET sample, else json",

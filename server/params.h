@@ -28,6 +28,7 @@ typedef enum {
     GM_P_LABEL,
     GM_P_TRUNCATION,
     GM_P_CODE,
+    GM_P_CAT,
     GM_P_MODE,
     GM_P_FORMAT,
     GM_P_SCALE,

@@ -58,6 +58,7 @@ struct gm_job {
     const float *z;      /* decode: (n, latent_dim) */
     const int *labels;   /* decode of a conditional model: (n) */
     const float *codes;  /* decode of a GAN with codes: (n, code_dim) */
+    const int *cats;     /* decode of a GAN with a categorical code: (n), or NULL */
     gm_row *rows;        /* sample, logp, complete: (n) per-row parameters and streams */
 
     /* Outputs, allocated by the submitter for the op it asks. */

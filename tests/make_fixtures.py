@@ -605,10 +605,53 @@ def graph_fixtures():
     ref("gan_graph", {"z": z, "labels": labels, "pixels": ((y + 1) / 2).clamp(0, 1)}, {})
 
 
+# ---------- InfoGAN (categorical and continuous codes, Q network) ----------
+
+class InfoGenerator(nn.Module):
+    """forward(z, cat, code), as PyTorch GAN collections write InfoGAN's
+    generator: the inputs concatenated, then a small deconvolution stack."""
+
+    def __init__(self, Z, K, L):
+        super().__init__()
+        self.fc = nn.Sequential(nn.Linear(Z + K + L, 8 * 2 * 2), nn.BatchNorm1d(32), nn.ReLU())
+        self.conv = nn.Sequential(nn.ConvTranspose2d(8, 4, 4, 2, 1), nn.BatchNorm2d(4), nn.ReLU(),
+                                  nn.ConvTranspose2d(4, 1, 4, 2, 1), nn.Tanh())
+
+    def forward(self, z, cat, code):
+        return self.conv(self.fc(torch.cat([z, cat, code], 1)).view(-1, 8, 2, 2))
+
+
+def infogan_fixture():
+    """infogan_tiny: 8x8x1, Z = 3, 4 categories, 2 continuous codes, a Q
+    network; the reference holds z, categories, codes, PyTorch's images
+    (channels last, [0, 1]) and, for images x, Q's K logits + 2 codes."""
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "python"))
+    import gmexport
+    F = nn.functional
+    Z, K, L, n = 3, 4, 2, 5
+    gen = randomize_bn(InfoGenerator(Z, K, L))
+    q = randomize_bn(nn.Sequential(nn.Conv2d(1, 4, 4, 2, 1), nn.LeakyReLU(0.2), nn.Flatten(),
+                                   nn.Linear(64, 16), nn.BatchNorm1d(16), nn.LeakyReLU(0.2), nn.Linear(16, K + L)))
+    gmexport.save_gan(os.path.join(OUT, "infogan_tiny.safetensors"), gen, image="8x8x1", latent_dim=Z,
+                      inputs=("z", "cat", "code"), code_dim=L, cat_dim=K, q_network=q)
+    z, cats, codes, x = torch.randn(n, Z), torch.tensor([0, 3, 1, 2, 3]), torch.rand(n, L) * 2 - 1, torch.rand(n, 64)
+    gen.eval()
+    q.eval()
+    with torch.no_grad():
+        y = gen(z, F.one_hot(cats, K).float(), codes)
+        prior = gen(z, torch.full((n, K), 1.0 / K), codes)
+        qout = q(x.reshape(n, 1, 8, 8) * 2 - 1)
+    ref("infogan_tiny", {"z": z, "cats": cats, "codes": codes, "pixels": ((y.reshape(n, 64) + 1) / 2).clamp(0, 1),
+                         "prior_pixels": ((prior.reshape(n, 64) + 1) / 2).clamp(0, 1), "x": x, "q": qout}, {})
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     if sys.argv[2:] == ["graph"]:  # only the graph cases: the other fixtures stay as committed
         graph_fixtures()
+        return
+    if sys.argv[2:] == ["infogan"]:  # only the InfoGAN case
+        infogan_fixture()
         return
     if sys.argv[2:] == ["aae"]:  # only the AAE cases
         aae_fixtures()
@@ -644,6 +687,7 @@ def main():
     likelihood_fixture("likelihoods")
     graph_fixtures()
     aae_fixtures()
+    infogan_fixture()
     pixelcnn_fixtures.main(OUT)
     print("fixtures written to", OUT)
 

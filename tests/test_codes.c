@@ -97,7 +97,7 @@ static void test_decode_feeds_codes(void **state) {
     double want[D];
     for (int i = 0; i < B * Z; i++) z[i] = 2.0f * ((float)rand() / RAND_MAX) - 1.0f;
     for (int i = 0; i < B * K; i++) codes[i] = 3.0f * ((float)rand() / RAND_MAX) - 1.5f;
-    assert_int_equal(gm_model_decode_codes(m, B, z, labels, codes, px), 0);
+    assert_int_equal(gm_model_decode_codes(m, B, z, labels, codes, NULL, px), 0);
     for (int r = 0; r < B; r++) {
         reference(z + r * Z, labels[r], codes + r * K, want);
         assert_pixels("decode with codes", px + r * D, want, D, 1e-5);

@@ -176,6 +176,10 @@ static void check_schema(gm_param p, gm_op op, bool get, json_t *s, const char *
         json_t *index = json_array_get(alts, 0);
         if (json_object_get(index, "oneOf")) index = json_array_get(json_object_get(index, "oneOf"), 0); /* decode */
         assert_bound(index, "minimum", d->min, what);
+    } else if (p == GM_P_CAT) { /* a category from min (decode: or an array of them) */
+        json_t *one = json_object_get(s, "oneOf") ? json_array_get(json_object_get(s, "oneOf"), 0) : s;
+        assert_string_equal(json_string_value(json_object_get(one, "type")), "integer");
+        assert_bound(one, "minimum", d->min, what);
     } else if (p == GM_P_CODE) { /* numbers within the table's bounds (as JSON text in a query) */
         json_t *arr = json_object_get(s, "oneOf") ? json_array_get(json_object_get(s, "oneOf"), 0) : s;
         if (!strcmp(json_string_value(json_object_get(arr, "type")), "array")) {

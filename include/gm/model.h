@@ -50,6 +50,8 @@ typedef struct {
     int encode_dim;                   /* values per encode result; NADE: hidden units */
     int num_classes;                  /* > 0 for class-conditional models */
     int code_dim;                     /* GAN: continuous code values (InfoGAN), 0 = none */
+    int cat_dim;                      /* GAN: categories of InfoGAN's categorical code, 0 = none */
+    bool encode_q;                    /* GAN: encode is InfoGAN's Q network (see gm_model_encode) */
     const char *const *class_names;   /* num_classes names, or NULL */
     bool supports[GM_OP_COUNT];
     bool binary;                /* inputs are binarized at 0.5 (NADE; a VAE with gm.input "binary") */
@@ -65,6 +67,9 @@ typedef struct {
     float truncation;   /* GAN: z_j ~ N(0, 1) given |z_j| <= truncation; 0 = off */
     const float *code;  /* GAN with codes: the row's code_dim values, or NULL to draw
                            each from Uniform(-1, 1) on the row's stream, after z */
+    bool cat_given;     /* GAN with a categorical code: cat holds the row's category; else
+                           it is drawn uniformly from a stream apart from the row's */
+    int cat;            /* 0 <= cat < cat_dim when cat_given */
     bool sample_pixels; /* VAE: draw pixels from p(x|z) instead of returning its mean */
     int given;          /* complete: the row's first `given` pixels (raster order) are kept */
 } gm_row;
@@ -112,15 +117,18 @@ int gm_model_sample(const gm_model *m, int B, gm_row *rows, float *pixels, doubl
 /* pixels: (B, D); K >= 1 importance samples (VAE; ignored by NADE). */
 int gm_model_logp(const gm_model *m, int B, const float *pixels, int K, gm_row *rows, gm_logp_result *out);
 
-/* z: (B, encode_dim); logvar: (B, encode_dim) for a VAE, else NULL. */
+/* z: (B, encode_dim); logvar: (B, encode_dim) for a VAE, else NULL. An
+ * InfoGAN's encode is its Q network: per image cat_dim logits of the
+ * categorical code, then code_dim continuous codes. */
 int gm_model_encode(const gm_model *m, int B, const float *pixels, float *z, float *logvar);
 
 /* z: (B, latent_dim); labels: (B) for conditional models, else NULL;
- * codes: (B, code_dim) for a GAN with codes, else NULL. */
+ * codes: (B, code_dim) for a GAN with codes, else NULL (zeros, the mean of
+ * the codes' prior); cats: (B) categories 0..cat_dim-1 for a GAN with a
+ * categorical code, else NULL (its prior's mean, 1/cat_dim each). */
 int gm_model_decode_codes(const gm_model *m, int B, const float *z, const int *labels, const float *codes,
-                          float *pixels);
-/* gm_model_decode_codes with codes NULL: a model with codes gets zeros,
- * the mean of the codes' prior. */
+                          const int *cats, float *pixels);
+/* gm_model_decode_codes with codes and cats NULL. */
 int gm_model_decode(const gm_model *m, int B, const float *z, const int *labels, float *pixels);
 
 /* Completion by an autoregressive model whose order is raster order

@@ -20,7 +20,7 @@ from .trace import export_network
 PROBES = 4
 SEED = 1234
 LIKELIHOODS = ("bernoulli", "continuous_bernoulli", "gaussian", "discretized_gaussian", "categorical256")
-GAN_INPUTS = ("z", "label", "onehot", "code")
+GAN_INPUTS = ("z", "label", "onehot", "code", "cat")
 
 
 def parse_image(image):
@@ -125,22 +125,25 @@ def save_vae(path, encoder, decoder, image="28x28x1", latent_dim=None, input="bi
 
 
 def save_gan(path, generator, image="28x28x1", latent_dim=None, inputs=("z",), num_classes=0, class_names=None,
-             code_dim=0, output="tanh", discriminator=None, encoder=None, metadata=None):
+             code_dim=0, cat_dim=0, output="tanh", discriminator=None, encoder=None, q_network=None,
+             metadata=None):
     """A GAN generator, forward(*inputs) -> an image of D values ending in
     tanh (output="tanh": [-1, 1]) or sigmoid (output="sigmoid": [0, 1]).
     inputs names forward()'s arguments in order: "z" [B, Z], "label" [B]
-    int64, "onehot" [B, C], "code" [B, code_dim]. A conditional generator
+    int64, "onehot" [B, C], "code" [B, code_dim], "cat" [B, cat_dim] (one-hot:
+    InfoGAN's categorical code). A conditional generator
     declared with inputs=("z",) takes z and the one-hot label concatenated,
     [B, Z + C], as the server has always fed it. The optional discriminator
     (image -> 1 logit) and encoder (image -> Z) see images in the
-    generator's range."""
+    generator's range, as does the optional q_network (InfoGAN's Q: image ->
+    cat_dim logits followed by code_dim values)."""
     w = _Writer("gan", image, metadata)
     Z = _positive(latent_dim, "latent_dim")
     inputs = tuple(inputs)
     bad = [n for n in inputs if n not in GAN_INPUTS]
     if bad or len(set(inputs)) != len(inputs) or "z" not in inputs:
-        raise ExportError("inputs", f"{inputs} must name each of 'z' (required), 'label', 'onehot', 'code' "
-                                    "at most once, in forward() order")
+        raise ExportError("inputs", f"{inputs} must name each of 'z' (required), 'label', 'onehot', 'code', "
+                                    "'cat' at most once, in forward() order")
     C = int(num_classes)
     legacy = C > 0 and inputs == ("z",)
     if C < 0 or (("label" in inputs or "onehot" in inputs) and C == 0):
@@ -149,6 +152,10 @@ def save_gan(path, generator, image="28x28x1", latent_dim=None, inputs=("z",), n
         raise ExportError("inputs", "a generator takes the class as 'label' or as 'onehot', not both")
     if (code_dim > 0) != ("code" in inputs):
         raise ExportError("code_dim", f"{code_dim} with inputs {inputs}: 'code' and code_dim > 0 go together")
+    if (cat_dim > 0) != ("cat" in inputs):
+        raise ExportError("cat_dim", f"{cat_dim} with inputs {inputs}: 'cat' and cat_dim > 0 go together")
+    if q_network is not None and not (code_dim or cat_dim):
+        raise ExportError("q_network", "predicts InfoGAN's codes; the generator takes no 'code' or 'cat'")
     if output not in ("tanh", "sigmoid"):
         raise ExportError("output", f"{output!r} must be 'tanh' or 'sigmoid'")
     w.meta["gm.latent_dim"] = str(Z)
@@ -160,12 +167,16 @@ def save_gan(path, generator, image="28x28x1", latent_dim=None, inputs=("z",), n
             w.meta["gm.class_names"] = json.dumps(list(class_names))
     if code_dim:
         w.meta["gm.code_dim"] = str(int(code_dim))
+    if cat_dim:
+        w.meta["gm.cat_dim"] = str(int(cat_dim))
     w.meta["gm.output"] = output
     w.meta["gm.generator_output"] = "tanh" if output == "tanh" else "probabilities"
     label = torch.randint(0, max(C, 1), (PROBES,), generator=w.gen)
     onehot = torch.nn.functional.one_hot(label, max(C, 1)).float()
     probe = {"z": torch.randn(PROBES, Z, generator=w.gen), "label": label, "onehot": onehot,
-             "code": torch.rand(PROBES, max(code_dim, 1), generator=w.gen) * 2 - 1}
+             "code": torch.rand(PROBES, max(code_dim, 1), generator=w.gen) * 2 - 1,
+             "cat": torch.nn.functional.one_hot(torch.randint(0, max(cat_dim, 1), (PROBES,), generator=w.gen),
+                                                max(cat_dim, 1)).float()}
     if legacy:
         probe["z"] = torch.cat([probe["z"], onehot], 1)
     gen_inputs = [(n, probe[n]) for n in inputs]
@@ -184,6 +195,8 @@ def save_gan(path, generator, image="28x28x1", latent_dim=None, inputs=("z",), n
                                                "logit; export it without its final nn.Sigmoid")
     if encoder is not None:
         w.network("encoder", encoder, [("image", images)], ["image"], Z)
+    if q_network is not None:
+        w.network("q_network", q_network, [("image", images)], ["image"], int(cat_dim) + int(code_dim))
     w.save(path)
 
 

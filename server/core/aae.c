@@ -103,7 +103,7 @@ done:
 
 /* z: (B, Z) -> pixels: (B, D) channels last in [0, 1] */
 static int aae_decode(const void *p, const gm_model_info *info, int B, const float *z, const int *labels,
-                      const float *codes, float *pixels) {
+                      const float *codes, const int *cats, float *pixels) {
     const aae *m = p;
     size_t n = (size_t)B * info->dim;
     float *chw = m->dec_chw ? malloc(n * sizeof *chw) : NULL;
@@ -124,7 +124,7 @@ static int aae_sample(const void *p, const gm_model_info *info, int B, gm_row *r
     if (!z) return -1;
     for (int r = 0; r < B; r++)
         for (int j = 0; j < Z; j++) z[(size_t)r * Z + j] = (float)(rows[r].temperature * gm_rng_normal(&rows[r].rng));
-    int rc = aae_decode(p, info, B, z, NULL, NULL, pixels);
+    int rc = aae_decode(p, info, B, z, NULL, NULL, NULL, pixels);
     free(z);
     return rc;
 }
@@ -132,7 +132,7 @@ static int aae_sample(const void *p, const gm_model_info *info, int B, gm_row *r
 /* Encodes all of x before decoding, so pixels may be x itself. */
 static int aae_reconstruct(const void *p, const gm_model_info *info, int B, const float *x, float *pixels) {
     float *z = malloc((size_t)B * info->latent_dim * sizeof *z);
-    int rc = z && !aae_encode(p, info, B, x, z, NULL) ? aae_decode(p, info, B, z, NULL, NULL, pixels) : -1;
+    int rc = z && !aae_encode(p, info, B, x, z, NULL) ? aae_decode(p, info, B, z, NULL, NULL, NULL, pixels) : -1;
     free(z);
     return rc;
 }

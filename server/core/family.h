@@ -26,7 +26,7 @@ typedef struct {
                 gm_logp_result *out);
     int (*encode)(const void *impl, const gm_model_info *info, int B, const float *x, float *z, float *logvar);
     int (*decode)(const void *impl, const gm_model_info *info, int B, const float *z, const int *labels,
-                  const float *codes, float *pixels); /* codes: NULL for zeros */
+                  const float *codes, const int *cats, float *pixels); /* see gm_model_decode_codes */
     int (*discriminate)(const void *impl, const gm_model_info *info, int B, const float *x, float *logits);
     int (*reconstruct)(const void *impl, const gm_model_info *info, int B, const float *x, float *pixels);
     /* gm_model_complete on inputs x already binarized (binary models). */

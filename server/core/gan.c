@@ -10,7 +10,8 @@
  *
  * A generator whose file lists its forward() arguments in metadata
  * "gm.generator_inputs" receives them by name: "z" [Z], "label" (the class
- * index, one value), "onehot" [C] and "code" [gm.code_dim]. Without the
+ * index, one value), "onehot" [C], "code" [gm.code_dim] and "cat" (a one-hot
+ * categorical code [gm.cat_dim]). Without the
  * key, a conditional generator gets z and the one-hot label concatenated as
  * one [Z + C] vector, as files have always been written.
  *
@@ -19,6 +20,13 @@
  * row's given code, or draws each value from Uniform(-1, 1), the prior
  * InfoGAN trains with, on the row's stream after z, so that a seed still
  * gives the same z as for a model without codes.
+ *
+ * The categorical code is InfoGAN's discrete one. Sample uses a row's given
+ * category or draws one uniformly from a stream seeded from a copy of the
+ * row's stream, so z and the continuous code are what they are without it;
+ * decode feeds the prior's mean, 1/cat_dim in every entry. The optional Q
+ * network (gm.q_network: image -> cat_dim logits, then code_dim values)
+ * predicts the codes of an image.
  *
  * Truncation draws each z_j from the normal conditioned on |z_j| <= t (the
  * truncation trick), by inverse CDF in O(1) for every t, then temperature
@@ -32,17 +40,17 @@
 
 #include "family.h"
 
-typedef enum { IN_Z, IN_LABEL, IN_ONEHOT, IN_CODE, IN_KINDS } gen_input;
+typedef enum { IN_Z, IN_LABEL, IN_ONEHOT, IN_CODE, IN_CAT, IN_KINDS } gen_input;
 
-static const char *const INPUT_NAMES[IN_KINDS] = {"z", "label", "onehot", "code"};
+static const char *const INPUT_NAMES[IN_KINDS] = {"z", "label", "onehot", "code", "cat"};
 
 typedef struct {
-    gm_net *gen, *disc, *enc;
+    gm_net *gen, *disc, *enc, *q;
     bool tanh_range;
     bool gen_chw;
     int n_inputs; /* 0: one [Z + C] vector, z then the one-hot label */
     gen_input inputs[GM_NET_MAX_INPUTS];
-    int code_dim;
+    int code_dim, cat_dim;
 } gan;
 
 static void gan_free(void *p) {
@@ -51,20 +59,21 @@ static void gan_free(void *p) {
     gm_net_free(m->gen);
     gm_net_free(m->disc);
     gm_net_free(m->enc);
+    gm_net_free(m->q);
     free(m);
 }
 
-/* gm.code_dim: the size of a continuous code input, 1..2^22. */
-static int parse_code_dim(const gm_st *st, int *out, char err[GM_ERR_LEN]) {
-    const char *v = gm_st_meta(st, "gm.code_dim");
+/* gm.code_dim or gm.cat_dim: the size of a code input, 1..2^22. */
+static int parse_code_dim(const gm_st *st, const char *key, const char *input, int *out, char err[GM_ERR_LEN]) {
+    const char *v = gm_st_meta(st, key);
     char *end;
     errno = 0;
     long n = v ? strtol(v, &end, 10) : 0;
     if (!v || errno || end == v || *end || n < 1 || n > GM_NET_MAX_VALUES)
         return gm_errorf(err,
-                         "%s: the generator takes \"code\", so metadata \"gm.code_dim\" must be an integer in "
-                         "1..%d (found %s%s%s)",
-                         gm_st_label(st), GM_NET_MAX_VALUES, v ? "\"" : "", v ? v : "none", v ? "\"" : "");
+                         "%s: the generator takes \"%s\", so metadata \"%s\" must be an integer in 1..%d "
+                         "(found %s%s%s)",
+                         gm_st_label(st), input, key, GM_NET_MAX_VALUES, v ? "\"" : "", v ? v : "none", v ? "\"" : "");
     *out = (int)n;
     return 0;
 }
@@ -81,17 +90,20 @@ static int build_generator(const gm_st *st, const gm_model_info *info, gan *m, c
         if (k == IN_KINDS)
             return gm_errorf(err,
                              "%s: metadata \"gm.generator_inputs\" names input '%s'; a generator takes z, label, "
-                             "onehot and code",
+                             "onehot, code and cat",
                              gm_st_label(st), names[i]);
         if ((k == IN_LABEL || k == IN_ONEHOT) && C == 0)
             return gm_errorf(err, "%s: the generator takes '%s' but the model has no classes (gm.num_classes)",
                              gm_st_label(st), names[i]);
-        if (k == IN_CODE && parse_code_dim(st, &m->code_dim, err)) return -1;
+        if (k == IN_CODE && parse_code_dim(st, "gm.code_dim", "code", &m->code_dim, err)) return -1;
+        if (k == IN_CAT && parse_code_dim(st, "gm.cat_dim", "cat", &m->cat_dim, err)) return -1;
         m->inputs[i] = (gen_input)k;
         in[i].name = INPUT_NAMES[k];
-        in[i].shape = k == IN_Z       ? gm_shape1(Z)
-                      : k == IN_LABEL ? gm_shape0()
-                                      : gm_shape1(k == IN_ONEHOT ? C : m->code_dim);
+        in[i].shape = k == IN_Z        ? gm_shape1(Z)
+                      : k == IN_LABEL  ? gm_shape0()
+                      : k == IN_ONEHOT ? gm_shape1(C)
+                      : k == IN_CODE   ? gm_shape1(m->code_dim)
+                                       : gm_shape1(m->cat_dim);
     }
     m->n_inputs = n;
     const char *json = gm_st_meta(st, "gm.generator");
@@ -122,11 +134,28 @@ static void *gan_load(const gm_st *st, gm_model_info *info, char err[GM_ERR_LEN]
         goto fail;
     if (gm_st_meta(st, "gm.encoder") && !(m->enc = gm_family_net(st, "gm.encoder", gm_image_shape(info), Z, err)))
         goto fail;
+    if (gm_st_meta(st, "gm.q_network")) {
+        if (!m->cat_dim && !m->code_dim) {
+            gm_errorf(err,
+                      "%s: metadata \"gm.q_network\" predicts InfoGAN's codes, but the generator takes no "
+                      "\"cat\" or \"code\" input",
+                      gm_st_label(st));
+            goto fail;
+        }
+        if (m->enc) {
+            gm_errorf(err, "%s: metadata \"gm.encoder\" and \"gm.q_network\" both define encode; keep one",
+                      gm_st_label(st));
+            goto fail;
+        }
+        if (!(m->q = gm_family_net(st, "gm.q_network", gm_image_shape(info), m->cat_dim + m->code_dim, err))) goto fail;
+    }
     m->gen_chw = gm_net_out_shape(m->gen).rank == 3 && info->channels > 1;
-    info->encode_dim = m->enc ? Z : 0;
+    info->encode_dim = m->enc ? Z : m->q ? m->cat_dim + m->code_dim : 0;
     info->code_dim = m->code_dim;
+    info->cat_dim = m->cat_dim;
+    info->encode_q = m->q != NULL;
     info->supports[GM_OP_SAMPLE] = info->supports[GM_OP_DECODE] = true;
-    info->supports[GM_OP_ENCODE] = m->enc != NULL;
+    info->supports[GM_OP_ENCODE] = m->enc || m->q;
     info->supports[GM_OP_DISCRIMINATE] = m->disc != NULL;
     return m;
 fail:
@@ -135,9 +164,9 @@ fail:
 }
 
 /* The generator's inputs for B rows: z, the label as the file's generator
- * takes it, and the codes (NULL: zeros). */
+ * takes it, the codes (NULL: zeros) and the categories (NULL: 1/cat_dim each). */
 static int run_generator(const gan *m, const gm_model_info *info, int B, const float *z, const int *labels,
-                         const float *codes, float *y) {
+                         const float *codes, const int *cats, float *y) {
     int Z = info->latent_dim, C = info->num_classes;
     for (int r = 0; r < B && C > 0; r++)
         assert(labels[r] >= 0 && labels[r] < C && "the caller validates labels (model.h)");
@@ -148,7 +177,11 @@ static int run_generator(const gan *m, const gm_model_info *info, int B, const f
     for (int i = 0; i < (m->n_inputs ? m->n_inputs : 1); i++) {
         gen_input k = m->n_inputs ? m->inputs[i] : IN_ONEHOT;
         /* without gm.generator_inputs: z and the one-hot label as one vector */
-        int width = k == IN_Z ? 0 : k == IN_LABEL ? 1 : k == IN_CODE ? m->code_dim : (m->n_inputs ? C : Z + C);
+        int width = k == IN_Z       ? 0
+                    : k == IN_LABEL ? 1
+                    : k == IN_CODE  ? m->code_dim
+                    : k == IN_CAT   ? m->cat_dim
+                                    : (m->n_inputs ? C : Z + C);
         if (k == IN_Z || (k == IN_CODE && codes)) {
             in[i] = k == IN_Z ? z : codes;
             continue;
@@ -160,6 +193,8 @@ static int run_generator(const gan *m, const gm_model_info *info, int B, const f
             if (k == IN_LABEL) row[0] = (float)labels[r];
             if (k == IN_ONEHOT && !m->n_inputs) memcpy(row, z + (size_t)r * Z, (size_t)Z * sizeof *row);
             if (k == IN_ONEHOT) row[width - C + labels[r]] = 1.0f;
+            for (int j = 0; k == IN_CAT && j < width; j++)
+                row[j] = cats ? (j == cats[r] ? 1.0f : 0.0f) : 1.0f / (float)width;
         }
         in[i] = v;
     }
@@ -169,15 +204,15 @@ done:
     return rc;
 }
 
-static int gan_decode(const void *p, const gm_model_info *info, int B, const float *z, const int *labels,
-                      const float *codes, float *pixels) {
-    const gan *m = p;
+/* The generator's images in [0, 1], HWC. */
+static int generate(const gan *m, const gm_model_info *info, int B, const float *z, const int *labels,
+                    const float *codes, const int *cats, float *pixels) {
     int D = info->dim;
     float *chw = NULL;
     int rc = -1;
     float *y = pixels;
     if (m->gen_chw && !(y = chw = malloc((size_t)B * D * sizeof *chw))) goto done;
-    if (run_generator(m, info, B, z, labels, codes, y)) goto done;
+    if (run_generator(m, info, B, z, labels, codes, cats, y)) goto done;
     if (m->gen_chw) gm_chw_to_hwc(info, B, chw, pixels);
     for (size_t i = 0; i < (size_t)B * D; i++) {
         float v = m->tanh_range ? 0.5f * (pixels[i] + 1.0f) : pixels[i];
@@ -189,13 +224,30 @@ done:
     return rc;
 }
 
+static int gan_decode(const void *p, const gm_model_info *info, int B, const float *z, const int *labels,
+                      const float *codes, const int *cats, float *pixels) {
+    return generate(p, info, B, z, labels, codes, cats, pixels);
+}
+
+/* A row's category: given, or uniform on a stream seeded from a copy of the
+ * row's stream, which leaves the row's own draws as they were. */
+static int row_cat(gm_row *row, int K) {
+    assert((!row->cat_given || (row->cat >= 0 && row->cat < K)) && "the caller validates cat (model.h)");
+    if (row->cat_given) return row->cat;
+    gm_rng copy = row->rng, apart;
+    gm_rng_seed(&apart, gm_rng_next(&copy), UINT64_C(0x696e666f63617400)); /* "infocat" */
+    int c = (int)(gm_rng_uniform(&apart) * K);
+    return c < K ? c : K - 1;
+}
+
 static int gan_sample(const void *p, const gm_model_info *info, int B, gm_row *rows, float *pixels, double *logp) {
     int Z = info->latent_dim, K = info->code_dim;
     float *z = malloc((size_t)B * Z * sizeof *z), *codes = K ? malloc((size_t)B * K * sizeof *codes) : NULL;
-    int *labels = malloc((size_t)B * sizeof *labels);
+    int *labels = malloc((size_t)B * sizeof *labels), *cats = malloc((size_t)B * sizeof *cats);
     int rc = -1;
-    if (!z || !labels || (K && !codes)) goto done;
+    if (!z || !labels || !cats || (K && !codes)) goto done;
     for (int r = 0; r < B; r++) {
+        if (info->cat_dim) cats[r] = row_cat(&rows[r], info->cat_dim);
         double t = rows[r].truncation;
         for (int j = 0; j < Z; j++) {
             double v = t > 0 ? gm_rng_truncated_normal(&rows[r].rng, t) : gm_rng_normal(&rows[r].rng);
@@ -206,11 +258,12 @@ static int gan_sample(const void *p, const gm_model_info *info, int B, gm_row *r
                 rows[r].code ? rows[r].code[j] : (float)(2.0 * gm_rng_uniform(&rows[r].rng) - 1.0);
         labels[r] = rows[r].label;
     }
-    rc = gan_decode(p, info, B, z, labels, codes, pixels);
+    rc = generate(p, info, B, z, labels, codes, info->cat_dim ? cats : NULL, pixels);
 done:
     free(z);
     free(codes);
     free(labels);
+    free(cats);
     return rc;
 }
 
@@ -234,7 +287,7 @@ done:
 
 static int gan_encode(const void *p, const gm_model_info *info, int B, const float *x, float *z, float *logvar) {
     const gan *m = p;
-    return image_net(m, m->enc, info, B, x, z);
+    return image_net(m, m->enc ? m->enc : m->q, info, B, x, z);
 }
 
 static int gan_discriminate(const void *p, const gm_model_info *info, int B, const float *x, float *logits) {
@@ -247,6 +300,7 @@ static const gm_net *gan_net(const void *p, const char *name) {
     return !strcmp(name, "generator")       ? m->gen
            : !strcmp(name, "discriminator") ? m->disc
            : !strcmp(name, "encoder")       ? m->enc
+           : !strcmp(name, "q_network")     ? m->q
                                             : NULL;
 }
 

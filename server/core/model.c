@@ -242,16 +242,16 @@ int gm_model_encode(const gm_model *m, int B, const float *pixels, float *z, flo
 }
 
 int gm_model_decode_codes(const gm_model *m, int B, const float *z, const int *labels, const float *codes,
-                          float *pixels) {
+                          const int *cats, float *pixels) {
     if (!m->info.supports[GM_OP_DECODE]) return -1;
     unsigned fp = gm_fp_flush_begin();
-    int rc = m->impl->decode(m->state, &m->info, B, z, labels, codes, pixels);
+    int rc = m->impl->decode(m->state, &m->info, B, z, labels, codes, cats, pixels);
     gm_fp_flush_end(fp);
     return rc;
 }
 
 int gm_model_decode(const gm_model *m, int B, const float *z, const int *labels, float *pixels) {
-    return gm_model_decode_codes(m, B, z, labels, NULL, pixels);
+    return gm_model_decode_codes(m, B, z, labels, NULL, NULL, pixels);
 }
 
 int gm_model_discriminate(const gm_model *m, int B, const float *pixels, float *logits) {

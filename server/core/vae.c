@@ -155,7 +155,7 @@ static int decode_pixels(const vae *m, const gm_model_info *info, int B, const f
 }
 
 static int vae_decode(const void *p, const gm_model_info *info, int B, const float *z, const int *labels,
-                      const float *codes, float *pixels) {
+                      const float *codes, const int *cats, float *pixels) {
     return decode_pixels(p, info, B, z, NULL, pixels);
 }
 

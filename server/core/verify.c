@@ -27,7 +27,7 @@
 #define MAX_ROWS 16 /* probe inputs per network: each costs one forward row */
 #define TOLERANCE 1e-4
 
-static const char *const NETS[] = {"encoder", "decoder", "generator", "discriminator", "network"};
+static const char *const NETS[] = {"encoder", "decoder", "generator", "discriminator", "network", "q_network"};
 #define NETS_COUNT (int)(sizeof NETS / sizeof NETS[0])
 
 static int net_index(const char *s, size_t n) {
