@@ -203,8 +203,7 @@ def fixture(out, name, h, w, C, gen, n, inputs=("image",), classes=0, output="ta
     write(os.path.join(out, name + ".ref.safetensors"), {k: v.contiguous() for k, v in refs.items()}, {})
 
 
-def main():
-    out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "fixtures")
+def main(out):
     torch.manual_seed(11)
     fixture(out, "translator_cyclegan", 16, 16, 3, ResnetGenerator(3, 3, ngf=4), 5,
             reverse=ResnetGenerator(3, 3, ngf=4), domains=("summer", "winter"))
@@ -219,4 +218,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "fixtures"))

@@ -106,6 +106,41 @@ class SaveTranslator(ExportTest):
                                      domains=("A", "B"))
         self.assertFalse(os.path.exists(p), "nothing is written for a refused model")
 
+    def test_server_refuses_inconsistent_files(self):
+        """gmserve check on the committed CycleGAN fixture with one metadata
+        key changed: each file is refused with a message naming the fault."""
+        if not os.access(GMSERVE, os.X_OK):
+            self.skipTest("build/gmserve is not built")
+        from gmexport import safetensors
+        tensors, meta = safetensors.read(os.path.join(HERE, "..", "..", "tests", "fixtures",
+                                                      "translator_cyclegan.safetensors"))
+        cases = [
+            ("gm.output", "logits", 'must be tanh or sigmoid (found "logits")'),
+            ("gm.domains", None, 'needs metadata "gm.domains"'),
+            ("gm.domains", '["a", "a"]', "names one domain twice"),
+            ("gm.domains", '["forward", "b"]', "names a direction"),
+            ("gm.domains", '["a"]', "a JSON array of two names"),
+            ("gm.num_classes", "3", "does not take the target class but gm.num_classes is 3"),
+            ("gm.generator_inputs", '["z"]', "names input 'z'"),
+            ("gm.reverse_inputs", '["image", "label"]', "takes the target class but gm.num_classes is 0"),
+            ("gm.reverse", None, 'but the file has no "gm.reverse"'),
+            # the same values as [3, 256, 1]: an image of another shape than the input's
+            ("gm.generator", json.dumps(json.loads(meta["gm.generator"]) + [{"op": "reshape", "shape": [3, 256, 1]}]),
+             "must end in an image [C, H, W] = [3, 16, 16]"),
+        ]
+        for key, value, want in cases:
+            with self.subTest(key=key, value=value):
+                m = dict(meta)
+                if value is None:
+                    del m[key]
+                else:
+                    m[key] = value
+                p = self.path("refused")
+                safetensors.write(p, tensors, m)
+                r = subprocess.run([GMSERVE, "check", p], capture_output=True, text=True, timeout=60)
+                self.assertNotEqual(r.returncode, 0, r.stdout)
+                self.assertIn(want, r.stderr)
+
 
 if __name__ == "__main__":
     unittest.main()
