@@ -169,9 +169,10 @@ static float *reply_pixels(json_t *j, int n, int D) {
 }
 
 static void test_daemon_translate(void **state) {
-    const char *args[] = {"--model", "cyc=tests/fixtures/translator_cyclegan.safetensors", "--model",
-                          "star=tests/fixtures/translator_stargan.safetensors",      "--model",
-                          "lab=tests/fixtures/translator_label.safetensors",         NULL};
+    const char *args[] = {"--model", "cyc=tests/fixtures/translator_cyclegan.safetensors",
+                          "--model", "star=tests/fixtures/translator_stargan.safetensors",
+                          "--model", "lab=tests/fixtures/translator_label.safetensors",
+                          NULL};
     daemon_t d = daemon_start("translator", args);
     char err[GM_ERR_LEN];
 

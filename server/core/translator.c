@@ -68,7 +68,8 @@ static int build_generator(const gm_st *st, const gm_model_info *info, const cha
         int k = 0;
         while (k < IN_KINDS && strcmp(names[i], INPUT_NAMES[k]) != 0) k++;
         if (k == IN_KINDS)
-            return gm_errorf(err, "%s: metadata \"%s_inputs\" names input '%s'; a translator takes image, label and onehot",
+            return gm_errorf(err,
+                             "%s: metadata \"%s_inputs\" names input '%s'; a translator takes image, label and onehot",
                              L, key, names[i]);
         seen[k] = true;
         g->inputs[i] = (tr_input)k;
@@ -101,8 +102,9 @@ static int build_generator(const gm_st *st, const gm_model_info *info, const cha
 static int parse_domains(const gm_st *st, translator *m, char err[GM_ERR_LEN]) {
     const char *L = gm_st_label(st), *v = gm_st_meta(st, "gm.domains");
     if (!v)
-        return gm_errorf(err, "%s: a translator with a reverse generator (gm.reverse) needs metadata \"gm.domains\": "
-                              "the names of its two domains, [A, B]",
+        return gm_errorf(err,
+                         "%s: a translator with a reverse generator (gm.reverse) needs metadata \"gm.domains\": "
+                         "the names of its two domains, [A, B]",
                          L);
     json_t *arr = json_loads(v, 0, NULL);
     int rc = 0;
@@ -144,8 +146,9 @@ static void *translator_load(const gm_st *st, gm_model_info *info, char err[GM_E
     if (gm_st_meta(st, "gm.reverse")) {
         if (parse_domains(st, m, err) || build_generator(st, info, "reverse", &m->rev, err)) goto fail;
     } else if (gm_st_meta(st, "gm.domains")) {
-        gm_errorf(err, "%s: metadata \"gm.domains\" names the domains of a reverse generator, but the file has no "
-                       "\"gm.reverse\"",
+        gm_errorf(err,
+                  "%s: metadata \"gm.domains\" names the domains of a reverse generator, but the file has no "
+                  "\"gm.reverse\"",
                   gm_st_label(st));
         goto fail;
     }
