@@ -169,9 +169,14 @@ static float *reply_pixels(json_t *j, int n, int D) {
 }
 
 static void test_daemon_translate(void **state) {
-    const char *args[] = {"--model", "cyc=tests/fixtures/translator_cyclegan.safetensors",
-                          "--model", "star=tests/fixtures/translator_stargan.safetensors",
-                          "--model", "lab=tests/fixtures/translator_label.safetensors",
+    const char *args[] = {"--model",
+                          "cyc=tests/fixtures/translator_cyclegan.safetensors",
+                          "--model",
+                          "star=tests/fixtures/translator_stargan.safetensors",
+                          "--model",
+                          "lab=tests/fixtures/translator_label.safetensors",
+                          "--max-request-cost-ms",
+                          "100",
                           NULL};
     daemon_t d = daemon_start("translator", args);
     char err[GM_ERR_LEN];
@@ -228,6 +233,13 @@ static void test_daemon_translate(void **state) {
     assert_422(d.port, "/v1/models/star/translate", body, "label is required");
     assert_422(d.port, "/v1/models/star/translate?label=1&direction=reverse", body, "translates one way only");
     free(body);
+    /* the cost model: 64 images at 2 ms a row are over a limit of 100 ms */
+    float *many = malloc((size_t)64 * D * sizeof *many);
+    for (int i = 0; i < 64 * D; i++) many[i] = x[i % (n * D)];
+    body = images_body(many, 64, D, json_pack("{s:i}", "label", 1));
+    assert_422(d.port, "/v1/models/star/translate", body, "over the limit of 100 ms");
+    free(body);
+    free(many);
     free(labels);
     gm_st_free(ref);
 
