@@ -268,6 +268,24 @@ static void test_daemon_translate(void **state) {
         json_decref(j);
         reply_free(&r);
     }
+    /* the same through the Open Inference Protocol: images in, images out, unquantized, the direction a parameter */
+    json_t *data = json_array();
+    for (int k = 0; k < 3 * D; k++) json_array_append_new(data, json_real(x[k]));
+    char *v2 = json_dumps(json_pack("{s:[{s:s,s:[i,i,i,i],s:s,s:o}],s:{s:s}}", "inputs", "name", "images", "shape", 3,
+                                    16, 16, 3, "datatype", "FP32", "data", data, "parameters", "direction", "reverse"),
+                          JSON_COMPACT);
+    r = http_json(d.port, "/v2/models/cyc/infer", v2);
+    j = reply_json(&r, 200, "/v2/models/cyc/infer");
+    json_t *out = json_object_get(json_array_get(json_object_get(j, "outputs"), 0), "data");
+    assert_int_equal(json_array_size(out), 3 * D);
+    got = malloc((size_t)3 * D * sizeof *got);
+    for (int k = 0; k < 3 * D; k++) got[k] = (float)json_number_value(json_array_get(out, (size_t)k));
+    assert_close_f("/v2 cyc reverse", got, ref_f32(ref, "reverse"), (size_t)3 * D, TOL);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(j, "parameters"), "operation")), "translate");
+    free(got);
+    free(v2);
+    json_decref(j);
+    reply_free(&r);
     assert_422(d.port, "/v1/models/cyc/translate?label=0", body, "is not class-conditional");
     assert_422(d.port, "/v1/models/cyc/translate?direction=autumn", body,
                "translates forward (to \"winter\") or reverse (to \"summer\")");
