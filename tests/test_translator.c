@@ -271,9 +271,10 @@ static void test_daemon_translate(void **state) {
     /* the same through the Open Inference Protocol: images in, images out, unquantized, the direction a parameter */
     json_t *data = json_array();
     for (int k = 0; k < 3 * D; k++) json_array_append_new(data, json_real(x[k]));
-    char *v2 = json_dumps(json_pack("{s:[{s:s,s:[i,i,i,i],s:s,s:o}],s:{s:s}}", "inputs", "name", "images", "shape", 3,
-                                    16, 16, 3, "datatype", "FP32", "data", data, "parameters", "direction", "reverse"),
-                          JSON_COMPACT);
+    json_t *req = json_pack("{s:[{s:s,s:[i,i,i,i],s:s,s:o}],s:{s:s}}", "inputs", "name", "images", "shape", 3, 16, 16,
+                            3, "datatype", "FP32", "data", data, "parameters", "direction", "reverse");
+    char *v2 = json_dumps(req, JSON_COMPACT);
+    json_decref(req);
     r = http_json(d.port, "/v2/models/cyc/infer", v2);
     j = reply_json(&r, 200, "/v2/models/cyc/infer");
     json_t *out = json_object_get(json_array_get(json_object_get(j, "outputs"), 0), "data");
