@@ -2,14 +2,16 @@
  * daemon.h - what the integration tests need to drive a real gmserve: start
  * the binary ($GMSERVE_BIN, set by run_all.sh) on a free loopback port with
  * its log in build/, wait until /readyz says 200, speak HTTP/1.1 to it over
- * plain sockets, and stop it with SIGTERM, returning its exit status (a
- * sanitizer report makes that non-zero).
+ * plain sockets, check its replies (JSON bodies, API error objects), and
+ * stop it with SIGTERM, returning its exit status (a sanitizer report makes
+ * that non-zero).
  */
 #ifndef GM_TEST_DAEMON_H
 #define GM_TEST_DAEMON_H
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <jansson.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -146,6 +148,72 @@ static inline reply_t http_get(int port, const char *path) { return http(port, "
 
 static inline reply_t http_json(int port, const char *path, const char *json) {
     return http(port, "POST", path, "Content-Type: application/json\r\n", json, strlen(json));
+}
+
+/* ---- checking replies ---- */
+
+/* The first len bytes of the reply's body parsed as JSON (the JSON head of a
+ * binary reply; the caller decrefs). A body that is not JSON fails the test,
+ * printing the status, jansson's complaint and the body. */
+static inline json_t *body_json_prefix(const reply_t *r, size_t len) {
+    json_error_t je;
+    json_t *j = json_loadb((const char *)r->body, len, 0, &je);
+    if (!j) {
+        print_error("reply %d is not JSON (%s): %.300s\n", r->status, je.text, r->body ? (char *)r->body : "");
+        fail();
+    }
+    return j;
+}
+
+/* The whole body as JSON (the caller decrefs); fails the test when it is not. */
+static inline json_t *body_json(const reply_t *r) { return body_json_prefix(r, r->len); }
+
+/* The reply has this status (else the test fails, printing what and the
+ * body); its body as JSON (the caller decrefs). */
+static inline json_t *expect_json(const reply_t *r, int status, const char *what) {
+    if (r->status != status) {
+        print_error("%s: status %d, want %d; body: %.300s\n", what, r->status, status, r->body ? (char *)r->body : "");
+        fail();
+    }
+    return body_json(r);
+}
+
+/* POSTs the JSON body to path; the reply must have this status. Its body as
+ * JSON (the caller decrefs). */
+static inline json_t *http_json_expect(int port, const char *path, const char *json, int status) {
+    char what[512];
+    snprintf(what, sizeof what, "POST %s %.300s", path, json);
+    reply_t r = http_json(port, path, json);
+    json_t *j = expect_json(&r, status, what);
+    reply_free(&r);
+    return j;
+}
+
+/* The reply is an API error: this status, and a JSON body (so valid UTF-8:
+ * jansson refuses anything else) {"error": {"status": status, "message":
+ * ...}} whose message contains want (any message when want is NULL). what names the request when it fails. Frees
+ * the reply's body. */
+static inline void assert_error(reply_t *r, int status, const char *want, const char *what) {
+    json_error_t je;
+    json_t *j = json_loadb((const char *)r->body, r->len, 0, &je);
+    json_t *e = json_object_get(j, "error");
+    const char *msg = json_string_value(json_object_get(e, "message"));
+    if (r->status != status || json_integer_value(json_object_get(e, "status")) != status || !msg ||
+        (want && !strstr(msg, want))) {
+        print_error("%s: status %d, want %d with \"%s\"; body (%s): %.400s\n", what, r->status, status,
+                    want ? want : "", j ? "JSON" : je.text, r->body ? (char *)r->body : "");
+        fail();
+    }
+    json_decref(j);
+    reply_free(r);
+}
+
+/* POSTs the JSON body to path; the reply must be assert_error's. */
+static inline void assert_post_error(int port, const char *path, const char *json, int status, const char *want) {
+    char what[512];
+    snprintf(what, sizeof what, "POST %s %s", path, json);
+    reply_t r = http_json(port, path, json);
+    assert_error(&r, status, want, what);
 }
 
 /* Starts $GMSERVE_BIN with the given arguments (NULL-terminated) plus
