@@ -15,12 +15,21 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <strings.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
+
+#include "testutil.h"
+
+/* The fixture models most daemon tests serve, as daemon_start arguments:
+ * nade (nade_ref), vae (vae_mlp) and gan (gan_cond). */
+#define FIXTURE_MODELS                                                                                                 \
+    "--model", "nade=tests/fixtures/nade_ref.safetensors", "--model", "vae=tests/fixtures/vae_mlp.safetensors",        \
+        "--model", "gan=tests/fixtures/gan_cond.safetensors"
 
 typedef struct {
     pid_t pid;
@@ -191,8 +200,8 @@ static inline json_t *http_json_expect(int port, const char *path, const char *j
 
 /* The reply is an API error: this status, and a JSON body (so valid UTF-8:
  * jansson refuses anything else) {"error": {"status": status, "message":
- * ...}} whose message contains want (any message when want is NULL). what names the request when it fails. Frees
- * the reply's body. */
+ * ...}} whose message contains want (any message when want is NULL). what
+ * names the request when it fails. Frees the reply's body. */
 static inline void assert_error(reply_t *r, int status, const char *want, const char *what) {
     json_error_t je;
     json_t *j = json_loadb((const char *)r->body, r->len, 0, &je);
@@ -220,17 +229,14 @@ static inline void assert_post_error(int port, const char *path, const char *jso
  * --listen on a free port; waits up to 30 s for /readyz. */
 static inline daemon_t daemon_start(const char *name, const char *const *args) {
     daemon_t d = {.port = free_port()};
-    const char *bin = getenv("GMSERVE_BIN");
-    if (!bin) bin = "build/gmserve";
+    const char *bin = gmserve_bin();
     mkdir("build", 0755);
     mkdir("build/test-logs", 0755);
     snprintf(d.log, sizeof d.log, "build/test-logs/%s.log", name);
     char listen[64];
     snprintf(listen, sizeof listen, "127.0.0.1:%d", d.port);
     /* an empty config file, so that config/gmserve.json does not apply: the flags say everything */
-    FILE *empty = fopen("build/test-logs/empty.json", "w");
-    fputs("{}\n", empty);
-    fclose(empty);
+    write_text("build/test-logs/empty.json", "{}\n");
     const char *argv[64] = {bin, "--config", "build/test-logs/empty.json", "--listen", listen};
     int argc = 5;
     for (int i = 0; args[i] && argc < 62; i++) argv[argc++] = args[i];
@@ -271,6 +277,14 @@ static inline int daemon_stop(daemon_t *d) {
     kill(d->pid, SIGKILL);
     waitpid(d->pid, NULL, 0);
     return -1;
+}
+
+/* daemon_stop, printing the exit status and the log's path when it is not
+ * 0; returns the status (for a group teardown, where non-zero fails). */
+static inline int daemon_stop_reported(daemon_t *d) {
+    int rc = daemon_stop(d);
+    if (rc != 0) print_error("gmserve exited %d; see %s\n", rc, d->log);
+    return rc;
 }
 
 /* ---- raw connections, for tests of hostile clients ---- */

@@ -1,6 +1,6 @@
 /*
- * stfile.h - the files tests write: temporary files under /tmp, and
- * safetensors files built either from a header text and data bytes or from
+ * stfile.h - the files tests write: temporary files under /tmp, text and
+ * copied files, and safetensors files built either from a header text and data bytes or from
  * metadata pairs and a list of tensors (header made with jansson, F32 or
  * F64 data). Hostile model files are written this way, so no binary fixture
  * is committed for them. Included by testutil.h.
@@ -35,6 +35,26 @@ static inline const char *temp_file(char *path, const char *tag, const void *byt
     return path;
 }
 
+/* Writes text to path (created or truncated). */
+static inline void write_text(const char *path, const char *text) {
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    assert_true(fputs(text, f) >= 0);
+    assert_int_equal(fclose(f), 0);
+}
+
+/* Copies the file from to the path to (created or truncated). */
+static inline void copy_file(const char *from, const char *to) {
+    FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
+    assert_non_null(in);
+    assert_non_null(out);
+    char buf[65536];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, in)) > 0) assert_int_equal(fwrite(buf, 1, n, out), n);
+    fclose(in);
+    assert_int_equal(fclose(out), 0);
+}
+
 /* An in-memory safetensors file: 8-byte length, header text, data bytes. */
 static inline uint8_t *st_build(const char *header, const void *data, size_t data_len, size_t *out_len) {
     size_t n = strlen(header);
@@ -48,8 +68,7 @@ static inline uint8_t *st_build(const char *header, const void *data, size_t dat
 }
 
 /* st_build's file, written by temp_file (path as there). */
-static inline const char *st_write(char *path, const char *tag, const char *header, const void *data,
-                                   size_t data_len) {
+static inline const char *st_write(char *path, const char *tag, const char *header, const void *data, size_t data_len) {
     size_t len;
     uint8_t *buf = st_build(header, data, data_len, &len);
     temp_file(path, tag, buf, len);

@@ -252,9 +252,7 @@ static void test_http_codes(void **state) {
     assert_post_error(p, "/v1/models/plain/decode", "{\"latents\":[[0,0,0,0,0,0,0,0]],\"label\":0,\"code\":[0.1]}", 422,
                       "no continuous code input");
 
-    int rc = daemon_stop(&d);
-    if (rc != 0) print_error("gmserve exited %d; see %s\n", rc, d.log);
-    assert_int_equal(rc, 0);
+    assert_int_equal(daemon_stop_reported(&d), 0);
 }
 
 int main(void) {

@@ -24,23 +24,15 @@
 #include "pngio.h"
 #include "queue.h" /* gm_now_s */
 
-#define NADE "nade=tests/fixtures/nade_ref.safetensors"
-#define VAE "vae=tests/fixtures/vae_mlp.safetensors"
-#define GAN "gan=tests/fixtures/gan_cond.safetensors"
-
 static daemon_t d;
 
 static int start(void **state) {
-    const char *args[] = {"--model", NADE, "--model", VAE, "--model", GAN, NULL};
+    const char *args[] = {FIXTURE_MODELS, NULL};
     d = daemon_start("hostile_params", args);
     return 0;
 }
 
-static int stop(void **state) {
-    int rc = daemon_stop(&d);
-    if (rc != 0) fprintf(stderr, "gmserve exited %d; see %s\n", rc, d.log);
-    return rc;
-}
+static int stop(void **state) { return daemon_stop_reported(&d); }
 
 static void get_error(const char *path, int status, const char *want) {
     reply_t r = http_get(d.port, path);

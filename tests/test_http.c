@@ -24,16 +24,12 @@
 static daemon_t main_d;
 
 static int start_main(void **state) {
-    const char *args[] = {"--model", NADE, "--model", VAE, "--model", GAN, NULL};
+    const char *args[] = {FIXTURE_MODELS, NULL};
     main_d = daemon_start("main", args);
     return 0;
 }
 
-static int stop_main(void **state) {
-    int rc = daemon_stop(&main_d);
-    if (rc != 0) fprintf(stderr, "gmserve exited %d; see %s\n", rc, main_d.log);
-    return rc;
-}
+static int stop_main(void **state) { return daemon_stop_reported(&main_d); }
 
 static void crc_fix(uint8_t *chunk, size_t data_len) { /* chunk points at the length field */
     uint32_t c = 0xffffffffu;
@@ -264,7 +260,7 @@ static void test_operations_agree_with_the_core(void **state) {
 
     /* the container health check: gmserve probe URL */
     char cmd[512];
-    const char *bin = getenv("GMSERVE_BIN") ? getenv("GMSERVE_BIN") : "build/gmserve";
+    const char *bin = gmserve_bin();
     snprintf(cmd, sizeof cmd, "%s probe http://127.0.0.1:%d/readyz", bin, p);
     assert_int_equal(system(cmd), 0);
     snprintf(cmd, sizeof cmd, "%s probe http://127.0.0.1:%d/nope 2>/dev/null", bin, p);
@@ -588,10 +584,8 @@ static void test_client_that_leaves_is_dropped(void **state) {
 
 /* Start-up refuses a bad setting or model file, naming it. */
 static void test_startup_refusals(void **state) {
-    const char *bin = getenv("GMSERVE_BIN") ? getenv("GMSERVE_BIN") : "build/gmserve";
-    FILE *f = fopen("build/test-logs/unknown-key.json", "w");
-    fputs("{\"models\": {\"a\": \"x\"}, \"max_btach\": 3}\n", f);
-    fclose(f);
+    const char *bin = gmserve_bin();
+    write_text("build/test-logs/unknown-key.json", "{\"models\": {\"a\": \"x\"}, \"max_btach\": 3}\n");
     static const struct {
         const char *args;
         int status;

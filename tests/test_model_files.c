@@ -347,14 +347,12 @@ static void test_text_guards(void **state) {
     free(deep);
 }
 
-static const char *bin(void) { return getenv("GMSERVE_BIN") ? getenv("GMSERVE_BIN") : "build/gmserve"; }
-
 /* `gmserve check` says which operations it ran; it refuses a hostile file
  * with the loader's message and exit status 1, and so does the daemon at
  * start-up (the same load). */
 static void test_check_and_daemon(void **state) {
     char cmd[1024], out[8192];
-    snprintf(cmd, sizeof cmd, "%s check %s 2>&1", bin(), fixture("vae_mlp.safetensors"));
+    snprintf(cmd, sizeof cmd, "%s check %s 2>&1", gmserve_bin(), fixture("vae_mlp.safetensors"));
     int rc = run_command(cmd, out, sizeof out);
     if (rc != 0 || !strstr(out, "self-test ran sample, logp, encode, decode on 2 rows") || !strstr(out, "finite")) {
         print_error("check on a good file: rc %d, output: %s\n", rc, out);
@@ -363,7 +361,7 @@ static void test_check_and_daemon(void **state) {
     st_tensor ts[] = {T("enc.w", 2, 2, 4), T("enc.b", 1, 2), T("dec.w", 2, 4, 1)};
     ts[0].poisoned = true, ts[0].poison_at = 0, ts[0].poison = NAN;
     const char *path = write_model(VAE_META, ts, N(ts));
-    snprintf(cmd, sizeof cmd, "%s check %s 2>&1", bin(), path);
+    snprintf(cmd, sizeof cmd, "%s check %s 2>&1", gmserve_bin(), path);
     rc = run_command(cmd, out, sizeof out);
     if (rc != 1 || !strstr(out, path) || !strstr(out, "'enc.w'")) {
         print_error("check on a NaN file: rc %d, output: %s\n", rc, out);
@@ -371,7 +369,7 @@ static void test_check_and_daemon(void **state) {
     }
     char config[TEMP_PATH_LEN];
     temp_file(config, "mf_config", "{}\n", 3); /* empty: only the flags apply */
-    snprintf(cmd, sizeof cmd, "%s --config %s --listen 127.0.0.1:0 --model bad=%s 2>&1", bin(), config, path);
+    snprintf(cmd, sizeof cmd, "%s --config %s --listen 127.0.0.1:0 --model bad=%s 2>&1", gmserve_bin(), config, path);
     rc = run_command(cmd, out, sizeof out);
     unlink(config);
     unlink(path);

@@ -32,11 +32,7 @@ static int start(void **state) {
     return 0;
 }
 
-static int stop(void **state) {
-    int rc = daemon_stop(&d);
-    if (rc != 0) fprintf(stderr, "gmserve exited %d; see %s\n", rc, d.log);
-    return rc;
-}
+static int stop(void **state) { return daemon_stop_reported(&d); }
 
 /* GET path: status 200 and its JSON. */
 static json_t *get_json(const char *path) {

@@ -767,7 +767,7 @@ static void test_check_says_what_files_are(void **state) {
     vae_probes d;
     vae_probe_file(&v, &d);
     strcpy(probed, write_file(&v));
-    const char *bin = getenv("GMSERVE_BIN") ? getenv("GMSERVE_BIN") : "build/gmserve";
+    const char *bin = gmserve_bin();
     snprintf(cmd, sizeof cmd, "%s check %s %s models/*.safetensors 2>&1", bin, classifier, probed);
     int rc = run_command(cmd, out, sizeof out);
     char want_c[160], want_p[160];

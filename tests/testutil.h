@@ -32,6 +32,13 @@ static inline int run_command(const char *cmd, char *out, size_t n) {
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
+/* The gmserve binary tests run: $GMSERVE_BIN (run_all.sh sets it), else
+ * build/gmserve. */
+static inline const char *gmserve_bin(void) {
+    const char *bin = getenv("GMSERVE_BIN");
+    return bin ? bin : "build/gmserve";
+}
+
 /* Path of a committed fixture (tests run from the repository root). */
 static inline const char *fixture(const char *name) {
     static char path[512];
