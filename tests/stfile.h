@@ -1,9 +1,10 @@
 /*
- * stfile.h - the files tests write: temporary files under /tmp, text and
- * copied files, and safetensors files built either from a header text and data bytes or from
- * metadata pairs and a list of tensors (header made with jansson, F32 or
- * F64 data). Hostile model files are written this way, so no binary fixture
- * is committed for them. Included by testutil.h.
+ * stfile.h - the files tests write: temporary files under /tmp, text,
+ * copied and gzip files, and safetensors files built either from a header
+ * text and data bytes or from metadata pairs and a list of tensors (header
+ * made with jansson, F32 or F64 data). Hostile model files are written
+ * this way, so no binary fixture is committed for them. Included by
+ * testutil.h.
  */
 #ifndef GM_TEST_STFILE_H
 #define GM_TEST_STFILE_H
@@ -20,6 +21,7 @@
 
 #include <cmocka.h>
 #include <jansson.h>
+#include <zlib.h>
 
 #define TEMP_PATH_LEN 64
 
@@ -53,6 +55,16 @@ static inline void copy_file(const char *from, const char *to) {
     while ((n = fread(buf, 1, sizeof buf, in)) > 0) assert_int_equal(fwrite(buf, 1, n, out), n);
     fclose(in);
     assert_int_equal(fclose(out), 0);
+}
+
+/* Writes len bytes gzip-compressed to dir/name. */
+static inline void write_gz(const char *dir, const char *name, const void *data, size_t len) {
+    char path[256];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    gzFile f = gzopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(gzwrite(f, data, (unsigned)len), (int)len);
+    assert_int_equal(gzclose(f), Z_OK);
 }
 
 /* An in-memory safetensors file: 8-byte length, header text, data bytes. */
