@@ -82,10 +82,11 @@ static json_t *model_json(const gm_served *sv) {
         const char *key, *value = gm_model_meta_at(m, k, &key);
         /* layer lists are architecture, not facts a client needs; JSON-valued facts stay JSON */
         if (!strcmp(key, "gm.encoder") || !strcmp(key, "gm.decoder") || !strcmp(key, "gm.generator") ||
-            !strcmp(key, "gm.discriminator") || !strcmp(key, "gm.q_network"))
+            !strcmp(key, "gm.discriminator") || !strcmp(key, "gm.q_network") || !strcmp(key, "gm.reverse"))
             continue;
         json_t *v = NULL;
-        if (!strcmp(key, "gm.metrics") || !strcmp(key, "gm.training") || !strcmp(key, "gm.class_names"))
+        if (!strcmp(key, "gm.metrics") || !strcmp(key, "gm.training") || !strcmp(key, "gm.class_names") ||
+            !strcmp(key, "gm.domains"))
             v = json_loads(value, 0, NULL);
         json_object_set_new(meta, key, v ? v : json_string(value));
     }
@@ -101,6 +102,8 @@ static json_t *model_json(const gm_served *sv) {
         json_object_set_new(o, "num_classes", json_integer(in->num_classes));
         json_object_set_new(o, "class_names", names);
     }
+    if (o && in->domains) /* a two-domain translator: forward maps A to B, reverse B to A */
+        json_object_set_new(o, "domains", json_pack("[s,s]", in->domains[0], in->domains[1]));
     if (o) { /* where it came from and when: what a reload changes */
         char when[40];
         time_t secs = (time_t)(sv->loaded_unix_ms / 1000);
@@ -201,7 +204,7 @@ static void handle_metrics(gm_server *s, gm_call *c) {
 /* Whether op reads images (JSON or one image/png body). */
 static bool images_in(gm_op op) {
     return op == GM_OP_LOGP || op == GM_OP_ENCODE || op == GM_OP_DISCRIMINATE || op == GM_OP_RECONSTRUCT ||
-           op == GM_OP_COMPLETE;
+           op == GM_OP_COMPLETE || op == GM_OP_TRANSLATE;
 }
 
 /* An upper bound on the number of values in the JSON text b (n bytes):

@@ -105,6 +105,8 @@ static int run_op(gm_job *j) {
         return gm_model_reconstruct(j->model, j->n, j->pixels, j->out_pixels);
     case GM_OP_COMPLETE:
         return gm_model_complete(j->model, j->n, j->pixels, j->rows, j->out_pixels, j->out_logp, j->out_logp_rest);
+    case GM_OP_TRANSLATE: /* k is the direction (1: reverse), a batching key: one direction a batch */
+        return gm_model_translate(j->model, j->n, j->pixels, j->labels, j->k == 1, j->out_pixels);
     case GM_OP_COUNT:
         break;
     }

@@ -53,6 +53,7 @@ static const char *what_to_lower(const gm_model_info *in, gm_op op) {
     case GM_OP_DECODE:
         return "send fewer latents or lower scale";
     case GM_OP_RECONSTRUCT:
+    case GM_OP_TRANSLATE:
         return "send fewer images or lower scale";
     default:
         return "send fewer images";
@@ -64,7 +65,8 @@ bool gm_cost_admit(const gm_config *cfg, gm_job *job, int scale, gm_reply *reply
     gm_op op = job->op;
     int n = job->n;
     double row_us = gm_cost_row_us(in, op, job->k);
-    bool images_out = op == GM_OP_SAMPLE || op == GM_OP_DECODE || op == GM_OP_RECONSTRUCT || op == GM_OP_COMPLETE;
+    bool images_out = op == GM_OP_SAMPLE || op == GM_OP_DECODE || op == GM_OP_RECONSTRUCT || op == GM_OP_COMPLETE ||
+                      op == GM_OP_TRANSLATE;
     double png_us = images_out ? gm_cost_png_us(in, n, scale) : 0;
     double total_ms = (n * row_us + png_us) * 1e-3;
     if (total_ms > (double)cfg->max_request_cost_ms) {

@@ -24,8 +24,8 @@ const gm_error_def gm_errors[GM_E_COUNT] = {
                            "a request target over 8192 bytes or with over 256 query parameters"},
     [GM_E_MEDIA_TYPE] =
         {"unsupported_media_type", 415, NULL,
-         "a body that is neither application/json nor (for logp, encode, discriminate, reconstruct, complete) "
-         "image/png"},
+         "a body that is neither application/json nor (for logp, encode, discriminate, reconstruct, complete, "
+         "translate) image/png"},
     [GM_E_CONFLICT] = {"conflict", 409, NULL,
                        "an admin change the settings forbid: unloading the default model, a model over the most"},
     [GM_E_OUT_OF_RANGE] = {"out_of_range", 422, NULL,

@@ -21,6 +21,7 @@ unsigned gm_formats_of(gm_op op) {
     case GM_OP_DECODE:
     case GM_OP_RECONSTRUCT:
     case GM_OP_COMPLETE:
+    case GM_OP_TRANSLATE:
         return GM_FORMATS_IMAGES;
     case GM_OP_LOGP:
     case GM_OP_ENCODE:

@@ -49,6 +49,7 @@ static void describe(const char *path, const gm_model *m) {
            in->channels);
     if (in->latent_dim) printf(", latent %d", in->latent_dim);
     if (in->num_classes) printf(", %d classes", in->num_classes);
+    if (in->domains) printf(", domains %s -> %s (forward) and back (reverse)", in->domains[0], in->domains[1]);
     if (in->family == GM_FAMILY_VAE) {
         const char *lik = gm_model_meta(m, "gm.likelihood"), *scale = gm_model_meta(m, "gm.likelihood_scale");
         printf(", input %s, likelihood %s", in->binary ? "binary" : "gray", lik ? lik : "bernoulli");

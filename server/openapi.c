@@ -112,9 +112,11 @@ static json_t *param_schema(gm_param p, gm_op op, bool get, bool in_query, const
     } else if (p == GM_P_LABEL) {
         json_t *one =
             json_pack("{s:[{s:s,s:o},{s:s}]}", "oneOf", "type", "integer", "minimum", num(d->min), "type", "string");
-        s = op == GM_OP_DECODE && !in_query
+        s = (op == GM_OP_DECODE || op == GM_OP_TRANSLATE) && !in_query
                 ? json_pack("{s:[o,{s:s,s:O}]}", "oneOf", one, "type", "array", "items", one)
                 : one;
+    } else if (p == GM_P_DIRECTION) { /* forward, reverse, or a model's own domain name: no enum */
+        s = json_pack("{s:s,s:s,s:[s,s]}", "type", "string", "default", "forward", "examples", "forward", "reverse");
     } else if (p == GM_P_CAT) {
         json_t *one = json_pack("{s:s,s:o}", "type", "integer", "minimum", num(0));
         s = op == GM_OP_DECODE && !in_query
@@ -257,7 +259,8 @@ static json_t *ok_response(const gm_route_def *r, bool get) {
                                                        [GM_OP_ENCODE] = "EncodeReply",
                                                        [GM_OP_DISCRIMINATE] = "DiscriminateReply",
                                                        [GM_OP_RECONSTRUCT] = "ImagesReply",
-                                                       [GM_OP_COMPLETE] = "ImagesReply"};
+                                                       [GM_OP_COMPLETE] = "ImagesReply",
+                                                       [GM_OP_TRANSLATE] = "ImagesReply"};
         const char *name = REPLY[r->op];
         if (formats & (GM_FORMAT_BIT(GM_FORMAT_JSON) | GM_FORMAT_BIT(GM_FORMAT_PIXELS)))
             json_object_set_new(content, "application/json",
@@ -421,6 +424,10 @@ static json_t *schemas(void) {
                   seed, "given", "type", "integer", "images", "type", "array", "items", "type", "object", "properties",
                   "png", "type", "string", "contentEncoding", "base64", "pixels", numbers, "logp", num,
                   "logp_completion", num, "label", "type", "integer", "class", "type", "string"));
+    json_t *images_props = json_object_get(json_object_get(o, "ImagesReply"), "properties");
+    json_object_set_new(images_props, "direction",
+                        json_pack("{s:s,s:[s,s]}", "type", "string", "enum", "forward", "reverse"));
+    json_object_set_new(images_props, "domain", json_pack("{s:s}", "type", "string"));
     json_object_set_new(o, "LogpReply",
                         json_pack("{s:s,s:[s,s,s],s:{s:{s:s},s:{s:s,s:[s,s]},s:{s:s},s:O,s:{s:s,s:{s:s,s:{s:O,s:O,"
                                   "s:O,s:O}}}}}",

@@ -277,12 +277,20 @@ static bool needs(gm_operation *c, const gm_model_info *in, gm_op op) {
         [GM_OP_DECODE] = "a NADE has no latent space",
         [GM_OP_DISCRIMINATE] = "only a GAN file with a discriminator (gm.discriminator) has one",
         [GM_OP_RECONSTRUCT] = "only an adversarial autoencoder (aae) serves it",
+        [GM_OP_TRANSLATE] = "only an image-to-image translator (translator) serves it",
     };
     /* an AAE's codes were matched to the prior by a discriminator: no term of its training is a likelihood */
     const char *why = op == GM_OP_LOGP && in->family == GM_FAMILY_AAE
                           ? "an adversarial autoencoder defines no density: its codes were matched to the prior "
                             "by a discriminator, with no likelihood term, so there is no log p to compute; use a "
                             "nade or vae model"
+                      /* a translator maps images to images: its adversarial and cycle losses score no density */
+                      : op == GM_OP_LOGP && in->family == GM_FAMILY_TRANSLATOR
+                          ? "a translator defines no density: it maps an image to an image, trained against "
+                            "discriminators and a cycle (reconstruction) loss, with no likelihood of images, so "
+                            "there is no log p to compute; use a nade or vae model"
+                      : in->family == GM_FAMILY_TRANSLATOR
+                          ? "a translator maps images to images; it serves translate only"
                           : WHY[op];
     return fail(c, GM_E_UNSUPPORTED_OP, "model \"%s\" (%s) cannot %s: %s", model_name(c), gm_family_name(in->family),
                 gm_op_name(op), why ? why : "the file lacks it");
@@ -610,6 +618,76 @@ static bool prepare_reconstruct(gm_operation *c, const gm_model_info *in, json_t
     return true;
 }
 
+/* The labels of decode and translate into c->labels: required when the
+ * model has classes (`why` says what they are for), one for every input
+ * (`per` names them: "latent", "image") or an array of one per input; a
+ * label for a model without classes is refused. */
+static bool read_labels(gm_operation *c, const gm_model_info *in, json_t *p, long n, const char *per, const char *why) {
+    json_t *lv = json_object_get(p, "label");
+    if (!in->num_classes) {
+        if (lv) return fail(c, GM_E_MODEL_MISMATCH, "label: model \"%s\" is not class-conditional", model_name(c));
+        return true;
+    }
+    if (!lv)
+        return fail(c, GM_E_MODEL_MISMATCH,
+                    "label is required: model \"%s\" %s (an index, a class name, or an array of one per %s)",
+                    model_name(c), why, per);
+    c->labels = malloc((size_t)n * sizeof *c->labels);
+    if (!c->labels) return fail(c, GM_E_INTERNAL, "out of memory");
+    if (json_is_array(lv) && json_array_size(lv) != (size_t)n)
+        return fail(c, GM_E_MODEL_MISMATCH, "label has %zu entries for %ld %ss", json_array_size(lv), n, per);
+    for (long i = 0; i < n; i++)
+        if (!parse_label(c, in, json_is_array(lv) ? json_array_get(lv, (size_t)i) : lv, &c->labels[i])) return false;
+    return true;
+}
+
+/* translate's direction: forward (the default), reverse, or the target
+ * domain's name (B for forward, A for reverse); reverse only on a model
+ * with a reverse generator. The direction is the job's batching key k (1:
+ * reverse), so that only jobs of one direction run in one batch. */
+static bool get_direction(gm_operation *c, const gm_model_info *in, json_t *p, bool *reverse) {
+    json_t *v = json_object_get(p, "direction");
+    const char *s = json_string_value(v);
+    char q[GM_QUOTE_LEN];
+    *reverse = false;
+    if (!v) return true;
+    if (!s) return fail(c, GM_E_BAD_PARAM, "direction must be a string");
+    if (!strcmp(s, "forward") || (in->domains && !strcmp(s, in->domains[1]))) return true;
+    if (strcmp(s, "reverse") && !(in->domains && !strcmp(s, in->domains[0]))) {
+        if (in->domains)
+            return fail(c, GM_E_OUT_OF_RANGE,
+                        "direction %s: model \"%s\" translates forward (to \"%s\") or reverse (to \"%s\")",
+                        gm_quote(q, s, json_string_length(v)), model_name(c), in->domains[1], in->domains[0]);
+        return fail(c, GM_E_OUT_OF_RANGE, "direction %s must be \"forward\" or \"reverse\"",
+                    gm_quote(q, s, json_string_length(v)));
+    }
+    if (!in->reverse)
+        return fail(c, GM_E_MODEL_MISMATCH,
+                    "direction reverse: model \"%s\" translates one way only (its file has no reverse "
+                    "generator, gm.reverse)",
+                    model_name(c));
+    *reverse = true;
+    return true;
+}
+
+/* Images in as for logp, images out as for decode, a target class (label)
+ * for a multi-domain model and a direction for a two-domain one. */
+static bool prepare_translate(gm_operation *c, const gm_model_info *in, json_t *p, const gm_op_request *rq) {
+    long n;
+    bool reverse;
+    if (!get_direction(c, in, p, &reverse) || !prepare_output_format(c, p, rq) || !read_images(c, in, p, rq, &n) ||
+        !check_output_size(c, in, n) || !read_labels(c, in, p, n, "image", "translates to a target class"))
+        return false;
+    c->out = malloc((size_t)n * in->dim * sizeof *c->out);
+    if (!c->out) return fail(c, GM_E_INTERNAL, "out of memory");
+    c->job.n = (int)n;
+    c->job.k = reverse;
+    c->job.pixels = c->in;
+    c->job.labels = c->labels;
+    c->job.out_pixels = c->out;
+    return true;
+}
+
 /* Decode's code: required when the model has codes (like label), one for
  * every latent or an array of one per latent. */
 static bool prepare_decode_codes(gm_operation *c, const gm_model_info *in, json_t *p, long n) {
@@ -749,22 +827,9 @@ static bool prepare_decode(gm_operation *c, const gm_model_info *in, json_t *p, 
             c->in[(size_t)i * in->latent_dim + j] = (float)x;
         }
     }
-    json_t *lv = json_object_get(p, "label");
-    if (in->num_classes) {
-        if (!lv)
-            return fail(c, GM_E_MODEL_MISMATCH,
-                        "label is required: model \"%s\" is class-conditional (an index, a class name, "
-                        "or an array of one per latent)",
-                        model_name(c));
-        c->labels = malloc((size_t)n * sizeof *c->labels);
-        if (!c->labels) return fail(c, GM_E_INTERNAL, "out of memory");
-        if (json_is_array(lv) && json_array_size(lv) != (size_t)n)
-            return fail(c, GM_E_MODEL_MISMATCH, "label has %zu entries for %ld latents", json_array_size(lv), n);
-        for (long i = 0; i < n; i++)
-            if (!parse_label(c, in, json_is_array(lv) ? json_array_get(lv, (size_t)i) : lv, &c->labels[i]))
-                return false;
-    } else if (lv) return fail(c, GM_E_MODEL_MISMATCH, "label: model \"%s\" is not class-conditional", model_name(c));
-    if (!prepare_decode_codes(c, in, p, n) || !prepare_decode_cats(c, in, p, n)) return false;
+    if (!read_labels(c, in, p, n, "latent", "is class-conditional") || !prepare_decode_codes(c, in, p, n) ||
+        !prepare_decode_cats(c, in, p, n))
+        return false;
     c->job.n = (int)n;
     c->job.z = c->in;
     c->job.labels = c->labels;
@@ -795,6 +860,8 @@ static bool prepare_op(gm_operation *c, const gm_op_request *rq) {
         return prepare_reconstruct(c, in, rq->params, rq);
     case GM_OP_COMPLETE:
         return prepare_complete(c, in, rq->params, rq);
+    case GM_OP_TRANSLATE:
+        return prepare_translate(c, in, rq->params, rq);
     case GM_OP_COUNT:
         break;
     }
@@ -922,6 +989,10 @@ static void finish_images(gm_operation *c, const gm_model_info *in, gm_reply *re
     if (seeded)
         json_object_set_new(r, "seed", c->seed <= INT64_MAX ? json_integer((json_int_t)c->seed) : json_string(seed));
     if (c->job.op == GM_OP_COMPLETE) json_object_set_new(r, "given", json_integer(c->given));
+    if (c->job.op == GM_OP_TRANSLATE && in->domains) { /* which way, and the domain the images are in now */
+        json_object_set_new(r, "direction", json_string(c->job.k ? "reverse" : "forward"));
+        json_object_set_new(r, "domain", json_string(in->domains[c->job.k ? 0 : 1]));
+    }
     gm_reply_json(reply, r);
 }
 
@@ -1062,6 +1133,7 @@ void gm_operation_finish(gm_operation *c, gm_reply *reply) {
     case GM_OP_SAMPLE:
     case GM_OP_DECODE:
     case GM_OP_RECONSTRUCT:
+    case GM_OP_TRANSLATE:
         return finish_images(c, in, reply);
     case GM_OP_COMPLETE:
         return finish_images(c, in, reply);

@@ -18,6 +18,7 @@
 #define DISC OP(GM_OP_DISCRIMINATE)
 #define RECON OP(GM_OP_RECONSTRUCT)
 #define COMPLETE OP(GM_OP_COMPLETE)
+#define TRANSLATE OP(GM_OP_TRANSLATE)
 #define MAX_SETTING(s) .max_setting = #s, .max_offset = offsetof(gm_config, s)
 #define DEFAULT_SETTING(s) .dflt_setting = #s, .dflt_offset = offsetof(gm_config, s)
 
@@ -25,7 +26,7 @@
 /* clang-format off */
 const gm_param_def gm_params[GM_P_COUNT] = {
     [GM_P_IMAGES] = {.name = "images", .type = "array", .min = 1, MAX_SETTING(max_images), .dflt_text = "-",
-        .ops = LOGP | ENCODE | DISC | RECON | COMPLETE,
+        .ops = LOGP | ENCODE | DISC | RECON | COMPLETE | TRANSLATE,
         .description = "the input images, each {\"png\": base64} or {\"pixels\": [H*W*C numbers in 0..1]}; "
                        "or send one image as an image/png body (complete: exactly one image)"},
     [GM_P_LATENTS] = {.name = "latents", .type = "array", .min = 1, MAX_SETTING(max_images), .dflt_text = "-",
@@ -43,9 +44,10 @@ const gm_param_def gm_params[GM_P_COUNT] = {
     [GM_P_TEMPERATURE] = {.name = "temperature", .type = "number", .min = 0, .min_open = true, .max = 100,
         .dflt = 1, .dflt_text = "1", .ops = SAMPLE | COMPLETE, .description = "scales the sampling noise"},
     [GM_P_LABEL] = {.name = "label", .type = "integer", .dflt_text = "random (sample, complete)",
-        .ops = SAMPLE | DECODE | COMPLETE,
+        .ops = SAMPLE | DECODE | COMPLETE | TRANSLATE,
         .description = "the class of a class-conditional model: an index 0..num_classes-1 or a class name; "
-                       "decode takes one per latent too"},
+                       "decode takes one per latent too; translate: the target class of a multi-domain "
+                       "translator (required), one for every image or one per image"},
     [GM_P_TRUNCATION] = {.name = "truncation", .type = "number", .min = 0, .min_open = true, .max = 100,
         .dflt_text = "none", .ops = SAMPLE, .description = "GAN only: redraw latent values beyond +-truncation"},
     [GM_P_CODE] = {.name = "code", .type = "array", .min = -1e4, .max = 1e4, .dflt_text = "random (sample)",
@@ -59,12 +61,13 @@ const gm_param_def gm_params[GM_P_COUNT] = {
     [GM_P_MODE] = {.name = "mode", .type = "string", .dflt_text = "mean", .choices = {"mean", "sample"},
         .ops = SAMPLE, .description = "VAE only: the decoder's mean image, or pixels drawn from it"},
     [GM_P_FORMAT] = {.name = "format", .type = "string", .dflt_text = "png for a GET sample, else json",
-        .choices = {"png", "json", "pixels", "npy"}, .ops = SAMPLE | DECODE | LOGP | ENCODE | RECON | COMPLETE,
+        .choices = {"png", "json", "pixels", "npy"},
+        .ops = SAMPLE | DECODE | LOGP | ENCODE | RECON | COMPLETE | TRANSLATE,
         .description = "the reply: png (one PNG, a grid for n > 1), json (a base64 PNG per image), pixels (JSON "
                        "floats per image), npy (a float32 NumPy array; logp and encode take json or npy); without "
                        "it, Accept: application/x-npy or application/octet-stream asks for npy"},
     [GM_P_SCALE] = {.name = "scale", .type = "integer", .min = 1, MAX_SETTING(max_scale), .dflt = 1,
-        .dflt_text = "1", .ops = SAMPLE | DECODE | RECON | COMPLETE,
+        .dflt_text = "1", .ops = SAMPLE | DECODE | RECON | COMPLETE | TRANSLATE,
         .description = "upscales each image by this factor (nearest neighbour)"},
     [GM_P_ROWS] = {.name = "rows", .type = "integer", .min = 0, .max = 4096, .dflt_text = "-",
         .range_text = "0 to the image's height", .ops = COMPLETE,
@@ -73,6 +76,12 @@ const gm_param_def gm_params[GM_P_COUNT] = {
         .range_text = "0 to H*W*C", .ops = COMPLETE,
         .description = "the values of the image kept, in raster order (row, column, channel) (give rows or "
                        "prefix)"},
+    [GM_P_DIRECTION] = {.name = "direction", .type = "string", .dflt_text = "forward",
+        .range_text = "`forward`, `reverse`, or the target domain's name", .choices = {"forward", "reverse"},
+        .ops = TRANSLATE,
+        .description = "a two-domain translator (CycleGAN): forward maps domain A to B, reverse (models with a "
+                       "reverse generator only) B to A; the target domain's name (GET /v1/models lists domains) "
+                       "says the same"},
 };
 /* clang-format on */
 

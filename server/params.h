@@ -34,6 +34,7 @@ typedef enum {
     GM_P_SCALE,
     GM_P_ROWS,
     GM_P_PREFIX,
+    GM_P_DIRECTION,
     GM_P_COUNT
 } gm_param;
 

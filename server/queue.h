@@ -49,20 +49,20 @@ struct gm_job {
     /* Batching key and size, set by the submitter. */
     const gm_model *model;
     gm_op op;
-    int k;          /* importance samples (logp); 0 for other operations */
+    int k;          /* importance samples (logp); translate: 1 for the reverse direction; else 0 */
     int n;          /* rows */
     int chunk_rows; /* most rows computed in one piece; 0 = all at once */
 
     /* Inputs, n rows each, set by the submitter (those the op reads). */
-    const float *pixels; /* logp, encode, discriminate, reconstruct, complete: (n, D) in [0, 1] */
+    const float *pixels; /* logp, encode, discriminate, reconstruct, complete, translate: (n, D) in [0, 1] */
     const float *z;      /* decode: (n, latent_dim) */
-    const int *labels;   /* decode of a conditional model: (n) */
+    const int *labels;   /* decode of a conditional model, translate of a multi-domain one: (n) */
     const float *codes;  /* decode of a GAN with codes: (n, code_dim) */
     const int *cats;     /* decode of a GAN with a categorical code: (n), or NULL */
     gm_row *rows;        /* sample, logp, complete: (n) per-row parameters and streams */
 
     /* Outputs, allocated by the submitter for the op it asks. */
-    float *out_pixels;      /* sample, decode, reconstruct, complete: (n, D) */
+    float *out_pixels;      /* sample, decode, reconstruct, complete, translate: (n, D) */
     double *out_logp;       /* sample: (n) exact log p (NADE), or NULL; complete: (n) */
     double *out_logp_rest;  /* complete: (n) log p of the drawn pixels given the kept ones */
     gm_logp_result *out_lp; /* logp: (n) */

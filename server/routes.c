@@ -6,9 +6,9 @@
 #include "routes.h"
 
 const char *const gm_route_names[GM_ROUTE_COUNT] = {
-    "page",    "healthz",  "readyz",   "metrics",        "openapi",     "models",   "sample",
-    "logp",    "encode",   "decode",   "discriminate",   "reconstruct", "complete", "v2",
-    "v2_live", "v2_ready", "v2_model", "v2_model_ready", "v2_infer",    "admin",    "other"};
+    "page",     "healthz",  "readyz",         "metrics",     "openapi",  "models",    "sample", "logp",
+    "encode",   "decode",   "discriminate",   "reconstruct", "complete", "translate", "v2",     "v2_live",
+    "v2_ready", "v2_model", "v2_model_ready", "v2_infer",    "admin",    "other"};
 
 enum { G = GM_METHOD_GET, P = GM_METHOD_POST, D = GM_METHOD_DELETE };
 
@@ -32,6 +32,8 @@ const gm_route_def gm_routes[] = {
      "an AAE's images encoded and decoded again (PNG, or JSON with format=json)"},
     {"/v1/models/*/complete", P, GM_ROUTE_COMPLETE, false, GM_OP_COMPLETE,
      "an autoregressive model's completions of an image's top rows or first pixels, with their log p"},
+    {"/v1/models/*/translate", P, GM_ROUTE_TRANSLATE, false, GM_OP_TRANSLATE,
+     "a translator's images mapped to the target class or domain (PNG, JSON, pixels or npy)"},
     {"/sample", G | P, GM_ROUTE_SAMPLE, false, GM_OP_SAMPLE, "sample on the model named by ?model= (or the default)"},
     {"/logp", P, GM_ROUTE_LOGP, false, GM_OP_LOGP, "logp on ?model= (or the default)"},
     {"/encode", P, GM_ROUTE_ENCODE, false, GM_OP_ENCODE, "encode on ?model= (or the default)"},
@@ -39,6 +41,7 @@ const gm_route_def gm_routes[] = {
     {"/discriminate", P, GM_ROUTE_DISCRIMINATE, false, GM_OP_DISCRIMINATE, "discriminate on ?model= (or the default)"},
     {"/reconstruct", P, GM_ROUTE_RECONSTRUCT, false, GM_OP_RECONSTRUCT, "reconstruct on ?model= (or the default)"},
     {"/complete", P, GM_ROUTE_COMPLETE, false, GM_OP_COMPLETE, "complete on ?model= (or the default)"},
+    {"/translate", P, GM_ROUTE_TRANSLATE, false, GM_OP_TRANSLATE, "translate on ?model= (or the default)"},
     {"/v2", G, GM_ROUTE_V2, false, -1, "Open Inference Protocol v2 (docs/oip.md): server metadata"},
     {"/v2/", G, GM_ROUTE_V2, false, -1, "the same (the protocol's OpenAPI file names this path)"},
     {"/v2/health/live", G, GM_ROUTE_V2_LIVE, true, -1, "v2 liveness: {\"live\": true}"},

@@ -30,6 +30,7 @@ typedef enum {
     GM_ROUTE_DISCRIMINATE,
     GM_ROUTE_RECONSTRUCT,
     GM_ROUTE_COMPLETE,
+    GM_ROUTE_TRANSLATE,
     GM_ROUTE_V2, /* the Open Inference Protocol v2 (oip_routes.h): server metadata */
     GM_ROUTE_V2_LIVE,
     GM_ROUTE_V2_READY,

@@ -17,6 +17,7 @@ from torch import nn
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "models", "train"))
 import gmfile  # noqa: E402
 import pixelcnn_fixtures  # noqa: E402  (tests/, beside this file)
+import translator_fixtures  # noqa: E402  (tests/, beside this file)
 
 OUT = sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures"
 torch.manual_seed(1234)
@@ -656,6 +657,9 @@ def main():
     if sys.argv[2:] == ["aae"]:  # only the AAE cases
         aae_fixtures()
         return
+    if sys.argv[2:] == ["translator"]:  # only the translator cases
+        translator_fixtures.main(OUT)
+        return
     nade_fixture("nade_tiny", 2, 5, 6, relu=False, order_dtype=None, scale=1.0, n_inputs="all")
     nade_fixture("nade_tiny_relu", 3, 3, 7, relu=True, order_dtype=torch.int32, scale=1.0, n_inputs="all")
     nade_fixture("nade_ref", 28, 28, 64, relu=False, order_dtype=torch.int64, scale=0.1, n_inputs=8)
@@ -689,6 +693,7 @@ def main():
     aae_fixtures()
     infogan_fixture()
     pixelcnn_fixtures.main(OUT)
+    translator_fixtures.main(OUT)
     print("fixtures written to", OUT)
 
 

@@ -156,6 +156,13 @@ static void check_schema(gm_param p, gm_op op, bool get, json_t *s, const char *
         }
         assert_string_equal(json_string_value(json_object_get(s, "default")),
                             gm_format_names[gm_format_default(op, get)]);
+    } else if (p == GM_P_DIRECTION) { /* the choices, or a model's own domain name: a string, no enum */
+        assert_string_equal(json_string_value(json_object_get(s, "type")), "string");
+        assert_null(json_object_get(s, "enum"));
+        assert_string_equal(json_string_value(json_object_get(s, "default")), d->choices[0]);
+        for (int i = 0; i < 2; i++)
+            assert_string_equal(json_string_value(json_array_get(json_object_get(s, "examples"), (size_t)i)),
+                                d->choices[i]);
     } else if (d->choices[0]) {
         json_t *e = json_object_get(s, "enum");
         size_t n = 0;

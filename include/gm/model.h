@@ -26,6 +26,7 @@ typedef enum {
     GM_FAMILY_GAN,
     GM_FAMILY_AAE,
     GM_FAMILY_PIXELCNN,
+    GM_FAMILY_TRANSLATOR,
     GM_FAMILY_COUNT
 } gm_family;
 
@@ -37,6 +38,7 @@ typedef enum {
     GM_OP_DISCRIMINATE,
     GM_OP_RECONSTRUCT,
     GM_OP_COMPLETE,
+    GM_OP_TRANSLATE,
     GM_OP_COUNT
 } gm_op;
 
@@ -53,6 +55,8 @@ typedef struct {
     int cat_dim;                      /* GAN: categories of InfoGAN's categorical code, 0 = none */
     bool encode_q;                    /* GAN: encode is InfoGAN's Q network (see gm_model_encode) */
     const char *const *class_names;   /* num_classes names, or NULL */
+    bool reverse;                     /* translator: has a reverse generator (B -> A) */
+    const char *const *domains;       /* translator with a reverse generator: the names of A and B, else NULL */
     bool supports[GM_OP_COUNT];
     bool binary;                /* inputs are binarized at 0.5 (NADE; a VAE with gm.input "binary") */
     bool exact_logp;            /* logp is exact (NADE, PixelCNN), else an importance-sampled estimate */
@@ -152,10 +156,19 @@ int gm_model_discriminate(const gm_model *m, int B, const float *pixels, float *
  * its mean, is decoded). */
 int gm_model_reconstruct(const gm_model *m, int B, const float *pixels, float *out);
 
+/* Image-to-image translation (translator family): each image mapped to
+ * the target domain by the generator (A -> B, or to class labels[r] for a
+ * multi-domain model), or by the reverse generator (B -> A) when reverse is
+ * true (models with info.reverse only). labels: (B) classes
+ * 0..num_classes-1 for a multi-domain model, else NULL. pixels (B, D) in,
+ * out (B, D) out (out may be pixels itself); deterministic. */
+int gm_model_translate(const gm_model *m, int B, const float *pixels, const int *labels, bool reverse, float *out);
+
 /* One forward pass of every supported operation, in gm_op order, on 2 rows
  * with a fixed seed (temperature 1, labels 0 and 1 modulo num_classes, K = 2
  * for a VAE's logp, which scores the sampled images, as do encode and
- * discriminate; complete keeps their first half). 0 when every output is finite (pixels in [0, 1]); else -1
+ * discriminate; complete keeps their first half; translate maps
+ * fixed images in [0, 1] in every direction the model has). 0 when every output is finite (pixels in [0, 1]); else -1
  * with a message naming the operation and the value. Finite weights can
  * still overflow float range inside a network; this catches it at load. */
 int gm_model_selftest(const gm_model *m, char err[GM_ERR_LEN]);

@@ -1,5 +1,5 @@
 """families.py - one gmserve model file per call: save_vae, save_gan,
-save_aae, save_nade, save_pixelcnn.
+save_aae, save_nade, save_pixelcnn, save_translator.
 
 Each network is traced into a layer graph (trace.py) and stored as the JSON
 text of a metadata key (gm.encoder, gm.decoder, gm.generator, ...), with
@@ -21,6 +21,8 @@ PROBES = 4
 SEED = 1234
 LIKELIHOODS = ("bernoulli", "continuous_bernoulli", "gaussian", "discretized_gaussian", "categorical256")
 GAN_INPUTS = ("z", "label", "onehot", "code", "cat")
+TRANSLATOR_INPUTS = ("image", "label", "onehot")
+DIRECTIONS = ("forward", "reverse")
 
 
 def parse_image(image):
@@ -75,6 +77,18 @@ class _Writer:
             self.tensors[f"gm.probe.{net}.in.{name}"] = t.to(torch.float32).contiguous()
         self.tensors[f"gm.probe.{net}.out"] = out.contiguous()
         return ops
+
+    def classes(self, C, class_names):
+        """gm.num_classes and gm.class_names of a model with C > 0 classes."""
+        if not C:
+            if class_names is not None:
+                raise ExportError("class_names", "given for a model without classes (num_classes=0)")
+            return
+        self.meta["gm.num_classes"] = str(C)
+        if class_names is not None:
+            if len(class_names) != C:
+                raise ExportError("class_names", f"{len(class_names)} names for {C} classes")
+            self.meta["gm.class_names"] = json.dumps(list(class_names))
 
     def save(self, path):
         for k, v in self.user.items():
@@ -159,12 +173,7 @@ def save_gan(path, generator, image="28x28x1", latent_dim=None, inputs=("z",), n
     if output not in ("tanh", "sigmoid"):
         raise ExportError("output", f"{output!r} must be 'tanh' or 'sigmoid'")
     w.meta["gm.latent_dim"] = str(Z)
-    if C:
-        w.meta["gm.num_classes"] = str(C)
-        if class_names is not None:
-            if len(class_names) != C:
-                raise ExportError("class_names", f"{len(class_names)} names for {C} classes")
-            w.meta["gm.class_names"] = json.dumps(list(class_names))
+    w.classes(C, class_names)
     if code_dim:
         w.meta["gm.code_dim"] = str(int(code_dim))
     if cat_dim:
@@ -271,16 +280,66 @@ def save_pixelcnn(path, net, image="28x28x1", num_classes=0, class_names=None, l
         raise ExportError("num_classes", f"{num_classes} must be 0 or more")
     w.meta["gm.likelihood"] = likelihood
     inputs = [("image", w.images("binary"))]
+    w.classes(C, class_names)
     if C:
-        w.meta["gm.num_classes"] = str(C)
-        if class_names is not None:
-            if len(class_names) != C:
-                raise ExportError("class_names", f"{len(class_names)} names for {C} classes")
-            w.meta["gm.class_names"] = json.dumps(list(class_names))
         inputs.append(("label", torch.randint(0, C, (PROBES,), generator=w.gen)))
     ops = w.network("network", net, inputs, ["image"], w.D)
     if _last_op(ops) == "sigmoid":
         raise ExportError("network", "ends in a sigmoid; export the logits (the server applies the sigmoid)")
+    w.save(path)
+
+
+def save_translator(path, generator, image="28x28x1", inputs=("image",), num_classes=0, class_names=None,
+                    output="tanh", reverse=None, domains=None, metadata=None):
+    """An image-to-image translator: generator(*inputs) -> an image of the
+    input's shape, ending in tanh (output="tanh": images in [-1, 1] in and
+    out) or sigmoid ("sigmoid": [0, 1] in and out). inputs names forward()'s
+    arguments in order: "image" [B, C, H, W] (required) and, for a
+    multi-domain translator (StarGAN) with num_classes > 0 target classes,
+    "label" [B] int64 or "onehot" [B, num_classes]. reverse is an optional
+    second generator with the same inputs (CycleGAN's B -> A); domains then
+    names the two domains (A, B): generator maps A to B, reverse B to A."""
+    w = _Writer("translator", image, metadata)
+    inputs = tuple(inputs)
+    bad = [n for n in inputs if n not in TRANSLATOR_INPUTS]
+    if bad or len(set(inputs)) != len(inputs) or "image" not in inputs:
+        raise ExportError("inputs", f"{inputs} must name each of 'image' (required), 'label', 'onehot' at most "
+                                    "once, in forward() order")
+    if "label" in inputs and "onehot" in inputs:
+        raise ExportError("inputs", "a translator takes the target class as 'label' or as 'onehot', not both")
+    C = num_classes
+    if not isinstance(C, int) or isinstance(C, bool) or C < 0:
+        raise ExportError("num_classes", f"{num_classes!r} must be an integer >= 0")
+    takes_class = "label" in inputs or "onehot" in inputs
+    if (C > 0) != takes_class:
+        raise ExportError("num_classes", f"{num_classes} with inputs {inputs}: a multi-domain translator "
+                                         "(num_classes > 0) takes the target class as 'label' or 'onehot', and "
+                                         "only it does")
+    if output not in ("tanh", "sigmoid"):
+        raise ExportError("output", f"{output!r} must be 'tanh' or 'sigmoid'")
+    if (reverse is None) != (domains is None):
+        raise ExportError("domains" if reverse is not None else "reverse",
+                          "a reverse generator and the two domains' names (domains=(A, B)) go together")
+    if domains is not None:
+        if isinstance(domains, str) or len(domains) != 2 or not all(isinstance(d, str) and d for d in domains) \
+                or domains[0] == domains[1]:
+            raise ExportError("domains", f"{domains!r} must be two different non-empty names (A, B)")
+        if set(domains) & set(DIRECTIONS):
+            raise ExportError("domains", f"{domains!r}: 'forward' and 'reverse' name the directions themselves")
+        w.meta["gm.domains"] = json.dumps(list(domains))
+    w.classes(C, class_names)
+    w.meta["gm.output"] = output
+    label = torch.randint(0, max(C, 1), (PROBES,), generator=w.gen)
+    probe = {"image": w.images("tanh" if output == "tanh" else "gray"), "label": label,
+             "onehot": torch.nn.functional.one_hot(label, max(C, 1)).float()}
+    for net, module in (("generator", generator), ("reverse", reverse)):
+        if net == "reverse" and module is None:
+            continue
+        ops = w.network(net, module, [(n, probe[n]) for n in inputs], None, w.D)
+        last = _last_op(ops)
+        if last != output:
+            raise ExportError(net, f"output={output!r} but the network ends in {last!r}; the server reads its "
+                                   f"images as {'[-1, 1]' if output == 'tanh' else '[0, 1]'}")
     w.save(path)
 
 

@@ -31,7 +31,7 @@ FIELDS = {
 }
 COMMON = {"op", "inputs", "name", "names"}
 DEFAULT_INPUTS = {"generator": ["z"], "decoder": ["z"], "encoder": ["image"], "discriminator": ["image"],
-                  "network": ["image"], "q_network": ["image"]}
+                  "network": ["image"], "q_network": ["image"], "reverse": ["image"]}
 
 
 def pair(v):

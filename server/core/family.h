@@ -18,7 +18,7 @@ typedef struct {
     void *(*load)(const gm_st *st, gm_model_info *info, char err[GM_ERR_LEN]);
     void (*free)(void *impl);
     /* The network called `name` ("encoder", "decoder", "generator",
-     * "discriminator"), or NULL when the model has none (or no nets at all:
+     * "discriminator", "reverse", ...), or NULL when the model has none (or no nets at all:
      * then the hook itself is NULL). The load-time probes run it. */
     const gm_net *(*net)(const void *impl, const char *name);
     int (*sample)(const void *impl, const gm_model_info *info, int B, gm_row *rows, float *pixels, double *logp);
@@ -32,9 +32,13 @@ typedef struct {
     /* gm_model_complete on inputs x already binarized (binary models). */
     int (*complete)(const void *impl, const gm_model_info *info, int B, const float *x, gm_row *rows, float *pixels,
                     double *logp, double *logp_rest);
+    /* gm_model_translate */
+    int (*translate)(const void *impl, const gm_model_info *info, int B, const float *x, const int *labels,
+                     bool reverse, float *pixels);
 } gm_family_impl;
 
-extern const gm_family_impl gm_nade_family, gm_vae_family, gm_gan_family, gm_aae_family, gm_pixelcnn_family;
+extern const gm_family_impl gm_nade_family, gm_vae_family, gm_gan_family, gm_aae_family, gm_pixelcnn_family,
+    gm_translator_family;
 
 /* The family's state of a loaded model (its load's result). */
 const void *gm_model_state(const gm_model *m);

@@ -33,11 +33,11 @@ struct gm_model {
     char probes[192]; /* what the load-time probes verified; "" when none */
 };
 
-static const char *const FAMILY_NAMES[GM_FAMILY_COUNT] = {"nade", "vae", "gan", "aae", "pixelcnn"};
-static const char *const OP_NAMES[GM_OP_COUNT] = {"sample",       "logp",        "encode",  "decode",
-                                                  "discriminate", "reconstruct", "complete"};
-static const gm_family_impl *const FAMILIES[GM_FAMILY_COUNT] = {&gm_nade_family, &gm_vae_family, &gm_gan_family,
-                                                                &gm_aae_family, &gm_pixelcnn_family};
+static const char *const FAMILY_NAMES[GM_FAMILY_COUNT] = {"nade", "vae", "gan", "aae", "pixelcnn", "translator"};
+static const char *const OP_NAMES[GM_OP_COUNT] = {"sample",       "logp",        "encode",   "decode",
+                                                  "discriminate", "reconstruct", "complete", "translate"};
+static const gm_family_impl *const FAMILIES[GM_FAMILY_COUNT] = {
+    &gm_nade_family, &gm_vae_family, &gm_gan_family, &gm_aae_family, &gm_pixelcnn_family, &gm_translator_family};
 
 const char *gm_family_name(gm_family f) { return f < GM_FAMILY_COUNT ? FAMILY_NAMES[f] : "?"; }
 const char *gm_op_name(gm_op op) { return op < GM_OP_COUNT ? OP_NAMES[op] : "?"; }
@@ -158,14 +158,14 @@ gm_model *gm_model_load(const char *path, char err[GM_ERR_LEN]) {
         goto fail;
     }
     if (f == GM_FAMILY_COUNT) {
-        gm_errorf(err, "%s: metadata \"gm.family\" must be nade, vae, gan, aae or pixelcnn (found %s)", path,
-                  fam ? fam : "none");
+        gm_errorf(err, "%s: metadata \"gm.family\" must be nade, vae, gan, aae, pixelcnn or translator (found %s)",
+                  path, fam ? fam : "none");
         goto fail;
     }
     m->info.family = (gm_family)f;
     m->impl = FAMILIES[f];
     if (parse_image(m->st, &m->info, err) || parse_classes(m, err)) goto fail;
-    if (f != GM_FAMILY_NADE && f != GM_FAMILY_PIXELCNN &&
+    if (f != GM_FAMILY_NADE && f != GM_FAMILY_PIXELCNN && f != GM_FAMILY_TRANSLATOR &&
         meta_int(m->st, "gm.latent_dim", 1, MAX_LATENT, 0, &m->info.latent_dim, err))
         goto fail;
     if (!(m->state = m->impl->load(m->st, &m->info, err)) ||
@@ -284,6 +284,17 @@ int gm_model_complete(const gm_model *m, int B, const float *pixels, gm_row *row
     int rc = x ? m->impl->complete(m->state, &m->info, B, x, rows, out, logp, logp_rest) : -1;
     gm_fp_flush_end(fp);
     free(owned);
+    return rc;
+}
+
+int gm_model_translate(const gm_model *m, int B, const float *pixels, const int *labels, bool reverse, float *out) {
+    if (!m->info.supports[GM_OP_TRANSLATE] || (reverse && !m->info.reverse) || (m->info.num_classes > 0) != !!labels)
+        return -1;
+    for (int r = 0; labels && r < B; r++)
+        if (labels[r] < 0 || labels[r] >= m->info.num_classes) return -1;
+    unsigned fp = gm_fp_flush_begin();
+    int rc = m->impl->translate(m->state, &m->info, B, pixels, labels, reverse, out);
+    gm_fp_flush_end(fp);
     return rc;
 }
 
@@ -421,6 +432,16 @@ int gm_model_selftest(const gm_model *m, char err[GM_ERR_LEN]) {
                               gm_st_label(m->st), B, SELFTEST_SEED, whole[r], rest[r], r);
                     goto done;
                 }
+            break;
+        case GM_OP_TRANSLATE: /* images of the rows' streams, in every direction */
+            for (int r = 0; r < B; r++) {
+                for (int j = 0; j < D; j++) px[(size_t)r * D + j] = (float)gm_rng_uniform(&rows[r].rng);
+                labels[r] = rows[r].label;
+            }
+            for (int rev = 0; rev <= (int)in->reverse; rev++) {
+                if ((ran = gm_model_translate(m, B, px, in->num_classes ? labels : NULL, rev, done))) break;
+                if (check_values(m, op, "pixel", done, (size_t)B * D, true, err)) goto done;
+            }
             break;
         case GM_OP_COUNT:
             break;

@@ -4,7 +4,8 @@
  * every probe on the networks as built, so that a file which does not
  * compute what its PyTorch module computes is refused at load, not served.
  *
- * For a network N (encoder, decoder, generator, discriminator; a pixelcnn's network) the tensors
+ * For a network N (encoder, decoder, generator, discriminator; a pixelcnn's
+ * network; InfoGAN's q_network; a translator's generator and reverse) the tensors
  * are gm.probe.N.in.<input> [P, per-sample input shape] and gm.probe.N.out
  * [P, per-sample output shape] (F32, 1 <= P <= MAX_ROWS), the output being
  * the network's own (before the sigmoid or tanh the server applies after
@@ -27,7 +28,8 @@
 #define MAX_ROWS 16 /* probe inputs per network: each costs one forward row */
 #define TOLERANCE 1e-4
 
-static const char *const NETS[] = {"encoder", "decoder", "generator", "discriminator", "network", "q_network"};
+static const char *const NETS[] = {"encoder", "decoder",   "generator", "discriminator",
+                                   "network", "q_network", "reverse"};
 #define NETS_COUNT (int)(sizeof NETS / sizeof NETS[0])
 
 static int net_index(const char *s, size_t n) {
@@ -150,7 +152,8 @@ int gm_verify_probes(const gm_st *st, const gm_model_info *info, const gm_family
             return gm_errorf(
                 err,
                 "%s: tensor '%s': a probe must be named " PREFIX "<network>.out or " PREFIX
-                "<network>.in.<input>, the network one of encoder, decoder, generator, discriminator, network",
+                "<network>.in.<input>, the network one of encoder, decoder, generator, discriminator, network, "
+                "q_network, reverse",
                 L, ten->name);
         if (!impl->net || !impl->net(state, NETS[k]))
             return gm_errorf(err, "%s: tensor '%s' probes network \"%s\", which this %s file does not have", L,

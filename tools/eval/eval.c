@@ -13,6 +13,9 @@
  *   AAE         the same distance for its samples; test reconstruction
  *               error (mean squared error per pixel, grayscale) and the
  *               classifier's accuracy on the reconstructions
+ *   translators a StarGAN's and a CycleGAN's target accuracy, what survives
+ *               of the source, and the cycle-consistency error
+ *               (translate_eval.c)
  *   classifier  test accuracy
  *
  * Rows are split across threads (each OpenBLAS call single-threaded), with
@@ -31,16 +34,19 @@
 
 #include "dataset.h"
 #include "eval.h"
+#include "eval_parts.h"
 #include "frechet.h"
 #include "gm/clock.h"
 #include "gm/layers.h"
 #include "gm/model.h"
 #include "pngio.h"
+#include "translate_eval.h"
 
 #define SAMPLE_SEED 1
 
 typedef struct {
-    const char *nade, *vae, *pixelcnn, *gan, *aae, *classifier, *data, *json, *grids;
+    const char *nade, *vae, *pixelcnn, *gan, *aae, *stargan, *cyclegan, *cycle_classes, *classifier, *data, *json,
+        *grids;
     int k, vae_images, samples, threads;
 } options;
 
@@ -69,7 +75,7 @@ static void *loop_thread(void *arg) {
     }
 }
 
-static int parallel(const char *what, int n, int chunk, int threads, int (*fn)(void *, int, int), void *ctx) {
+int gm_eval_parallel(const char *what, int n, int chunk, int threads, int (*fn)(void *, int, int), void *ctx) {
     loop l = {.fn = fn, .ctx = ctx, .n = n, .chunk = chunk, .what = what, .t0 = gm_now_s()};
     pthread_t t[64];
     int started = 0;
@@ -83,12 +89,7 @@ static int parallel(const char *what, int n, int chunk, int threads, int (*fn)(v
 
 /* ---- the classifier: two layer lists, features and head ---- */
 
-typedef struct {
-    gm_net *features, *head;
-    int fdim, classes;
-} classifier;
-
-static int classifier_load(classifier *c, const char *path, int h, int w, char err[GM_ERR_LEN]) {
+static int classifier_load(gm_classifier *c, const char *path, int h, int w, char err[GM_ERR_LEN]) {
     memset(c, 0, sizeof *c);
     gm_st *st = gm_st_load(path, err);
     if (!st) return -1;
@@ -110,13 +111,13 @@ done:
     return rc;
 }
 
-static void classifier_free(classifier *c) {
+static void classifier_free(gm_classifier *c) {
     gm_net_free(c->features);
     gm_net_free(c->head);
 }
 
 typedef struct {
-    const classifier *c;
+    const gm_classifier *c;
     const float *pixels; /* (n, D) in [0, 1] */
     int D;
     float *features; /* (n, fdim) */
@@ -142,10 +143,10 @@ static int classify_chunk(void *ctx, int first, int count) {
     return rc;
 }
 
-static int classify(const classifier *c, const float *pixels, int n, int D, int threads, const char *what,
-                    float *features, int *predicted) {
+int gm_classify(const gm_classifier *c, const float *pixels, int n, int D, int threads, const char *what,
+                float *features, int *predicted) {
     classify_job j = {c, pixels, D, features, predicted};
-    return parallel(what, n, 250, threads, classify_chunk, &j);
+    return gm_eval_parallel(what, n, 250, threads, classify_chunk, &j);
 }
 
 /* ---- likelihoods ---- */
@@ -199,8 +200,6 @@ static int write_grid(const gm_model *m, const char *dir, const char *name, int 
     const gm_model_info *in = gm_model_get_info(m);
     gm_row *rows = calloc((size_t)n, sizeof *rows);
     float *px = malloc(sizeof(float) * n * in->dim);
-    uint8_t *png = NULL;
-    size_t len;
     int rc = -1;
     if (!rows || !px) goto done;
     for (int r = 0; r < n; r++) {
@@ -219,22 +218,29 @@ static int write_grid(const gm_model *m, const char *dir, const char *name, int 
         free(px);
         px = t;
     }
-    char path[4096], desc[128];
-    snprintf(path, sizeof path, "%s/%s.png", dir, name);
+    char desc[128];
     snprintf(desc, sizeof desc, "gmserve eval: %d samples of %s, seed %d", n, name, SAMPLE_SEED);
-    if (gm_png_encode(px, n, in->height, in->width, in->channels, 2, desc, &png, &len, err)) goto done;
-    FILE *f = fopen(path, "wb");
-    if (!f || fwrite(png, 1, len, f) != len || fclose(f)) {
-        gm_errorf(err, "%s: cannot write", path);
-        goto done;
-    }
-    fprintf(stderr, "  wrote %s\n", path);
-    rc = 0;
+    rc = gm_eval_write_png(dir, name, px, n, in->height, in->width, in->channels, desc, err);
 done:
     free(rows);
     free(px);
-    free(png);
     return rc;
+}
+
+int gm_eval_write_png(const char *dir, const char *name, const float *px, int n, int h, int w, int c, const char *desc,
+                      char err[GM_ERR_LEN]) {
+    char path[4096];
+    uint8_t *png = NULL;
+    size_t len;
+    snprintf(path, sizeof path, "%s/%s.png", dir, name);
+    if (gm_png_encode(px, n, h, w, c, 2, desc, &png, &len, err)) return -1;
+    FILE *f = fopen(path, "wb");
+    bool ok = f && fwrite(png, 1, len, f) == len;
+    if (f && fclose(f)) ok = false;
+    free(png);
+    if (!ok) return gm_errorf(err, "%s: cannot write", path);
+    fprintf(stderr, "  wrote %s\n", path);
+    return 0;
 }
 
 /* Scores the fixed binarized test set; *kept receives the per-image results
@@ -257,7 +263,7 @@ static int eval_likelihood(const options *o, const char *path, gm_family fam, co
     char what[64];
     snprintf(what, sizeof what, "%s log p%s", gm_family_name(fam), fam == GM_FAMILY_VAE ? " (K samples)" : "");
     double t0 = gm_now_s();
-    if (!res || parallel(what, n, fam == GM_FAMILY_VAE ? 2 : 100, o->threads, logp_chunk, &j)) {
+    if (!res || gm_eval_parallel(what, n, fam == GM_FAMILY_VAE ? 2 : 100, o->threads, logp_chunk, &j)) {
         gm_errorf(err, "%s: out of memory", path);
         goto done;
     }
@@ -424,12 +430,12 @@ static int reconstruct_chunk(void *ctx, int first, int count) {
  * features): what the decoder loses even where the codes are right, a
  * floor for the samples' distance. scratch: n * D floats, features: n *
  * fdim, pred: n. */
-static int eval_reconstruction(const options *o, const gm_model *m, const classifier *c, const gm_dataset *test, int n,
-                               const float *ft, float *scratch, float *features, int *pred, json_t *r) {
+static int eval_reconstruction(const options *o, const gm_model *m, const gm_classifier *c, const gm_dataset *test,
+                               int n, const float *ft, float *scratch, float *features, int *pred, json_t *r) {
     int D = test->dim;
     reconstruct_job rj = {m, test->images, scratch, D};
-    if (parallel("aae reconstructions", n, 100, o->threads, reconstruct_chunk, &rj) ||
-        classify(c, scratch, n, D, o->threads, "classifier on reconstructions", features, pred))
+    if (gm_eval_parallel("aae reconstructions", n, 100, o->threads, reconstruct_chunk, &rj) ||
+        gm_classify(c, scratch, n, D, o->threads, "classifier on reconstructions", features, pred))
         return -1;
     double s = 0, s2 = 0;
     int right = 0;
@@ -460,8 +466,8 @@ static int eval_reconstruction(const options *o, const gm_model *m, const classi
 
 /* A sampling model's Fréchet distance (and, for a GAN, its conditional
  * accuracy; for an AAE, its reconstructions), under report[name]. */
-static int eval_samples(const options *o, const char *path, gm_family fam, const classifier *c, const gm_dataset *train,
-                        const gm_dataset *test, json_t *report, char err[GM_ERR_LEN]) {
+static int eval_samples(const options *o, const char *path, gm_family fam, const gm_classifier *c,
+                        const gm_dataset *train, const gm_dataset *test, json_t *report, char err[GM_ERR_LEN]) {
     const char *name = gm_family_name(fam);
     gm_model *m = load_model(path, fam, err);
     if (!m) return -1;
@@ -480,14 +486,14 @@ static int eval_samples(const options *o, const char *path, gm_family fam, const
         goto done;
     }
     sample_job sj = {m, px, D, in->num_classes};
-    if (parallel(fam == GM_FAMILY_GAN ? "gan samples" : "aae samples", n, 100, o->threads, sample_chunk, &sj) ||
-        classify(c, px, n, D, o->threads, "classifier on samples", fs, pred))
+    if (gm_eval_parallel(fam == GM_FAMILY_GAN ? "gan samples" : "aae samples", n, 100, o->threads, sample_chunk, &sj) ||
+        gm_classify(c, px, n, D, o->threads, "classifier on samples", fs, pred))
         goto oom;
     int right = 0, per_class[1024] = {0}, classes = in->num_classes < 1024 ? in->num_classes : 0;
     for (int r = 0; r < n && classes; r++)
         if (pred[r] == r % classes) right++, per_class[r % classes]++;
-    if (classify(c, test->images, nt, D, o->threads, "classifier on test", ft, pred)) goto oom;
-    if (classify(c, train->images, nr, D, o->threads, "classifier on train", fr, pred)) goto oom;
+    if (gm_classify(c, test->images, nt, D, o->threads, "classifier on test", ft, pred)) goto oom;
+    if (gm_classify(c, train->images, nr, D, o->threads, "classifier on train", fr, pred)) goto oom;
     frechet_parts fd, floor;
     if (frechet_of(fs, n, ft, nt, F, &fd) || frechet_of(fr, nr, ft, nt, F, &floor)) goto oom;
     printf("%-5s Fréchet distance %.3f to %d test images (train-vs-test floor %.3f, ratio %.1fx), %d samples", name,
@@ -536,7 +542,8 @@ done:
 static int usage(void) {
     fprintf(stderr,
             "usage: gmserve eval [--nade FILE] [--vae FILE] [--pixelcnn FILE] [--gan FILE --classifier FILE]\n"
-            "                    [--aae FILE --classifier FILE] [--classifier FILE]\n"
+            "                    [--aae FILE --classifier FILE] [--stargan FILE --classifier FILE]\n"
+            "                    [--cyclegan FILE --cycle-classes A,B --classifier FILE] [--classifier FILE]\n"
             "                    [--k 1000] [--vae-images N] [--samples 10000] [--threads 2]\n"
             "                    [--data %s] [--json OUT] [--grids DIR]\n",
             GM_DATASET_DIR);
@@ -548,16 +555,19 @@ int gm_eval_main(int argc, char **argv) {
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v) return usage();
-        const char **s = !strcmp(a, "--nade")         ? &o.nade
-                         : !strcmp(a, "--vae")        ? &o.vae
-                         : !strcmp(a, "--pixelcnn")   ? &o.pixelcnn
-                         : !strcmp(a, "--gan")        ? &o.gan
-                         : !strcmp(a, "--aae")        ? &o.aae
-                         : !strcmp(a, "--classifier") ? &o.classifier
-                         : !strcmp(a, "--data")       ? &o.data
-                         : !strcmp(a, "--json")       ? &o.json
-                         : !strcmp(a, "--grids")      ? &o.grids
-                                                      : NULL;
+        const char **s = !strcmp(a, "--nade")            ? &o.nade
+                         : !strcmp(a, "--vae")           ? &o.vae
+                         : !strcmp(a, "--pixelcnn")      ? &o.pixelcnn
+                         : !strcmp(a, "--gan")           ? &o.gan
+                         : !strcmp(a, "--aae")           ? &o.aae
+                         : !strcmp(a, "--stargan")       ? &o.stargan
+                         : !strcmp(a, "--cyclegan")      ? &o.cyclegan
+                         : !strcmp(a, "--cycle-classes") ? &o.cycle_classes
+                         : !strcmp(a, "--classifier")    ? &o.classifier
+                         : !strcmp(a, "--data")          ? &o.data
+                         : !strcmp(a, "--json")          ? &o.json
+                         : !strcmp(a, "--grids")         ? &o.grids
+                                                         : NULL;
         int *n = !strcmp(a, "--k")            ? &o.k
                  : !strcmp(a, "--vae-images") ? &o.vae_images
                  : !strcmp(a, "--samples")    ? &o.samples
@@ -576,12 +586,24 @@ int gm_eval_main(int argc, char **argv) {
         fprintf(stderr, "gmserve eval: --gan and --aae need --classifier (the features of the Fréchet distance)\n");
         return 2;
     }
+    if ((o.stargan || o.cyclegan) && !o.classifier) {
+        fprintf(stderr, "gmserve eval: --stargan and --cyclegan need --classifier (it judges the target class)\n");
+        return 2;
+    }
+    int class_a = -1, class_b = -1, used = 0;
+    if (!o.cyclegan != !o.cycle_classes ||
+        (o.cycle_classes &&
+         (sscanf(o.cycle_classes, "%d,%d%n", &class_a, &class_b, &used) != 2 || o.cycle_classes[used] != 0))) {
+        fprintf(stderr, "gmserve eval: --cyclegan FILE takes --cycle-classes A,B: its domains' dataset classes, e.g. "
+                        "7,9\n");
+        return 2;
+    }
     if (o.samples < 2 || o.threads > 64) return usage();
     openblas_set_num_threads(1);
     char err[GM_ERR_LEN];
     gm_dataset train = {0}, test = {0};
     float *test_bin = NULL;
-    classifier c = {0};
+    gm_classifier c = {0};
     gm_logp_result *nade_res = NULL, *vae_res = NULL, *pcnn_res = NULL;
     int nade_n = 0, vae_n = 0, pcnn_n = 0;
     json_t *report = json_object();
@@ -603,7 +625,7 @@ int gm_eval_main(int argc, char **argv) {
         if (classifier_load(&c, o.classifier, test.height, test.width, err)) goto fail;
         float *f = malloc(sizeof(float) * test.n * c.fdim);
         int *pred = malloc(sizeof(int) * test.n);
-        if (!f || !pred || classify(&c, test.images, test.n, test.dim, o.threads, "classifier on test", f, pred)) {
+        if (!f || !pred || gm_classify(&c, test.images, test.n, test.dim, o.threads, "classifier on test", f, pred)) {
             free(f);
             free(pred);
             goto oom;
@@ -631,6 +653,9 @@ int gm_eval_main(int argc, char **argv) {
     }
     if (o.gan && eval_samples(&o, o.gan, GM_FAMILY_GAN, &c, &train, &test, report, err)) goto fail;
     if (o.aae && eval_samples(&o, o.aae, GM_FAMILY_AAE, &c, &train, &test, report, err)) goto fail;
+    if (o.stargan && gm_eval_stargan(o.stargan, &c, &test, o.threads, o.grids, report, err)) goto fail;
+    if (o.cyclegan && gm_eval_cyclegan(o.cyclegan, class_a, class_b, &c, &test, o.threads, o.grids, report, err))
+        goto fail;
     if (o.json && json_dump_file(report, o.json, JSON_INDENT(2))) {
         gm_errorf(err, "%s: cannot write", o.json);
         goto fail;
