@@ -75,7 +75,7 @@ def main():
     opt_g = torch.optim.Adam(list(G.parameters()) + list(F_.parameters()), lr=args.lr, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(list(Da.parameters()) + list(Db.parameters()), lr=args.lr, betas=(0.5, 0.999))
     per_epoch = min(len(xa), len(xb)) // B
-    total = args.epochs * per_epoch
+    total = (args.schedule_epochs or args.epochs) * per_epoch
     ck = tn.Checkpoint(args.checkpoint, {"G": G, "F": F_, "Da": Da, "Db": Db, "opt_g": opt_g, "opt_d": opt_d},
                        "cyclegan", args.epochs)
     print(f"[cyclegan] each G {sum(p.numel() for p in G.parameters())} parameters, each D "

@@ -36,7 +36,7 @@ C, B = 10, 32
 class Generator(nn.Module):
     def __init__(self, ch, res, stem):
         super().__init__()
-        self.net = tn.resnet_generator(1 + C, ch, res, stem)
+        self.net = tn.resnet_generator(1 + C, ch, res, stem, stem_norm=False)
 
     def forward(self, image, onehot):
         maps = onehot.view(onehot.size(0), C, 1, 1).expand(-1, -1, 28, 28)
@@ -60,7 +60,9 @@ def onehot(y):
 
 
 def main():
-    ap = tn.arguments(epochs=2, lr=1e-4, d_ch=32, checkpoint="build/stargan.pt")
+    ap = tn.arguments(epochs=4, lr=2e-4, d_ch=32, checkpoint="build/stargan.pt")
+    ap.add_argument("--epoch-images", type=int, default=9600,
+                    help="training images per epoch, a fresh random draw of the 60 000 each epoch")
     ap.add_argument("--stem", type=int, default=3, help="kernel of the generator's first and last conv")
     ap.add_argument("--lambda-cls", type=float, default=1.0)
     ap.add_argument("--lambda-rec", type=float, default=10.0)
@@ -76,8 +78,8 @@ def main():
     D.apply(tn.init)
     opt_g = torch.optim.Adam(G.parameters(), lr=args.lr, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(D.parameters(), lr=args.lr, betas=(0.5, 0.999))
-    per_epoch = len(x) // B
-    total = args.epochs * per_epoch
+    per_epoch = min(args.epoch_images, len(x)) // B
+    total = (args.schedule_epochs or args.epochs) * per_epoch
     ck = tn.Checkpoint(args.checkpoint, {"G": G, "D": D, "opt_g": opt_g, "opt_d": opt_d}, "stargan", args.epochs)
     print(f"[stargan] G {sum(p.numel() for p in G.parameters())} parameters, "
           f"D {sum(p.numel() for p in D.parameters())}, {per_epoch} steps per epoch", flush=True)

@@ -9,7 +9,7 @@ conv stem x stem (7 in CycleGAN) -> ch, two stride-2 convs 3x3 (ch -> 2ch -> 4ch
 `res` residual blocks at 7x7 (reflection pad 1, conv 3x3, instance norm,
 ReLU, again without the ReLU, plus the input), two transposed convs back to
 28x28, reflection pad, conv stem x stem -> 1, tanh. Every conv but the last is
-followed by an affine instance norm and a ReLU. Images are in [-1, 1].
+followed by an affine instance norm (but the first, in the StarGAN) and a ReLU. Images are in [-1, 1].
 """
 import argparse
 import os
@@ -37,12 +37,16 @@ class Residual(nn.Module):
         return x + self.body(x)
 
 
-def resnet_generator(in_ch, ch, res, stem=7):
+def resnet_generator(in_ch, ch, res, stem=7, stem_norm=True):
+    """stem_norm=False leaves out the first instance norm: a StarGAN's label
+    maps are constant over the image (reflection padding keeps them so), so
+    the first conv turns them into a constant per channel, which an instance
+    norm subtracts: the generator would never see the target class."""
     def norm_relu(c):
         return [nn.InstanceNorm2d(c, affine=True), nn.ReLU()]
 
     return nn.Sequential(
-        nn.ReflectionPad2d(stem // 2), nn.Conv2d(in_ch, ch, stem), *norm_relu(ch),
+        nn.ReflectionPad2d(stem // 2), nn.Conv2d(in_ch, ch, stem), *(norm_relu(ch) if stem_norm else [nn.ReLU()]),
         nn.Conv2d(ch, 2 * ch, 3, 2, 1), *norm_relu(2 * ch),
         nn.Conv2d(2 * ch, 4 * ch, 3, 2, 1), *norm_relu(4 * ch),
         *[Residual(4 * ch) for _ in range(res)],
@@ -127,6 +131,8 @@ def arguments(epochs, lr, d_ch, checkpoint):
     ap = argparse.ArgumentParser()
     ap.add_argument("out")
     ap.add_argument("--epochs", type=int, default=epochs)
+    ap.add_argument("--schedule-epochs", type=int, default=0,
+                    help="epochs the learning-rate schedule spans (default --epochs; more stops a run early)")
     ap.add_argument("--ch", type=int, default=16, help="generator's first width")
     ap.add_argument("--res", type=int, default=3, help="residual blocks")
     ap.add_argument("--d-ch", type=int, default=d_ch, help="discriminator's first width")
