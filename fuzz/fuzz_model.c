@@ -5,8 +5,8 @@
  * Input: the bytes of one model file (safetensors with the gm.* metadata),
  * handed to gm_model_load through an in-memory file. The row count of the
  * forward passes is 1 or 2, from the input length's parity. A model that
- * loads runs sample, logp (K = 2), encode, decode and discriminate as its
- * info says it supports them, on fixed inputs: pixels in [0, 1], latents in
+ * loads runs sample, logp (K = 2), encode, decode, discriminate, complete
+ * and translate (each direction) as its info says it supports them, on fixed inputs: pixels in [0, 1], latents in
  * [-2, 2], labels 0 .. num_classes-1. Images that come out must be in
  * [0, 1], as model.h promises (the PNG encoder relies on it).
  */
@@ -55,6 +55,9 @@ static void forward(const gm_model *m, int B) {
         for (int b = 0; b < B; b++) rows[b].given = b ? (int)D : (int)D / 3;
         if (gm_model_complete(m, B, pixels, rows, out, logp, rest) == 0) check_pixels(out, (size_t)B * D, "complete");
     }
+    for (int rev = 0; in->supports[GM_OP_TRANSLATE] && rev <= (int)in->reverse; rev++)
+        if (gm_model_translate(m, B, pixels, in->num_classes ? labels : NULL, rev, out) == 0)
+            check_pixels(out, (size_t)B * D, rev ? "translate reverse" : "translate");
     free(pixels);
     free(out);
     free(z);

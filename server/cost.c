@@ -27,6 +27,10 @@ static const double ROW_US[GM_FAMILY_COUNT][GM_OP_COUNT] = {
     /* the bundled-size gated PixelCNN (7 layers of 32 channels): cached sampling is about one forward pass
      * done position by position, logp one batched pass; complete is costed as sample, which bounds it */
     [GM_FAMILY_PIXELCNN] = {[GM_OP_SAMPLE] = 32000, [GM_OP_LOGP] = 3500, [GM_OP_COMPLETE] = 32000},
+    /* a StarGAN of the bundled recipe's size (ResNet generator, widths 16-32-64, 3 residual blocks at 7x7, the
+     * image and 10 one-hot maps in): 1.8-2.1 ms per row (medians of 41 batches of 16, three runs, load ~13);
+     * the CycleGAN of the same widths with 7x7 ends is within 20 % of it */
+    [GM_FAMILY_TRANSLATOR] = {[GM_OP_TRANSLATE] = 2000},
 };
 #define VAE_IMPORTANCE_SAMPLE_US 12.0 /* one of the K decoder rows of a VAE logp */
 #define PNG_PIXEL_US 0.02             /* one output pixel: scaling, filtering, deflate */

@@ -5,10 +5,11 @@
  * [n, H, W, C], latents [n, Z], label [n], code [n, code_dim], seed [1] and
  * n [1]; the outputs images, logp, bits_per_dim, elbo, se, z, logvar, logit,
  * probability, realness and label. Which operation runs follows from the inputs:
- * images go to logp, encode or discriminate (whichever the requested
- * outputs belong to, logp by default), latents to decode, neither to
- * sample. The request's "parameters" carry the operation's scalars (k,
- * temperature, truncation, mode). docs/oip.md has the table per family.
+ * images go to logp, encode, discriminate, reconstruct or translate
+ * (whichever the requested outputs belong to, logp by default, a
+ * translator's translate), latents to decode, neither to sample. The
+ * request's "parameters" carry the operation's scalars (k, temperature,
+ * truncation, mode, direction). docs/oip.md has the table per family.
  *
  * Parsing keeps the JSON header's tree and points into the body for binary
  * tensors, so nothing is copied before the model's shapes are checked;
@@ -432,6 +433,7 @@ static void op_params(const gm_model_info *in, gm_op op, const char *out[4]) {
         if (in->family == GM_FAMILY_VAE) out[n++] = "mode";
     }
     if (op == GM_OP_LOGP && !in->exact_logp) out[n++] = "k";
+    if (op == GM_OP_TRANSLATE && in->reverse) out[n++] = "direction";
     out[n] = NULL;
 }
 
@@ -455,6 +457,9 @@ static unsigned op_inputs(const gm_model_info *in, gm_op op, unsigned *req) {
     case GM_OP_DECODE:
         *req = BIT(IN_LATENTS) | cond | code;
         return *req;
+    case GM_OP_TRANSLATE: /* a multi-domain translator's label is the target class */
+        *req = BIT(IN_IMAGES) | cond;
+        return *req;
     default:
         return 0;
     }
@@ -470,6 +475,8 @@ static unsigned op_outputs(const gm_model_info *in, gm_op op, long k) {
     case GM_OP_DECODE:
     case GM_OP_RECONSTRUCT:
         return BIT(GM_OIP_OUT_IMAGES);
+    case GM_OP_TRANSLATE:
+        return BIT(GM_OIP_OUT_IMAGES) | (in->num_classes ? BIT(GM_OIP_OUT_LABEL) : 0);
     case GM_OP_LOGP:
         return BIT(GM_OIP_OUT_LOGP) | BIT(GM_OIP_OUT_BITS_PER_DIM) |
                (in->exact_logp ? 0 : BIT(GM_OIP_OUT_ELBO) | (k > 1 ? BIT(GM_OIP_OUT_SE) : 0));
@@ -707,17 +714,21 @@ static bool choose_op(binder *b, const gm_oip_limits *lim, gm_op *op) {
     char *err = b->err;
     if (b->given[IN_IMAGES] && b->given[IN_LATENTS])
         return fail(GM_E_BAD_REQUEST,
-                    "send images (for logp, encode, discriminate or reconstruct) or latents (for decode), not both");
+                    "send images (for logp, encode, discriminate, reconstruct or translate) or latents (for decode), "
+                    "not both");
     if (b->given[IN_LATENTS]) return *op = GM_OP_DECODE, true;
     if (!b->given[IN_IMAGES]) return *op = GM_OP_SAMPLE, true;
-    static const gm_op IMAGE_OPS[] = {GM_OP_LOGP, GM_OP_ENCODE, GM_OP_DISCRIMINATE, GM_OP_RECONSTRUCT};
+    static const gm_op IMAGE_OPS[] = {GM_OP_LOGP, GM_OP_ENCODE, GM_OP_DISCRIMINATE, GM_OP_RECONSTRUCT, GM_OP_TRANSLATE};
     enum { N_IMAGE_OPS = sizeof IMAGE_OPS / sizeof IMAGE_OPS[0] };
     int chosen = -1;
     for (int i = 0; i < r->n_outputs; i++) {
         int owner = -1;
+        /* a translator's outputs are translate's; no other model's are */
+        bool translator = op_available(b->in, lim, GM_OP_TRANSLATE);
         for (int j = 0; j < N_IMAGE_OPS && owner < 0; j++)
             for (int o = 0; o < GM_OIP_OUT_COUNT; o++)
-                if (op_outputs(b->in, IMAGE_OPS[j], 2) & BIT(o) && !strcmp(OUTPUTS[o].name, r->outputs[i].name))
+                if (op_outputs(b->in, IMAGE_OPS[j], 2) & BIT(o) && !strcmp(OUTPUTS[o].name, r->outputs[i].name) &&
+                    (IMAGE_OPS[j] == GM_OP_TRANSLATE) == translator)
                     owner = j;
         if (owner < 0) continue; /* not an output of images: bind names it */
         if (chosen >= 0 && chosen != owner)
@@ -732,7 +743,7 @@ static bool choose_op(binder *b, const gm_oip_limits *lim, gm_op *op) {
         if (op_available(b->in, lim, IMAGE_OPS[j])) chosen = j;
     if (chosen < 0)
         return fail(GM_E_BAD_REQUEST,
-                    "this model takes no images (it has no logp, encode, discriminate or reconstruct)");
+                    "this model takes no images (it has no logp, encode, discriminate, reconstruct or translate)");
     *op = IMAGE_OPS[chosen];
     return true;
 }
@@ -835,7 +846,7 @@ bool gm_oip_bind(const gm_oip_request *r, const gm_model_info *in, const gm_oip_
                         rows_from->name, n, lim->max_images);
         if (!put_rows(&b, params, rows_kind == IN_IMAGES ? "images" : "latents", rows_kind, false)) return false;
     }
-    bool decode = op == GM_OP_DECODE;
+    bool decode = op == GM_OP_DECODE || op == GM_OP_TRANSLATE; /* a label per row (or one for all) */
     if (b.given[IN_LABEL] &&
         (!check_tensor(&b, IN_LABEL, n, decode, !decode) ||
          !put_ints(&b, params, "label", IN_LABEL, decode && b.given[IN_LABEL]->shape[0] == n && n > 1)))
@@ -1049,7 +1060,8 @@ static json_t *tensors_of(const gm_model_info *in, gm_op op, unsigned mask, bool
 /* The operation the top-level inputs and outputs of the metadata describe:
  * what runs when a client sends just those inputs. */
 static gm_op default_op(const gm_model_info *in, const gm_oip_limits *lim) {
-    static const gm_op ORDER[] = {GM_OP_LOGP, GM_OP_DECODE, GM_OP_SAMPLE, GM_OP_ENCODE, GM_OP_DISCRIMINATE};
+    static const gm_op ORDER[] = {GM_OP_LOGP,   GM_OP_DECODE,       GM_OP_SAMPLE,
+                                  GM_OP_ENCODE, GM_OP_DISCRIMINATE, GM_OP_TRANSLATE};
     for (size_t i = 0; i < sizeof ORDER / sizeof ORDER[0]; i++)
         if (op_available(in, lim, ORDER[i])) return ORDER[i];
     return GM_OP_SAMPLE;

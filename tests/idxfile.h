@@ -6,19 +6,7 @@
 #ifndef GM_TEST_IDXFILE_H
 #define GM_TEST_IDXFILE_H
 
-#include <zlib.h>
-
-#include "testutil.h"
-
-/* dir/name, gzip-compressed, holding len bytes of data. */
-static inline void idx_write_gz(const char *dir, const char *name, const void *data, size_t len) {
-    char path[256];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    gzFile f = gzopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(gzwrite(f, data, (unsigned)len), (int)len);
-    gzclose(f);
-}
+#include "testutil.h" /* write_gz (stfile.h) */
 
 /* dir/{split}-images-idx3-ubyte.gz and the labels: 4 images of 28x28,
  * image i all level[i] (of 255), label i. */
@@ -30,10 +18,10 @@ static inline void idx_write_split(const char *dir, const char *split, const uin
     for (int i = 0; i < N; i++) memset(buf + 16 + i * D, level[i], D);
     char name[96];
     snprintf(name, sizeof name, "%s-images-idx3-ubyte.gz", split);
-    idx_write_gz(dir, name, buf, sizeof buf);
+    write_gz(dir, name, buf, sizeof buf);
     const uint8_t labels[12] = {0, 0, 8, 1, 0, 0, 0, N, 0, 1, 2, 3};
     snprintf(name, sizeof name, "%s-labels-idx1-ubyte.gz", split);
-    idx_write_gz(dir, name, labels, sizeof labels);
+    write_gz(dir, name, labels, sizeof labels);
 }
 
 #endif

@@ -30,7 +30,7 @@ static json_t *run_eval(const char *args, int want_rc, char *out, size_t n) {
     char cmd[1024], json_path[256];
     snprintf(json_path, sizeof json_path, "%s/metrics.json", DIR_);
     unlink(json_path);
-    const char *bin = getenv("GMSERVE_BIN") ? getenv("GMSERVE_BIN") : "build/gmserve";
+    const char *bin = gmserve_bin();
     snprintf(cmd, sizeof cmd,
              "%s eval %s --classifier models/classifier.safetensors --data %s --threads 1 --json %s 2>&1", bin, args,
              DIR_, json_path);

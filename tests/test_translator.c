@@ -117,28 +117,6 @@ static void test_alone_vs_batched(void **state) {
     }
 }
 
-static json_t *reply_json(const reply_t *r, int status, const char *what) {
-    json_t *j = json_loadb((const char *)r->body, r->len, 0, NULL);
-    if (r->status != status || !j) {
-        print_error("%s: status %d (want %d): %.300s\n", what, r->status, status, r->body ? (char *)r->body : "");
-        fail();
-    }
-    return j;
-}
-
-/* A 422 whose message holds want. */
-static void assert_422(int port, const char *path, const char *body, const char *want) {
-    reply_t r = http_json(port, path, body);
-    json_t *j = reply_json(&r, 422, path);
-    const char *msg = json_string_value(json_object_get(json_object_get(j, "error"), "message"));
-    if (!msg || !strstr(msg, want)) {
-        print_error("%s: message \"%s\", want \"%s\"\n", path, msg ? msg : "", want);
-        fail();
-    }
-    json_decref(j);
-    reply_free(&r);
-}
-
 /* {"images": [{"pixels": [...]}, ...]} of n images, with extra members
  * (e.g. "label") from extra; the caller frees the text. */
 static char *images_body(const float *x, int n, int D, json_t *extra) {
@@ -169,9 +147,14 @@ static float *reply_pixels(json_t *j, int n, int D) {
 }
 
 static void test_daemon_translate(void **state) {
-    const char *args[] = {"--model", "cyc=tests/fixtures/translator_cyclegan.safetensors",
-                          "--model", "star=tests/fixtures/translator_stargan.safetensors",
-                          "--model", "lab=tests/fixtures/translator_label.safetensors",
+    const char *args[] = {"--model",
+                          "cyc=tests/fixtures/translator_cyclegan.safetensors",
+                          "--model",
+                          "star=tests/fixtures/translator_stargan.safetensors",
+                          "--model",
+                          "lab=tests/fixtures/translator_label.safetensors",
+                          "--max-request-cost-ms",
+                          "100",
                           NULL};
     daemon_t d = daemon_start("translator", args);
     char err[GM_ERR_LEN];
@@ -182,7 +165,7 @@ static void test_daemon_translate(void **state) {
     int n = (int)gm_st_tensor(ref, "x")->shape[0], D = 784, *labels = ref_labels(ref, n);
     char *body = images_body(x, 2, D, json_pack("{s:[i,i]}", "label", labels[0], labels[1]));
     reply_t r = http_json(d.port, "/v1/models/star/translate?format=pixels", body);
-    json_t *j = reply_json(&r, 200, "star translate");
+    json_t *j = expect_json(&r, 200, "star translate");
     float *got = reply_pixels(j, 2, D);
     assert_close_f("star translate, pixels", got, want, (size_t)2 * D, TOL);
     assert_int_equal(json_integer_value(json_object_get(json_array_get(json_object_get(j, "images"), 1), "label")),
@@ -220,14 +203,23 @@ static void test_daemon_translate(void **state) {
     free(px);
     /* the 422s: no density, a label out of range or missing, reverse on a one-way model */
     body = images_body(x, 1, D, NULL);
-    assert_422(d.port, "/v1/models/star/logp", body, "a translator defines no density");
-    assert_422(d.port, "/v1/models/star/translate?label=10", body, "neither a class name nor an index 0 to 9");
+    assert_post_error(d.port, "/v1/models/star/logp", body, 422, "a translator defines no density");
+    assert_post_error(d.port, "/v1/models/star/translate?label=10", body, 422,
+                      "neither a class name nor an index 0 to 9");
     char *body10 = images_body(x, 1, D, json_pack("{s:i}", "label", 10));
-    assert_422(d.port, "/v1/models/star/translate", body10, "label = 10 is out of range: 0 to 9");
+    assert_post_error(d.port, "/v1/models/star/translate", body10, 422, "label = 10 is out of range: 0 to 9");
     free(body10);
-    assert_422(d.port, "/v1/models/star/translate", body, "label is required");
-    assert_422(d.port, "/v1/models/star/translate?label=1&direction=reverse", body, "translates one way only");
+    assert_post_error(d.port, "/v1/models/star/translate", body, 422, "label is required");
+    assert_post_error(d.port, "/v1/models/star/translate?label=1&direction=reverse", body, 422,
+                      "translates one way only");
     free(body);
+    /* the cost model: 64 images at 2 ms a row are over a limit of 100 ms */
+    float *many = malloc((size_t)64 * D * sizeof *many);
+    for (int i = 0; i < 64 * D; i++) many[i] = x[i % (n * D)];
+    body = images_body(many, 64, D, json_pack("{s:i}", "label", 1));
+    assert_post_error(d.port, "/v1/models/star/translate", body, 422, "over the limit of 100 ms");
+    free(body);
+    free(many);
     free(labels);
     gm_st_free(ref);
 
@@ -247,7 +239,7 @@ static void test_daemon_translate(void **state) {
         char path[128];
         snprintf(path, sizeof path, "/v1/models/cyc/translate?format=pixels%s", WAYS[w].query);
         r = http_json(d.port, path, body);
-        j = reply_json(&r, 200, path);
+        j = expect_json(&r, 200, path);
         got = reply_pixels(j, 3, D);
         assert_close_f(path, got, ref_f32(ref, WAYS[w].want), (size_t)3 * D, TOL);
         assert_string_equal(json_string_value(json_object_get(j, "direction")), WAYS[w].direction);
@@ -256,16 +248,35 @@ static void test_daemon_translate(void **state) {
         json_decref(j);
         reply_free(&r);
     }
-    assert_422(d.port, "/v1/models/cyc/translate?label=0", body, "is not class-conditional");
-    assert_422(d.port, "/v1/models/cyc/translate?direction=autumn", body,
-               "translates forward (to \"winter\") or reverse (to \"summer\")");
-    assert_422(d.port, "/v1/models/cyc/logp", body, "defines no density");
+    /* the same through the Open Inference Protocol: images in, images out, unquantized, the direction a parameter */
+    json_t *data = json_array();
+    for (int k = 0; k < 3 * D; k++) json_array_append_new(data, json_real(x[k]));
+    json_t *req = json_pack("{s:[{s:s,s:[i,i,i,i],s:s,s:o}],s:{s:s}}", "inputs", "name", "images", "shape", 3, 16, 16,
+                            3, "datatype", "FP32", "data", data, "parameters", "direction", "reverse");
+    char *v2 = json_dumps(req, JSON_COMPACT);
+    json_decref(req);
+    r = http_json(d.port, "/v2/models/cyc/infer", v2);
+    j = expect_json(&r, 200, "/v2/models/cyc/infer");
+    json_t *out = json_object_get(json_array_get(json_object_get(j, "outputs"), 0), "data");
+    assert_int_equal(json_array_size(out), 3 * D);
+    got = malloc((size_t)3 * D * sizeof *got);
+    for (int k = 0; k < 3 * D; k++) got[k] = (float)json_number_value(json_array_get(out, (size_t)k));
+    assert_close_f("/v2 cyc reverse", got, ref_f32(ref, "reverse"), (size_t)3 * D, TOL);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(j, "parameters"), "operation")), "translate");
+    free(got);
+    free(v2);
+    json_decref(j);
+    reply_free(&r);
+    assert_post_error(d.port, "/v1/models/cyc/translate?label=0", body, 422, "is not class-conditional");
+    assert_post_error(d.port, "/v1/models/cyc/translate?direction=autumn", body, 422,
+                      "translates forward (to \"winter\") or reverse (to \"summer\")");
+    assert_post_error(d.port, "/v1/models/cyc/logp", body, 422, "defines no density");
     free(body);
     gm_st_free(ref);
 
     /* /v1/models: the operations from the tables, translate's parameters and the domains */
     r = http_get(d.port, "/v1/models/cyc");
-    j = reply_json(&r, 200, "/v1/models/cyc");
+    j = expect_json(&r, 200, "/v1/models/cyc");
     char *ops = json_dumps(json_object_get(j, "operations"), JSON_COMPACT),
          *params = json_dumps(json_object_get(json_object_get(j, "parameters"), "translate"), JSON_COMPACT),
          *domains = json_dumps(json_object_get(j, "domains"), JSON_COMPACT);

@@ -255,21 +255,32 @@ function setupPad() {
   });
   $('pad-k').addEventListener('change', () => withBusy($('score-section'), score));
   $('pad-upload').addEventListener('change', async (ev) => {
-    const file = ev.target.files[0];
-    if (!file) return;
-    const bitmap = await createImageBitmap(file).catch(() => null);
-    if (!bitmap) return showError(new Error(`cannot read ${file.name} as an image`));
-    clearPad();
-    ctx.drawImage(bitmap, 0, 0, pad.width, pad.height); // scaled to the model's size
-    const img = ctx.getImageData(0, 0, pad.width, pad.height);
-    for (let i = 0; i < img.data.length; i += 4) {
-      const g = 0.299 * img.data[i] + 0.587 * img.data[i + 1] + 0.114 * img.data[i + 2];
-      img.data[i] = img.data[i + 1] = img.data[i + 2] = g;
-      img.data[i + 3] = 255;
-    }
-    ctx.putImageData(img, 0, 0);
-    withBusy($('score-section'), score);
+    if (await drawFile(pad, ctx, ev.target.files[0], true)) withBusy($('score-section'), score);
   });
+}
+
+// An uploaded picture drawn on canvas c (context g), scaled to fit, in gray
+// when gray is set; false when there is none or it cannot be read.
+async function drawFile(c, g, file, gray) {
+  if (!file) return false;
+  const bitmap = await createImageBitmap(file).catch(() => null);
+  if (!bitmap) {
+    showError(new Error(`cannot read ${file.name} as an image`));
+    return false;
+  }
+  g.fillStyle = '#000';
+  g.fillRect(0, 0, c.width, c.height);
+  g.drawImage(bitmap, 0, 0, c.width, c.height); // scaled to the model's size
+  const img = g.getImageData(0, 0, c.width, c.height);
+  for (let i = 0; i < img.data.length; i += 4) {
+    if (gray) {
+      const v = 0.299 * img.data[i] + 0.587 * img.data[i + 1] + 0.114 * img.data[i + 2];
+      img.data[i] = img.data[i + 1] = img.data[i + 2] = v;
+    }
+    img.data[i + 3] = 255;
+  }
+  g.putImageData(img, 0, 0);
+  return true;
 }
 
 // ---- Completion ------------------------------------------------------------
@@ -301,15 +312,16 @@ function showCut() {
   $('c-cut').style.top = `${100 * r / h}%`;
 }
 
-async function sampleStart() {
-  const m = modelByName($('c-model').value);
-  const s = await postJSON(`/v1/models/${encodeURIComponent(m.name)}/sample`,
-    { n: 1, seed: Number($('c-start-seed').value), format: 'json' });
+// One sample of model `name` for `seed`, drawn on canvas c (context g).
+async function drawSample(name, seed, c, g) {
+  const s = await postJSON(`/v1/models/${encodeURIComponent(name)}/sample`, { n: 1, seed, format: 'json' });
   const img = new Image();
   img.src = pngSrc(s.images[0].png);
   await img.decode();
-  cctx.drawImage(img, 0, 0, cpad.width, cpad.height);
+  g.drawImage(img, 0, 0, c.width, c.height);
 }
+
+const sampleStart = () => drawSample($('c-model').value, Number($('c-start-seed').value), cpad, cctx);
 
 async function completeImage() {
   const m = modelByName($('c-model').value);
@@ -353,6 +365,105 @@ function setupCompletion(completers) {
   $('c-rows').addEventListener('change', () => run(completeImage));
   $('complete-form').addEventListener('submit', (ev) => { ev.preventDefault(); run(completeImage); });
   return run(async () => { await sampleStart(); await completeImage(); });
+}
+
+// ---- Translation -----------------------------------------------------------
+// The source image is drawn, uploaded, or sampled from a model of the same
+// image shape; a StarGAN translates it to one target class or to every
+// class (one JSON request, the image once per class), a CycleGAN forward or
+// in reverse (direction).
+const tpad = $('t-pad');
+const tctx = tpad.getContext('2d', { willReadFrequently: true });
+
+const sameImage = (a, b) => a.image.height === b.image.height && a.image.width === b.image.width &&
+  a.image.channels === b.image.channels;
+
+function clearSource() {
+  tctx.fillStyle = '#000';
+  tctx.fillRect(0, 0, tpad.width, tpad.height);
+}
+
+function onTranslateModel() {
+  const m = modelByName($('t-model').value);
+  tpad.width = m.image.width;
+  tpad.height = m.image.height;
+  clearSource();
+  document.body.classList.toggle('t-has-cond', !!m.num_classes);
+  document.body.classList.toggle('t-has-dir', !!m.domains);
+  const names = m.class_names || [];
+  $('t-label').replaceChildren(new Option('every class', 'all'),
+    ...names.map((n, i) => new Option(n || `class ${i}`, String(i))));
+  const dir = $('t-direction');
+  dir.replaceChildren(...(m.domains ? [new Option(`${m.domains[0]} → ${m.domains[1]}`, 'forward'),
+    new Option(`${m.domains[1]} → ${m.domains[0]}`, 'reverse')] : []));
+  const sources = models.filter((s) => s.operations.includes('sample') && sameImage(s, m)).map((s) => s.name);
+  fillSelect($('t-source'), sources);
+  document.querySelectorAll('.t-from').forEach((el) => { el.hidden = sources.length === 0; });
+  $('t-how').textContent = m.num_classes
+    ? 'The translator maps the image to the target class (every class: one image each). Draw, upload or sample a new source to translate it again.'
+    : m.domains
+      ? `The translator maps the image from ${m.domains[0]} to ${m.domains[1]} (forward) or back (reverse).`
+      : 'The translator maps the image to its target domain.';
+}
+
+async function sampleSource() {
+  if ($('t-source').value) await drawSample($('t-source').value, Number($('t-start-seed').value), tpad, tctx);
+}
+
+async function translateImage() {
+  const m = modelByName($('t-model').value);
+  const blob = await new Promise((resolve) => tpad.toBlob(resolve, 'image/png'));
+  const path = `/v1/models/${encodeURIComponent(m.name)}/translate`;
+  let reply;
+  if (m.num_classes && $('t-label').value === 'all') {
+    const png = await new Promise((resolve) => {
+      const r = new FileReader();
+      r.onload = () => resolve(String(r.result).split(',')[1]);
+      r.readAsDataURL(blob);
+    });
+    const labels = [...Array(m.num_classes).keys()];
+    reply = await postJSON(path, { images: labels.map(() => ({ png })), label: labels, scale: 4, format: 'json' });
+  } else {
+    const q = new URLSearchParams({ scale: '4', format: 'json' });
+    if (m.num_classes) q.set('label', $('t-label').value);
+    if (m.domains) q.set('direction', $('t-direction').value);
+    reply = await api(`${path}?${q}`, { method: 'POST', headers: { 'Content-Type': 'image/png' }, body: blob })
+      .then((r) => r.json());
+  }
+  $('translations').replaceChildren(...reply.images.map((img) => {
+    const fig = document.createElement('figure');
+    const el = document.createElement('img');
+    el.src = pngSrc(img.png);
+    const to = img.class || (img.label !== undefined ? `class ${img.label}` : reply.domain || 'the target domain');
+    el.alt = `the image translated to ${to}`;
+    el.title = el.alt;
+    const cap = document.createElement('figcaption');
+    cap.textContent = to;
+    fig.append(el, cap);
+    return fig;
+  }));
+}
+
+function setupTranslation(translators) {
+  $('translate-section').hidden = translators.length === 0;
+  if (!translators.length) return;
+  fillSelect($('t-model'), translators);
+  onTranslateModel();
+  const section = $('translate-section');
+  const run = (fn) => withBusy(section, fn);
+  const fresh = () => run(async () => { await sampleSource(); await translateImage(); });
+  drawable(tpad, tctx, () => 2, () => run(translateImage));
+  $('t-model').addEventListener('change', () => { onTranslateModel(); fresh(); });
+  $('t-sample').addEventListener('click', fresh);
+  $('t-clear').addEventListener('click', () => { clearSource(); run(translateImage); });
+  $('t-upload').addEventListener('change', async (ev) => {
+    const m = modelByName($('t-model').value);
+    if (await drawFile(tpad, tctx, ev.target.files[0], m.image.channels === 1)) run(translateImage);
+  });
+  $('t-label').addEventListener('change', () => run(translateImage));
+  $('t-direction').addEventListener('change', () => run(translateImage));
+  $('translate-form').addEventListener('submit', (ev) => { ev.preventDefault(); run(translateImage); });
+  return fresh();
 }
 
 // ---- Latent interpolation -------------------------------------------------
@@ -451,6 +562,7 @@ async function start() {
   }
   setupPad();
   const completing = setupCompletion(models.filter((m) => m.operations.includes('complete')).map((m) => m.name));
+  const translating = setupTranslation(models.filter((m) => m.operations.includes('translate')).map((m) => m.name));
   $('s-model').addEventListener('change', onSampleModel);
   $('e-model').addEventListener('change', onExploreModel);
   $('sample-form').addEventListener('submit', (ev) => { ev.preventDefault(); withBusy($('gallery-section'), sample); });
@@ -460,7 +572,7 @@ async function start() {
   });
   $('explore-form').addEventListener('submit', (ev) => { ev.preventDefault(); withBusy($('explore-section'), interpolate); });
   $('e-walk').addEventListener('input', showWalk);
-  await Promise.all([withBusy($('gallery-section'), sample), completing]);
+  await Promise.all([withBusy($('gallery-section'), sample), completing, translating]);
 }
 
 start().catch(showError);

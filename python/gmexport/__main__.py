@@ -6,6 +6,8 @@
         --image 28x28x1 --latent-dim 10 --encoder-head gaussian --output tanh
     python3 -m gmexport gan gan.safetensors --from model.py --generator Generator \\
         --image 28x28x1 --latent-dim 100 --inputs z,label --num-classes 10 --weights Generator=G.pt
+    python3 -m gmexport translator cyclegan.safetensors --from model.py --generator G_AB --reverse G_BA \\
+        --image 28x28x1 --domains sneaker,ankle_boot
 
 A module is named NAME[.ATTR...][:METHOD]: NAME is an nn.Module in the file,
 or a class or function that builds one when called with no arguments (once,
@@ -24,7 +26,7 @@ import torch
 from torch import nn
 
 from .errors import ExportError
-from .families import save_aae, save_gan, save_vae
+from .families import save_aae, save_gan, save_translator, save_vae
 from .trace import method
 
 
@@ -95,14 +97,15 @@ def main(argv=None):
     ap = argparse.ArgumentParser(prog="python3 -m gmexport", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="family", required=True)
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("out", help="the model file to write (.safetensors)")
-    common.add_argument("--from", dest="source", required=True, help="the Python file defining the modules")
-    common.add_argument("--image", required=True, help="HxWxC, e.g. 28x28x1")
+    base = argparse.ArgumentParser(add_help=False)
+    base.add_argument("out", help="the model file to write (.safetensors)")
+    base.add_argument("--from", dest="source", required=True, help="the Python file defining the modules")
+    base.add_argument("--image", required=True, help="HxWxC, e.g. 28x28x1")
+    base.add_argument("--weights", action="append", default=[], metavar="NAME=PATH")
+    base.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE",
+                      help="extra metadata, e.g. gm.description=...")
+    common = argparse.ArgumentParser(add_help=False, parents=[base])
     common.add_argument("--latent-dim", type=int, required=True)
-    common.add_argument("--weights", action="append", default=[], metavar="NAME=PATH")
-    common.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE",
-                        help="extra metadata, e.g. gm.description=...")
     v = sub.add_parser("vae", parents=[common], help="a VAE: encoder and decoder")
     v.add_argument("--encoder", required=True)
     v.add_argument("--decoder", required=True)
@@ -123,6 +126,14 @@ def main(argv=None):
     e.add_argument("--decoder", required=True)
     e.add_argument("--encoder-head", default="point", choices=["point", "gaussian"])
     e.add_argument("--output", default="sigmoid", choices=["sigmoid", "tanh"])
+    t = sub.add_parser("translator", parents=[base], help="an image-to-image translator (StarGAN, CycleGAN)")
+    t.add_argument("--generator", required=True)
+    t.add_argument("--reverse", help="the generator of the other direction (CycleGAN's B -> A)")
+    t.add_argument("--domains", help="A,B: the two domains' names (with --reverse)")
+    t.add_argument("--inputs", default="image", help="forward()'s inputs in order, from image, label, onehot")
+    t.add_argument("--num-classes", type=int, default=0)
+    t.add_argument("--class-names", help="comma-separated")
+    t.add_argument("--output", default="tanh", choices=["tanh", "sigmoid"])
     a = ap.parse_args(argv)
     t = time.perf_counter()
     try:
@@ -135,6 +146,12 @@ def main(argv=None):
                 scale = float(scale)
             save_vae(a.out, r(a.encoder), r(a.decoder), image=a.image, latent_dim=a.latent_dim, input=a.input,
                      likelihood=a.likelihood, likelihood_scale=scale, metadata=meta)
+        elif a.family == "translator":
+            save_translator(a.out, r(a.generator), image=a.image, inputs=tuple(x.strip() for x in a.inputs.split(",")),
+                            num_classes=a.num_classes,
+                            class_names=a.class_names.split(",") if a.class_names else None, output=a.output,
+                            reverse=r(a.reverse), domains=tuple(a.domains.split(",")) if a.domains else None,
+                            metadata=meta)
         elif a.family == "aae":
             save_aae(a.out, r(a.encoder), r(a.decoder), image=a.image, latent_dim=a.latent_dim,
                      encoder_head=a.encoder_head, output=a.output, metadata=meta)

@@ -15,6 +15,7 @@ from torch import nn
 
 from common import HERE, ExportTest  # first: puts the package on sys.path
 import gmexport
+from gmexport.safetensors import read as safetensors_read, write
 
 sys.path.insert(0, os.path.join(HERE, "..", "..", "tests"))
 import translator_fixtures as tf  # noqa: E402
@@ -72,6 +73,33 @@ class SaveTranslator(ExportTest):
         self.assertTrue(bool((tensors["gm.probe.generator.in.image"] >= 0).all()), "sigmoid probes are in [0, 1]")
         self.gmserve_check(p, "generator")
 
+    def test_command_line(self):
+        torch.manual_seed(4)
+        star = tf.randomize(tf.StarGenerator())
+        ckpt = os.path.join(self.dir, "star.pt")
+        torch.save(star.state_dict(), ckpt)
+        src = os.path.join(HERE, "..", "..", "tests", "translator_fixtures.py")
+        env = dict(os.environ, PYTHONPATH=os.path.join(HERE, ".."))
+        p = self.path("cli_star")
+        r = subprocess.run([sys.executable, "-m", "gmexport", "translator", p, "--from", src, "--generator",
+                            "StarGenerator", "--inputs", "image,onehot", "--num-classes", "10", "--image", "28x28x1",
+                            "--weights", f"StarGenerator={ckpt}"], capture_output=True, text=True, env=env, timeout=120)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.verify(p, {"generator": star})
+        self.gmserve_check(p, "generator")
+        p = self.path("cli_pair")
+        r = subprocess.run([sys.executable, "-m", "gmexport", "translator", p, "--from", src, "--generator",
+                            "HalfTranslator", "--reverse", "HalfTranslator", "--domains", "A,B", "--output", "sigmoid",
+                            "--image", "28x28x1"], capture_output=True, text=True, env=env, timeout=120)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        _, meta = safetensors_read(p)
+        self.assertEqual(json.loads(meta["gm.domains"]), ["A", "B"])
+        r = subprocess.run([sys.executable, "-m", "gmexport", "translator", p, "--from", src, "--generator",
+                            "HalfTranslator", "--reverse", "HalfTranslator", "--image", "28x28x1"],
+                           capture_output=True, text=True, env=env, timeout=120)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("domains", r.stderr)
+
     def test_refusals(self):
         p = self.path("bad")
         g = tf.ResnetGenerator(1, 1, ngf=2, n_blocks=1)
@@ -111,8 +139,7 @@ class SaveTranslator(ExportTest):
         key changed: each file is refused with a message naming the fault."""
         if not os.access(GMSERVE, os.X_OK):
             self.skipTest("build/gmserve is not built")
-        from gmexport import safetensors
-        tensors, meta = safetensors.read(os.path.join(HERE, "..", "..", "tests", "fixtures",
+        tensors, meta = safetensors_read(os.path.join(HERE, "..", "..", "tests", "fixtures",
                                                       "translator_cyclegan.safetensors"))
         cases = [
             ("gm.output", "logits", 'must be tanh or sigmoid (found "logits")'),
@@ -136,7 +163,7 @@ class SaveTranslator(ExportTest):
                 else:
                     m[key] = value
                 p = self.path("refused")
-                safetensors.write(p, tensors, m)
+                write(p, tensors, m)
                 r = subprocess.run([GMSERVE, "check", p], capture_output=True, text=True, timeout=60)
                 self.assertNotEqual(r.returncode, 0, r.stdout)
                 self.assertIn(want, r.stderr)

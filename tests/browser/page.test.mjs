@@ -1,7 +1,8 @@
 // The web page in real headless chromium against a live gmserve: it loads
 // without console errors, samples show decoded images of the right size, the
 // seed fixes them, drawing updates both log p figures, completions keep the
-// given rows, the interpolation strip fills, an API error reaches the
+// given rows, translations reach every class and both directions, the
+// interpolation strip fills, an API error reaches the
 // person in the API's words, and the page's origin serves the API's
 // OpenAPI description.
 import assert from 'node:assert/strict';
@@ -39,7 +40,7 @@ await waitIdle('gallery-section');
 
 await check('the page lists the models', async () => {
   const cards = await page.$$eval('#models .card h3', (hs) => hs.map((h) => h.textContent));
-  assert.deepEqual(cards.sort(), ['aae', 'gan', 'nade', 'vae']);
+  assert.deepEqual(cards.sort(), ['aae', 'cyc', 'gan', 'nade', 'star', 'vae']);
 });
 
 await check('sampling shows decoded images at 28 x scale', async () => {
@@ -178,6 +179,67 @@ await check('completions keep the given rows and show their log p; the slider an
   await loaded();
   assert.deepEqual(await srcs(), first, 'the same seed and rows give the same completions');
   await page.screenshot({ path: `${shots}/complete.png`, fullPage: true });
+});
+
+// The translations shown: [complete, naturalWidth, caption, the mean grey
+// level of the image's pixels (0..255)].
+const translationFacts = () => page.$$eval('#translations figure', (figs) => figs.map((fig) => {
+  const img = fig.querySelector('img');
+  const c = document.createElement('canvas');
+  c.width = img.naturalWidth;
+  c.height = img.naturalHeight;
+  const g = c.getContext('2d', { willReadFrequently: true });
+  g.drawImage(img, 0, 0);
+  const px = g.getImageData(0, 0, c.width, c.height).data;
+  let sum = 0;
+  for (let i = 0; i < px.length; i += 4) sum += px[i];
+  return [img.complete, img.naturalWidth, fig.querySelector('figcaption').textContent, sum / (px.length / 4)];
+}));
+
+await check('a StarGAN translates a sampled image to every class, then to one', async () => {
+  await page.locator('#t-pad').scrollIntoViewIfNeeded();
+  await page.waitForSelector('#translations img');
+  await waitIdle('translate-section');
+  await page.selectOption('#t-model', 'star');
+  await waitIdle('translate-section');
+  assert.ok(await page.isVisible('#t-label') && await page.isHidden('#t-direction'));
+  assert.equal(await page.$$eval('#t-label option', (o) => o.length), 1 + 10); // every class, and the ten
+  await page.selectOption('#t-source', 'gan');
+  await page.fill('#t-start-seed', '4');
+  await page.click('#t-sample');
+  await waitIdle('translate-section');
+  await page.waitForFunction(() => document.querySelectorAll('#translations img').length === 10 &&
+    [...document.querySelectorAll('#translations img')].every((i) => i.complete && i.naturalWidth > 0));
+  const every = await translationFacts();
+  assert.deepEqual(every.map((f) => f[2]), [...Array(10).keys()].map((k) => `class ${k}`));
+  for (const [complete, w] of every) assert.ok(complete && w === 28 * 4, `naturalWidth ${w}`);
+  await page.screenshot({ path: `${shots}/translate.png`, fullPage: true });
+  await page.selectOption('#t-label', '3');
+  await waitIdle('translate-section');
+  await page.waitForFunction(() => document.querySelectorAll('#translations img').length === 1 &&
+    document.querySelector('#translations img').complete);
+  const one = await translationFacts();
+  assert.equal(one[0][2], 'class 3');
+  assert.equal(one[0][3], every[3][3], 'the one translation to class 3 is the one among every class');
+});
+
+await check('a two-way translator goes both directions (a translator giving grey 0.5 everywhere)', async () => {
+  await page.selectOption('#t-model', 'cyc');
+  await waitIdle('translate-section');
+  assert.ok(await page.isHidden('#t-label') && await page.isVisible('#t-direction'));
+  const ways = await page.$$eval('#t-direction option', (o) => o.map((x) => x.textContent));
+  assert.deepEqual(ways, ['A → B', 'B → A']);
+  for (const [way, domain] of [['reverse', 'A'], ['forward', 'B']]) {
+    await page.selectOption('#t-direction', way);
+    await waitIdle('translate-section');
+    await page.waitForFunction((d) => {
+      const f = document.querySelector('#translations figcaption');
+      return f && f.textContent === d && document.querySelector('#translations img').complete;
+    }, domain);
+    const [[complete, w, , mean]] = await translationFacts();
+    assert.ok(complete && w === 28 * 4);
+    assert.ok(Math.abs(mean - 127.5) <= 0.5, `mean grey ${mean}, want 0.5 of 255`);
+  }
 });
 
 await check('the interpolation strip fills and the slider walks it', async () => {
