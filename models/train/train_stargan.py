@@ -60,7 +60,7 @@ def onehot(y):
 
 
 def main():
-    ap = tn.arguments(epochs=4, lr=2e-4, d_ch=32, checkpoint="build/stargan.pt")
+    ap = tn.arguments(epochs=8, lr=2e-4, d_ch=32, checkpoint="build/stargan.pt")
     ap.add_argument("--epoch-images", type=int, default=9600,
                     help="training images per epoch, a fresh random draw of the 60 000 each epoch")
     ap.add_argument("--stem", type=int, default=3, help="kernel of the generator's first and last conv")
