@@ -8,42 +8,16 @@
  * mean is 0.17, and their standard error sqrt(var / n) with the sample
  * variance var = 4 (0.08^2) / 3 is 0.08 / sqrt(3) = 0.0461880.
  */
-#include <zlib.h>
-
-#include "testutil.h"
+#include "evaldata.h"
 
 static const char DIR_[] = "build/test-logs/eval-aae";
-
-static void write_gz(const char *name, const uint8_t *data, size_t len) {
-    char path[256];
-    snprintf(path, sizeof path, "%s/%s", DIR_, name);
-    gzFile f = gzopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(gzwrite(f, data, (unsigned)len), (int)len);
-    gzclose(f);
-}
-
-/* idx files of 4 images of 28x28, image i all level[i], labels 0..3 */
-static void write_split(const char *split, const uint8_t level[4]) {
-    enum { N = 4, D = 28 * 28 };
-    static uint8_t buf[16 + N * D];
-    const uint8_t head[16] = {0, 0, 8, 3, 0, 0, 0, N, 0, 0, 0, 28, 0, 0, 0, 28};
-    memcpy(buf, head, 16);
-    for (int i = 0; i < N; i++) memset(buf + 16 + i * D, level[i], D);
-    char name[96];
-    snprintf(name, sizeof name, "%s-images-idx3-ubyte.gz", split);
-    write_gz(name, buf, sizeof buf);
-    const uint8_t labels[12] = {0, 0, 8, 1, 0, 0, 0, N, 0, 1, 2, 3};
-    snprintf(name, sizeof name, "%s-labels-idx1-ubyte.gz", split);
-    write_gz(name, labels, sizeof labels);
-}
 
 static void test_reconstruction_error_by_hand(void **state) {
     char cmd[1024], out[1 << 14], json_path[256];
     assert_int_equal(system("mkdir -p build/test-logs/eval-aae"), 0);
     /* training images apart from the test images, so that the floor distance is not 0 */
-    write_split("train", (const uint8_t[4]){25, 100, 150, 230});
-    write_split("t10k", (const uint8_t[4]){0, 51, 204, 255});
+    evaldata_write_split(DIR_, "train", (const uint8_t[4]){25, 100, 150, 230});
+    evaldata_write_split(DIR_, "t10k", (const uint8_t[4]){0, 51, 204, 255});
     snprintf(json_path, sizeof json_path, "%s/metrics.json", DIR_);
     const char *bin = getenv("GMSERVE_BIN") ? getenv("GMSERVE_BIN") : "build/gmserve";
     snprintf(cmd, sizeof cmd,

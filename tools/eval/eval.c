@@ -13,6 +13,9 @@
  *   AAE         the same distance for its samples; test reconstruction
  *               error (mean squared error per pixel, grayscale) and the
  *               classifier's accuracy on the reconstructions
+ *   InfoGAN     its categories matched one-to-one to the classes (by Q on
+ *               the test set, by the classifier on samples per category),
+ *               and what each continuous code changes (infogan_eval.c)
  *   classifier  test accuracy
  *
  * Rows are split across threads (each OpenBLAS call single-threaded), with
@@ -35,12 +38,13 @@
 #include "gm/clock.h"
 #include "gm/layers.h"
 #include "gm/model.h"
+#include "infogan_eval.h"
 #include "pngio.h"
 
 #define SAMPLE_SEED 1
 
 typedef struct {
-    const char *nade, *vae, *pixelcnn, *gan, *aae, *classifier, *data, *json, *grids;
+    const char *nade, *vae, *pixelcnn, *gan, *aae, *infogan, *classifier, *data, *json, *grids;
     int k, vae_images, samples, threads;
 } options;
 
@@ -148,6 +152,20 @@ static int classify(const classifier *c, const float *pixels, int n, int D, int 
     return parallel(what, n, 250, threads, classify_chunk, &j);
 }
 
+typedef struct {
+    const classifier *c;
+    int D, threads;
+} classify_ctx;
+
+/* gm_classify_fn over classify(): the labels only. */
+static int classify_labels(void *ctx, const float *pixels, int n, int *predicted) {
+    const classify_ctx *k = ctx;
+    float *f = malloc(sizeof(float) * (size_t)n * k->c->fdim);
+    int rc = !f || classify(k->c, pixels, n, k->D, k->threads, "classifier on infogan samples", f, predicted);
+    free(f);
+    return rc ? -1 : 0;
+}
+
 /* ---- likelihoods ---- */
 
 typedef struct {
@@ -193,14 +211,26 @@ static gm_model *load_model(const char *path, gm_family want, char err[GM_ERR_LE
     return m;
 }
 
+int gm_eval_write_png(const float *px, int n, int h, int w, int c, const char *path, const char *desc,
+                      char err[GM_ERR_LEN]) {
+    uint8_t *png = NULL;
+    size_t len;
+    if (gm_png_encode(px, n, h, w, c, 2, desc, &png, &len, err)) return -1;
+    FILE *f = fopen(path, "wb");
+    bool ok = f && fwrite(png, 1, len, f) == len;
+    if (f && fclose(f)) ok = false;
+    free(png);
+    if (!ok) return gm_errorf(err, "%s: cannot write", path);
+    fprintf(stderr, "  wrote %s\n", path);
+    return 0;
+}
+
 /* Writes n samples of m (rows seeded SAMPLE_SEED, labels round-robin for a
  * conditional model) as a grid PNG. */
 static int write_grid(const gm_model *m, const char *dir, const char *name, int n, char err[GM_ERR_LEN]) {
     const gm_model_info *in = gm_model_get_info(m);
     gm_row *rows = calloc((size_t)n, sizeof *rows);
     float *px = malloc(sizeof(float) * n * in->dim);
-    uint8_t *png = NULL;
-    size_t len;
     int rc = -1;
     if (!rows || !px) goto done;
     for (int r = 0; r < n; r++) {
@@ -222,18 +252,10 @@ static int write_grid(const gm_model *m, const char *dir, const char *name, int 
     char path[4096], desc[128];
     snprintf(path, sizeof path, "%s/%s.png", dir, name);
     snprintf(desc, sizeof desc, "gmserve eval: %d samples of %s, seed %d", n, name, SAMPLE_SEED);
-    if (gm_png_encode(px, n, in->height, in->width, in->channels, 2, desc, &png, &len, err)) goto done;
-    FILE *f = fopen(path, "wb");
-    if (!f || fwrite(png, 1, len, f) != len || fclose(f)) {
-        gm_errorf(err, "%s: cannot write", path);
-        goto done;
-    }
-    fprintf(stderr, "  wrote %s\n", path);
-    rc = 0;
+    rc = gm_eval_write_png(px, n, in->height, in->width, in->channels, path, desc, err);
 done:
     free(rows);
     free(px);
-    free(png);
     return rc;
 }
 
@@ -536,7 +558,8 @@ done:
 static int usage(void) {
     fprintf(stderr,
             "usage: gmserve eval [--nade FILE] [--vae FILE] [--pixelcnn FILE] [--gan FILE --classifier FILE]\n"
-            "                    [--aae FILE --classifier FILE] [--classifier FILE]\n"
+            "                    [--aae FILE --classifier FILE] [--infogan FILE --classifier FILE]\n"
+            "                    [--classifier FILE]\n"
             "                    [--k 1000] [--vae-images N] [--samples 10000] [--threads 2]\n"
             "                    [--data %s] [--json OUT] [--grids DIR]\n",
             GM_DATASET_DIR);
@@ -553,6 +576,7 @@ int gm_eval_main(int argc, char **argv) {
                          : !strcmp(a, "--pixelcnn")   ? &o.pixelcnn
                          : !strcmp(a, "--gan")        ? &o.gan
                          : !strcmp(a, "--aae")        ? &o.aae
+                         : !strcmp(a, "--infogan")    ? &o.infogan
                          : !strcmp(a, "--classifier") ? &o.classifier
                          : !strcmp(a, "--data")       ? &o.data
                          : !strcmp(a, "--json")       ? &o.json
@@ -574,6 +598,10 @@ int gm_eval_main(int argc, char **argv) {
     }
     if ((o.gan || o.aae) && !o.classifier) {
         fprintf(stderr, "gmserve eval: --gan and --aae need --classifier (the features of the Fréchet distance)\n");
+        return 2;
+    }
+    if (o.infogan && !o.classifier) {
+        fprintf(stderr, "gmserve eval: --infogan needs --classifier (it labels the samples of each category)\n");
         return 2;
     }
     if (o.samples < 2 || o.threads > 64) return usage();
@@ -631,6 +659,9 @@ int gm_eval_main(int argc, char **argv) {
     }
     if (o.gan && eval_samples(&o, o.gan, GM_FAMILY_GAN, &c, &train, &test, report, err)) goto fail;
     if (o.aae && eval_samples(&o, o.aae, GM_FAMILY_AAE, &c, &train, &test, report, err)) goto fail;
+    classify_ctx cc = {&c, test.dim, o.threads};
+    if (o.infogan && gm_eval_infogan(o.infogan, &test, o.samples, classify_labels, &cc, o.grids, report, err))
+        goto fail;
     if (o.json && json_dump_file(report, o.json, JSON_INDENT(2))) {
         gm_errorf(err, "%s: cannot write", o.json);
         goto fail;
