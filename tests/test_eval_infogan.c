@@ -196,10 +196,14 @@ static void test_refuses_other_models(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_assignment_beats_greedy),        cmocka_unit_test(test_assignment_finds_a_permutation),
-        cmocka_unit_test(test_assignment_against_enumeration), cmocka_unit_test(test_stats_of_a_rectangle),
-        cmocka_unit_test(test_slant_by_hand),                  cmocka_unit_test(test_threshold_and_empty),
-        cmocka_unit_test(test_report_is_consistent),           cmocka_unit_test(test_refuses_other_models),
+        cmocka_unit_test(test_assignment_beats_greedy),
+        cmocka_unit_test(test_assignment_finds_a_permutation),
+        cmocka_unit_test(test_assignment_against_enumeration),
+        cmocka_unit_test(test_stats_of_a_rectangle),
+        cmocka_unit_test(test_slant_by_hand),
+        cmocka_unit_test(test_threshold_and_empty),
+        cmocka_unit_test(test_report_is_consistent),
+        cmocka_unit_test(test_refuses_other_models),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -16,7 +16,8 @@ port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0));
 echo '{}' > "$out/empty.json"
 "$build/gmserve" --config "$out/empty.json" --listen "127.0.0.1:$port" --web-root web \
     --model nade=models/nade.safetensors --model vae=models/vae.safetensors \
-    --model gan=models/gan.safetensors --model aae=models/aae.safetensors 2> "$out/daemon.log" &
+    --model gan=models/gan.safetensors --model aae=models/aae.safetensors \
+    --model infogan=models/infogan.safetensors 2> "$out/daemon.log" &
 pid=$!
 trap 'kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null || true' EXIT
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
