@@ -1,24 +1,12 @@
 /*
  * evaldata.h - tiny Fashion-MNIST-format data sets (idx.gz files) for the
- * `gmserve eval` and dataset tests: gzip-compressed files, and a split of 4
- * images of 28x28, image i all one grey level, labels 0..3.
+ * `gmserve eval` tests: a split of 4 images of 28x28, image i all one grey
+ * level, labels 0..3 (gzip through stfile.h's write_gz).
  */
 #ifndef GM_EVALDATA_H
 #define GM_EVALDATA_H
 
-#include <zlib.h>
-
 #include "testutil.h"
-
-/* Writes dir/name gzip-compressed. */
-static inline void evaldata_write_gz(const char *dir, const char *name, const void *data, size_t len) {
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    gzFile f = gzopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(gzwrite(f, data, (unsigned)len), (int)len);
-    gzclose(f);
-}
 
 /* dir/{split}-images-idx3-ubyte.gz and -labels-idx1-ubyte.gz: 4 images of
  * 28x28, image i all level[i], labels 0..3 */
@@ -30,10 +18,10 @@ static inline void evaldata_write_split(const char *dir, const char *split, cons
     for (int i = 0; i < N; i++) memset(buf + 16 + i * D, level[i], D);
     char name[96];
     snprintf(name, sizeof name, "%s-images-idx3-ubyte.gz", split);
-    evaldata_write_gz(dir, name, buf, sizeof buf);
+    write_gz(dir, name, buf, sizeof buf);
     const uint8_t labels[12] = {0, 0, 8, 1, 0, 0, 0, N, 0, 1, 2, 3};
     snprintf(name, sizeof name, "%s-labels-idx1-ubyte.gz", split);
-    evaldata_write_gz(dir, name, labels, sizeof labels);
+    write_gz(dir, name, labels, sizeof labels);
 }
 
 #endif

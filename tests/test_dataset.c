@@ -3,9 +3,11 @@
  * naming the file and the problem, reads a well-formed one exactly, and the
  * fixed binarization is reproducible and unbiased.
  */
+#include <zlib.h>
+
 #include "dataset.h"
-#include "evaldata.h"
 #include "gm/rng.h"
+#include "testutil.h"
 
 static char dir[] = "build/test-logs/idx";
 
@@ -28,11 +30,11 @@ static void write_split(const char *split, int magic_ok, int image_bytes, int la
     if (!magic_ok) buf[2] = 0x0D; /* float data: not supported */
     for (int i = 0; i < image_bytes; i++) buf[n + i] = (uint8_t)(i * 20);
     snprintf(name, sizeof name, "%s-images-idx3-ubyte.gz", split);
-    evaldata_write_gz(dir, name, buf, n + image_bytes);
+    write_gz(dir, name, buf, n + image_bytes);
     n = header(buf, 1, ldims);
     for (int i = 0; i < labels; i++) buf[n + i] = (uint8_t)(i % 10);
     snprintf(name, sizeof name, "%s-labels-idx1-ubyte.gz", split);
-    evaldata_write_gz(dir, name, buf, n + labels);
+    write_gz(dir, name, buf, n + labels);
 }
 
 static void expect_refusal(const char *split, const char *words) {
@@ -67,7 +69,7 @@ static void test_reader(void **state) {
     write_split("labels", 1, 12, 2);
     expect_refusal("labels", "2 labels for 3 images");
     expect_refusal("missing", "cannot open");
-    evaldata_write_gz(dir, "junk-images-idx3-ubyte.gz", "\0\0\x08", 3); /* shorter than a header */
+    write_gz(dir, "junk-images-idx3-ubyte.gz", "\0\0\x08", 3); /* shorter than a header */
     expect_refusal("junk", "not an idx file");
 }
 

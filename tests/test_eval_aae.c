@@ -19,7 +19,7 @@ static void test_reconstruction_error_by_hand(void **state) {
     evaldata_write_split(DIR_, "train", (const uint8_t[4]){25, 100, 150, 230});
     evaldata_write_split(DIR_, "t10k", (const uint8_t[4]){0, 51, 204, 255});
     snprintf(json_path, sizeof json_path, "%s/metrics.json", DIR_);
-    const char *bin = getenv("GMSERVE_BIN") ? getenv("GMSERVE_BIN") : "build/gmserve";
+    const char *bin = gmserve_bin();
     snprintf(cmd, sizeof cmd,
              "%s eval --aae tests/fixtures/aae_half.safetensors --classifier models/classifier.safetensors "
              "--data %s --samples 4 --threads 1 --json %s 2>&1",

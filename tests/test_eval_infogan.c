@@ -112,8 +112,6 @@ static void test_threshold_and_empty(void **state) {
     assert_string_equal(GM_IMAGE_STAT_NAMES[3], "slant");
 }
 
-static const char *bin(void) { return getenv("GMSERVE_BIN") ? getenv("GMSERVE_BIN") : "build/gmserve"; }
-
 /* The bundled InfoGAN on 4 test images (labels 0..3): the reported match is
  * the best assignment of its own confusion counts (checked by enumeration),
  * the counts add up to the images and samples, and each code's moves_most is
@@ -126,7 +124,7 @@ static void test_report_is_consistent(void **state) {
     snprintf(cmd, sizeof cmd,
              "%s eval --infogan models/infogan.safetensors --classifier models/classifier.safetensors "
              "--data %s --samples 40 --threads 1 --json %s 2>&1",
-             bin(), DIR_, json_path);
+             gmserve_bin(), DIR_, json_path);
     if (run_command(cmd, out, sizeof out) != 0) {
         print_error("%s\n%s\n", cmd, out);
         fail();
@@ -186,10 +184,10 @@ static void test_refuses_other_models(void **state) {
     snprintf(cmd, sizeof cmd,
              "%s eval --infogan models/gan.safetensors --classifier models/classifier.safetensors --data %s "
              "--samples 40 --threads 1 2>&1",
-             bin(), DIR_);
+             gmserve_bin(), DIR_);
     assert_int_equal(run_command(cmd, out, sizeof out), 1);
     assert_non_null(strstr(out, "not an InfoGAN"));
-    snprintf(cmd, sizeof cmd, "%s eval --infogan models/infogan.safetensors --data %s 2>&1", bin(), DIR_);
+    snprintf(cmd, sizeof cmd, "%s eval --infogan models/infogan.safetensors --data %s 2>&1", gmserve_bin(), DIR_);
     assert_int_equal(run_command(cmd, out, sizeof out), 2);
     assert_non_null(strstr(out, "--infogan needs --classifier"));
 }
