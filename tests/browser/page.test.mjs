@@ -279,7 +279,8 @@ await check('keyboard reaches the controls', async () => {
   await page.setViewportSize({ width: 1200, height: 900 });
   await page.focus('#api-key');
   const seen = new Set();
-  for (let i = 0; i < 12; i++) {
+  // the model cards come first: each folded metadata field (<summary>) is a Tab stop
+  for (let i = 0; i < 24; i++) {
     await page.keyboard.press('Tab');
     seen.add(await page.evaluate(() => document.activeElement.id));
   }
