@@ -2,8 +2,8 @@
  * oip.c - the Open Inference Protocol v2 request and reply (see oip.h).
  *
  * A model's tensors are the native API's names: the inputs images
- * [n, H, W, C], latents [n, Z], label [n], code [n, code_dim], seed [1] and
- * n [1]; the outputs images, logp, bits_per_dim, elbo, se, z, logvar, logit,
+ * [n, H, W, C], latents [n, Z], label [n], code [n, code_dim], cat [n] (an
+ * InfoGAN's category), seed [1] and n [1]; the outputs images, logp, bits_per_dim, elbo, se, z, logvar, logit,
  * probability, realness and label. Which operation runs follows from the inputs:
  * images go to logp, encode, discriminate, reconstruct or translate
  * (whichever the requested outputs belong to, logp by default, a
@@ -391,7 +391,7 @@ void gm_oip_request_free(gm_oip_request *r) {
 
 /* ---- a model's tensors ---- */
 
-typedef enum { IN_IMAGES, IN_LATENTS, IN_LABEL, IN_CODE, IN_SEED, IN_N, IN_COUNT } in_name;
+typedef enum { IN_IMAGES, IN_LATENTS, IN_LABEL, IN_CODE, IN_CAT, IN_SEED, IN_N, IN_COUNT } in_name;
 
 static const struct {
     const char *name;
@@ -402,6 +402,7 @@ static const struct {
     [IN_LATENTS] = {"latents", {DT_FP32, DT_FP64}, 2},
     [IN_LABEL] = {"label", {DT_INT64, DT_INT32}, 2},
     [IN_CODE] = {"code", {DT_FP32, DT_FP64}, 2},
+    [IN_CAT] = {"cat", {DT_INT64, DT_INT32}, 2},
     [IN_SEED] = {"seed", {DT_INT64, DT_UINT64}, 2},
     [IN_N] = {"n", {DT_INT64, DT_INT32}, 2},
 };
@@ -441,7 +442,8 @@ static void op_params(const gm_model_info *in, gm_op op, const char *out[4]) {
 
 /* The inputs op takes on this model: required ones in *req. */
 static unsigned op_inputs(const gm_model_info *in, gm_op op, unsigned *req) {
-    unsigned cond = in->num_classes ? BIT(IN_LABEL) : 0, code = in->code_dim ? BIT(IN_CODE) : 0;
+    unsigned cond = (in->num_classes ? BIT(IN_LABEL) : 0) | (in->cat_dim ? BIT(IN_CAT) : 0);
+    unsigned code = in->code_dim ? BIT(IN_CODE) : 0;
     *req = 0;
     switch (op) {
     case GM_OP_SAMPLE:
@@ -678,7 +680,7 @@ static bool put_rows(binder *b, json_t *params, const char *key, in_name k, bool
     return true;
 }
 
-/* Integers (label, seed, n): one as a number, or an array of all. */
+/* Integers (label, cat, seed, n): one as a number, or an array of all. */
 static bool put_ints(binder *b, json_t *params, const char *key, in_name k, bool array) {
     const tensor *t = b->given[k];
     gm_error_kind *kind = b->kind;
@@ -811,7 +813,7 @@ bool gm_oip_bind(const gm_oip_request *r, const gm_model_info *in, const gm_oip_
             if (!strcmp(r->inputs[i].name, INPUTS[j].name)) k = j;
         if (k < 0)
             return fail(GM_E_BAD_REQUEST,
-                        "unknown input \"%s\"; this server's inputs are images, latents, label, code, seed and n "
+                        "unknown input \"%s\"; this server's inputs are images, latents, label, code, cat, seed and n "
                         "(GET /v2/models/<name> lists the model's)",
                         r->inputs[i].name);
         b.given[k] = &r->inputs[i];
@@ -850,6 +852,9 @@ bool gm_oip_bind(const gm_oip_request *r, const gm_model_info *in, const gm_oip_
     if (b.given[IN_LABEL] &&
         (!check_tensor(&b, IN_LABEL, n, decode, !decode) ||
          !put_ints(&b, params, "label", IN_LABEL, decode && b.given[IN_LABEL]->shape[0] == n && n > 1)))
+        return false;
+    if (b.given[IN_CAT] && (!check_tensor(&b, IN_CAT, n, decode, !decode) ||
+                            !put_ints(&b, params, "cat", IN_CAT, decode && b.given[IN_CAT]->shape[0] == n && n > 1)))
         return false;
     if (b.given[IN_CODE] && (!check_tensor(&b, IN_CODE, decode ? n : 1, decode, false) ||
                              !put_rows(&b, params, "code", IN_CODE, b.given[IN_CODE]->shape[0] == 1)))
@@ -1034,7 +1039,7 @@ static json_t *tensor_meta(const char *name, dtype dt, const int64_t *dims, int 
 
 /* An input's shape in op's requests: rows of the model's row shape, -1
  * (any number) where op takes one per image, 1 where it takes one for all
- * (sample's label and code; seed and n). */
+ * (sample's label, code and cat; seed and n). */
 static int input_shape(const gm_model_info *in, gm_op op, in_name k, int64_t dims[4]) {
     int64_t row[3];
     int rank = row_shape(in, k, row);
@@ -1097,7 +1102,8 @@ json_t *gm_oip_server_metadata(const char *version) {
 size_t gm_oip_max_values(const gm_model_info *in, long max_images) {
     enum { STRUCTURE_VALUES = 256 }; /* names, shapes, parameters, outputs */
     size_t row = (size_t)in->dim;
-    if ((size_t)in->latent_dim + (size_t)in->code_dim + 1 > row) row = (size_t)in->latent_dim + in->code_dim + 1;
+    size_t decode_row = (size_t)in->latent_dim + (size_t)in->code_dim + 2; /* z, code, label, cat */
+    if (decode_row > row) row = decode_row;
     /* three times: data nested in its shape's form adds a comma and a
      * bracket per value of a 1-channel [n, H, W, 1] image, and its rows'
      * brackets and commas */

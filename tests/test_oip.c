@@ -480,6 +480,68 @@ static void test_metadata(void **state) {
     json_decref(s);
 }
 
+/* An InfoGAN (4 categories, 2 codes, no classes): cat is bound as label is,
+ * one per latent (or one for all) for decode, which needs it, and one for
+ * all for sample; models without a categorical code refuse it. */
+static void test_infogan_cat(void **state) {
+    gm_model_info ig = gan_info(), vae = vae_info();
+    ig.num_classes = 0;
+    ig.cat_dim = 4;
+    bound d = bind_json(&ig, "{\"inputs\":[{\"name\":\"latents\",\"shape\":[2,3],\"datatype\":\"FP32\","
+                             "\"data\":[0,0,0,1,1,1]},{\"name\":\"cat\",\"shape\":[2],\"datatype\":\"INT64\","
+                             "\"data\":[3,0]},{\"name\":\"code\",\"shape\":[1,2],\"datatype\":\"FP32\","
+                             "\"data\":[1,-1]}]}");
+    assert_true(d.ok);
+    assert_int_equal(d.plan.op, GM_OP_DECODE);
+    json_t *cats = json_object_get(d.plan.params, "cat");
+    assert_int_equal(json_array_size(cats), 2);
+    assert_int_equal(json_integer_value(json_array_get(cats, 0)), 3);
+    assert_int_equal(json_integer_value(json_array_get(cats, 1)), 0);
+    gm_oip_plan_release(&d.plan);
+    bound one = bind_json(&ig, "{\"inputs\":[{\"name\":\"latents\",\"shape\":[2,3],\"datatype\":\"FP32\","
+                               "\"data\":[0,0,0,1,1,1]},{\"name\":\"cat\",\"shape\":[1],\"datatype\":\"INT32\","
+                               "\"data\":[2]},{\"name\":\"code\",\"shape\":[1,2],\"datatype\":\"FP32\","
+                               "\"data\":[1,-1]}]}");
+    assert_true(one.ok);
+    assert_int_equal(json_integer_value(json_object_get(one.plan.params, "cat")), 2); /* one for every latent */
+    gm_oip_plan_release(&one.plan);
+    bound s = bind_json(&ig, "{\"inputs\":[{\"name\":\"n\",\"shape\":[1],\"datatype\":\"INT64\",\"data\":[3]},"
+                             "{\"name\":\"cat\",\"shape\":[1],\"datatype\":\"INT64\",\"data\":[1]}]}");
+    assert_true(s.ok);
+    assert_int_equal(s.plan.op, GM_OP_SAMPLE);
+    assert_int_equal(json_integer_value(json_object_get(s.plan.params, "cat")), 1);
+    gm_oip_plan_release(&s.plan);
+    expect_json_error(&ig,
+                      "{\"inputs\":[{\"name\":\"latents\",\"shape\":[1,3],\"datatype\":\"FP32\",\"data\":[0,0,0]},"
+                      "{\"name\":\"code\",\"shape\":[1,2],\"datatype\":\"FP32\",\"data\":[0,0]}]}",
+                      400, "decode on this model needs the input \"cat\"");
+    expect_json_error(&ig, "{\"inputs\":[{\"name\":\"cat\",\"shape\":[2],\"datatype\":\"INT64\",\"data\":[1,2]}]}", 400,
+                      "input \"cat\" has shape [2]; model takes [1]");
+    expect_json_error(&ig, "{\"inputs\":[{\"name\":\"cat\",\"shape\":[1],\"datatype\":\"FP32\",\"data\":[1]}]}", 400,
+                      "input \"cat\" has datatype FP32; it takes INT64, INT32");
+    expect_json_error(&vae, "{\"inputs\":[{\"name\":\"cat\",\"shape\":[1],\"datatype\":\"INT64\",\"data\":[1]}]}", 400,
+                      "input \"cat\" is not taken by sample on this model");
+    /* the metadata: decode needs latents, code and cat; sample takes cat [1] */
+    gm_oip_limits lim = limits();
+    json_t *m = gm_oip_model_metadata("ig", &ig, &lim), *ops = json_object_get(m, "operations");
+    bool decode_cat = false, sample_cat = false;
+    for (size_t i = 0; i < json_array_size(ops); i++) {
+        json_t *op = json_array_get(ops, i);
+        const char *name = json_string_value(json_object_get(op, "name"));
+        json_t *ins = json_object_get(op, !strcmp(name, "decode") ? "inputs" : "optional_inputs");
+        for (size_t j = 0; j < json_array_size(ins); j++) {
+            json_t *t = json_array_get(ins, j);
+            if (strcmp(json_string_value(json_object_get(t, "name")), "cat")) continue;
+            json_int_t rows = json_integer_value(json_array_get(json_object_get(t, "shape"), 0));
+            assert_int_equal(json_array_size(json_object_get(t, "shape")), 1);
+            if (!strcmp(name, "decode")) decode_cat = rows == -1;
+            if (!strcmp(name, "sample")) sample_cat = rows == 1;
+        }
+    }
+    assert_true(decode_cat && sample_cat);
+    json_decref(m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_json_images_select_logp),
@@ -491,6 +553,7 @@ int main(void) {
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_reply_json_and_binary),
         cmocka_unit_test(test_metadata),
+        cmocka_unit_test(test_infogan_cat),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

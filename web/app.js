@@ -541,6 +541,65 @@ function showWalk() {
   imgs.forEach((img, j) => { img.style.outline = j === i ? '2px solid #f0a30a' : ''; });
 }
 
+// ---- InfoGAN codes ----------------------------------------------------------
+// For a GAN with a categorical code (cat_dim) or continuous codes (code_dim):
+// a category picker and one slider per code over -2..2 (the codes were
+// trained on -1..1). z comes from the seed (normals, above), so each change
+// decodes the same z with the new codes; a reply that a newer change has
+// overtaken is dropped.
+let infoganAsked = 0;
+
+function onInfoganModel() {
+  const m = modelByName($('i-model').value);
+  document.body.classList.toggle('i-cat', m.cat_dim > 0);
+  $('i-cat').replaceChildren(...Array.from({ length: m.cat_dim || 0 }, (_, k) => new Option(`category ${k}`, String(k))));
+  $('i-codes').replaceChildren(...Array.from({ length: m.code_dim || 0 }, (_, j) => {
+    const label = document.createElement('label');
+    label.className = 'slider';
+    const input = document.createElement('input');
+    Object.assign(input, { type: 'range', id: `i-code-${j}`, min: '-2', max: '2', step: '0.1', value: '0' });
+    const out = document.createElement('output');
+    out.id = `i-code-${j}-out`;
+    out.textContent = '0.0';
+    input.addEventListener('input', () => { out.textContent = Number(input.value).toFixed(1); updateInfogan(); });
+    label.append(`Code ${j + 1}`, input, out);
+    return label;
+  }));
+}
+
+async function updateInfogan() {
+  const asked = ++infoganAsked;
+  const m = modelByName($('i-model').value);
+  const body = { latents: [normals(Number($('i-seed').value), m.latent_dim)], scale: 6, format: 'json' };
+  if (m.cat_dim) body.cat = Number($('i-cat').value);
+  if (m.code_dim) body.code = Array.from({ length: m.code_dim }, (_, j) => Number($(`i-code-${j}`).value));
+  try {
+    const reply = await postJSON(`/v1/models/${encodeURIComponent(m.name)}/decode`, body);
+    if (asked !== infoganAsked) return;
+    showError(null);
+    const img = $('i-img');
+    img.src = pngSrc(reply.images[0].png);
+    img.alt = `${m.name}: ${m.cat_dim ? 'category ' + body.cat + ', ' : ''}codes ${(body.code || []).join(', ')}`;
+    img.hidden = false;
+  } catch (err) {
+    if (asked === infoganAsked) showError(err);
+  }
+}
+
+function setupInfogan() {
+  const infogans = models.filter((m) => m.family === 'gan' && (m.cat_dim > 0 || m.code_dim > 0) &&
+    m.operations.includes('decode')).map((m) => m.name);
+  $('infogan-section').hidden = infogans.length === 0;
+  if (!infogans.length) return null;
+  fillSelect($('i-model'), infogans);
+  onInfoganModel();
+  $('i-model').addEventListener('change', () => { onInfoganModel(); updateInfogan(); });
+  $('i-cat').addEventListener('change', updateInfogan);
+  $('i-seed').addEventListener('change', updateInfogan);
+  $('infogan-form').addEventListener('submit', (ev) => { ev.preventDefault(); updateInfogan(); });
+  return updateInfogan();
+}
+
 // ---- Start -----------------------------------------------------------------
 async function start() {
   const reply = await api('/v1/models').then((r) => r.json());
@@ -549,7 +608,8 @@ async function start() {
   const samplers = models.filter((m) => m.operations.includes('sample')).map((m) => m.name);
   fillSelect($('s-model'), samplers);
   onSampleModel();
-  const decoders = models.filter((m) => m.operations.includes('decode')).map((m) => m.name);
+  // an InfoGAN's decode needs its category: it has a panel of its own
+  const decoders = models.filter((m) => m.operations.includes('decode') && !m.cat_dim).map((m) => m.name);
   fillSelect($('e-model'), decoders);
   $('explore-section').hidden = decoders.length === 0;
   if (decoders.length) onExploreModel();
@@ -572,7 +632,7 @@ async function start() {
   });
   $('explore-form').addEventListener('submit', (ev) => { ev.preventDefault(); withBusy($('explore-section'), interpolate); });
   $('e-walk').addEventListener('input', showWalk);
-  await Promise.all([withBusy($('gallery-section'), sample), completing, translating]);
+  await Promise.all([withBusy($('gallery-section'), sample), completing, translating, setupInfogan()]);
 }
 
 start().catch(showError);

@@ -29,7 +29,7 @@ def values_for(name, datatype, count):
         return [(i % 7) / 7 for i in range(count)] if datatype.startswith("FP") else [(i * 37) % 256 for i in range(count)]
     if name in ("latents", "code"):
         return [math.sin(i) * 0.5 for i in range(count)]
-    if name == "label":
+    if name in ("label", "cat"):
         return [i % 2 for i in range(count)]
     if name == "seed":
         return [42]
@@ -43,7 +43,8 @@ class OpenInferenceProtocol(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.server = Daemon("gmserve-oip-")
-        cls.server.start({m: os.path.join(ROOT, "models", m + ".safetensors") for m in ("nade", "vae", "gan")},
+        models = ("nade", "vae", "gan", "infogan")
+        cls.server.start({m: os.path.join(ROOT, "models", m + ".safetensors") for m in models},
                          ready="/v2/health/ready")
 
     @classmethod

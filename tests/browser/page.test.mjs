@@ -2,7 +2,8 @@
 // without console errors, samples show decoded images of the right size, the
 // seed fixes them, drawing updates both log p figures, completions keep the
 // given rows, translations reach every class and both directions, the
-// interpolation strip fills, an API error reaches the
+// interpolation strip fills, the InfoGAN's sliders and
+// category redraw its image, an API error reaches the
 // person in the API's words, and the page's origin serves the API's
 // OpenAPI description.
 import assert from 'node:assert/strict';
@@ -40,7 +41,7 @@ await waitIdle('gallery-section');
 
 await check('the page lists the models', async () => {
   const cards = await page.$$eval('#models .card h3', (hs) => hs.map((h) => h.textContent));
-  assert.deepEqual(cards.sort(), ['aae', 'cyc', 'gan', 'nade', 'star', 'vae']);
+  assert.deepEqual(cards.sort(), ['aae', 'cyc', 'gan', 'infogan', 'nade', 'star', 'vae']);
 });
 
 await check('sampling shows decoded images at 28 x scale', async () => {
@@ -267,6 +268,41 @@ await check('the interpolation strip fills and the slider walks it', async () =>
   await waitIdle('explore-section');
 });
 
+await check('the InfoGAN panel: a slider or the category changes the decode request and the image', async () => {
+  await page.locator('#infogan-section').scrollIntoViewIfNeeded();
+  await page.waitForFunction(() => document.getElementById('i-img').naturalWidth === 28 * 6);
+  assert.equal(await page.$$eval('#i-cat option', (o) => o.length), 10);
+  assert.equal(await page.$$eval('#i-codes input[type=range]', (s) => s.length), 2);
+  const bodies = [];
+  const seen = (req) => { if (req.url().endsWith('/v1/models/infogan/decode')) bodies.push(JSON.parse(req.postData())); };
+  page.on('request', seen);
+  const src = () => page.getAttribute('#i-img', 'src');
+  const changed = (old) => page.waitForFunction((o) => {
+    const img = document.getElementById('i-img');
+    return img.src !== o && img.complete && img.naturalWidth === 28 * 6;
+  }, old);
+  const before = await src();
+  await page.fill('#i-code-0', '1.5');
+  await page.dispatchEvent('#i-code-0', 'input');
+  await changed(before);
+  assert.equal(await page.textContent('#i-code-0-out'), '1.5');
+  const last = bodies[bodies.length - 1];
+  assert.deepEqual(last.code, [1.5, 0]);
+  assert.equal(last.cat, 0);
+  assert.equal(last.latents[0].length, 62);
+  const afterSlider = await src();
+  await page.selectOption('#i-cat', '3');
+  await changed(afterSlider);
+  assert.equal(bodies[bodies.length - 1].cat, 3);
+  assert.deepEqual(bodies[bodies.length - 1].latents, last.latents, 'the seed keeps z');
+  await page.fill('#i-code-0', '0');
+  await page.dispatchEvent('#i-code-0', 'input');
+  await page.selectOption('#i-cat', '0');
+  await page.waitForFunction((o) => document.getElementById('i-img').src === o, before);
+  page.off('request', seen);
+  await page.screenshot({ path: `${shots}/infogan.png`, fullPage: true });
+});
+
 await check('an API error appears on the page in the API\'s words', async () => {
   await page.fill('#s-n', '100000');
   await page.click('#s-go');
@@ -305,7 +341,8 @@ await check('keyboard reaches the controls', async () => {
   await page.setViewportSize({ width: 1200, height: 900 });
   await page.focus('#api-key');
   const seen = new Set();
-  for (let i = 0; i < 12; i++) {
+  // the model cards come first: each folded metadata field (<summary>) is a Tab stop
+  for (let i = 0; i < 40; i++) {
     await page.keyboard.press('Tab');
     seen.add(await page.evaluate(() => document.activeElement.id));
   }

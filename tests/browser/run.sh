@@ -18,7 +18,8 @@ echo '{}' > "$out/empty.json"
     --model nade=models/nade.safetensors --model vae=models/vae.safetensors \
     --model gan=models/gan.safetensors --model aae=models/aae.safetensors \
     --model star=tests/fixtures/translator_stargan.safetensors \
-    --model cyc=tests/fixtures/translator_half.safetensors 2> "$out/daemon.log" &
+    --model cyc=tests/fixtures/translator_half.safetensors \
+    --model infogan=models/infogan.safetensors 2> "$out/daemon.log" &
 pid=$!
 trap 'kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null || true' EXIT
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done

@@ -16,6 +16,9 @@
  *   translators a StarGAN's and a CycleGAN's target accuracy, what survives
  *               of the source, and the cycle-consistency error
  *               (translate_eval.c)
+ *   InfoGAN     its categories matched one-to-one to the classes (by Q on
+ *               the test set, by the classifier on samples per category),
+ *               and what each continuous code changes (infogan_eval.c)
  *   classifier  test accuracy
  *
  * Rows are split across threads (each OpenBLAS call single-threaded), with
@@ -39,14 +42,15 @@
 #include "gm/clock.h"
 #include "gm/layers.h"
 #include "gm/model.h"
+#include "infogan_eval.h"
 #include "pngio.h"
 #include "translate_eval.h"
 
 #define SAMPLE_SEED 1
 
 typedef struct {
-    const char *nade, *vae, *pixelcnn, *gan, *aae, *stargan, *cyclegan, *cycle_classes, *classifier, *data, *json,
-        *grids;
+    const char *nade, *vae, *pixelcnn, *gan, *aae, *infogan, *stargan, *cyclegan, *cycle_classes, *classifier, *data,
+        *json, *grids;
     int k, vae_images, samples, threads;
 } options;
 
@@ -147,6 +151,20 @@ int gm_classify(const gm_classifier *c, const float *pixels, int n, int D, int t
                 float *features, int *predicted) {
     classify_job j = {c, pixels, D, features, predicted};
     return gm_eval_parallel(what, n, 250, threads, classify_chunk, &j);
+}
+
+typedef struct {
+    const gm_classifier *c;
+    int D, threads;
+} classify_ctx;
+
+/* gm_classify_fn over classify(): the labels only. */
+static int classify_labels(void *ctx, const float *pixels, int n, int *predicted) {
+    const classify_ctx *k = ctx;
+    float *f = malloc(sizeof(float) * (size_t)n * k->c->fdim);
+    int rc = !f || gm_classify(k->c, pixels, n, k->D, k->threads, "classifier on infogan samples", f, predicted);
+    free(f);
+    return rc ? -1 : 0;
 }
 
 /* ---- likelihoods ---- */
@@ -542,7 +560,8 @@ done:
 static int usage(void) {
     fprintf(stderr,
             "usage: gmserve eval [--nade FILE] [--vae FILE] [--pixelcnn FILE] [--gan FILE --classifier FILE]\n"
-            "                    [--aae FILE --classifier FILE] [--stargan FILE --classifier FILE]\n"
+            "                    [--aae FILE --classifier FILE] [--infogan FILE --classifier FILE]\n"
+            "                    [--stargan FILE --classifier FILE]\n"
             "                    [--cyclegan FILE --cycle-classes A,B --classifier FILE] [--classifier FILE]\n"
             "                    [--k 1000] [--vae-images N] [--samples 10000] [--threads 2]\n"
             "                    [--data %s] [--json OUT] [--grids DIR]\n",
@@ -560,6 +579,7 @@ int gm_eval_main(int argc, char **argv) {
                          : !strcmp(a, "--pixelcnn")      ? &o.pixelcnn
                          : !strcmp(a, "--gan")           ? &o.gan
                          : !strcmp(a, "--aae")           ? &o.aae
+                         : !strcmp(a, "--infogan")       ? &o.infogan
                          : !strcmp(a, "--stargan")       ? &o.stargan
                          : !strcmp(a, "--cyclegan")      ? &o.cyclegan
                          : !strcmp(a, "--cycle-classes") ? &o.cycle_classes
@@ -584,6 +604,10 @@ int gm_eval_main(int argc, char **argv) {
     }
     if ((o.gan || o.aae) && !o.classifier) {
         fprintf(stderr, "gmserve eval: --gan and --aae need --classifier (the features of the Fréchet distance)\n");
+        return 2;
+    }
+    if (o.infogan && !o.classifier) {
+        fprintf(stderr, "gmserve eval: --infogan needs --classifier (it labels the samples of each category)\n");
         return 2;
     }
     if ((o.stargan || o.cyclegan) && !o.classifier) {
@@ -653,6 +677,9 @@ int gm_eval_main(int argc, char **argv) {
     }
     if (o.gan && eval_samples(&o, o.gan, GM_FAMILY_GAN, &c, &train, &test, report, err)) goto fail;
     if (o.aae && eval_samples(&o, o.aae, GM_FAMILY_AAE, &c, &train, &test, report, err)) goto fail;
+    classify_ctx cc = {&c, test.dim, o.threads};
+    if (o.infogan && gm_eval_infogan(o.infogan, &test, o.samples, classify_labels, &cc, o.grids, report, err))
+        goto fail;
     if (o.stargan && gm_eval_stargan(o.stargan, &c, &test, o.threads, o.grids, report, err)) goto fail;
     if (o.cyclegan && gm_eval_cyclegan(o.cyclegan, class_a, class_b, &c, &test, o.threads, o.grids, report, err))
         goto fail;
