@@ -414,12 +414,81 @@ static void test_conv_general(void **state) {
         {false, 3, 3, 8, 7, 3, 3, 1, 2, 2, 1, 2, 1, 3, 0, 0, false, false}, /* depthwise, dilated */
         {false, 2, 4, 6, 5, 4, 3, 1, 1, 0, 0, 1, 2, 1, 0, 0, true, true},   /* "same", even kernel: odd pad after */
         {false, 4, 2, 5, 5, 1, 1, 1, 1, 0, 0, 1, 1, 2, 0, 0, false, false}, /* grouped 1x1 */
+        /* 16x18 = 288 output pixels: each sample's sgemm adds into its output directly */
+        {false, 4, 6, 16, 18, 3, 3, 1, 1, 1, 1, 1, 1, 2, 0, 0, false, true},
+        {false, 3, 4, 17, 16, 2, 3, 1, 1, 1, 0, 2, 1, 1, 0, 0, false, false},
         /* conv_transpose2d: groups, dilation, non-square, output padding */
         {true, 4, 6, 3, 4, 3, 2, 2, 3, 1, 0, 1, 1, 2, 1, 2, false, true},
         {true, 3, 3, 4, 3, 2, 3, 1, 2, 0, 1, 2, 2, 3, 0, 1, false, false},
         {true, 2, 5, 3, 3, 4, 4, 2, 2, 1, 1, 1, 1, 1, 0, 0, false, false},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) check_conv(&cases[i]);
+}
+
+/* An add after a conv2d is fused into it where the conv has no activation
+ * and the add is the only reader of its output, whichever input of the add
+ * it is; the other adds stay. Small maps (one sgemm over the chunk) and
+ * large ones (an sgemm per sample into its output), 1x1 and 3x3. */
+static void check_conv_add_fusion(int h, int w) {
+    enum { CI = 2, CO = 4 };
+    int P_ = h * w;
+    float *w1 = rand_floats(CO * CI * 9), *w2 = rand_floats(CO * CO), *w3 = rand_floats(CO * 2 * 9),
+          *b1 = rand_floats(CO), *b2 = rand_floats(CO);
+    tdef t[5] = {{"w1", 4, {CO, CI, 3, 3}, w1},
+                 {"w2", 4, {CO, CO, 1, 1}, w2},
+                 {"w3", 4, {CO, 2, 3, 3}, w3},
+                 {"b1", 1, {CO}, b1},
+                 {"b2", 1, {CO}, b2}};
+    gm_st *st = make_st(t, 5);
+    gm_net_input in[2] = {{"x", gm_shape3(CI, h, w)}, {"r", gm_shape3(CO, h, w)}};
+    gm_net *net = build(st,
+                        "[{\"op\":\"conv2d\",\"inputs\":[\"x\"],\"weight\":\"w1\",\"bias\":\"b1\","
+                        "\"padding\":1,\"name\":\"a\"},"
+                        "{\"op\":\"add\",\"inputs\":[\"r\",\"a\"],\"name\":\"s\"},"
+                        "{\"op\":\"conv2d\",\"weight\":\"w2\",\"bias\":\"b2\"},{\"op\":\"relu\",\"name\":\"c\"},"
+                        "{\"op\":\"add\",\"inputs\":[\"c\",\"s\"],\"name\":\"t\"},"
+                        "{\"op\":\"conv2d\",\"weight\":\"w2\",\"bias\":\"b2\",\"name\":\"d\"},"
+                        "{\"op\":\"add\",\"inputs\":[\"d\",\"t\"],\"name\":\"u\"},"
+                        "{\"op\":\"conv2d\",\"weight\":\"w3\",\"bias\":\"b2\",\"padding\":1,\"groups\":2,"
+                        "\"name\":\"e\"},"
+                        "{\"op\":\"add\",\"inputs\":[\"e\",\"e\"]}]",
+                        2, in);
+    /* conv + add, conv + relu, add, 1x1 conv + add, conv, add */
+    assert_int_equal(gm_net_layers(net), 6);
+    const conv_case k1 = {false, CI, CO, h, w, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 0, false, false},
+                    k2 = {false, CO, CO, h, w, 1, 1, 1, 1, 0, 0, 1, 1, 1, 0, 0, false, false},
+                    k3 = {false, CO, CO, h, w, 3, 3, 1, 1, 1, 1, 1, 1, 2, 0, 0, false, false};
+    for (int B = 1; B <= 3; B += 2) {
+        float *x = rand_floats((size_t)B * CI * P_), *r = rand_floats((size_t)B * CO * P_);
+        size_t n = (size_t)CO * P_;
+        double *want = malloc((size_t)B * n * sizeof *want), *a = malloc(n * sizeof *a), *c = malloc(n * sizeof *c);
+        float *sf = malloc(n * sizeof *sf);
+        assert_non_null(want), assert_non_null(a), assert_non_null(c), assert_non_null(sf);
+        for (int b = 0; b < B; b++) {
+            double *y = want + (size_t)b * n;
+            conv_reference(&k1, x + (size_t)b * CI * P_, w1, b1, a, h, w);
+            for (size_t i = 0; i < n; i++) a[i] += r[(size_t)b * n + i]; /* s */
+            for (size_t i = 0; i < n; i++) sf[i] = (float)a[i];
+            conv_reference(&k2, sf, w2, b2, c, h, w);
+            for (size_t i = 0; i < n; i++) a[i] += c[i] > 0 ? c[i] : 0; /* t */
+            for (size_t i = 0; i < n; i++) sf[i] = (float)a[i];
+            conv_reference(&k2, sf, w2, b2, c, h, w);
+            for (size_t i = 0; i < n; i++) sf[i] = (float)(a[i] + c[i]); /* u */
+            conv_reference(&k3, sf, w3, b2, y, h, w);
+            for (size_t i = 0; i < n; i++) y[i] *= 2; /* e + e */
+        }
+        const float *ins[2] = {x, r};
+        check_forward("conv2d with fused adds", net, B, ins, want);
+        free(x), free(r), free(want), free(a), free(c), free(sf);
+    }
+    gm_net_free(net);
+    gm_st_free(st);
+    free(w1), free(w2), free(w3), free(b1), free(b2);
+}
+
+static void test_conv_add_fusion(void **state) {
+    check_conv_add_fusion(5, 6);
+    check_conv_add_fusion(16, 17);
 }
 
 /* Two grouped conv_transpose2d in a row hand over channels-last. */
@@ -941,6 +1010,7 @@ int main(void) {
         cmocka_unit_test(test_many_live_values),
         cmocka_unit_test(test_graph_refusals),
         cmocka_unit_test(test_conv_general),
+        cmocka_unit_test(test_conv_add_fusion),
         cmocka_unit_test(test_conv_t_chain_groups),
         cmocka_unit_test(test_pad_modes),
         cmocka_unit_test(test_upsample),
