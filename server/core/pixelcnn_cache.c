@@ -573,7 +573,7 @@ static void compute(const block *k, int i, const int *qs, int n) {
             case OP_GATE: { /* tanh(first half) * sigmoid(second half) of the channels */
                 const pval *x = &p->vals[L->in_val[0]];
                 const float *in = k->buf[L->in_val[0]] + at_pos(x, b, q / x->W, q % x->W);
-                for (int c = 0; c < Cy; c++) out[c] = gm_tanhf(in[c]) * gm_sigmoidf(in[Cy + c]);
+                for (int c = 0; c < Cy; c++) out[c] = gm_gatef(in[c], in[Cy + c]);
                 break;
             }
             default: { /* an activation */
