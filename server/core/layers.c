@@ -21,7 +21,10 @@
  * time. An activation in the same position is fused into the layer too:
  * applied in the pass that adds the bias (linear, conv2d) or right after
  * col2im builds a sample (conv_transpose2d), while the values are still in
- * cache. dropout is the identity at inference: its output is its input
+ * cache. After the gate fusion (fuse_gates), an add whose input is a
+ * conv2d's output read by nothing else (a residual or skip connection) is
+ * fused into that conv, which starts from the add's other input plus its
+ * bias (fuse_adds). dropout is the identity at inference: its output is its input
  * value, so it costs nothing and does not stand between a layer and the
  * activation after it.
  *

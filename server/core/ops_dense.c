@@ -7,8 +7,11 @@
  * channel and kernel tap, over the output pixels of every sample in a chunk
  * (N = samples * output pixels, big, BLAS-friendly); taps whose weights are
  * all zero (a masked convolution's) are left out of it, so they cost
- * nothing. The sgemm gives each output channel's plane, copied to NCHW with
- * the bias; a 1x1 convolution reads its input planes directly. conv_transpose2d is the adjoint: the chunk's channel
+ * nothing. On maps of 256 pixels or more each sample's sgemm adds into its
+ * output, filled with the bias first (plus the other input of an add fused
+ * into the conv, layers.c); on smaller ones one sgemm over the chunk gives
+ * each output channel's plane, copied to NCHW with the bias. A 1x1
+ * convolution reads its input planes directly. conv_transpose2d is the adjoint: the chunk's channel
  * planes side by side, one sgemm giving, for every input pixel, a row of
  * every kernel tap's contribution to every output channel (the weight is
  * stored (Cin, kh, kw, Cout) for this), then col2im adds each tap's Cout
