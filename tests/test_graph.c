@@ -63,6 +63,22 @@ static gm_st *make_st(const tdef *t, int n) {
     return st;
 }
 
+/* The model file of tensors t and metadata meta, loaded from a temporary
+ * path (NULL with err when loading refuses it). */
+static gm_model *load_file(const tdef *t, int n, const char *meta, char err[GM_ERR_LEN]) {
+    size_t len;
+    uint8_t *buf = make_file(t, n, meta, &len);
+    char path[] = "/tmp/gm_test_graph_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, buf, len), (ssize_t)len);
+    close(fd);
+    free(buf);
+    gm_model *m = gm_model_load(path, err);
+    unlink(path);
+    return m;
+}
+
 static unsigned rng_state = 12345;
 static float frand(void) { /* uniform in [-1, 1) */
     rng_state = rng_state * 1664525u + 1013904223u;
@@ -489,6 +505,47 @@ static void check_conv_add_fusion(int h, int w) {
 static void test_conv_add_fusion(void **state) {
     check_conv_add_fusion(5, 6);
     check_conv_add_fusion(16, 17);
+}
+
+/* A conditional PixelCNN whose add of a convolution of the label's map to
+ * one of the image would, fused, make that convolution of a label-only
+ * value image-dependent: the sampler cannot compute it position by
+ * position (it reads its input at image positions), so loading refuses it,
+ * as it refused the unfused graph (a convolution of the label only). */
+static void test_fused_add_of_label_conv_refused(void **state) {
+    float emb[4], wl[2 * 2 * 9], bl[2], wi[2 * 9] = {0}, bi[2], wo[2], bo[1];
+    for (int i = 0; i < 4; i++) emb[i] = frand();
+    for (int i = 0; i < 36; i++) wl[i] = frand();
+    for (int i = 0; i < 2; i++) bl[i] = frand(), bi[i] = frand(), wo[i] = frand();
+    for (int co = 0; co < 2; co++)
+        for (int kx = 0; kx < 3; kx++) wi[co * 9 + kx] = frand(); /* the row above only: causal */
+    bo[0] = frand();
+    tdef t[7] = {{"emb", 2, {2, 2}, emb}, {"wl", 4, {2, 2, 3, 3}, wl}, {"bl", 1, {2}, bl}, {"wi", 4, {2, 1, 3, 3}, wi},
+                 {"bi", 1, {2}, bi},      {"wo", 4, {1, 2, 1, 1}, wo}, {"bo", 1, {1}, bo}};
+    const char *net =
+        "[{\"op\":\"embedding\",\"inputs\":[\"label\"],\"weight\":\"emb\"},"
+        "{\"op\":\"reshape\",\"shape\":[2,1,1]},{\"op\":\"expand\",\"shape\":[2,4,4],\"name\":\"m\"},"
+        "{\"op\":\"conv2d\",\"inputs\":[\"image\"],\"weight\":\"wi\",\"bias\":\"bi\",\"padding\":1,"
+        "\"name\":\"im\"},"
+        "{\"op\":\"conv2d\",\"inputs\":[\"m\"],\"weight\":\"wl\",\"bias\":\"bl\",\"padding\":1,"
+        "\"name\":\"lm\"},"
+        "{\"op\":\"add\",\"inputs\":[\"im\",\"lm\"]},{\"op\":\"conv2d\",\"weight\":\"wo\",\"bias\":\"bo\"}]";
+    char meta[4096], quoted[2048];
+    size_t q = 0;
+    for (const char *c = net; *c; c++) {
+        if (*c == '"') quoted[q++] = '\\';
+        quoted[q++] = *c;
+    }
+    quoted[q] = 0;
+    snprintf(meta, sizeof meta,
+             "{\"gm.format\":\"1\",\"gm.family\":\"pixelcnn\",\"gm.image\":\"4x4x1\",\"gm.num_classes\":\"2\","
+             "\"gm.network_inputs\":\"[\\\"image\\\",\\\"label\\\"]\",\"gm.network\":\"%s\"}",
+             quoted);
+    char err[GM_ERR_LEN] = "";
+    gm_model *m = load_file(t, 7, meta, err);
+    if (m || !strstr(err, "convolves a value made from the label only")) print_error("got: \"%s\"\n", err);
+    assert_null(m);
+    assert_non_null(strstr(err, "convolves a value made from the label only"));
 }
 
 /* Two grouped conv_transpose2d in a row hand over channels-last. */
@@ -926,17 +983,7 @@ static gm_model *load_gan(const float *w, int in, const char *extra, char err[GM
              "\"gm.generator\":\"[{\\\"op\\\":\\\"linear\\\",\\\"weight\\\":\\\"w\\\"}]\"}",
              extra);
     tdef t[1] = {{"w", 2, {4, in}, w}};
-    size_t len;
-    uint8_t *buf = make_file(t, 1, meta, &len);
-    char path[] = "/tmp/gm_test_graph_XXXXXX";
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    assert_int_equal(write(fd, buf, len), (ssize_t)len);
-    close(fd);
-    free(buf);
-    gm_model *m = gm_model_load(path, err);
-    unlink(path);
-    return m;
+    return load_file(t, 1, meta, err);
 }
 
 /* Named inputs z and onehot concatenated in the graph give what a file
@@ -959,16 +1006,7 @@ static void test_gan_inputs_by_name(void **state) {
              "{\\\"op\\\":\\\"linear\\\",\\\"weight\\\":\\\"w\\\"}]\"}",
              extra);
     tdef t[1] = {{"w", 2, {4, 5}, w}};
-    size_t len;
-    uint8_t *buf = make_file(t, 1, meta, &len);
-    char path[] = "/tmp/gm_test_graph_XXXXXX";
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    assert_int_equal(write(fd, buf, len), (ssize_t)len);
-    close(fd);
-    free(buf);
-    gm_model *named = gm_model_load(path, err);
-    unlink(path);
+    gm_model *named = load_file(t, 1, meta, err);
     if (!named) print_error("%s\n", err);
     assert_non_null(named);
     float z[4 * 3], a[4 * 4], b[4 * 4];
@@ -1011,6 +1049,7 @@ int main(void) {
         cmocka_unit_test(test_graph_refusals),
         cmocka_unit_test(test_conv_general),
         cmocka_unit_test(test_conv_add_fusion),
+        cmocka_unit_test(test_fused_add_of_label_conv_refused),
         cmocka_unit_test(test_conv_t_chain_groups),
         cmocka_unit_test(test_pad_modes),
         cmocka_unit_test(test_upsample),

@@ -260,6 +260,8 @@ static int plan_values(pc_plan *p, const char *label, const char *what, char err
         switch (L->kind) {
         case OP_CONV2D:
             if (L->sh != 1 || L->sw != 1) ok = false, why = "a stride other than 1 changes the resolution";
+            else if (!p->vals[L->in_val[0]].spatial) /* image-dependent through a fused add's input only */
+                ok = false, why = "it convolves a value made from the label only";
             else if (plan_conv(o, L)) return gm_errorf(err, "%s: out of memory planning %s", label, what);
             break;
         case OP_PAD:
