@@ -68,11 +68,8 @@ static gm_st *make_st(const tdef *t, int n) {
 static gm_model *load_file(const tdef *t, int n, const char *meta, char err[GM_ERR_LEN]) {
     size_t len;
     uint8_t *buf = make_file(t, n, meta, &len);
-    char path[] = "/tmp/gm_test_graph_XXXXXX";
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    assert_int_equal(write(fd, buf, len), (ssize_t)len);
-    close(fd);
+    char path[TEMP_PATH_LEN];
+    temp_file(path, "graph", buf, len);
     free(buf);
     gm_model *m = gm_model_load(path, err);
     unlink(path);
