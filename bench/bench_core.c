@@ -17,6 +17,9 @@
  * the rounds A B A B (PyTorch, then this), so that load from other
  * processes lands on both sides alike.
  *
+ * BENCH_OPS, a comma-separated list of operation names (pixelcnn_logp,
+ * ...), times those only, as bench/torch_core.py does.
+ *
  * PixelCNN sampling is the cached sampler (gm_model_sample); its naive loop
  * (pixelcnn_naive: a whole forward pass per pixel) is timed as one batched
  * forward pass and its rate divided by H * W, what each of its steps costs.
@@ -230,6 +233,16 @@ static void fill_inputs(const gm_model *m, int bundled, float *x, int dim) {
     for (size_t i = 0; i < (size_t)POOL * dim; i++) x[i] = gm_rng_uniform(&g) < 0.3 ? 1.0f : 0.0f;
 }
 
+/* op is in BENCH_OPS, or BENCH_OPS is unset or empty */
+static int wanted(const char *op) {
+    const char *list = getenv("BENCH_OPS");
+    size_t n = strlen(op);
+    if (!list || !*list) return 1;
+    for (const char *p = list; *p; p += strcspn(p, ","), p += *p == ',')
+        if (strcspn(p, ",") == n && strncmp(p, op, n) == 0) return 1;
+    return 0;
+}
+
 static int run_round(const char *dir, const char *round) {
     char path[512], err[GM_ERR_LEN];
     gm_set_compute_threads(openblas_get_num_threads()); /* NADE splits rows like OpenBLAS splits GEMMs */
@@ -249,6 +262,7 @@ static int run_round(const char *dir, const char *round) {
     float *ga = calloc(big, 4), *gb = calloc(big, 4), *gc = calloc(big, 4);
     for (size_t i = 0; i < big; i++) ga[i] = gb[i] = 0.01f * (float)(i % 97);
     for (int o = 0; o < N_OPS; o++) {
+        if (!wanted(OPS[o].op)) continue;
         const gm_model_info *info = gm_model_get_info(models[OPS[o].model]);
         float *pool = malloc((size_t)POOL * info->dim * sizeof(float));
         fill_inputs(models[OPS[o].model], OPS[o].model == NADE_BUNDLED, pool, info->dim);

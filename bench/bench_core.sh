@@ -2,7 +2,9 @@
 # make bench-core: PyTorch and gmserve's core on the same weights, in
 # BENCH_ROUNDS interleaved rounds (PyTorch, gmserve, PyTorch, ...), then one
 # table of medians and ranges over the rounds. BENCH_THREADS (default 1)
-# threads each side: with one, the rates are per core.
+# threads each side: with one, the rates are per core. BENCH_OPS (a
+# comma-separated list of operation names, e.g. pixelcnn_logp) times only
+# those, on both sides.
 set -euo pipefail
 build=${1:-build}
 out="$build/bench"

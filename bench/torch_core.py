@@ -11,6 +11,8 @@ since every pass costs the same.
 Writes a JSON map "op/batch" -> images per CPU-second (time.process_time,
 every thread of the process) to OUT/torch.ROUND.json, ROUND the second
 argument; bench_core.sh runs these rounds interleaved with gmserve's.
+BENCH_OPS (a comma-separated list of operation names, e.g. pixelcnn_logp)
+times those only.
 """
 import json
 import os
@@ -124,17 +126,26 @@ if os.environ.get("BENCH_WRITE_ONLY"):  # bench-http needs only the files
     sys.exit(0)
 
 results = {}
+OPS = set(filter(None, os.environ.get("BENCH_OPS", "").split(",")))  # empty: every operation
+
+
+def cell(op, B, fn, scale=1, **kw):
+    """Times op at batch B unless BENCH_OPS leaves it out."""
+    if not OPS or op in OPS:
+        results[f"{op}/{B}"] = timeit(fn, B, **kw) / scale
+
+
 with torch.no_grad():
     for B in BATCHES:
         x = (torch.rand(B, D) < 0.3).float()
-        results[f"nade_logp/{B}"] = timeit(lambda: nade_logp(x), B)
+        cell("nade_logp", B, lambda: nade_logp(x))
         if B <= 64:  # 784 sequential steps; 256 adds nothing but minutes
-            results[f"nade_sample/{B}"] = timeit(lambda: nade_sample(B), B, min_time=0.2, max_reps=5)
+            cell("nade_sample", B, lambda: nade_sample(B), min_time=0.2, max_reps=5)
         xi = x.view(B, 1, 28, 28)
-        results[f"vae_encode/{B}"] = timeit(lambda: enc(xi), B)
-        results[f"vae_logp/{B}"] = timeit(lambda: vae_logp(x), B)
-        results[f"gan_sample/{B}"] = timeit(lambda: (gen(torch.randn(B, Z_GAN)) + 1) / 2, B)
-        results[f"pixelcnn_logp/{B}"] = timeit(lambda: pixelcnn_net.nll(pcnn(xi), xi), B)
+        cell("vae_encode", B, lambda: enc(xi))
+        cell("vae_logp", B, lambda: vae_logp(x))
+        cell("gan_sample", B, lambda: (gen(torch.randn(B, Z_GAN)) + 1) / 2)
+        cell("pixelcnn_logp", B, lambda: pixelcnn_net.nll(pcnn(xi), xi))
         if B <= 64:  # PyTorch's naive loop: 28 of its 784 forward passes, scaled
-            results[f"pixelcnn_sample/{B}"] = timeit(lambda: pixelcnn_row(B), B, min_time=0.2, max_reps=3) / 28
+            cell("pixelcnn_sample", B, lambda: pixelcnn_row(B), scale=28, min_time=0.2, max_reps=3)
 json.dump(results, open(os.path.join(OUT, f"torch.{ROUND}.json"), "w"), indent=1)

@@ -63,6 +63,19 @@ static gm_st *make_st(const tdef *t, int n) {
     return st;
 }
 
+/* The model file of tensors t and metadata meta, loaded from a temporary
+ * path (NULL with err when loading refuses it). */
+static gm_model *load_file(const tdef *t, int n, const char *meta, char err[GM_ERR_LEN]) {
+    size_t len;
+    uint8_t *buf = make_file(t, n, meta, &len);
+    char path[TEMP_PATH_LEN];
+    temp_file(path, "graph", buf, len);
+    free(buf);
+    gm_model *m = gm_model_load(path, err);
+    unlink(path);
+    return m;
+}
+
 static unsigned rng_state = 12345;
 static float frand(void) { /* uniform in [-1, 1) */
     rng_state = rng_state * 1664525u + 1013904223u;
@@ -414,12 +427,122 @@ static void test_conv_general(void **state) {
         {false, 3, 3, 8, 7, 3, 3, 1, 2, 2, 1, 2, 1, 3, 0, 0, false, false}, /* depthwise, dilated */
         {false, 2, 4, 6, 5, 4, 3, 1, 1, 0, 0, 1, 2, 1, 0, 0, true, true},   /* "same", even kernel: odd pad after */
         {false, 4, 2, 5, 5, 1, 1, 1, 1, 0, 0, 1, 1, 2, 0, 0, false, false}, /* grouped 1x1 */
+        /* 16x18 = 288 output pixels: each sample's sgemm adds into its output directly */
+        {false, 4, 6, 16, 18, 3, 3, 1, 1, 1, 1, 1, 1, 2, 0, 0, false, true},
+        {false, 3, 4, 17, 16, 2, 3, 1, 1, 1, 0, 2, 1, 1, 0, 0, false, false},
         /* conv_transpose2d: groups, dilation, non-square, output padding */
         {true, 4, 6, 3, 4, 3, 2, 2, 3, 1, 0, 1, 1, 2, 1, 2, false, true},
         {true, 3, 3, 4, 3, 2, 3, 1, 2, 0, 1, 2, 2, 3, 0, 1, false, false},
         {true, 2, 5, 3, 3, 4, 4, 2, 2, 1, 1, 1, 1, 1, 0, 0, false, false},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) check_conv(&cases[i]);
+}
+
+/* An add after a conv2d is fused into it where the conv has no activation
+ * and the add is the only reader of its output, whichever input of the add
+ * it is; the other adds stay. Small maps (one sgemm over the chunk) and
+ * large ones (an sgemm per sample into its output), 1x1 and 3x3. */
+static void check_conv_add_fusion(int h, int w) {
+    enum { CI = 2, CO = 4 };
+    int P_ = h * w;
+    float *w1 = rand_floats(CO * CI * 9), *w2 = rand_floats(CO * CO), *w3 = rand_floats(CO * 2 * 9),
+          *b1 = rand_floats(CO), *b2 = rand_floats(CO);
+    tdef t[5] = {{"w1", 4, {CO, CI, 3, 3}, w1},
+                 {"w2", 4, {CO, CO, 1, 1}, w2},
+                 {"w3", 4, {CO, 2, 3, 3}, w3},
+                 {"b1", 1, {CO}, b1},
+                 {"b2", 1, {CO}, b2}};
+    gm_st *st = make_st(t, 5);
+    gm_net_input in[2] = {{"x", gm_shape3(CI, h, w)}, {"r", gm_shape3(CO, h, w)}};
+    gm_net *net = build(st,
+                        "[{\"op\":\"conv2d\",\"inputs\":[\"x\"],\"weight\":\"w1\",\"bias\":\"b1\","
+                        "\"padding\":1,\"name\":\"a\"},"
+                        "{\"op\":\"add\",\"inputs\":[\"r\",\"a\"],\"name\":\"s\"},"
+                        "{\"op\":\"conv2d\",\"weight\":\"w2\",\"bias\":\"b2\"},{\"op\":\"relu\",\"name\":\"c\"},"
+                        "{\"op\":\"add\",\"inputs\":[\"c\",\"s\"],\"name\":\"t\"},"
+                        "{\"op\":\"conv2d\",\"weight\":\"w2\",\"bias\":\"b2\",\"name\":\"d\"},"
+                        "{\"op\":\"add\",\"inputs\":[\"d\",\"t\"],\"name\":\"u\"},"
+                        "{\"op\":\"conv2d\",\"weight\":\"w3\",\"bias\":\"b2\",\"padding\":1,\"groups\":2,"
+                        "\"name\":\"e\"},"
+                        "{\"op\":\"add\",\"inputs\":[\"e\",\"e\"]}]",
+                        2, in);
+    /* conv + add, conv + relu, add, 1x1 conv + add, conv, add */
+    assert_int_equal(gm_net_layers(net), 6);
+    const conv_case k1 = {false, CI, CO, h, w, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 0, false, false},
+                    k2 = {false, CO, CO, h, w, 1, 1, 1, 1, 0, 0, 1, 1, 1, 0, 0, false, false},
+                    k3 = {false, CO, CO, h, w, 3, 3, 1, 1, 1, 1, 1, 1, 2, 0, 0, false, false};
+    for (int B = 1; B <= 3; B += 2) {
+        float *x = rand_floats((size_t)B * CI * P_), *r = rand_floats((size_t)B * CO * P_);
+        size_t n = (size_t)CO * P_;
+        double *want = malloc((size_t)B * n * sizeof *want), *a = malloc(n * sizeof *a), *c = malloc(n * sizeof *c);
+        float *sf = malloc(n * sizeof *sf);
+        assert_non_null(want), assert_non_null(a), assert_non_null(c), assert_non_null(sf);
+        for (int b = 0; b < B; b++) {
+            double *y = want + (size_t)b * n;
+            conv_reference(&k1, x + (size_t)b * CI * P_, w1, b1, a, h, w);
+            for (size_t i = 0; i < n; i++) a[i] += r[(size_t)b * n + i]; /* s */
+            for (size_t i = 0; i < n; i++) sf[i] = (float)a[i];
+            conv_reference(&k2, sf, w2, b2, c, h, w);
+            for (size_t i = 0; i < n; i++) a[i] += c[i] > 0 ? c[i] : 0; /* t */
+            for (size_t i = 0; i < n; i++) sf[i] = (float)a[i];
+            conv_reference(&k2, sf, w2, b2, c, h, w);
+            for (size_t i = 0; i < n; i++) sf[i] = (float)(a[i] + c[i]); /* u */
+            conv_reference(&k3, sf, w3, b2, y, h, w);
+            for (size_t i = 0; i < n; i++) y[i] *= 2; /* e + e */
+        }
+        const float *ins[2] = {x, r};
+        check_forward("conv2d with fused adds", net, B, ins, want);
+        free(x), free(r), free(want), free(a), free(c), free(sf);
+    }
+    gm_net_free(net);
+    gm_st_free(st);
+    free(w1), free(w2), free(w3), free(b1), free(b2);
+}
+
+static void test_conv_add_fusion(void **state) {
+    check_conv_add_fusion(5, 6);
+    check_conv_add_fusion(16, 17);
+}
+
+/* A conditional PixelCNN whose add of a convolution of the label's map to
+ * one of the image would, fused, make that convolution of a label-only
+ * value image-dependent: the sampler cannot compute it position by
+ * position (it reads its input at image positions), so loading refuses it,
+ * as it refused the unfused graph (a convolution of the label only). */
+static void test_fused_add_of_label_conv_refused(void **state) {
+    float emb[4], wl[2 * 2 * 9], bl[2], wi[2 * 9] = {0}, bi[2], wo[2], bo[1];
+    for (int i = 0; i < 4; i++) emb[i] = frand();
+    for (int i = 0; i < 36; i++) wl[i] = frand();
+    for (int i = 0; i < 2; i++) bl[i] = frand(), bi[i] = frand(), wo[i] = frand();
+    for (int co = 0; co < 2; co++)
+        for (int kx = 0; kx < 3; kx++) wi[co * 9 + kx] = frand(); /* the row above only: causal */
+    bo[0] = frand();
+    tdef t[7] = {{"emb", 2, {2, 2}, emb}, {"wl", 4, {2, 2, 3, 3}, wl}, {"bl", 1, {2}, bl}, {"wi", 4, {2, 1, 3, 3}, wi},
+                 {"bi", 1, {2}, bi},      {"wo", 4, {1, 2, 1, 1}, wo}, {"bo", 1, {1}, bo}};
+    const char *net =
+        "[{\"op\":\"embedding\",\"inputs\":[\"label\"],\"weight\":\"emb\"},"
+        "{\"op\":\"reshape\",\"shape\":[2,1,1]},{\"op\":\"expand\",\"shape\":[2,4,4],\"name\":\"m\"},"
+        "{\"op\":\"conv2d\",\"inputs\":[\"image\"],\"weight\":\"wi\",\"bias\":\"bi\",\"padding\":1,"
+        "\"name\":\"im\"},"
+        "{\"op\":\"conv2d\",\"inputs\":[\"m\"],\"weight\":\"wl\",\"bias\":\"bl\",\"padding\":1,"
+        "\"name\":\"lm\"},"
+        "{\"op\":\"add\",\"inputs\":[\"im\",\"lm\"]},{\"op\":\"conv2d\",\"weight\":\"wo\",\"bias\":\"bo\"}]";
+    char meta[4096], quoted[2048];
+    size_t q = 0;
+    for (const char *c = net; *c; c++) {
+        if (*c == '"') quoted[q++] = '\\';
+        quoted[q++] = *c;
+    }
+    quoted[q] = 0;
+    snprintf(meta, sizeof meta,
+             "{\"gm.format\":\"1\",\"gm.family\":\"pixelcnn\",\"gm.image\":\"4x4x1\",\"gm.num_classes\":\"2\","
+             "\"gm.network_inputs\":\"[\\\"image\\\",\\\"label\\\"]\",\"gm.network\":\"%s\"}",
+             quoted);
+    char err[GM_ERR_LEN] = "";
+    gm_model *m = load_file(t, 7, meta, err);
+    if (m || !strstr(err, "convolves a value made from the label only")) print_error("got: \"%s\"\n", err);
+    assert_null(m);
+    assert_non_null(strstr(err, "convolves a value made from the label only"));
 }
 
 /* Two grouped conv_transpose2d in a row hand over channels-last. */
@@ -857,14 +980,7 @@ static gm_model *load_gan(const float *w, int in, const char *extra, char err[GM
              "\"gm.generator\":\"[{\\\"op\\\":\\\"linear\\\",\\\"weight\\\":\\\"w\\\"}]\"}",
              extra);
     tdef t[1] = {{"w", 2, {4, in}, w}};
-    size_t len;
-    uint8_t *buf = make_file(t, 1, meta, &len);
-    char path[TEMP_PATH_LEN];
-    temp_file(path, "graph", buf, len);
-    free(buf);
-    gm_model *m = gm_model_load(path, err);
-    unlink(path);
-    return m;
+    return load_file(t, 1, meta, err);
 }
 
 /* Named inputs z and onehot concatenated in the graph give what a file
@@ -887,13 +1003,7 @@ static void test_gan_inputs_by_name(void **state) {
              "{\\\"op\\\":\\\"linear\\\",\\\"weight\\\":\\\"w\\\"}]\"}",
              extra);
     tdef t[1] = {{"w", 2, {4, 5}, w}};
-    size_t len;
-    uint8_t *buf = make_file(t, 1, meta, &len);
-    char path[TEMP_PATH_LEN];
-    temp_file(path, "graph", buf, len);
-    free(buf);
-    gm_model *named = gm_model_load(path, err);
-    unlink(path);
+    gm_model *named = load_file(t, 1, meta, err);
     if (!named) print_error("%s\n", err);
     assert_non_null(named);
     float z[4 * 3], a[4 * 4], b[4 * 4];
@@ -935,6 +1045,8 @@ int main(void) {
         cmocka_unit_test(test_many_live_values),
         cmocka_unit_test(test_graph_refusals),
         cmocka_unit_test(test_conv_general),
+        cmocka_unit_test(test_conv_add_fusion),
+        cmocka_unit_test(test_fused_add_of_label_conv_refused),
         cmocka_unit_test(test_conv_t_chain_groups),
         cmocka_unit_test(test_pad_modes),
         cmocka_unit_test(test_upsample),

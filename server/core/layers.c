@@ -21,7 +21,10 @@
  * time. An activation in the same position is fused into the layer too:
  * applied in the pass that adds the bias (linear, conv2d) or right after
  * col2im builds a sample (conv_transpose2d), while the values are still in
- * cache. dropout is the identity at inference: its output is its input
+ * cache. After the gate fusion (fuse_gates), an add whose input is a
+ * conv2d's output read by nothing else (a residual or skip connection) is
+ * fused into that conv, which starts from the add's other input plus its
+ * bias (fuse_adds). dropout is the identity at inference: its output is its input
  * value, so it costs nothing and does not stand between a layer and the
  * activation after it.
  *
@@ -1157,19 +1160,50 @@ static int build_op(const where *w, gm_net *net, json_t *o, layer *L, int *folde
  * tanh(a) * sigmoid(b), as one op reading x once: when the split's two
  * halves and the tanh and sigmoid outputs have no other reader, the mul
  * becomes a gate op and the split, tanh and sigmoid go. */
-static int fuse_gates(gm_net *net) {
-    int *readers = calloc((size_t)net->n_vals, sizeof *readers), *prod = malloc((size_t)net->n_vals * sizeof *prod);
-    bool *gone = calloc((size_t)net->n + 1, sizeof *gone);
-    if (!readers || !prod || !gone) {
-        free(readers), free(prod), free(gone);
+/* A rewrite's view of the built graph: each value's readers (the
+ * network's output counting as one) and producing op (-1: an input), and
+ * the ops the rewrite removes. */
+typedef struct {
+    int *readers, *prod;
+    bool *gone;
+} uses;
+
+static int uses_of(const gm_net *net, uses *u) {
+    u->readers = calloc((size_t)net->n_vals, sizeof *u->readers);
+    u->prod = malloc((size_t)net->n_vals * sizeof *u->prod);
+    u->gone = calloc((size_t)net->n + 1, sizeof *u->gone);
+    if (!u->readers || !u->prod || !u->gone) {
+        free(u->readers), free(u->prod), free(u->gone);
         return -1;
     }
-    for (int v = 0; v < net->n_vals; v++) prod[v] = -1;
-    readers[net->out_val]++;
+    for (int v = 0; v < net->n_vals; v++) u->prod[v] = -1;
+    u->readers[net->out_val]++;
     for (int i = 0; i < net->n; i++) {
-        for (int k = 0; k < net->layers[i].n_in; k++) readers[net->layers[i].in_val[k]]++;
-        for (int k = 0; k < net->layers[i].n_out; k++) prod[net->layers[i].out_val[k]] = i;
+        for (int k = 0; k < net->layers[i].n_in; k++) u->readers[net->layers[i].in_val[k]]++;
+        for (int k = 0; k < net->layers[i].n_out; k++) u->prod[net->layers[i].out_val[k]] = i;
     }
+    return 0;
+}
+
+/* Drops the ops marked gone, keeping the others in order. */
+static void drop_gone(gm_net *net, uses *u) {
+    int n = 0;
+    for (int i = 0; i < net->n; i++) {
+        if (u->gone[i]) {
+            free_layer(&net->layers[i]);
+            continue;
+        }
+        net->layers[n++] = net->layers[i];
+    }
+    net->n = n;
+    free(u->readers), free(u->prod), free(u->gone);
+}
+
+static int fuse_gates(gm_net *net) {
+    uses u;
+    if (uses_of(net, &u)) return -1;
+    int *readers = u.readers, *prod = u.prod;
+    bool *gone = u.gone;
     for (int i = 0; i < net->n; i++) {
         layer *M = &net->layers[i];
         if (M->kind != OP_MUL) continue;
@@ -1191,16 +1225,47 @@ static int fuse_gates(gm_net *net) {
         *M = G;
         gone[s] = gone[t] = gone[g] = true;
     }
-    int n = 0;
+    drop_gone(net, &u);
+    return 0;
+}
+
+static bool same_shape(gm_shape a, gm_shape b) {
+    return a.rank == b.rank && a.dim[0] == b.dim[0] && a.dim[1] == b.dim[1] && a.dim[2] == b.dim[2];
+}
+
+/* Residual and skip connections, y = conv(x) + r with r of y's shape: a
+ * conv2d without a fused activation whose output only the add reads
+ * starts its output from r + bias instead of the bias, as its second
+ * input, and the add goes: one pass over y and one buffer fewer. r must be
+ * computed before the conv; of two convs (a gated PixelCNN's horizontal
+ * stack adds its own conv to the vertical stack's 1x1), the later one
+ * takes the add. */
+static int fuse_adds(gm_net *net) {
+    uses u;
+    if (uses_of(net, &u)) return -1;
     for (int i = 0; i < net->n; i++) {
-        if (gone[i]) {
-            free_layer(&net->layers[i]);
-            continue;
+        layer *M = &net->layers[i];
+        if (M->kind != OP_ADD || !same_shape(M->ins[0], M->out) || !same_shape(M->ins[1], M->out)) continue;
+        int best = -1, k_best = 0;
+        for (int k = 0; k < 2; k++) {
+            int c = u.prod[M->in_val[k]];
+            const layer *C = c >= 0 ? &net->layers[c] : NULL;
+            if (C && C->kind == OP_CONV2D && C->act == OP_COUNT && C->n_in == 1 && u.readers[M->in_val[k]] == 1 &&
+                u.prod[M->in_val[1 - k]] < c && c > best)
+                best = c, k_best = k;
         }
-        net->layers[n++] = net->layers[i];
+        if (best < 0) continue;
+        layer *C = &net->layers[best];
+        C->n_in = 2;
+        C->in_val[1] = M->in_val[1 - k_best];
+        C->ins[1] = M->ins[1 - k_best];
+        memcpy(C->bdim, M->bdim, sizeof C->bdim);
+        memcpy(C->bstr[1], M->bstr[1 - k_best], sizeof C->bstr[1]);
+        C->out_val[0] = M->out_val[0];
+        u.prod[M->out_val[0]] = best;
+        u.gone[i] = true;
     }
-    net->n = n;
-    free(readers), free(prod), free(gone);
+    drop_gone(net, &u);
     return 0;
 }
 
@@ -1414,7 +1479,7 @@ gm_net *gm_net_build_inputs(const gm_st *st, const char *what, const char *json,
         net->n++;
     }
     net->out = net->vals[net->out_val].shape;
-    if (fuse_gates(net) || plan(net)) goto oom;
+    if (fuse_gates(net) || fuse_adds(net) || plan(net)) goto oom;
     for (int v = 0; v < net->n_vals; v++) net->vals[v].name = NULL; /* they point into root */
     free(net->named);
     net->named = NULL;
@@ -1475,7 +1540,7 @@ static int forward_pass(const gm_net *net, int B, const float *const *in, float 
             op_linear(L, B, x[0], y[0]);
             break;
         case OP_CONV2D:
-            op_conv2d(L, B, x[0], y[0], &s);
+            op_conv2d(L, B, x[0], L->n_in > 1 ? x[1] : NULL, y[0], &s);
             break;
         case OP_CONV_T2D:
             if (op_conv_t2d(L, B, x[0], y[0], &s)) return -1;

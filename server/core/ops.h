@@ -76,7 +76,9 @@ typedef struct {
     int kh, kw, sh, sw, ph, pw, dh, dw, groups;
     /* conv2d, once the graph is built: the kernel taps (ky * kw + kx) with a
      * non-zero weight for some channel pair, and the weight without the
-     * others, (Cout, Cin/g * ntaps) */
+     * others, (Cout, Cin/g * ntaps). A conv2d with two inputs has an add
+     * fused (layers.c): y = conv(x) + r, r (in_val[1]) of y's shape, bstr[1]
+     * the add's strides for r */
     int ntaps, *taps;
     float *wtaps;
     int axis; /* concat / split: the per-sample dimension */
@@ -115,7 +117,8 @@ static inline bool op_is_activation(op_kind k) {
 
 /* ops_dense.c */
 void op_linear(const layer *L, int B, const float *x, float *y);
-void op_conv2d(const layer *L, int B, const float *x, float *y, const op_scratch *s);
+/* r: a fused add's other input, of y's shape (conv2d's in_val[1]), or NULL */
+void op_conv2d(const layer *L, int B, const float *x, const float *r, float *y, const op_scratch *s);
 int op_conv_t2d(const layer *L, int B, const float *x, float *y, const op_scratch *s);
 
 /* ops_elem.c: y = act(x) for an activation kind (in place when y == x); any

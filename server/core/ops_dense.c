@@ -7,8 +7,11 @@
  * channel and kernel tap, over the output pixels of every sample in a chunk
  * (N = samples * output pixels, big, BLAS-friendly); taps whose weights are
  * all zero (a masked convolution's) are left out of it, so they cost
- * nothing. The sgemm gives each output channel's plane, copied to NCHW with
- * the bias; a 1x1 convolution reads its input planes directly. conv_transpose2d is the adjoint: the chunk's channel
+ * nothing. On maps of 256 pixels or more each sample's sgemm adds into its
+ * output, filled with the bias first (plus the other input of an add fused
+ * into the conv, layers.c); on smaller ones one sgemm over the chunk gives
+ * each output channel's plane, copied to NCHW with the bias. A 1x1
+ * convolution reads its input planes directly. conv_transpose2d is the adjoint: the chunk's channel
  * planes side by side, one sgemm giving, for every input pixel, a row of
  * every kernel tap's contribution to every output channel (the weight is
  * stored (Cin, kh, kw, Cout) for this), then col2im adds each tap's Cout
@@ -92,7 +95,7 @@ void op_linear(const layer *L, int B, const float *x, float *y) {
  * own, so the split changes no result. */
 typedef struct {
     const layer *L;
-    const float *x;
+    const float *x, *r; /* r: conv2d's fused add input, or NULL */
     float *y;
     const op_scratch *s;
     int b0, cols; /* the chunk's first sample; its samples (conv2d) or the columns of col (conv_transpose2d) */
@@ -142,7 +145,7 @@ static int im2col_samples(void *ctx, int r0, int r1) {
 }
 
 /* conv2d: the sgemm's (Co, nb*P) planes to each sample's NCHW output, plus
- * bias and activation */
+ * bias (and r) and activation */
 static int scatter_samples(void *ctx, int r0, int r1) {
     const conv_part *c = ctx;
     const layer *L = c->L;
@@ -151,43 +154,99 @@ static int scatter_samples(void *ctx, int r0, int r1) {
     for (int b = r0; b < r1; b++) {
         float *yb = c->y + (size_t)(c->b0 + b) * Co * P;
         for (int ch = 0; ch < Co; ch++) {
-            const float *src = c->s->aux + (size_t)ch * N + (size_t)b * P;
+            const float *restrict src = c->s->aux + (size_t)ch * N + (size_t)b * P;
             float *restrict dst = yb + (size_t)ch * P, bias = L->bias[ch];
+            if (c->r) {
+                const float *restrict r = c->r + (size_t)(c->b0 + b) * Co * P + (size_t)ch * P;
 #pragma omp simd
-            for (size_t p = 0; p < P; p++) dst[p] = src[p] + bias;
+                for (size_t p = 0; p < P; p++) dst[p] = src[p] + bias + r[p];
+            } else {
+#pragma omp simd
+                for (size_t p = 0; p < P; p++) dst[p] = src[p] + bias;
+            }
         }
         op_activate(L->act, L->a0, L->a1, yb, yb, (size_t)Co * P);
     }
     return 0;
 }
 
-/* 1x1, stride 1, unpadded, one group: each sample's planes are already
- * the sgemm's input, and its output the sgemm's */
-static void conv1x1(const layer *L, int B, const float *x, float *y) {
-    int C = L->in.dim[0], Co = L->out.dim[0], P = L->out.dim[1] * L->out.dim[2];
-    for (int b = 0; b < B; b++) {
-        float *yb = y + (size_t)b * Co * P;
-        for (int ch = 0; ch < Co; ch++)
-            for (int p = 0; p < P; p++) yb[(size_t)ch * P + p] = L->bias[ch];
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Co, P, C, 1.0f, L->wtaps, C, x + (size_t)b * C * P, P,
-                    1.0f, yb, P);
-        op_activate(L->act, L->a0, L->a1, yb, yb, (size_t)Co * P);
-    }
+/* conv2d's output of samples [r0, r1) of the chunk filled with the bias,
+ * plus r when an add is fused, for the sgemms to add into */
+static int bias_samples(void *ctx, int r0, int r1) {
+    const conv_part *c = ctx;
+    const layer *L = c->L;
+    int Co = L->out.dim[0];
+    size_t P = (size_t)L->out.dim[1] * L->out.dim[2];
+    for (int b = r0; b < r1; b++)
+        for (int ch = 0; ch < Co; ch++) {
+            size_t at = ((size_t)(c->b0 + b) * Co + ch) * P;
+            float *restrict dst = c->y + at, bias = L->bias[ch];
+            if (c->r) {
+                const float *restrict r = c->r + at;
+#pragma omp simd
+                for (size_t p = 0; p < P; p++) dst[p] = bias + r[p];
+            } else {
+#pragma omp simd
+                for (size_t p = 0; p < P; p++) dst[p] = bias;
+            }
+        }
+    return 0;
 }
 
+static int act_samples(void *ctx, int r0, int r1) {
+    const conv_part *c = ctx;
+    const layer *L = c->L;
+    size_t n = (size_t)L->out.dim[0] * L->out.dim[1] * L->out.dim[2];
+    float *y = c->y + (size_t)(c->b0 + r0) * n;
+    op_activate(L->act, L->a0, L->a1, y, y, (size_t)(r1 - r0) * n);
+    return 0;
+}
+
+/* 1x1, stride 1, unpadded, one group: each sample's planes are already
+ * the sgemm's input, and its output the sgemm's, filled with the bias
+ * first */
+static void conv1x1(const layer *L, int B, const float *x, const float *r, float *y) {
+    int C = L->in.dim[0], Co = L->out.dim[0], P = L->out.dim[1] * L->out.dim[2];
+    conv_part part = {L, x, r, y, NULL, 0, B};
+    gm_parallel_rows(B, MIN_SAMPLES_PER_THREAD, bias_samples, &part);
+    for (int b = 0; b < B; b++)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Co, P, C, 1.0f, L->wtaps, C, x + (size_t)b * C * P, P,
+                    1.0f, y + (size_t)b * Co * P, P);
+    if (L->act != OP_COUNT) gm_parallel_rows(B, MIN_SAMPLES_PER_THREAD, act_samples, &part);
+}
+
+/* conv2d with maps of at least DIRECT_PIXELS output pixels: each sample's
+ * output is filled with the bias (bias_samples) and its sgemm (N = the
+ * sample's pixels, its columns of col) adds into it, then the activation,
+ * in place. No clearing of a product buffer and no copy of it to the
+ * output: both were passes over every output value (sgemm's beta = 0
+ * clears its output). Smaller maps keep one sgemm over the chunk. */
+#define DIRECT_PIXELS 256
+
 /* x: (B, C, H, W); y: (B, Cout, Ho, Wo) */
-void op_conv2d(const layer *L, int B, const float *x, float *y, const op_scratch *s) {
+void op_conv2d(const layer *L, int B, const float *x, const float *r, float *y, const op_scratch *s) {
     if (L->kh == 1 && L->kw == 1 && L->sh == 1 && L->sw == 1 && L->ph == 0 && L->pw == 0 && L->groups == 1 &&
         L->ntaps == 1) {
-        conv1x1(L, B, x, y);
+        conv1x1(L, B, x, r, y);
         return;
     }
     int Co = L->out.dim[0], P = L->out.dim[1] * L->out.dim[2];
     int g = L->groups, Kg = L->in.dim[0] / g * L->ntaps, Cg = Co / g;
     for (int b0 = 0; b0 < B; b0 += s->chunk) {
         int nb = B - b0 < s->chunk ? B - b0 : s->chunk;
-        conv_part part = {L, x, y, s, b0, nb};
+        conv_part part = {L, x, r, y, s, b0, nb};
         size_t N = (size_t)nb * P;
+        if (P >= DIRECT_PIXELS) {
+            gm_parallel_rows(nb, MIN_SAMPLES_PER_THREAD, bias_samples, &part);
+            if (L->ntaps) gm_parallel_rows(nb, MIN_SAMPLES_PER_THREAD, im2col_samples, &part);
+            for (int b = 0; b < nb && L->ntaps; b++)
+                for (int i = 0; i < g; i++)
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Cg, P, Kg, 1.0f,
+                                L->wtaps + (size_t)i * Cg * Kg, Kg, s->col + (size_t)i * Kg * N + (size_t)b * P, (int)N,
+                                1.0f, y + ((size_t)(b0 + b) * Co + (size_t)i * Cg) * P, P);
+            if (L->act != OP_COUNT) gm_parallel_rows(nb, MIN_SAMPLES_PER_THREAD, act_samples, &part);
+            continue;
+        }
         if (L->ntaps == 0) { /* every weight zero: the bias alone */
             memset(s->aux, 0, (size_t)Co * N * sizeof *s->aux);
         } else {
@@ -271,7 +330,7 @@ int op_conv_t2d(const layer *L, int B, const float *x, float *y, const op_scratc
     int N = L->out.dim[0] * L->kh * L->kw, Ng = N / g;
     for (int b0 = 0; b0 < B; b0 += s->chunk) {
         int nb = B - b0 < s->chunk ? B - b0 : s->chunk, cols = nb * Pin;
-        conv_part part = {L, x, y, s, b0, cols};
+        conv_part part = {L, x, NULL, y, s, b0, cols};
         /* col: (nb*Pin, g*kh*kw*Cg) = X W per group, X being the chunk's
          * pixels as rows of the group's Cig channels (channels-last input
          * as it is, NCHW through aux's planes) and W the group's (Cig,

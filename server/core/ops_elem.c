@@ -102,8 +102,18 @@ static int gate_samples(void *ctx, int r0, int r1) {
     for (int b = r0; b < r1; b++) {
         const float *restrict a = e->x + (size_t)b * 2 * half, *restrict g = a + half;
         float *restrict y = e->y + (size_t)b * half;
+        size_t i = 0;
+#ifdef GM_SIG_LANES
+        for (; i + GM_SIG_LANES <= half; i += GM_SIG_LANES) {
+            gm_vsig va, vg;
+            memcpy(&va, a + i, sizeof va);
+            memcpy(&vg, g + i, sizeof vg);
+            vg = gm_gate_v(va, vg);
+            memcpy(y + i, &vg, sizeof vg);
+        }
+#endif
 #pragma omp simd
-        for (size_t i = 0; i < half; i++) y[i] = gm_tanhf(a[i]) * gm_sigmoidf(g[i]);
+        for (size_t j = i; j < half; j++) y[j] = gm_gatef(a[j], g[j]);
     }
     return 0;
 }

@@ -21,7 +21,9 @@
  * (any padding, dilation, groups; its fused activation), the activations
  * and the fused gate tanh(a) * sigmoid(b),
  * add and mul (an image-dependent input of the output's shape, the other
- * anything that broadcasts), concat over channels, split, and pad in the
+ * anything that broadcasts; an add fused into the conv2d before it is that
+ * conv's second input, read at the output's position), concat over
+ * channels, split, and pad in the
  * zero mode. Planning refuses any other
  * op on an image-dependent value.
  *
@@ -180,7 +182,7 @@ static void window(const pc_plan *p, int i, int k, int out, int h, int w, pos_fn
     if (L->kind == OP_SPLIT) { /* a view: the same element at an offset */
         const pval *y = &p->vals[L->out_val[out]];
         fn(ctx, L->in_val[k], (h + y->oy - x->oy) * x->W + (w + y->ox - x->ox));
-    } else if (L->kind == OP_CONV2D) {
+    } else if (L->kind == OP_CONV2D && k == 0) { /* input 1, a fused add's: the same position */
         for (int t = 0; t < o->ntaps; t++) {
             int hh = h + o->dy[t], ww = w + o->dx[t];
             if (hh >= 0 && hh < x->H && ww >= 0 && ww < x->W) fn(ctx, L->in_val[k], hh * x->W + ww);
@@ -258,6 +260,8 @@ static int plan_values(pc_plan *p, const char *label, const char *what, char err
         switch (L->kind) {
         case OP_CONV2D:
             if (L->sh != 1 || L->sw != 1) ok = false, why = "a stride other than 1 changes the resolution";
+            else if (!p->vals[L->in_val[0]].spatial) /* image-dependent through a fused add's input only */
+                ok = false, why = "it convolves a value made from the label only";
             else if (plan_conv(o, L)) return gm_errorf(err, "%s: out of memory planning %s", label, what);
             break;
         case OP_PAD:
@@ -538,6 +542,7 @@ static void compute(const block *k, int i, const int *qs, int n) {
                     }
                     memcpy(out + g * co_n, acc, (size_t)co_n * sizeof(float));
                 }
+                for (int c = 0; L->n_in > 1 && c < Cy; c++) out[c] += at_value(k, L, 1, b, c, q); /* a fused add */
                 if (L->act != OP_COUNT) op_activate(L->act, L->a0, L->a1, out, out, (size_t)Cy);
                 break;
             }
@@ -570,7 +575,7 @@ static void compute(const block *k, int i, const int *qs, int n) {
             case OP_GATE: { /* tanh(first half) * sigmoid(second half) of the channels */
                 const pval *x = &p->vals[L->in_val[0]];
                 const float *in = k->buf[L->in_val[0]] + at_pos(x, b, q / x->W, q % x->W);
-                for (int c = 0; c < Cy; c++) out[c] = gm_tanhf(in[c]) * gm_sigmoidf(in[Cy + c]);
+                for (int c = 0; c < Cy; c++) out[c] = gm_gatef(in[c], in[Cy + c]);
                 break;
             }
             default: { /* an activation */
