@@ -29,6 +29,13 @@ static inline int run_command(const char *cmd, char *out, size_t n) {
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
+/* A small linear congruential generator (Numerical Recipes' constants):
+ * reproducible test data, 24 random bits a call. */
+static inline uint32_t rnd(uint32_t *s) {
+    *s = *s * 1664525u + 1013904223u;
+    return *s >> 8;
+}
+
 /* An in-memory safetensors file: 8-byte length, header text, data bytes. */
 static inline uint8_t *st_build(const char *header, const void *data, size_t data_len, size_t *out_len) {
     size_t n = strlen(header);
