@@ -71,8 +71,8 @@ static inline int paeth(int a, int b, int c) {
  * prev (all zeros above the first row) into dst; returns libpng's cost of
  * the result. The first pixel has nothing to its left (0); the rest is one
  * loop per type. (Vector loops measured slower: rows are a few dozen bytes.) */
-static size_t apply(int v, const uint8_t *restrict row, const uint8_t *restrict prev, size_t n, size_t bpp,
-                    uint8_t *restrict dst) {
+static size_t filter_png_row(int v, const uint8_t *restrict row, const uint8_t *restrict prev, size_t n, size_t bpp,
+                             uint8_t *restrict dst) {
     size_t sum = 0;
     size_t i, first = bpp < n ? bpp : n;
     for (i = 0; i < first; i++) {
@@ -104,17 +104,17 @@ static size_t apply(int v, const uint8_t *restrict row, const uint8_t *restrict 
 /* Writes row's filter byte and filtered bytes to dst: the one filter in
  * `filters`, or the one of least cost, the lowest type winning a tie; try
  * holds n scratch bytes. */
-static void filter_row(const uint8_t *row, const uint8_t *prev, size_t n, size_t bpp, unsigned filters, uint8_t *dst,
-                       uint8_t *try) {
+static void choose_png_filter(const uint8_t *row, const uint8_t *prev, size_t n, size_t bpp, unsigned filters,
+                              uint8_t *dst, uint8_t *try) {
     int best = 0;
     if (!(filters & (filters - 1))) {
         while (!(filters & 1u << best)) best++;
-        apply(best, row, prev, n, bpp, dst + 1);
+        filter_png_row(best, row, prev, n, bpp, dst + 1);
     } else {
-        size_t least = apply(0, row, prev, n, bpp, dst + 1); /* every adaptive set holds None */
+        size_t least = filter_png_row(0, row, prev, n, bpp, dst + 1); /* every adaptive set holds None */
         for (int v = 1; v < 5; v++) {
             if (!(filters & 1u << v)) continue;
-            size_t sum = apply(v, row, prev, n, bpp, try);
+            size_t sum = filter_png_row(v, row, prev, n, bpp, try);
             if (sum < least) {
                 least = sum;
                 best = v;
@@ -212,7 +212,7 @@ bool gm_png_write_plain(const uint8_t *img, int h, int w, int c, bool up_only, c
     if (rows) memset(zeros, 0, stride + 1);
     for (int y = 0; ok && y < h; y++) {
         const uint8_t *row = img + (size_t)y * stride;
-        filter_row(row, y ? row - stride : zeros, stride, (size_t)c, filters, line, try);
+        choose_png_filter(row, y ? row - stride : zeros, stride, (size_t)c, filters, line, try);
         z.next_in = line;
         z.avail_in = (uInt)(stride + 1);
         ok = deflate_into(&z, &o, &at, Z_NO_FLUSH, size, &first) == Z_OK && z.avail_in == 0;
