@@ -219,5 +219,5 @@ int gm_png_encode(const float *pixels, int n, int h, int w, int c, int scale, co
      * zeros: 256 images at scale 16, 0.38 s and 520 kB -> 0.095 s and 445 kB. */
     bool ok = gm_png_write_plain(img, gh, gw, c, scale > 1, description, out, out_len);
     free(img);
-    return ok ? 0 : gm_errorf(err, "out of memory writing a PNG of %d x %d", gw, gh);
+    return ok ? 0 : gm_errorf(err, "cannot write a PNG of %d x %d (out of memory, or past PNG's size limits)", gw, gh);
 }

@@ -176,6 +176,8 @@ static int deflate_into(z_stream *z, out_buf *o, size_t *at, int flush, size_t s
 bool gm_png_write_plain(const uint8_t *img, int h, int w, int c, bool up_only, const char *text, uint8_t **out,
                         size_t *out_len) {
     static const uint8_t SIG[8] = {137, 80, 78, 71, 13, 10, 26, 10}, COLOR[5] = {0, 0, 4, 2, 6};
+    enum { MAX_ROW = 1 << 30 }; /* PNG allows 2^31 - 1 pixels a side; zlib takes 2^32 - 1 bytes a call */
+    if (h < 1 || w < 1 || c < 1 || c > 4 || (size_t)w * c >= MAX_ROW || h >= MAX_ROW) return false;
     size_t stride = (size_t)w * c, size = (size_t)h * (stride + 1);
     unsigned filters = up_only ? F_UP : F_ALL;
     if (h == 1) filters &= ~(unsigned)(F_UP | F_AVG | F_PAETH);

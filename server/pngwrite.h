@@ -25,7 +25,9 @@
 /* Writes img (h rows of w * c bytes, c = 1 gray, 2 gray+alpha, 3 RGB,
  * 4 RGBA, 8 bits each) as a PNG: every row Up-filtered when up_only, else
  * the adaptive filter; text (may be NULL) as a tEXt chunk "Description".
- * *out is malloc'd (caller frees). Returns false when out of memory. */
+ * *out is malloc'd (caller frees). Returns false when out of memory, or
+ * for a size PNG or zlib cannot take (a side under 1, rows of 2^30 bytes
+ * or more, 2^30 rows or more), before reading img. */
 bool gm_png_write_plain(const uint8_t *img, int h, int w, int c, bool up_only, const char *text, uint8_t **out,
                         size_t *out_len);
 

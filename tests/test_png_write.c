@@ -125,11 +125,26 @@ static void test_encode_decodes_to_its_pixels(void **state) {
     }
 }
 
+/* Sizes past PNG's or zlib's limits are refused before img is read. */
+static void test_sizes_past_the_limits(void **state) {
+    uint8_t px[4] = {0}, *out = NULL;
+    size_t n;
+    assert_false(gm_png_write_plain(px, 1, 1 << 30, 1, false, NULL, &out, &n));
+    assert_false(gm_png_write_plain(px, 1, 1 << 28, 4, false, NULL, &out, &n));
+    assert_false(gm_png_write_plain(px, 1 << 30, 1, 1, false, NULL, &out, &n));
+    assert_false(gm_png_write_plain(px, 0, 1, 1, false, NULL, &out, &n));
+    assert_false(gm_png_write_plain(px, 1, 1, 5, false, NULL, &out, &n));
+    assert_null(out);
+    assert_true(gm_png_write_plain(px, 2, 2, 1, false, NULL, &out, &n));
+    free(out);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bytes_are_libpngs),
         cmocka_unit_test(test_bytes_are_libpngs_at_every_window),
         cmocka_unit_test(test_encode_decodes_to_its_pixels),
+        cmocka_unit_test(test_sizes_past_the_limits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
