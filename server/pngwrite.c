@@ -183,7 +183,9 @@ bool gm_png_write_plain(const uint8_t *img, int h, int w, int c, bool up_only, c
     if (h == 1) filters &= ~(unsigned)(F_UP | F_AVG | F_PAETH);
     if (w == 1) filters &= ~(unsigned)(F_SUB | F_AVG | F_PAETH);
     if (!filters) filters = F_NONE;
-    /* symbols in one buffer: the whole image, as in libpng's 64 Ki buffer */
+    /* the smallest level whose symbol buffer (a block ends every 2^(level+6) - 1
+     * symbols) holds the whole image, and libpng's 8 past that: no block ends
+     * where libpng's would not */
     int mem_level = 1;
     while (mem_level < 8 && ((size_t)1 << (mem_level + 6)) < size + 2) mem_level++;
 
