@@ -8,19 +8,10 @@
 
 #include "daemon.h"
 
-static json_t *reply_json(const reply_t *r) {
-    assert_int_equal(r->status, 200);
-    json_t *j = json_loadb((const char *)r->body, r->len, 0, NULL);
-    assert_non_null(j);
-    return j;
-}
-
 static void test_sample_logp_is_the_score(void **state) {
     const char *args[] = {"--model", "pc=tests/fixtures/pixelcnn_gated.safetensors", NULL};
     daemon_t d = daemon_start("pixelcnn_api", args);
-    reply_t r = http_json(d.port, "/v1/models/pc/sample", "{\"n\": 3, \"seed\": 5}");
-    json_t *s = reply_json(&r);
-    reply_free(&r);
+    json_t *s = http_json_expect(d.port, "/v1/models/pc/sample", "{\"n\": 3, \"seed\": 5}", 200);
     json_t *images = json_object_get(s, "images");
     assert_int_equal(json_array_size(images), 3);
     char body[16384];
@@ -32,9 +23,7 @@ static void test_sample_logp_is_the_score(void **state) {
             (size_t)snprintf(body + at, sizeof body - at, "%s{\"png\": \"%s\"}", i ? "," : "", json_string_value(png));
     }
     snprintf(body + at, sizeof body - at, "]}");
-    r = http_json(d.port, "/v1/models/pc/logp", body);
-    json_t *l = reply_json(&r);
-    reply_free(&r);
+    json_t *l = http_json_expect(d.port, "/v1/models/pc/logp", body, 200);
     assert_string_equal(json_string_value(json_object_get(l, "method")), "exact");
     json_t *results = json_object_get(l, "results");
     for (size_t i = 0; i < 3; i++) {
