@@ -39,7 +39,7 @@ RULES = [
     ("JSON: number formatting", None, r"printf|hack_digit|__mpn_|strchrnul|parse_one_spec|localeconv|_IO_|"
                                       r"float_shortest|reads_back|digits_of|\bmultiple\b|strtof|strtod|round_and_return"),
     ("JSON: jansson and writer", None, r"libjansson|gm_jw|json_"),
-    ("PNG decode (libpng, zlib)", None, r"libpng|libz|png_|inflate|adler32|crc32"),
+    ("PNG decode and encode (libpng, zlib, ours)", None, r"libpng|libz|png|inflate|adler32|crc32"),
     ("malloc/free", None, r"malloc|_int_free|\bfree\b|cfree|calloc|realloc|unlink_chunk|tcache|arena_|consolidate"),
     ("libmicrohttpd (pool memset)", True, r"memset"),
     ("libmicrohttpd", True, r"libmicrohttpd"),

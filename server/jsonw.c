@@ -68,7 +68,14 @@ void gm_jw_double(gm_jw *w, double x) {
     if (!isfinite(x)) return gm_jw_lit(w, "null");
     char t[40];
     int n = snprintf(t, sizeof t, "%.10g", x);
-    if (!strpbrk(t, ".eE")) n += snprintf(t + n, sizeof t - (size_t)n, ".0"); /* a real stays a real */
+    char *e = strchr(t, 'e');
+    if (!e && !strchr(t, '.')) n += snprintf(t + n, sizeof t - (size_t)n, ".0"); /* a real stays a real */
+    if (e) { /* as jansson: no '+' and no leading zeros in the exponent (1e-05 is 1e-5) */
+        char *digits = e + 1 + (e[1] == '-'), *from = e + 1 + (e[1] == '-' || e[1] == '+');
+        while (*from == '0' && from[1]) from++;
+        memmove(digits, from, strlen(from) + 1);
+        n = (int)strlen(t);
+    }
     gm_jw_raw(w, t, (size_t)n);
 }
 

@@ -16,7 +16,8 @@
  * binding then writes the native parameter object, the one thing the
  * operation layer reads, so an infer request meets exactly the checks,
  * limits and batching of /v1. The reply is written as text directly (no
- * tree), with FP32 numbers at 9 significant digits, which round-trip.
+ * tree), with FP32 numbers in the fewest digits that round-trip (at most
+ * 9, by floatfmt.h) and FP64 ones at 17.
  */
 #include <inttypes.h>
 #include <math.h>
@@ -25,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "floatfmt.h"
 #include "oip.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -959,12 +961,17 @@ static double out_real(const gm_oip_results *res, const gm_model_info *in, gm_oi
     }
 }
 
+/* FP32 values as /v1 writes them (floatfmt.h): the fewest digits that read
+ * back as the same float, without printf's cost a number. */
 static void put_element(text *t, dtype dt, double x, bool first) {
-    if (!first) put(t, ",");
-    if (dt == DT_INT64) put(t, "%" PRId64, (int64_t)x);
-    else if (!isfinite(x)) put(t, "null"); /* JSON has no NaN or infinity */
-    else if (dt == DT_FP32) put(t, "%.9g", (double)(float)x);
-    else put(t, "%.17g", x);
+    char s[GM_FLOAT_CHARS + 32];
+    int n = 0;
+    if (!first) s[n++] = ',';
+    if (dt == DT_INT64) n += snprintf(s + n, sizeof s - (size_t)n, "%" PRId64, (int64_t)x);
+    else if (!isfinite(x)) n += snprintf(s + n, sizeof s - (size_t)n, "null"); /* JSON has no NaN or infinity */
+    else if (dt == DT_FP32) n += gm_float_shortest((float)x, s + n);
+    else n += snprintf(s + n, sizeof s - (size_t)n, "%.17g", x);
+    put_bytes(t, s, (size_t)n);
 }
 
 static void put_binary(text *t, dtype dt, double x) {

@@ -916,12 +916,6 @@ void gm_operation_free(gm_operation *c) {
 
 static json_t *number(double x) { return isfinite(x) ? json_real(x) : json_null(); }
 
-static json_t *float_array(const float *x, int n) {
-    json_t *a = json_array();
-    for (int i = 0; i < n; i++) json_array_append_new(a, number(x[i]));
-    return a;
-}
-
 /* An npy reply of x's float32 values in the given shape. */
 static void reply_npy(gm_operation *c, gm_reply *reply, const float *x, int ndim, const long *shape) {
     uint8_t *b;
@@ -930,19 +924,22 @@ static void reply_npy(gm_operation *c, gm_reply *reply, const float *x, int ndim
     gm_reply_bytes(reply, c->npy_type, b, len);
 }
 
-/* {"png": base64} of image i, or NULL with err filled. */
-static json_t *png_image(gm_operation *c, const gm_model_info *in, int i, const char *desc, char err[GM_ERR_LEN]) {
+/* "png":"base64" of image i into w; false with err filled. */
+static bool png_image(gm_operation *c, const gm_model_info *in, int i, const char *desc, gm_jw *w,
+                      char err[GM_ERR_LEN]) {
     uint8_t *png;
     size_t len;
     if (gm_png_encode(c->out + (size_t)i * in->dim, 1, in->height, in->width, in->channels, c->scale, desc, &png, &len,
                       err))
-        return NULL;
+        return false;
     char *b64 = gm_base64_encode(png, len);
     free(png);
-    json_t *o = b64 ? json_pack("{s:s}", "png", b64) : NULL;
+    if (!b64) return !gm_errorf(err, "out of memory");
+    gm_jw_lit(w, "\"png\":\"");
+    gm_jw_raw(w, b64, strlen(b64)); /* base64 needs no escaping */
+    gm_jw_lit(w, "\"");
     free(b64);
-    if (!o) gm_errorf(err, "out of memory");
-    return o;
+    return true;
 }
 
 /* Sample, decode, reconstruct and complete replies: one PNG (a grid for
@@ -967,33 +964,66 @@ static void finish_images(gm_operation *c, const gm_model_info *in, gm_reply *re
     }
     if (c->format == GM_FORMAT_NPY)
         return reply_npy(c, reply, c->out, 4, (const long[]){n, in->height, in->width, in->channels});
-    json_t *images = json_array();
+    /* written as text (jsonw.h), as jansson wrote it: numbers at 10 digits */
+    gm_jw w;
+    gm_jw_init(&w, 160 + (size_t)n * (c->format == GM_FORMAT_PIXELS ? 16 * (size_t)in->dim : 1400));
+    gm_jw_lit(&w, "{\"model\":");
+    gm_jw_str(&w, model_name(c));
+    gm_jw_lit(&w, ",\"images\":[");
     for (int i = 0; i < n; i++) {
-        json_t *o = c->format == GM_FORMAT_PIXELS
-                        ? json_pack("{s:o}", "pixels", float_array(c->out + (size_t)i * in->dim, in->dim))
-                        : png_image(c, in, i, desc, err);
-        if (!o) {
-            json_decref(images);
-            return gm_reply_error(reply, GM_E_INTERNAL, "%s", c->format == GM_FORMAT_PIXELS ? "out of memory" : err);
+        if (i) gm_jw_lit(&w, ",");
+        gm_jw_lit(&w, "{");
+        if (c->format != GM_FORMAT_PIXELS) {
+            if (!png_image(c, in, i, desc, &w, err)) {
+                free(w.buf);
+                return gm_reply_error(reply, GM_E_INTERNAL, "%s", err);
+            }
+        } else {
+            const float *x = c->out + (size_t)i * in->dim;
+            gm_jw_lit(&w, "\"pixels\":[");
+            for (int j = 0; j < in->dim; j++) {
+                if (j) gm_jw_lit(&w, ",");
+                gm_jw_double(&w, x[j]);
+            }
+            gm_jw_lit(&w, "]");
         }
-        if (c->logp) json_object_set_new(o, "logp", number(c->logp[i]));
-        if (c->logp_rest) json_object_set_new(o, "logp_completion", number(c->logp_rest[i]));
+        if (c->logp) {
+            gm_jw_lit(&w, ",\"logp\":");
+            gm_jw_double(&w, c->logp[i]);
+        }
+        if (c->logp_rest) {
+            gm_jw_lit(&w, ",\"logp_completion\":");
+            gm_jw_double(&w, c->logp_rest[i]);
+        }
         int label = c->rows ? c->rows[i].label : c->labels ? c->labels[i] : -1;
         if (in->num_classes && label >= 0) {
-            json_object_set_new(o, "label", json_integer(label));
-            if (in->class_names) json_object_set_new(o, "class", json_string(in->class_names[label]));
+            gm_jw_lit(&w, ",\"label\":");
+            gm_jw_int(&w, label);
+            if (in->class_names) {
+                gm_jw_lit(&w, ",\"class\":");
+                gm_jw_str(&w, in->class_names[label]);
+            }
         }
-        json_array_append_new(images, o);
+        gm_jw_lit(&w, "}");
     }
-    json_t *r = json_pack("{s:s,s:o}", "model", model_name(c), "images", images);
-    if (seeded)
-        json_object_set_new(r, "seed", c->seed <= INT64_MAX ? json_integer((json_int_t)c->seed) : json_string(seed));
-    if (c->job.op == GM_OP_COMPLETE) json_object_set_new(r, "given", json_integer(c->given));
+    gm_jw_lit(&w, "]");
+    if (seeded) {
+        gm_jw_lit(&w, ",\"seed\":");
+        if (c->seed <= INT64_MAX) gm_jw_int(&w, (long long)c->seed);
+        else gm_jw_str(&w, seed);
+    }
+    if (c->job.op == GM_OP_COMPLETE) {
+        gm_jw_lit(&w, ",\"given\":");
+        gm_jw_int(&w, c->given);
+    }
     if (c->job.op == GM_OP_TRANSLATE && in->domains) { /* which way, and the domain the images are in now */
-        json_object_set_new(r, "direction", json_string(c->job.k ? "reverse" : "forward"));
-        json_object_set_new(r, "domain", json_string(in->domains[c->job.k ? 0 : 1]));
+        gm_jw_lit(&w, ",\"direction\":");
+        gm_jw_str(&w, c->job.k ? "reverse" : "forward");
+        gm_jw_lit(&w, ",\"domain\":");
+        gm_jw_str(&w, in->domains[c->job.k ? 0 : 1]);
     }
-    gm_reply_json(reply, r);
+    gm_jw_lit(&w, "}");
+    gm_reply_jw(reply, &w);
 }
 
 /* The float replies (logp, encode) are written as text directly (jsonw.h):

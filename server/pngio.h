@@ -1,6 +1,6 @@
 /*
- * pngio.h - images in and out of the API as PNG, through libpng on memory
- * buffers.
+ * pngio.h - images in and out of the API as PNG, on memory buffers: read
+ * through libpng (pngplain.h first), written by pngwrite.h.
  *
  * Decoding accepts any colour type and bit depth and converts to the model's
  * channels (1 gray, 2 gray+alpha, 3 RGB, 4 RGBA) at 8 bits; the declared size

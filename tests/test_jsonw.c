@@ -1,8 +1,10 @@
 /*
  * test_jsonw.c - the reply writer's text, read back by jansson's parser:
  * escaped strings come back as sent, float32 values as the identical
- * float, non-finite values as null, doubles to 10 significant digits, and
- * a buffer that starts too small grows without losing anything.
+ * float, non-finite values as null, doubles to 10 significant digits in
+ * the very text jansson's JSON_REAL_PRECISION(10) writes (the replies the
+ * writer took over from jansson keep their bytes), and a buffer that starts
+ * too small grows without losing anything.
  */
 #include <float.h>
 #include <jansson.h>
@@ -69,6 +71,53 @@ static void test_values(void **state) {
     json_decref(v);
 }
 
+/* jansson drops an exponent's '+' and leading zeros: 1e-05 is "1e-5". */
+static void test_doubles_as_jansson_writes_them(void **state) {
+    (void)state;
+    const double x[] = {0.0,
+                        -0.0,
+                        1.0,
+                        3.0,
+                        -2.5,
+                        0.1,
+                        1e-5,
+                        3.2e-05,
+                        -7.5e-10,
+                        1e20,
+                        1.5e+100,
+                        5e-324,
+                        DBL_MAX,
+                        123456789012.0,
+                        1234567890.0,
+                        0.0001,
+                        0.00001234,
+                        9.999999999e-5,
+                        -123.456789012345,
+                        1.0 / 3.0,
+                        2.220446049250313e-16,
+                        4.5e15,
+                        1e16};
+    uint32_t s = 7;
+    for (int i = 0; i < 2000 + (int)(sizeof x / sizeof *x); i++) {
+        double v = i < (int)(sizeof x / sizeof *x) ? x[i] : 0;
+        if (i >= (int)(sizeof x / sizeof *x)) { /* random magnitudes from 1e-30 to 1e30 */
+            s = s * 1664525u + 1013904223u;
+            v = ((double)(s >> 8) / 16777216.0 - 0.5) * pow(10.0, (double)(s % 61) - 30.0);
+        }
+        json_t *j = json_real(v);
+        char *want = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(10));
+        gm_jw w;
+        gm_jw_init(&w, 1);
+        gm_jw_double(&w, v);
+        size_t len;
+        char *got = gm_jw_finish(&w, &len);
+        if (strcmp(got, want)) fail_msg("%.17g: wrote %s, jansson writes %s", v, got, want);
+        free(got);
+        free(want);
+        json_decref(j);
+    }
+}
+
 static void test_growth(void **state) {
     (void)state;
     enum { N = 20000 };
@@ -94,6 +143,7 @@ static void test_growth(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_values),
+        cmocka_unit_test(test_doubles_as_jansson_writes_them),
         cmocka_unit_test(test_growth),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -10,6 +10,7 @@
  */
 #include "testutil.h"
 
+#include <float.h>
 #include <jansson.h>
 
 #include "oip.h"
@@ -432,6 +433,41 @@ static void test_reply_json_and_binary(void **state) {
     free(body);
 }
 
+/* FP32 data in JSON: every value reads back as the identical float, in
+ * the fewest digits that do (0.1f is 0.1, where %.9g wrote 0.100000001). */
+static void test_fp32_json_is_shortest_and_exact(void **state) {
+    gm_model_info in = vae_info();
+    enum { N = 700 };
+    static float z[N * 3];
+    const float edge[] = {0.1f, -0.0f,       0.0f,    FLT_TRUE_MIN, FLT_MIN,    FLT_MAX, -FLT_MAX,
+                          1.0f, 16777216.0f, 3.3e-5f, 1e-5f,        123456.79f, 1e9f,    0.3f};
+    uint32_t s = 17;
+    for (int i = 0; i < N * 3; i++) {
+        s = s * 1664525u + 1013904223u;
+        uint32_t bits = s;
+        memcpy(&z[i], &bits, 4);
+        if (!isfinite(z[i])) z[i] = (float)i;
+        if (i < (int)(sizeof edge / sizeof *edge)) z[i] = edge[i];
+    }
+    gm_oip_results res = {.n = N, .z = z};
+    gm_oip_plan plan = {.op = GM_OP_ENCODE, .n_outputs = 1, .outputs = {GM_OIP_OUT_Z}};
+    uint8_t *body;
+    size_t len, jl;
+    assert_true(gm_oip_respond(&plan, "vae", &in, &res, &body, &len, &jl));
+    assert_int_equal(len, jl);
+    assert_non_null(memmem(body, len, "\"data\":[0.1,-0.0,0.0,", 20));
+    json_t *r = json_loadb((char *)body, len, 0, NULL);
+    assert_non_null(r);
+    json_t *data = json_object_get(json_array_get(json_object_get(r, "outputs"), 0), "data");
+    assert_int_equal(json_array_size(data), N * 3);
+    for (size_t i = 0; i < N * 3; i++) {
+        float back = (float)json_number_value(json_array_get(data, i));
+        if (memcmp(&back, &z[i], 4)) fail_msg("element %zu: %.9g read back as %.9g", i, (double)z[i], (double)back);
+    }
+    json_decref(r);
+    free(body);
+}
+
 static void test_metadata(void **state) {
     gm_model_info gan = gan_info();
     gm_oip_limits lim = limits();
@@ -552,6 +588,7 @@ int main(void) {
         cmocka_unit_test(test_inputs_select_the_operation),
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_reply_json_and_binary),
+        cmocka_unit_test(test_fp32_json_is_shortest_and_exact),
         cmocka_unit_test(test_metadata),
         cmocka_unit_test(test_infogan_cat),
     };

@@ -14,11 +14,6 @@
 
 #include "pngio.h"
 
-static uint32_t rnd(uint32_t *s) {
-    *s = *s * 1664525u + 1013904223u;
-    return *s >> 8;
-}
-
 typedef struct {
     uint8_t *b;
     size_t n;

@@ -32,6 +32,13 @@ static inline int run_command(const char *cmd, char *out, size_t n) {
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
+/* A small linear congruential generator (Numerical Recipes' constants):
+ * reproducible test data, 24 random bits a call. */
+static inline uint32_t rnd(uint32_t *s) {
+    *s = *s * 1664525u + 1013904223u;
+    return *s >> 8;
+}
+
 /* The gmserve binary tests run: $GMSERVE_BIN (run_all.sh sets it), else
  * build/gmserve. */
 static inline const char *gmserve_bin(void) {
