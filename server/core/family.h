@@ -34,7 +34,8 @@ typedef struct {
                     double *logp, double *logp_rest);
 } gm_family_impl;
 
-extern const gm_family_impl gm_nade_family, gm_vae_family, gm_gan_family, gm_aae_family, gm_pixelcnn_family;
+extern const gm_family_impl gm_nade_family, gm_vae_family, gm_gan_family, gm_aae_family, gm_pixelcnn_family,
+    gm_pixelrnn_family;
 
 /* The family's state of a loaded model (its load's result). */
 const void *gm_model_state(const gm_model *m);
