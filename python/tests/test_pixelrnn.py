@@ -45,6 +45,7 @@ class PixelRNNExport(ExportTest):
         if os.access(GMSERVE, os.X_OK):
             r = subprocess.run([GMSERVE, "check", path], capture_output=True, text=True, timeout=60)
             self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("probes: network verified (4 probe inputs)", r.stdout)
         return path
 
     def test_shapes(self):

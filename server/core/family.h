@@ -32,6 +32,9 @@ typedef struct {
     /* gm_model_complete on inputs x already binarized (binary models). */
     int (*complete)(const void *impl, const gm_model_info *info, int B, const float *x, gm_row *rows, float *pixels,
                     double *logp, double *logp_rest);
+    /* A family without layer graphs (pixelrnn) that checked its own probes
+     * at load: how many probe inputs it verified (0: none in the file). */
+    int (*own_probes)(const void *impl);
 } gm_family_impl;
 
 extern const gm_family_impl gm_nade_family, gm_vae_family, gm_gan_family, gm_aae_family, gm_pixelcnn_family,

@@ -172,6 +172,8 @@ gm_model *gm_model_load(const char *path, char err[GM_ERR_LEN]) {
         gm_verify_probes(m->st, &m->info, m->impl, m->state, m->probes, sizeof m->probes, err) ||
         gm_model_selftest(m, err))
         goto fail;
+    int own = m->impl->own_probes ? m->impl->own_probes(m->state) : 0;
+    if (own > 0) snprintf(m->probes, sizeof m->probes, "network verified (%d probe input%s)", own, own == 1 ? "" : "s");
     return m;
 fail:
     gm_model_free(m);

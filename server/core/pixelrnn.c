@@ -71,6 +71,7 @@ typedef struct {
     float b2;
     size_t wide, gw;  /* floats per position of the gathered inputs and of the gates */
     size_t per_image; /* work floats per image of a block */
+    int probes;       /* probe inputs verified at load */
 } pixelrnn;
 
 static void pixelrnn_free(void *p) {
@@ -639,6 +640,7 @@ static void *pixelrnn_load(const gm_st *st, gm_model_info *info, char err[GM_ERR
     size_work(m);
     int probes;
     if (check_probes(st, m, &probes, err)) goto fail;
+    m->probes = probes;
     /* every tensor is one of those read: nothing unknown rides along */
     int expected = m->L * (m->K ? 4 : 3) + 4 + (probes ? (m->K ? 3 : 2) : 0);
     if (gm_st_count(st) != expected) {
@@ -673,10 +675,13 @@ fail:
     return NULL;
 }
 
+static int pixelrnn_probes(const void *p) { return ((const pixelrnn *)p)->probes; }
+
 const gm_family_impl gm_pixelrnn_family = {
     .load = pixelrnn_load,
     .free = pixelrnn_free,
     .sample = pixelrnn_sample,
     .logp = pixelrnn_logp,
     .complete = pixelrnn_complete,
+    .own_probes = pixelrnn_probes,
 };
