@@ -2,23 +2,34 @@
  * daemon.h - what the integration tests need to drive a real gmserve: start
  * the binary ($GMSERVE_BIN, set by run_all.sh) on a free loopback port with
  * its log in build/, wait until /readyz says 200, speak HTTP/1.1 to it over
- * plain sockets, and stop it with SIGTERM, returning its exit status (a
- * sanitizer report makes that non-zero).
+ * plain sockets, check its replies (JSON bodies, API error objects), and
+ * stop it with SIGTERM, returning its exit status (a sanitizer report makes
+ * that non-zero).
  */
 #ifndef GM_TEST_DAEMON_H
 #define GM_TEST_DAEMON_H
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <jansson.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <strings.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
+
+#include "testutil.h"
+
+/* The fixture models most daemon tests serve, as daemon_start arguments:
+ * nade (nade_ref), vae (vae_mlp) and gan (gan_cond). */
+#define FIXTURE_MODELS                                                                                                 \
+    "--model", "nade=tests/fixtures/nade_ref.safetensors", "--model", "vae=tests/fixtures/vae_mlp.safetensors",        \
+        "--model", "gan=tests/fixtures/gan_cond.safetensors"
 
 typedef struct {
     pid_t pid;
@@ -148,21 +159,84 @@ static inline reply_t http_json(int port, const char *path, const char *json) {
     return http(port, "POST", path, "Content-Type: application/json\r\n", json, strlen(json));
 }
 
+/* ---- checking replies ---- */
+
+/* The first len bytes of the reply's body parsed as JSON (the JSON head of a
+ * binary reply; the caller decrefs). A body that is not JSON fails the test,
+ * printing the status, jansson's complaint and the body. */
+static inline json_t *body_json_prefix(const reply_t *r, size_t len) {
+    json_error_t je;
+    json_t *j = json_loadb((const char *)r->body, len, 0, &je);
+    if (!j) {
+        print_error("reply %d is not JSON (%s): %.300s\n", r->status, je.text, r->body ? (char *)r->body : "");
+        fail();
+    }
+    return j;
+}
+
+/* The whole body as JSON (the caller decrefs); fails the test when it is not. */
+static inline json_t *body_json(const reply_t *r) { return body_json_prefix(r, r->len); }
+
+/* The reply has this status (else the test fails, printing what and the
+ * body); its body as JSON (the caller decrefs). */
+static inline json_t *expect_json(const reply_t *r, int status, const char *what) {
+    if (r->status != status) {
+        print_error("%s: status %d, want %d; body: %.300s\n", what, r->status, status, r->body ? (char *)r->body : "");
+        fail();
+    }
+    return body_json(r);
+}
+
+/* POSTs the JSON body to path; the reply must have this status. Its body as
+ * JSON (the caller decrefs). */
+static inline json_t *http_json_expect(int port, const char *path, const char *json, int status) {
+    char what[512];
+    snprintf(what, sizeof what, "POST %s %.300s", path, json);
+    reply_t r = http_json(port, path, json);
+    json_t *j = expect_json(&r, status, what);
+    reply_free(&r);
+    return j;
+}
+
+/* The reply is an API error: this status, and a JSON body (so valid UTF-8:
+ * jansson refuses anything else) {"error": {"status": status, "message":
+ * ...}} whose message contains want (any message when want is NULL). what
+ * names the request when it fails. Frees the reply's body. */
+static inline void assert_error(reply_t *r, int status, const char *want, const char *what) {
+    json_error_t je;
+    json_t *j = json_loadb((const char *)r->body, r->len, 0, &je);
+    json_t *e = json_object_get(j, "error");
+    const char *msg = json_string_value(json_object_get(e, "message"));
+    if (r->status != status || json_integer_value(json_object_get(e, "status")) != status || !msg ||
+        (want && !strstr(msg, want))) {
+        print_error("%s: status %d, want %d with \"%s\"; body (%s): %.400s\n", what, r->status, status,
+                    want ? want : "", j ? "JSON" : je.text, r->body ? (char *)r->body : "");
+        fail();
+    }
+    json_decref(j);
+    reply_free(r);
+}
+
+/* POSTs the JSON body to path; the reply must be assert_error's. */
+static inline void assert_post_error(int port, const char *path, const char *json, int status, const char *want) {
+    char what[512];
+    snprintf(what, sizeof what, "POST %s %s", path, json);
+    reply_t r = http_json(port, path, json);
+    assert_error(&r, status, want, what);
+}
+
 /* Starts $GMSERVE_BIN with the given arguments (NULL-terminated) plus
  * --listen on a free port; waits up to 30 s for /readyz. */
 static inline daemon_t daemon_start(const char *name, const char *const *args) {
     daemon_t d = {.port = free_port()};
-    const char *bin = getenv("GMSERVE_BIN");
-    if (!bin) bin = "build/gmserve";
+    const char *bin = gmserve_bin();
     mkdir("build", 0755);
     mkdir("build/test-logs", 0755);
     snprintf(d.log, sizeof d.log, "build/test-logs/%s.log", name);
     char listen[64];
     snprintf(listen, sizeof listen, "127.0.0.1:%d", d.port);
     /* an empty config file, so that config/gmserve.json does not apply: the flags say everything */
-    FILE *empty = fopen("build/test-logs/empty.json", "w");
-    fputs("{}\n", empty);
-    fclose(empty);
+    write_text("build/test-logs/empty.json", "{}\n");
     const char *argv[64] = {bin, "--config", "build/test-logs/empty.json", "--listen", listen};
     int argc = 5;
     for (int i = 0; args[i] && argc < 62; i++) argv[argc++] = args[i];
@@ -203,6 +277,14 @@ static inline int daemon_stop(daemon_t *d) {
     kill(d->pid, SIGKILL);
     waitpid(d->pid, NULL, 0);
     return -1;
+}
+
+/* daemon_stop, printing the exit status and the log's path when it is not
+ * 0; returns the status (for a group teardown, where non-zero fails). */
+static inline int daemon_stop_reported(daemon_t *d) {
+    int rc = daemon_stop(d);
+    if (rc != 0) print_error("gmserve exited %d; see %s\n", rc, d->log);
+    return rc;
 }
 
 /* ---- raw connections, for tests of hostile clients ---- */

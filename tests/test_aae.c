@@ -105,15 +105,8 @@ static void assert_refused_with(const char *key, const char *value, const char *
     if (value) json_object_set_new(meta, key, json_string(value));
     else json_object_del(meta, key);
     char *text = json_dumps(h, JSON_COMPACT);
-    char path[] = "/tmp/gm-test-aae-XXXXXX";
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    f = fdopen(fd, "wb");
-    uint64_t tl = strlen(text);
-    for (int i = 0; i < 8; i++) fputc((int)(tl >> (8 * i)) & 0xff, f);
-    fwrite(text, 1, tl, f);
-    fwrite(body, 1, body_len, f);
-    fclose(f);
+    char path[TEMP_PATH_LEN];
+    st_write(path, "aae", text, body, body_len);
     char err[GM_ERR_LEN];
     gm_model *m = gm_model_load(path, err);
     unlink(path);
@@ -137,15 +130,6 @@ static void test_bad_metadata_is_refused(void **state) {
     assert_refused_with("gm.prior", "mixture", "standard normal prior only");
     assert_refused_with("gm.latent_dim", "5", "gm.encoder ends with 6 values per sample but 5 are needed");
     assert_refused_with("gm.decoder", NULL, "metadata \"gm.decoder\" (a layer list) is required");
-}
-
-static json_t *body_json(const reply_t *r) {
-    json_t *j = json_loadb((const char *)r->body, r->len, 0, NULL);
-    if (!j) {
-        print_error("reply %d is not JSON: %.300s\n", r->status, r->body ? (char *)r->body : "");
-        fail();
-    }
-    return j;
 }
 
 /* A PNG as pixels in [0, 1], checked against PyTorch's within 8-bit rounding. */

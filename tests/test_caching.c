@@ -17,12 +17,6 @@
 
 static daemon_t d;
 
-static void copy_file(const char *from, const char *to) {
-    char cmd[512], out[256];
-    snprintf(cmd, sizeof cmd, "cp %s %s", from, to);
-    assert_int_equal(run_command(cmd, out, sizeof out), 0);
-}
-
 static void start_on(const char *fixture_file) {
     mkdir("build/test-logs", 0755);
     copy_file(fixture_file, MODEL_COPY);
@@ -30,22 +24,14 @@ static void start_on(const char *fixture_file) {
     d = daemon_start("caching", args);
 }
 
-static void stop_daemon(void) {
-    int rc = daemon_stop(&d);
-    if (rc != 0) fprintf(stderr, "gmserve exited %d; see %s\n", rc, d.log);
-    assert_int_equal(rc, 0);
-}
+static void stop_daemon(void) { assert_int_equal(daemon_stop_reported(&d), 0); }
 
 static int start(void **state) {
     start_on("tests/fixtures/gan_cond.safetensors");
     return 0;
 }
 
-static int stop(void **state) {
-    int rc = daemon_stop(&d);
-    if (rc != 0) fprintf(stderr, "gmserve exited %d; see %s\n", rc, d.log);
-    return rc;
-}
+static int stop(void **state) { return daemon_stop_reported(&d); }
 
 static long metric(const char *series) {
     reply_t r = http_get(d.port, "/metrics");

@@ -21,7 +21,7 @@
 enum { Z = 3, K = 2, C = 2, D = 4, IN = Z + C + K };
 
 static float W[D * IN], BIAS[D];
-static char model_path[64] = "";
+static char model_path[TEMP_PATH_LEN] = "";
 
 /* The reference: pixels of one row in float64. */
 static void reference(const float *z, int label, const float *code, double *px) {
@@ -63,14 +63,7 @@ static int write_model(void **state) {
     uint8_t data[sizeof W + sizeof BIAS];
     memcpy(data, W, sizeof W);
     memcpy(data + sizeof W, BIAS, sizeof BIAS);
-    size_t len;
-    uint8_t *buf = st_build(header, data, sizeof data, &len);
-    strcpy(model_path, "/tmp/gm_test_codes_XXXXXX");
-    int fd = mkstemp(model_path);
-    assert_true(fd >= 0);
-    assert_int_equal(write(fd, buf, len), (ssize_t)len);
-    close(fd);
-    free(buf);
+    st_write(model_path, "codes", header, data, sizeof data);
     return 0;
 }
 
@@ -140,27 +133,6 @@ static void test_sample_draws_or_takes_codes(void **state) {
 }
 
 /* ---- over HTTP ---- */
-
-static json_t *body_json(const reply_t *r) {
-    json_t *j = json_loadb((const char *)r->body, r->len, 0, NULL);
-    if (!j) {
-        print_error("reply is not JSON (status %d): %.300s\n", r->status, r->body ? (char *)r->body : "");
-        fail();
-    }
-    return j;
-}
-
-static void assert_error(int port, const char *path, const char *body, int status, const char *want) {
-    reply_t r = http_json(port, path, body);
-    json_t *j = body_json(&r);
-    const char *msg = json_string_value(json_object_get(json_object_get(j, "error"), "message"));
-    if (r.status != status || !msg || !strstr(msg, want)) {
-        print_error("%s %s: status %d, %s; want %d with \"%s\"\n", path, body, r.status, r.body, status, want);
-        fail();
-    }
-    json_decref(j);
-    reply_free(&r);
-}
 
 /* The images of a format=json reply, decoded to floats: (n, D). */
 static int reply_pixels(const reply_t *r, float *px, int max) {
@@ -258,31 +230,29 @@ static void test_http_codes(void **state) {
     }
 
     /* refusals */
-    assert_error(p, "/v1/models/info/decode", "{\"latents\":[[0,0,0]],\"label\":0}", 422, "code is required");
-    assert_error(p, "/v1/models/info/decode", "{\"latents\":[[0,0,0]],\"label\":0,\"code\":[1,2,3]}", 422,
-                 "code must be an array of 2 numbers");
-    assert_error(p, "/v1/models/info/decode", "{\"latents\":[[0,0,0],[0,0,0]],\"label\":0,\"code\":[[1,2]]}", 422,
-                 "code has 1 entries for 2 latents");
-    assert_error(p, "/v1/models/info/decode", "{\"latents\":[[0,0,0],[0,0,0]],\"label\":0,\"code\":[[1,2],[3]]}", 422,
-                 "code[1] must be an array of 2 numbers");
-    assert_error(p, "/v1/models/info/decode", "{\"latents\":[[0,0,0]],\"label\":0,\"code\":[1,1e5]}", 422,
-                 "code[1] must be a number within");
-    assert_error(p, "/v1/models/info/decode", "{\"latents\":[[0,0,0]],\"label\":0,\"code\":[1,\"x\"]}", 422,
-                 "code[1] must be a number within");
-    assert_error(p, "/v1/models/info/sample", "{\"code\":[0.1]}", 422, "code must be an array of 2 numbers");
-    assert_error(p, "/v1/models/info/sample", "{\"code\":\"[0.1,\"}", 400, "code must be a JSON array");
+    assert_post_error(p, "/v1/models/info/decode", "{\"latents\":[[0,0,0]],\"label\":0}", 422, "code is required");
+    assert_post_error(p, "/v1/models/info/decode", "{\"latents\":[[0,0,0]],\"label\":0,\"code\":[1,2,3]}", 422,
+                      "code must be an array of 2 numbers");
+    assert_post_error(p, "/v1/models/info/decode", "{\"latents\":[[0,0,0],[0,0,0]],\"label\":0,\"code\":[[1,2]]}", 422,
+                      "code has 1 entries for 2 latents");
+    assert_post_error(p, "/v1/models/info/decode", "{\"latents\":[[0,0,0],[0,0,0]],\"label\":0,\"code\":[[1,2],[3]]}",
+                      422, "code[1] must be an array of 2 numbers");
+    assert_post_error(p, "/v1/models/info/decode", "{\"latents\":[[0,0,0]],\"label\":0,\"code\":[1,1e5]}", 422,
+                      "code[1] must be a number within");
+    assert_post_error(p, "/v1/models/info/decode", "{\"latents\":[[0,0,0]],\"label\":0,\"code\":[1,\"x\"]}", 422,
+                      "code[1] must be a number within");
+    assert_post_error(p, "/v1/models/info/sample", "{\"code\":[0.1]}", 422, "code must be an array of 2 numbers");
+    assert_post_error(p, "/v1/models/info/sample", "{\"code\":\"[0.1,\"}", 400, "code must be a JSON array");
     /* code text is not parsed beyond code_dim values */
-    assert_error(p, "/v1/models/info/sample", "{\"code\":\"[[[[[[[[1]]]]]]]]\"}", 422,
-                 "code must be an array of 2 numbers");
-    assert_error(p, "/v1/models/info/sample", "{\"code\":\"[1,2,3,4,5,6]\"}", 422,
-                 "code must be an array of 2 numbers");
-    assert_error(p, "/v1/models/plain/sample", "{\"code\":[0.1]}", 422, "no continuous code input");
-    assert_error(p, "/v1/models/plain/decode", "{\"latents\":[[0,0,0,0,0,0,0,0]],\"label\":0,\"code\":[0.1]}", 422,
-                 "no continuous code input");
+    assert_post_error(p, "/v1/models/info/sample", "{\"code\":\"[[[[[[[[1]]]]]]]]\"}", 422,
+                      "code must be an array of 2 numbers");
+    assert_post_error(p, "/v1/models/info/sample", "{\"code\":\"[1,2,3,4,5,6]\"}", 422,
+                      "code must be an array of 2 numbers");
+    assert_post_error(p, "/v1/models/plain/sample", "{\"code\":[0.1]}", 422, "no continuous code input");
+    assert_post_error(p, "/v1/models/plain/decode", "{\"latents\":[[0,0,0,0,0,0,0,0]],\"label\":0,\"code\":[0.1]}", 422,
+                      "no continuous code input");
 
-    int rc = daemon_stop(&d);
-    if (rc != 0) print_error("gmserve exited %d; see %s\n", rc, d.log);
-    assert_int_equal(rc, 0);
+    assert_int_equal(daemon_stop_reported(&d), 0);
 }
 
 int main(void) {

@@ -214,20 +214,10 @@ static int stop(void **state) {
     return 0;
 }
 
-static json_t *post_json(const char *path, const char *body, int want) {
-    reply_t r = http_json(d.port, path, body);
-    if (r.status != want) print_error("%s %s: %d %s\n", path, body, r.status, r.body ? (char *)r.body : "");
-    assert_int_equal(r.status, want);
-    json_t *j = json_loadb((const char *)r.body, r.len, 0, NULL);
-    assert_non_null(j);
-    reply_free(&r);
-    return j;
-}
-
 static json_t *post_to(const served *m, const char *op, const char *body, int want) {
     char path[128];
     snprintf(path, sizeof path, "/v1/models/%s/%s", m->name, op);
-    return post_json(path, body, want);
+    return http_json_expect(d.port, path, body, want);
 }
 
 /* The pixels of images[i].png of a reply (h * w floats). */
@@ -425,42 +415,33 @@ static void test_http_png_in_and_out(void **state) {
     reply_free(&s);
 }
 
-static void expect_error(const char *path, const char *body, int status, const char *words) {
-    json_t *r = post_json(path, body, status);
-    const char *msg = json_string_value(json_object_get(json_object_get(r, "error"), "message"));
-    if (!msg || !strstr(msg, words)) print_error("%s: message %s lacks \"%s\"\n", body, msg ? msg : "-", words);
-    assert_non_null(msg);
-    assert_non_null(strstr(msg, words));
-    json_decref(r);
-}
-
 static void test_http_errors(void **state) {
     const char *img = "{\"images\": [{\"pixels\": [0]}]"; /* never read: the error comes first */
     char body[4096];
     snprintf(body, sizeof body, "%s, \"rows\": 3, \"prefix\": 5}", img);
-    expect_error("/v1/models/nade/complete", body, 400, "both");
+    assert_post_error(d.port, "/v1/models/nade/complete", body, 400, "both");
     snprintf(body, sizeof body, "%s}", img);
-    expect_error("/v1/models/nade/complete", body, 400, "neither");
+    assert_post_error(d.port, "/v1/models/nade/complete", body, 400, "neither");
     snprintf(body, sizeof body, "%s, \"rows\": 29}", img);
-    expect_error("/v1/models/nade/complete", body, 422, "0 to 28");
+    assert_post_error(d.port, "/v1/models/nade/complete", body, 422, "0 to 28");
     snprintf(body, sizeof body, "%s, \"prefix\": 785}", img);
-    expect_error("/v1/models/nade/complete", body, 422, "0 to 784");
+    assert_post_error(d.port, "/v1/models/nade/complete", body, 422, "0 to 784");
     snprintf(body, sizeof body, "%s, \"prefix\": -1}", img);
-    expect_error("/v1/models/nade/complete", body, 422, "0 to 784");
+    assert_post_error(d.port, "/v1/models/nade/complete", body, 422, "0 to 784");
     snprintf(body, sizeof body, "%s, \"rows\": \"two\"}", img);
-    expect_error("/v1/models/nade/complete", body, 400, "not an integer");
+    assert_post_error(d.port, "/v1/models/nade/complete", body, 400, "not an integer");
     snprintf(body, sizeof body, "%s, \"rows\": 2, \"n\": 65}", img);
-    expect_error("/v1/models/nade/complete", body, 422, "max_n");
+    assert_post_error(d.port, "/v1/models/nade/complete", body, 422, "max_n");
     snprintf(body, sizeof body, "%s, \"rows\": 2, \"k\": 5}", img);
-    expect_error("/v1/models/nade/complete", body, 400, "rows, prefix");
+    assert_post_error(d.port, "/v1/models/nade/complete", body, 400, "rows, prefix");
     snprintf(body, sizeof body, "%s, \"rows\": 2, \"label\": 1}", img);
-    expect_error("/v1/models/nade/complete", body, 422, "not class-conditional");
+    assert_post_error(d.port, "/v1/models/nade/complete", body, 422, "not class-conditional");
     snprintf(body, sizeof body, "%s, \"rows\": 2}", img);
-    expect_error("/v1/models/vae/complete", body, 422, "autoregressive");
-    expect_error("/v1/models/ordered/complete", body, 422, "ordering");
-    expect_error("/v1/models/nade/complete", body, 422, "784"); /* one pixel, not 784 */
-    expect_error("/v1/models/nade/complete", "{\"rows\": 2, \"images\": [{\"pixels\": []}, {\"pixels\": []}]}", 422,
-                 "exactly one image");
+    assert_post_error(d.port, "/v1/models/vae/complete", body, 422, "autoregressive");
+    assert_post_error(d.port, "/v1/models/ordered/complete", body, 422, "ordering");
+    assert_post_error(d.port, "/v1/models/nade/complete", body, 422, "784"); /* one pixel, not 784 */
+    assert_post_error(d.port, "/v1/models/nade/complete",
+                      "{\"rows\": 2, \"images\": [{\"pixels\": []}, {\"pixels\": []}]}", 422, "exactly one image");
 }
 
 /* /v1/models lists complete for the NADE in raster order, the PixelCNN and the PixelRNN only; OPTIONS

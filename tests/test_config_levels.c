@@ -13,17 +13,13 @@
 #include "config.h"
 #include "testutil.h"
 
-static char cfg_path[64];
+static char cfg_path[TEMP_PATH_LEN];
 
 /* The shipped shape: three models and default_model "nade". */
 static int write_config(void **state) {
-    strcpy(cfg_path, "/tmp/gm_levels_XXXXXX");
-    int fd = mkstemp(cfg_path);
-    assert_true(fd >= 0);
     const char *text = "{\"models\": {\"nade\": \"n.st\", \"vae\": \"v.st\", \"gan\": \"g.st\"},"
                        " \"default_model\": \"nade\"}";
-    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
-    close(fd);
+    temp_file(cfg_path, "levels", text, strlen(text));
     setenv("GMSERVE_CONFIG", cfg_path, 1);
     unsetenv("GMSERVE_MODELS");
     unsetenv("GMSERVE_DEFAULT_MODEL");

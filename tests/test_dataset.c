@@ -11,16 +11,6 @@
 
 static char dir[] = "build/test-logs/idx";
 
-/* Writes DIR/NAME gzip-compressed. */
-static void write_gz(const char *name, const void *data, size_t len) {
-    char path[256];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    gzFile f = gzopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(gzwrite(f, data, (unsigned)len), (int)len);
-    gzclose(f);
-}
-
 /* An idx header of unsigned bytes, rank n, big-endian dims. */
 static size_t header(uint8_t *buf, int n, const uint32_t *dims) {
     buf[0] = buf[1] = 0;
@@ -40,11 +30,11 @@ static void write_split(const char *split, int magic_ok, int image_bytes, int la
     if (!magic_ok) buf[2] = 0x0D; /* float data: not supported */
     for (int i = 0; i < image_bytes; i++) buf[n + i] = (uint8_t)(i * 20);
     snprintf(name, sizeof name, "%s-images-idx3-ubyte.gz", split);
-    write_gz(name, buf, n + image_bytes);
+    write_gz(dir, name, buf, n + image_bytes);
     n = header(buf, 1, ldims);
     for (int i = 0; i < labels; i++) buf[n + i] = (uint8_t)(i % 10);
     snprintf(name, sizeof name, "%s-labels-idx1-ubyte.gz", split);
-    write_gz(name, buf, n + labels);
+    write_gz(dir, name, buf, n + labels);
 }
 
 static void expect_refusal(const char *split, const char *words) {
@@ -79,7 +69,7 @@ static void test_reader(void **state) {
     write_split("labels", 1, 12, 2);
     expect_refusal("labels", "2 labels for 3 images");
     expect_refusal("missing", "cannot open");
-    write_gz("junk-images-idx3-ubyte.gz", "\0\0\x08", 3); /* shorter than a header */
+    write_gz(dir, "junk-images-idx3-ubyte.gz", "\0\0\x08", 3); /* shorter than a header */
     expect_refusal("junk", "not an idx file");
 }
 

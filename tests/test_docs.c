@@ -8,8 +8,6 @@
  */
 #include "testutil.h"
 
-static const char *bin(void) { return getenv("GMSERVE_BIN") ? getenv("GMSERVE_BIN") : "build/gmserve"; }
-
 static char *read_text(const char *path) {
     FILE *f = fopen(path, "rb");
     assert_non_null(f);
@@ -35,7 +33,7 @@ static int check_file(const char *path) {
         assert_non_null(end);
         body++;
         static char want[1 << 16], cmd[512];
-        snprintf(cmd, sizeof cmd, "%s --%s", bin(), flag);
+        snprintf(cmd, sizeof cmd, "%s --%s", gmserve_bin(), flag);
         assert_int_equal(run_command(cmd, want, sizeof want), 0);
         if (strlen(want) != (size_t)(end - body) || memcmp(want, body, strlen(want)) != 0) {
             print_error("%s: the table under \"%s%s -->\" is not what `gmserve --%s` prints; paste its output "
@@ -56,7 +54,7 @@ static void test_generated_tables_match_the_code(void **state) {
 
 static void test_readme_curl_lines_run(void **state) {
     char cmd[512];
-    snprintf(cmd, sizeof cmd, "bash tests/readme_curl.sh %s", bin());
+    snprintf(cmd, sizeof cmd, "bash tests/readme_curl.sh %s", gmserve_bin());
     assert_int_equal(system(cmd), 0);
 }
 

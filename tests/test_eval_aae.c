@@ -14,15 +14,6 @@
 
 static const char DIR_[] = "build/test-logs/eval-aae";
 
-static void write_gz(const char *name, const uint8_t *data, size_t len) {
-    char path[256];
-    snprintf(path, sizeof path, "%s/%s", DIR_, name);
-    gzFile f = gzopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(gzwrite(f, data, (unsigned)len), (int)len);
-    gzclose(f);
-}
-
 /* idx files of 4 images of 28x28, image i all level[i], labels 0..3 */
 static void write_split(const char *split, const uint8_t level[4]) {
     enum { N = 4, D = 28 * 28 };
@@ -32,10 +23,10 @@ static void write_split(const char *split, const uint8_t level[4]) {
     for (int i = 0; i < N; i++) memset(buf + 16 + i * D, level[i], D);
     char name[96];
     snprintf(name, sizeof name, "%s-images-idx3-ubyte.gz", split);
-    write_gz(name, buf, sizeof buf);
+    write_gz(DIR_, name, buf, sizeof buf);
     const uint8_t labels[12] = {0, 0, 8, 1, 0, 0, 0, N, 0, 1, 2, 3};
     snprintf(name, sizeof name, "%s-labels-idx1-ubyte.gz", split);
-    write_gz(name, labels, sizeof labels);
+    write_gz(DIR_, name, labels, sizeof labels);
 }
 
 static void test_reconstruction_error_by_hand(void **state) {
@@ -45,7 +36,7 @@ static void test_reconstruction_error_by_hand(void **state) {
     write_split("train", (const uint8_t[4]){25, 100, 150, 230});
     write_split("t10k", (const uint8_t[4]){0, 51, 204, 255});
     snprintf(json_path, sizeof json_path, "%s/metrics.json", DIR_);
-    const char *bin = getenv("GMSERVE_BIN") ? getenv("GMSERVE_BIN") : "build/gmserve";
+    const char *bin = gmserve_bin();
     snprintf(cmd, sizeof cmd,
              "%s eval --aae tests/fixtures/aae_half.safetensors --classifier models/classifier.safetensors "
              "--data %s --samples 4 --threads 1 --json %s 2>&1",

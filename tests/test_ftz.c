@@ -84,7 +84,7 @@ static void test_references_hold_from_either_caller_mode(void **state) {
 
 enum { D = 12, H = 40, B = 8 };
 static float W[H * D], C[H], V[D * H], BIAS[D];
-static char model_path[64];
+static char model_path[TEMP_PATH_LEN];
 
 /* Half the units start at -120 and stay below -88 whatever the image (their
  * weights are small), so their sigmoids are e^a ~ 1e-52 .. 1e-39: subnormal
@@ -117,14 +117,7 @@ static int write_model(void **state) {
     memcpy(data + w, C, sizeof C);
     memcpy(data + c, V, sizeof V);
     memcpy(data + v, BIAS, sizeof BIAS);
-    size_t len;
-    uint8_t *buf = st_build(header, data, sizeof data, &len);
-    strcpy(model_path, "/tmp/gm_test_ftz_XXXXXX");
-    int fd = mkstemp(model_path);
-    assert_true(fd >= 0);
-    assert_int_equal(write(fd, buf, len), (ssize_t)len);
-    close(fd);
-    free(buf);
+    st_write(model_path, "ftz", header, data, sizeof data);
     return 0;
 }
 

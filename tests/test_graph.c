@@ -859,11 +859,8 @@ static gm_model *load_gan(const float *w, int in, const char *extra, char err[GM
     tdef t[1] = {{"w", 2, {4, in}, w}};
     size_t len;
     uint8_t *buf = make_file(t, 1, meta, &len);
-    char path[] = "/tmp/gm_test_graph_XXXXXX";
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    assert_int_equal(write(fd, buf, len), (ssize_t)len);
-    close(fd);
+    char path[TEMP_PATH_LEN];
+    temp_file(path, "graph", buf, len);
     free(buf);
     gm_model *m = gm_model_load(path, err);
     unlink(path);
@@ -892,11 +889,8 @@ static void test_gan_inputs_by_name(void **state) {
     tdef t[1] = {{"w", 2, {4, 5}, w}};
     size_t len;
     uint8_t *buf = make_file(t, 1, meta, &len);
-    char path[] = "/tmp/gm_test_graph_XXXXXX";
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    assert_int_equal(write(fd, buf, len), (ssize_t)len);
-    close(fd);
+    char path[TEMP_PATH_LEN];
+    temp_file(path, "graph", buf, len);
     free(buf);
     gm_model *named = gm_model_load(path, err);
     unlink(path);

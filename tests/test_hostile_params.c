@@ -24,44 +24,19 @@
 #include "pngio.h"
 #include "queue.h" /* gm_now_s */
 
-#define NADE "nade=tests/fixtures/nade_ref.safetensors"
-#define VAE "vae=tests/fixtures/vae_mlp.safetensors"
-#define GAN "gan=tests/fixtures/gan_cond.safetensors"
-
 static daemon_t d;
 
 static int start(void **state) {
-    const char *args[] = {"--model", NADE, "--model", VAE, "--model", GAN, NULL};
+    const char *args[] = {FIXTURE_MODELS, NULL};
     d = daemon_start("hostile_params", args);
     return 0;
 }
 
-static int stop(void **state) {
-    int rc = daemon_stop(&d);
-    if (rc != 0) fprintf(stderr, "gmserve exited %d; see %s\n", rc, d.log);
-    return rc;
-}
-
-/* The reply has this status and is an error object (valid JSON, so valid
- * UTF-8) with the same status and a message containing want. */
-static void expect_error(reply_t *r, int status, const char *want, const char *what) {
-    json_error_t je;
-    json_t *j = json_loadb((const char *)r->body, r->len, 0, &je);
-    json_t *e = json_object_get(j, "error");
-    const char *msg = json_string_value(json_object_get(e, "message"));
-    if (r->status != status || json_integer_value(json_object_get(e, "status")) != status || !msg ||
-        (want && !strstr(msg, want))) {
-        print_error("%s: status %d, want %d with \"%s\"; body (%s): %.400s\n", what, r->status, status,
-                    want ? want : "", j ? "JSON" : je.text, r->body ? (char *)r->body : "");
-        fail();
-    }
-    json_decref(j);
-    reply_free(r);
-}
+static int stop(void **state) { return daemon_stop_reported(&d); }
 
 static void get_error(const char *path, int status, const char *want) {
     reply_t r = http_get(d.port, path);
-    expect_error(&r, status, want, path);
+    assert_error(&r, status, want, path);
 }
 
 static reply_t post(const char *path, const char *ctype, const void *body, size_t len) {
@@ -108,7 +83,7 @@ static void test_empty_parameter_name(void **state) {
     expect_status(&ok, 200, "empty segments between &s");
     const char *body = "{\"\": 1}";
     reply_t r = post("/sample?model=nade", "application/json", body, strlen(body));
-    expect_error(&r, 400, "unknown parameter \"\"", "JSON body {\"\": 1}");
+    assert_error(&r, 400, "unknown parameter \"\"", "JSON body {\"\": 1}");
 }
 
 /* Whatever bytes a request holds, its error is valid UTF-8 with its 4xx. */
@@ -132,7 +107,7 @@ static void test_errors_echo_untrusted_bytes_as_utf8(void **state) {
     snprintf(json, sizeof json, "{\"label\": \"%s\"}", label_text);
     free(label_text);
     reply_t r = post("/v1/models/gan/sample", "application/json", json, strlen(json));
-    expect_error(&r, 422, "is neither a class name", "a 600-character label in JSON");
+    assert_error(&r, 422, "is neither a class name", "a 600-character label in JSON");
     char *n = repeat("%C3%A9", 600, "/sample?n=");
     get_error(n, 400, "is not an integer");
     free(n);
@@ -163,7 +138,7 @@ static void test_bodies_need_a_known_media_type(void **state) {
         reply_t r = post("/sample?model=nade", REFUSED[i], body, len);
         char what[128];
         snprintf(what, sizeof what, "a JSON body sent as %s", REFUSED[i] ? REFUSED[i] : "no Content-Type");
-        expect_error(&r, 415, REFUSED[i] ? REFUSED[i] : "missing", what);
+        assert_error(&r, 415, REFUSED[i] ? REFUSED[i] : "missing", what);
     }
     static const char *const TAKEN[] = {"application/json", "application/json; charset=utf-8", "Application/JSON",
                                         "application/json ;charset=UTF-8"};
@@ -189,7 +164,7 @@ static void test_float_parameters_are_checked_as_floats(void **state) {
     get_error("/sample?model=gan&truncation=1e-300", 422, "truncation");
     const char *body = "{\"temperature\": 1e-320}";
     reply_t r = post("/sample?model=nade", "application/json", body, strlen(body));
-    expect_error(&r, 422, "temperature", "JSON temperature 1e-320");
+    assert_error(&r, 422, "temperature", "JSON temperature 1e-320");
     r = http_get(d.port, "/sample?model=vae&temperature=1e-30&seed=1"); /* tiny but a positive float */
     expect_status(&r, 200, "temperature=1e-30");
 }
@@ -257,13 +232,13 @@ static void test_png_bomb_over_http(void **state) {
         size_t len = png_bomb(b, TYPES[i], 3);
         assert_int_equal(len, 44);
         reply_t r = post("/v1/models/vae/logp", "image/png", b, len);
-        expect_error(&r, 400, "PNG", "a 44-byte PNG bomb");
+        assert_error(&r, 400, "PNG", "a 44-byte PNG bomb");
         len = png_bomb(b, TYPES[i], 64);
         char *b64 = gm_base64_encode(b, len), json[512];
         snprintf(json, sizeof json, "{\"images\": [{\"png\": \"%s\"}]}", b64);
         free(b64);
         r = post("/v1/models/vae/encode", "application/json", json, strlen(json));
-        expect_error(&r, 400, "declares 2147483647 bytes", "a PNG bomb in JSON");
+        assert_error(&r, 400, "declares 2147483647 bytes", "a PNG bomb in JSON");
     }
     long grown = peak_rss_kb(d.pid) - before;
     if (grown > 64 * 1024) {
@@ -286,7 +261,7 @@ static void test_json_body_cost_is_bounded(void **state) {
     double t0 = gm_now_s();
     reply_t r = post("/v1/models/vae/encode", "application/json", body, strlen(body));
     double secs = gm_now_s() - t0;
-    expect_error(&r, 413, "max_images", "an 8 MB JSON array");
+    assert_error(&r, 413, "max_images", "an 8 MB JSON array");
     long grown = peak_rss_kb(d.pid) - before;
     print_message("an 8 MB array of 4M values: 413 in %.3f s, peak memory +%ld kB\n", secs, grown);
     assert_true(secs < 5.0);

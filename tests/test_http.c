@@ -24,33 +24,12 @@
 static daemon_t main_d;
 
 static int start_main(void **state) {
-    const char *args[] = {"--model", NADE, "--model", VAE, "--model", GAN, NULL};
+    const char *args[] = {FIXTURE_MODELS, NULL};
     main_d = daemon_start("main", args);
     return 0;
 }
 
-static int stop_main(void **state) {
-    int rc = daemon_stop(&main_d);
-    if (rc != 0) fprintf(stderr, "gmserve exited %d; see %s\n", rc, main_d.log);
-    return rc;
-}
-
-/* The reply is an API error object with this status, and its message
- * contains want. */
-static void assert_error(const reply_t *r, int status, const char *want, const char *what) {
-    if (r->status != status) {
-        print_error("%s: status %d, want %d; body: %.300s\n", what, r->status, status, r->body ? (char *)r->body : "");
-        fail();
-    }
-    json_t *j = json_loadb((const char *)r->body, r->len, 0, NULL);
-    json_t *e = json_object_get(j, "error");
-    const char *msg = json_string_value(json_object_get(e, "message"));
-    if (json_integer_value(json_object_get(e, "status")) != status || !msg || !strstr(msg, want)) {
-        print_error("%s: error body %.300s lacks status %d or \"%s\"\n", what, (char *)r->body, status, want);
-        fail();
-    }
-    json_decref(j);
-}
+static int stop_main(void **state) { return daemon_stop_reported(&main_d); }
 
 static void crc_fix(uint8_t *chunk, size_t data_len) { /* chunk points at the length field */
     uint32_t c = 0xffffffffu;
@@ -123,16 +102,13 @@ static void test_every_error_status(void **state) {
             char allow[64];
             assert_true(reply_header(&r, "Allow", allow, sizeof allow));
         }
-        reply_free(&r);
     }
 
     /* PNG inputs: another size, truncated, a forged 100000 x 100000 header */
     reply_t r = post_png(p, "/v1/models/vae/logp", png16.body, png16.len);
     assert_error(&r, 422, "28x28", "16x16 PNG to a 28x28 model");
-    reply_free(&r);
     r = post_png(p, "/v1/models/vae/logp", png28.body, png28.len / 2);
     assert_error(&r, 400, "invalid PNG", "truncated PNG");
-    reply_free(&r);
     uint8_t *huge = malloc(png28.len);
     memcpy(huge, png28.body, png28.len);
     for (int k = 0; k < 2; k++) { /* IHDR width and height: 100000 */
@@ -143,7 +119,6 @@ static void test_every_error_status(void **state) {
     r = post_png(p, "/v1/models/vae/logp", huge, png28.len);
     assert_true(r.status == 400 || r.status == 422);
     assert_error(&r, r.status, "PNG", "PNG claiming 100000x100000");
-    reply_free(&r);
     free(huge);
 
     /* JSON nested 10000 deep, and a 10 MB body */
@@ -156,14 +131,12 @@ static void test_every_error_status(void **state) {
     strcpy(deep + off, "}");
     r = http_json(p, "/v1/models/vae/logp", deep);
     assert_error(&r, 400, "not valid JSON", "JSON nested 10000 deep");
-    reply_free(&r);
     free(deep);
     size_t big = 10u << 20;
     char *ten = malloc(big);
     memset(ten, ' ', big);
     r = http(p, "POST", "/v1/models/vae/logp", "Content-Type: application/json\r\n", ten, big);
     assert_error(&r, 413, "max_body_bytes", "10 MB body");
-    reply_free(&r);
     free(ten);
     reply_free(&png28);
     reply_free(&png16);
@@ -171,15 +144,6 @@ static void test_every_error_status(void **state) {
     r = http_get(p, "/healthz"); /* and the server is fine */
     assert_int_equal(r.status, 200);
     reply_free(&r);
-}
-
-static json_t *body_json(const reply_t *r) {
-    json_t *j = json_loadb((const char *)r->body, r->len, 0, NULL);
-    if (!j) {
-        print_error("reply is not JSON: %.200s\n", r->body ? (char *)r->body : "");
-        fail();
-    }
-    return j;
 }
 
 static int png_width(const reply_t *r) {
@@ -296,7 +260,7 @@ static void test_operations_agree_with_the_core(void **state) {
 
     /* the container health check: gmserve probe URL */
     char cmd[512];
-    const char *bin = getenv("GMSERVE_BIN") ? getenv("GMSERVE_BIN") : "build/gmserve";
+    const char *bin = gmserve_bin();
     snprintf(cmd, sizeof cmd, "%s probe http://127.0.0.1:%d/readyz", bin, p);
     assert_int_equal(system(cmd), 0);
     snprintf(cmd, sizeof cmd, "%s probe http://127.0.0.1:%d/nope 2>/dev/null", bin, p);
@@ -479,10 +443,8 @@ static void test_api_keys_and_cors(void **state) {
     daemon_t d = daemon_start("auth", args);
     reply_t r = http_get(d.port, "/v1/models");
     assert_error(&r, 401, "Bearer", "no key");
-    reply_free(&r);
     r = http(d.port, "GET", "/v1/models", "Authorization: Bearer wrong\r\n", NULL, 0);
     assert_error(&r, 401, "Bearer", "wrong key");
-    reply_free(&r);
     r = http(d.port, "GET", "/sample", "Authorization: Bearer s3cret\r\n", NULL, 0);
     assert_int_equal(r.status, 200);
     reply_free(&r);
@@ -622,10 +584,8 @@ static void test_client_that_leaves_is_dropped(void **state) {
 
 /* Start-up refuses a bad setting or model file, naming it. */
 static void test_startup_refusals(void **state) {
-    const char *bin = getenv("GMSERVE_BIN") ? getenv("GMSERVE_BIN") : "build/gmserve";
-    FILE *f = fopen("build/test-logs/unknown-key.json", "w");
-    fputs("{\"models\": {\"a\": \"x\"}, \"max_btach\": 3}\n", f);
-    fclose(f);
+    const char *bin = gmserve_bin();
+    write_text("build/test-logs/unknown-key.json", "{\"models\": {\"a\": \"x\"}, \"max_btach\": 3}\n");
     static const struct {
         const char *args;
         int status;

@@ -114,11 +114,8 @@ static void load_error(const char *from, const char *to, char err[GM_ERR_LEN]) {
     char *at = memmem(buf, len, from, strlen(from));
     assert_non_null(at);
     memcpy(at, to, strlen(to));
-    char path[] = "/tmp/gm_test_infogan_XXXXXX";
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    assert_int_equal(write(fd, buf, len), (ssize_t)len);
-    close(fd);
+    char path[TEMP_PATH_LEN];
+    temp_file(path, "infogan", buf, len);
     gm_model *m = gm_model_load(path, err);
     unlink(path);
     assert_null(m);
@@ -137,27 +134,6 @@ static void test_refusals(void **state) {
 }
 
 /* ---- over HTTP ---- */
-
-static json_t *body_json(const reply_t *r) {
-    json_t *j = json_loadb((const char *)r->body, r->len, 0, NULL);
-    if (!j) {
-        print_error("reply is not JSON (status %d): %.300s\n", r->status, r->body ? (char *)r->body : "");
-        fail();
-    }
-    return j;
-}
-
-static void assert_error(int port, const char *path, const char *body, int status, const char *want) {
-    reply_t r = http_json(port, path, body);
-    json_t *j = body_json(&r);
-    const char *msg = json_string_value(json_object_get(json_object_get(j, "error"), "message"));
-    if (r.status != status || !msg || !strstr(msg, want)) {
-        print_error("%s %s: status %d, %s; want %d with \"%s\"\n", path, body, r.status, r.body, status, want);
-        fail();
-    }
-    json_decref(j);
-    reply_free(&r);
-}
 
 /* A format=pixels reply's images as floats: (n, D); returns n. */
 static int reply_pixels(const reply_t *r, float *px, int D, int max) {
@@ -284,16 +260,16 @@ static void test_http(void **state) {
     reply_free(&r);
 
     /* refusals */
-    assert_error(p, "/v1/models/plain/sample", "{\"cat\":1,\"label\":0}", 422, "no categorical code");
-    assert_error(p, "/v1/models/info/sample", "{\"cat\":4}", 422, "out of range");
-    assert_error(p, "/v1/models/info/sample", "{\"cat\":-1}", 422, "out of range");
-    assert_error(p, "/v1/models/info/sample", "{\"cat\":\"two\"}", 400, "integer");
+    assert_post_error(p, "/v1/models/plain/sample", "{\"cat\":1,\"label\":0}", 422, "no categorical code");
+    assert_post_error(p, "/v1/models/info/sample", "{\"cat\":4}", 422, "out of range");
+    assert_post_error(p, "/v1/models/info/sample", "{\"cat\":-1}", 422, "out of range");
+    assert_post_error(p, "/v1/models/info/sample", "{\"cat\":\"two\"}", 400, "integer");
     snprintf(body, cap, "{\"latents\":%s,\"code\":%s}", lat, code);
-    assert_error(p, "/v1/models/info/decode", body, 422, "cat is required");
+    assert_post_error(p, "/v1/models/info/decode", body, 422, "cat is required");
     snprintf(body, cap, "{\"latents\":%s,\"code\":%s,\"cat\":[1,2]}", lat, code);
-    assert_error(p, "/v1/models/info/decode", body, 422, "cat has 2 entries");
+    assert_post_error(p, "/v1/models/info/decode", body, 422, "cat has 2 entries");
     snprintf(body, cap, "{\"latents\":%s,\"code\":%s,\"cat\":[0,1,2,3,9]}", lat, code);
-    assert_error(p, "/v1/models/info/decode", body, 422, "cat[4] = 9 is out of range");
+    assert_post_error(p, "/v1/models/info/decode", body, 422, "cat[4] = 9 is out of range");
     free(body);
     free(px);
     free(want);

@@ -16,78 +16,23 @@
 
 #include <jansson.h>
 
-/* One tensor: name, shape, dtype F32 (or F64), values v[i] = fill(i) unless
- * `values` is given; `poison_at` >= 0 puts `poison` there instead. */
-typedef struct {
-    const char *name;
-    int ndim;
-    int64_t shape[4];
-    const float *values;
-    bool f64;
-    int64_t poison_at;
-    double poison;
-} tensor_spec;
-
+/* One tensor (stfile.h's st_tensor) of this shape, valued by the ramp
+ * 0.01 (k mod 7 - 3). */
 #define T(n, nd, ...)                                                                                                  \
-    { .name = n, .ndim = nd, .shape = {__VA_ARGS__}, .poison_at = -1 }
-
-static int64_t numel(const tensor_spec *t) {
-    int64_t n = 1;
-    for (int d = 0; d < t->ndim; d++) n *= t->shape[d];
-    return n;
-}
+    { .name = n, .ndim = nd, .shape = {__VA_ARGS__}, .ramp = true }
 
 /* Writes a model file: metadata pairs (key, value, ..., NULL) and tensors.
  * Returns its path (a temporary file the caller unlinks; static buffer). */
-static const char *write_model(const char *const *meta, const tensor_spec *ts, int nt) {
-    static char path[64];
-    json_t *hdr = json_object(), *md = json_object();
-    for (int i = 0; meta[i]; i += 2) json_object_set_new(md, meta[i], json_string(meta[i + 1]));
-    json_object_set_new(hdr, "__metadata__", md);
-    size_t off = 0;
-    for (int i = 0; i < nt; i++) {
-        json_t *shape = json_array();
-        for (int d = 0; d < ts[i].ndim; d++) json_array_append_new(shape, json_integer(ts[i].shape[d]));
-        size_t bytes = (size_t)numel(&ts[i]) * (ts[i].f64 ? 8 : 4);
-        json_object_set_new(hdr, ts[i].name,
-                            json_pack("{s:s,s:o,s:[I,I]}", "dtype", ts[i].f64 ? "F64" : "F32", "shape", shape,
-                                      "data_offsets", (json_int_t)off, (json_int_t)(off + bytes)));
-        off += bytes;
-    }
-    char *text = json_dumps(hdr, JSON_COMPACT);
-    json_decref(hdr);
-    uint8_t *data = malloc(off ? off : 1);
-    assert_non_null(data);
-    size_t at = 0;
-    for (int i = 0; i < nt; i++)
-        for (int64_t k = 0; k < numel(&ts[i]); k++) {
-            double v = ts[i].values ? ts[i].values[k] : 0.01 * (double)(k % 7 - 3);
-            if (k == ts[i].poison_at) v = ts[i].poison;
-            if (ts[i].f64) {
-                memcpy(data + at, &v, 8);
-                at += 8;
-            } else {
-                float f = (float)v;
-                memcpy(data + at, &f, 4);
-                at += 4;
-            }
-        }
-    size_t len;
-    uint8_t *buf = st_build(text, data, off, &len);
-    strcpy(path, "/tmp/gm_test_mf_XXXXXX");
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    assert_int_equal(write(fd, buf, len), (ssize_t)len);
-    close(fd);
-    free(buf);
-    free(data);
-    free(text);
-    return path;
+static const char *write_model(const char *const *meta, const st_tensor *ts, int nt) {
+    static char path[TEMP_PATH_LEN];
+    int nmeta = 0;
+    while (meta[nmeta]) nmeta++;
+    return st_write_model(path, "mf", meta, nmeta, ts, nt);
 }
 
 /* The file must be refused with a message holding its path and each of
  * the fragments (up to 3; NULL ends the list). */
-static void expect_refused(const char *const *meta, const tensor_spec *ts, int nt, const char *f1, const char *f2,
+static void expect_refused(const char *const *meta, const st_tensor *ts, int nt, const char *f1, const char *f2,
                            const char *f3) {
     const char *path = write_model(meta, ts, nt);
     char err[GM_ERR_LEN] = "";
@@ -125,7 +70,7 @@ static void test_conv2d_im2col_overflow(void **state) {
                           "{\"op\":\"conv2d\",\"weight\":\"k64\",\"padding\":1055},"
                           "{\"op\":\"conv2d\",\"weight\":\"k1\",\"stride\":4096}]",
                           NULL};
-    tensor_spec ts[] = {T("k64", 4, 1, 1, 64, 64), T("k1", 4, 1, 1, 1, 1)};
+    st_tensor ts[] = {T("k64", 4, 1, 1, 64, 64), T("k1", 4, 1, 1, 1, 1)};
     expect_refused(meta, ts, N(ts), "gm.generator layer 1 (conv2d)", "im2col", "17179869184");
 }
 
@@ -165,7 +110,7 @@ static void test_activation_limit(void **state) {
                           "{\"op\":\"conv_transpose2d\",\"weight\":\"k1\",\"stride\":2048},"
                           "{\"op\":\"conv2d\",\"weight\":\"k1\",\"stride\":4096}]",
                           NULL};
-    tensor_spec ts[] = {T("k1", 4, 1, 1, 1, 1)};
+    st_tensor ts[] = {T("k1", 4, 1, 1, 1, 1)};
     char limit[32];
     snprintf(limit, sizeof limit, "at most %d values", GM_NET_MAX_VALUES);
     expect_refused(meta, ts, N(ts), "gm.generator layer 1 (conv_transpose2d)", "2049x2049", limit);
@@ -189,17 +134,17 @@ static const char *const VAE_META[] = {"gm.format",
  * conversion to float was undefined) are refused naming the tensor; before,
  * the sanitizer build aborted in gm_expf on the first request. */
 static void test_nonfinite_weights(void **state) {
-    tensor_spec ts[] = {T("enc.w", 2, 2, 4), T("enc.b", 1, 2), T("dec.w", 2, 4, 1)};
-    ts[0].poison_at = 5, ts[0].poison = NAN;
+    st_tensor ts[] = {T("enc.w", 2, 2, 4), T("enc.b", 1, 2), T("dec.w", 2, 4, 1)};
+    ts[0].poisoned = true, ts[0].poison_at = 5, ts[0].poison = NAN;
     expect_refused(VAE_META, ts, N(ts), "gm.encoder layer 0 (linear)", "'enc.w'", "nan at flat index 5");
-    ts[0].poison_at = -1;
-    ts[1].poison_at = 1, ts[1].poison = -INFINITY;
+    ts[0].poisoned = false;
+    ts[1].poisoned = true, ts[1].poison_at = 1, ts[1].poison = -INFINITY;
     expect_refused(VAE_META, ts, N(ts), "gm.encoder layer 0 (linear)", "'enc.b'", "-inf at flat index 1");
-    ts[1].poison_at = -1;
-    ts[2].f64 = true, ts[2].poison_at = 2, ts[2].poison = 1e300;
+    ts[1].poisoned = false;
+    ts[2].f64 = true, ts[2].poisoned = true, ts[2].poison_at = 2, ts[2].poison = 1e300;
     expect_refused(VAE_META, ts, N(ts), "gm.decoder layer 0 (linear)", "'dec.w'", "inf at flat index 2");
     /* and the same file without poison loads */
-    ts[2].poison_at = -1;
+    ts[2].poisoned = false;
     const char *path = write_model(VAE_META, ts, N(ts));
     char err[GM_ERR_LEN] = "";
     gm_model *m = gm_model_load(path, err);
@@ -211,8 +156,8 @@ static void test_nonfinite_weights(void **state) {
 
 static void test_nade_nonfinite(void **state) {
     const char *meta[] = {"gm.format", "1", "gm.family", "nade", "gm.image", "2x2x1", NULL};
-    tensor_spec ts[] = {T("W", 2, 3, 4), T("c", 1, 3), T("V", 2, 4, 3), T("b", 1, 4)};
-    ts[2].poison_at = 7, ts[2].poison = NAN;
+    st_tensor ts[] = {T("W", 2, 3, 4), T("c", 1, 3), T("V", 2, 4, 3), T("b", 1, 4)};
+    ts[2].poisoned = true, ts[2].poison_at = 7, ts[2].poison = NAN;
     expect_refused(meta, ts, N(ts), "NADE tensor 'V'", "nan at flat index 7", NULL);
 }
 
@@ -246,9 +191,9 @@ static void test_float_range_fields(void **state) {
                         "\"eps\":0}]",
                         NULL};
     const float g = 1e30f, mean = 0, var = 1e-30f, w = 1e30f, s10 = 1e10f, one = 1;
-    tensor_spec tbn[] = {{.name = "g", .ndim = 1, .shape = {1}, .values = &g, .poison_at = -1},
-                         {.name = "m", .ndim = 1, .shape = {1}, .values = &mean, .poison_at = -1},
-                         {.name = "v", .ndim = 1, .shape = {1}, .values = &var, .poison_at = -1}};
+    st_tensor tbn[] = {{.name = "g", .ndim = 1, .shape = {1}, .values = &g},
+                       {.name = "m", .ndim = 1, .shape = {1}, .values = &mean},
+                       {.name = "v", .ndim = 1, .shape = {1}, .values = &var}};
     expect_refused(bn, tbn, N(tbn), "gm.generator layer 1 (batch_norm)", "'v'", "beyond float range");
     const char *fold[] = {
         "gm.format",
@@ -263,10 +208,10 @@ static void test_float_range_fields(void **state) {
         "[{\"op\":\"linear\",\"weight\":\"w\"},{\"op\":\"batch_norm\",\"weight\":\"g\",\"mean\":\"m\","
         "\"var\":\"v\"}]",
         NULL};
-    tensor_spec tf[] = {{.name = "w", .ndim = 2, .shape = {1, 1}, .values = &w, .poison_at = -1},
-                        {.name = "g", .ndim = 1, .shape = {1}, .values = &s10, .poison_at = -1},
-                        {.name = "m", .ndim = 1, .shape = {1}, .values = &mean, .poison_at = -1},
-                        {.name = "v", .ndim = 1, .shape = {1}, .values = &one, .poison_at = -1}};
+    st_tensor tf[] = {{.name = "w", .ndim = 2, .shape = {1, 1}, .values = &w},
+                      {.name = "g", .ndim = 1, .shape = {1}, .values = &s10},
+                      {.name = "m", .ndim = 1, .shape = {1}, .values = &mean},
+                      {.name = "v", .ndim = 1, .shape = {1}, .values = &one}};
     expect_refused(fold, tf, N(tf), "gm.generator layer 1 (batch_norm)", "folded into the layer before",
                    "beyond float range");
 }
@@ -290,10 +235,10 @@ static void test_selftest_catches_overflow(void **state) {
                           "[{\"op\":\"linear\",\"weight\":\"w0\",\"bias\":\"b0\"},"
                           "{\"op\":\"linear\",\"weight\":\"w1\"},{\"op\":\"linear\",\"weight\":\"w2\"}]",
                           NULL};
-    tensor_spec ts[] = {{.name = "w0", .ndim = 2, .shape = {1, 1}, .values = &ZERO, .poison_at = -1},
-                        {.name = "b0", .ndim = 1, .shape = {1}, .values = &BIG, .poison_at = -1},
-                        {.name = "w1", .ndim = 2, .shape = {2, 1}, .values = PM, .poison_at = -1},
-                        {.name = "w2", .ndim = 2, .shape = {1, 2}, .values = ONES, .poison_at = -1}};
+    st_tensor ts[] = {{.name = "w0", .ndim = 2, .shape = {1, 1}, .values = &ZERO},
+                      {.name = "b0", .ndim = 1, .shape = {1}, .values = &BIG},
+                      {.name = "w1", .ndim = 2, .shape = {2, 1}, .values = PM},
+                      {.name = "w2", .ndim = 2, .shape = {1, 2}, .values = ONES}};
     expect_refused(meta, ts, N(ts), "self-test: sample of 2 rows", "nan", "float range");
 }
 
@@ -301,7 +246,7 @@ static void test_selftest_catches_overflow(void **state) {
  * split, and every row still equals x * w + b computed here in double. */
 static void test_forward_splits_large_batch(void **state) {
     enum { OUT = 1 << 20, B = GM_NET_PASS_VALUES / OUT + 1 }; /* the last row is a pass of its own */
-    tensor_spec ts[] = {T("w", 2, OUT, 1), T("b", 1, OUT)};
+    st_tensor ts[] = {T("w", 2, OUT, 1), T("b", 1, OUT)};
     const char *meta[] = {"k", "v", NULL};
     const char *path = write_model(meta, ts, N(ts));
     char err[GM_ERR_LEN];
@@ -353,7 +298,7 @@ static void test_compute_limit(void **state) {
                           "gm.discriminator",
                           list,
                           NULL};
-    tensor_spec ts[] = {T("g", 2, 16384, 1), T("c0", 4, 64, 4, 3, 3), T("c", 4, 64, 64, 3, 3)};
+    st_tensor ts[] = {T("g", 2, 16384, 1), T("c0", 4, 64, 4, 3, 3), T("c", 4, 64, 64, 3, 3)};
     expect_refused(meta, ts, N(ts), where, "multiply-adds", NULL);
 }
 
@@ -367,7 +312,7 @@ static void test_weight_limit(void **state) {
     strcat(list, "]");
     const char *meta[] = {"gm.format",     "1",    "gm.family",    "gan", "gm.image", "32x32x1",
                           "gm.latent_dim", "1024", "gm.generator", list,  NULL};
-    tensor_spec ts[] = {T("w", 2, 1024, 1024)};
+    st_tensor ts[] = {T("w", 2, 1024, 1024)};
     assert_int_equal(GM_NET_MAX_WEIGHTS, 1 << 26);
     expect_refused(meta, ts, N(ts), "gm.generator layer 64 (linear)", "weight values", NULL);
 }
@@ -402,33 +347,29 @@ static void test_text_guards(void **state) {
     free(deep);
 }
 
-static const char *bin(void) { return getenv("GMSERVE_BIN") ? getenv("GMSERVE_BIN") : "build/gmserve"; }
-
 /* `gmserve check` says which operations it ran; it refuses a hostile file
  * with the loader's message and exit status 1, and so does the daemon at
  * start-up (the same load). */
 static void test_check_and_daemon(void **state) {
     char cmd[1024], out[8192];
-    snprintf(cmd, sizeof cmd, "%s check %s 2>&1", bin(), fixture("vae_mlp.safetensors"));
+    snprintf(cmd, sizeof cmd, "%s check %s 2>&1", gmserve_bin(), fixture("vae_mlp.safetensors"));
     int rc = run_command(cmd, out, sizeof out);
     if (rc != 0 || !strstr(out, "self-test ran sample, logp, encode, decode on 2 rows") || !strstr(out, "finite")) {
         print_error("check on a good file: rc %d, output: %s\n", rc, out);
         fail();
     }
-    tensor_spec ts[] = {T("enc.w", 2, 2, 4), T("enc.b", 1, 2), T("dec.w", 2, 4, 1)};
-    ts[0].poison_at = 0, ts[0].poison = NAN;
+    st_tensor ts[] = {T("enc.w", 2, 2, 4), T("enc.b", 1, 2), T("dec.w", 2, 4, 1)};
+    ts[0].poisoned = true, ts[0].poison_at = 0, ts[0].poison = NAN;
     const char *path = write_model(VAE_META, ts, N(ts));
-    snprintf(cmd, sizeof cmd, "%s check %s 2>&1", bin(), path);
+    snprintf(cmd, sizeof cmd, "%s check %s 2>&1", gmserve_bin(), path);
     rc = run_command(cmd, out, sizeof out);
     if (rc != 1 || !strstr(out, path) || !strstr(out, "'enc.w'")) {
         print_error("check on a NaN file: rc %d, output: %s\n", rc, out);
         fail();
     }
-    char config[] = "/tmp/gm_test_mf_config_XXXXXX"; /* empty: only the flags apply */
-    int fd = mkstemp(config);
-    assert_int_equal(write(fd, "{}\n", 3), 3);
-    close(fd);
-    snprintf(cmd, sizeof cmd, "%s --config %s --listen 127.0.0.1:0 --model bad=%s 2>&1", bin(), config, path);
+    char config[TEMP_PATH_LEN];
+    temp_file(config, "mf_config", "{}\n", 3); /* empty: only the flags apply */
+    snprintf(cmd, sizeof cmd, "%s --config %s --listen 127.0.0.1:0 --model bad=%s 2>&1", gmserve_bin(), config, path);
     rc = run_command(cmd, out, sizeof out);
     unlink(config);
     unlink(path);

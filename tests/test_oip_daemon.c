@@ -32,62 +32,30 @@ static int start(void **state) {
     return 0;
 }
 
-static int stop(void **state) {
-    int rc = daemon_stop(&d);
-    if (rc != 0) fprintf(stderr, "gmserve exited %d; see %s\n", rc, d.log);
-    return rc;
-}
-
-static json_t *body_json(const reply_t *r, size_t len) {
-    json_t *j = json_loadb((const char *)r->body, len, 0, NULL);
-    if (!j) {
-        print_error("status %d, body is not JSON: %.300s\n", r->status, r->body ? (char *)r->body : "");
-        fail();
-    }
-    return j;
-}
+static int stop(void **state) { return daemon_stop_reported(&d); }
 
 /* GET path: status 200 and its JSON. */
 static json_t *get_json(const char *path) {
     reply_t r = http_get(d.port, path);
-    if (r.status != 200) {
-        print_error("GET %s: %d %.300s\n", path, r.status, r.body ? (char *)r.body : "");
-        fail();
-    }
-    json_t *j = body_json(&r, r.len);
+    json_t *j = expect_json(&r, 200, path);
     reply_free(&r);
     return j;
 }
 
-/* POST a JSON infer request; status 200 and its JSON. */
-static json_t *infer(const char *model, json_t *req) {
-    char path[128], *text = json_dumps(req, JSON_COMPACT);
-    snprintf(path, sizeof path, "/v2/models/%s/infer", model);
-    reply_t r = http_json(d.port, path, text);
-    if (r.status != 200) {
-        print_error("POST %s %.200s: %d %.300s\n", path, text, r.status, r.body ? (char *)r.body : "");
-        fail();
-    }
-    free(text);
-    json_decref(req);
-    json_t *j = body_json(&r, r.len);
-    reply_free(&r);
-    return j;
-}
-
-/* A /v1 operation (JSON body); status 200 and its JSON. */
+/* POST req (consumed) as JSON to path; status 200 and its JSON. */
 static json_t *native(const char *path, json_t *req) {
     char *text = json_dumps(req, JSON_COMPACT);
-    reply_t r = http_json(d.port, path, text);
-    if (r.status != 200) {
-        print_error("POST %s: %d %.300s\n", path, r.status, r.body ? (char *)r.body : "");
-        fail();
-    }
+    json_t *j = http_json_expect(d.port, path, text, 200);
     free(text);
     json_decref(req);
-    json_t *j = body_json(&r, r.len);
-    reply_free(&r);
     return j;
+}
+
+/* A JSON infer request (consumed) to model; status 200 and its JSON. */
+static json_t *infer(const char *model, json_t *req) {
+    char path[128];
+    snprintf(path, sizeof path, "/v2/models/%s/infer", model);
+    return native(path, req);
 }
 
 /* The output tensor called name in an infer reply. */
@@ -352,7 +320,7 @@ static void test_binary_decode_discriminate(void **state) {
     assert_string_equal(type, "application/octet-stream");
     size_t hl = (size_t)atol(hl_text);
     assert_true(hl < r.len);
-    json_t *head_json = body_json(&r, hl), *images = output(head_json, "images");
+    json_t *head_json = body_json_prefix(&r, hl), *images = output(head_json, "images");
     assert_null(json_object_get(images, "data"));
     assert_int_equal(json_integer_value(json_object_get(json_object_get(images, "parameters"), "binary_data_size")),
                      2 * D * 4);
@@ -400,7 +368,7 @@ static void test_binary_decode_discriminate(void **state) {
     reply_t dr = http(d.port, "POST", "/v2/models/gan/infer", head, big, (size_t)jl + sizeof got);
     free(big);
     assert_int_equal(dr.status, 200);
-    json_t *dj = body_json(&dr, dr.len);
+    json_t *dj = body_json(&dr);
     reply_free(&dr);
     json_t *pix = json_array();
     for (int i = 0; i < 2; i++) {
@@ -437,7 +405,7 @@ static void test_binary_reply_equals_json(void **state) {
     assert_false(reply_header(&ja, "Inference-Header-Content-Length", hl_text, sizeof hl_text));
     assert_true(reply_header(&jb, "Inference-Header-Content-Length", hl_text, sizeof hl_text));
     size_t hl = (size_t)atol(hl_text);
-    json_t *ra = body_json(&ja, ja.len), *rb = body_json(&jb, hl);
+    json_t *ra = body_json(&ja), *rb = body_json_prefix(&jb, hl);
     /* binary tensors follow the JSON in the order of its outputs: images (FP32), then logp (FP64) */
     const uint8_t *p = jb.body + hl;
     json_t *img = output(ra, "images"), *lp = output(ra, "logp");
@@ -537,7 +505,7 @@ static void test_batched_with_v1(void **state) {
             print_error("%s: Server-Timing %s; want a batch of 2 rows\n", x[i].path, timing);
             fail();
         }
-        json_t *j = body_json(&x[i].r, x[i].r.len);
+        json_t *j = body_json(&x[i].r);
         logp[i] = i == 0 ? json_number_value(json_object_get(json_array_get(json_object_get(j, "results"), 0), "logp"))
                          : at(output(j, "logp"), 0);
         json_decref(j);

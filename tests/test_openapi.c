@@ -44,9 +44,7 @@ static int build(void **state) {
                     NULL};
     char err[GM_ERR_LEN];
     mkdir("build/test-logs", 0755);
-    FILE *f = fopen("build/test-logs/openapi-empty.json", "w");
-    fputs("{}\n", f);
-    fclose(f);
+    write_text("build/test-logs/openapi-empty.json", "{}\n");
     if (gm_config_load(&cfg, (int)(sizeof argv / sizeof argv[0]) - 1, argv, err) != GM_CONFIG_OK) {
         fprintf(stderr, "%s\n", err);
         return -1;

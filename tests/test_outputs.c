@@ -18,23 +18,15 @@
 #include "daemon.h"
 #include "pngio.h"
 
-#define NADE "nade=tests/fixtures/nade_ref.safetensors"
-#define VAE "vae=tests/fixtures/vae_mlp.safetensors"
-#define GAN "gan=tests/fixtures/gan_cond.safetensors"
-
 static daemon_t d;
 
 static int start(void **state) {
-    const char *args[] = {"--model", NADE, "--model", VAE, "--model", GAN, NULL};
+    const char *args[] = {FIXTURE_MODELS, NULL};
     d = daemon_start("outputs", args);
     return 0;
 }
 
-static int stop(void **state) {
-    int rc = daemon_stop(&d);
-    if (rc != 0) fprintf(stderr, "gmserve exited %d; see %s\n", rc, d.log);
-    return rc;
-}
+static int stop(void **state) { return daemon_stop_reported(&d); }
 
 typedef struct {
     int ndim;

@@ -9,13 +9,6 @@
 
 #include "daemon.h"
 
-static json_t *reply_json(const reply_t *r) {
-    assert_int_equal(r->status, 200);
-    json_t *j = json_loadb((const char *)r->body, r->len, 0, NULL);
-    assert_non_null(j);
-    return j;
-}
-
 /* The model `name` (family `family`, D pixels): /v1/models lists it; its
  * samples' log p is what logp scores for their PNGs. */
 static void check_sample_logp_is_the_score(const char *name, const char *family, const char *file, int D) {
@@ -24,16 +17,14 @@ static void check_sample_logp_is_the_score(const char *name, const char *family,
     const char *args[] = {"--model", spec, NULL};
     daemon_t d = daemon_start("pixelcnn_api", args);
     reply_t r = http_get(d.port, "/v1/models");
-    json_t *list = reply_json(&r);
+    json_t *list = expect_json(&r, 200, "GET /v1/models");
     reply_free(&r);
     json_t *entry = json_array_get(json_object_get(list, "models"), 0);
     assert_string_equal(json_string_value(json_object_get(entry, "name")), name);
     assert_string_equal(json_string_value(json_object_get(entry, "family")), family);
     json_decref(list);
     snprintf(path, sizeof path, "/v1/models/%s/sample", name);
-    r = http_json(d.port, path, "{\"n\": 3, \"seed\": 5}");
-    json_t *s = reply_json(&r);
-    reply_free(&r);
+    json_t *s = http_json_expect(d.port, path, "{\"n\": 3, \"seed\": 5}", 200);
     json_t *images = json_object_get(s, "images");
     assert_int_equal(json_array_size(images), 3);
     char body[16384];
@@ -46,9 +37,7 @@ static void check_sample_logp_is_the_score(const char *name, const char *family,
     }
     snprintf(body + at, sizeof body - at, "]}");
     snprintf(path, sizeof path, "/v1/models/%s/logp", name);
-    r = http_json(d.port, path, body);
-    json_t *l = reply_json(&r);
-    reply_free(&r);
+    json_t *l = http_json_expect(d.port, path, body, 200);
     assert_string_equal(json_string_value(json_object_get(l, "method")), "exact");
     json_t *results = json_object_get(l, "results");
     for (size_t i = 0; i < 3; i++) {

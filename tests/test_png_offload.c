@@ -38,11 +38,7 @@ static int start(void **state) {
     return 0;
 }
 
-static int stop(void **state) {
-    int rc = daemon_stop(&d);
-    if (rc != 0) fprintf(stderr, "gmserve exited %d; see %s\n", rc, d.log);
-    return rc;
-}
+static int stop(void **state) { return daemon_stop_reported(&d); }
 
 static reply_t post(const char *path, const char *ctype, const void *body, size_t len) {
     char headers[256];

@@ -197,24 +197,6 @@ static void test_settings_snapshots(void **state) {
 
 static char dir[64], cfg_file[128], model_file[128];
 
-static void copy_file(const char *from, const char *to) {
-    FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
-    assert_non_null(in);
-    assert_non_null(out);
-    char buf[65536];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, in)) > 0) assert_int_equal(fwrite(buf, 1, n, out), n);
-    fclose(in);
-    fclose(out);
-}
-
-static void write_text(const char *path, const char *text) {
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
-}
-
 static void write_config(const char *extra) {
     char text[1024];
     snprintf(text, sizeof text, "{\"models\": {\"m\": \"%s\", \"nade\": \"%s\"}, \"default_model\": \"nade\"%s}",

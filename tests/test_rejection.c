@@ -95,17 +95,11 @@ static void expect_model_refused(const char *meta, const char *must1, const char
     static uint8_t zeros[DATA_LEN];
     char header[4096];
     snprintf(header, sizeof header, "{\"__metadata__\":%s," TENSORS "}", meta);
-    size_t len;
-    uint8_t *buf = st_build(header, zeros, DATA_LEN, &len);
-    char path[] = "/tmp/gm_test_model_XXXXXX";
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    assert_int_equal(write(fd, buf, len), (ssize_t)len);
-    close(fd);
+    char path[TEMP_PATH_LEN];
+    st_write(path, "model", header, zeros, DATA_LEN);
     char err[GM_ERR_LEN] = "";
     gm_model *m = gm_model_load(path, err);
     unlink(path);
-    free(buf);
     if (m || !strstr(err, path) || !strstr(err, must1) || (must2 && !strstr(err, must2))) {
         print_error("metadata %s: expected a refusal naming \"%s\", got %s: \"%s\"\n", meta, must1,
                     m ? "success" : "error", err);

@@ -33,22 +33,8 @@ static char dir[64], cfg_file[128], model_file[128], bad_file[128];
 static void install_file(const char *from, const char *path) {
     char tmp[160];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *in = fopen(from, "rb"), *out = fopen(tmp, "wb");
-    assert_non_null(in);
-    assert_non_null(out);
-    char buf[65536];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, in)) > 0) assert_int_equal(fwrite(buf, 1, n, out), n);
-    fclose(in);
-    fclose(out);
+    copy_file(from, tmp);
     assert_int_equal(rename(tmp, path), 0);
-}
-
-static void write_text(const char *path, const char *text) {
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
 }
 
 /* The daemons' settings: four models (m at a path the tests replace) and
@@ -87,11 +73,7 @@ static daemon_t start(const char *name) {
     return daemon_start(name, args);
 }
 
-static void stop(daemon_t *d) {
-    int rc = daemon_stop(d);
-    if (rc != 0) print_error("gmserve exited %d; see %s\n", rc, d->log);
-    assert_int_equal(rc, 0);
-}
+static void stop(daemon_t *d) { assert_int_equal(daemon_stop_reported(d), 0); }
 
 static void expect_status(const reply_t *r, int status, const char *want, const char *what) {
     if (r->status != status || (want && (!r->body || !strstr((char *)r->body, want)))) {

@@ -33,15 +33,6 @@ static char *pixels_body(const float *px, int n) {
     return s;
 }
 
-static json_t *post(const char *path, const char *body) {
-    reply_t r = http_json(d.port, path, body);
-    assert_int_equal(r.status, 200);
-    json_t *v = json_loadb((const char *)r.body, r.len, 0, NULL);
-    assert_non_null(v);
-    reply_free(&r);
-    return v;
-}
-
 static void assert_floats_exact(const char *what, json_t *arr, const float *want, int n) {
     assert_int_equal(json_array_size(arr), n);
     for (int i = 0; i < n; i++) {
@@ -69,7 +60,7 @@ static void test_encode_floats_are_the_cores(void **state) {
         }
         assert_int_equal(gm_model_encode(m, 1, px, z, lv), 0);
         char *body = pixels_body(px, D);
-        json_t *v = post("/v1/models/vae/encode", body);
+        json_t *v = http_json_expect(d.port, "/v1/models/vae/encode", body, 200);
         json_t *r0 = json_array_get(json_object_get(v, "results"), 0);
         assert_floats_exact("z", json_object_get(r0, "z"), z, Z);
         assert_floats_exact("logvar", json_object_get(r0, "logvar"), lv, Z);
@@ -93,7 +84,7 @@ static void test_logp_has_ten_digits(void **state) {
     gm_logp_result want;
     assert_int_equal(gm_model_logp(m, 1, px, 1, &row, &want), 0);
     char *body = pixels_body(px, D);
-    json_t *v = post("/v1/models/nade/logp", body);
+    json_t *v = http_json_expect(d.port, "/v1/models/nade/logp", body, 200);
     double got = json_number_value(json_object_get(json_array_get(json_object_get(v, "results"), 0), "logp"));
     print_message("NADE log p: reply %.12g, core %.12g\n", got, want.logp);
     assert_true(fabs(got - want.logp) <= 5e-10 * fabs(want.logp));

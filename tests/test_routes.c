@@ -61,12 +61,6 @@ static void test_options_matches_each_route(void **state) {
     reply_free(&r);
 }
 
-static json_t *body_json(const reply_t *r) {
-    json_t *v = json_loadb((const char *)r->body, r->len, 0, NULL);
-    assert_non_null(v);
-    return v;
-}
-
 /* Every operation a model lists answers something else than 404 (a model
  * operation with no body is a 400 or 422 naming what is missing). */
 static void test_listed_operations_are_served(void **state) {

@@ -203,21 +203,14 @@ static void test_load_from_disk(void **state) {
     char err[GM_ERR_LEN];
     assert_null(gm_st_load("/nonexistent/model.safetensors", err));
     assert_non_null(strstr(err, "/nonexistent/model.safetensors"));
-    size_t len;
-    uint8_t *buf = st_build("{\"w\":{\"dtype\":\"F32\",\"shape\":[6],\"data_offsets\":[0,24]}}", SIX, sizeof SIX, &len);
-    char path[] = "/tmp/gm_test_st_XXXXXX";
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    FILE *f = fdopen(fd, "wb");
-    fwrite(buf, 1, len, f);
-    fclose(f);
+    char path[TEMP_PATH_LEN];
+    st_write(path, "st", "{\"w\":{\"dtype\":\"F32\",\"shape\":[6],\"data_offsets\":[0,24]}}", SIX, sizeof SIX);
     gm_st *st = gm_st_load(path, err);
     assert_non_null(st);
     assert_memory_equal(gm_st_tensor(st, "w")->f32, SIX, sizeof SIX);
     gm_st_free(st);
     assert_null(gm_st_load("/tmp", err)); /* a directory */
     unlink(path);
-    free(buf);
 }
 
 int main(void) {

@@ -19,17 +19,9 @@
 /* ---- building files ---- */
 
 typedef struct {
-    const char *name;
-    bool f64;
-    int ndim;
-    int64_t shape[5];
-    const float *values; /* numel values; NULL: zeros */
-} tspec;
-
-typedef struct {
     const char *meta[64]; /* key, value pairs */
     int nmeta;
-    tspec t[24];
+    st_tensor t[24];
     int nt;
 } file;
 
@@ -50,20 +42,20 @@ static void meta_set(file *f, const char *key, const char *value) {
     f->meta[f->nmeta++] = value;
 }
 
-static tspec *tensor(file *f, const char *name) {
+static st_tensor *tensor(file *f, const char *name) {
     for (int i = 0; i < f->nt; i++)
         if (!strcmp(f->t[i].name, name)) return &f->t[i];
     return NULL;
 }
 
 /* Adds (or replaces) tensor `name` of shape dims[0..ndim). */
-static tspec *tensor_set(file *f, const char *name, const float *values, int ndim, const int64_t *dims) {
-    tspec *t = tensor(f, name);
+static st_tensor *tensor_set(file *f, const char *name, const float *values, int ndim, const int64_t *dims) {
+    st_tensor *t = tensor(f, name);
     if (!t) {
         assert_true(f->nt < 24);
         t = &f->t[f->nt++];
     }
-    *t = (tspec){.name = name, .ndim = ndim, .values = values};
+    *t = (st_tensor){.name = name, .ndim = ndim, .values = values};
     memcpy(t->shape, dims, (size_t)ndim * sizeof *dims);
     return t;
 }
@@ -71,66 +63,15 @@ static tspec *tensor_set(file *f, const char *name, const float *values, int ndi
     tensor_set(f, name, values, (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (int64_t[]){__VA_ARGS__})
 
 static void tensor_remove(file *f, const char *name) {
-    tspec *t = tensor(f, name);
+    st_tensor *t = tensor(f, name);
     if (!t) return;
     *t = f->t[--f->nt];
 }
 
-static int64_t numel(const tspec *t) {
-    int64_t n = 1;
-    for (int d = 0; d < t->ndim; d++) n *= t->shape[d];
-    return n;
-}
-
-static const char *write_bytes(const void *buf, size_t len) {
-    static char path[64];
-    strcpy(path, "/tmp/gm_test_verify_XXXXXX");
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    assert_int_equal(write(fd, buf, len), (ssize_t)len);
-    close(fd);
-    return path;
-}
-
 /* Writes f to a temporary file (the caller unlinks it); static path. */
 static const char *write_file(const file *f) {
-    json_t *hdr = json_object(), *md = json_object();
-    for (int i = 0; i < f->nmeta; i += 2) json_object_set_new(md, f->meta[i], json_string(f->meta[i + 1]));
-    json_object_set_new(hdr, "__metadata__", md);
-    size_t off = 0;
-    for (int i = 0; i < f->nt; i++) {
-        json_t *shape = json_array();
-        for (int d = 0; d < f->t[i].ndim; d++) json_array_append_new(shape, json_integer(f->t[i].shape[d]));
-        size_t bytes = (size_t)numel(&f->t[i]) * (f->t[i].f64 ? 8 : 4);
-        json_object_set_new(hdr, f->t[i].name,
-                            json_pack("{s:s,s:o,s:[I,I]}", "dtype", f->t[i].f64 ? "F64" : "F32", "shape", shape,
-                                      "data_offsets", (json_int_t)off, (json_int_t)(off + bytes)));
-        off += bytes;
-    }
-    char *text = json_dumps(hdr, JSON_COMPACT);
-    json_decref(hdr);
-    uint8_t *data = calloc(off ? off : 1, 1);
-    assert_non_null(data);
-    size_t at = 0;
-    for (int i = 0; i < f->nt; i++)
-        for (int64_t k = 0; k < numel(&f->t[i]); k++) {
-            double v = f->t[i].values ? f->t[i].values[k] : 0.0;
-            if (f->t[i].f64) {
-                memcpy(data + at, &v, 8);
-                at += 8;
-            } else {
-                float x = (float)v;
-                memcpy(data + at, &x, 4);
-                at += 4;
-            }
-        }
-    size_t len;
-    uint8_t *buf = st_build(text, data, off, &len);
-    const char *path = write_bytes(buf, len);
-    free(buf);
-    free(data);
-    free(text);
-    return path;
+    static char path[TEMP_PATH_LEN];
+    return st_write_model(path, "verify", f->meta, f->nmeta, f->t, f->nt);
 }
 
 static gm_model *load(const file *f) {
@@ -790,7 +731,8 @@ static void test_refusals_say_what_to_run(void **state) {
     const uint8_t pickle[32] = {0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19};
     const uint8_t *files[] = {zip, pickle};
     for (int i = 0; i < 2; i++) {
-        const char *path = write_bytes(files[i], 32);
+        char path[TEMP_PATH_LEN];
+        temp_file(path, "verify", files[i], 32);
         expect_load_error(path, "this is a PyTorch checkpoint (torch.save)", "python3 -m gmexport");
         unlink(path);
     }
@@ -819,13 +761,13 @@ static void test_check_says_what_files_are(void **state) {
     meta_set(&c, "gm.head", "[{\"op\":\"linear\",\"weight\":\"h.w\"}]");
     TSET(&c, "f.w", fw, 3, 4);
     TSET(&c, "h.w", hw, 2, 3);
-    char classifier[64], probed[64], cmd[1024], out[16384];
+    char classifier[TEMP_PATH_LEN], probed[TEMP_PATH_LEN], cmd[1024], out[16384];
     strcpy(classifier, write_file(&c));
     file v;
     vae_probes d;
     vae_probe_file(&v, &d);
     strcpy(probed, write_file(&v));
-    const char *bin = getenv("GMSERVE_BIN") ? getenv("GMSERVE_BIN") : "build/gmserve";
+    const char *bin = gmserve_bin();
     snprintf(cmd, sizeof cmd, "%s check %s %s models/*.safetensors 2>&1", bin, classifier, probed);
     int rc = run_command(cmd, out, sizeof out);
     char want_c[160], want_p[160];

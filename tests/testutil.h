@@ -1,7 +1,8 @@
 /*
- * testutil.h - small helpers shared by the cmocka tests: building
- * safetensors files in memory, locating fixtures, comparing arrays with a
- * stated tolerance and printing the first mismatch (index, got, want).
+ * testutil.h - small helpers shared by the cmocka tests: writing
+ * temporary and safetensors files (stfile.h), locating and loading fixtures,
+ * comparing arrays with a stated tolerance and printing the first mismatch
+ * (index, got, want).
  */
 #ifndef GM_TESTUTIL_H
 #define GM_TESTUTIL_H
@@ -19,6 +20,8 @@
 #include <cmocka.h>
 #include <sys/wait.h>
 
+#include "stfile.h"
+
 /* Runs a shell command; returns its exit status and its output in out. */
 static inline int run_command(const char *cmd, char *out, size_t n) {
     FILE *p = popen(cmd, "r");
@@ -29,16 +32,11 @@ static inline int run_command(const char *cmd, char *out, size_t n) {
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
-/* An in-memory safetensors file: 8-byte length, header text, data bytes. */
-static inline uint8_t *st_build(const char *header, const void *data, size_t data_len, size_t *out_len) {
-    size_t n = strlen(header);
-    uint8_t *buf = malloc(8 + n + data_len + 1);
-    assert_non_null(buf);
-    for (int i = 0; i < 8; i++) buf[i] = (uint8_t)((uint64_t)n >> (8 * i));
-    memcpy(buf + 8, header, n);
-    if (data_len) memcpy(buf + 8 + n, data, data_len);
-    *out_len = 8 + n + data_len;
-    return buf;
+/* The gmserve binary tests run: $GMSERVE_BIN (run_all.sh sets it), else
+ * build/gmserve. */
+static inline const char *gmserve_bin(void) {
+    const char *bin = getenv("GMSERVE_BIN");
+    return bin ? bin : "build/gmserve";
 }
 
 /* Path of a committed fixture (tests run from the repository root). */

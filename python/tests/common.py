@@ -1,4 +1,5 @@
-"""Shared checks of the exporter tests: read a file back and interpret it."""
+"""Shared checks of the exporter tests: read a file back and interpret it.
+(Serving files with a real gmserve is daemon.py's.)"""
 import os
 import shutil
 import sys
@@ -6,6 +7,7 @@ import tempfile
 import unittest
 
 import torch
+from torch import nn
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
@@ -26,6 +28,20 @@ def close(got, want):
         i, j = bad[0].tolist()
         return f"sample {i} value {j}: got {float(got[i, j])}, want {float(want[i, j])} (scale {scale})"
     return None
+
+
+class Lambda(nn.Module):
+    """A module whose forward(x) is fn(self, x), with the submodules mods
+    (name=module) as its attributes: one spelling of an op per test."""
+
+    def __init__(self, fn, **mods):
+        super().__init__()
+        self.fn = fn
+        for k, v in mods.items():
+            setattr(self, k, v)
+
+    def forward(self, x):
+        return self.fn(self, x)
 
 
 class ExportTest(unittest.TestCase):
@@ -60,3 +76,4 @@ class ExportTest(unittest.TestCase):
     def ops(self, meta, net):
         import json
         return json.loads(meta[f"gm.{net}"])
+

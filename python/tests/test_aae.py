@@ -14,8 +14,8 @@ from torch import nn
 
 from common import HERE, ExportTest  # first: puts the package on sys.path
 import gmexport
+from daemon import GMSERVE
 
-GMSERVE = os.environ.get("GMSERVE", os.path.join(HERE, "..", "..", "build", "gmserve"))
 IMG, Z = (1, 28, 28), 10
 
 

@@ -8,11 +8,10 @@ import unittest
 import torch.nn.functional as F
 from torch import nn
 
-from common import HERE, ExportTest  # first: puts the package on sys.path
+from common import ExportTest  # first: puts the package on sys.path
 import gmexport
+from daemon import GMSERVE
 import zoo
-
-GMSERVE = os.environ.get("GMSERVE", os.path.join(HERE, "..", "..", "build", "gmserve"))
 
 
 class MLPEncoder(nn.Module):

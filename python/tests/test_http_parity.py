@@ -14,25 +14,17 @@ import base64
 import json
 import math
 import os
-import shutil
-import signal
-import socket
 import struct
-import subprocess
-import tempfile
-import time
 import unittest
-import urllib.error
-import urllib.request
 import zlib
 
 import torch
 
-from common import HERE  # first: puts the package on sys.path
+import common  # noqa: F401 (first: puts the package on sys.path)
+from daemon import GMSERVE, Daemon
 import gmexport
 import zoo
 
-GMSERVE = os.environ.get("GMSERVE", os.path.join(HERE, "..", "..", "build", "gmserve"))
 GREY = 1 / 255 + 1e-4  # an 8-bit pixel against a float in [0, 1]
 REL = 1e-4
 M64 = (1 << 64) - 1
@@ -136,88 +128,36 @@ def png_pixels(data):
     return torch.tensor(list(out), dtype=torch.float64).reshape(h, w, c) / 255
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @unittest.skipUnless(os.access(GMSERVE, os.X_OK), f"{GMSERVE} not built")
 class HttpParity(unittest.TestCase):
     measured = {}
 
     @classmethod
     def setUpClass(cls):
-        cls.dir = tempfile.mkdtemp(prefix="gmserve-parity-")
+        cls.server = Daemon("gmserve-parity-")
         torch.manual_seed(0)
         cls.vae = zoo.ConvVAE(z_dim=8).eval()
         cls.cond = zoo.randomize(zoo.CondDCGANGenerator(img_size=16), 1)
         cls.info = zoo.randomize(zoo.InfoGANGenerator(), 2)
-        files = {k: os.path.join(cls.dir, k + ".safetensors") for k in ("vae", "cond", "info")}
+        files = {k: os.path.join(cls.server.dir, k + ".safetensors") for k in ("vae", "cond", "info")}
         gmexport.save_vae(files["vae"], gmexport.method(cls.vae, "encode"), gmexport.method(cls.vae, "decode"),
                           image="28x28x1", latent_dim=8)
         gmexport.save_gan(files["cond"], cls.cond, image="16x16x1", latent_dim=16, inputs=("z", "label"),
                           num_classes=10)
         gmexport.save_gan(files["info"], cls.info, image="16x16x1", latent_dim=12, inputs=("z", "onehot", "code"),
                           num_classes=10, code_dim=2)
-        config = os.path.join(cls.dir, "empty.json")  # so that config/gmserve.json does not apply
-        with open(config, "w") as f:
-            f.write("{}\n")
-        cls.port = free_port()
-        cls.log = open(os.path.join(cls.dir, "gmserve.log"), "w+")
-        args = [GMSERVE, "--config", config, "--listen", f"127.0.0.1:{cls.port}", "--log-format", "off"]
-        for k, p in files.items():
-            args += ["--model", f"{k}={p}"]
-        cls.proc = subprocess.Popen(args, stdout=cls.log, stderr=cls.log)
-        for _ in range(300):
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{cls.port}/readyz", timeout=5) as r:
-                    if r.status == 200:
-                        return
-            except (urllib.error.URLError, ConnectionError):
-                pass
-            if cls.proc.poll() is not None:
-                break
-            time.sleep(0.1)
-        cls.stop()
-        raise RuntimeError(f"gmserve did not become ready: {cls.log_text()}")
-
-    @classmethod
-    def log_text(cls):
-        cls.log.seek(0)
-        return cls.log.read()[-2000:]
-
-    @classmethod
-    def stop(cls):
-        if cls.proc.poll() is None:
-            cls.proc.send_signal(signal.SIGTERM)
-        try:
-            rc = cls.proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            cls.proc.kill()
-            rc = cls.proc.wait()
-        return rc
+        cls.server.start(files)
 
     @classmethod
     def tearDownClass(cls):
-        rc = cls.stop()
-        text = cls.log_text()
-        cls.log.close()
-        shutil.rmtree(cls.dir, ignore_errors=True)
         if os.environ.get("GMSERVE_PARITY_VERBOSE"):
             for k, v in sorted(cls.measured.items()):
                 print(f"  max difference {k}: {v:.3g}")
-        if rc != 0:
-            raise AssertionError(f"gmserve exited {rc} after SIGTERM: {text}")
+        cls.server.close()
 
     def post(self, path, body):
-        req = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(req, timeout=60) as r:
-                return r.status, json.loads(r.read())
-        except urllib.error.HTTPError as e:
-            return e.code, json.loads(e.read())
+        status, _, data = self.server.post_json(path, body)
+        return status, json.loads(data)
 
     def images(self, path, body):
         """The reply's images as [n, H, W, C] in [0, 1]."""
@@ -342,8 +282,9 @@ class HttpParity(unittest.TestCase):
                            self.infogan(z, [5] * 3, torch.tensor([[-0.75, 0.5]] * 3)))
 
     def test_models_list_code_dim(self):
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/v1/models", timeout=30) as r:
-            listing = json.loads(r.read())
+        status, _, data = self.server.request("/v1/models")
+        self.assertEqual(status, 200, data[:300])
+        listing = json.loads(data)
         models = listing["models"] if isinstance(listing, dict) else listing
         dims = {m["name"]: m["code_dim"] for m in models}
         self.assertEqual(dims, {"vae": 0, "cond": 0, "info": 2})

@@ -6,88 +6,43 @@ has not been built."""
 import io
 import json
 import os
-import shutil
-import signal
-import socket
-import subprocess
-import tempfile
-import time
 import unittest
-import urllib.error
-import urllib.request
 
 import numpy
 import torch
 
-from common import HERE  # first: puts the package on sys.path
+import common  # noqa: F401 (first: puts the package on sys.path)
+from daemon import GMSERVE, Daemon
 import gmexport
 import zoo
 
-GMSERVE = os.environ.get("GMSERVE", os.path.join(HERE, "..", "..", "build", "gmserve"))
 REL = 1e-4
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @unittest.skipUnless(os.access(GMSERVE, os.X_OK), f"{GMSERVE} not built")
 class NpyParity(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.dir = tempfile.mkdtemp(prefix="gmserve-npy-")
+        cls.server = Daemon("gmserve-npy-")
         torch.manual_seed(0)
         cls.vae = zoo.ConvVAE(z_dim=8).eval()
         cls.cond = zoo.randomize(zoo.CondDCGANGenerator(img_size=16), 1)
-        files = {k: os.path.join(cls.dir, k + ".safetensors") for k in ("vae", "cond")}
+        files = {k: os.path.join(cls.server.dir, k + ".safetensors") for k in ("vae", "cond")}
         gmexport.save_vae(files["vae"], gmexport.method(cls.vae, "encode"), gmexport.method(cls.vae, "decode"),
                           image="28x28x1", latent_dim=8)
         gmexport.save_gan(files["cond"], cls.cond, image="16x16x1", latent_dim=16, inputs=("z", "label"),
                           num_classes=10)
-        config = os.path.join(cls.dir, "empty.json")  # so that config/gmserve.json does not apply
-        with open(config, "w") as f:
-            f.write("{}\n")
-        cls.port = free_port()
-        cls.log = open(os.path.join(cls.dir, "gmserve.log"), "w+")
-        args = [GMSERVE, "--config", config, "--listen", f"127.0.0.1:{cls.port}", "--log-format", "off"]
-        for k, p in files.items():
-            args += ["--model", f"{k}={p}"]
-        cls.proc = subprocess.Popen(args, stdout=cls.log, stderr=cls.log)
-        for _ in range(300):
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{cls.port}/readyz", timeout=5) as r:
-                    if r.status == 200:
-                        return
-            except (urllib.error.URLError, ConnectionError):
-                pass
-            if cls.proc.poll() is not None:
-                break
-            time.sleep(0.1)
-        cls.tearDownClass()
-        raise RuntimeError("gmserve did not become ready")
+        cls.server.start(files)
 
     @classmethod
     def tearDownClass(cls):
-        if cls.proc.poll() is None:
-            cls.proc.send_signal(signal.SIGTERM)
-        rc = cls.proc.wait(timeout=60)
-        cls.log.seek(0)
-        text = cls.log.read()[-2000:]
-        cls.log.close()
-        shutil.rmtree(cls.dir, ignore_errors=True)
-        if rc != 0:
-            raise AssertionError(f"gmserve exited {rc} after SIGTERM: {text}")
+        cls.server.close()
 
     def post(self, path, body, accept=None):
-        headers = {"Content-Type": "application/json"}
-        if accept:
-            headers["Accept"] = accept
-        req = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=json.dumps(body).encode(),
-                                     headers=headers)
-        with urllib.request.urlopen(req, timeout=60) as r:
-            return r.headers.get("Content-Type"), r.read()
+        """A 200 reply's Content-Type and body."""
+        status, headers, data = self.server.post_json(path, body, accept)
+        self.assertEqual(status, 200, data[:300])
+        return headers.get("Content-Type"), data
 
     def npy(self, path, body, accept=None):
         ctype, data = self.post(path, body, accept)

@@ -13,27 +13,14 @@ gmserve has not been built.
 import json
 import math
 import os
-import signal
-import socket
 import struct
-import subprocess
-import tempfile
-import time
 import unittest
-import urllib.error
-import urllib.request
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+from daemon import GMSERVE, HERE, Daemon
+
 ROOT = os.path.join(HERE, "..", "..")
-GMSERVE = os.environ.get("GMSERVE", os.path.join(ROOT, "build", "gmserve"))
 PACK = {"FP32": "f", "FP64": "d", "INT64": "q", "INT32": "i", "UINT8": "B", "UINT64": "Q"}
 ROWS = 2
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def values_for(name, datatype, count):
@@ -55,53 +42,21 @@ def values_for(name, datatype, count):
 class OpenInferenceProtocol(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.dir = tempfile.mkdtemp(prefix="gmserve-oip-")
-        config = os.path.join(cls.dir, "empty.json")  # so that config/gmserve.json does not apply
-        with open(config, "w") as f:
-            f.write("{}\n")
-        cls.port = free_port()
-        cls.log = open(os.path.join(cls.dir, "gmserve.log"), "w+")
-        args = [GMSERVE, "--config", config, "--listen", f"127.0.0.1:{cls.port}", "--log-format", "off"]
-        for m in ("nade", "vae", "gan"):
-            args += ["--model", f"{m}={os.path.join(ROOT, 'models', m + '.safetensors')}"]
-        cls.proc = subprocess.Popen(args, stdout=cls.log, stderr=cls.log)
-        for _ in range(300):
-            try:
-                with urllib.request.urlopen(cls.url("/v2/health/ready"), timeout=5) as r:
-                    if r.status == 200:
-                        return
-            except (urllib.error.URLError, ConnectionError):
-                pass
-            if cls.proc.poll() is not None:
-                break
-            time.sleep(0.1)
-        cls.tearDownClass()
-        raise RuntimeError("gmserve did not become ready")
+        cls.server = Daemon("gmserve-oip-")
+        cls.server.start({m: os.path.join(ROOT, "models", m + ".safetensors") for m in ("nade", "vae", "gan")},
+                         ready="/v2/health/ready")
 
     @classmethod
     def tearDownClass(cls):
-        if cls.proc.poll() is None:
-            cls.proc.send_signal(signal.SIGTERM)
-        rc = cls.proc.wait(timeout=60)
-        cls.log.close()
-        assert rc == 0, f"gmserve exited {rc}"
-
-    @classmethod
-    def url(cls, path):
-        return f"http://127.0.0.1:{cls.port}{path}"
+        cls.server.close()
 
     def get(self, path):
-        with urllib.request.urlopen(self.url(path), timeout=30) as r:
-            self.assertEqual(r.status, 200)
-            return json.loads(r.read())
+        status, _, body = self.server.request(path)
+        self.assertEqual(status, 200, body[:300])
+        return json.loads(body)
 
     def post(self, path, body, headers):
-        req = urllib.request.Request(self.url(path), data=body, headers=headers, method="POST")
-        try:
-            with urllib.request.urlopen(req, timeout=60) as r:
-                return r.status, dict(r.headers), r.read()
-        except urllib.error.HTTPError as e:
-            return e.code, dict(e.headers), e.read()
+        return self.server.request(path, body, headers)
 
     def request_for(self, meta, op, binary):
         """The inputs op requires (and its optional seed, so that the JSON and

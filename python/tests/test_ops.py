@@ -6,21 +6,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common import ExportTest, close  # first: puts the package on sys.path
+from common import ExportTest, Lambda, close  # first: puts the package on sys.path
 import gmexport
 import interp
 import zoo
-
-
-class Lambda(nn.Module):
-    def __init__(self, fn, **mods):
-        super().__init__()
-        self.fn = fn
-        for k, v in mods.items():
-            setattr(self, k, v)
-
-    def forward(self, x):
-        return self.fn(self, x)
 
 
 class StarGANInput(nn.Module):

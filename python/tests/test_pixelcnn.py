@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from common import HERE, ExportTest  # first: puts the package on sys.path
 import gmexport
+from daemon import GMSERVE
 import interp
 from gmexport import safetensors
 
@@ -20,8 +21,6 @@ sys.path.insert(0, os.path.join(HERE, "..", "..", "models", "train"))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "tests"))
 import pixelcnn_net  # noqa: E402  (style 1: masked convolutions, weight * mask)
 from pixelcnn_fixtures import ShiftedGated  # noqa: E402  (style 2: shifts, no masks)
-
-GMSERVE = os.environ.get("GMSERVE", os.path.join(HERE, "..", "..", "build", "gmserve"))
 
 
 def logp64(net, x, label=None):

@@ -5,19 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common import ExportTest  # first: puts the package on sys.path
+from common import ExportTest, Lambda  # first: puts the package on sys.path
 import gmexport
-
-
-class Fn(nn.Module):
-    def __init__(self, fn, **mods):
-        super().__init__()
-        self.fn = fn
-        for k, v in mods.items():
-            setattr(self, k, v)
-
-    def forward(self, x):
-        return self.fn(self, x)
 
 
 class Branchy(nn.Module):
@@ -47,26 +36,26 @@ VEC = torch.randn(3, 4)
 IMG = torch.randn(3, 2, 4, 4)
 CASES = [
     ("data-dependent control flow", Branchy(), VEC, "^decoder: branches on tensor values"),
-    ("branch on the batch size", Fn(lambda s, x: x * 2 if x.size(0) > 1 else x), VEC, "branches on the batch size"),
-    ("random numbers", Fn(lambda s, x: x + torch.rand_like(s.b), b=nn.Parameter(torch.ones(4))), VEC, "random"),
-    ("random like", Fn(lambda s, x: x + torch.randn_like(x)), VEC, "has no gmserve op"),
-    ("dropout in training mode", Fn(lambda s, x: F.dropout(x, 0.5)), VEC, "training=True"),
-    ("hard-coded batch size", Fn(lambda s, x: x.view(3, -1)), IMG, "batch dimension"),
-    ("linear on a map", Fn(lambda s, x: s.l(x), l=nn.Linear(4, 3)), IMG, "last dimension"),
+    ("branch on the batch size", Lambda(lambda s, x: x * 2 if x.size(0) > 1 else x), VEC, "branches on the batch size"),
+    ("random numbers", Lambda(lambda s, x: x + torch.rand_like(s.b), b=nn.Parameter(torch.ones(4))), VEC, "random"),
+    ("random like", Lambda(lambda s, x: x + torch.randn_like(x)), VEC, "has no gmserve op"),
+    ("dropout in training mode", Lambda(lambda s, x: F.dropout(x, 0.5)), VEC, "training=True"),
+    ("hard-coded batch size", Lambda(lambda s, x: x.view(3, -1)), IMG, "batch dimension"),
+    ("linear on a map", Lambda(lambda s, x: s.l(x), l=nn.Linear(4, 3)), IMG, "last dimension"),
     ("forward hook", Hooked(), VEC, r"fc: has a forward hook"),
     ("in-place change read later", AliasedInplace(), VEC, "in place"),
-    ("positional inplace=True read later", Fn(lambda s, x: F.leaky_relu(x, 0.2, True) + x), VEC, "in place"),
-    ("in-place method read later", Fn(lambda s, x: x.relu_() + x.sigmoid()), VEC, "in place"),
+    ("positional inplace=True read later", Lambda(lambda s, x: F.leaky_relu(x, 0.2, True) + x), VEC, "in place"),
+    ("in-place method read later", Lambda(lambda s, x: x.relu_() + x.sigmoid()), VEC, "in place"),
     ("batch statistics", nn.BatchNorm1d(4, track_running_stats=False), VEC, "track_running_stats"),
-    ("unsupported function", Fn(lambda s, x: torch.exp(x)), VEC, "has no gmserve op"),
-    ("division by an activation", Fn(lambda s, x: 1 / (x * x + 1)), VEC, "divides by an activation"),
-    ("batch arithmetic", Fn(lambda s, x: x.view(x.size(0) * 2, -1)), IMG, "batch size"),
-    ("full-map constant", Fn(lambda s, x: x + s.pos, pos=nn.Parameter(torch.randn(2, 4, 4))), IMG,
+    ("unsupported function", Lambda(lambda s, x: torch.exp(x)), VEC, "has no gmserve op"),
+    ("division by an activation", Lambda(lambda s, x: 1 / (x * x + 1)), VEC, "divides by an activation"),
+    ("batch arithmetic", Lambda(lambda s, x: x.view(x.size(0) * 2, -1)), IMG, "batch size"),
+    ("full-map constant", Lambda(lambda s, x: x + s.pos, pos=nn.Parameter(torch.randn(2, 4, 4))), IMG,
      "per-channel"),
-    ("permute", Fn(lambda s, x: x.permute(0, 2, 3, 1)), IMG, "has no gmserve op"),
+    ("permute", Lambda(lambda s, x: x.permute(0, 2, 3, 1)), IMG, "has no gmserve op"),
     ("ceil_mode", nn.MaxPool2d(3, 2, ceil_mode=True), IMG, "ceil_mode"),
     ("fractional upsample", nn.Upsample(scale_factor=1.5), IMG, "whole number"),
-    ("cat over the batch", Fn(lambda s, x: torch.cat([x, x], 0)), VEC, "batch dimension"),
+    ("cat over the batch", Lambda(lambda s, x: torch.cat([x, x], 0)), VEC, "batch dimension"),
 ]
 
 
@@ -78,7 +67,7 @@ class Refusals(ExportTest):
                     gmexport.export_network("decoder", m.eval(), [("z", x)])
 
     def test_error_names_the_module_path(self):
-        net = nn.Sequential(nn.Linear(4, 4), nn.Sequential(nn.ReLU(), Fn(lambda s, x: torch.exp(x))))
+        net = nn.Sequential(nn.Linear(4, 4), nn.Sequential(nn.ReLU(), Lambda(lambda s, x: torch.exp(x))))
         with self.assertRaises(gmexport.ExportError) as cm:
             gmexport.export_network("decoder", net, [("z", VEC)])
         self.assertEqual(cm.exception.where, "decoder.1.1 (torch.exp)")

@@ -60,6 +60,25 @@ class ConvVAE(nn.Module):
         return self.decode(self.reparameterize(mu, logvar)), mu, logvar
 
 
+def upsampling_blocks(channels):
+    """PyTorch-GAN's generator body (its ACGAN and InfoGAN share it): from
+    (32, s, s) to (channels, 4s, 4s) by two rounds of Upsample, Conv2d,
+    BatchNorm2d (eps 0.8) and LeakyReLU, then a Conv2d and tanh."""
+    return nn.Sequential(
+        nn.BatchNorm2d(32),
+        nn.Upsample(scale_factor=2),
+        nn.Conv2d(32, 32, 3, stride=1, padding=1),
+        nn.BatchNorm2d(32, 0.8),
+        nn.LeakyReLU(0.2, inplace=True),
+        nn.Upsample(scale_factor=2),
+        nn.Conv2d(32, 16, 3, stride=1, padding=1),
+        nn.BatchNorm2d(16, 0.8),
+        nn.LeakyReLU(0.2, inplace=True),
+        nn.Conv2d(16, channels, 3, stride=1, padding=1),
+        nn.Tanh(),
+    )
+
+
 class CondDCGANGenerator(nn.Module):
     """PyTorch-GAN's ACGAN generator: the label's embedding multiplies the
     noise; Upsample + Conv2d instead of transposed convolutions."""
@@ -69,19 +88,7 @@ class CondDCGANGenerator(nn.Module):
         self.label_emb = nn.Embedding(n_classes, latent_dim)
         self.init_size = img_size // 4
         self.l1 = nn.Sequential(nn.Linear(latent_dim, 32 * self.init_size ** 2))
-        self.conv_blocks = nn.Sequential(
-            nn.BatchNorm2d(32),
-            nn.Upsample(scale_factor=2),
-            nn.Conv2d(32, 32, 3, stride=1, padding=1),
-            nn.BatchNorm2d(32, 0.8),
-            nn.LeakyReLU(0.2, inplace=True),
-            nn.Upsample(scale_factor=2),
-            nn.Conv2d(32, 16, 3, stride=1, padding=1),
-            nn.BatchNorm2d(16, 0.8),
-            nn.LeakyReLU(0.2, inplace=True),
-            nn.Conv2d(16, channels, 3, stride=1, padding=1),
-            nn.Tanh(),
-        )
+        self.conv_blocks = upsampling_blocks(channels)
 
     def forward(self, noise, labels):
         gen_input = torch.mul(self.label_emb(labels), noise)
@@ -116,19 +123,7 @@ class InfoGANGenerator(nn.Module):
         input_dim = latent_dim + n_classes + code_dim
         self.init_size = img_size // 4
         self.l1 = nn.Sequential(nn.Linear(input_dim, 32 * self.init_size ** 2))
-        self.conv_blocks = nn.Sequential(
-            nn.BatchNorm2d(32),
-            nn.Upsample(scale_factor=2),
-            nn.Conv2d(32, 32, 3, stride=1, padding=1),
-            nn.BatchNorm2d(32, 0.8),
-            nn.LeakyReLU(0.2, inplace=True),
-            nn.Upsample(scale_factor=2),
-            nn.Conv2d(32, 16, 3, stride=1, padding=1),
-            nn.BatchNorm2d(16, 0.8),
-            nn.LeakyReLU(0.2, inplace=True),
-            nn.Conv2d(16, channels, 3, stride=1, padding=1),
-            nn.Tanh(),
-        )
+        self.conv_blocks = upsampling_blocks(channels)
 
     def forward(self, noise, labels, code):
         gen_input = torch.cat((noise, labels, code), -1)
