@@ -41,14 +41,7 @@ static void check_sample_logp(const char *file, int B, float temperature) {
     double sum = 0;
     for (size_t i = 0; i < (size_t)B * D; i++) sum += a[i];
     assert_true(sum > 0 && sum < (double)B * D);
-    gm_logp_result *s = calloc(B, sizeof *s);
-    assert_int_equal(gm_model_logp(m, B, a, 1, NULL, s), 0);
-    for (int r = 0; r < B; r++)
-        if (!(fabs(s[r].logp - la[r]) <= 1e-4)) {
-            print_error("%s sample %d: returned log p %.8f, scored %.8f\n", file, r, la[r], s[r].logp);
-            fail();
-        }
-    free(s);
+    assert_logp_is_score(m, B, a, la, file);
     free(a);
     free(la);
     free(rows);

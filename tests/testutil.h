@@ -166,4 +166,17 @@ static inline void check_probabilities_sum_to_one(const char *model_file, int D)
     gm_model_free(m);
 }
 
+/* The log p a sampler returned for each of B images x equals what
+ * gm_model_logp scores for them, within 1e-4 nats. */
+static inline void assert_logp_is_score(gm_model *m, int B, const float *x, const double *lp, const char *what) {
+    gm_logp_result *s = calloc(B, sizeof *s);
+    assert_int_equal(gm_model_logp(m, B, x, 1, NULL, s), 0);
+    for (int r = 0; r < B; r++)
+        if (!(fabs(s[r].logp - lp[r]) <= 1e-4)) {
+            print_error("%s sample %d: returned log p %.8f, scored %.8f\n", what, r, lp[r], s[r].logp);
+            fail();
+        }
+    free(s);
+}
+
 #endif
