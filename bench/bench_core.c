@@ -23,7 +23,10 @@
  * PixelCNN sampling is the cached sampler (gm_model_sample); its naive loop
  * (pixelcnn_naive: a whole forward pass per pixel) is timed as one batched
  * forward pass and its rate divided by H * W, what each of its steps costs.
- * PyTorch's pixelcnn_sample is its naive loop.
+ * PyTorch's pixelcnn_sample is its naive loop, and so is its
+ * pixelrnn_sample (the Row LSTM of models/train/pixelrnn_net.py at
+ * train_pixelrnn.py's default size); gmserve's computes each row's state
+ * terms once and then each pixel's column alone.
  */
 #include <cblas.h>
 #include <dirent.h>
@@ -183,7 +186,7 @@ static void run_gemms(void *p) {
  * only the multiply-adds the model needs. */
 static double nade_flops(int B, double on) { return B * 784.0 * 500 * (2.0 + on); }
 
-enum { NADE, NADE_BUNDLED, VAE, GAN, PIXELCNN, MODELS };
+enum { NADE, NADE_BUNDLED, VAE, GAN, PIXELCNN, PIXELRNN, MODELS };
 static const struct {
     const char *op;
     int model;
@@ -200,6 +203,8 @@ static const struct {
     {"pixelcnn_logp", PIXELCNN, run_logp, 1, 0},
     {"pixelcnn_sample", PIXELCNN, run_sample, 1, 0},
     {"pixelcnn_naive", PIXELCNN, run_logp, 1, 1},
+    {"pixelrnn_logp", PIXELRNN, run_logp, 1, 0},
+    {"pixelrnn_sample", PIXELRNN, run_sample, 1, 0},
 };
 #define N_OPS (int)(sizeof OPS / sizeof OPS[0])
 static const int BATCHES[] = {1, 16, 64, 256};
@@ -246,7 +251,7 @@ static int wanted(const char *op) {
 static int run_round(const char *dir, const char *round) {
     char path[512], err[GM_ERR_LEN];
     gm_set_compute_threads(openblas_get_num_threads()); /* NADE splits rows like OpenBLAS splits GEMMs */
-    const char *files[MODELS] = {"nade", "models/nade", "vae", "gan", "pixelcnn"};
+    const char *files[MODELS] = {"nade", "models/nade", "vae", "gan", "pixelcnn", "pixelrnn"};
     gm_model *models[MODELS];
     for (int i = 0; i < MODELS; i++) {
         if (i == NADE_BUNDLED) snprintf(path, sizeof path, "%s.safetensors", files[i]);

@@ -3,11 +3,12 @@
 Builds the default architectures of issue 2 with random weights (NADE H=500
 on 28x28; MLP VAE 784-512-256-(2x32) / 32-256-512-784; DCGAN generator
 z=64 -> 128x7x7 -> 64x14x14 -> 1x28x28; the gated PixelCNN of the bundled
-model, 7 layers of 32 channels), writes them as gmserve model files into
+model, 7 layers of 32 channels; the Row LSTM of train_pixelrnn.py's
+default, 3 layers of 32, k_in 5, k_state 3), writes them as gmserve model files into
 OUT, and times PyTorch on the same weights with the same thread count.
-PyTorch's PixelCNN sampling is the naive loop (one forward pass per pixel):
-its first row of 28 pixels is timed and the rate scaled to 784 pixels,
-since every pass costs the same.
+PyTorch's PixelCNN and PixelRNN sampling is the naive loop (one forward
+pass per pixel): its first row of 28 pixels is timed and the rate scaled to
+784 pixels, since every pass costs the same.
 Writes a JSON map "op/batch" -> images per CPU-second (time.process_time,
 every thread of the process) to OUT/torch.ROUND.json, ROUND the second
 argument; bench_core.sh runs these rounds interleaved with gmserve's.
@@ -27,6 +28,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "models", "trai
 import gmfile  # noqa: E402
 import gmexport  # noqa: E402  (on the path through gmfile)
 import pixelcnn_net  # noqa: E402
+import pixelrnn_net  # noqa: E402
 
 OUT = sys.argv[1]
 ROUND = sys.argv[2] if len(sys.argv) > 2 else "0"
@@ -113,11 +115,15 @@ pcnn = pixelcnn_net.GatedPixelCNN(c=32, layers=7).eval()
 gmexport.save_pixelcnn(os.path.join(OUT, "pixelcnn.safetensors"), pcnn, image="28x28x1")
 
 
-def pixelcnn_row(n, pixels=28):
+prnn = pixelrnn_net.RowLSTM(hidden=32, layers=3, k_in=5, k_state=3, head=64).eval()
+gmexport.save_pixelrnn(os.path.join(OUT, "pixelrnn.safetensors"), prnn, image="28x28x1")
+
+
+def pixelcnn_row(n, pixels=28, net=pcnn):
     """The naive loop's first `pixels` steps: a whole forward pass each."""
     x = torch.zeros(n, 1, 28, 28)
     for i in range(pixels):
-        p = torch.sigmoid(pcnn(x)[:, 0, i // 28, i % 28])
+        p = torch.sigmoid(net(x)[:, 0, i // 28, i % 28])
         x[:, 0, i // 28, i % 28] = torch.bernoulli(p)
     return x
 
@@ -148,4 +154,7 @@ with torch.no_grad():
         cell("pixelcnn_logp", B, lambda: pixelcnn_net.nll(pcnn(xi), xi))
         if B <= 64:  # PyTorch's naive loop: 28 of its 784 forward passes, scaled
             cell("pixelcnn_sample", B, lambda: pixelcnn_row(B), scale=28, min_time=0.2, max_reps=3)
+        cell("pixelrnn_logp", B, lambda: pixelrnn_net.nll(prnn(xi), xi))
+        if B <= 64:
+            cell("pixelrnn_sample", B, lambda: pixelcnn_row(B, net=prnn), scale=28, min_time=0.2, max_reps=3)
 json.dump(results, open(os.path.join(OUT, f"torch.{ROUND}.json"), "w"), indent=1)

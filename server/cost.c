@@ -31,6 +31,9 @@ static const double ROW_US[GM_FAMILY_COUNT][GM_OP_COUNT] = {
      * image and 10 one-hot maps in): 1.8-2.1 ms per row (medians of 41 batches of 16, three runs, load ~13);
      * the CycleGAN of the same widths with 7x7 ends is within 20 % of it */
     [GM_FAMILY_TRANSLATOR] = {[GM_OP_TRANSLATE] = 2000},
+    /* a Row LSTM of 3 layers of 32 (train_pixelrnn.py's default), bench-core: sampling computes each pixel's
+     * column alone, logp one batched pass */
+    [GM_FAMILY_PIXELRNN] = {[GM_OP_SAMPLE] = 40000, [GM_OP_LOGP] = 7000, [GM_OP_COMPLETE] = 40000},
 };
 #define VAE_IMPORTANCE_SAMPLE_US 12.0 /* one of the K decoder rows of a VAE logp */
 #define PNG_PIXEL_US 0.02             /* one output pixel: scaling, filtering, deflate */

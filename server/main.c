@@ -65,7 +65,7 @@ static void describe(const char *path, const gm_model *m) {
     printf(" on 2 rows with a fixed seed: all outputs finite\n");
     const char *probes = gm_model_probes(m);
     if (*probes) printf("%s: probes: %s\n", path, probes);
-    else printf("%s: probes: none (the file carries no gm.probe.* tensors to recompute)\n", path);
+    else printf("%s: probes: none (the file carries no probe tensors to recompute)\n", path);
 }
 
 /* A side "HxWxC" of gm.image, as model.c reads it: 1..4096, then `sep`. */

@@ -268,7 +268,7 @@ static bool needs(gm_operation *c, const gm_model_info *in, gm_op op) {
     if (op == GM_OP_COMPLETE)
         return fail(c, GM_E_UNSUPPORTED_OP,
                     "model \"%s\" (%s) cannot complete: only an autoregressive model "
-                    "(nade, pixelcnn) has the exact conditionals of the missing pixels given the "
+                    "(nade, pixelcnn, pixelrnn) has the exact conditionals of the missing pixels given the "
                     "others",
                     model_name(c), gm_family_name(in->family));
     static const char *const WHY[GM_OP_COUNT] = {

@@ -18,6 +18,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "models", "trai
 import gmfile  # noqa: E402
 import pixelcnn_fixtures  # noqa: E402  (tests/, beside this file)
 import translator_fixtures  # noqa: E402  (tests/, beside this file)
+import pixelrnn_fixtures  # noqa: E402
 
 OUT = sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures"
 torch.manual_seed(1234)
@@ -694,6 +695,7 @@ def main():
     infogan_fixture()
     pixelcnn_fixtures.main(OUT)
     translator_fixtures.main(OUT)
+    pixelrnn_fixtures.main(OUT)
     print("fixtures written to", OUT)
 
 

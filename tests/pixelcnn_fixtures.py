@@ -114,9 +114,10 @@ def randomize(net, scale):
     return net.eval()
 
 
-def fixture(out, name, net, h, w, n, classes=0, c=1):
+def fixture(out, name, net, h, w, n, classes=0, c=1, save=gmexport.save_pixelcnn):
+    """NAME.safetensors written by save, and NAME.ref.safetensors."""
     path = os.path.join(out, name + ".safetensors")
-    gmexport.save_pixelcnn(path, net, image=f"{h}x{w}x{c}", num_classes=classes)
+    save(path, net, image=f"{h}x{w}x{c}", num_classes=classes)
     x = (torch.rand(n, c, h, w) < 0.4).float()
     if classes:
         lp = torch.stack([logp64(net, x, torch.full((n,), y, dtype=torch.int64)) for y in range(classes)], 1)

@@ -82,6 +82,7 @@ static void check_kept_logp_and_marginal(const char *path) {
 static void test_core_kept_logp_and_marginal(void **state) {
     check_kept_logp_and_marginal("tests/fixtures/nade_tiny.safetensors");     /* 2x5 */
     check_kept_logp_and_marginal("tests/fixtures/pixelcnn_tiny.safetensors"); /* 2x3 */
+    check_kept_logp_and_marginal("tests/fixtures/pixelrnn_tiny.safetensors"); /* 3x3 */
 }
 
 /* Completing the first p pixels of a sample with the sample's seed,
@@ -121,6 +122,8 @@ static void test_core_completing_a_sample_gives_it_back(void **state) {
     check_sample_given_back("tests/fixtures/pixelcnn_gated_cond.safetensors"); /* a label */
     check_sample_given_back("tests/fixtures/pixelcnn_shifted.safetensors");
     check_sample_given_back("tests/fixtures/pixelcnn_rgb.safetensors"); /* 3 channels a pixel */
+    check_sample_given_back("tests/fixtures/pixelrnn_small.safetensors");
+    check_sample_given_back("tests/fixtures/pixelrnn_cond.safetensors"); /* a label */
 }
 
 /* A row completed among others (different given counts, seeds and
@@ -160,6 +163,7 @@ static void test_core_batched_equals_alone(void **state) {
     check_batched_equals_alone(NADE);
     check_batched_equals_alone("tests/fixtures/pixelcnn_gated.safetensors");
     check_batched_equals_alone("tests/fixtures/pixelcnn_rgb.safetensors");
+    check_batched_equals_alone("tests/fixtures/pixelrnn_wide.safetensors");
 }
 
 /* A NADE in another order and a VAE cannot complete; the call says so. */
@@ -188,7 +192,7 @@ typedef struct {
     int h, w;
 } served;
 
-static const served AR[] = {{"nade", 28, 28}, {"pc", 9, 7}};
+static const served AR[] = {{"nade", 28, 28}, {"pc", 9, 7}, {"prnn", 7, 9}};
 enum { N_AR = sizeof AR / sizeof AR[0], MAX_PIXELS = 28 * 28 };
 
 static daemon_t d;
@@ -198,6 +202,7 @@ static int start(void **state) {
                           "--model", "ordered=tests/fixtures/nade_ref.safetensors",
                           "--model", "vae=tests/fixtures/vae_mlp.safetensors",
                           "--model", "pc=tests/fixtures/pixelcnn_gated.safetensors",
+                          "--model", "prnn=tests/fixtures/pixelrnn_small.safetensors",
                           "--max-n", "64",
                           NULL};
     d = daemon_start("complete", args);
@@ -439,7 +444,7 @@ static void test_http_errors(void **state) {
                       "{\"rows\": 2, \"images\": [{\"pixels\": []}, {\"pixels\": []}]}", 422, "exactly one image");
 }
 
-/* /v1/models lists complete for the NADE in raster order and the PixelCNN only; OPTIONS
+/* /v1/models lists complete for the NADE in raster order, the PixelCNN and the PixelRNN only; OPTIONS
  * offers POST. */
 static void test_http_listed(void **state) {
     reply_t r = http_get(d.port, "/v1/models");
@@ -452,7 +457,7 @@ static void test_http_listed(void **state) {
         size_t k;
         json_array_foreach(json_object_get(m, "operations"), k, op) listed |=
             !strcmp(json_string_value(op), "complete");
-        assert_int_equal(listed, !strcmp(name, "nade") || !strcmp(name, "pc"));
+        assert_int_equal(listed, !strcmp(name, "nade") || !strcmp(name, "pc") || !strcmp(name, "prnn"));
         if (listed) assert_non_null(json_object_get(json_object_get(m, "parameters"), "complete"));
     }
     json_decref(j);

@@ -9,56 +9,18 @@
 #include "gm/pixelcnn.h"
 #include "testutil.h"
 
-static void check_logp(const char *model_file, const char *ref_file) {
-    gm_model *m = load_model(model_file);
-    gm_st *ref = load_ref(ref_file);
-    const gm_tensor *x = gm_st_tensor(ref, "x");
-    int B = (int)x->shape[0];
-    assert_int_equal(x->numel / B, gm_model_get_info(m)->dim);
-    size_t n;
-    double *want = ref_doubles(ref, "logp", &n);
-    assert_int_equal(n, B);
-    gm_logp_result *got = calloc(B, sizeof *got);
-    assert_int_equal(gm_model_logp(m, B, x->f32, 1, NULL, got), 0);
-    for (int r = 0; r < B; r++)
-        if (!(fabs(got[r].logp - want[r]) <= 1e-4)) { /* 1e-4 nats per image */
-            print_error("%s image %d: log p %.8f, float64 reference %.8f\n", model_file, r, got[r].logp, want[r]);
-            fail();
-        }
-    free(got);
-    free(want);
-    gm_st_free(ref);
-    gm_model_free(m);
-}
-
 static void test_logp_matches_float64(void **state) {
-    check_logp("pixelcnn_gated.safetensors", "pixelcnn_gated.ref.safetensors");
-    check_logp("pixelcnn_plain.safetensors", "pixelcnn_plain.ref.safetensors");
-    check_logp("pixelcnn_shifted.safetensors", "pixelcnn_shifted.ref.safetensors");
-    check_logp("pixelcnn_gated_cond.safetensors", "pixelcnn_gated_cond.ref.safetensors");
-    check_logp("pixelcnn_tiny.safetensors", "pixelcnn_tiny.ref.safetensors");
-    check_logp("pixelcnn_rgb.safetensors", "pixelcnn_rgb.ref.safetensors"); /* 3 channels */
+    check_logp_against_ref("pixelcnn_gated.safetensors", "pixelcnn_gated.ref.safetensors");
+    check_logp_against_ref("pixelcnn_plain.safetensors", "pixelcnn_plain.ref.safetensors");
+    check_logp_against_ref("pixelcnn_shifted.safetensors", "pixelcnn_shifted.ref.safetensors");
+    check_logp_against_ref("pixelcnn_gated_cond.safetensors", "pixelcnn_gated_cond.ref.safetensors");
+    check_logp_against_ref("pixelcnn_tiny.safetensors", "pixelcnn_tiny.ref.safetensors");
+    check_logp_against_ref("pixelcnn_rgb.safetensors", "pixelcnn_rgb.ref.safetensors"); /* 3 channels */
 }
 
 /* A 2x3 model: p over all 64 binary images sums to 1. */
 static void test_probabilities_sum_to_one(void **state) {
-    gm_model *m = load_model("pixelcnn_tiny.safetensors");
-    int D = gm_model_get_info(m)->dim, N = 1 << D;
-    assert_int_equal(D, 6);
-    float *x = malloc((size_t)N * D * sizeof *x);
-    gm_logp_result *lp = calloc(N, sizeof *lp);
-    for (int i = 0; i < N; i++)
-        for (int j = 0; j < D; j++) x[i * D + j] = (float)((i >> j) & 1);
-    assert_int_equal(gm_model_logp(m, N, x, 1, NULL, lp), 0);
-    double total = 0.0;
-    for (int i = 0; i < N; i++) total += exp(lp[i].logp);
-    if (!(fabs(total - 1.0) <= 1e-6)) {
-        print_error("sum of p over all %d images: %.9f\n", N, total);
-        fail();
-    }
-    free(x);
-    free(lp);
-    gm_model_free(m);
+    check_probabilities_sum_to_one("pixelcnn_tiny.safetensors", 6);
 }
 
 /* Cached and naive sampling draw the same pixels and log p, bit for bit,
@@ -77,17 +39,8 @@ static void check_cached_is_naive(const char *file, int B, float temperature) {
     assert_memory_equal(la, lb, (size_t)B * sizeof *la);
     double sum = 0;
     for (size_t i = 0; i < (size_t)B * D; i++) sum += a[i];
-    assert_true(sum > 0 && sum < (double)B * D); /* not all one value */
-    if (!info->num_classes) {                    /* a conditional model's score is the mixture over labels */
-        gm_logp_result *s = calloc(B, sizeof *s);
-        assert_int_equal(gm_model_logp(m, B, a, 1, NULL, s), 0);
-        for (int r = 0; r < B; r++)
-            if (!(fabs(s[r].logp - la[r]) <= 1e-4)) {
-                print_error("%s sample %d: returned log p %.8f, scored %.8f\n", file, r, la[r], s[r].logp);
-                fail();
-            }
-        free(s);
-    }
+    assert_true(sum > 0 && sum < (double)B * D);                     /* not all one value */
+    if (!info->num_classes) assert_logp_is_score(m, B, a, la, file); /* a conditional model's score: the mixture */
     /* the model's own sample op is the cached sampler */
     gm_row *rc = seeded_rows(B, 77, temperature);
     for (int r = 0; r < B && info->num_classes; r++) rc[r].label = r % info->num_classes;

@@ -128,4 +128,62 @@ static inline gm_row *seeded_rows(int B, uint64_t seed, float temperature) {
     return rows;
 }
 
+/* gm_model_logp of a fixture's reference images ("x" of ref_file) against
+ * their float64 log p (its metadata "logp"): 1e-4 nats per image. */
+static inline void check_logp_against_ref(const char *model_file, const char *ref_file) {
+    gm_model *m = load_model(model_file);
+    gm_st *ref = load_ref(ref_file);
+    const gm_tensor *x = gm_st_tensor(ref, "x");
+    int B = (int)x->shape[0];
+    assert_int_equal(x->numel / B, gm_model_get_info(m)->dim);
+    size_t n;
+    double *want = ref_doubles(ref, "logp", &n);
+    assert_int_equal(n, B);
+    gm_logp_result *got = calloc(B, sizeof *got);
+    assert_int_equal(gm_model_logp(m, B, x->f32, 1, NULL, got), 0);
+    for (int r = 0; r < B; r++)
+        if (!(fabs(got[r].logp - want[r]) <= 1e-4)) { /* 1e-4 nats per image */
+            print_error("%s image %d: log p %.8f, float64 reference %.8f\n", model_file, r, got[r].logp, want[r]);
+            fail();
+        }
+    free(got);
+    free(want);
+    gm_st_free(ref);
+    gm_model_free(m);
+}
+
+/* A tiny binary model of D pixels: p over all 2^D images sums to 1 (1e-6). */
+static inline void check_probabilities_sum_to_one(const char *model_file, int D) {
+    gm_model *m = load_model(model_file);
+    int N = 1 << D;
+    assert_int_equal(gm_model_get_info(m)->dim, D);
+    float *x = malloc((size_t)N * D * sizeof *x);
+    gm_logp_result *lp = calloc(N, sizeof *lp);
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < D; j++) x[i * D + j] = (float)((i >> j) & 1);
+    assert_int_equal(gm_model_logp(m, N, x, 1, NULL, lp), 0);
+    double total = 0.0;
+    for (int i = 0; i < N; i++) total += exp(lp[i].logp);
+    if (!(fabs(total - 1.0) <= 1e-6)) {
+        print_error("%s: sum of p over all %d images: %.9f\n", model_file, N, total);
+        fail();
+    }
+    free(x);
+    free(lp);
+    gm_model_free(m);
+}
+
+/* The log p a sampler returned for each of B images x equals what
+ * gm_model_logp scores for them, within 1e-4 nats. */
+static inline void assert_logp_is_score(gm_model *m, int B, const float *x, const double *lp, const char *what) {
+    gm_logp_result *s = calloc(B, sizeof *s);
+    assert_int_equal(gm_model_logp(m, B, x, 1, NULL, s), 0);
+    for (int r = 0; r < B; r++)
+        if (!(fabs(s[r].logp - lp[r]) <= 1e-4)) {
+            print_error("%s sample %d: returned log p %.8f, scored %.8f\n", what, r, lp[r], s[r].logp);
+            fail();
+        }
+    free(s);
+}
+
 #endif

@@ -27,6 +27,7 @@ typedef enum {
     GM_FAMILY_AAE,
     GM_FAMILY_PIXELCNN,
     GM_FAMILY_TRANSLATOR,
+    GM_FAMILY_PIXELRNN,
     GM_FAMILY_COUNT
 } gm_family;
 
@@ -59,7 +60,7 @@ typedef struct {
     const char *const *domains;       /* translator with a reverse generator: the names of A and B, else NULL */
     bool supports[GM_OP_COUNT];
     bool binary;                /* inputs are binarized at 0.5 (NADE; a VAE with gm.input "binary") */
-    bool exact_logp;            /* logp is exact (NADE, PixelCNN), else an importance-sampled estimate */
+    bool exact_logp;            /* logp is exact (NADE, PixelCNN, PixelRNN), else an importance-sampled estimate */
     char sha256[GM_SHA256_HEX]; /* the SHA-256 of the model file's bytes, lowercase hex */
 } gm_model_info;
 

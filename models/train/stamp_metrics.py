@@ -3,7 +3,7 @@ into each model file's gm.metrics (shown by /v1/models and the web page).
 
     python3 models/train/stamp_metrics.py METRICS.json name=FILE ...
 
-name is the key in METRICS.json (nade, vae, gan, classifier, pixelcnn). Only the
+name is the key in METRICS.json (nade, vae, gan, classifier, pixelcnn, pixelrnn). Only the
 header changes; tensor bytes are copied as they are. Needs no torch.
 """
 import json

@@ -12,7 +12,8 @@ random state go to --checkpoint; a run finds the checkpoint and resumes from
 it, so a training longer than one session continues where it stopped. When
 --epochs epochs are done the script writes OUT.safetensors with
 gmexport.save_pixelcnn (it does so again, without training, when the
-checkpoint already holds --epochs epochs).
+checkpoint already holds --epochs epochs). fit() is the loop
+train_pixelrnn.py trains the Row LSTM with.
 """
 import argparse
 import math
@@ -29,10 +30,10 @@ BATCH = 64
 VAL = 2000
 
 
-def evaluate(model, xv):
+def evaluate(model, nll, xv):
     model.eval()
     with torch.no_grad():
-        total = sum(pixelcnn_net.nll(model(xv[i:i + 250]), xv[i:i + 250]).sum().item()
+        total = sum(nll(model(xv[i:i + 250]), xv[i:i + 250]).sum().item()
                     for i in range(0, len(xv), 250))
     model.train()
     return total / len(xv)
@@ -45,16 +46,31 @@ def main():
     ap.add_argument("--channels", type=int, default=32)
     ap.add_argument("--layers", type=int, default=7)
     ap.add_argument("--checkpoint", default=os.path.join(HERE, "checkpoints", "pixelcnn.pt"))
+    add_loop_args(ap)
+    args = ap.parse_args()
+    data.single_thread(args.seed)
+    model = pixelcnn_net.GatedPixelCNN(c=args.channels, layers=args.layers)
+    done = fit("pixelcnn", model, pixelcnn_net.nll, args, {"channels": args.channels, "layers": args.layers})
+    if done:
+        export(model, args, *done)
+
+
+def add_loop_args(ap):
+    """The options of fit() every autoregressive trainer shares."""
     ap.add_argument("--log-every", type=int, default=100)
     ap.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (timing runs)")
     ap.add_argument("--seed", type=int, default=1)
-    args = ap.parse_args()
-    data.single_thread(args.seed)
+
+
+def fit(tag, model, nll, args, arch):
+    """Trains model (x [B, 1, 28, 28] -> logits) for args.epochs epochs,
+    resuming from and checkpointing to args.checkpoint (arch: the
+    architecture options, stored in it). Returns (minutes, history), or None
+    when --max-steps stopped it early."""
     x, _ = data.load("train")
     x = x.reshape(-1, 1, 28, 28)
     xt, xv = x[:-VAL], x[-VAL:]
     xv = torch.bernoulli(xv, generator=torch.Generator().manual_seed(7))
-    model = pixelcnn_net.GatedPixelCNN(c=args.channels, layers=args.layers)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     steps_per_epoch = math.ceil(len(xt) / BATCH)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, args.epochs * steps_per_epoch, eta_min=1e-5)
@@ -66,16 +82,16 @@ def main():
         sched.load_state_dict(ck["sched"])
         torch.set_rng_state(ck["rng"])
         epoch, minutes, history = ck["epoch"], ck["minutes"], ck["history"]
-        print(f"[pixelcnn] resumed from {args.checkpoint} after epoch {epoch}", flush=True)
+        print(f"[{tag}] resumed from {args.checkpoint} after epoch {epoch}", flush=True)
     nparams = sum(p.numel() for p in model.parameters())
-    print(f"[pixelcnn] {nparams} parameters, {steps_per_epoch} steps per epoch", flush=True)
+    print(f"[{tag}] {nparams} parameters, {steps_per_epoch} steps per epoch", flush=True)
     while epoch < args.epochs:
         t0 = time.time()
         perm = torch.randperm(len(xt))
         total, seen, window, wn = 0.0, 0, 0.0, 0
         for step, i in enumerate(range(0, len(xt), BATCH)):
             xb = torch.bernoulli(xt[perm[i:i + BATCH]])
-            loss = pixelcnn_net.nll(model(xb), xb).mean()
+            loss = nll(model(xb), xb).mean()
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -86,27 +102,27 @@ def main():
             wn += 1
             if (step + 1) % args.log_every == 0:
                 el = time.time() - t0
-                print(f"[pixelcnn] epoch {epoch + 1} step {step + 1}/{steps_per_epoch}  train {window / wn:.2f} nats"
+                print(f"[{tag}] epoch {epoch + 1} step {step + 1}/{steps_per_epoch}  train {window / wn:.2f} nats"
                       f"  {el / (step + 1):.3f} s/step  (epoch eta {el / (step + 1) * steps_per_epoch / 60:.1f} min)",
                       flush=True)
                 window, wn = 0.0, 0
             if args.max_steps and step + 1 >= args.max_steps:
-                return
-        val = evaluate(model, xv)
+                return None
+        val = evaluate(model, nll, xv)
         took = (time.time() - t0) / 60
         minutes += took
         epoch += 1
         history.append({"epoch": epoch, "train_nats": round(total / seen, 3), "val_nats": round(val, 3),
                          "minutes": round(took, 2)})
-        print(f"[pixelcnn] epoch {epoch}/{args.epochs}  train {total / seen:.3f}  val {val:.3f} nats"
+        print(f"[{tag}] epoch {epoch}/{args.epochs}  train {total / seen:.3f}  val {val:.3f} nats"
               f"  {took:.1f} min  (total {minutes:.1f} min)", flush=True)
-        os.makedirs(os.path.dirname(args.checkpoint), exist_ok=True)
+        os.makedirs(os.path.dirname(os.path.abspath(args.checkpoint)), exist_ok=True)
         tmp = args.checkpoint + ".tmp"
         torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
                     "rng": torch.get_rng_state(), "epoch": epoch, "minutes": minutes, "history": history,
-                    "args": {"channels": args.channels, "layers": args.layers, "epochs": args.epochs}}, tmp)
+                    "args": dict(arch, epochs=args.epochs)}, tmp)
         os.replace(tmp, args.checkpoint)
-    export(model, args, minutes, history)
+    return minutes, history
 
 
 def export(model, args, minutes, history):

@@ -11,8 +11,8 @@ Every file carries probe inputs and PyTorch's outputs for them, which the
 server recomputes at load. `python3 -m gmexport --help` is the command line.
 """
 from .errors import ExportError
-from .families import save_aae, save_gan, save_nade, save_pixelcnn, save_translator, save_vae
+from .families import save_aae, save_gan, save_nade, save_pixelcnn, save_pixelrnn, save_translator, save_vae
 from .trace import export_network, method
 
-__all__ = ["ExportError", "save_vae", "save_gan", "save_aae", "save_nade", "save_pixelcnn", "save_translator",
+__all__ = ["ExportError", "save_vae", "save_gan", "save_aae", "save_nade", "save_pixelcnn", "save_pixelrnn", "save_translator",
            "export_network", "method"]

@@ -1,5 +1,5 @@
 """families.py - one gmserve model file per call: save_vae, save_gan,
-save_aae, save_nade, save_pixelcnn, save_translator.
+save_aae, save_nade, save_pixelcnn, save_pixelrnn, save_translator.
 
 Each network is traced into a layer graph (trace.py) and stored as the JSON
 text of a metadata key (gm.encoder, gm.decoder, gm.generator, ...), with
@@ -51,6 +51,16 @@ class _Writer:
         shape = (PROBES, self.c, self.h, self.w)
         u = torch.rand(shape, generator=self.gen)
         return {"binary": (u < 0.5).float(), "gray": u, "tanh": u * 2 - 1}[kind]
+
+    def classes(self, C, class_names):
+        """gm.num_classes (and gm.class_names) of a conditional model, C > 0."""
+        if not C:
+            return
+        self.meta["gm.num_classes"] = str(C)
+        if class_names is not None:
+            if len(class_names) != C:
+                raise ExportError("class_names", f"{len(class_names)} names for {C} classes")
+            self.meta["gm.class_names"] = json.dumps(list(class_names))
 
     def network(self, net, module, inputs, defaults, out_size=None, tuple_output=False):
         """inputs: [(name, tensor [P, ...])] in forward() order."""
@@ -341,6 +351,139 @@ def save_translator(path, generator, image="28x28x1", inputs=("image",), num_cla
             raise ExportError(net, f"output={output!r} but the network ends in {last!r}; the server reads its "
                                    f"images as {'[-1, 1]' if output == 'tanh' else '[0, 1]'}")
     w.save(path)
+
+
+def save_pixelrnn(path, net, image="28x28x1", num_classes=0, class_names=None, metadata=None):
+    """A Row LSTM (PixelRNN) over binary images of one channel, the fixed
+    architecture of models/train/pixelrnn_net.py: net.layers, each with
+    input_to_state (a 1 x k_in Conv2d with bias, its weight multiplied by an
+    optional `mask` buffer), state_to_state (a k_state Conv1d without bias),
+    cond (an Embedding of the label, when num_classes > 0); net.out1 (1x1
+    Conv2d hidden -> head) and net.out2 (head -> 1). The tensors are stored
+    by name with gm.pixelrnn describing the shapes; the probes are net's own
+    outputs, which must equal what the file describes (recomputed here in
+    float64), so a module that is not this architecture raises ExportError."""
+    w = _Writer("pixelrnn", image, metadata)
+    if w.c != 1:
+        raise ExportError("image", f"{image!r}: a pixelrnn models binary images of one channel")
+    C = int(num_classes)
+    if C < 0:
+        raise ExportError("num_classes", f"{num_classes} must be 0 or more")
+    arch, ts = _row_lstm_tensors(net, C)
+    w.meta.update({"gm.likelihood": "bernoulli", "gm.pixelrnn": json.dumps(arch, separators=(",", ":"))})
+    w.classes(C, class_names)
+    x = w.images("binary")
+    label = torch.randint(0, C, (PROBES,), generator=w.gen) if C else None
+    with _eval(net), torch.no_grad():
+        try:
+            out = net(x) if label is None else net(x, label)
+        except Exception as e:  # the module's own error, named
+            raise ExportError("network", f"forward() failed on {PROBES} probe images: {e}") from e
+    if not isinstance(out, torch.Tensor) or list(out.shape) != [PROBES, 1, w.h, w.w]:
+        raise ExportError("network", f"forward() must return logits [B, 1, {w.h}, {w.w}]")
+    want = _row_lstm_logits(arch, ts, x.double(), label)
+    scale = max(1.0, want.abs().max().item())
+    diff = (out.double() - want).abs().max().item()
+    if not diff <= 1e-4 * scale:
+        raise ExportError("network", f"forward() differs from the Row LSTM its tensors describe by {diff:.3g} "
+                                     "(the gates must be input, forget, output, candidate; later layers "
+                                     "residual; relu -> out1 -> relu -> out2)")
+    ts["gm.pixelrnn.probe.image"] = x.contiguous()
+    if C:
+        ts["gm.pixelrnn.probe.label"] = label.to(torch.float32)
+    ts["gm.pixelrnn.probe.logits"] = out.to(torch.float32).contiguous()
+    w.tensors = ts
+    w.save(path)
+
+
+def _conv(module, kind, name):
+    if not isinstance(module, kind):
+        raise ExportError(name, f"must be a torch.nn.{kind.__name__} (found {type(module).__name__})")
+    return module
+
+
+def _row_lstm_tensors(net, C):
+    """(the gm.pixelrnn description, the named float32 tensors) of a Row LSTM."""
+    layers = getattr(net, "layers", None)
+    if not isinstance(layers, torch.nn.ModuleList) or len(layers) == 0:
+        raise ExportError("layers", "a Row LSTM has a non-empty torch.nn.ModuleList `layers`")
+    ts, arch = {}, None
+    for i, layer in enumerate(layers):
+        n = f"layers.{i}"
+        a = _conv(getattr(layer, "input_to_state", None), torch.nn.Conv2d, f"{n}.input_to_state")
+        s = _conv(getattr(layer, "state_to_state", None), torch.nn.Conv1d, f"{n}.state_to_state")
+        mask = getattr(a, "mask", None)
+        wi = (a.weight * mask if mask is not None else a.weight).detach()
+        if wi.dim() != 4 or wi.shape[2] != 1 or wi.shape[0] % 4 or a.bias is None:
+            raise ExportError(f"{n}.input_to_state", f"weight {list(wi.shape)}: a 1 x k convolution to 4 x hidden "
+                                                     "gates, with a bias")
+        h, k_in = wi.shape[0] // 4, wi.shape[3]
+        if s.bias is not None or list(s.weight.shape[:2]) != [4 * h, h]:
+            raise ExportError(f"{n}.state_to_state", f"weight {list(s.weight.shape)}: [4 x {h}, {h}, k], no bias")
+        if arch is None:
+            arch = {"layers": len(layers), "hidden": h, "input_kernel": k_in, "state_kernel": s.weight.shape[2]}
+        if h != arch["hidden"] or k_in != arch["input_kernel"] or s.weight.shape[2] != arch["state_kernel"]:
+            raise ExportError(n, "every layer must have the same hidden size and kernels")
+        if wi.shape[1] != (1 if i == 0 else h):
+            raise ExportError(f"{n}.input_to_state", f"takes {wi.shape[1]} channels: the first layer takes the "
+                                                     f"image (1), later ones the hidden state ({h})")
+        if k_in % 2 == 0 or arch["state_kernel"] % 2 == 0:
+            raise ExportError(n, "kernels must have odd widths (centred on the pixel)")
+        ts[f"{n}.input_to_state.weight"] = wi[:, :, 0, :]
+        ts[f"{n}.input_to_state.bias"] = a.bias.detach()
+        ts[f"{n}.state_to_state.weight"] = s.weight.detach()
+        cond = getattr(layer, "cond", None)
+        if (cond is not None) != bool(C):
+            raise ExportError(f"{n}.cond", f"num_classes={C} but the layer {'has no' if C else 'has a'} "
+                                           "label embedding")
+        if C:
+            _conv(cond, torch.nn.Embedding, f"{n}.cond")
+            if list(cond.weight.shape) != [C, 4 * h]:
+                raise ExportError(f"{n}.cond", f"weight {list(cond.weight.shape)} must be [{C}, {4 * h}]")
+            ts[f"{n}.class_bias"] = cond.weight.detach()
+    o1 = _conv(getattr(net, "out1", None), torch.nn.Conv2d, "out1")
+    o2 = _conv(getattr(net, "out2", None), torch.nn.Conv2d, "out2")
+    head = o1.weight.shape[0]
+    if list(o1.weight.shape) != [head, arch["hidden"], 1, 1] or list(o2.weight.shape) != [1, head, 1, 1] or \
+            o1.bias is None or o2.bias is None:
+        raise ExportError("out1", f"out1 must be a 1x1 Conv2d {arch['hidden']} -> head and out2 head -> 1, "
+                                  "both with a bias")
+    arch["head"] = head
+    ts.update({"out1.weight": o1.weight.detach()[:, :, 0, 0], "out1.bias": o1.bias.detach(),
+               "out2.weight": o2.weight.detach()[:, :, 0, 0], "out2.bias": o2.bias.detach()})
+    for k, t in ts.items():
+        if t.dtype != torch.float32 or not torch.isfinite(t).all():
+            raise ExportError(k, "must be finite float32 on the CPU (module.float().cpu())")
+        ts[k] = t.contiguous().cpu()
+    return arch, ts
+
+
+def _row_lstm_logits(arch, ts, x, label):
+    """The logits [P, 1, H, W] the tensors describe, in float64: the
+    definition the server implements (docs/model-files.md, "pixelrnn")."""
+    F = torch.nn.functional
+    t = {k: v.double() for k, v in ts.items()}
+    h, ks = arch["hidden"], arch["state_kernel"]
+    inp = x
+    for i in range(arch["layers"]):
+        n = f"layers.{i}"
+        pre = F.conv2d(inp, t[f"{n}.input_to_state.weight"][:, :, None, :], t[f"{n}.input_to_state.bias"],
+                       padding=(0, arch["input_kernel"] // 2))
+        if label is not None:
+            pre = pre + t[f"{n}.class_bias"][label][:, :, None, None]
+        hs = torch.zeros(x.shape[0], h, x.shape[3], dtype=torch.float64)
+        cs = torch.zeros_like(hs)
+        rows = []
+        for r in range(x.shape[2]):
+            g = pre[:, :, r] + F.conv1d(hs, t[f"{n}.state_to_state.weight"], padding=ks // 2)
+            gi, gf, go, gg = g[:, :h], g[:, h:2 * h], g[:, 2 * h:3 * h], g[:, 3 * h:]
+            cs = torch.sigmoid(gf) * cs + torch.sigmoid(gi) * torch.tanh(gg)
+            hs = torch.sigmoid(go) * torch.tanh(cs)
+            rows.append(hs)
+        out = torch.stack(rows, 2)
+        inp = out if i == 0 else inp + out
+    y = F.relu(torch.einsum("bchw,oc->bohw", F.relu(inp), t["out1.weight"]) + t["out1.bias"][:, None, None])
+    return torch.einsum("bchw,oc->bohw", y, t["out2.weight"]) + t["out2.bias"][:, None, None]
 
 
 @contextlib.contextmanager

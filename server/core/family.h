@@ -35,10 +35,13 @@ typedef struct {
     /* gm_model_translate */
     int (*translate)(const void *impl, const gm_model_info *info, int B, const float *x, const int *labels,
                      bool reverse, float *pixels);
+    /* A family without layer graphs (pixelrnn) that checked its own probes
+     * at load: how many probe inputs it verified (0: none in the file). */
+    int (*own_probes)(const void *impl);
 } gm_family_impl;
 
 extern const gm_family_impl gm_nade_family, gm_vae_family, gm_gan_family, gm_aae_family, gm_pixelcnn_family,
-    gm_translator_family;
+    gm_translator_family, gm_pixelrnn_family;
 
 /* The family's state of a loaded model (its load's result). */
 const void *gm_model_state(const gm_model *m);

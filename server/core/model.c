@@ -33,11 +33,13 @@ struct gm_model {
     char probes[192]; /* what the load-time probes verified; "" when none */
 };
 
-static const char *const FAMILY_NAMES[GM_FAMILY_COUNT] = {"nade", "vae", "gan", "aae", "pixelcnn", "translator"};
+static const char *const FAMILY_NAMES[GM_FAMILY_COUNT] = {"nade",     "vae",        "gan",     "aae",
+                                                          "pixelcnn", "translator", "pixelrnn"};
 static const char *const OP_NAMES[GM_OP_COUNT] = {"sample",       "logp",        "encode",   "decode",
                                                   "discriminate", "reconstruct", "complete", "translate"};
 static const gm_family_impl *const FAMILIES[GM_FAMILY_COUNT] = {
-    &gm_nade_family, &gm_vae_family, &gm_gan_family, &gm_aae_family, &gm_pixelcnn_family, &gm_translator_family};
+    &gm_nade_family,     &gm_vae_family,        &gm_gan_family,     &gm_aae_family,
+    &gm_pixelcnn_family, &gm_translator_family, &gm_pixelrnn_family};
 
 const char *gm_family_name(gm_family f) { return f < GM_FAMILY_COUNT ? FAMILY_NAMES[f] : "?"; }
 const char *gm_op_name(gm_op op) { return op < GM_OP_COUNT ? OP_NAMES[op] : "?"; }
@@ -158,20 +160,23 @@ gm_model *gm_model_load(const char *path, char err[GM_ERR_LEN]) {
         goto fail;
     }
     if (f == GM_FAMILY_COUNT) {
-        gm_errorf(err, "%s: metadata \"gm.family\" must be nade, vae, gan, aae, pixelcnn or translator (found %s)",
+        gm_errorf(err,
+                  "%s: metadata \"gm.family\" must be nade, vae, gan, aae, pixelcnn, translator or pixelrnn (found %s)",
                   path, fam ? fam : "none");
         goto fail;
     }
     m->info.family = (gm_family)f;
     m->impl = FAMILIES[f];
     if (parse_image(m->st, &m->info, err) || parse_classes(m, err)) goto fail;
-    if (f != GM_FAMILY_NADE && f != GM_FAMILY_PIXELCNN && f != GM_FAMILY_TRANSLATOR &&
+    if (f != GM_FAMILY_NADE && f != GM_FAMILY_PIXELCNN && f != GM_FAMILY_TRANSLATOR && f != GM_FAMILY_PIXELRNN &&
         meta_int(m->st, "gm.latent_dim", 1, MAX_LATENT, 0, &m->info.latent_dim, err))
         goto fail;
     if (!(m->state = m->impl->load(m->st, &m->info, err)) ||
         gm_verify_probes(m->st, &m->info, m->impl, m->state, m->probes, sizeof m->probes, err) ||
         gm_model_selftest(m, err))
         goto fail;
+    int own = m->impl->own_probes ? m->impl->own_probes(m->state) : 0;
+    if (own > 0) snprintf(m->probes, sizeof m->probes, "network verified (%d probe input%s)", own, own == 1 ? "" : "s");
     return m;
 fail:
     gm_model_free(m);

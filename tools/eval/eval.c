@@ -49,8 +49,8 @@
 #define SAMPLE_SEED 1
 
 typedef struct {
-    const char *nade, *vae, *pixelcnn, *gan, *aae, *infogan, *stargan, *cyclegan, *cycle_classes, *classifier, *data,
-        *json, *grids;
+    const char *nade, *vae, *pixelcnn, *pixelrnn, *gan, *aae, *infogan, *stargan, *cyclegan, *cycle_classes,
+        *classifier, *data, *json, *grids;
     int k, vae_images, samples, threads;
 } options;
 
@@ -559,7 +559,8 @@ done:
 
 static int usage(void) {
     fprintf(stderr,
-            "usage: gmserve eval [--nade FILE] [--vae FILE] [--pixelcnn FILE] [--gan FILE --classifier FILE]\n"
+            "usage: gmserve eval [--nade FILE] [--vae FILE] [--pixelcnn FILE] [--pixelrnn FILE]\n"
+            "                    [--gan FILE --classifier FILE]\n"
             "                    [--aae FILE --classifier FILE] [--infogan FILE --classifier FILE]\n"
             "                    [--stargan FILE --classifier FILE]\n"
             "                    [--cyclegan FILE --cycle-classes A,B --classifier FILE] [--classifier FILE]\n"
@@ -577,6 +578,7 @@ int gm_eval_main(int argc, char **argv) {
         const char **s = !strcmp(a, "--nade")            ? &o.nade
                          : !strcmp(a, "--vae")           ? &o.vae
                          : !strcmp(a, "--pixelcnn")      ? &o.pixelcnn
+                         : !strcmp(a, "--pixelrnn")      ? &o.pixelrnn
                          : !strcmp(a, "--gan")           ? &o.gan
                          : !strcmp(a, "--aae")           ? &o.aae
                          : !strcmp(a, "--infogan")       ? &o.infogan
@@ -628,8 +630,8 @@ int gm_eval_main(int argc, char **argv) {
     gm_dataset train = {0}, test = {0};
     float *test_bin = NULL;
     gm_classifier c = {0};
-    gm_logp_result *nade_res = NULL, *vae_res = NULL, *pcnn_res = NULL;
-    int nade_n = 0, vae_n = 0, pcnn_n = 0;
+    gm_logp_result *nade_res = NULL, *vae_res = NULL, *pcnn_res = NULL, *prnn_res = NULL;
+    int nade_n = 0, vae_n = 0, pcnn_n = 0, prnn_n = 0;
     json_t *report = json_object();
     int rc = 1;
     if (gm_dataset_load(&test, o.data, "t10k", err)) goto fail;
@@ -645,6 +647,11 @@ int gm_eval_main(int argc, char **argv) {
         goto fail;
     if (nade_res && pcnn_res)
         compare("pixelcnn", pcnn_res, "nade", nade_res, pcnn_n < nade_n ? pcnn_n : nade_n, report);
+    if (o.pixelrnn &&
+        eval_likelihood(&o, o.pixelrnn, GM_FAMILY_PIXELRNN, &test, test_bin, report, &prnn_res, &prnn_n, err))
+        goto fail;
+    if (nade_res && prnn_res)
+        compare("pixelrnn", prnn_res, "nade", nade_res, prnn_n < nade_n ? prnn_n : nade_n, report);
     if (o.classifier) {
         if (classifier_load(&c, o.classifier, test.height, test.width, err)) goto fail;
         float *f = malloc(sizeof(float) * test.n * c.fdim);
@@ -698,6 +705,7 @@ done:
     free(nade_res);
     free(vae_res);
     free(pcnn_res);
+    free(prnn_res);
     classifier_free(&c);
     free(test_bin);
     gm_dataset_free(&train);
