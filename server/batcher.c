@@ -41,12 +41,19 @@ static const struct {
     bool input;
     unit unit;
 } FIELDS[] = {
-    {offsetof(gm_job, pixels), true, UNIT_PIXELS},       {offsetof(gm_job, z), true, UNIT_LATENT},
-    {offsetof(gm_job, labels), true, UNIT_INT},          {offsetof(gm_job, rows), true, UNIT_ROW},
-    {offsetof(gm_job, codes), true, UNIT_CODE},          {offsetof(gm_job, out_pixels), false, UNIT_PIXELS},
-    {offsetof(gm_job, out_logp), false, UNIT_DOUBLE},    {offsetof(gm_job, out_logp_rest), false, UNIT_DOUBLE},
-    {offsetof(gm_job, out_lp), false, UNIT_LP},          {offsetof(gm_job, out_z), false, UNIT_ENCODED},
-    {offsetof(gm_job, out_logvar), false, UNIT_ENCODED}, {offsetof(gm_job, out_logits), false, UNIT_FLOAT},
+    {offsetof(gm_job, pixels), true, UNIT_PIXELS},
+    {offsetof(gm_job, z), true, UNIT_LATENT},
+    {offsetof(gm_job, labels), true, UNIT_INT},
+    {offsetof(gm_job, rows), true, UNIT_ROW},
+    {offsetof(gm_job, codes), true, UNIT_CODE},
+    {offsetof(gm_job, cats), true, UNIT_INT},
+    {offsetof(gm_job, out_pixels), false, UNIT_PIXELS},
+    {offsetof(gm_job, out_logp), false, UNIT_DOUBLE},
+    {offsetof(gm_job, out_logp_rest), false, UNIT_DOUBLE},
+    {offsetof(gm_job, out_lp), false, UNIT_LP},
+    {offsetof(gm_job, out_z), false, UNIT_ENCODED},
+    {offsetof(gm_job, out_logvar), false, UNIT_ENCODED},
+    {offsetof(gm_job, out_logits), false, UNIT_FLOAT},
 };
 enum { NFIELDS = sizeof FIELDS / sizeof FIELDS[0] };
 

@@ -116,8 +116,8 @@ static void test_delay_collects_late_jobs(void **state) {
  * one: every output row must be identical. */
 typedef struct {
     gm_job job;
-    float *pix, *z, *out, *out2;
-    int *labels;
+    float *pix, *z, *codes, *out, *out2;
+    int *labels, *cats;
     gm_row *rows;
     double *logp;
     gm_logp_result *lp;
@@ -130,6 +130,8 @@ static void make_job(test_job *t, const gm_model *m, gm_op op, int n, uint64_t s
     t->pix = malloc((size_t)n * in->dim * sizeof(float));
     t->z = malloc((size_t)n * (in->latent_dim + 1) * sizeof(float));
     t->labels = malloc((size_t)n * sizeof(int));
+    t->cats = malloc((size_t)n * sizeof(int));
+    t->codes = malloc((size_t)n * (in->code_dim + 1) * sizeof(float));
     t->out = calloc((size_t)n * (in->dim + in->encode_dim), sizeof(float));
     t->out2 = calloc((size_t)n * in->encode_dim + 1, sizeof(float));
     t->logp = calloc((size_t)n, sizeof(double));
@@ -138,6 +140,8 @@ static void make_job(test_job *t, const gm_model *m, gm_op op, int n, uint64_t s
     gm_rng_seed(&r, seed, 999);
     for (int i = 0; i < n * in->dim; i++) t->pix[i] = (float)gm_rng_uniform(&r);
     for (int i = 0; i < n * in->latent_dim; i++) t->z[i] = (float)gm_rng_normal(&r);
+    for (int i = 0; i < n * in->code_dim; i++) t->codes[i] = (float)gm_rng_uniform(&r) * 2 - 1;
+    for (int i = 0; i < n; i++) t->cats[i] = in->cat_dim ? (int)(gm_rng_next(&r) % (uint64_t)in->cat_dim) : 0;
     for (int i = 0; i < n; i++) {
         t->labels[i] = in->num_classes ? (int)(gm_rng_next(&r) % (uint64_t)in->num_classes) : -1;
         t->rows[i].label = t->labels[i];
@@ -162,6 +166,8 @@ static void make_job(test_job *t, const gm_model *m, gm_op op, int n, uint64_t s
     case GM_OP_DECODE:
         t->job.z = t->z;
         t->job.labels = in->num_classes ? t->labels : NULL;
+        t->job.codes = in->code_dim ? t->codes : NULL;
+        t->job.cats = in->cat_dim ? t->cats : NULL;
         t->job.out_pixels = t->out;
         break;
     default:
@@ -173,6 +179,8 @@ static void free_job(test_job *t) {
     free(t->pix);
     free(t->z);
     free(t->labels);
+    free(t->cats);
+    free(t->codes);
     free(t->out);
     free(t->out2);
     free(t->rows);
@@ -229,6 +237,8 @@ static void test_batch_rows_go_back_to_their_jobs(void **state) {
     check_merged_equals_alone("gan_cond.safetensors", GM_OP_SAMPLE);
     check_merged_equals_alone("gan_cond.safetensors", GM_OP_ENCODE);
     check_merged_equals_alone("gan_cond.safetensors", GM_OP_DECODE);
+    /* an InfoGAN's categories and codes are per-row inputs too */
+    check_merged_equals_alone("infogan_tiny.safetensors", GM_OP_DECODE);
 }
 
 static bool never_alive(gm_job *j) { return false; }
