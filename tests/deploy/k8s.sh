@@ -41,7 +41,7 @@ command -v kubectl > /dev/null ||
     fail "kubectl is needed for 'kubectl kustomize' (apt-get install kubectl, or see kubernetes.io/docs/tasks/tools)"
 # catatonit: podman's pause container for pods is built from it
 missing=()
-for p in podman runc catatonit netavark aardvark-dns debootstrap python3-yaml; do
+for p in podman runc catatonit netavark aardvark-dns iptables debootstrap python3-yaml; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then

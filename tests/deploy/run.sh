@@ -22,9 +22,10 @@ mkdir -p "$out"
 
 # podman with runc, no default ulimits, and netavark networking: its
 # aardvark-dns is what lets nginx reach the replicas by service name (podman
-# falls back to CNI without a DNS plugin when these recommends are missing)
+# falls back to CNI without a DNS plugin when these recommends are missing);
+# netavark builds the bridge network with iptables
 missing=()
-for p in podman podman-compose runc debootstrap wrk netavark aardvark-dns; do
+for p in podman podman-compose runc debootstrap wrk netavark aardvark-dns iptables; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
