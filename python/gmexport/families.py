@@ -52,16 +52,6 @@ class _Writer:
         u = torch.rand(shape, generator=self.gen)
         return {"binary": (u < 0.5).float(), "gray": u, "tanh": u * 2 - 1}[kind]
 
-    def classes(self, C, class_names):
-        """gm.num_classes (and gm.class_names) of a conditional model, C > 0."""
-        if not C:
-            return
-        self.meta["gm.num_classes"] = str(C)
-        if class_names is not None:
-            if len(class_names) != C:
-                raise ExportError("class_names", f"{len(class_names)} names for {C} classes")
-            self.meta["gm.class_names"] = json.dumps(list(class_names))
-
     def network(self, net, module, inputs, defaults, out_size=None, tuple_output=False):
         """inputs: [(name, tensor [P, ...])] in forward() order."""
         if module is None:
