@@ -16,7 +16,7 @@
  * pixelcnn_cache.c proves, from the kernel taps with non-zero weights, that
  * no output at any position depends on its own or a later pixel; and the
  * network as served is run on a random binary image and on copies with one
- * pixel flipped, CHECK_PIXELS pixels spread over the image (every channel
+ * pixel flipped, 16 pixels spread over the image (causal.c; every channel
  * of each), one image at a time, and no output at or before the flipped
  * pixel may move.
  *
@@ -30,15 +30,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "causal.h"
 #include "family.h"
 #include "gm/pixelcnn.h"
 #include "graph.h"
 #include "pixelcnn_cache.h"
 #include "vmath.h"
 
-#define CHECK_PIXELS 16
-#define CHECK_SEED 20261201u
-#define CHECK_TOLERANCE 1e-5
 /* log p runs the network over a few images at a time, at most PASS_FLOATS
  * values of its largest activation per pass (one image of the bundled
  * model's 64 x 28 x 28), so that each value stays in the core's cache from
@@ -88,48 +86,15 @@ static int logits_of(const pixelcnn *m, const gm_model_info *info, int B, const 
     return rc;
 }
 
-/* Flips CHECK_PIXELS pixels (every channel of each) of a random binary
- * image, one copy at a time so that memory stays at three images, and
- * refuses the network when an output at or before the flipped pixel moves. */
-static int check_causal(const pixelcnn *m, const gm_model_info *info, const char *L, char err[GM_ERR_LEN]) {
-    int C = info->channels, P = info->height * info->width, D = info->dim;
-    int S = P < CHECK_PIXELS ? P : CHECK_PIXELS, rc = -1, label = m->conditional ? 0 : -1;
-    float *x = malloc((size_t)D * sizeof *x), *y0 = malloc((size_t)D * sizeof *y0), *y = malloc((size_t)D * sizeof *y);
-    if (!x || !y0 || !y) goto oom;
-    gm_rng rng;
-    gm_rng_seed(&rng, CHECK_SEED, 0);
-    for (int i = 0; i < D; i++) x[i] = gm_rng_uniform(&rng) < 0.5 ? 1.0f : 0.0f;
-    if (logits_of(m, info, 1, x, label, y0)) goto oom;
-    for (int s = 0; s < S; s++)
-        for (int c = 0; c < C; c++) {
-            int t = S > 1 ? (int)((long long)s * (P - 1) / (S - 1)) : 0, flipped = t * C + c;
-            x[flipped] = 1.0f - x[flipped];
-            int failed = logits_of(m, info, 1, x, label, y);
-            x[flipped] = 1.0f - x[flipped];
-            if (failed) goto oom;
-            for (int i = 0; i <= flipped; i++) {
-                double a = y0[i], b = y[i];
-                if (!(fabs(a - b) <= CHECK_TOLERANCE * (1.0 + fabs(a)))) {
-                    rc = gm_errorf(err,
-                                   "%s: gm.network is not causal: its output at pixel (row %d, column %d, "
-                                   "channel %d) changes from %.7g to %.7g when input pixel (row %d, column "
-                                   "%d, channel %d) is flipped; an output may depend on earlier pixels "
-                                   "(raster order, channels in order) only",
-                                   L, i / C / info->width, i / C % info->width, i % C, a, b, t / info->width,
-                                   t % info->width, c);
-                    goto done;
-                }
-            }
-        }
-    rc = 0;
-    goto done;
-oom:
-    rc = gm_errorf(err, "%s: out of memory checking gm.network's causality", L);
-done:
-    free(x);
-    free(y0);
-    free(y);
-    return rc;
+/* The causality check's view of the network: one image, label 0 if conditional. */
+typedef struct {
+    const pixelcnn *m;
+    const gm_model_info *info;
+} causal_view;
+
+static int causal_logits(const void *p, const float *x, float *y) {
+    const causal_view *v = p;
+    return logits_of(v->m, v->info, 1, x, v->m->conditional ? 0 : -1, y);
 }
 
 static void *pixelcnn_load(const gm_st *st, gm_model_info *info, char err[GM_ERR_LEN]) {
@@ -182,7 +147,10 @@ static void *pixelcnn_load(const gm_st *st, gm_model_info *info, char err[GM_ERR
         if (size > largest) largest = size;
     }
     m->pass_rows = PASS_FLOATS / largest > 1 ? PASS_FLOATS / largest : 1;
-    if (!(m->plan = pc_plan_build(m->net, L, "gm.network", err)) || check_causal(m, info, L, err)) goto fail;
+    if (!(m->plan = pc_plan_build(m->net, L, "gm.network", err)) ||
+        gm_check_causal(&(causal_view){m, info}, causal_logits, info->height, info->width, info->channels, L,
+                        "gm.network", err))
+        goto fail;
     info->binary = true;
     info->exact_logp = true;
     info->supports[GM_OP_SAMPLE] = info->supports[GM_OP_LOGP] = info->supports[GM_OP_COMPLETE] = true;

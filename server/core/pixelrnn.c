@@ -29,7 +29,7 @@
  * Loading checks every tensor's name, shape and finiteness, that the
  * masked taps are zero (the causality by construction), recomputes the
  * exporter's probe logits, and runs a random image with one pixel flipped
- * at a time (CHECK_PIXELS pixels): no logit at or before it may move.
+ * at a time (16 pixels, causal.c): no logit at or before it may move.
  */
 #include <cblas.h>
 #include <jansson.h>
@@ -39,6 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "causal.h"
 #include "family.h"
 #include "parallel.h"
 #include "vmath.h"
@@ -50,9 +51,6 @@
 #define MAX_PROBES 16
 #define BLOCK_ROWS 64          /* images one pass holds at most */
 #define BLOCK_FLOATS (1 << 24) /* and the floats of its work space */
-#define CHECK_PIXELS 16
-#define CHECK_SEED 20261201u
-#define CHECK_TOLERANCE 1e-5
 #define PROBE_TOLERANCE 1e-4
 
 typedef struct {
@@ -566,40 +564,11 @@ done:
     return rc;
 }
 
-/* Flips CHECK_PIXELS pixels of a random binary image, one at a time: no
- * logit at or before the flipped pixel may move. */
-static int check_causal(const pixelrnn *m, const char *L, char err[GM_ERR_LEN]) {
-    int D = m->H * m->W, S = D < CHECK_PIXELS ? D : CHECK_PIXELS, label = 0, rc = -1;
-    float *x = malloc((size_t)D * sizeof *x), *y0 = malloc((size_t)D * sizeof *y0), *y = malloc((size_t)D * sizeof *y);
-    if (!x || !y0 || !y) goto oom;
-    gm_rng rng;
-    gm_rng_seed(&rng, CHECK_SEED, 0);
-    for (int i = 0; i < D; i++) x[i] = gm_rng_uniform(&rng) < 0.5 ? 1.0f : 0.0f;
-    if (pass_logits(m, 1, x, m->K ? &label : NULL, y0)) goto oom;
-    for (int s = 0; s < S; s++) {
-        int t = S > 1 ? (int)((long long)s * (D - 1) / (S - 1)) : 0;
-        x[t] = 1.0f - x[t];
-        int failed = pass_logits(m, 1, x, m->K ? &label : NULL, y);
-        x[t] = 1.0f - x[t];
-        if (failed) goto oom;
-        for (int i = 0; i <= t; i++)
-            if (!(fabs((double)y0[i] - y[i]) <= CHECK_TOLERANCE * (1.0 + fabs((double)y0[i])))) {
-                rc = gm_errorf(err,
-                               "%s: the pixelrnn is not causal: its logit of pixel (row %d, column %d) changes "
-                               "from %.7g to %.7g when pixel (row %d, column %d) is flipped",
-                               L, i / m->W, i % m->W, (double)y0[i], (double)y[i], t / m->W, t % m->W);
-                goto done;
-            }
-    }
-    rc = 0;
-    goto done;
-oom:
-    rc = gm_errorf(err, "%s: out of memory checking causality", L);
-done:
-    free(x);
-    free(y0);
-    free(y);
-    return rc;
+/* The causality check's view of the network: one image, label 0 if conditional. */
+static int causal_logits(const void *p, const float *x, float *y) {
+    const pixelrnn *m = p;
+    int label = 0;
+    return pass_logits(m, 1, x, m->K ? &label : NULL, y);
 }
 
 static void *pixelrnn_load(const gm_st *st, gm_model_info *info, char err[GM_ERR_LEN]) {
@@ -665,7 +634,7 @@ static void *pixelrnn_load(const gm_st *st, gm_model_info *info, char err[GM_ERR
         gm_errorf(err, "%s: a pixelrnn's probes are gm.pixelrnn.probe.image, .logits (and .label) together", L);
         goto fail;
     }
-    if (check_causal(m, L, err)) goto fail;
+    if (gm_check_causal(m, causal_logits, m->H, m->W, 1, L, "the pixelrnn", err)) goto fail;
     info->binary = true;
     info->exact_logp = true;
     info->supports[GM_OP_SAMPLE] = info->supports[GM_OP_LOGP] = info->supports[GM_OP_COMPLETE] = true;
