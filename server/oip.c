@@ -458,8 +458,8 @@ static unsigned op_inputs(const gm_model_info *in, gm_op op, unsigned *req) {
     case GM_OP_RECONSTRUCT:
         *req = BIT(IN_IMAGES);
         return BIT(IN_IMAGES);
-    case GM_OP_DECODE:
-        *req = BIT(IN_LATENTS) | cond | code;
+    case GM_OP_DECODE: /* an AAE's classes are its prior's: its decoder takes no label */
+        *req = BIT(IN_LATENTS) | (in->mixture_prior ? cond & ~BIT(IN_LABEL) : cond) | code;
         return *req;
     case GM_OP_TRANSLATE: /* a multi-domain translator's label is the target class */
         *req = BIT(IN_IMAGES) | cond;

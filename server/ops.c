@@ -621,11 +621,17 @@ static bool prepare_reconstruct(gm_operation *c, const gm_model_info *in, json_t
 /* The labels of decode and translate into c->labels: required when the
  * model has classes (`why` says what they are for), one for every input
  * (`per` names them: "latent", "image") or an array of one per input; a
- * label for a model without classes is refused. */
+ * label for a model without classes, or whose classes are its prior's
+ * components (an AAE's decoder takes z alone), is refused. */
 static bool read_labels(gm_operation *c, const gm_model_info *in, json_t *p, long n, const char *per, const char *why) {
     json_t *lv = json_object_get(p, "label");
-    if (!in->num_classes) {
-        if (lv) return fail(c, GM_E_MODEL_MISMATCH, "label: model \"%s\" is not class-conditional", model_name(c));
+    if (!in->num_classes || in->mixture_prior) {
+        if (lv)
+            return fail(c, GM_E_MODEL_MISMATCH,
+                        in->mixture_prior ? "label: the classes of model \"%s\" are the components of its mixture "
+                                            "prior, which sample draws from; its decoder takes a latent alone"
+                                          : "label: model \"%s\" is not class-conditional",
+                        model_name(c));
         return true;
     }
     if (!lv)

@@ -46,7 +46,8 @@ const gm_param_def gm_params[GM_P_COUNT] = {
     [GM_P_LABEL] = {.name = "label", .type = "integer", .dflt_text = "random (sample, complete)",
         .ops = SAMPLE | DECODE | COMPLETE | TRANSLATE,
         .description = "the class of a class-conditional model: an index 0..num_classes-1 or a class name; "
-                       "decode takes one per latent too; translate: the target class of a multi-domain "
+                       "decode takes one per latent too; an AAE with a mixture prior: the component sample "
+                       "draws z from (its decode takes none); translate: the target class of a multi-domain "
                        "translator (required), one for every image or one per image"},
     [GM_P_TRUNCATION] = {.name = "truncation", .type = "number", .min = 0, .min_open = true, .max = 100,
         .dflt_text = "none", .ops = SAMPLE, .description = "GAN only: redraw latent values beyond +-truncation"},

@@ -190,10 +190,11 @@ class GaussianHeadEncoder(nn.Module):
         return self.mu(h), self.logvar(h)
 
 
-def aae_fixture(name, h, w, C, Z, enc, dec, output, n):
-    """The model file through gmexport.save_aae (with its probes) and, for
-    images x and latents z: PyTorch's codes, decoded images and
-    reconstructions, as gmserve serves them (channels last, in [0, 1])."""
+def aae_fixture(name, h, w, C, Z, enc, dec, output, n, **prior):
+    """The model file through gmexport.save_aae (with its probes; prior:
+    save_aae's prior arguments) and, for images x and latents z: PyTorch's
+    codes, decoded images and reconstructions, as gmserve serves them
+    (channels last, in [0, 1])."""
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "python"))
     import gmexport
     D = h * w * C
@@ -201,7 +202,7 @@ def aae_fixture(name, h, w, C, Z, enc, dec, output, n):
     gaussian = isinstance(enc, GaussianHeadEncoder)
     enc_mod = gmexport.method(enc, "encode") if gaussian else enc
     gmexport.save_aae(os.path.join(OUT, name + ".safetensors"), enc_mod, dec, image=f"{h}x{w}x{C}", latent_dim=Z,
-                      encoder_head="gaussian" if gaussian else "point", output=output)
+                      encoder_head="gaussian" if gaussian else "point", output=output, **prior)
     x = torch.rand(n, h, w, C)
     z = torch.randn(n, Z)
 
@@ -240,6 +241,20 @@ def aae_fixtures():
     nn.init.zeros_(dec[0].weight)
     nn.init.zeros_(dec[0].bias)
     aae_fixture("aae_half", 28, 28, 1, 4, nn.Sequential(nn.Flatten(), nn.Linear(784, 4)), dec, "sigmoid", 2)
+
+
+def aae_mixture_fixture():
+    """The paper's label-conditioned prior: three Gaussians in a 2-D code
+    space, one per class, their means apart and their stds unequal. On a
+    stream of its own, so that the fixtures after it stay as committed."""
+    with torch.random.fork_rng():
+        torch.manual_seed(9)
+        aae_fixture("aae_mixture", 8, 8, 1, 2,
+                    nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 2)),
+                    nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Linear(16, 64), nn.Sigmoid(),
+                                  nn.Unflatten(1, (1, 8, 8))),
+                    "sigmoid", 4, prior="mixture", prior_means=torch.tensor([[-2.0, 0.0], [2.0, 0.5], [0.0, 3.0]]),
+                    prior_stds=torch.tensor([0.5, 0.25, 1.0]), class_names=["left", "right", "up"])
 
 
 # ---------- VAE likelihoods (torch.distributions, float64) ----------
@@ -657,6 +672,10 @@ def main():
         return
     if sys.argv[2:] == ["aae"]:  # only the AAE cases
         aae_fixtures()
+        aae_mixture_fixture()
+        return
+    if sys.argv[2:] == ["aae_mixture"]:  # only the mixture-prior AAE
+        aae_mixture_fixture()
         return
     if sys.argv[2:] == ["translator"]:  # only the translator cases
         translator_fixtures.main(OUT)
@@ -692,6 +711,7 @@ def main():
     likelihood_fixture("likelihoods")
     graph_fixtures()
     aae_fixtures()
+    aae_mixture_fixture()
     infogan_fixture()
     pixelcnn_fixtures.main(OUT)
     translator_fixtures.main(OUT)

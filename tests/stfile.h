@@ -110,6 +110,12 @@ static inline int64_t st_numel(const st_tensor *t) {
     return n;
 }
 
+/* Element k of the tensor, as its comment above says. */
+static inline double st_value(const st_tensor *t, int64_t k) {
+    if (t->poisoned && k == t->poison_at) return t->poison;
+    return t->values ? t->values[k] : t->ramp ? 0.01 * (double)(k % 7 - 3) : 0.0;
+}
+
 /* A safetensors file of the metadata pairs meta[0..nmeta) (key, value, key,
  * value, ...) and the tensors ts[0..nt), their data packed in that order,
  * written by temp_file (path as there). */
@@ -136,8 +142,7 @@ static inline const char *st_write_model(char *path, const char *tag, const char
     size_t at = 0;
     for (int i = 0; i < nt; i++)
         for (int64_t k = 0; k < st_numel(&ts[i]); k++) {
-            double v = ts[i].values ? ts[i].values[k] : ts[i].ramp ? 0.01 * (double)(k % 7 - 3) : 0.0;
-            if (ts[i].poisoned && k == ts[i].poison_at) v = ts[i].poison;
+            double v = st_value(&ts[i], k);
             if (ts[i].f64) {
                 memcpy(data + at, &v, 8);
                 at += 8;

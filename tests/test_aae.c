@@ -1,14 +1,20 @@
 /*
  * test_aae.c - the adversarial autoencoder family against PyTorch.
  *
- * Two fixtures written by gmexport.save_aae (tests/make_fixtures.py) on
+ * Three fixtures written by gmexport.save_aae (tests/make_fixtures.py) on
  * random weights: a conv AAE with a point encoder and a sigmoid decoder,
- * and an MLP AAE with a Gaussian head and a tanh decoder on RGB images
- * (the shape of the popular PyTorch GAN collections). Their reference
- * files hold PyTorch's codes, decoded images and reconstructions. Then:
- * a row's sample and reconstruction do not depend on its batch, and the
- * daemon serves reconstruct (pixels and PNG bodies in, PNG or JSON out),
- * lists it in /v1/models, and refuses logp with a 422 saying why.
+ * an MLP AAE with a Gaussian head and a tanh decoder on RGB images (the
+ * shape of the popular PyTorch GAN collections), and an MLP AAE with the
+ * paper's label-conditioned mixture prior (three Gaussians in 2-D, named
+ * classes). Their reference files hold PyTorch's codes, decoded images and
+ * reconstructions. Then: a row's sample and reconstruction do not depend
+ * on its batch; a mixture sample of class k is the decoding of
+ * mean_k + std_k * temperature * eps, eps the normal prior's draws of the
+ * row's stream, recomputed here from the file's tensors; malformed priors
+ * are refused at load naming the key; and the daemon serves reconstruct
+ * (pixels and PNG bodies in, PNG or JSON out), lists it in /v1/models,
+ * refuses logp with a 422 saying why, and samples a mixture's classes by
+ * index or name.
  */
 #include "gm/model.h"
 #include "testutil.h"
@@ -18,10 +24,11 @@
 #include "pngio.h"
 
 #define TOL 1e-4
-static const char *const FIXTURES[] = {"aae_conv", "aae_gauss_rgb"};
+static const char *const FIXTURES[] = {"aae_conv", "aae_gauss_rgb", "aae_mixture"};
+enum { NFIXTURES = 3, NRECONSTRUCT = 2 }; /* the daemon's reconstruct checks run on the first two */
 
 static void test_parity_with_pytorch(void **state) {
-    for (int f = 0; f < 2; f++) {
+    for (int f = 0; f < NFIXTURES; f++) {
         char file[64], reff[64];
         snprintf(file, sizeof file, "%s.safetensors", FIXTURES[f]);
         snprintf(reff, sizeof reff, "%s.ref.safetensors", FIXTURES[f]);
@@ -54,13 +61,15 @@ static void test_parity_with_pytorch(void **state) {
 /* Row `at` of a batch of B (its own seed among others) equals it alone. */
 static void test_alone_vs_batched(void **state) {
     enum { B = 33, AT = 17 };
-    for (int f = 0; f < 2; f++) {
+    for (int f = 0; f < NFIXTURES; f++) {
         char file[64];
         snprintf(file, sizeof file, "%s.safetensors", FIXTURES[f]);
         gm_model *m = load_model(file);
-        int D = gm_model_get_info(m)->dim;
+        int D = gm_model_get_info(m)->dim, K = gm_model_get_info(m)->num_classes;
         gm_row *batch = seeded_rows(B, 1000, 0.9f), *alone = seeded_rows(1, 1000, 0.9f);
-        gm_rng_seed(&alone[0].rng, 1000, AT); /* the stream row AT has in the batch */
+        gm_rng_seed(&alone[0].rng, 1000, AT);                    /* the stream row AT has in the batch */
+        for (int r = 0; r < B && K; r++) batch[r].label = r % K; /* a mixture: every component in the batch */
+        alone[0].label = K ? AT % K : -1;
         float *pb = malloc((size_t)B * D * sizeof *pb), *p1 = malloc((size_t)D * sizeof *p1);
         assert_int_equal(gm_model_sample(m, B, batch, pb, NULL), 0);
         assert_int_equal(gm_model_sample(m, 1, alone, p1, NULL), 0);
@@ -81,10 +90,10 @@ static void test_alone_vs_batched(void **state) {
     }
 }
 
-/* The fixture aae_conv with metadata key set to value (NULL: removed),
- * written to a temporary file; loading must fail with a message holding
- * want. */
-static void assert_refused_with(const char *key, const char *value, const char *want) {
+/* The fixture aae_conv with the metadata pairs meta[0..nmeta) set (key,
+ * value, ...; a NULL value removes the key) and the F32 tensors ts[0..nt)
+ * added after its own, written to a temporary file (path as temp_file's). */
+static const char *aae_conv_variant(char *path, const char *const *meta, int nmeta, const st_tensor *ts, int nt) {
     FILE *f = fopen(fixture("aae_conv.safetensors"), "rb");
     assert_non_null(f);
     uint8_t len8[8];
@@ -96,29 +105,55 @@ static void assert_refused_with(const char *key, const char *value, const char *
     head[n] = 0;
     long at = ftell(f);
     fseek(f, 0, SEEK_END);
-    size_t body_len = (size_t)(ftell(f) - at);
+    size_t body_len = (size_t)(ftell(f) - at), extra = 0;
     fseek(f, at, SEEK_SET);
-    uint8_t *body = malloc(body_len);
+    for (int i = 0; i < nt; i++) extra += (size_t)st_numel(&ts[i]) * sizeof(float);
+    uint8_t *body = malloc(body_len + extra);
     assert_int_equal(fread(body, 1, body_len, f), body_len);
     fclose(f);
-    json_t *h = json_loads(head, 0, NULL), *meta = json_object_get(h, "__metadata__");
-    if (value) json_object_set_new(meta, key, json_string(value));
-    else json_object_del(meta, key);
-    char *text = json_dumps(h, JSON_COMPACT);
-    char path[TEMP_PATH_LEN];
-    st_write(path, "aae", text, body, body_len);
-    char err[GM_ERR_LEN];
-    gm_model *m = gm_model_load(path, err);
-    unlink(path);
-    if (m || !strstr(err, want)) {
-        print_error("%s = %s: %s, want a refusal naming \"%s\"\n", key, value ? value : "(absent)", m ? "loaded" : err,
-                    want);
-        fail();
+    json_t *h = json_loads(head, 0, NULL), *md = json_object_get(h, "__metadata__");
+    for (int i = 0; i + 1 < nmeta; i += 2)
+        if (meta[i + 1]) json_object_set_new(md, meta[i], json_string(meta[i + 1]));
+        else json_object_del(md, meta[i]);
+    size_t off = body_len;
+    for (int i = 0; i < nt; i++) {
+        assert_false(ts[i].f64);
+        json_t *shape = json_array();
+        for (int d = 0; d < ts[i].ndim; d++) json_array_append_new(shape, json_integer(ts[i].shape[d]));
+        for (int64_t k = 0; k < st_numel(&ts[i]); k++, off += sizeof(float)) {
+            float v = (float)st_value(&ts[i], k);
+            memcpy(body + off, &v, sizeof v);
+        }
+        size_t bytes = (size_t)st_numel(&ts[i]) * sizeof(float);
+        json_object_set_new(h, ts[i].name,
+                            json_pack("{s:s,s:o,s:[I,I]}", "dtype", "F32", "shape", shape, "data_offsets",
+                                      (json_int_t)(off - bytes), (json_int_t)off));
     }
+    char *text = json_dumps(h, JSON_COMPACT);
+    st_write(path, "aae", text, body, body_len + extra);
     free(text);
     json_decref(h);
     free(body);
     free(head);
+    return path;
+}
+
+/* aae_conv_variant's file must be refused with a message holding want. */
+static void assert_variant_refused(const char *const *meta, int nmeta, const st_tensor *ts, int nt, const char *want) {
+    char path[TEMP_PATH_LEN], err[GM_ERR_LEN];
+    gm_model *m = gm_model_load(aae_conv_variant(path, meta, nmeta, ts, nt), err);
+    unlink(path);
+    if (m || !strstr(err, want)) {
+        print_error("%s = %s...: %s, want a refusal naming \"%s\"\n", meta[0], meta[1] ? meta[1] : "(absent)",
+                    m ? "loaded" : err, want);
+        fail();
+    }
+}
+
+/* The fixture aae_conv with metadata key set to value (NULL: removed);
+ * loading must fail with a message holding want. */
+static void assert_refused_with(const char *key, const char *value, const char *want) {
+    assert_variant_refused((const char *[]){key, value}, 2, NULL, 0, want);
 }
 
 static void test_bad_metadata_is_refused(void **state) {
@@ -127,7 +162,7 @@ static void test_bad_metadata_is_refused(void **state) {
     /* the file's encoder gives Z values: as a Gaussian head it lacks the log-variances */
     assert_refused_with("gm.encoder_head", "gaussian", "gm.encoder ends with 6 values per sample but 12 are needed");
     assert_refused_with("gm.output", "logits", "\"gm.output\" = \"logits\" must be \"sigmoid\" or \"tanh\"");
-    assert_refused_with("gm.prior", "mixture", "standard normal prior only");
+    assert_refused_with("gm.prior", "vampprior", "\"gm.prior\" = \"vampprior\" must be \"normal\" or \"mixture\"");
     assert_refused_with("gm.latent_dim", "5", "gm.encoder ends with 6 values per sample but 5 are needed");
     assert_refused_with("gm.decoder", NULL, "metadata \"gm.decoder\" (a layer list) is required");
 }
@@ -146,7 +181,7 @@ static void test_daemon_reconstruct_and_logp(void **state) {
     const char *args[] = {"--model", "conv=tests/fixtures/aae_conv.safetensors", "--model",
                           "rgb=tests/fixtures/aae_gauss_rgb.safetensors", NULL};
     daemon_t d = daemon_start("aae", args);
-    for (int f = 0; f < 2; f++) {
+    for (int f = 0; f < NRECONSTRUCT; f++) {
         char file[64], reff[64], path[96];
         snprintf(file, sizeof file, "%s.safetensors", FIXTURES[f]);
         snprintf(reff, sizeof reff, "%s.ref.safetensors", FIXTURES[f]);
@@ -249,11 +284,241 @@ static void test_daemon_reconstruct_and_logp(void **state) {
     assert_int_equal(daemon_stop(&d), 0);
 }
 
+/* The decoding of z_r = mean[k_r] + std[k_r] * T * eps_r for n rows, eps_r
+ * the N(0, I) draws of stream (seed, r), k_r = labels[r]; means [K, Z] and
+ * stds [K, Z] (std_per_k: [K]) as the file holds them. */
+static void mixture_expected(const gm_model *m, int n, uint64_t seed, float T, const int *labels, const float *means,
+                             const float *stds, bool std_per_k, float *pixels) {
+    int Z = gm_model_get_info(m)->latent_dim;
+    float *z = malloc((size_t)n * Z * sizeof *z);
+    for (int r = 0; r < n; r++) {
+        gm_rng g;
+        gm_rng_seed(&g, seed, (uint64_t)r);
+        int k = labels[r];
+        for (int j = 0; j < Z; j++) {
+            double eps = (double)T * gm_rng_normal(&g);
+            z[(size_t)r * Z + j] = (float)(means[(size_t)k * Z + j] + stds[std_per_k ? k : k * Z + j] * eps);
+        }
+    }
+    assert_int_equal(gm_model_decode(m, n, z, NULL, pixels), 0);
+    free(z);
+}
+
+/* Sampling n rows of stream seed at temperature T, row r of class r % K,
+ * equals mixture_expected. */
+static void check_mixture_sample(const char *what, const gm_model *m, const float *means, const float *stds,
+                                 bool std_per_k) {
+    enum { N = 7 };
+    const float T = 0.8f;
+    const gm_model_info *in = gm_model_get_info(m);
+    gm_row *rows = seeded_rows(N, 42, T);
+    int labels[N];
+    for (int r = 0; r < N; r++) rows[r].label = labels[r] = r % in->num_classes;
+    float *got = malloc((size_t)N * in->dim * sizeof *got), *want = malloc((size_t)N * in->dim * sizeof *want);
+    assert_int_equal(gm_model_sample(m, N, rows, got, NULL), 0);
+    mixture_expected(m, N, 42, T, labels, means, stds, std_per_k, want);
+    assert_close_f(what, got, want, (size_t)N * in->dim, 1e-6);
+    free(got);
+    free(want);
+    free(rows);
+}
+
+static void test_mixture_sample_is_mean_plus_std_eps(void **state) {
+    /* the exporter's file: stds [K], named classes */
+    gm_model *m = load_model("aae_mixture.safetensors");
+    gm_st *st = load_ref("aae_mixture.safetensors");
+    const gm_model_info *in = gm_model_get_info(m);
+    assert_true(in->mixture_prior);
+    assert_int_equal(in->num_classes, 3);
+    assert_string_equal(in->class_names[2], "up");
+    check_mixture_sample("aae_mixture", m, ref_f32(st, "prior.means"), ref_f32(st, "prior.stds"), true);
+    gm_st_free(st);
+    gm_model_free(m);
+    /* stds [K, Z] on aae_conv (Z = 6): one std per code value */
+    enum { K = 2, Z = 6 };
+    float means[K * Z], stds[K * Z];
+    for (int i = 0; i < K * Z; i++) means[i] = (float)(i % 5) - 2.0f, stds[i] = 0.1f + 0.2f * (float)i;
+    char path[TEMP_PATH_LEN], err[GM_ERR_LEN];
+    const st_tensor ts[] = {{.name = "prior.means", .ndim = 2, .shape = {K, Z}, .values = means},
+                            {.name = "prior.stds", .ndim = 2, .shape = {K, Z}, .values = stds}};
+    m = gm_model_load(aae_conv_variant(path, (const char *[]){"gm.prior", "mixture", "gm.num_classes", "2"}, 4, ts, 2),
+                      err);
+    unlink(path);
+    if (!m) print_error("%s\n", err);
+    assert_non_null(m);
+    check_mixture_sample("aae_conv with stds [K, Z]", m, means, stds, false);
+    gm_model_free(m);
+    /* the normal prior draws the same eps: component 0 of N(0, I) */
+    m = load_model("aae_conv.safetensors");
+    const float zero[Z] = {0}, one[1] = {1.0f};
+    gm_row *rows = seeded_rows(3, 42, 0.8f);
+    float got[3 * 784], want[3 * 784];
+    assert_int_equal(gm_model_sample(m, 3, rows, got, NULL), 0);
+    mixture_expected(m, 3, 42, 0.8f, (const int[]){0, 0, 0}, zero, one, true, want);
+    assert_close_f("aae_conv, normal prior", got, want, 3 * 784, 1e-6);
+    free(rows);
+    gm_model_free(m);
+}
+
+static void test_bad_mixture_prior_is_refused(void **state) {
+    enum { K = 3, Z = 6 };
+    float means[K * Z] = {0}, stds[K] = {1.0f, 0.5f, 2.0f};
+    const char *mix[] = {"gm.prior", "mixture", "gm.num_classes", "3"};
+    const st_tensor good_means = {.name = "prior.means", .ndim = 2, .shape = {K, Z}, .values = means},
+                    good_stds = {.name = "prior.stds", .ndim = 1, .shape = {K}, .values = stds};
+    assert_variant_refused((const char *[]){"gm.prior", "mixture"}, 2, (st_tensor[]){good_means, good_stds}, 2,
+                           "gm.prior \"mixture\" needs metadata \"gm.num_classes\" = K >= 1");
+    assert_variant_refused(mix, 4, (st_tensor[]){good_stds}, 1, "needs the tensor 'prior.means'");
+    assert_variant_refused(mix, 4, (st_tensor[]){good_means}, 1, "needs the tensor 'prior.stds'");
+    assert_variant_refused(mix, 4, (st_tensor[]){{.name = "prior.means", .ndim = 2, .shape = {K, Z - 1}}, good_stds}, 2,
+                           "tensor 'prior.means' must be a float tensor of shape [3, 6] (gm.num_classes = 3, "
+                           "gm.latent_dim = 6)");
+    assert_variant_refused(mix, 4, (st_tensor[]){{.name = "prior.means", .ndim = 1, .shape = {K}}, good_stds}, 2,
+                           "tensor 'prior.means' must be a float tensor of shape [3, 6]");
+    assert_variant_refused(mix, 4, (st_tensor[]){good_means, {.name = "prior.stds", .ndim = 1, .shape = {K - 1}}}, 2,
+                           "tensor 'prior.stds' must be a float tensor of shape [3, 6] or [3]");
+    assert_variant_refused(
+        mix, 4,
+        (st_tensor[]){
+            {.name = "prior.means", .ndim = 2, .shape = {K, Z}, .poisoned = true, .poison_at = 7, .poison = NAN},
+            good_stds},
+        2, "tensor 'prior.means' holds nan at flat index 7; its values must be finite");
+    float zero_std[K] = {1.0f, 0.0f, 1.0f}, neg_std[K] = {1.0f, 1.0f, -0.5f};
+    assert_variant_refused(
+        mix, 4, (st_tensor[]){good_means, {.name = "prior.stds", .ndim = 1, .shape = {K}, .values = zero_std}}, 2,
+        "tensor 'prior.stds' holds 0 at flat index 1; its values must be finite and above 0");
+    assert_variant_refused(
+        mix, 4, (st_tensor[]){good_means, {.name = "prior.stds", .ndim = 1, .shape = {K}, .values = neg_std}}, 2,
+        "tensor 'prior.stds' holds -0.5 at flat index 2");
+    assert_variant_refused(mix, 4,
+                           (st_tensor[]){good_means,
+                                         {.name = "prior.stds",
+                                          .ndim = 1,
+                                          .shape = {K},
+                                          .values = stds,
+                                          .poisoned = true,
+                                          .poison_at = 0,
+                                          .poison = INFINITY}},
+                           2, "tensor 'prior.stds' holds inf at flat index 0");
+    assert_variant_refused((const char *[]){"gm.prior", "mixture", "gm.num_classes", "3", "gm.class_names", "[\"a\"]"},
+                           6, (st_tensor[]){good_means, good_stds}, 2, "\"gm.class_names\" must be a JSON array");
+    /* classes or prior tensors on a normal prior would do nothing: refused */
+    assert_variant_refused((const char *[]){"gm.num_classes", "3"}, 2, NULL, 0,
+                           "\"gm.num_classes\" = 3: an AAE's classes are the components of its mixture prior");
+    assert_variant_refused((const char *[]){"gm.prior", "normal"}, 2, (st_tensor[]){good_means, good_stds}, 2,
+                           "tensors prior.means and prior.stds belong to gm.prior \"mixture\"");
+}
+
+/* Image i of a sample reply with format=pixels: its pixels into px, its label returned. */
+static int reply_image(json_t *j, size_t i, int D, float *px, const char *class_name) {
+    json_t *img = json_array_get(json_object_get(j, "images"), i), *pixels = json_object_get(img, "pixels");
+    assert_int_equal(json_array_size(pixels), D);
+    for (int k = 0; k < D; k++) px[k] = (float)json_number_value(json_array_get(pixels, (size_t)k));
+    if (class_name) assert_string_equal(json_string_value(json_object_get(img, "class")), class_name);
+    return (int)json_integer_value(json_object_get(img, "label"));
+}
+
+static void test_daemon_mixture_sample(void **state) {
+    const char *args[] = {"--model", "mix=tests/fixtures/aae_mixture.safetensors", NULL};
+    daemon_t d = daemon_start("aaemix", args);
+    gm_model *m = load_model("aae_mixture.safetensors");
+    gm_st *st = load_ref("aae_mixture.safetensors");
+    const float *means = ref_f32(st, "prior.means"), *stds = ref_f32(st, "prior.stds");
+    enum { N = 6, D = 64 };
+    float got[N * D], want[N * D];
+    int labels[N];
+    /* by name, one for all rows */
+    json_t *j = http_json_expect(d.port, "/v1/models/mix/sample",
+                                 "{\"n\": 6, \"seed\": 77, \"temperature\": 0.8, \"label\": \"up\", \"format\": "
+                                 "\"pixels\"}",
+                                 200);
+    for (int i = 0; i < N; i++) labels[i] = reply_image(j, (size_t)i, D, got + i * D, "up");
+    for (int i = 0; i < N; i++) assert_int_equal(labels[i], 2);
+    mixture_expected(m, N, 77, 0.8f, labels, means, stds, true, want);
+    assert_close_f("sample label=up", got, want, N * D, 1e-6);
+    json_decref(j);
+    /* without a label each row draws its component: the reply names it, and
+     * the row is what it is alone (row 0 is n=1's row) */
+    j = http_json_expect(d.port, "/v1/models/mix/sample", "{\"n\": 6, \"seed\": 5, \"format\": \"pixels\"}", 200);
+    for (int i = 0; i < N; i++) {
+        labels[i] = reply_image(j, (size_t)i, D, got + i * D, NULL);
+        assert_in_range(labels[i], 0, 2);
+    }
+    bool mixed = false; /* seed 5's rows land in more than one component */
+    for (int i = 1; i < N; i++) mixed |= labels[i] != labels[0];
+    assert_true(mixed);
+    mixture_expected(m, N, 5, 1.0f, labels, means, stds, true, want);
+    assert_close_f("sample, drawn labels", got, want, N * D, 1e-6);
+    json_decref(j);
+    float one[D];
+    j = http_json_expect(d.port, "/v1/models/mix/sample", "{\"n\": 1, \"seed\": 5, \"format\": \"pixels\"}", 200);
+    assert_int_equal(reply_image(j, 0, D, one, NULL), labels[0]);
+    assert_close_f("sample n=1 vs row 0 of n=6", one, got, D, 1e-6);
+    json_decref(j);
+    /* by index, as a GET */
+    reply_t r = http_get(d.port, "/sample?model=mix&label=1&seed=9&format=pixels");
+    j = expect_json(&r, 200, "GET sample label=1");
+    assert_int_equal(reply_image(j, 0, D, got, "right"), 1);
+    mixture_expected(m, 1, 9, 1.0f, (const int[]){1}, means, stds, true, want);
+    assert_close_f("GET sample label=1", got, want, D, 1e-6);
+    json_decref(j);
+    reply_free(&r);
+    /* a label out of range or no class's name: 422, as for a conditional GAN */
+    r = http_json(d.port, "/v1/models/mix/sample", "{\"label\": 3}");
+    assert_error(&r, 422, "label = 3 is out of range: 0 to 2", "sample label=3");
+    r = http_json(d.port, "/v1/models/mix/sample", "{\"label\": \"down\"}");
+    assert_error(&r, 422, "label \"down\" is neither a class name nor an index 0 to 2", "sample label=down");
+    /* decode takes a latent alone: a label is refused, not ignored */
+    r = http_json(d.port, "/v1/models/mix/decode", "{\"latents\": [[0.5, -1]], \"label\": 0}");
+    assert_error(&r, 422, "are the components of its mixture prior", "decode with a label");
+    j = http_json_expect(d.port, "/v1/models/mix/decode", "{\"latents\": [[0.5, -1]], \"format\": \"pixels\"}", 200);
+    json_decref(j);
+    j = http_json_expect(d.port, "/v2/models/mix/infer",
+                         "{\"inputs\": [{\"name\": \"latents\", \"shape\": [1, 2], \"datatype\": \"FP32\", \"data\": "
+                         "[0.5, -1]}]}",
+                         200);
+    json_decref(j);
+    r = http_json(d.port, "/v2/models/mix/infer",
+                  "{\"inputs\": [{\"name\": \"latents\", \"shape\": [1, 2], \"datatype\": \"FP32\", \"data\": [0.5, "
+                  "-1]}, {\"name\": \"label\", \"shape\": [1], \"datatype\": \"INT64\", \"data\": [0]}]}");
+    assert_int_equal(r.status, 400); /* the protocol's error shape: {"error": "message"} */
+    assert_non_null(strstr((const char *)r.body, "input \\\"label\\\" is not taken by decode"));
+    reply_free(&r);
+    j = http_json_expect(d.port, "/v2/models/mix/infer",
+                         "{\"inputs\": [{\"name\": \"n\", \"shape\": [1], \"datatype\": \"INT64\", \"data\": [2]}, "
+                         "{\"name\": \"label\", \"shape\": [1], \"datatype\": \"INT64\", \"data\": [1]}], "
+                         "\"outputs\": [{\"name\": \"label\"}]}",
+                         200);
+    char *v2labels = json_dumps(json_object_get(json_array_get(json_object_get(j, "outputs"), 0), "data"), 0);
+    assert_string_equal(v2labels, "[1, 1]");
+    free(v2labels);
+    json_decref(j);
+    /* /v1/models: the classes, and label among sample's parameters */
+    r = http_get(d.port, "/v1/models/mix");
+    j = expect_json(&r, 200, "GET /v1/models/mix");
+    assert_int_equal(json_integer_value(json_object_get(j, "num_classes")), 3);
+    char *names = json_dumps(json_object_get(j, "class_names"), JSON_COMPACT);
+    assert_string_equal(names, "[\"left\",\"right\",\"up\"]");
+    free(names);
+    json_t *p;
+    size_t i;
+    bool takes_label = false;
+    json_array_foreach(json_object_get(json_object_get(j, "parameters"), "sample"), i, p) takes_label |=
+        !strcmp(json_string_value(p), "label");
+    assert_true(takes_label);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(j, "metadata"), "gm.prior")), "mixture");
+    json_decref(j);
+    reply_free(&r);
+    gm_st_free(st);
+    gm_model_free(m);
+    assert_int_equal(daemon_stop(&d), 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_parity_with_pytorch),
-        cmocka_unit_test(test_alone_vs_batched),
-        cmocka_unit_test(test_bad_metadata_is_refused),
+        cmocka_unit_test(test_parity_with_pytorch),          cmocka_unit_test(test_alone_vs_batched),
+        cmocka_unit_test(test_bad_metadata_is_refused),      cmocka_unit_test(test_mixture_sample_is_mean_plus_std_eps),
+        cmocka_unit_test(test_bad_mixture_prior_is_refused), cmocka_unit_test(test_daemon_mixture_sample),
         cmocka_unit_test(test_daemon_reconstruct_and_logp),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

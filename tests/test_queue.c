@@ -239,6 +239,8 @@ static void test_batch_rows_go_back_to_their_jobs(void **state) {
     check_merged_equals_alone("gan_cond.safetensors", GM_OP_DECODE);
     /* an InfoGAN's categories and codes are per-row inputs too */
     check_merged_equals_alone("infogan_tiny.safetensors", GM_OP_DECODE);
+    /* a mixture AAE's rows carry their components (gm_row.label) */
+    check_merged_equals_alone("aae_mixture.safetensors", GM_OP_SAMPLE);
 }
 
 static bool never_alive(gm_job *j) { return false; }

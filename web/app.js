@@ -488,9 +488,14 @@ function normals(seed, n) {
   return z.slice(0, n);
 }
 
+// An AAE's classes are its mixture prior's components: its decoder takes no label.
+function decodesLabel(m) {
+  return !!m.num_classes && m.metadata['gm.prior'] !== 'mixture';
+}
+
 function onExploreModel() {
   const m = modelByName($('e-model').value);
-  document.body.classList.toggle('e-has-cond', !!m.num_classes);
+  document.body.classList.toggle('e-has-cond', decodesLabel(m));
   fillSelect($('e-label'), m.class_names || []);
   $('e-how').textContent = m.family === 'vae'
     ? 'Seeds A and B pick two of the VAE\'s samples; both are encoded, and the straight line between their latent means is decoded.'
@@ -515,7 +520,7 @@ async function interpolate() {
     latents.push(za.map((a, j) => (1 - t) * a + t * zb[j]));
   }
   const body = { latents, scale: 3, format: 'json' };
-  if (m.num_classes) body.label = Number($('e-label').selectedIndex);
+  if (decodesLabel(m)) body.label = Number($('e-label').selectedIndex);
   const reply = await postJSON(`/v1/models/${encodeURIComponent(m.name)}/decode`, body);
   const strip = $('strip');
   strip.replaceChildren(...reply.images.map((img, i) => {

@@ -55,6 +55,8 @@ typedef struct {
     int code_dim;                     /* GAN: continuous code values (InfoGAN), 0 = none */
     int cat_dim;                      /* GAN: categories of InfoGAN's categorical code, 0 = none */
     bool encode_q;                    /* GAN: encode is InfoGAN's Q network (see gm_model_encode) */
+    bool mixture_prior;               /* AAE: the classes are its prior's components; sample takes a
+                                         label, decode does not */
     const char *const *class_names;   /* num_classes names, or NULL */
     bool reverse;                     /* translator: has a reverse generator (B -> A) */
     const char *const *domains;       /* translator with a reverse generator: the names of A and B, else NULL */
@@ -68,7 +70,8 @@ typedef struct {
 typedef struct {
     gm_rng rng;         /* the row's own random stream */
     float temperature;  /* > 0: scales z (VAE, GAN), divides logits (NADE) */
-    int label;          /* conditional GAN: 0 <= label < num_classes; else ignored */
+    int label;          /* conditional GAN, an AAE's mixture component: 0 <= label < num_classes;
+                           else ignored */
     float truncation;   /* GAN: z_j ~ N(0, 1) given |z_j| <= truncation; 0 = off */
     const float *code;  /* GAN with codes: the row's code_dim values, or NULL to draw
                            each from Uniform(-1, 1) on the row's stream, after z */
@@ -127,7 +130,8 @@ int gm_model_logp(const gm_model *m, int B, const float *pixels, int K, gm_row *
  * categorical code, then code_dim continuous codes. */
 int gm_model_encode(const gm_model *m, int B, const float *pixels, float *z, float *logvar);
 
-/* z: (B, latent_dim); labels: (B) for conditional models, else NULL;
+/* z: (B, latent_dim); labels: (B) for conditional models (not an AAE,
+ * whose classes are its prior's: decode ignores them), else NULL;
  * codes: (B, code_dim) for a GAN with codes, else NULL (zeros, the mean of
  * the codes' prior); cats: (B) categories 0..cat_dim-1 for a GAN with a
  * categorical code, else NULL (its prior's mean, 1/cat_dim each). */

@@ -4,6 +4,8 @@
         --image 28x28x1 --latent-dim 20 --weights vae=vae.pt
     python3 -m gmexport aae aae.safetensors --from model.py --encoder Encoder:mean_logvar --decoder Decoder \\
         --image 28x28x1 --latent-dim 10 --encoder-head gaussian --output tanh
+    python3 -m gmexport aae aae.safetensors --from model.py --encoder Encoder --decoder Decoder \\
+        --image 28x28x1 --latent-dim 2 --prior mixture --prior-means means.pt --prior-stds 0.5 --class-names a,b,c
     python3 -m gmexport gan gan.safetensors --from model.py --generator Generator \\
         --image 28x28x1 --latent-dim 100 --inputs z,label --num-classes 10 --weights Generator=G.pt
     python3 -m gmexport translator cyclegan.safetensors --from model.py --generator G_AB --reverse G_BA \\
@@ -13,7 +15,9 @@ A module is named NAME[.ATTR...][:METHOD]: NAME is an nn.Module in the file,
 or a class or function that builds one when called with no arguments (once,
 so that vae:encode and vae:decode share one model); .ATTR picks a submodule,
 :METHOD exports that method instead of forward(). --weights NAME=PATH loads
-a state_dict saved with torch.save into NAME before exporting.
+a state_dict saved with torch.save into NAME before exporting. An AAE's
+mixture prior reads its means [K, Z] (and stds [K] or [K, Z], or one number
+for every component) from tensors saved with torch.save.
 """
 import argparse
 import importlib.util
@@ -93,6 +97,27 @@ def _meta(items):
     return out
 
 
+def _tensor_file(flag, path):
+    """The tensor torch.save wrote to path (None: none given)."""
+    if path is None:
+        return None
+    try:
+        t = torch.load(path, map_location="cpu")
+    except (OSError, RuntimeError, pickle.UnpicklingError) as e:
+        raise ExportError(f"{flag} {path}", str(e).splitlines()[0]) from e
+    if not isinstance(t, torch.Tensor):
+        raise ExportError(f"{flag} {path}", f"holds a {type(t).__name__}, not a tensor")
+    return t
+
+
+def _stds(value):
+    """--prior-stds: one std for every component, or a tensor file."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return _tensor_file("--prior-stds", value)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python3 -m gmexport", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -126,6 +151,10 @@ def main(argv=None):
     e.add_argument("--decoder", required=True)
     e.add_argument("--encoder-head", default="point", choices=["point", "gaussian"])
     e.add_argument("--output", default="sigmoid", choices=["sigmoid", "tanh"])
+    e.add_argument("--prior", default="normal", choices=["normal", "mixture"])
+    e.add_argument("--prior-means", metavar="PATH", help="mixture: a [K, Z] tensor saved with torch.save")
+    e.add_argument("--prior-stds", metavar="PATH|STD", help="mixture: a [K] or [K, Z] tensor file, or one std")
+    e.add_argument("--class-names", help="mixture: the K components' names, comma-separated")
     t = sub.add_parser("translator", parents=[base], help="an image-to-image translator (StarGAN, CycleGAN)")
     t.add_argument("--generator", required=True)
     t.add_argument("--reverse", help="the generator of the other direction (CycleGAN's B -> A)")
@@ -154,7 +183,10 @@ def main(argv=None):
                             metadata=meta)
         elif a.family == "aae":
             save_aae(a.out, r(a.encoder), r(a.decoder), image=a.image, latent_dim=a.latent_dim,
-                     encoder_head=a.encoder_head, output=a.output, metadata=meta)
+                     encoder_head=a.encoder_head, output=a.output, prior=a.prior,
+                     prior_means=_tensor_file("--prior-means", a.prior_means),
+                     prior_stds=_stds(a.prior_stds), class_names=a.class_names.split(",")
+                     if a.class_names else None, metadata=meta)
         else:
             names = a.class_names.split(",") if a.class_names else None
             save_gan(a.out, r(a.generator), image=a.image, latent_dim=a.latent_dim,

@@ -210,21 +210,27 @@ def save_gan(path, generator, image="28x28x1", latent_dim=None, inputs=("z",), n
 
 
 def save_aae(path, encoder, decoder, image="28x28x1", latent_dim=None, encoder_head="point", output="sigmoid",
-             metadata=None):
+             prior="normal", prior_means=None, prior_stds=None, class_names=None, metadata=None):
     """An adversarial autoencoder: encoder(x [B, C, H, W]) -> [B, Z]
     (encoder_head="point") or a Gaussian head's [B, 2Z] or (mean, logvar)
     ("gaussian": the server uses the mean); decoder(z [B, Z]) -> an image
     of D values ending in sigmoid (output="sigmoid": [0, 1]) or tanh
     ("tanh": [-1, 1], and the encoder reads images in [-1, 1]). The prior
-    is the standard normal the codes were matched to."""
+    is the one the codes were matched to: the standard normal
+    (prior="normal"), or the paper's label-conditioned mixture
+    (prior="mixture") of K equally weighted Gaussians, one per class,
+    N(prior_means[k], diag(prior_stds[k]^2)): prior_means [K, Z],
+    prior_stds one number (every component's), [K] (one per component) or
+    [K, Z], and optionally K class_names."""
     w = _Writer("aae", image, metadata)
     Z = _positive(latent_dim, "latent_dim")
     if encoder_head not in ("point", "gaussian"):
         raise ExportError("encoder_head", f"{encoder_head!r} must be 'point' or 'gaussian'")
     if output not in ("tanh", "sigmoid"):
         raise ExportError("output", f"{output!r} must be 'tanh' or 'sigmoid'")
-    w.meta.update({"gm.latent_dim": str(Z), "gm.prior": "normal", "gm.encoder_head": encoder_head,
+    w.meta.update({"gm.latent_dim": str(Z), "gm.prior": prior, "gm.encoder_head": encoder_head,
                    "gm.output": output})
+    _aae_prior(w, Z, prior, prior_means, prior_stds, class_names)
     gaussian = encoder_head == "gaussian"
     w.network("encoder", encoder, [("image", w.images("tanh" if output == "tanh" else "gray"))], ["image"],
               2 * Z if gaussian else Z, tuple_output=gaussian)
@@ -234,6 +240,38 @@ def save_aae(path, encoder, decoder, image="28x28x1", latent_dim=None, encoder_h
         raise ExportError("decoder", f"output={output!r} but the network ends in {last!r}; the server reads "
                                      f"its values as {'[-1, 1]' if output == 'tanh' else '[0, 1]'}")
     w.save(path)
+
+
+def _aae_prior(w, Z, prior, means, stds, class_names):
+    """gm.prior's tensors and classes: none for "normal"; for "mixture",
+    prior.means [K, Z] and prior.stds [K] or [K, Z] (finite, stds > 0) and
+    K = gm.num_classes."""
+    if prior not in ("normal", "mixture"):
+        raise ExportError("prior", f"{prior!r} must be 'normal' or 'mixture'")
+    if prior == "normal":
+        for name, v in (("prior_means", means), ("prior_stds", stds), ("class_names", class_names)):
+            if v is not None:
+                raise ExportError(name, "belongs to prior='mixture' (a normal prior has no components)")
+        return
+    if means is None or stds is None:
+        raise ExportError("prior_means" if means is None else "prior_stds", "is required with prior='mixture'")
+    means = torch.as_tensor(means).detach().to(torch.float32).cpu()
+    stds = torch.as_tensor(stds).detach().to(torch.float32).cpu()
+    if means.dim() != 2 or means.shape[0] < 1 or means.shape[1] != Z:
+        raise ExportError("prior_means", f"shape {list(means.shape)}; a mixture prior needs [K, Z] with K >= 1 "
+                                         f"and Z = latent_dim = {Z}")
+    K = means.shape[0]
+    if stds.dim() == 0:  # one std for every component
+        stds = stds.expand(K).clone()
+    if list(stds.shape) not in ([K], [K, Z]):
+        raise ExportError("prior_stds", f"shape {list(stds.shape)}; one per component [{K}] or per value [{K}, {Z}]")
+    if not torch.isfinite(means).all():
+        raise ExportError("prior_means", "holds NaN or infinity")
+    if not (torch.isfinite(stds).all() and (stds > 0).all()):
+        raise ExportError("prior_stds", "must be finite and above 0")
+    w.classes(K, class_names)
+    w.tensors["prior.means"] = means.contiguous()
+    w.tensors["prior.stds"] = stds.contiguous()
 
 
 def save_nade(path, W, c, V, b, ordering=None, activation="sigmoid", image="28x28x1", metadata=None):

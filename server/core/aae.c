@@ -3,8 +3,8 @@
  *
  * An encoder maps an image to a code z, a decoder maps z back to an image,
  * and during training a discriminator on the codes pushed their
- * distribution towards the prior, N(0, I): so decoding prior draws gives
- * images, as a VAE's decoder does. Nothing in the file defines a density
+ * distribution towards the prior, N(0, I) or a mixture (below): so
+ * decoding prior draws gives images, as a VAE's decoder does. Nothing in the file defines a density
  * of images (there is no likelihood term and no posterior), which is why
  * the family serves no logp.
  *
@@ -15,7 +15,18 @@
  * stream. The decoder ends in a sigmoid (gm.output "sigmoid", the
  * default: images in [0, 1]) or a tanh ("tanh": images in [-1, 1], and
  * the encoder reads images in [-1, 1] too).
+ *
+ * The paper's label-conditioned prior (gm.prior "mixture") is a mixture of
+ * K = gm.num_classes Gaussians with equal weights, one per class:
+ * component k is N(prior.means[k], diag(prior.stds[k]^2)). The row's label
+ * is its component (given, or drawn by the caller as a conditional GAN's
+ * is), and z = mean_k + std_k * temperature * eps with eps ~ N(0, I) from
+ * the row's stream, the draws of the normal prior: a seed gives the same
+ * eps whichever component it lands in. The decoder takes z alone.
  */
+#include <assert.h>
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,6 +37,8 @@ typedef struct {
     bool gaussian;   /* the encoder gives (mean, logvar) */
     bool tanh_range; /* images in [-1, 1] at the networks */
     bool dec_chw;    /* decoder output is [C, H, W] with C > 1: convert to channels last */
+    float *means;    /* mixture prior: [K, Z], else NULL */
+    float *stds;     /* mixture prior: [K, Z] (a [K] file's std repeated), else NULL */
 } aae;
 
 static void aae_free(void *p) {
@@ -33,6 +46,8 @@ static void aae_free(void *p) {
     if (!m) return;
     gm_net_free(m->enc);
     gm_net_free(m->dec);
+    free(m->means);
+    free(m->stds);
     free(m);
 }
 
@@ -45,15 +60,65 @@ static int choice(const gm_st *st, const char *key, const char *a, const char *b
     return 0;
 }
 
-static void *aae_load(const gm_st *st, gm_model_info *info, char err[GM_ERR_LEN]) {
-    const char *prior = gm_st_meta(st, "gm.prior");
-    if (prior && strcmp(prior, "normal")) {
-        gm_errorf(err,
-                  "%s: metadata \"gm.prior\" = \"%s\": gmserve samples an AAE from the standard normal prior "
-                  "only (\"normal\")",
-                  gm_st_label(st), prior);
-        return NULL;
+/* A float tensor of the mixture prior: [K, Z], or [K] when allows_k;
+ * finite, and positive when `positive`. Copied into a new *out [K, Z], a
+ * [K] tensor's value repeated along Z. */
+static int prior_tensor(const gm_st *st, const char *name, int K, int Z, bool allows_k, bool positive, float **out,
+                        char err[GM_ERR_LEN]) {
+    const gm_tensor *t = gm_st_tensor(st, name);
+    const char *L = gm_st_label(st);
+    if (!t) return gm_errorf(err, "%s: gm.prior \"mixture\" needs the tensor '%s'", L, name);
+    bool per_k = allows_k && t->ndim == 1 && t->shape[0] == K;
+    if (!t->f32 || !(per_k || (t->ndim == 2 && t->shape[0] == K && t->shape[1] == Z))) {
+        char shapes[64];
+        snprintf(shapes, sizeof shapes, allows_k ? "[%d, %d] or [%d]" : "[%d, %d]", K, Z, K);
+        return gm_errorf(err,
+                         "%s: tensor '%s' must be a float tensor of shape %s (gm.num_classes = %d, gm.latent_dim = %d)",
+                         L, name, shapes, K, Z);
     }
+    for (int64_t i = 0; i < t->numel; i++)
+        if (!isfinite(t->f32[i]) || (positive && !(t->f32[i] > 0.0f)))
+            return gm_errorf(err, "%s: tensor '%s' holds %g at flat index %lld; its values must be %s", L, name,
+                             (double)t->f32[i], (long long)i, positive ? "finite and above 0" : "finite");
+    float *v = *out = malloc((size_t)K * Z * sizeof *v);
+    if (!v) return gm_errorf(err, "out of memory");
+    for (int k = 0; k < K; k++)
+        for (int j = 0; j < Z; j++) v[(size_t)k * Z + j] = t->f32[per_k ? (size_t)k : (size_t)k * Z + j];
+    return 0;
+}
+
+/* gm.prior: "normal" (default), or "mixture" with its tensors into m. */
+static int load_prior(const gm_st *st, const gm_model_info *info, aae *m, char err[GM_ERR_LEN]) {
+    const char *prior = gm_st_meta(st, "gm.prior"), *L = gm_st_label(st);
+    int K = info->num_classes, Z = info->latent_dim;
+    bool mixture;
+    if (choice(st, "gm.prior", "normal", "mixture", &mixture, err)) return -1;
+    if (!mixture) {
+        if (K)
+            return gm_errorf(err,
+                             "%s: metadata \"gm.num_classes\" = %d: an AAE's classes are the components of its "
+                             "mixture prior, and \"gm.prior\" is \"%s\" (set it to \"mixture\", with tensors "
+                             "prior.means and prior.stds)",
+                             L, K, prior ? prior : "normal");
+        if (gm_st_tensor(st, "prior.means") || gm_st_tensor(st, "prior.stds"))
+            return gm_errorf(err,
+                             "%s: tensors prior.means and prior.stds belong to gm.prior \"mixture\"; this "
+                             "file's prior is \"normal\"",
+                             L);
+        return 0;
+    }
+    if (K < 1)
+        return gm_errorf(err,
+                         "%s: gm.prior \"mixture\" needs metadata \"gm.num_classes\" = K >= 1, its components "
+                         "(found %d)",
+                         L, K);
+    return prior_tensor(st, "prior.means", K, Z, false, false, &m->means, err) ||
+                   prior_tensor(st, "prior.stds", K, Z, true, true, &m->stds, err)
+               ? -1
+               : 0;
+}
+
+static void *aae_load(const gm_st *st, gm_model_info *info, char err[GM_ERR_LEN]) {
     bool gaussian, tanh_range;
     if (choice(st, "gm.encoder_head", "point", "gaussian", &gaussian, err) ||
         choice(st, "gm.output", "sigmoid", "tanh", &tanh_range, err))
@@ -66,13 +131,15 @@ static void *aae_load(const gm_st *st, gm_model_info *info, char err[GM_ERR_LEN]
     int Z = info->latent_dim;
     m->gaussian = gaussian;
     m->tanh_range = tanh_range;
-    if (!(m->enc = gm_family_net(st, "gm.encoder", gm_image_shape(info), gaussian ? 2 * Z : Z, err)) ||
+    if (load_prior(st, info, m, err) ||
+        !(m->enc = gm_family_net(st, "gm.encoder", gm_image_shape(info), gaussian ? 2 * Z : Z, err)) ||
         !(m->dec = gm_family_net(st, "gm.decoder", gm_shape1(Z), info->dim, err))) {
         aae_free(m);
         return NULL;
     }
     m->dec_chw = gm_net_out_shape(m->dec).rank == 3 && info->channels > 1;
     info->encode_dim = Z;
+    info->mixture_prior = m->means != NULL;
     info->binary = false;
     info->supports[GM_OP_SAMPLE] = info->supports[GM_OP_ENCODE] = true;
     info->supports[GM_OP_DECODE] = info->supports[GM_OP_RECONSTRUCT] = true;
@@ -119,11 +186,19 @@ static int aae_decode(const void *p, const gm_model_info *info, int B, const flo
 }
 
 static int aae_sample(const void *p, const gm_model_info *info, int B, gm_row *rows, float *pixels, double *logp) {
+    const aae *m = p;
     int Z = info->latent_dim;
     float *z = malloc((size_t)B * Z * sizeof *z);
     if (!z) return -1;
-    for (int r = 0; r < B; r++)
-        for (int j = 0; j < Z; j++) z[(size_t)r * Z + j] = (float)(rows[r].temperature * gm_rng_normal(&rows[r].rng));
+    for (int r = 0; r < B; r++) {
+        int k = rows[r].label;
+        assert((!m->means || (k >= 0 && k < info->num_classes)) && "the caller validates labels (model.h)");
+        const float *mean = m->means ? m->means + (size_t)k * Z : NULL, *std = m->stds ? m->stds + (size_t)k * Z : NULL;
+        for (int j = 0; j < Z; j++) {
+            double eps = rows[r].temperature * gm_rng_normal(&rows[r].rng);
+            z[(size_t)r * Z + j] = mean ? (float)(mean[j] + std[j] * eps) : (float)eps;
+        }
+    }
     int rc = aae_decode(p, info, B, z, NULL, NULL, NULL, pixels);
     free(z);
     return rc;
