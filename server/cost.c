@@ -4,8 +4,9 @@
  * A NADE's completion runs its sampling recurrence, so it costs what
  * sample does. The per-row figures are medians of /sample, /logp, /encode and /decode on
  * the bundled models, timed through the core on one core in batches of 16
- * (README.md, "Cost and limits"; the AAE's while a training shared the
- * cores, its reconstruct the sum of encode and decode). NADE's work is
+ * (README.md, "Cost and limits"; the AAE's, whose decoder has the GAN's
+ * shape, as the GAN's scaled by their ratio timed in one run, its
+ * reconstruct the sum of encode and decode). NADE's work is
  * O(D x H) per row, so its figures scale with both; the networks of a VAE
  * or GAN are not visible here, so theirs scale with the image size D, which
  * is what their first and last layers grow with.
@@ -23,7 +24,7 @@ static const double ROW_US[GM_FAMILY_COUNT][GM_OP_COUNT] = {
     [GM_FAMILY_NADE] = {[GM_OP_SAMPLE] = 75, [GM_OP_LOGP] = 85, [GM_OP_ENCODE] = 10, [GM_OP_COMPLETE] = 75},
     [GM_FAMILY_VAE] = {[GM_OP_SAMPLE] = 25, [GM_OP_LOGP] = 40, [GM_OP_ENCODE] = 16, [GM_OP_DECODE] = 20},
     [GM_FAMILY_GAN] = {[GM_OP_SAMPLE] = 125, [GM_OP_ENCODE] = 185, [GM_OP_DECODE] = 125, [GM_OP_DISCRIMINATE] = 185},
-    [GM_FAMILY_AAE] = {[GM_OP_SAMPLE] = 45, [GM_OP_ENCODE] = 60, [GM_OP_DECODE] = 45, [GM_OP_RECONSTRUCT] = 105},
+    [GM_FAMILY_AAE] = {[GM_OP_SAMPLE] = 120, [GM_OP_ENCODE] = 185, [GM_OP_DECODE] = 120, [GM_OP_RECONSTRUCT] = 305},
     /* the bundled-size gated PixelCNN (7 layers of 32 channels): cached sampling is about one forward pass
      * done position by position, logp one batched pass; complete is costed as sample, which bounds it */
     [GM_FAMILY_PIXELCNN] = {[GM_OP_SAMPLE] = 32000, [GM_OP_LOGP] = 3500, [GM_OP_COMPLETE] = 32000},

@@ -13,9 +13,8 @@
 #   lane 8: the Row LSTM (PixelRNN), which resumes from its checkpoint
 #           (models/train/checkpoints/pixelrnn.pt, PIXELRNN_CHECKPOINT); it is
 #           trained and measured, not bundled (models/README.md, "The Row LSTM")
-# The GAN, the longest training, has a lane of its own; the AAE, the
-# shortest, a third one, so that adding it does not lengthen the others
-# by more than the core it shares.
+# The GAN and the AAE (each about 75 minutes on one thread) have a lane of
+# their own, so that neither waits for the other.
 # Each lane's progress lines (epoch, loss, time) go to the terminal and to
 # BUILD/weights/train-*.log. The files replace OUTDIR/*.safetensors only when
 # every training succeeded. VAE_ARGS, GAN_ARGS, AAE_ARGS, NADE_ARGS and CLASSIFIER_ARGS
