@@ -31,6 +31,7 @@ C = int(os.environ.get("PROFILE_C", "64"))
 SECS = int(os.environ.get("PROFILE_SECONDS", "4"))
 PATH = os.environ.get("PROFILE_PATH", "/v1/models/vae/encode")
 BODY = os.environ.get("PROFILE_BODY", "vae.png")
+TOP = int(os.environ.get("PROFILE_TOP", "0"))  # also list the TOP hottest functions
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 # (category, thread is HTTP?, regex on "dso symbol"); first match wins
@@ -131,13 +132,14 @@ def main():
         die("no requests were counted (gmserve_requests_total)")
     report = subprocess.run(["perf", "report", "-i", data, "--no-children", "--sort", "comm,dso,sym", "-g", "none",
                              "--stdio", "--percent-limit", "0"], capture_output=True, text=True).stdout
-    share = {}
+    share, hottest = {}, []
     for line in report.splitlines():
         m = re.match(r"\s*([\d.]+)%\s+(\S+)\s+(\S+)\s+\[.\]\s+(.*)$", line)
         if m:
             pct, comm, dso, sym = float(m.group(1)), m.group(2), m.group(3), m.group(4).strip()
             c = category(comm, f"{dso} {sym}")
             share[c] = share.get(c, 0.0) + pct
+            hottest.append((pct, comm, dso, sym, c))
     per_req = cpu / n * 1e6
     print(f"profile-http: POST {PATH} at concurrency {C}: {n / SECS:.0f} req/s, {per_req:.1f} µs of daemon CPU "
           f"per request, {sum(share.values()):.0f}% of samples placed\n")
@@ -145,6 +147,13 @@ def main():
     print("|---|---|---|")
     for name, pct in sorted(share.items(), key=lambda kv: -kv[1]):
         print(f"| {name} | {pct:.1f} % | {pct / 100 * per_req:.1f} |")
+    model = sum(pct for name, pct in share.items() if name.startswith("model:")) / 100 * per_req
+    print(f"\nthe model {model:.1f} µs per request, the rest (HTTP, queue, decoding, replies) "
+          f"{per_req - model:.1f} µs: {(per_req - model) / model:.2f}x the model")
+    if TOP:
+        print(f"\n| function (thread, library) | share | µs per request | category |\n|---|---|---|---|")
+        for pct, comm, dso, sym, c in sorted(hottest, reverse=True)[:TOP]:
+            print(f"| {sym} ({comm}, {dso}) | {pct:.2f} % | {pct / 100 * per_req:.2f} | {c} |")
 
 
 if __name__ == "__main__":

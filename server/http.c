@@ -141,6 +141,29 @@ static void count_rejection(request *r) {
     if (gm_errors[rep->kind].reason) gm_metrics_reject(r->h->srv->metrics, rep->kind);
 }
 
+/* The decimal digits of v at o; returns the end. */
+static char *put_uint(char *o, uint64_t v) {
+    char tmp[20], *t = tmp + sizeof tmp;
+    do *--t = (char)('0' + v % 10);
+    while (v /= 10);
+    size_t n = (size_t)(tmp + sizeof tmp - t);
+    memcpy(o, t, n);
+    return o + n;
+}
+
+/* ns as milliseconds with three decimals ("12.345"), without printf's
+ * float machinery: this runs on every reply. */
+static char *put_ms(char *o, uint64_t ns) {
+    uint64_t us = (ns + 500) / 1000;
+    o = put_uint(o, us / 1000);
+    *o++ = '.';
+    unsigned f = (unsigned)(us % 1000);
+    *o++ = (char)('0' + f / 100);
+    *o++ = (char)('0' + f / 10 % 10);
+    *o++ = (char)('0' + f % 10);
+    return o;
+}
+
 static void add_headers(request *r, struct MHD_Response *resp) {
     gm_server *s = r->h->srv;
     gm_reply *rep = &r->call.reply;
@@ -152,10 +175,14 @@ static void add_headers(request *r, struct MHD_Response *resp) {
     if (r->call.route != GM_ROUTE_PAGE && !gm_reply_header_get(rep, MHD_HTTP_HEADER_CACHE_CONTROL))
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
     if (job && job->started_ns) {
-        snprintf(buf, sizeof buf, "queue;dur=%.3f, compute;dur=%.3f, batch;desc=\"%d rows\"",
-                 (job->started_ns - job->enqueued_ns) * 1e-6,
-                 job->finished_ns > job->started_ns ? (job->finished_ns - job->started_ns) * 1e-6 : 0.0,
-                 job->batch_rows);
+        char *o = buf;
+        o = stpcpy(o, "queue;dur=");
+        o = put_ms(o, job->started_ns - job->enqueued_ns);
+        o = stpcpy(o, ", compute;dur=");
+        o = put_ms(o, job->finished_ns > job->started_ns ? job->finished_ns - job->started_ns : 0);
+        o = stpcpy(o, ", batch;desc=\"");
+        o = put_uint(o, job->batch_rows > 0 ? (uint64_t)job->batch_rows : 0);
+        stpcpy(o, " rows\"");
         MHD_add_response_header(resp, "Server-Timing", buf);
     }
     const char *allow = cors_allow(r->cfg, MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Origin"));

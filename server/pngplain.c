@@ -14,6 +14,14 @@ static uint32_t be32(const uint8_t *p) {
 /* Whether the chunk at p (n data bytes) has the CRC it carries. */
 static bool crc_ok(const uint8_t *p, uint32_t n) { return crc32(crc32(0, NULL, 0), p + 4, 4 + n) == be32(p + 8 + n); }
 
+/* v / 255.0f for every byte v: the very values libpng's path computes,
+ * worked out by the compiler instead of 256 divides a call */
+#define L1(v) (v) / 255.0f
+#define L4(v) L1(v), L1(v + 1), L1(v + 2), L1(v + 3)
+#define L16(v) L4(v), L4(v + 4), L4(v + 8), L4(v + 12)
+#define L64(v) L16(v), L16(v + 16), L16(v + 32), L16(v + 48)
+static const float LEVEL[256] = {L64(0), L64(64), L64(128), L64(192)};
+
 static int paeth(int a, int b, int c) {
     int pa = abs(b - c), pb = abs(a - c), pc = abs(a + b - 2 * c);
     return pa <= pb && pa <= pc ? a : pb <= pc ? b : c;
@@ -88,20 +96,24 @@ bool gm_png_decode_plain(const uint8_t *data, size_t len, int h, int w, int c, f
             seen_idat = true;
             z.next_in = (Bytef *)(data + pos + 8);
             z.avail_in = n;
-            zrc = inflate(&z, Z_NO_FLUSH);
-            ok = ok && (zrc == Z_OK || zrc == Z_STREAM_END) && (zrc != Z_STREAM_END || z.avail_in == 0);
+            /* Z_FINISH: a stream that ends within the buffer needs no 32 KiB
+             * sliding window (allocated and filled otherwise); one split
+             * over several IDATs returns Z_BUF_ERROR, having taken all of
+             * each, until its last (the output may be full before the
+             * stream's checksum has come) */
+            zrc = inflate(&z, Z_FINISH);
+            ok = ok && (zrc == Z_OK || zrc == Z_STREAM_END || (zrc == Z_BUF_ERROR && z.avail_in == 0)) &&
+                 (zrc != Z_STREAM_END || z.avail_in == 0);
         } else if (seen_idat) done = true; /* the image data ended; libpng reads no further either */
         else if (!(type[0] & 0x20) || !memcmp(type, "tRNS", 4)) ok = false; /* critical, or alpha from tRNS */
         pos += 12 + (size_t)n;
     }
     ok = ok && zrc == Z_STREAM_END && z.avail_out == 0 && unfilter(raw, h, stride, (size_t)c);
     if (ok) {
-        float level[256]; /* the very values libpng's path computes, without a divide a pixel */
-        for (int v = 0; v < 256; v++) level[v] = v / 255.0f;
         for (int y = 0; y < h; y++) {
             const uint8_t *row = raw + (size_t)(y + 1) * (stride + 1) + 1;
             float *o = out + (size_t)y * stride;
-            for (size_t i = 0; i < stride; i++) o[i] = level[row[i]];
+            for (size_t i = 0; i < stride; i++) o[i] = LEVEL[row[i]];
         }
     }
     inflateEnd(&z);

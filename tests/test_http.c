@@ -159,8 +159,17 @@ static void test_operations_agree_with_the_core(void **state) {
     assert_int_equal(a.status, 200);
     assert_true(reply_header(&a, "Content-Type", hv, sizeof hv) && !strcmp(hv, "image/png"));
     assert_true(reply_header(&a, "X-Seed", hv, sizeof hv) && !strcmp(hv, "42"));
-    assert_true(reply_header(&a, "Server-Timing", hv, sizeof hv) && strstr(hv, "queue;dur=") &&
-                strstr(hv, "batch;desc="));
+    assert_true(reply_header(&a, "Server-Timing", hv, sizeof hv));
+    {
+        /* the RFC's syntax: milliseconds with three decimals, then the batch */
+        unsigned qi, qf, ci, cf;
+        int rows, end = 0;
+        int got = sscanf(hv, "queue;dur=%u.%3u, compute;dur=%u.%3u, batch;desc=\"%d rows\"%n", &qi, &qf, &ci, &cf,
+                         &rows, &end);
+        if (got != 5 || hv[end] || !strstr(hv, ".") || rows < 1) print_error("Server-Timing: %s\n", hv);
+        assert_true(got == 5 && !hv[end] && rows >= 1);
+        assert_true(strchr(hv, '.')[4] == ',' && strrchr(hv, '.')[4] == ','); /* exactly three decimals each */
+    }
     assert_int_equal(png_width(&a), 2 * 16 + 1); /* 2 x 2 grid with a 1-pixel gutter */
     assert_true(a.len == b.len && memcmp(a.body, b.body, a.len) == 0);
     reply_free(&a);
