@@ -48,7 +48,9 @@ static void describe(const char *path, const gm_model *m) {
     printf("%s: a served model, family %s, image %dx%dx%d", path, gm_family_name(in->family), in->height, in->width,
            in->channels);
     if (in->latent_dim) printf(", latent %d", in->latent_dim);
-    if (in->num_classes) printf(", %d classes", in->num_classes);
+    if (in->mixture_prior) printf(", prior a mixture of %d Gaussians (one per class)", in->num_classes);
+    else if (in->num_classes) printf(", %d classes", in->num_classes);
+    if (in->family == GM_FAMILY_AAE && !in->mixture_prior) printf(", prior N(0, I)");
     if (in->domains) printf(", domains %s -> %s (forward) and back (reverse)", in->domains[0], in->domains[1]);
     if (in->family == GM_FAMILY_VAE) {
         const char *lik = gm_model_meta(m, "gm.likelihood"), *scale = gm_model_meta(m, "gm.likelihood_scale");

@@ -468,8 +468,9 @@ function setupTranslation(translators) {
 
 // ---- Latent interpolation -------------------------------------------------
 // GAN latents are drawn here from the seeds (mulberry32 + Box-Muller), so
-// "seed A" means the same z on every visit; VAE latents come from encoding
-// the VAE's own samples for seeds A and B.
+// "seed A" means the same z on every visit; VAE latents, and those of an
+// AAE whose prior is a mixture (N(0, I) would start between its
+// components), come from encoding the model's own samples for seeds A and B.
 function normals(seed, n) {
   let a = seed >>> 0;
   const uniform = () => {
@@ -493,17 +494,23 @@ function decodesLabel(m) {
   return !!m.num_classes && m.metadata['gm.prior'] !== 'mixture';
 }
 
+// Whether the walk's ends are the codes of the model's own samples.
+function encodesEnds(m) {
+  return m.family === 'vae' || (m.family === 'aae' && m.metadata['gm.prior'] === 'mixture');
+}
+
 function onExploreModel() {
   const m = modelByName($('e-model').value);
   document.body.classList.toggle('e-has-cond', decodesLabel(m));
   fillSelect($('e-label'), m.class_names || []);
-  $('e-how').textContent = m.family === 'vae'
-    ? 'Seeds A and B pick two of the VAE\'s samples; both are encoded, and the straight line between their latent means is decoded.'
+  const what = m.family === 'vae' ? 'latent means' : 'codes';
+  $('e-how').textContent = encodesEnds(m)
+    ? `Seeds A and B pick two of the ${m.family.toUpperCase()}'s samples; both are encoded, and the straight line between their ${what} is decoded.`
     : 'Seeds A and B draw two latent vectors z ~ N(0, I) in this page; the straight line between them is decoded.';
 }
 
 async function latentFor(m, seed) {
-  if (m.family !== 'vae') return normals(seed, m.latent_dim);
+  if (!encodesEnds(m)) return normals(seed, m.latent_dim);
   const s = await postJSON(`/v1/models/${encodeURIComponent(m.name)}/sample`, { n: 1, seed, format: 'json' });
   const e = await postJSON(`/v1/models/${encodeURIComponent(m.name)}/encode`, { images: [{ png: s.images[0].png }] });
   return e.results[0].z;

@@ -62,12 +62,13 @@ def randomize(m):
 
 
 class SaveAAE(ExportTest):
-    def gmserve_check(self, path):
+    def gmserve_check(self, path, prior="prior N(0, I)"):
         if not os.access(GMSERVE, os.X_OK):
             return
         r = subprocess.run([GMSERVE, "check", path], capture_output=True, text=True, timeout=60)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         self.assertIn("family aae", r.stdout)
+        self.assertIn(prior, r.stdout)
         self.assertIn("encoder, decoder verified", r.stdout)
         self.assertIn("reconstruct", r.stdout)
 
@@ -113,7 +114,7 @@ class SaveAAE(ExportTest):
         tensors, meta = self.verify(p, {"encoder": head, "decoder": dec})
         self.assertEqual((meta["gm.prior"], meta["gm.num_classes"]), ("mixture", "4"))
         self.assertTrue(torch.equal(tensors["prior.means"], means))
-        self.gmserve_check(p)
+        self.gmserve_check(p, prior="prior a mixture of 4 Gaussians (one per class)")
         return tensors, meta
 
     def test_mixture_prior_round_trips(self):
@@ -141,7 +142,7 @@ class SaveAAE(ExportTest):
         tensors, meta = gmexport.safetensors.read(p)
         self.assertEqual((meta["gm.prior"], json.loads(meta["gm.class_names"])), ("mixture", ["a", "b", "c"]))
         self.assertEqual(tensors["prior.stds"].tolist(), [0.5] * 3)
-        self.gmserve_check(p)
+        self.gmserve_check(p, prior="prior a mixture of 3 Gaussians (one per class)")
 
     def test_mixture_refusals(self):
         enc, dec = Encoder().eval(), Decoder().eval()

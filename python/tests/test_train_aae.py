@@ -2,8 +2,9 @@
 3x3 convolution and a pixel shuffle standing in for PyTorch's transposed
 convolution, and is exported as nn.ConvTranspose2d with the same weight;
 so the two must be the same function with the same gradients. The codes'
-standardization folded into the encoder's last layer must give codes of
-mean 0 and standard deviation 1 on the images it was fitted to."""
+standardization folded into the encoder's last layer must give codes the
+prior's mean and standard deviation on the images it was fitted to, and
+the mixture prior's moments are those of its draws."""
 import os
 import sys
 import unittest
@@ -51,6 +52,30 @@ class StandardizeTest(unittest.TestCase):
         torch.testing.assert_close(after.mean(0), torch.zeros(6, dtype=torch.float64), rtol=0, atol=1e-9)
         torch.testing.assert_close(after.std(0), torch.ones(6, dtype=torch.float64), rtol=0, atol=1e-9)
         torch.testing.assert_close(after, (before - before.mean(0)) / before.std(0), rtol=1e-9, atol=1e-9)
+
+    def test_codes_take_a_mixture_priors_moments(self):
+        torch.manual_seed(5)
+        Z = 12
+        prior = train_aae.Prior(Z, "mixture", 4.0)
+        mean, std = prior.moments()
+        # the moments of one draw: a component picked uniformly, then N(means[k], I)
+        torch.testing.assert_close(mean, torch.tensor([0.4] * 10 + [0.0] * 2), rtol=0, atol=1e-6)
+        torch.testing.assert_close(std, torch.tensor([(1 + 16 * 0.1 * 0.9) ** 0.5] * 10 + [1.0] * 2), rtol=0,
+                                   atol=1e-6)
+        draws = prior.draw(torch.arange(200000) % 10)
+        torch.testing.assert_close(draws.mean(0), mean, rtol=0, atol=0.02)
+        torch.testing.assert_close(draws.std(0), std, rtol=0, atol=0.02)
+        enc = train_aae.encoder(Z).double().eval()
+        for p in enc.parameters():
+            nn.init.normal_(p, 0.3, 0.5)
+        x = torch.rand(2000, 1, 28, 28, dtype=torch.float64) * 2 - 1
+        before = enc(x).detach()
+        train_aae.standardize_codes(enc, x, mean.double(), std.double())
+        after = enc(x).detach()
+        torch.testing.assert_close(after.mean(0), mean.double(), rtol=0, atol=1e-9)
+        torch.testing.assert_close(after.std(0), std.double(), rtol=0, atol=1e-9)
+        torch.testing.assert_close(after, (before - before.mean(0)) / before.std(0) * std + mean, rtol=1e-9,
+                                   atol=1e-9)
 
 
 if __name__ == "__main__":
