@@ -26,6 +26,10 @@ void gm_rng_seed(gm_rng *r, uint64_t seed, uint64_t stream);
 uint64_t gm_rng_next(gm_rng *r);
 double gm_rng_uniform(gm_rng *r); /* [0, 1), 53 bits */
 double gm_rng_normal(gm_rng *r);  /* N(0, 1) */
+/* n draws of N(0, 1): the values n calls of gm_rng_normal give, in their
+ * order and leaving the same spare, to a few units in the last place (the
+ * log, sin and cos are computed a vector at a time, not by libm). */
+void gm_rng_normals(gm_rng *r, double *out, int n);
 /* N(0, 1) conditioned on |z| <= t, for any t > 0 (1e-300 to infinity). */
 double gm_rng_truncated_normal(gm_rng *r, double t);
 

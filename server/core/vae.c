@@ -183,8 +183,9 @@ static int vae_logp(const void *p, const gm_model_info *info, int B, const float
     double *recon = calloc((size_t)B, sizeof *recon);      /* sum_k log p(x|z_k) */
     int *owner = malloc((size_t)rows_max * sizeof *owner); /* chunk row -> b*K + k */
     double *sd = malloc((size_t)Z * sizeof *sd);           /* exp(logvar / 2) of the current image */
+    double *eps = malloc((size_t)Z * sizeof *eps);         /* one importance sample's normals */
     int rc = -1;
-    if (!stats || !z || !dec || !lw || !recon || !owner || !sd || run_encoder(m, info, B, x, stats)) goto done;
+    if (!stats || !z || !dec || !lw || !recon || !owner || !sd || !eps || run_encoder(m, info, B, x, stats)) goto done;
     int n = 0;
     for (int r = 0; r < B; r++) {
         const float *mu = stats + (size_t)r * 2 * Z, *lv = mu + Z;
@@ -197,11 +198,11 @@ static int vae_logp(const void *p, const gm_model_info *info, int B, const float
             /* log p(z) - log q(z|x); the log(2 pi) terms cancel */
             double lpq = half_logdet;
             float *zr = z + (size_t)n * Z;
+            gm_rng_normals(&rows[r].rng, eps, Z);
             for (int j = 0; j < Z; j++) {
-                double eps = gm_rng_normal(&rows[r].rng);
-                double zj = mu[j] + sd[j] * eps;
+                double zj = mu[j] + sd[j] * eps[j];
                 zr[j] = (float)zj;
-                lpq += -0.5 * zj * zj + 0.5 * eps * eps;
+                lpq += -0.5 * zj * zj + 0.5 * eps[j] * eps[j];
             }
             lw[(size_t)r * K + k] = lpq;
             owner[n++] = r * K + k;
@@ -243,6 +244,7 @@ done:
     free(recon);
     free(owner);
     free(sd);
+    free(eps);
     return rc;
 }
 

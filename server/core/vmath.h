@@ -182,6 +182,27 @@ static inline float gm_gatef(float a, float g) {
 static inline double gm_softplus_e(double x, double e) { return (x > 0 ? x : 0.0) + log1p(e); }
 static inline double gm_softplus(double x) { return gm_softplus_e(x, exp(-fabs(x))); }
 
+/* 2 atanh(z) = log((1 + z) / (1 - z)) by its odd series to z^27, in
+ * double: remainder below 1e-14 relative for |z| <= 1/3. log1p(t) is
+ * gm_atanh2(t / (2 + t)) and log(m) is gm_atanh2((m - 1) / (m + 1)). */
+static inline double gm_atanh2(double z) {
+    double z2 = z * z, q = 1.0 / 27;
+    q = q * z2 + 1.0 / 25;
+    q = q * z2 + 1.0 / 23;
+    q = q * z2 + 1.0 / 21;
+    q = q * z2 + 1.0 / 19;
+    q = q * z2 + 1.0 / 17;
+    q = q * z2 + 1.0 / 15;
+    q = q * z2 + 1.0 / 13;
+    q = q * z2 + 1.0 / 11;
+    q = q * z2 + 1.0 / 9;
+    q = q * z2 + 1.0 / 7;
+    q = q * z2 + 1.0 / 5;
+    q = q * z2 + 1.0 / 3;
+    q = q * z2 + 1.0;
+    return 2.0 * z * q;
+}
+
 /* sum_i softplus(s_i) = sum_i max(s_i, 0) + log1p(e^-|s_i|), in double, as
  * a loop the compiler vectorizes (8 lanes on AVX-512) where libm's scalar
  * exp and log1p cost NADE a third of its time. e^-|s| is Cephes's range
@@ -217,22 +238,8 @@ static inline double gm_softplus_sum(const float *s, int n) {
         memcpy(&bits, &kb, sizeof bits);
         bits = (bits - 0x4338000000000000ull + 1023) << 52;
         memcpy(&scale, &bits, sizeof scale);
-        double t = p * scale, z = t / (2.0 + t), z2 = z * z;
-        double q = 1.0 / 27;
-        q = q * z2 + 1.0 / 25;
-        q = q * z2 + 1.0 / 23;
-        q = q * z2 + 1.0 / 21;
-        q = q * z2 + 1.0 / 19;
-        q = q * z2 + 1.0 / 17;
-        q = q * z2 + 1.0 / 15;
-        q = q * z2 + 1.0 / 13;
-        q = q * z2 + 1.0 / 11;
-        q = q * z2 + 1.0 / 9;
-        q = q * z2 + 1.0 / 7;
-        q = q * z2 + 1.0 / 5;
-        q = q * z2 + 1.0 / 3;
-        q = q * z2 + 1.0;
-        sum += (x > 0 || x != x ? x : 0.0) + 2.0 * z * q; /* a NaN logit gives a NaN sum */
+        double t = p * scale;
+        sum += (x > 0 || x != x ? x : 0.0) + gm_atanh2(t / (2.0 + t)); /* a NaN logit gives a NaN sum */
     }
     return sum;
 }
