@@ -3,13 +3,12 @@
  *
  * A model's tensors are the native API's names: the inputs images
  * [n, H, W, C], latents [n, Z], label [n], code [n, code_dim], cat [n] (an
- * InfoGAN's category), seed [1] and n [1]; the outputs images, logp, bits_per_dim, elbo, se, z, logvar, logit,
- * probability, realness and label. Which operation runs follows from the inputs:
- * images go to logp, encode, discriminate, reconstruct or translate
- * (whichever the requested outputs belong to, logp by default, a
- * translator's translate), latents to decode, neither to sample. The
- * request's "parameters" carry the operation's scalars (k, temperature,
- * truncation, mode, direction). docs/oip.md has the table per family.
+ * InfoGAN's category), seed [1] and n [1]; the outputs images, logp, bits_per_dim, elbo, se, z, logvar,
+ * component_probs (a mixture AAE's posterior over its components), logit, probability, realness and label. Which
+ * operation runs follows from the inputs: images go to logp, encode, discriminate, reconstruct or translate (whichever
+ * the requested outputs belong to, logp by default, a translator's translate), latents to decode, neither to sample.
+ * The request's "parameters" carry the operation's scalars (k, temperature, truncation, mode, direction). docs/oip.md
+ * has the table per family.
  *
  * Parsing keeps the JSON header's tree and points into the body for binary
  * tensors, so nothing is copied before the model's shapes are checked;
@@ -420,6 +419,7 @@ static const struct {
     [GM_OIP_OUT_SE] = {"se", DT_FP64},
     [GM_OIP_OUT_Z] = {"z", DT_FP32},
     [GM_OIP_OUT_LOGVAR] = {"logvar", DT_FP32},
+    [GM_OIP_OUT_COMPONENT_PROBS] = {"component_probs", DT_FP64},
     [GM_OIP_OUT_LOGIT] = {"logit", DT_FP32},
     [GM_OIP_OUT_PROBABILITY] = {"probability", DT_FP32},
     [GM_OIP_OUT_REALNESS] = {"realness", DT_FP32},
@@ -485,7 +485,8 @@ static unsigned op_outputs(const gm_model_info *in, gm_op op, long k) {
         return BIT(GM_OIP_OUT_LOGP) | BIT(GM_OIP_OUT_BITS_PER_DIM) |
                (in->exact_logp ? 0 : BIT(GM_OIP_OUT_ELBO) | (k > 1 ? BIT(GM_OIP_OUT_SE) : 0));
     case GM_OP_ENCODE:
-        return BIT(GM_OIP_OUT_Z) | (in->family == GM_FAMILY_VAE ? BIT(GM_OIP_OUT_LOGVAR) : 0);
+        return BIT(GM_OIP_OUT_Z) | (in->family == GM_FAMILY_VAE ? BIT(GM_OIP_OUT_LOGVAR) : 0) |
+               (in->mixture_prior ? BIT(GM_OIP_OUT_COMPONENT_PROBS) : 0);
     case GM_OP_DISCRIMINATE:
         return BIT(GM_OIP_OUT_LOGIT) | BIT(GM_OIP_OUT_PROBABILITY) | BIT(GM_OIP_OUT_REALNESS);
     default:
@@ -524,6 +525,9 @@ static int output_shape(const gm_model_info *in, gm_oip_output o, int64_t n, int
     case GM_OIP_OUT_Z:
     case GM_OIP_OUT_LOGVAR:
         dims[1] = in->encode_dim;
+        return 2;
+    case GM_OIP_OUT_COMPONENT_PROBS:
+        dims[1] = in->num_classes;
         return 2;
     default:
         return 1;
@@ -948,6 +952,8 @@ static double out_real(const gm_oip_results *res, const gm_model_info *in, gm_oi
         return res->z[i];
     case GM_OIP_OUT_LOGVAR:
         return res->logvar[i];
+    case GM_OIP_OUT_COMPONENT_PROBS:
+        return res->component_probs[i];
     case GM_OIP_OUT_LOGIT:
         return res->logits[i];
     case GM_OIP_OUT_PROBABILITY: /* D(x) = sigmoid(logit) */

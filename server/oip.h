@@ -43,6 +43,7 @@ typedef enum {
     GM_OIP_OUT_SE,
     GM_OIP_OUT_Z,
     GM_OIP_OUT_LOGVAR,
+    GM_OIP_OUT_COMPONENT_PROBS,
     GM_OIP_OUT_LOGIT,
     GM_OIP_OUT_PROBABILITY,
     GM_OIP_OUT_REALNESS,
@@ -90,14 +91,15 @@ void gm_oip_plan_release(gm_oip_plan *plan);
  * NULL for the others. */
 typedef struct {
     int n;
-    const float *pixels;      /* sample, decode: (n, D) */
-    const double *logp;       /* sample of a NADE: (n) */
-    const int *labels;        /* conditional sample, decode: (n) */
-    const gm_logp_result *lp; /* logp: (n) */
-    const float *z, *logvar;  /* encode: (n, encode_dim) each; logvar of a VAE */
-    const float *logits;      /* discriminate: (n) */
-    int k;                    /* logp: importance samples; 0 = exact */
-    bool has_seed;            /* sample and a VAE logp report their seed */
+    const float *pixels;           /* sample, decode: (n, D) */
+    const double *logp;            /* sample of a NADE: (n) */
+    const int *labels;             /* conditional sample, decode: (n) */
+    const gm_logp_result *lp;      /* logp: (n) */
+    const float *z, *logvar;       /* encode: (n, encode_dim) each; logvar of a VAE */
+    const double *component_probs; /* encode of a mixture AAE: (n, num_classes), gm_model_component_probs */
+    const float *logits;           /* discriminate: (n) */
+    int k;                         /* logp: importance samples; 0 = exact */
+    bool has_seed;                 /* sample and a VAE logp report their seed */
     uint64_t seed;
 } gm_oip_results;
 

@@ -159,6 +159,14 @@ void gm_oip_finish(gm_call *c) {
             return gm_reply_error(&c->reply, GM_E_INTERNAL, "out of memory building the reply");
         for (int i = 0; i < job->n; i++) labels[i] = job->rows[i].label;
     }
+    double *probs = NULL; /* a mixture AAE's encode: each code's posterior over the components */
+    if (job->op == GM_OP_ENCODE && o->info->mixture_prior &&
+        (!(probs = malloc((size_t)job->n * o->info->num_classes * sizeof *probs)) ||
+         gm_model_component_probs(job->model, job->n, job->out_z, probs, NULL))) {
+        free(labels);
+        free(probs);
+        return gm_reply_error(&c->reply, GM_E_INTERNAL, "out of memory building the reply");
+    }
     gm_oip_results res = {
         .n = job->n,
         .pixels = job->out_pixels,
@@ -167,6 +175,7 @@ void gm_oip_finish(gm_call *c) {
         .lp = job->out_lp,
         .z = job->out_z,
         .logvar = job->out_logvar,
+        .component_probs = probs,
         .logits = job->out_logits,
         .k = job->k,
         .has_seed = job->op == GM_OP_SAMPLE || (job->op == GM_OP_LOGP && !o->info->exact_logp),
@@ -176,6 +185,7 @@ void gm_oip_finish(gm_call *c) {
     size_t len, json_len;
     bool ok = gm_oip_respond(&o->plan, o->model_name, o->info, &res, &body, &len, &json_len);
     free(labels);
+    free(probs);
     if (!ok) return gm_reply_error(&c->reply, GM_E_INTERNAL, "out of memory building the reply");
     if (json_len < len) gm_reply_header(&c->reply, "Inference-Header-Content-Length", "%zu", json_len);
     gm_reply_bytes(&c->reply, json_len < len ? "application/octet-stream" : "application/json", body, len);

@@ -441,6 +441,14 @@ static json_t *schemas(void) {
                                   "results", "type", "array", "items", "type", "object", "properties", "z", numbers,
                                   "logvar", numbers, "cat_probabilities", numbers, "cat", "type", "integer", "code",
                                   numbers));
+    /* a mixture AAE's: the component the code falls in, its class, the posterior over all */
+    json_t *encode_props = json_object_get(
+        json_object_get(json_object_get(json_object_get(json_object_get(o, "EncodeReply"), "properties"), "results"),
+                        "items"),
+        "properties");
+    json_object_set_new(encode_props, "component", json_pack("{s:s}", "type", "integer"));
+    json_object_set_new(encode_props, "class", json_pack("{s:s}", "type", "string"));
+    json_object_set_new(encode_props, "component_probs", json_incref(numbers));
     json_object_set_new(o, "DiscriminateReply",
                         json_pack("{s:s,s:[s,s],s:{s:{s:s},s:{s:s,s:{s:s,s:{s:O,s:O,s:O}}}}}", "type", "object",
                                   "required", "model", "results", "properties", "model", "type", "string", "results",

@@ -1110,10 +1110,18 @@ static void finish_encode(gm_operation *c, const gm_model_info *in, gm_reply *re
     if (c->format == GM_FORMAT_NPY) /* z alone (a VAE's mean), or Q's logits then codes: (n, encode_dim) */
         return reply_npy(c, reply, c->out, 2, (const long[]){c->job.n, in->encode_dim});
     if (in->encode_q) return finish_encode_q(c, in, reply);
-    int n = c->job.n;
+    int n = c->job.n, K = in->num_classes;
     size_t e = (size_t)in->encode_dim;
+    /* a mixture AAE: the component each code falls in, and the posterior over all K */
+    double *probs = in->mixture_prior ? malloc((size_t)n * K * sizeof *probs) : NULL;
+    int *best = in->mixture_prior ? malloc((size_t)n * sizeof *best) : NULL;
+    if (in->mixture_prior && (!probs || !best || gm_model_component_probs(c->job.model, n, c->out, probs, best))) {
+        free(probs);
+        free(best);
+        return gm_reply_error(reply, GM_E_INTERNAL, "out of memory building the reply");
+    }
     gm_jw w;
-    gm_jw_init(&w, 64 + (size_t)n * (32 + 2 * e * 16));
+    gm_jw_init(&w, 64 + (size_t)n * (32 + 2 * e * 16 + (probs ? 64 + (size_t)K * 18 : 0)));
     gm_jw_lit(&w, "{\"model\":");
     gm_jw_str(&w, model_name(c));
     gm_jw_lit(&w, ",\"results\":[");
@@ -1125,9 +1133,25 @@ static void finish_encode(gm_operation *c, const gm_model_info *in, gm_reply *re
             gm_jw_lit(&w, ",\"logvar\":");
             gm_jw_floats(&w, c->out2 + (size_t)i * e, e);
         }
+        if (probs) {
+            gm_jw_lit(&w, ",\"component\":");
+            gm_jw_int(&w, best[i]);
+            if (in->class_names) {
+                gm_jw_lit(&w, ",\"class\":");
+                gm_jw_str(&w, in->class_names[best[i]]);
+            }
+            gm_jw_lit(&w, ",\"component_probs\":[");
+            for (int k = 0; k < K; k++) {
+                if (k) gm_jw_lit(&w, ",");
+                gm_jw_double(&w, probs[(size_t)i * K + k]);
+            }
+            gm_jw_lit(&w, "]");
+        }
         gm_jw_lit(&w, "}");
     }
     gm_jw_lit(&w, "]}");
+    free(probs);
+    free(best);
     gm_reply_jw(reply, &w);
 }
 

@@ -10,11 +10,13 @@
  * reconstructions. Then: a row's sample and reconstruction do not depend
  * on its batch; a mixture sample of class k is the decoding of
  * mean_k + std_k * temperature * eps, eps the normal prior's draws of the
- * row's stream, recomputed here from the file's tensors; malformed priors
+ * row's stream, recomputed here from the file's tensors; a code's posterior
+ * over the components is the one recomputed here in double; malformed priors
  * are refused at load naming the key; and the daemon serves reconstruct
  * (pixels and PNG bodies in, PNG or JSON out), lists it in /v1/models,
- * refuses logp with a 422 saying why, and samples a mixture's classes by
- * index or name.
+ * refuses logp with a 422 saying why, samples a mixture's classes by
+ * index or name, and encodes a mixture's images with their components
+ * (/v1 and /v2).
  */
 #include "gm/model.h"
 #include "testutil.h"
@@ -177,6 +179,42 @@ static void assert_png_close(const char *what, const uint8_t *png, size_t len, c
     free(got);
 }
 
+/* {"images": [{"pixels": [...]}, ...]} of n images of D values (malloc'd). */
+static char *pixels_body(const float *x, int n, int D) {
+    size_t cap = (size_t)n * D * 16 + 64, len = 0;
+    char *body = malloc(cap);
+    len += (size_t)snprintf(body + len, cap - len, "{\"images\": [");
+    for (int i = 0; i < n; i++) {
+        len += (size_t)snprintf(body + len, cap - len, "%s{\"pixels\": [", i ? ", " : "");
+        for (int j = 0; j < D; j++)
+            len += (size_t)snprintf(body + len, cap - len, "%s%.9g", j ? "," : "", x[(size_t)i * D + j]);
+        len += (size_t)snprintf(body + len, cap - len, "]}");
+    }
+    snprintf(body + len, cap - len, "]}");
+    return body;
+}
+
+/* An infer request of n images of model `in` (the tensor images [n, H, W, C])
+ * asking for the one output `output` (malloc'd). */
+static char *v2_images_body(const float *x, int n, const gm_model_info *in, const char *output) {
+    size_t cap = (size_t)n * in->dim * 16 + 256;
+    char *body = malloc(cap);
+    size_t len = (size_t)snprintf(body, cap,
+                                  "{\"inputs\": [{\"name\": \"images\", \"shape\": [%d, %d, %d, %d], \"datatype\": "
+                                  "\"FP32\", \"data\": [",
+                                  n, in->height, in->width, in->channels);
+    for (size_t q = 0; q < (size_t)n * in->dim; q++)
+        len += (size_t)snprintf(body + len, cap - len, "%s%.9g", q ? "," : "", x[q]);
+    snprintf(body + len, cap - len, "]}], \"outputs\": [{\"name\": \"%s\"}]}", output);
+    return body;
+}
+
+/* The value at keys[0], then keys[1] in it, ... (NULL-terminated), or NULL. */
+static json_t *json_path(json_t *j, const char *const *keys) {
+    for (; j && *keys; keys++) j = json_object_get(j, *keys);
+    return j;
+}
+
 static void test_daemon_reconstruct_and_logp(void **state) {
     const char *args[] = {"--model", "conv=tests/fixtures/aae_conv.safetensors", "--model",
                           "rgb=tests/fixtures/aae_gauss_rgb.safetensors", NULL};
@@ -191,16 +229,7 @@ static void test_daemon_reconstruct_and_logp(void **state) {
         const float *x = ref_f32(ref, "x"), *want = ref_f32(ref, "reconstructed");
         const char *name = f ? "rgb" : "conv";
         /* two images as pixels, JSON out */
-        size_t cap = (size_t)2 * in->dim * 16 + 64, len = 0;
-        char *body = malloc(cap);
-        len += (size_t)snprintf(body + len, cap - len, "{\"images\": [");
-        for (int i = 0; i < 2; i++) {
-            len += (size_t)snprintf(body + len, cap - len, "%s{\"pixels\": [", i ? ", " : "");
-            for (int j = 0; j < in->dim; j++)
-                len += (size_t)snprintf(body + len, cap - len, "%s%.9g", j ? "," : "", x[(size_t)i * in->dim + j]);
-            len += (size_t)snprintf(body + len, cap - len, "]}");
-        }
-        snprintf(body + len, cap - len, "]}");
+        char *body = pixels_body(x, 2, in->dim);
         snprintf(path, sizeof path, "/v1/models/%s/reconstruct", name);
         reply_t r = http_json(d.port, path, body);
         assert_int_equal(r.status, 200);
@@ -227,14 +256,7 @@ static void test_daemon_reconstruct_and_logp(void **state) {
         assert_png_close(path, r.body, r.len, in, rec);
         reply_free(&r);
         /* the same through the Open Inference Protocol: images in, images out, unquantized */
-        char *v2body = malloc(cap);
-        len = (size_t)snprintf(v2body, cap,
-                               "{\"inputs\": [{\"name\": \"images\", \"shape\": [2, %d, %d, %d], \"datatype\": "
-                               "\"FP32\", \"data\": [",
-                               in->height, in->width, in->channels);
-        for (int q = 0; q < 2 * in->dim; q++)
-            len += (size_t)snprintf(v2body + len, cap - len, "%s%.9g", q ? "," : "", x[q]);
-        snprintf(v2body + len, cap - len, "]}], \"outputs\": [{\"name\": \"images\"}]}");
+        char *v2body = v2_images_body(x, 2, in, "images");
         snprintf(path, sizeof path, "/v2/models/%s/infer", name);
         r = http_json(d.port, path, v2body);
         free(v2body);
@@ -248,6 +270,15 @@ static void test_daemon_reconstruct_and_logp(void **state) {
         free(v2);
         json_decref(j);
         reply_free(&r);
+        /* encode: the code alone, no component (the normal prior has one) */
+        snprintf(path, sizeof path, "/v1/models/%s/encode", name);
+        j = http_json_expect(d.port, path, body, 200);
+        json_t *res0 = json_array_get(json_object_get(j, "results"), 0);
+        assert_int_equal(json_array_size(json_object_get(res0, "z")), in->latent_dim);
+        assert_null(json_object_get(res0, "component"));
+        assert_null(json_object_get(res0, "class"));
+        assert_null(json_object_get(res0, "component_probs"));
+        json_decref(j);
         /* logp: 422, saying why */
         snprintf(path, sizeof path, "/v1/models/%s/logp", name);
         r = http_json(d.port, path, body);
@@ -282,6 +313,21 @@ static void test_daemon_reconstruct_and_logp(void **state) {
     assert_int_equal(r.status, 422);
     reply_free(&r);
     assert_int_equal(daemon_stop(&d), 0);
+}
+
+/* aae_conv (Z = 6) with a mixture prior of K components: means [K, 6],
+ * stds [K, 6], or [K] when std_per_k. */
+static gm_model *mixture_conv(int K, const float *means, const float *stds, bool std_per_k) {
+    char path[TEMP_PATH_LEN], err[GM_ERR_LEN], k[16];
+    snprintf(k, sizeof k, "%d", K);
+    const st_tensor ts[] = {{.name = "prior.means", .ndim = 2, .shape = {K, 6}, .values = means},
+                            {.name = "prior.stds", .ndim = std_per_k ? 1 : 2, .shape = {K, 6}, .values = stds}};
+    gm_model *m = gm_model_load(
+        aae_conv_variant(path, (const char *[]){"gm.prior", "mixture", "gm.num_classes", k}, 4, ts, 2), err);
+    unlink(path);
+    if (!m) print_error("%s\n", err);
+    assert_non_null(m);
+    return m;
 }
 
 /* The decoding of z_r = mean[k_r] + std[k_r] * T * eps_r for n rows, eps_r
@@ -338,14 +384,7 @@ static void test_mixture_sample_is_mean_plus_std_eps(void **state) {
     enum { K = 2, Z = 6 };
     float means[K * Z], stds[K * Z];
     for (int i = 0; i < K * Z; i++) means[i] = (float)(i % 5) - 2.0f, stds[i] = 0.1f + 0.2f * (float)i;
-    char path[TEMP_PATH_LEN], err[GM_ERR_LEN];
-    const st_tensor ts[] = {{.name = "prior.means", .ndim = 2, .shape = {K, Z}, .values = means},
-                            {.name = "prior.stds", .ndim = 2, .shape = {K, Z}, .values = stds}};
-    m = gm_model_load(aae_conv_variant(path, (const char *[]){"gm.prior", "mixture", "gm.num_classes", "2"}, 4, ts, 2),
-                      err);
-    unlink(path);
-    if (!m) print_error("%s\n", err);
-    assert_non_null(m);
+    m = mixture_conv(K, means, stds, false);
     check_mixture_sample("aae_conv with stds [K, Z]", m, means, stds, false);
     gm_model_free(m);
     /* the normal prior draws the same eps: component 0 of N(0, I) */
@@ -357,6 +396,100 @@ static void test_mixture_sample_is_mean_plus_std_eps(void **state) {
     mixture_expected(m, 3, 42, 0.8f, (const int[]){0, 0, 0}, zero, one, true, want);
     assert_close_f("aae_conv, normal prior", got, want, 3 * 784, 1e-6);
     free(rows);
+    gm_model_free(m);
+}
+
+/* p(k | z) for the n codes z of a model with K components in Z
+ * dimensions, from means [K, Z] and stds as the file holds them ([K, Z],
+ * or [K] when std_per_k): each log density with its constant, and
+ * p_k = 1 / sum_j exp(l_j - l_k), which neither underflows nor overflows
+ * into a NaN. */
+static void posterior_expected(int n, int K, int Z, const float *z, const float *means, const float *stds,
+                               bool std_per_k, double *p) {
+    double *l = malloc((size_t)K * sizeof *l);
+    for (int r = 0; r < n; r++) {
+        for (int k = 0; k < K; k++) {
+            l[k] = 0;
+            for (int j = 0; j < Z; j++) {
+                double s = stds[std_per_k ? k : k * Z + j], d = (double)z[(size_t)r * Z + j] - means[(size_t)k * Z + j];
+                l[k] += -0.5 * log(2 * M_PI) - log(s) - d * d / (2 * s * s);
+            }
+        }
+        for (int k = 0; k < K; k++) {
+            double sum = 0;
+            for (int j = 0; j < K; j++) sum += exp(l[j] - l[k]);
+            p[(size_t)r * K + k] = 1 / sum;
+        }
+    }
+    free(l);
+}
+
+/* gm_model_component_probs on K codes placed at the means, codes spread
+ * around them and codes far from every mean: the posterior recomputed
+ * from the file's tensors, summing to 1, its argmax reported, and each
+ * code at means[k] put in component k. */
+static void check_component_probs(const char *what, const gm_model *m, const float *means, const float *stds,
+                                  bool std_per_k) {
+    const gm_model_info *in = gm_model_get_info(m);
+    int K = in->num_classes, Z = in->latent_dim, n = K + 12 + 3;
+    float *z = malloc((size_t)n * Z * sizeof *z);
+    memcpy(z, means, (size_t)K * Z * sizeof *z);
+    gm_rng g;
+    gm_rng_seed(&g, 11, 0);
+    for (int i = K * Z; i < (K + 12) * Z; i++) z[i] = (float)(10 * gm_rng_uniform(&g) - 5);
+    for (int i = (K + 12) * Z; i < n * Z; i++) z[i] = i % 2 ? 1e4f : -3e3f * (float)(i % 3); /* exp(-1e8): underflows */
+    double *got = malloc((size_t)n * K * sizeof *got), *want = malloc((size_t)n * K * sizeof *want);
+    int *best = malloc((size_t)n * sizeof *best);
+    assert_int_equal(gm_model_component_probs(m, n, z, got, best), 0);
+    posterior_expected(n, K, Z, z, means, stds, std_per_k, want);
+    for (int r = 0; r < n; r++) {
+        double sum = 0;
+        int argmax = 0;
+        for (int k = 0; k < K; k++) {
+            double pg = got[(size_t)r * K + k], w = want[(size_t)r * K + k];
+            if (!(fabs(pg - w) <= 1e-9)) {
+                print_error("%s: row %d component %d: p = %.17g, want %.17g\n", what, r, k, pg, w);
+                fail();
+            }
+            sum += pg;
+            argmax = w > want[(size_t)r * K + argmax] ? k : argmax;
+        }
+        assert_true(fabs(sum - 1) < 1e-12);
+        assert_int_equal(best[r], argmax);
+        if (r < K) assert_int_equal(best[r], r); /* a code at means[k] */
+    }
+    /* a row's posterior is its own: row 5 alone */
+    double one[8];
+    assert_int_equal(gm_model_component_probs(m, 1, z + 5 * Z, one, NULL), 0);
+    for (int k = 0; k < K; k++) assert_true(one[k] == got[5 * K + k]);
+    free(z);
+    free(got);
+    free(want);
+    free(best);
+}
+
+static void test_component_probs(void **state) {
+    /* the exporter's file: stds [K] */
+    gm_model *m = load_model("aae_mixture.safetensors");
+    gm_st *st = load_ref("aae_mixture.safetensors");
+    check_component_probs("aae_mixture", m, ref_f32(st, "prior.means"), ref_f32(st, "prior.stds"), true);
+    gm_st_free(st);
+    gm_model_free(m);
+    /* stds [K, Z], unequal per code value */
+    enum { K = 3, Z = 6 };
+    float means[K * Z], stds[K * Z];
+    for (int i = 0; i < K * Z; i++) means[i] = 3.0f * (float)(i % 5) - 4.0f, stds[i] = 0.3f + 0.1f * (float)(i % 7);
+    m = mixture_conv(K, means, stds, false);
+    check_component_probs("aae_conv with stds [K, Z]", m, means, stds, false);
+    gm_model_free(m);
+    /* a normal prior has no components, nor has another family */
+    float z[Z] = {0};
+    double p[K];
+    m = load_model("aae_conv.safetensors");
+    assert_int_equal(gm_model_component_probs(m, 1, z, p, NULL), -1);
+    gm_model_free(m);
+    m = load_model("vae_mlp.safetensors");
+    assert_int_equal(gm_model_component_probs(m, 1, z, p, NULL), -1);
     gm_model_free(m);
 }
 
@@ -493,6 +626,63 @@ static void test_daemon_mixture_sample(void **state) {
     assert_string_equal(v2labels, "[1, 1]");
     free(v2labels);
     json_decref(j);
+    /* encode: each code's component, class and posterior, recomputed from
+     * the reply's own z; /v2 gives the same posterior as component_probs
+     * [n, K]; /openapi.json lists every field of the reply */
+    gm_st *ref = load_ref("aae_mixture.ref.safetensors");
+    char *body = pixels_body(ref_f32(ref, "x"), 3, D);
+    j = http_json_expect(d.port, "/v1/models/mix/encode", body, 200);
+    json_t *results = json_object_get(j, "results");
+    assert_int_equal(json_array_size(results), 3);
+    float zs[3 * 2];
+    double probs[3 * 3], want_p[3 * 3];
+    for (size_t q = 0; q < 3; q++) {
+        json_t *res = json_array_get(results, q), *zj = json_object_get(res, "z"),
+               *pj = json_object_get(res, "component_probs");
+        assert_int_equal(json_array_size(zj), 2);
+        assert_int_equal(json_array_size(pj), 3);
+        for (size_t k = 0; k < 2; k++) zs[q * 2 + k] = (float)json_number_value(json_array_get(zj, k));
+        for (size_t k = 0; k < 3; k++) probs[q * 3 + k] = json_number_value(json_array_get(pj, k));
+    }
+    posterior_expected(3, 3, 2, zs, means, stds, true, want_p);
+    for (size_t q = 0; q < 3; q++) {
+        json_t *res = json_array_get(results, q);
+        int best = 0;
+        for (int k = 0; k < 3; k++) {
+            assert_true(fabs(probs[q * 3 + k] - want_p[q * 3 + k]) < 1e-9); /* 10 significant digits */
+            best = want_p[q * 3 + k] > want_p[q * 3 + best] ? k : best;
+        }
+        assert_int_equal(json_integer_value(json_object_get(res, "component")), best);
+        assert_string_equal(json_string_value(json_object_get(res, "class")), gm_model_get_info(m)->class_names[best]);
+    }
+    r = http_get(d.port, "/openapi.json");
+    json_t *api = expect_json(&r, 200, "GET /openapi.json");
+    json_t *props = json_path(api, (const char *[]){"components", "schemas", "EncodeReply", "properties", "results",
+                                                    "items", "properties", NULL});
+    const char *key;
+    json_t *val;
+    json_object_foreach(json_array_get(results, 0), key, val) {
+        if (!json_object_get(props, key)) print_error("EncodeReply lacks \"%s\"\n", key);
+        assert_non_null(json_object_get(props, key));
+    }
+    json_decref(api);
+    reply_free(&r);
+    json_decref(j);
+    free(body);
+    char *v2body = v2_images_body(ref_f32(ref, "x"), 3, gm_model_get_info(m), "component_probs");
+    j = http_json_expect(d.port, "/v2/models/mix/infer", v2body, 200);
+    free(v2body);
+    json_t *out = json_array_get(json_object_get(j, "outputs"), 0);
+    assert_string_equal(json_string_value(json_object_get(out, "name")), "component_probs");
+    assert_string_equal(json_string_value(json_object_get(out, "datatype")), "FP64");
+    char *shape = json_dumps(json_object_get(out, "shape"), JSON_COMPACT);
+    assert_string_equal(shape, "[3,3]");
+    free(shape);
+    json_t *data = json_object_get(out, "data");
+    assert_int_equal(json_array_size(data), 9);
+    for (size_t q = 0; q < 9; q++) assert_true(fabs(json_number_value(json_array_get(data, q)) - want_p[q]) < 1e-12);
+    json_decref(j);
+    gm_st_free(ref);
     /* /v1/models: the classes, and label among sample's parameters */
     r = http_get(d.port, "/v1/models/mix");
     j = expect_json(&r, 200, "GET /v1/models/mix");
@@ -518,8 +708,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parity_with_pytorch),          cmocka_unit_test(test_alone_vs_batched),
         cmocka_unit_test(test_bad_metadata_is_refused),      cmocka_unit_test(test_mixture_sample_is_mean_plus_std_eps),
-        cmocka_unit_test(test_bad_mixture_prior_is_refused), cmocka_unit_test(test_daemon_mixture_sample),
-        cmocka_unit_test(test_daemon_reconstruct_and_logp),
+        cmocka_unit_test(test_bad_mixture_prior_is_refused), cmocka_unit_test(test_component_probs),
+        cmocka_unit_test(test_daemon_mixture_sample),        cmocka_unit_test(test_daemon_reconstruct_and_logp),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

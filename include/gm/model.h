@@ -56,7 +56,8 @@ typedef struct {
     int cat_dim;                      /* GAN: categories of InfoGAN's categorical code, 0 = none */
     bool encode_q;                    /* GAN: encode is InfoGAN's Q network (see gm_model_encode) */
     bool mixture_prior;               /* AAE: the classes are its prior's components; sample takes a
-                                         label, decode does not */
+                                         label, decode does not; gm_model_component_probs says which
+                                         component a code falls in */
     const char *const *class_names;   /* num_classes names, or NULL */
     bool reverse;                     /* translator: has a reverse generator (B -> A) */
     const char *const *domains;       /* translator with a reverse generator: the names of A and B, else NULL */
@@ -160,6 +161,15 @@ int gm_model_discriminate(const gm_model *m, int B, const float *pixels, float *
  * out (out may be pixels itself); deterministic (the encoder's code, or
  * its mean, is decoded). */
 int gm_model_reconstruct(const gm_model *m, int B, const float *pixels, float *out);
+
+/* AAE with a mixture prior (info.mixture_prior): which component each of
+ * B codes z (B, latent_dim) falls in, the posterior over the prior's
+ * K = num_classes components with their equal weights,
+ * p(k | z) = N(z; means[k], diag(stds[k]^2)) / sum_j N(z; means[j], ...),
+ * into probs (B, K), in double by log-sum-exp (a code far from every
+ * mean still gets a distribution summing to 1); best: (B) the most likely
+ * component of each row, or NULL. -1 for any other model. */
+int gm_model_component_probs(const gm_model *m, int B, const float *z, double *probs, int *best);
 
 /* Image-to-image translation (translator family): each image mapped to
  * the target domain by the generator (A -> B, or to class labels[r] for a

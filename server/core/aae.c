@@ -22,7 +22,10 @@
  * is its component (given, or drawn by the caller as a conditional GAN's
  * is), and z = mean_k + std_k * temperature * eps with eps ~ N(0, I) from
  * the row's stream, the draws of the normal prior: a seed gives the same
- * eps whichever component it lands in. The decoder takes z alone.
+ * eps whichever component it lands in. The decoder takes z alone. The
+ * mixture makes the AAE a classifier: gm_model_component_probs gives a
+ * code's posterior over the components (the paper's point in giving the
+ * prior one component per class).
  */
 #include <assert.h>
 #include <math.h>
@@ -215,6 +218,34 @@ static int aae_reconstruct(const void *p, const gm_model_info *info, int B, cons
 static const gm_net *aae_net(const void *p, const char *name) {
     const aae *m = p;
     return !strcmp(name, "encoder") ? m->enc : !strcmp(name, "decoder") ? m->dec : NULL;
+}
+
+int gm_model_component_probs(const gm_model *model, int B, const float *z, double *probs, int *best) {
+    const gm_model_info *info = gm_model_get_info(model);
+    if (info->family != GM_FAMILY_AAE || !info->mixture_prior) return -1;
+    const aae *m = gm_model_state(model);
+    int K = info->num_classes, Z = info->latent_dim;
+    for (int r = 0; r < B; r++) {
+        const float *zr = z + (size_t)r * Z;
+        double *lp = probs + (size_t)r * K, top = -INFINITY;
+        int arg = 0;
+        /* log N(z; mean_k, diag(std_k^2)) less the constant -Z/2 log 2 pi, which cancels */
+        for (int k = 0; k < K; k++) {
+            const float *mean = m->means + (size_t)k * Z, *std = m->stds + (size_t)k * Z;
+            double s = 0;
+            for (int j = 0; j < Z; j++) {
+                double u = ((double)zr[j] - mean[j]) / std[j];
+                s += -0.5 * u * u - log(std[j]);
+            }
+            lp[k] = s;
+            if (s > top) top = s, arg = k;
+        }
+        double sum = 0; /* log-sum-exp: shifted by the largest, so the best term is exp(0) = 1 */
+        for (int k = 0; k < K; k++) sum += lp[k] = exp(lp[k] - top);
+        for (int k = 0; k < K; k++) lp[k] /= sum;
+        if (best) best[r] = arg;
+    }
+    return 0;
 }
 
 const gm_family_impl gm_aae_family = {
