@@ -257,6 +257,26 @@ def aae_mixture_fixture():
                     prior_stds=torch.tensor([0.5, 0.25, 1.0]), class_names=["left", "right", "up"])
 
 
+def aae_mean_fixture():
+    """A mixture AAE whose code is the mean pixel (one linear unit of
+    weights 1/784, bias 0) and whose decoder gives 0.5 everywhere: which
+    component each image falls in, and so what `gmserve eval --aae` reports
+    as the components' accuracy, is known by hand. Four components with
+    equal stds, so an image's component is the one of the nearest mean;
+    nothing here is random but the reference images, on a stream of their
+    own."""
+    enc = nn.Sequential(nn.Flatten(), nn.Linear(784, 1))
+    nn.init.constant_(enc[1].weight, 1 / 784)
+    nn.init.zeros_(enc[1].bias)
+    dec = nn.Sequential(nn.Linear(1, 784), nn.Sigmoid())
+    nn.init.zeros_(dec[0].weight)
+    nn.init.zeros_(dec[0].bias)
+    with torch.random.fork_rng():
+        torch.manual_seed(10)
+        aae_fixture("aae_mixture_mean", 28, 28, 1, 1, enc, dec, "sigmoid", 2, prior="mixture",
+                    prior_means=torch.tensor([[0.0], [0.25], [0.5], [1.0]]), prior_stds=torch.tensor([0.1] * 4))
+
+
 # ---------- VAE likelihoods (torch.distributions, float64) ----------
 
 def discretized_logistic_pixelcnn(x, mu, log_s):
@@ -673,9 +693,13 @@ def main():
     if sys.argv[2:] == ["aae"]:  # only the AAE cases
         aae_fixtures()
         aae_mixture_fixture()
+        aae_mean_fixture()
         return
     if sys.argv[2:] == ["aae_mixture"]:  # only the mixture-prior AAE
         aae_mixture_fixture()
+        return
+    if sys.argv[2:] == ["aae_mean"]:  # only the mean-pixel mixture AAE of test_eval_aae
+        aae_mean_fixture()
         return
     if sys.argv[2:] == ["translator"]:  # only the translator cases
         translator_fixtures.main(OUT)
@@ -712,6 +736,7 @@ def main():
     graph_fixtures()
     aae_fixtures()
     aae_mixture_fixture()
+    aae_mean_fixture()
     infogan_fixture()
     pixelcnn_fixtures.main(OUT)
     translator_fixtures.main(OUT)

@@ -12,7 +12,8 @@
  *               assigns the requested label)
  *   AAE         the same distance for its samples; test reconstruction
  *               error (mean squared error per pixel, grayscale) and the
- *               classifier's accuracy on the reconstructions
+ *               classifier's accuracy on the reconstructions; with a
+ *               mixture prior, its components' accuracy as a classifier
  *   translators a StarGAN's and a CycleGAN's target accuracy, what survives
  *               of the source, and the cycle-consistency error
  *               (translate_eval.c)
@@ -482,8 +483,56 @@ static int eval_reconstruction(const options *o, const gm_model *m, const gm_cla
     return 0;
 }
 
+typedef struct {
+    const gm_model *m;
+    const float *x;
+    int D, Z, K;
+    int *best;
+} component_job;
+
+static int component_chunk(void *ctx, int first, int count) {
+    component_job *j = ctx;
+    float *z = malloc(sizeof(float) * count * j->Z);
+    double *probs = malloc(sizeof(double) * count * j->K);
+    int rc = -1;
+    if (z && probs && !gm_model_encode(j->m, count, j->x + (size_t)first * j->D, z, NULL) &&
+        !gm_model_component_probs(j->m, count, z, probs, j->best + first))
+        rc = 0;
+    free(z);
+    free(probs);
+    return rc;
+}
+
+/* A mixture-prior AAE's components as a classifier (the paper's point in
+ * giving the prior one component per class: the encoder classifies): the
+ * share of the first n test images whose code's most likely component is
+ * their label, overall and per class. best: n ints. */
+static int eval_components(const options *o, const gm_model *m, const gm_dataset *test, int n, int *best, json_t *r) {
+    const gm_model_info *in = gm_model_get_info(m);
+    int K = in->num_classes;
+    component_job j = {m, test->images, test->dim, in->latent_dim, K, best};
+    if (gm_eval_parallel("aae components", n, 100, o->threads, component_chunk, &j)) return -1;
+    int right = 0, hit[1024] = {0}, seen[1024] = {0};
+    for (int i = 0; i < n; i++) {
+        int y = test->labels[i];
+        right += best[i] == y;
+        if (y < 1024) seen[y]++, hit[y] += best[i] == y;
+    }
+    printf("\n      components as a classifier: accuracy %.2f %% on %d test images; per class:", 100.0 * right / n, n);
+    json_t *pc = json_array();
+    for (int k = 0; k < K && k < 1024; k++) {
+        double acc = seen[k] ? (double)hit[k] / seen[k] : 0;
+        printf(" %s %.1f", in->class_names ? in->class_names[k] : "", 100 * acc);
+        json_array_append_new(pc, json_real(acc));
+    }
+    json_object_set_new(r, "component_accuracy", json_real((double)right / n));
+    json_object_set_new(r, "component_accuracy_per_class", pc);
+    return 0;
+}
+
 /* A sampling model's Fréchet distance (and, for a GAN, its conditional
- * accuracy; for an AAE, its reconstructions), under report[name]. */
+ * accuracy; for an AAE, its reconstructions and a mixture prior's
+ * components as a classifier), under report[name]. */
 static int eval_samples(const options *o, const char *path, gm_family fam, const gm_classifier *c,
                         const gm_dataset *train, const gm_dataset *test, json_t *report, char err[GM_ERR_LEN]) {
     const char *name = gm_family_name(fam);
@@ -536,7 +585,8 @@ static int eval_samples(const options *o, const char *path, gm_family fam, const
             goto oom;
         }
     }
-    if (fam == GM_FAMILY_AAE && eval_reconstruction(o, m, c, test, nt, ft, px, fs, pred, r)) {
+    if (fam == GM_FAMILY_AAE && (eval_reconstruction(o, m, c, test, nt, ft, px, fs, pred, r) ||
+                                 (in->mixture_prior && eval_components(o, m, test, nt, pred, r)))) {
         json_decref(r);
         goto oom;
     }
