@@ -9,7 +9,8 @@
 #   lane 5: the CycleGAN (about 55 min)   lane 6: the StarGAN
 #           (both monitor their target accuracy with models/classifier.safetensors;
 #           their checkpoints go to BUILD/weights/*.pt, and a run resumes from them)
-#   lane 7: the InfoGAN (about 55 minutes beside other trainings), no labels
+#   lane 7: the InfoGAN (about 55 minutes beside other trainings), no labels, then
+#           its Q refit on the generator's samples (refit_infogan_q.py, about 3 minutes)
 #   lane 8: the Row LSTM (PixelRNN), which resumes from its checkpoint
 #           (models/train/checkpoints/pixelrnn.pt, PIXELRNN_CHECKPOINT); it is
 #           trained and measured, not bundled (models/README.md, "The Row LSTM")
@@ -20,7 +21,7 @@
 # every training succeeded. VAE_ARGS, GAN_ARGS, AAE_ARGS, NADE_ARGS and CLASSIFIER_ARGS
 # add options to one trainer (e.g. NADE_ARGS="--epochs 1" for a quick check),
 # PIXELCNN_ARGS to the PixelCNN's, PIXELRNN_ARGS to the Row LSTM's, CYCLEGAN_ARGS and STARGAN_ARGS to
-# the translators', INFOGAN_ARGS to the InfoGAN's.
+# the translators', INFOGAN_ARGS to the InfoGAN's, INFOGAN_Q_ARGS to its Q refit.
 set -euo pipefail
 build=${1:-build}
 out=${2:-models}
@@ -54,8 +55,10 @@ lane6() {
         tee "$tmp/train-stargan.log"
 }
 lane7() {
-    "$py" "$here/train_infogan.py" "$tmp/infogan.safetensors" --checkpoint "$tmp/infogan.pt" ${INFOGAN_ARGS:-} 2>&1 |
+    "$py" "$here/train_infogan.py" "$tmp/infogan-gan.safetensors" --checkpoint "$tmp/infogan.pt" ${INFOGAN_ARGS:-} 2>&1 |
         tee "$tmp/train-infogan.log"
+    "$py" "$here/refit_infogan_q.py" "$tmp/infogan-gan.safetensors" "$tmp/infogan.safetensors" ${INFOGAN_Q_ARGS:-} 2>&1 |
+        tee "$tmp/train-infogan-q.log"
 }
 lane8() {
     "$py" "$here/train_pixelrnn.py" "$tmp/pixelrnn.safetensors" \
