@@ -39,7 +39,8 @@ lane2() {
     "$py" "$here/train_gan.py" "$tmp/gan.safetensors" ${GAN_ARGS:-} 2>&1 | tee "$tmp/train-gan.log"
 }
 lane3() {
-    "$py" "$here/train_aae.py" "$tmp/aae.safetensors" ${AAE_ARGS:-} 2>&1 | tee "$tmp/train-aae.log"
+    "$py" "$here/train_aae.py" "$tmp/aae.safetensors" --checkpoint "$tmp/aae.pt" ${AAE_ARGS:-} 2>&1 |
+        tee "$tmp/train-aae.log"
 }
 lane4() {
     "$py" "$here/train_pixelcnn.py" "$tmp/pixelcnn.safetensors" \

@@ -77,6 +77,25 @@ class StandardizeTest(unittest.TestCase):
         torch.testing.assert_close(after, (before - before.mean(0)) / before.std(0) * std + mean, rtol=1e-9,
                                    atol=1e-9)
 
+    def test_fitted_prior_is_each_class_codes_moments(self):
+        torch.manual_seed(6)
+        Z = 12
+        enc = train_aae.encoder(Z).double().eval()
+        for p in enc.parameters():
+            nn.init.normal_(p, 0.0, 0.3)
+        x = torch.rand(3000, 1, 28, 28, dtype=torch.float64) * 2 - 1
+        y = torch.arange(3000) % 10
+        fitted = train_aae.fit_prior(enc, x, y, train_aae.Prior(Z, "mixture", 4.0))
+        codes = enc(x).detach()
+        for k in (0, 3, 9):
+            torch.testing.assert_close(fitted.means[k], codes[y == k].mean(0), rtol=0, atol=1e-9)
+            torch.testing.assert_close(fitted.stds[k], codes[y == k].std(0), rtol=0, atol=1e-9)
+        # a draw of the fitted mixture has the moments moments() says
+        draws = fitted.draw(torch.arange(200000) % 10)
+        mean, std = fitted.moments()
+        torch.testing.assert_close(draws.mean(0), mean, rtol=0, atol=0.02 * std.max().item())
+        torch.testing.assert_close(draws.std(0), std, rtol=0.02, atol=0)
+
 
 if __name__ == "__main__":
     unittest.main()
