@@ -78,12 +78,20 @@ await check('the conditional GAN shows its classes', async () => {
   await page.selectOption('#s-model', 'vae');
 });
 
-await check('the adversarial autoencoder samples in the gallery, without a VAE\'s or a GAN\'s controls', async () => {
+await check('the adversarial autoencoder samples in the gallery by class (its mixture prior\'s components)', async () => {
   await page.selectOption('#s-model', 'aae');
-  assert.ok(await page.isHidden('#s-label'));
+  assert.ok(await page.isVisible('#s-label'));
+  assert.ok(await page.isHidden('#s-trunc'));
+  await page.selectOption('#s-label', { label: 'sneaker' });
+  const bodies = [];
+  const seen = (req) => { if (req.url().endsWith('/v1/models/aae/sample')) bodies.push(JSON.parse(req.postData())); };
+  page.on('request', seen);
   await page.fill('#s-n', '4');
   await page.click('#s-go');
   await waitIdle('gallery-section');
+  page.off('request', seen);
+  assert.equal(bodies[bodies.length - 1].label, 7);
+  await page.selectOption('#s-label', '');
   const widths = await page.$$eval('#gallery img', (imgs) => imgs.map((i) => [i.complete, i.naturalWidth]));
   assert.equal(widths.length, 4);
   for (const [complete, w] of widths) assert.ok(complete && w > 0, `naturalWidth ${w}`);
@@ -260,12 +268,19 @@ await check('the interpolation strip fills and the slider walks it', async () =>
   await page.click('#e-go');
   await page.waitForFunction(() => document.querySelector('#strip img') && document.querySelector('#strip img').naturalWidth === 28 * 3);
   await page.screenshot({ path: `${shots}/explore.png`, fullPage: true });
-  await page.selectOption('#e-model', 'aae'); // its prior is N(0, I): the page draws the two ends
+  // the AAE's prior is a mixture: the ends are the codes of two of its samples, not N(0, I) draws
+  const asked = [];
+  const seen = (req) => { if (req.url().includes('/v1/models/aae/')) asked.push(req.url().split('/').pop()); };
+  page.on('request', seen);
+  await page.selectOption('#e-model', 'aae');
+  assert.match(await page.textContent('#e-how'), /samples; both are encoded/);
   await page.fill('#e-steps', '5');
   await page.click('#e-go');
   await page.waitForFunction(() => document.querySelectorAll('#strip img').length === 5 &&
     [...document.querySelectorAll('#strip img')].every((i) => i.complete && i.naturalWidth === 28 * 3));
   await waitIdle('explore-section');
+  page.off('request', seen);
+  assert.deepEqual(asked, ['sample', 'encode', 'sample', 'encode', 'decode']);
 });
 
 await check('the InfoGAN panel: a slider or the category changes the decode request and the image', async () => {
