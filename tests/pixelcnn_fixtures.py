@@ -144,6 +144,9 @@ def main(out):
     gmexport.save_pixelcnn(os.path.join(out, "pixelcnn_rgb_noncausal.safetensors"), seeing, image="5x4x3")
     gmexport.save_pixelcnn(os.path.join(out, "pixelcnn_noncausal.safetensors"), PlainMasked(first_b=True).eval(),
                            image="5x5x1")
+    # the bundled model's style: shifts, no masks, dilations reaching past the frame
+    fixture(out, "pixelcnn_dilated", randomize(pixelcnn_net.DilatedGatedPixelCNN(c=5, dilations=(1, 2, 4, 8, 1),
+                                                                                 hidden=8), 0.3), 11, 9, 5)
 
 
 if __name__ == "__main__":

@@ -94,3 +94,45 @@ class GatedPixelCNN(nn.Module):
 def nll(logits, x):
     """Negative log-likelihood in nats per image."""
     return F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
+
+
+class DilatedGatedPixelCNN(nn.Module):
+    """The bundled model: the gated PixelCNN written without masks, as
+    PixelCNN++ writes it, its later layers dilated so that the stacks see the
+    whole image above and the whole row to the left.
+
+    The first layer is the masked one's (rows strictly above in a 3 x 7
+    window, the 3 pixels to the left) as unpadded convolutions after an
+    explicit F.pad, shifted down / right by cropping the extra row / column.
+    A later layer with dilation d reads, for the vertical stack, rows i - d
+    and i at columns j - d, j, j + d (a 2 x 3 kernel), and for the
+    horizontal one columns j - d and j (1 x 2): the taps a masked 3 x 3 /
+    1 x 3 type B layer keeps, without the third of the multiply-adds that a
+    mask zeroes. Dilations 1, 2, 4, 8, ... compose to every offset up to
+    their sum, so nothing in the cone is skipped; zero padding that deep
+    also tells each position where it is in the frame.
+    """
+
+    def __init__(self, c=32, dilations=(1, 2, 4, 8, 1, 2, 4, 8), hidden=128):
+        super().__init__()
+        self.dilations = tuple(dilations)
+        self.v = nn.ModuleList([nn.Conv2d(1, 2 * c, (3, 7))] +
+                               [nn.Conv2d(c, 2 * c, (2, 3), dilation=d) for d in self.dilations])
+        self.h = nn.ModuleList([nn.Conv2d(1, 2 * c, (1, 3))] +
+                               [nn.Conv2d(c, 2 * c, (1, 2), dilation=d) for d in self.dilations])
+        self.v2h = nn.ModuleList(nn.Conv2d(2 * c, 2 * c, 1) for _ in range(len(self.dilations) + 1))
+        self.res = nn.ModuleList(nn.Conv2d(c, c, 1) for _ in self.dilations)
+        self.out1 = nn.Conv2d(c, hidden, 1)
+        self.out2 = nn.Conv2d(hidden, 1, 1)
+
+    def forward(self, x):
+        H, W = x.shape[2], x.shape[3]
+        fv = self.v[0](F.pad(x, (3, 3, 3, 0)))[:, :, :H, :]
+        fh = self.h[0](F.pad(x, (3, 0, 0, 0)))[:, :, :, :W] + self.v2h[0](fv)
+        v, h = gate(fv), gate(fh)
+        for i, d in enumerate(self.dilations):
+            fv = self.v[i + 1](F.pad(v, (d, d, d, 0)))
+            fh = self.h[i + 1](F.pad(h, (d, 0, 0, 0))) + self.v2h[i + 1](fv)
+            v = gate(fv)
+            h = h + self.res[i](gate(fh))
+        return self.out2(F.relu(self.out1(F.relu(h))))

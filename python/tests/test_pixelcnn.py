@@ -65,6 +65,10 @@ class PixelCNNExport(ExportTest):
         self.check("shifted_8x8", ShiftedGated(), 8, 8)
         self.check("shifted_4x11", ShiftedGated(c=4, layers=5), 4, 11)
 
+    def test_dilated_gated_shapes(self):
+        self.check("dilated_28", pixelcnn_net.DilatedGatedPixelCNN(c=5, dilations=(1, 2, 4, 8, 16), hidden=8), 28, 28)
+        self.check("dilated_6x13", pixelcnn_net.DilatedGatedPixelCNN(c=4, dilations=(2, 1, 4), hidden=8), 6, 13)
+
     def test_mask_is_baked(self):
         net = pixelcnn_net.GatedPixelCNN(c=4, layers=2)
         path = self.check("baked", net, 6, 6)
