@@ -55,7 +55,7 @@ def export(model, args, minutes, history):
                           f"input-to-state 1x{args.k_in} (mask A, then B), state-to-state {args.k_state}, "
                           f"residual, head {args.head}, Bernoulli logits",
         "gm.training": {"command": data.command(), "seed": args.seed, "epochs": args.epochs,
-                        "optimizer": "Adam 1e-3, cosine to 1e-5, batch 64", "device": "cpu, 1 thread",
+                        "optimizer": "Adam 1e-3, cosine to 1e-5, batch 64", "device": "cpu (threads per epoch in history)",
                         "minutes": round(minutes, 1), "history": history},
     })
     print(f"[pixelrnn] wrote {args.out}", flush=True)
