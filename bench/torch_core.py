@@ -4,7 +4,7 @@ Builds the default architectures of issue 2 with random weights (NADE H=500
 on 28x28; MLP VAE 784-512-256-(2x32) / 32-256-512-784; DCGAN generator
 z=64 -> 128x7x7 -> 64x14x14 -> 1x28x28; the gated PixelCNN of the bundled
 model, 7 layers of 32 channels; the Row LSTM of train_pixelrnn.py's
-default, 3 layers of 32, k_in 5, k_state 3), writes them as gmserve model files into
+first recipe, 3 layers of 32, k_in 5, k_state 3), writes them as gmserve model files into
 OUT, and times PyTorch on the same weights with the same thread count.
 PyTorch's PixelCNN and PixelRNN sampling is the naive loop (one forward
 pass per pixel): its first row of 28 pixels is timed and the rate scaled to

@@ -3,7 +3,7 @@ dynamically binarized Fashion-MNIST, Bernoulli logits per pixel.
 
     OMP_NUM_THREADS=1 /usr/bin/python3 models/train/train_pixelcnn.py OUT.safetensors
         [--epochs 12] [--channels 32] [--dilations 1,2,4,8,1,2,4,8] [--hidden 128]
-        [--checkpoint PATH] [--log-every 100]
+        [--checkpoint PATH] [--log-every 100] [--threads 1]
 
 Trains on the first 58 000 training images; the last 2 000, binarized once
 with a fixed seed, are the validation set printed after every epoch (the test
@@ -19,6 +19,7 @@ train_pixelrnn.py trains the Row LSTM with.
 import argparse
 import math
 import os
+import sys
 import time
 
 import torch
@@ -75,6 +76,8 @@ def fit(tag, model, nll, args, arch):
     architecture options, stored in it). Returns (minutes, history), or None
     when --max-steps stopped it early."""
     torch.set_num_threads(args.threads)
+    # the export comes hours later: a missing folder must not lose the run
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     x, _ = data.load("train")
     x = x.reshape(-1, 1, 28, 28)
     xt, xv = x[:-VAL], x[-VAL:]
@@ -85,6 +88,10 @@ def fit(tag, model, nll, args, arch):
     epoch, minutes, history = 0, 0.0, []
     if os.path.exists(args.checkpoint):
         ck = torch.load(args.checkpoint)
+        held = {k: v for k, v in ck["args"].items() if k != "epochs"}
+        if held != arch:
+            sys.exit(f"{tag}: {args.checkpoint} holds another architecture, {held}, not {arch}: "
+                     "pass its options or another --checkpoint")
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
         sched.load_state_dict(ck["sched"])

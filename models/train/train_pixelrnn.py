@@ -2,8 +2,8 @@
 binarized Fashion-MNIST, Bernoulli logits per pixel.
 
     OMP_NUM_THREADS=1 /usr/bin/python3 models/train/train_pixelrnn.py OUT.safetensors
-        [--epochs 10] [--hidden 32] [--layers 3] [--k-in 5] [--k-state 3] [--head 64]
-        [--checkpoint PATH] [--log-every 100]
+        [--epochs 10] [--hidden 32] [--layers 3] [--k-in 7] [--k-state 7] [--head 64]
+        [--checkpoint PATH] [--log-every 100] [--threads 1]
 
 The protocol and the loop are the PixelCNN's (train_pixelcnn.fit): the
 first 58 000 training images, a fresh binarization of every batch, the last
@@ -30,8 +30,8 @@ def main():
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--hidden", type=int, default=32)
     ap.add_argument("--layers", type=int, default=3)
-    ap.add_argument("--k-in", type=int, default=5)
-    ap.add_argument("--k-state", type=int, default=3)
+    ap.add_argument("--k-in", type=int, default=7)
+    ap.add_argument("--k-state", type=int, default=7)
     ap.add_argument("--head", type=int, default=64)
     ap.add_argument("--checkpoint", default=os.path.join(HERE, "checkpoints", "pixelrnn.pt"))
     train_pixelcnn.add_loop_args(ap)
