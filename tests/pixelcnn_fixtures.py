@@ -1,12 +1,16 @@
 """pixelcnn_fixtures.py - random-weight PixelCNNs exported by
 gmexport.save_pixelcnn, with log p computed by PyTorch in float64.
 
-Three ways of writing the network: the gated PixelCNN of the bundled model
+Five ways of writing the network: the gated PixelCNN of the bundled model
 (models/train/pixelcnn_net.py: vertical and horizontal stacks, masked
 convolutions that multiply weight by a mask buffer), a plain masked
 PixelCNN (an explicit F.pad before an unpadded masked conv, residual ReLU
-blocks) and a gated one without masks, as PixelCNN++ writes it (unpadded
-convolutions after F.pad, outputs shifted down / right by a pad and a crop). Each
+blocks), a gated one without masks, as PixelCNN++ writes it (unpadded
+convolutions after F.pad, outputs shifted down / right by a pad and a crop),
+the tutorials' nn.Sequential of convolutions masked in place
+(weight.data *= mask) with BatchNorm2d and PReLU, and one written with the
+PixelCNN++ port's own helpers (int sizes, pad modules made per call,
+concat_elu). The dilated bundled recipe is a sixth. Each
 NAME.ref.safetensors holds binary images "x" [N, H, W, C] (channels last,
 as gmserve takes pixels) and, in its metadata, "logp": the float64 log p of each image (for a
 conditional model, log of the mean over classes of p(x | y)). Also two
@@ -99,6 +103,80 @@ class ShiftedGated(nn.Module):
         return self.out(F.relu(h))
 
 
+class DataMaskedConv2d(nn.Conv2d):
+    """The masked convolution of most PyTorch PixelCNN tutorials: the mask
+    is applied to weight.data in place at every call (fx never sees it; the
+    exporter runs forward() once before reading the weights)."""
+
+    def __init__(self, mask_type, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.register_buffer("mask", self.weight.data.clone())
+        _, _, kh, kw = self.weight.size()
+        self.mask.fill_(1)
+        self.mask[:, :, kh // 2, kw // 2 + (mask_type == "B"):] = 0
+        self.mask[:, :, kh // 2 + 1:] = 0
+
+    def forward(self, x):
+        self.weight.data *= self.mask
+        return super().forward(x)
+
+
+def data_masked(c=6):
+    """Style 4: nn.Sequential of such convolutions without bias, BatchNorm2d
+    and ReLU / PReLU, a 1x1 conv to the logits."""
+    return nn.Sequential(
+        DataMaskedConv2d("A", 1, c, 5, 1, 2, bias=False), nn.BatchNorm2d(c), nn.ReLU(True),
+        DataMaskedConv2d("B", c, c, 3, 1, 1, bias=False), nn.BatchNorm2d(c), nn.PReLU(c),
+        DataMaskedConv2d("B", c, c, 3, 1, 1, bias=False), nn.BatchNorm2d(c), nn.ReLU(True),
+        nn.Conv2d(c, 1, 1))
+
+
+def pp_down_shift(x, pad=None):
+    """PixelCNN++'s PyTorch port: sizes as Python ints, a pad module made
+    inside the call."""
+    xs = [int(y) for y in x.size()]
+    x = x[:, :, :xs[2] - 1, :]
+    pad = nn.ZeroPad2d((0, 0, 1, 0)) if pad is None else pad
+    return pad(x)
+
+
+def pp_right_shift(x, pad=None):
+    xs = [int(y) for y in x.size()]
+    x = x[:, :, :, :xs[3] - 1]
+    pad = nn.ZeroPad2d((1, 0, 0, 0)) if pad is None else pad
+    return pad(x)
+
+
+def concat_elu(x):
+    axis = len(x.size()) - 3
+    return F.elu(torch.cat([x, -x], dim=axis))
+
+
+class PixelCNNPPStyle(nn.Module):
+    """Style 5, the PixelCNN++ port's helpers: down / right shifts of
+    2x3 and 1x2 convolutions, concat_elu (x and -x), gated residual
+    layers whose gate halves come from torch.split with a size."""
+
+    def __init__(self, c=5, layers=2):
+        super().__init__()
+        self.c = c
+        self.u0 = nn.Conv2d(1, c, (2, 3))
+        self.ul0 = nn.Conv2d(1, c, (1, 2))
+        self.u = nn.ModuleList(nn.Conv2d(2 * c, 2 * c, (2, 3)) for _ in range(layers))
+        self.ul = nn.ModuleList(nn.Conv2d(4 * c, 2 * c, (2, 2)) for _ in range(layers))
+        self.out = nn.Conv2d(2 * c, 1, 1)
+
+    def forward(self, x):
+        u = pp_down_shift(self.u0(F.pad(x, (1, 1, 1, 0))))
+        ul = pp_down_shift(self.u0(F.pad(x, (1, 1, 1, 0)))) + pp_right_shift(self.ul0(F.pad(x, (1, 0, 0, 0))))
+        for cu, cul in zip(self.u, self.ul):
+            a, b = torch.split(cu(F.pad(concat_elu(u), (1, 1, 1, 0))), self.c, dim=1)
+            u = u + a * torch.sigmoid(b)
+            a, b = torch.split(cul(F.pad(concat_elu(torch.cat([ul, u], 1)), (1, 0, 1, 0))), self.c, dim=1)
+            ul = ul + a * torch.sigmoid(b)
+        return self.out(concat_elu(ul))
+
+
 def logp64(net, x, labels=None):
     net = net.double()
     with torch.no_grad():
@@ -147,6 +225,13 @@ def main(out):
     # the bundled model's style: shifts, no masks, dilations reaching past the frame
     fixture(out, "pixelcnn_dilated", randomize(pixelcnn_net.DilatedGatedPixelCNN(c=5, dilations=(1, 2, 4, 8, 1),
                                                                                  hidden=8), 0.3), 11, 9, 5)
+    masked = randomize(data_masked(), 0.3)
+    for m in masked.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    fixture(out, "pixelcnn_datamasked", masked, 8, 7, 5)
+    fixture(out, "pixelcnn_pp", randomize(PixelCNNPPStyle(), 0.3), 7, 8, 5)
 
 
 if __name__ == "__main__":

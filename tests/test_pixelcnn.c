@@ -1,7 +1,7 @@
 /*
  * test_pixelcnn.c - the pixelcnn family (tests/pixelcnn_fixtures.py):
- * log p against PyTorch in float64 for networks written in three styles (one
- * dilated) and a conditional one, probabilities summing to 1 over every image
+ * log p against PyTorch in float64 for networks written in five styles (and
+ * the dilated one of the bundled model) and a conditional one, probabilities summing to 1 over every image
  * of a tiny model, the cached sampler against the naive loop bit for bit, a sample's
  * log p against its score, and refusal of a non-causal network.
  */
@@ -17,6 +17,8 @@ static void test_logp_matches_float64(void **state) {
     check_logp_against_ref("pixelcnn_tiny.safetensors", "pixelcnn_tiny.ref.safetensors");
     check_logp_against_ref("pixelcnn_rgb.safetensors", "pixelcnn_rgb.ref.safetensors"); /* 3 channels */
     check_logp_against_ref("pixelcnn_dilated.safetensors", "pixelcnn_dilated.ref.safetensors");
+    check_logp_against_ref("pixelcnn_datamasked.safetensors", "pixelcnn_datamasked.ref.safetensors");
+    check_logp_against_ref("pixelcnn_pp.safetensors", "pixelcnn_pp.ref.safetensors");
 }
 
 /* A 2x3 model: p over all 64 binary images sums to 1. */
@@ -64,8 +66,10 @@ static void test_cached_equals_naive(void **state) {
     check_cached_is_naive("pixelcnn_shifted.safetensors", 3, 1.0f); /* crops: views at an offset */
     check_cached_is_naive("pixelcnn_gated_cond.safetensors", 3, 1.0f);
     check_cached_is_naive("pixelcnn_tiny.safetensors", 4, 1.3f);
-    check_cached_is_naive("pixelcnn_rgb.safetensors", 3, 1.0f);     /* each pixel's cone computed per channel */
-    check_cached_is_naive("pixelcnn_dilated.safetensors", 3, 1.0f); /* dilated taps, some past the frame */
+    check_cached_is_naive("pixelcnn_rgb.safetensors", 3, 1.0f);        /* each pixel's cone computed per channel */
+    check_cached_is_naive("pixelcnn_dilated.safetensors", 3, 1.0f);    /* dilated taps, some past the frame */
+    check_cached_is_naive("pixelcnn_datamasked.safetensors", 3, 1.0f); /* batch_norm, prelu */
+    check_cached_is_naive("pixelcnn_pp.safetensors", 3, 1.0f);         /* concat_elu's -x: a batch_norm */
 }
 
 /* The cached sampler computes each op about once per position: far fewer

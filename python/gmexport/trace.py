@@ -84,9 +84,12 @@ class Graph:
 
 
 class _Proxy(fx.Proxy):
-    """Unpacks chunk/split results (`a, b = x.chunk(2, 1)`), which fx's own
-    Proxy cannot do on Python 3.11 without knowing the count, and answers
-    questions about the device."""
+    """Answers what Python asks of a traced value while forward() runs:
+    its length and items (`a, b = torch.split(x, c, 1)`, `for s in
+    x.size()`), int() of a size, and facts about the device. Lengths and
+    sizes come from the probe inputs at two batch sizes, since a shape is
+    the same for every input; what differs between them depends on the
+    batch size, which the graph must keep symbolic."""
 
     def __getattr__(self, name):
         # facts of the export, not of the data: the tensors are on the CPU
@@ -97,18 +100,26 @@ class _Proxy(fx.Proxy):
             return torch.device("cpu")
         return super().__getattr__(name)
 
+    def _at_two_batches(self):
+        return self.tracer.evaluate_at_two_batches(self.node)
+
+    def __len__(self):
+        full, one = (len(v) for v in self._at_two_batches())
+        if full != one:
+            raise ExportError(self.tracer.where(self.node), "iterates over the batch dimension")
+        return full
+
     def __iter__(self):
-        n = self.node
-        name = n.target if isinstance(n.target, str) else getattr(n.target, "__name__", "")
-        if name == "chunk":
-            count = n.args[1] if len(n.args) > 1 else n.kwargs.get("chunks")
-            if isinstance(count, int):
-                return iter([self[i] for i in range(count)])
-        if name == "split":
-            sizes = n.args[1] if len(n.args) > 1 else n.kwargs.get("split_size_or_sections")
-            if isinstance(sizes, (list, tuple)):
-                return iter([self[i] for i in range(len(sizes))])
-        return super().__iter__()
+        return iter([self[i] for i in range(len(self))])
+
+    def __int__(self):
+        where = self.tracer.where(self.node)
+        if not self.tracer._on_shapes(self.node):
+            raise ExportError(where, "converts a value computed from data to a Python number")
+        full, one = (int(v) for v in self._at_two_batches())
+        if full != one:  # int(x.size(0)): fine unless the graph keeps it, which export_network checks
+            self.tracer.batch_as_int = True
+        return full
 
 
 def _base_class(m):
@@ -134,12 +145,21 @@ class _Tracer(fx.Tracer):
         self.stack = [""]
         self.inputs = inputs
         self.copies = {}
+        self.batch_as_int = False  # forward() turned the batch size into a Python int
 
     def is_leaf_module(self, m, qualname):
         return _base_class(m) in self.leaves
 
     def call_module(self, m, forward, args, kwargs):
-        self.stack.append(self.path_of_module(m))
+        try:
+            path = self.path_of_module(m)
+        except NameError:  # made inside forward(), as in `nn.ZeroPad2d((1, 0, 0, 0))(x)`
+            where = f"{self.net}.{self.stack[-1]}" if self.stack[-1] else self.net
+            if next(m.parameters(), None) is not None or next(m.buffers(), None) is not None:
+                raise ExportError(where, f"creates a {type(m).__name__} with parameters inside forward(), "
+                                         "new on every call; create it in __init__")
+            return forward(*args, **kwargs)  # no state of its own: what it computes is its forward
+        self.stack.append(path)
         try:
             return super().call_module(m, forward, args, kwargs)
         finally:
@@ -153,15 +173,22 @@ class _Tracer(fx.Tracer):
     def proxy(self, node):
         return _Proxy(node, self)
 
+    def where(self, node):
+        path = node.meta.get("gm_path")
+        return f"{self.net}.{path}" if path else self.net
+
     def to_bool(self, obj):
-        path = obj.node.meta.get("gm_path")
-        where = f"{self.net}.{path}" if path else self.net
+        where = self.where(obj.node)
         if not self._on_shapes(obj.node):
             raise ExportError(where, "branches on tensor values (an `if` or `assert` on data)")
-        values = [self._evaluate(obj.node, [t[:n] for t in self.inputs]) for n in (len(self.inputs[0]), 1)]
+        values = self.evaluate_at_two_batches(obj.node)
         if bool(values[0]) != bool(values[1]):
             raise ExportError(where, "branches on the batch size")
         return bool(values[0])
+
+    def evaluate_at_two_batches(self, node):
+        """The value of `node` for the probe inputs, and for their first one alone."""
+        return [self._evaluate(node, [t[:n] for t in self.inputs]) for n in (len(self.inputs[0]), 1)]
 
     def _on_shapes(self, node):
         """True when the inputs reach `node` only through their shapes."""
@@ -283,6 +310,7 @@ class Translator:
             module = nn.Sequential(module)
             self.root = module
         tracer = _Tracer(net, leaves, [t for _, t in inputs])
+        self.tracer = tracer
         try:
             self.fx = tracer.trace(module, concrete_args=concrete or None)
         except ExportError:
@@ -1344,6 +1372,18 @@ def export_network(net, module, inputs, tuple_output=False):
     the graph computes it)."""
     tr = Translator(net, module, inputs)
     with torch.no_grad():
+        # forward() runs once before the walk reads any weight: a forward that
+        # updates its own parameters in place (`self.weight.data *= self.mask`,
+        # the common masked convolution) has then done so, and the graph reads
+        # the weights every later call computes with. fx never sees such an
+        # update; a forward that changes from call to call fails the comparison.
+        # One that fails on the probes is left to the walk, which says why in
+        # the exporter's terms (a label fed as floats, an op without a
+        # translation), or to the comparison's own call of forward().
+        try:
+            module(*[t for _, t in inputs])
+        except Exception:  # noqa: BLE001  (reported below, in context)
+            pass
         traced = tr.run()
         want = module(*[t for _, t in inputs])
     if isinstance(traced, (tuple, list)):
@@ -1361,7 +1401,24 @@ def export_network(net, module, inputs, tuple_output=False):
         raise ExportError(net, "tracing does not reproduce the module's own forward() (Python-side state or "
                                "in-place updates that fx cannot see)")
     ops, tensors = _finish(tr.g, traced, [n for n, _ in inputs])
+    if tr.tracer.batch_as_int and not _same_graph_at_batch_one(net, module, inputs, ops):
+        raise ExportError(net, "builds the batch size into the graph (int(x.size(0)) used where the batch "
+                               "varies); pass x.size(0) itself to view/reshape, or -1")
     return ops, tensors, want.float()
+
+
+def _same_graph_at_batch_one(net, module, inputs, ops):
+    """int(x.size(0)) makes a plain number of the probes' batch size, which
+    is harmless when nothing the graph computes depends on it (PixelCNN++'s
+    `xs = [int(y) for y in x.size()]`, then only xs[2] used): the graph
+    traced from one probe alone is then the same."""
+    try:
+        tr = Translator(net, module, [(n, t[:1]) for n, t in inputs])
+        with torch.no_grad():
+            traced = tr.run()
+        return isinstance(traced, Act) and _finish(tr.g, traced, [n for n, _ in inputs])[0] == ops
+    except ExportError:  # what the batch size changed does not even export at batch 1
+        return False
 
 
 class _Method1(nn.Module):

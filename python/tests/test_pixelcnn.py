@@ -1,5 +1,7 @@
-"""gmexport.save_pixelcnn: gated PixelCNNs written in two styles (masked
-convolutions; shifted unmasked ones, tests/pixelcnn_fixtures.py), exported,
+"""gmexport.save_pixelcnn: PixelCNNs written in several styles (masked
+convolutions; shifted unmasked ones; the dilated bundled recipe; the
+tutorials' convolutions masked in place, with BatchNorm2d and PReLU; the
+PixelCNN++ port's helpers, tests/pixelcnn_fixtures.py), exported,
 interpreted in float64 and compared with PyTorch's float64 log p (1e-4 nats
 per image), then loaded by gmserve (which proves them causal) when built."""
 import os
@@ -20,7 +22,8 @@ from gmexport import safetensors
 sys.path.insert(0, os.path.join(HERE, "..", "..", "models", "train"))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "tests"))
 import pixelcnn_net  # noqa: E402  (style 1: masked convolutions, weight * mask)
-from pixelcnn_fixtures import ShiftedGated  # noqa: E402  (style 2: shifts, no masks)
+from pixelcnn_fixtures import ShiftedGated, data_masked, PixelCNNPPStyle  # noqa: E402  (shifts, no masks; the
+# tutorials' weight.data *= mask; the PixelCNN++ port's helpers)
 
 
 def logp64(net, x, label=None):
@@ -64,6 +67,13 @@ class PixelCNNExport(ExportTest):
     def test_shifted_gated_shapes(self):
         self.check("shifted_8x8", ShiftedGated(), 8, 8)
         self.check("shifted_4x11", ShiftedGated(c=4, layers=5), 4, 11)
+
+    def test_tutorial_styles(self):
+        net = data_masked(c=5)
+        self.check("datamasked_9x6", net, 9, 6)
+        w = net[3].weight  # masked in place by the export's own call of forward()
+        self.assertEqual(float(w[:, :, 1, 2:].abs().max()) + float(w[:, :, 2:].abs().max()), 0.0)
+        self.check("pp_28", PixelCNNPPStyle(c=4, layers=3), 28, 28)
 
     def test_dilated_gated_shapes(self):
         self.check("dilated_28", pixelcnn_net.DilatedGatedPixelCNN(c=5, dilations=(1, 2, 4, 8, 16), hidden=8), 28, 28)

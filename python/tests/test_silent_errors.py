@@ -143,13 +143,20 @@ class MaskedLinear(ExportTest):
                 return super().forward(x)
         m = DataMasked(6, 4)
         x = torch.randn(2, 6)
-        # fx does not see the update at all; comparing the traced graph with
-        # the module's own forward does
-        with self.assertRaisesRegex(gmexport.ExportError, "does not reproduce"):
-            gmexport.export_network("decoder", m, [("z", x)])
-        m(x)  # once the mask is in the weights, the in-place update is a no-op and the export is exact
+        raw = m.weight.detach().clone()
+        # fx does not see the update at all; the exporter runs forward() once
+        # before it reads the weights, so the graph has the masked ones
         ops, tensors, _ = gmexport.export_network("decoder", m, [("z", x)])
+        self.assertTrue(torch.equal(tensors[ops[0]["weight"]], raw * m.mask))
         self.assertIsNone(close(interp.run(ops, tensors, [("z", x)]), m(x)))
+
+    def test_forward_that_changes_every_call_is_refused(self):
+        class Drifting(nn.Linear):  # an in-place update that is not idempotent
+            def forward(self, x):
+                self.weight.data *= 1.5
+                return super().forward(x)
+        with self.assertRaisesRegex(gmexport.ExportError, "does not reproduce"):
+            gmexport.export_network("decoder", Drifting(6, 4), [("z", torch.randn(2, 6))])
 
     def test_class_name_is_not_trusted(self):
         class Linear(nn.Linear):  # named like the torch class, but masks
@@ -212,6 +219,59 @@ class EmbeddingOrientation(ExportTest):
         with self.assertRaisesRegex(gmexport.ExportError, "no gmserve op"):
             gmexport.save_gan(self.path("folded"), Folded(), image="4x4x1", latent_dim=6, inputs=("z", "onehot"),
                               num_classes=10)
+
+
+class PythonOnShapes(ExportTest):
+    """What forward() asks Python of traced values: lengths, items, int()."""
+
+    def test_split_by_size_unpacks(self):
+        class Gate(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.lin = nn.Linear(6, 8)
+
+            def forward(self, x):
+                a, b = torch.split(self.lin(x), 4, dim=1)  # the count comes from the shape
+                return a * torch.sigmoid(b)
+        m, x = Gate(), torch.randn(3, 6)
+        ops, tensors, _ = gmexport.export_network("decoder", m, [("z", x)])
+        self.assertIsNone(close(interp.run(ops, tensors, [("z", x)]), m(x)))
+
+    def test_int_sizes_and_pad_modules_made_in_forward(self):
+        class Shift(nn.Module):  # the PixelCNN++ port's down_shift
+            def __init__(self):
+                super().__init__()
+                self.conv = nn.Conv2d(2, 3, 3, padding=1)
+
+            def forward(self, x):
+                xs = [int(y) for y in x.size()]  # int() of the batch size too, unused after
+                x = self.conv(x)[:, :, :xs[2] - 1, :]
+                return nn.ZeroPad2d((0, 0, 1, 0))(x)
+        m, x = Shift(), torch.randn(3, 2, 5, 4)
+        ops, tensors, _ = gmexport.export_network("decoder", m, [("z", x)])
+        self.assertIsNone(close(interp.run(ops, tensors, [("z", x)]), m(x)))
+        self.assertIsNone(close(interp.run(ops, tensors, [("z", x[:1])]), m(x[:1])))
+
+    def test_batch_size_built_into_the_graph_is_refused(self):
+        class Baked(nn.Module):
+            def forward(self, x):
+                return x * int(x.size(0))  # the probes' batch size as a constant
+        with self.assertRaisesRegex(gmexport.ExportError, r"builds the batch size into the graph \(int\(x.size\(0\)\)"):
+            gmexport.export_network("decoder", Baked(), [("z", torch.randn(3, 6))])
+
+    def test_module_with_parameters_made_in_forward_is_refused(self):
+        class Fresh(nn.Module):
+            def forward(self, x):
+                return nn.Linear(6, 4)(x)  # new random weights on every call
+        with self.assertRaisesRegex(gmexport.ExportError, "creates a Linear with parameters inside forward"):
+            gmexport.export_network("decoder", Fresh(), [("z", torch.randn(3, 6))])
+
+    def test_iterating_over_the_batch_is_refused(self):
+        class Rows(nn.Module):
+            def forward(self, x):
+                return torch.stack([r * 2 for r in x])
+        with self.assertRaisesRegex(gmexport.ExportError, "iterates over the batch dimension"):
+            gmexport.export_network("decoder", Rows(), [("z", torch.randn(3, 6))])
 
 
 if __name__ == "__main__":

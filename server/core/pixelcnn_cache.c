@@ -19,8 +19,8 @@
  * a split's outputs (channels, or rows and columns: the crop of a shift)
  * are views of its input. The ops the sampler follows: conv2d with stride 1
  * (any padding, dilation, groups; its fused activation), the activations
- * and the fused gate tanh(a) * sigmoid(b),
- * add and mul (an image-dependent input of the output's shape, the other
+ * and the fused gate tanh(a) * sigmoid(b), the per-channel batch_norm
+ * (an affine map in eval) and prelu, add and mul (an image-dependent input of the output's shape, the other
  * anything that broadcasts; an add fused into the conv2d before it is that
  * conv's second input, read at the output's position), concat over
  * channels, split, and pad in the
@@ -284,6 +284,10 @@ static int plan_values(pc_plan *p, const char *label, const char *what, char err
                     ok = false, why = "an image-dependent input must have the output's shape";
             }
             break;
+        case OP_BATCH_NORM: /* per channel: x * scale + shift, or a slope below 0 */
+        case OP_PRELU:
+            if (L->in.rank != 3) ok = false, why = "only of a [C, H, W] map";
+            break;
         default:
             if (!op_is_activation(L->kind) && L->kind != OP_GATE)
                 ok = false, why = "the sampler cannot compute it position by position";
@@ -291,8 +295,8 @@ static int plan_values(pc_plan *p, const char *label, const char *what, char err
         if (!ok)
             return gm_errorf(err,
                              "%s: %s op %d (%s) on an image-dependent value: %s; the PixelCNN sampler "
-                             "follows conv2d (stride 1), activations, add, mul, concat over channels, "
-                             "split and zero pad",
+                             "follows conv2d (stride 1), activations, batch_norm, prelu, add, mul, concat "
+                             "over channels, split and zero pad",
                              label, what, i, op_label(L->kind), why);
         int coff = 0;
         for (int k = 0; k < L->n_out; k++) {
@@ -570,6 +574,16 @@ static void compute(const block *k, int i, const int *qs, int n) {
                 int hh = q / y->W - L->pads[2], ww = q % y->W - L->pads[0];
                 bool in = hh >= 0 && hh < x->H && ww >= 0 && ww < x->W;
                 for (int c = 0; c < Cy; c++) out[c] = in ? at_value(k, L, 0, b, c, hh * x->W + ww) : L->value;
+                break;
+            }
+            case OP_BATCH_NORM:
+            case OP_PRELU: {
+                const pval *x = &p->vals[L->in_val[0]];
+                const float *in = k->buf[L->in_val[0]] + at_pos(x, b, q / x->W, q % x->W);
+                for (int c = 0; c < Cy; c++) {
+                    if (L->kind == OP_BATCH_NORM) out[c] = in[c] * L->scale[c] + L->shift[c];
+                    else out[c] = in[c] > 0 ? in[c] : in[c] * L->scale[c];
+                }
                 break;
             }
             case OP_GATE: { /* tanh(first half) * sigmoid(second half) of the channels */
