@@ -1,5 +1,5 @@
 """data.py - Fashion-MNIST from Debian's dataset-fashion-mnist (idx.gz files)
-and the single-thread setup every trainer shares.
+and the thread and seed setup every trainer shares.
 
 Images come back as float32 tensors (N, 784) in [0, 1]; labels as int64 (N).
 The binarized-data protocol of models/README.md: trainers draw a fresh
@@ -36,14 +36,16 @@ def load(split):
     return x, y
 
 
-def single_thread(seed):
-    """One thread per training: two trainings' threads fight over 2 cores."""
-    torch.set_num_threads(1)
+def seed_and_threads(seed, threads=1):
+    """One thread per training unless told otherwise: two trainings'
+    threads fight over 2 cores."""
+    torch.set_num_threads(threads)
     torch.manual_seed(seed)
 
 
 def command():
-    return "OMP_NUM_THREADS=1 /usr/bin/python3 " + " ".join(sys.argv)
+    """This run's command line, as it can be typed again."""
+    return f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 1)} /usr/bin/python3 " + " ".join(sys.argv)
 
 
 class Progress:

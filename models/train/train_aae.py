@@ -294,7 +294,7 @@ def main():
     ap.add_argument("--snapshots", action="store_true", help="also write OUT.eN after every epoch")
     ap.add_argument("--checkpoint", help="resume from and save to this file after every epoch")
     args = ap.parse_args()
-    data.single_thread(args.seed)
+    data.seed_and_threads(args.seed)
     x, y = data.load("train")
     x = x.reshape(-1, 1, 28, 28) * 2 - 1
     prior = Prior(args.z, args.prior, args.radius)

@@ -27,7 +27,7 @@ def main():
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
-    data.single_thread(args.seed)
+    data.seed_and_threads(args.seed)
     x, y = data.load("train")
     xt, yt = data.load("t10k")
     x, xt = x.reshape(-1, 1, 28, 28), xt.reshape(-1, 1, 28, 28)

@@ -66,7 +66,7 @@ def main():
     ap.add_argument("--encoder-steps", type=int, default=4000)
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
-    data.single_thread(args.seed)
+    data.seed_and_threads(args.seed)
     x, y = data.load("train")
     x = x.reshape(-1, 1, 28, 28) * 2 - 1
     G, D = generator(), trunk()

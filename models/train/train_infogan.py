@@ -166,7 +166,7 @@ def main():
     ap.add_argument("--checkpoint", default="build/infogan.pt")
     ap.add_argument("--resume", action="store_true")
     args = ap.parse_args()
-    data.single_thread(args.seed)
+    data.seed_and_threads(args.seed)
     x, y = data.load("train")
     x = x.reshape(-1, 1, 28, 28) * 2 - 1
     G, T = Generator(), trunk()

@@ -52,7 +52,7 @@ def main():
     ap.add_argument("--checkpoint", default=os.path.join(HERE, "checkpoints", "pixelcnn.pt"))
     add_loop_args(ap)
     args = ap.parse_args()
-    data.single_thread(args.seed)
+    data.seed_and_threads(args.seed, args.threads)
     args.dilations = [int(d) for d in args.dilations.split(",")]
     model = pixelcnn_net.DilatedGatedPixelCNN(c=args.channels, dilations=args.dilations, hidden=args.hidden)
     done = fit("pixelcnn", model, pixelcnn_net.nll, args,
@@ -73,11 +73,13 @@ def add_loop_args(ap):
 def fit(tag, model, nll, args, arch):
     """Trains model (x [B, 1, 28, 28] -> logits) for args.epochs epochs,
     resuming from and checkpointing to args.checkpoint (arch: the
-    architecture options, stored in it). Returns (minutes, history), or None
-    when --max-steps stopped it early."""
-    torch.set_num_threads(args.threads)
-    # the export comes hours later: a missing folder must not lose the run
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    architecture options, stored in it). Returns (minutes, history, runs),
+    or None when --max-steps stopped it early; runs lists each command that
+    trained epochs, with the first and last of them."""
+    # the export and the first checkpoint come much later: a folder that
+    # cannot be made must fail now, not lose the run
+    for path in (args.out, args.checkpoint):
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     x, _ = data.load("train")
     x = x.reshape(-1, 1, 28, 28)
     xt, xv = x[:-VAL], x[-VAL:]
@@ -85,7 +87,7 @@ def fit(tag, model, nll, args, arch):
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     steps_per_epoch = math.ceil(len(xt) / BATCH)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, args.epochs * steps_per_epoch, eta_min=1e-5)
-    epoch, minutes, history = 0, 0.0, []
+    epoch, minutes, history, runs = 0, 0.0, [], []
     if os.path.exists(args.checkpoint):
         ck = torch.load(args.checkpoint)
         held = {k: v for k, v in ck["args"].items() if k != "epochs"}
@@ -97,6 +99,7 @@ def fit(tag, model, nll, args, arch):
         sched.load_state_dict(ck["sched"])
         torch.set_rng_state(ck["rng"])
         epoch, minutes, history = ck["epoch"], ck["minutes"], ck["history"]
+        runs = ck.get("runs", [])  # absent from checkpoints written before it was kept
         print(f"[{tag}] resumed from {args.checkpoint} after epoch {epoch}", flush=True)
     nparams = sum(p.numel() for p in model.parameters())
     print(f"[{tag}] {nparams} parameters, {steps_per_epoch} steps per epoch", flush=True)
@@ -131,16 +134,27 @@ def fit(tag, model, nll, args, arch):
                          "minutes": round(took, 2), "threads": args.threads})
         print(f"[{tag}] epoch {epoch}/{args.epochs}  train {total / seen:.3f}  val {val:.3f} nats"
               f"  {took:.1f} min  (total {minutes:.1f} min)", flush=True)
-        os.makedirs(os.path.dirname(os.path.abspath(args.checkpoint)), exist_ok=True)
+        if not runs or runs[-1]["command"] != data.command() or runs[-1]["last_epoch"] != epoch - 1:
+            runs.append({"command": data.command(), "first_epoch": epoch, "last_epoch": epoch})
+        runs[-1]["last_epoch"] = epoch
         tmp = args.checkpoint + ".tmp"
         torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
                     "rng": torch.get_rng_state(), "epoch": epoch, "minutes": minutes, "history": history,
-                    "args": dict(arch, epochs=args.epochs)}, tmp)
+                    "runs": runs, "args": dict(arch, epochs=args.epochs)}, tmp)
         os.replace(tmp, args.checkpoint)
-    return minutes, history
+    return minutes, history, runs
 
 
-def export(model, args, minutes, history):
+def training_metadata(args, minutes, history, runs):
+    """gm.training of an autoregressive model: the commands that trained it
+    (a training resumed over sessions has several; the first is the one to
+    type again), the schedule and each epoch's numbers."""
+    return {"command": runs[0]["command"] if runs else data.command(), "runs": runs, "seed": args.seed,
+            "epochs": args.epochs, "optimizer": "Adam 1e-3, cosine to 1e-5, batch 64",
+            "device": "cpu (threads per epoch in history)", "minutes": round(minutes, 1), "history": history}
+
+
+def export(model, args, minutes, history, runs):
     import gmfile  # noqa: F401  (puts python/ on the path)
     import gmexport
     model.eval()
@@ -148,9 +162,7 @@ def export(model, args, minutes, history):
         "gm.dataset": "Fashion-MNIST (Debian dataset-fashion-mnist), dynamically binarized",
         "gm.description": f"gated PixelCNN, {len(args.dilations) + 1} layers of {args.channels} channels "
                           f"(3x7 above / 3 left, then 2x3 / 1x2 dilated {args.dilations}), Bernoulli logits",
-        "gm.training": {"command": data.command(), "seed": args.seed, "epochs": args.epochs,
-                        "optimizer": "Adam 1e-3, cosine to 1e-5, batch 64", "device": "cpu (threads per epoch in history)",
-                        "minutes": round(minutes, 1), "history": history},
+        "gm.training": training_metadata(args, minutes, history, runs),
     })
     print(f"[pixelcnn] wrote {args.out}", flush=True)
 

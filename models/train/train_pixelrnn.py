@@ -36,7 +36,7 @@ def main():
     ap.add_argument("--checkpoint", default=os.path.join(HERE, "checkpoints", "pixelrnn.pt"))
     train_pixelcnn.add_loop_args(ap)
     args = ap.parse_args()
-    data.single_thread(args.seed)
+    data.seed_and_threads(args.seed, args.threads)
     arch = {"hidden": args.hidden, "layers": args.layers, "k_in": args.k_in, "k_state": args.k_state,
             "head": args.head}
     model = pixelrnn_net.RowLSTM(**arch)
@@ -45,7 +45,7 @@ def main():
         export(model, args, *done)
 
 
-def export(model, args, minutes, history):
+def export(model, args, minutes, history, runs):
     import gmfile  # noqa: F401  (puts python/ on the path)
     import gmexport
     model.eval()
@@ -54,9 +54,7 @@ def export(model, args, minutes, history):
         "gm.description": f"Row LSTM (PixelRNN), {args.layers} layers of {args.hidden} hidden channels, "
                           f"input-to-state 1x{args.k_in} (mask A, then B), state-to-state {args.k_state}, "
                           f"residual, head {args.head}, Bernoulli logits",
-        "gm.training": {"command": data.command(), "seed": args.seed, "epochs": args.epochs,
-                        "optimizer": "Adam 1e-3, cosine to 1e-5, batch 64", "device": "cpu (threads per epoch in history)",
-                        "minutes": round(minutes, 1), "history": history},
+        "gm.training": train_pixelcnn.training_metadata(args, minutes, history, runs),
     })
     print(f"[pixelrnn] wrote {args.out}", flush=True)
 

@@ -48,7 +48,7 @@ def main():
     ap.add_argument("--iw-lr", type=float, default=1e-3)
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
-    data.single_thread(args.seed)
+    data.seed_and_threads(args.seed)
     x, _ = data.load("train")
     enc = nn.Sequential(nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 2 * Z))
     dec = nn.Sequential(nn.Linear(Z, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 784))

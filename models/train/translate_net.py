@@ -122,7 +122,7 @@ def linear_decay(opts, lr, step, total, start):
 
 def parse(ap):
     args = ap.parse_args()
-    data.single_thread(args.seed)
+    data.seed_and_threads(args.seed)
     return args
 
 

@@ -1,8 +1,10 @@
 """models/train/train_pixelcnn.fit, the loop both autoregressive trainers
 share: a run lasts hours and resumes from a checkpoint, so a checkpoint of
 another architecture must be refused before any step (naming both), and
-the folder the export goes to must exist before training starts, not be
-found missing at the end. The data is a small random stand-in."""
+the folders the export and the checkpoints go to must exist before
+training starts, not be found missing later, and the commands of a training
+resumed over several runs are all kept. The data is a small random
+stand-in."""
 import argparse
 import os
 import sys
@@ -42,23 +44,41 @@ def arch(k_in):
 
 @mock.patch.object(train_pixelcnn.data, "load", fake_load)
 class FitTest(unittest.TestCase):
-    def test_creates_the_export_folder_before_training(self):
+    def test_creates_the_export_and_checkpoint_folders_before_training(self):
         with tempfile.TemporaryDirectory() as d:
             out = os.path.join(d, "not", "yet", "model.safetensors")
-            args = loop_args(out, os.path.join(d, "ck.pt"), max_steps=1)
+            ck = os.path.join(d, "no", "checkpoints", "ck.pt")
+            args = loop_args(out, ck, max_steps=1)  # stops before the first checkpoint
             self.assertIsNone(train_pixelcnn.fit("t", tiny(3), pixelrnn_net.nll, args, arch(3)))
             self.assertTrue(os.path.isdir(os.path.dirname(out)))
+            self.assertTrue(os.path.isdir(os.path.dirname(ck)))
+
+    def test_keeps_the_command_of_every_run(self):
+        with tempfile.TemporaryDirectory() as d:
+            ck, out = os.path.join(d, "ck.pt"), os.path.join(d, "m")
+            with mock.patch.object(sys, "argv", ["train_x.py", out]):
+                train_pixelcnn.fit("t", tiny(3), pixelrnn_net.nll, loop_args(out, ck, epochs=1), arch(3))
+            with mock.patch.object(sys, "argv", ["train_x.py", out, "--threads", "2"]):
+                minutes, history, runs = train_pixelcnn.fit("t", tiny(3), pixelrnn_net.nll,
+                                                            loop_args(out, ck, epochs=2), arch(3))
+            with mock.patch.object(sys, "argv", ["train_x.py", out, "--epochs", "2"]):  # exports only
+                again = train_pixelcnn.fit("t", tiny(3), pixelrnn_net.nll, loop_args(out, ck, epochs=2), arch(3))
+                meta = train_pixelcnn.training_metadata(loop_args(out, ck, epochs=2), *again)
+            self.assertEqual([(r["command"].split("python3 ")[1], r["first_epoch"], r["last_epoch"]) for r in runs],
+                             [(f"train_x.py {out}", 1, 1), (f"train_x.py {out} --threads 2", 2, 2)])
+            self.assertEqual(again[2], runs)
+            self.assertTrue(meta["command"].endswith(f"train_x.py {out}"))  # the run that started it
 
     def test_resumes_its_own_architecture_and_refuses_another(self):
         with tempfile.TemporaryDirectory() as d:
             ck = os.path.join(d, "ck.pt")
-            minutes, history = train_pixelcnn.fit("t", tiny(3), pixelrnn_net.nll,
-                                                  loop_args(os.path.join(d, "m"), ck), arch(3))
+            minutes, history, runs = train_pixelcnn.fit("t", tiny(3), pixelrnn_net.nll,
+                                                        loop_args(os.path.join(d, "m"), ck), arch(3))
             self.assertEqual([h["epoch"] for h in history], [1])
             self.assertEqual(history[0]["threads"], 1)
             # the same architecture: the checkpoint already holds the epoch, nothing trains
             again = train_pixelcnn.fit("t", tiny(3), pixelrnn_net.nll, loop_args(os.path.join(d, "m"), ck), arch(3))
-            self.assertEqual(again, (minutes, history))
+            self.assertEqual(again, (minutes, history, runs))
             with self.assertRaises(SystemExit) as e:
                 train_pixelcnn.fit("t", tiny(5), pixelrnn_net.nll, loop_args(os.path.join(d, "m"), ck), arch(5))
             self.assertIn("another architecture", str(e.exception))
