@@ -98,7 +98,7 @@ class _Proxy(fx.Proxy):
             return False
         if name == "device":
             return torch.device("cpu")
-        return super().__getattr__(name)
+        return _Attribute(self, name)  # fx's own Attribute would answer len() and iteration with errors
 
     def _at_two_batches(self):
         return self.tracer.evaluate_at_two_batches(self.node)
@@ -120,6 +120,11 @@ class _Proxy(fx.Proxy):
         if full != one:  # int(x.size(0)): fine unless the graph keeps it, which export_network checks
             self.tracer.batch_as_int = True
         return full
+
+
+class _Attribute(fx.proxy.Attribute, _Proxy):
+    """x.shape and other attributes, with _Proxy's answers (`B, C, H, W =
+    x.shape`)."""
 
 
 def _base_class(m):
@@ -1089,25 +1094,33 @@ def _f_split(tr, x, split_size_or_sections, dim=0):
 
 
 def _getitem(tr, x, idx):
+    """h[:, :Z], h[..., :-1, :], e[:, :, None, None]: slices of dimensions
+    after the batch (each a split), then the None entries as a reshape."""
     if isinstance(x, (tuple, list)):
         return x[idx]
     x = tr.act(x)
-    # slicing one dimension of a value, as in h[:, :Z], h[:, Z:], is a split
     idx = idx if isinstance(idx, tuple) else (idx,)
-    if not idx or idx[0] != slice(None) or not all(isinstance(s, slice) for s in idx):
+    if any(s is Ellipsis for s in idx):
+        at = next(i for i, s in enumerate(idx) if s is Ellipsis)
+        named = sum(1 for s in idx if s is not None and s is not Ellipsis)
+        idx = idx[:at] + (slice(None),) * (x.t.dim() - named) + idx[at + 1:]
+    plain = [s for s in idx if s is not None]
+    if not idx or idx[0] is None or not plain or plain[0] != slice(None) or \
+            not all(isinstance(s, slice) for s in plain):
         tr.fail("indexes an activation other than by slicing dimensions after the batch")
-    cut = [(d, s) for d, s in enumerate(idx) if s != slice(None)]
-    if not cut:
-        return x
-    if len(cut) > 1 or cut[0][1].step not in (None, 1):
-        tr.fail("slices more than one dimension, or with a step")
-    d, s = cut[0]
-    n = x.t.shape[d]
-    a, b, _ = s.indices(n)
-    b = max(a, b)
-    sizes = [v for v in (a, b - a, n - b) if v > 0]
-    pieces = _split(tr, x, torch.split(x.t, sizes, d), d)
-    return pieces[0 if a == 0 else 1]
+    if any(s.step not in (None, 1) for s in plain):
+        tr.fail("slices with a step")
+    want = x.t[idx]
+    for d, s in enumerate(plain):
+        if s == slice(None):
+            continue
+        n = x.t.shape[d]
+        a, b, _ = s.indices(n)
+        b = max(a, b)
+        sizes = [v for v in (a, b - a, n - b) if v > 0]
+        pieces = _split(tr, x, torch.split(x.t, sizes, d), d)
+        x = pieces[0 if a == 0 else 1]
+    return x if x.t.shape == want.shape else tr.reshape(x, want)
 
 
 def _arith(kind):

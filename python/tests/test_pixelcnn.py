@@ -22,8 +22,8 @@ from gmexport import safetensors
 sys.path.insert(0, os.path.join(HERE, "..", "..", "models", "train"))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "tests"))
 import pixelcnn_net  # noqa: E402  (style 1: masked convolutions, weight * mask)
-from pixelcnn_fixtures import ShiftedGated, data_masked, PixelCNNPPStyle  # noqa: E402  (shifts, no masks; the
-# tutorials' weight.data *= mask; the PixelCNN++ port's helpers)
+# shifts without masks; the tutorials' weight.data *= mask; the PixelCNN++ port's helpers
+from pixelcnn_fixtures import ShiftedGated, data_masked, DataMaskedConv2d, PixelCNNPPStyle  # noqa: E402
 
 
 def logp64(net, x, label=None):
@@ -31,6 +31,37 @@ def logp64(net, x, label=None):
         lg = net.double()(*([x.double()] + ([] if label is None else [label])))
     net.float()
     return -F.binary_cross_entropy_with_logits(lg, x.double(), reduction="none").flatten(1).sum(1)
+
+
+class LabelPlanes(nn.Module):
+    """Conditioning as some write it: the one-hot label as constant planes
+    concatenated to the image before a type A convolution masked in place."""
+
+    def __init__(self, K=3, c=6):
+        super().__init__()
+        self.K = K
+        self.c1 = DataMaskedConv2d("A", 1 + K, c, 5, 1, 2)
+        self.c2 = DataMaskedConv2d("B", c, c, 3, 1, 1)
+        self.out = nn.Conv2d(c, 1, 1)
+
+    def forward(self, x, y):
+        B, _, H, W = x.shape
+        planes = F.one_hot(y, self.K).float().view(B, self.K, 1, 1).expand(B, self.K, H, W)
+        return self.out(F.relu(self.c2(F.relu(self.c1(torch.cat([x, planes], 1))))))
+
+
+class LabelBias(nn.Module):
+    """...or a per-class bias from an Embedding, indexed with None, before a gate."""
+
+    def __init__(self, K=3, c=6):
+        super().__init__()
+        self.c1 = DataMaskedConv2d("A", 1, 2 * c, 5, 1, 2)
+        self.emb = nn.Embedding(K, 2 * c)
+        self.out = nn.Conv2d(c, 1, 1)
+
+    def forward(self, x, y):
+        a, b = (self.c1(x) + self.emb(y)[:, :, None, None]).chunk(2, dim=1)
+        return self.out(torch.tanh(a) * torch.sigmoid(b))
 
 
 class PixelCNNExport(ExportTest):
@@ -74,6 +105,10 @@ class PixelCNNExport(ExportTest):
         w = net[3].weight  # masked in place by the export's own call of forward()
         self.assertEqual(float(w[:, :, 1, 2:].abs().max()) + float(w[:, :, 2:].abs().max()), 0.0)
         self.check("pp_28", PixelCNNPPStyle(c=4, layers=3), 28, 28)
+
+    def test_conditional_styles(self):
+        self.check("label_planes", LabelPlanes(), 6, 5, classes=3)
+        self.check("label_bias", LabelBias(), 7, 7, classes=3)
 
     def test_dilated_gated_shapes(self):
         self.check("dilated_28", pixelcnn_net.DilatedGatedPixelCNN(c=5, dilations=(1, 2, 4, 8, 16), hidden=8), 28, 28)

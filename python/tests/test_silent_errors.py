@@ -252,6 +252,31 @@ class PythonOnShapes(ExportTest):
         self.assertIsNone(close(interp.run(ops, tensors, [("z", x)]), m(x)))
         self.assertIsNone(close(interp.run(ops, tensors, [("z", x[:1])]), m(x[:1])))
 
+    def test_shape_unpacking_and_index_forms(self):
+        class Crops(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.conv = nn.Conv2d(2, 3, 3, padding=1)
+                self.emb = nn.Linear(4, 3)
+
+            def forward(self, x, z):
+                B, C, H, W = x.shape
+                h = self.conv(x)[..., :H - 1, 1:]  # an Ellipsis, two dimensions cut
+                h = F.pad(h, (0, 1, 1, 0)) + self.emb(z)[:, :, None, None]  # None: new dimensions
+                return h.reshape(B, -1)
+        m, x, z = Crops(), torch.randn(3, 2, 5, 4), torch.randn(3, 4)
+        ops, tensors, _ = gmexport.export_network("decoder", m, [("image", x), ("z", z)])
+        self.assertIsNone(close(interp.run(ops, tensors, [("image", x), ("z", z)]), m(x, z)))
+
+    def test_indexing_with_a_step_or_before_the_batch_is_refused(self):
+        for index, why in ((lambda h: h[:, ::2], "slices with a step"),
+                           (lambda h: h[None], "other than by slicing dimensions after the batch")):
+            class Net(nn.Module):
+                def forward(self, x):
+                    return index(x * 2)
+            with self.assertRaisesRegex(gmexport.ExportError, why):
+                gmexport.export_network("decoder", Net(), [("z", torch.randn(3, 6))])
+
     def test_batch_size_built_into_the_graph_is_refused(self):
         class Baked(nn.Module):
             def forward(self, x):
