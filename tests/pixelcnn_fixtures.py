@@ -232,6 +232,10 @@ def main(out):
             m.running_var.uniform_(0.5, 2.0)
     fixture(out, "pixelcnn_datamasked", masked, 8, 7, 5)
     fixture(out, "pixelcnn_pp", randomize(PixelCNNPPStyle(), 0.3), 7, 8, 5)
+    # channel counts past the sampler's 64- and 16-wide register blocks, with
+    # a remainder after each: gates 2 * 37 = 74, the head 70
+    fixture(out, "pixelcnn_wide", randomize(pixelcnn_net.DilatedGatedPixelCNN(c=37, dilations=(1, 2), hidden=70), 0.2),
+            6, 5, 4)
 
 
 if __name__ == "__main__":

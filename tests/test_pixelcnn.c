@@ -19,6 +19,7 @@ static void test_logp_matches_float64(void **state) {
     check_logp_against_ref("pixelcnn_dilated.safetensors", "pixelcnn_dilated.ref.safetensors");
     check_logp_against_ref("pixelcnn_datamasked.safetensors", "pixelcnn_datamasked.ref.safetensors");
     check_logp_against_ref("pixelcnn_pp.safetensors", "pixelcnn_pp.ref.safetensors");
+    check_logp_against_ref("pixelcnn_wide.safetensors", "pixelcnn_wide.ref.safetensors");
 }
 
 /* A 2x3 model: p over all 64 binary images sums to 1. */
@@ -70,6 +71,7 @@ static void test_cached_equals_naive(void **state) {
     check_cached_is_naive("pixelcnn_dilated.safetensors", 3, 1.0f);    /* dilated taps, some past the frame */
     check_cached_is_naive("pixelcnn_datamasked.safetensors", 3, 1.0f); /* batch_norm, prelu */
     check_cached_is_naive("pixelcnn_pp.safetensors", 3, 1.0f);         /* concat_elu's -x: a batch_norm */
+    check_cached_is_naive("pixelcnn_wide.safetensors", 3, 1.0f);       /* channels past the register blocks */
 }
 
 /* The cached sampler computes each op about once per position: far fewer

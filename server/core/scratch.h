@@ -15,8 +15,9 @@
 #include <stddef.h>
 
 /* Slots 0-3: a forward pass's activations and im2col / col2im buffers;
- * 4: one sample's channels-last output in conv_transpose2d's col2im. */
-enum { GM_SCRATCH_SLOTS = 5 };
+ * 4: one sample's channels-last output in conv_transpose2d's col2im;
+ * 5: the autoregressive sampler's activations for one block of rows. */
+enum { GM_SCRATCH_SLOTS = 6 };
 
 /* The calling thread's buffer `slot` with room for n floats, or NULL when
  * memory runs out. */
