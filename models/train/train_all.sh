@@ -4,8 +4,8 @@
 #   models/train/train_all.sh BUILD [OUTDIR]
 # Lanes of one thread each (more threads fight over the two cores):
 #   lane 1: VAE, NADE (C), classifier      lane 2: GAN (+ encoder)      lane 3: AAE
-#   lane 4: the gated PixelCNN, which resumes from its checkpoint
-#           (models/train/checkpoints/pixelcnn.pt, PIXELCNN_CHECKPOINT)
+#   lane 4: the gated PixelCNN, 64 channels, which resumes from its checkpoint
+#           (models/train/checkpoints/pixelcnn64.pt, PIXELCNN_CHECKPOINT)
 #   lane 5: the CycleGAN (about 55 min)   lane 6: the StarGAN
 #           (both monitor their target accuracy with models/classifier.safetensors;
 #           their checkpoints go to BUILD/weights/*.pt, and a run resumes from them)
@@ -43,8 +43,8 @@ lane3() {
         tee "$tmp/train-aae.log"
 }
 lane4() {
-    "$py" "$here/train_pixelcnn.py" "$tmp/pixelcnn.safetensors" \
-        --checkpoint "${PIXELCNN_CHECKPOINT:-$here/checkpoints/pixelcnn.pt}" ${PIXELCNN_ARGS:-} 2>&1 |
+    "$py" "$here/train_pixelcnn.py" "$tmp/pixelcnn.safetensors" --channels 64 \
+        --checkpoint "${PIXELCNN_CHECKPOINT:-$here/checkpoints/pixelcnn64.pt}" ${PIXELCNN_ARGS:-} 2>&1 |
         tee "$tmp/train-pixelcnn.log"
 }
 lane5() {
