@@ -25,7 +25,7 @@
  * forward pass and its rate divided by H * W, what each of its steps costs.
  * PyTorch's pixelcnn_sample is its naive loop, and so is its
  * pixelrnn_sample (the Row LSTM of models/train/pixelrnn_net.py at
- * train_pixelrnn.py's first recipe's size); gmserve's computes each row's state
+ * train_pixelrnn.py's default recipe's size); gmserve's computes each row's state
  * terms once and then each pixel's column alone.
  */
 #include <cblas.h>

@@ -2,9 +2,9 @@
 
 Builds the default architectures of issue 2 with random weights (NADE H=500
 on 28x28; MLP VAE 784-512-256-(2x32) / 32-256-512-784; DCGAN generator
-z=64 -> 128x7x7 -> 64x14x14 -> 1x28x28; the gated PixelCNN of the bundled
-model, 7 layers of 32 channels; the Row LSTM of train_pixelrnn.py's
-first recipe, 3 layers of 32, k_in 5, k_state 3), writes them as gmserve model files into
+z=64 -> 128x7x7 -> 64x14x14 -> 1x28x28; the gated PixelCNN of the first
+recipe, 7 layers of 32 channels; the Row LSTM of train_pixelrnn.py's
+default recipe, 3 layers of 32, k_in 7, k_state 7), writes them as gmserve model files into
 OUT, and times PyTorch on the same weights with the same thread count.
 PyTorch's PixelCNN and PixelRNN sampling is the naive loop (one forward
 pass per pixel): its first row of 28 pixels is timed and the rate scaled to
@@ -115,7 +115,7 @@ pcnn = pixelcnn_net.GatedPixelCNN(c=32, layers=7).eval()
 gmexport.save_pixelcnn(os.path.join(OUT, "pixelcnn.safetensors"), pcnn, image="28x28x1")
 
 
-prnn = pixelrnn_net.RowLSTM(hidden=32, layers=3, k_in=5, k_state=3, head=64).eval()
+prnn = pixelrnn_net.RowLSTM(hidden=32, layers=3, k_in=7, k_state=7, head=64).eval()
 gmexport.save_pixelrnn(os.path.join(OUT, "pixelrnn.safetensors"), prnn, image="28x28x1")
 
 

@@ -50,6 +50,9 @@ def main(out):
     fixture(out, "pixelrnn_one", randomize(pixelrnn_net.RowLSTM(hidden=5, layers=1, k_in=1, k_state=1, head=4), 0.5),
             4, 4, 4)
     fixture(out, "pixelrnn_tiny", randomize(pixelrnn_net.RowLSTM(hidden=4, layers=2, head=4), 0.6), 3, 3, 4)
+    # gates of 84 and a head of 70: the sampler's kernels' whole blocks and remainders, the cell's vectors and tail
+    fixture(out, "pixelrnn_big", randomize(pixelrnn_net.RowLSTM(hidden=21, layers=2, k_in=7, k_state=7, head=70),
+                                           0.35), 6, 13, 5)
     base = "pixelrnn_small"
     broken(out, base, "tap", set_tap)
     broken(out, base, "field", lambda ts, m: m.update({"gm.pixelrnn": m["gm.pixelrnn"][:-1] + ',"gates":4}'}))

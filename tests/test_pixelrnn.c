@@ -22,6 +22,7 @@ static void test_logp_matches_float64(void **state) {
     check_logp("pixelrnn_cond");  /* class-conditional: the mixture over 3 classes */
     check_logp("pixelrnn_one");   /* 1 layer, kernels 1: no pixel of the own row */
     check_logp("pixelrnn_tiny");
+    check_logp("pixelrnn_big"); /* gates of 84, head of 70: the kernels' blocks and remainders */
 }
 
 /* A 3x3 model: p over all 512 binary images sums to 1. */
@@ -53,6 +54,7 @@ static void test_sample_logp_is_the_score(void **state) {
     check_sample_logp("pixelrnn_small.safetensors", 3, 0.6f);
     check_sample_logp("pixelrnn_wide.safetensors", 3, 1.0f);
     check_sample_logp("pixelrnn_one.safetensors", 3, 1.3f);
+    check_sample_logp("pixelrnn_big.safetensors", 5, 1.0f);
 }
 
 /* Rows sampled together (seeds, temperatures and labels of their own, over
@@ -87,6 +89,7 @@ static void check_batched_equals_alone(const char *file) {
 static void test_batched_equals_alone(void **state) {
     check_batched_equals_alone("pixelrnn_small.safetensors");
     check_batched_equals_alone("pixelrnn_cond.safetensors");
+    check_batched_equals_alone("pixelrnn_big.safetensors"); /* four-row blocks in a batch, single rows alone */
 }
 
 /* Each broken copy of pixelrnn_small is refused with a message naming what. */

@@ -45,6 +45,7 @@
 #include "pixelcnn_cache.h"
 #include "graph.h"
 #include "parallel.h"
+#include "rowmadd.h"
 #include "scratch.h"
 #include "vmath.h"
 
@@ -516,48 +517,6 @@ static inline const float *at_vector(const block *k, const layer *L, int j, int 
     return x->spatial ? k->buf[L->in_val[j]] + at_pos(x, b, q / x->W, q % x->W) : NULL;
 }
 
-/* acc[co] += gt[j] * wt[j * co_n + co] over the taps j < K, skipping zero
- * inputs (binary pixels, relu zeros: nothing to add). Output channels go 64
- * at a time in four vector registers held over all the taps, where a loop
- * over acc in memory loads and stores it at every tap (the compiler keeps
- * a local array in memory too; vector variables it keeps in registers).
- * Each element still sees its taps in sequence, one multiply-add each, so
- * the sums are the same bits as the plain loop's. */
-typedef float v16 __attribute__((vector_size(64)));
-static inline v16 load16(const float *p) {
-    v16 v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-static void conv_taps(const float *gt, int K, const float *wt, int co_n, float *acc) {
-    int c0 = 0;
-    for (; c0 + 64 <= co_n; c0 += 64) {
-        v16 r0 = load16(acc + c0), r1 = load16(acc + c0 + 16), r2 = load16(acc + c0 + 32), r3 = load16(acc + c0 + 48);
-        for (int j = 0; j < K; j++) {
-            float v = gt[j];
-            if (v == 0.0f) continue;
-            const float *wr = wt + (size_t)j * co_n + c0;
-            r0 += v * load16(wr), r1 += v * load16(wr + 16), r2 += v * load16(wr + 32), r3 += v * load16(wr + 48);
-        }
-        memcpy(acc + c0, &r0, sizeof r0), memcpy(acc + c0 + 16, &r1, sizeof r1);
-        memcpy(acc + c0 + 32, &r2, sizeof r2), memcpy(acc + c0 + 48, &r3, sizeof r3);
-    }
-    for (; c0 + 16 <= co_n; c0 += 16) {
-        v16 r0 = load16(acc + c0);
-        for (int j = 0; j < K; j++)
-            if (gt[j] != 0.0f) r0 += gt[j] * load16(wt + (size_t)j * co_n + c0);
-        memcpy(acc + c0, &r0, sizeof r0);
-    }
-    if (c0 == co_n) return;
-    for (int j = 0; j < K; j++) {
-        float v = gt[j];
-        if (v == 0.0f) continue;
-        const float *wr = wt + (size_t)j * co_n;
-#pragma omp simd
-        for (int co = c0; co < co_n; co++) acc[co] += v * wr[co];
-    }
-}
-
 static void compute(const block *k, int i, const int *qs, int n) {
     const pc_plan *p = k->p;
     const layer *L = gm_net_op(p->net, i);
@@ -588,7 +547,7 @@ static void compute(const block *k, int i, const int *qs, int n) {
                                 *wt = o->wt + (size_t)g * (K ? K : o->cin_g) * o->cout_g;
                     int co_n = o->cout_g;
                     memcpy(acc, bias, (size_t)co_n * sizeof(float));
-                    conv_taps(gt, K, wt, co_n, acc);
+                    gm_row_madd(gt, K, wt, co_n, co_n, acc); /* the taps in sequence */
                     memcpy(out + g * co_n, acc, (size_t)co_n * sizeof(float));
                 }
                 if (L->n_in > 1) { /* a fused add */

@@ -22,9 +22,9 @@
  * Sampling uses the same row structure: at the start of row i the state
  * terms of the whole row are known (the row above is complete), so each
  * pixel then costs the input term, gates and head at its own column only,
- * one forward pass over the whole image. The sampler's products run in a
- * fixed order per image (not BLAS), so a row's draws never depend on the
- * other rows of its batch.
+ * one forward pass over the whole image. The sampler's products are
+ * rowmadd.h's, which sum in a fixed order per image (BLAS may not), so a
+ * row's draws never depend on the other rows of its batch.
  *
  * Loading checks every tensor's name, shape and finiteness, that the
  * masked taps are zero (the causality by construction), recomputes the
@@ -42,6 +42,7 @@
 #include "causal.h"
 #include "family.h"
 #include "parallel.h"
+#include "rowmadd.h"
 #include "vmath.h"
 
 #define MAX_LAYERS 16
@@ -142,23 +143,11 @@ static int work_init(work *w, const pixelrnn *m, int nb, const int *labels, bool
 }
 
 /* C (M, N) += A (M, K) B (K, N), row-major. BLAS for the batched pass; else
- * a loop whose sums run over k in order for each row alone. */
+ * rowmadd.h's kernel, whose sums run over k in order for each row alone. */
 static void matmul(bool blas, int M, int K, int N, const float *A, const float *B, float *C) {
     if (M < 1 || K < 1) return;
-    if (blas) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, A, K, B, N, 1.0f, C, N);
-        return;
-    }
-    for (int i = 0; i < M; i++) {
-        const float *a = A + (size_t)i * K;
-        float *c = C + (size_t)i * N;
-        for (int k = 0; k < K; k++) {
-            float v = a[k];
-            if (v == 0.0f) continue; /* binary inputs: adding 0 * b changes nothing */
-            const float *b = B + (size_t)k * N;
-            for (int n = 0; n < N; n++) c[n] += v * b[n];
-        }
-    }
+    if (blas) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, A, K, B, N, 1.0f, C, N);
+    else gm_rows_madd(M, K, N, A, B, C);
 }
 
 /* Row i's bias and state terms of every layer, for all columns: S = b
@@ -189,7 +178,40 @@ static void state_terms(work *w, int i) {
     }
 }
 
-static inline float sigm(float v) { return 1.0f / (1.0f + expf(-v)); }
+/* One position's LSTM update from its gates g = (input, forget, output,
+ * candidate), h each: c = sig(f) c + sig(i) tanh(g), hv = sig(o) tanh(c),
+ * out = hv, plus res (the layer's input) when res is not NULL. tanh x is
+ * 2 sig(2x) - 1, sig vmath.h's vector sigmoid without a divide (libm's
+ * expm1f and tanhf took a fifth of a pass); the units past the last whole
+ * vector take the scalar forms, the same units on every call. */
+static inline float tanh_s(float x) { return 2.0f * gm_sigmoidf(2.0f * x) - 1.0f; }
+
+static void cell(int h, const float *g, float *c, float *hv, const float *res, float *out) {
+    int u = 0;
+#ifdef GM_SIG_LANES
+    for (; u + GM_SIG_LANES <= h; u += GM_SIG_LANES) {
+        gm_vsig gi, gf, go, gg, cv;
+        memcpy(&gi, g + u, sizeof gi), memcpy(&gf, g + h + u, sizeof gf);
+        memcpy(&go, g + 2 * h + u, sizeof go), memcpy(&gg, g + 3 * h + u, sizeof gg), memcpy(&cv, c + u, sizeof cv);
+        gm_vsig t = gm_sigmoid_v(gg + gg);
+        cv = gm_sigmoid_v(gf) * cv + gm_sigmoid_v(gi) * (t + t - 1.0f);
+        t = gm_sigmoid_v(cv + cv);
+        gm_vsig y = gm_sigmoid_v(go) * (t + t - 1.0f);
+        memcpy(c + u, &cv, sizeof cv), memcpy(hv + u, &y, sizeof y);
+        if (res) {
+            gm_vsig r;
+            memcpy(&r, res + u, sizeof r);
+            y += r;
+        }
+        memcpy(out + u, &y, sizeof y);
+    }
+#endif
+    for (; u < h; u++) {
+        c[u] = gm_sigmoidf(g[h + u]) * c[u] + gm_sigmoidf(g[u]) * tanh_s(g[3 * h + u]);
+        hv[u] = gm_sigmoidf(g[2 * h + u]) * tanh_s(c[u]);
+        out[u] = res ? res[u] + hv[u] : hv[u];
+    }
+}
 
 /* Columns [j0, j1) of the current row, every layer and the head: needs
  * state_terms of the row and w->x filled left of j1. Logits to w->logit. */
@@ -216,12 +238,7 @@ static void columns(work *w, int j0, int j1) {
             for (int j = j0; j < j1; j++) {
                 const float *g = w->g + ((size_t)r * n + (j - j0)) * G;
                 size_t at = ((size_t)r * W + j) * h;
-                float *c = w->cs[l] + at, *hv = w->hs[l] + at, *o = w->out[l] + at;
-                for (int u = 0; u < h; u++) {
-                    c[u] = sigm(g[h + u]) * c[u] + sigm(g[u]) * tanhf(g[3 * h + u]);
-                    hv[u] = sigm(g[2 * h + u]) * tanhf(c[u]);
-                    o[u] = l == 0 ? hv[u] : in[at + u] + hv[u];
-                }
+                cell(h, g, w->cs[l] + at, w->hs[l] + at, l == 0 ? NULL : in + at, w->out[l] + at);
             }
     }
     const float *top = w->out[m->L - 1];
