@@ -157,13 +157,13 @@ static void state_terms(work *w, int i) {
     int W = m->W, h = m->h, G = 4 * h, half = m->ks / 2;
     for (int l = 0; l < m->L; l++) {
         const rlayer *ly = &m->lay[l];
-        for (int r = 0; r < w->nb; r++)
-            for (int j = 0; j < W; j++) {
-                float *s = w->S[l] + ((size_t)r * W + j) * G;
-                memcpy(s, ly->bi, (size_t)G * sizeof *s);
-                if (ly->cb)
-                    for (int o = 0; o < G; o++) s[o] += ly->cb[(size_t)w->labels[r] * G + o];
-            }
+        for (int r = 0; r < w->nb; r++) {
+            float *s = w->S[l] + (size_t)r * W * G;
+            memcpy(s, ly->bi, (size_t)G * sizeof *s);
+            if (ly->cb)
+                for (int o = 0; o < G; o++) s[o] += ly->cb[(size_t)w->labels[r] * G + o];
+            for (int j = 1; j < W; j++) memcpy(s + (size_t)j * G, s, (size_t)G * sizeof *s);
+        }
         if (i == 0) continue;
         for (int r = 0; r < w->nb; r++)
             for (int j = 0; j < W; j++) {
@@ -183,9 +183,8 @@ static void state_terms(work *w, int i) {
  * out = hv, plus res (the layer's input) when res is not NULL. tanh x is
  * 2 sig(2x) - 1, sig vmath.h's vector sigmoid without a divide (libm's
  * expm1f and tanhf took a fifth of a pass); the units past the last whole
- * vector take the scalar forms, the same units on every call. */
-static inline float tanh_s(float x) { return 2.0f * gm_sigmoidf(2.0f * x) - 1.0f; }
-
+ * vector take vmath.h's scalar gm_sigmoidf and gm_tanhf, the same units on
+ * every call. */
 static void cell(int h, const float *g, float *c, float *hv, const float *res, float *out) {
     int u = 0;
 #ifdef GM_SIG_LANES
@@ -207,8 +206,8 @@ static void cell(int h, const float *g, float *c, float *hv, const float *res, f
     }
 #endif
     for (; u < h; u++) {
-        c[u] = gm_sigmoidf(g[h + u]) * c[u] + gm_sigmoidf(g[u]) * tanh_s(g[3 * h + u]);
-        hv[u] = gm_sigmoidf(g[2 * h + u]) * tanh_s(c[u]);
+        c[u] = gm_sigmoidf(g[h + u]) * c[u] + gm_sigmoidf(g[u]) * gm_tanhf(g[3 * h + u]);
+        hv[u] = gm_sigmoidf(g[2 * h + u]) * gm_tanhf(c[u]);
         out[u] = res ? res[u] + hv[u] : hv[u];
     }
 }
