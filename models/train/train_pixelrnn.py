@@ -3,7 +3,7 @@ binarized Fashion-MNIST, Bernoulli logits per pixel.
 
     OMP_NUM_THREADS=1 /usr/bin/python3 models/train/train_pixelrnn.py OUT.safetensors
         [--epochs 10] [--hidden 32] [--layers 3] [--k-in 7] [--k-state 7] [--head 64]
-        [--checkpoint PATH] [--log-every 100] [--threads 1]
+        [--checkpoint PATH] [--log-every 100] [--threads 1] [--ema DECAY]
 
 The protocol and the loop are the PixelCNN's (train_pixelcnn.fit): the
 first 58 000 training images, a fresh binarization of every batch, the last
@@ -45,7 +45,7 @@ def main():
         export(model, args, *done)
 
 
-def export(model, args, minutes, history, runs):
+def export(model, args, minutes, history, runs, average):
     import gmfile  # noqa: F401  (puts python/ on the path)
     import gmexport
     model.eval()
@@ -54,7 +54,7 @@ def export(model, args, minutes, history, runs):
         "gm.description": f"Row LSTM (PixelRNN), {args.layers} layers of {args.hidden} hidden channels, "
                           f"input-to-state 1x{args.k_in} (mask A, then B), state-to-state {args.k_state}, "
                           f"residual, head {args.head}, Bernoulli logits",
-        "gm.training": train_pixelcnn.training_metadata(args, minutes, history, runs),
+        "gm.training": train_pixelcnn.training_metadata(args, minutes, history, runs, average),
     })
     print(f"[pixelrnn] wrote {args.out}", flush=True)
 
