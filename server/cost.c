@@ -25,16 +25,16 @@ static const double ROW_US[GM_FAMILY_COUNT][GM_OP_COUNT] = {
     [GM_FAMILY_VAE] = {[GM_OP_SAMPLE] = 25, [GM_OP_LOGP] = 40, [GM_OP_ENCODE] = 16, [GM_OP_DECODE] = 20},
     [GM_FAMILY_GAN] = {[GM_OP_SAMPLE] = 125, [GM_OP_ENCODE] = 185, [GM_OP_DECODE] = 125, [GM_OP_DISCRIMINATE] = 185},
     [GM_FAMILY_AAE] = {[GM_OP_SAMPLE] = 120, [GM_OP_ENCODE] = 185, [GM_OP_DECODE] = 120, [GM_OP_RECONSTRUCT] = 305},
-    /* the bundled-size gated PixelCNN (7 layers of 32 channels): cached sampling is about one forward pass
-     * done position by position, logp one batched pass; complete is costed as sample, which bounds it */
-    [GM_FAMILY_PIXELCNN] = {[GM_OP_SAMPLE] = 32000, [GM_OP_LOGP] = 3500, [GM_OP_COMPLETE] = 32000},
+    /* the bundled gated PixelCNN (9 dilated layers of 64 channels): cached sampling is about one forward
+     * pass done position by position, logp one batched pass; complete is costed as sample, which bounds it */
+    [GM_FAMILY_PIXELCNN] = {[GM_OP_SAMPLE] = 32000, [GM_OP_LOGP] = 13000, [GM_OP_COMPLETE] = 32000},
     /* a StarGAN of the bundled recipe's size (ResNet generator, widths 16-32-64, 3 residual blocks at 7x7, the
      * image and 10 one-hot maps in): 1.8-2.1 ms per row (medians of 41 batches of 16, three runs, load ~13);
      * the CycleGAN of the same widths with 7x7 ends is within 20 % of it */
     [GM_FAMILY_TRANSLATOR] = {[GM_OP_TRANSLATE] = 2000},
-    /* a Row LSTM of 3 layers of 32 (train_pixelrnn.py's default), bench-core: sampling computes each pixel's
-     * column alone, logp one batched pass */
-    [GM_FAMILY_PIXELRNN] = {[GM_OP_SAMPLE] = 40000, [GM_OP_LOGP] = 7000, [GM_OP_COMPLETE] = 40000},
+    /* the bundled Row LSTM (4 layers of 48): sampling computes each pixel's column alone, logp one
+     * batched pass */
+    [GM_FAMILY_PIXELRNN] = {[GM_OP_SAMPLE] = 7500, [GM_OP_LOGP] = 6000, [GM_OP_COMPLETE] = 7500},
 };
 #define VAE_IMPORTANCE_SAMPLE_US 12.0 /* one of the K decoder rows of a VAE logp */
 #define PNG_PIXEL_US 0.02             /* one output pixel: scaling, filtering, deflate */
