@@ -128,7 +128,7 @@ eval: $(BUILD)/gmserve
 	@mkdir -p $(BUILD)/eval
 	$(BUILD)/gmserve eval --nade models/nade.safetensors --vae models/vae.safetensors \
 	    --gan models/gan.safetensors --aae models/aae.safetensors --infogan models/infogan.safetensors \
-	    --pixelcnn models/pixelcnn.safetensors --classifier models/classifier.safetensors \
+	    --pixelcnn models/pixelcnn.safetensors --pixelrnn models/pixelrnn.safetensors --classifier models/classifier.safetensors \
 	    --stargan models/stargan.safetensors --cyclegan models/cyclegan.safetensors --cycle-classes 7,9 \
 	    --json $(BUILD)/eval/metrics.json --grids $(BUILD)/eval
 

@@ -11,9 +11,10 @@
 #           their checkpoints go to BUILD/weights/*.pt, and a run resumes from them)
 #   lane 7: the InfoGAN (about 55 minutes beside other trainings), no labels, then
 #           its Q refit on the generator's samples (refit_infogan_q.py, about 3 minutes)
-#   lane 8: the Row LSTM (PixelRNN), which resumes from its checkpoint
-#           (models/train/checkpoints/pixelrnn.pt, PIXELRNN_CHECKPOINT); it is
-#           trained and measured, not bundled (models/README.md, "The Row LSTM")
+#   lane 8: the Row LSTM (PixelRNN), 4 layers of 48 (head 128), which
+#           resumes from its checkpoint (models/train/checkpoints/pixelrnn48.pt,
+#           PIXELRNN_CHECKPOINT); it is copied into OUTDIR only when its test NLL
+#           reaches the NADE's (models/README.md, "The Row LSTM")
 # The GAN and the AAE (each about 75 minutes on one thread) have a lane of
 # their own, so that neither waits for the other.
 # Each lane's progress lines (epoch, loss, time) go to the terminal and to
@@ -62,8 +63,8 @@ lane7() {
         tee "$tmp/train-infogan-q.log"
 }
 lane8() {
-    "$py" "$here/train_pixelrnn.py" "$tmp/pixelrnn.safetensors" \
-        --checkpoint "${PIXELRNN_CHECKPOINT:-$here/checkpoints/pixelrnn.pt}" ${PIXELRNN_ARGS:-} 2>&1 |
+    "$py" "$here/train_pixelrnn.py" "$tmp/pixelrnn.safetensors" --layers 4 --hidden 48 --head 128 \
+        --checkpoint "${PIXELRNN_CHECKPOINT:-$here/checkpoints/pixelrnn48.pt}" ${PIXELRNN_ARGS:-} 2>&1 |
         tee "$tmp/train-pixelrnn.log"
 }
 start=$(date +%s)
