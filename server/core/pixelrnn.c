@@ -180,11 +180,10 @@ static void state_terms(work *w, int i) {
 
 /* One position's LSTM update from its gates g = (input, forget, output,
  * candidate), h each: c = sig(f) c + sig(i) tanh(g), hv = sig(o) tanh(c),
- * out = hv, plus res (the layer's input) when res is not NULL. tanh x is
- * 2 sig(2x) - 1, sig vmath.h's vector sigmoid without a divide (libm's
+ * out = hv, plus res (the layer's input) when res is not NULL. Each
+ * sig(.) tanh(.) is vmath.h's gate, on vectors without a divide (libm's
  * expm1f and tanhf took a fifth of a pass); the units past the last whole
- * vector take vmath.h's scalar gm_sigmoidf and gm_tanhf, the same units on
- * every call. */
+ * vector take its scalar form, the same units on every call. */
 static void cell(int h, const float *g, float *c, float *hv, const float *res, float *out) {
     int u = 0;
 #ifdef GM_SIG_LANES
@@ -192,10 +191,8 @@ static void cell(int h, const float *g, float *c, float *hv, const float *res, f
         gm_vsig gi, gf, go, gg, cv;
         memcpy(&gi, g + u, sizeof gi), memcpy(&gf, g + h + u, sizeof gf);
         memcpy(&go, g + 2 * h + u, sizeof go), memcpy(&gg, g + 3 * h + u, sizeof gg), memcpy(&cv, c + u, sizeof cv);
-        gm_vsig t = gm_sigmoid_v(gg + gg);
-        cv = gm_sigmoid_v(gf) * cv + gm_sigmoid_v(gi) * (t + t - 1.0f);
-        t = gm_sigmoid_v(cv + cv);
-        gm_vsig y = gm_sigmoid_v(go) * (t + t - 1.0f);
+        cv = gm_sigmoid_v(gf) * cv + gm_gate_v(gg, gi);
+        gm_vsig y = gm_gate_v(cv, go);
         memcpy(c + u, &cv, sizeof cv), memcpy(hv + u, &y, sizeof y);
         if (res) {
             gm_vsig r;
@@ -206,8 +203,8 @@ static void cell(int h, const float *g, float *c, float *hv, const float *res, f
     }
 #endif
     for (; u < h; u++) {
-        c[u] = gm_sigmoidf(g[h + u]) * c[u] + gm_sigmoidf(g[u]) * gm_tanhf(g[3 * h + u]);
-        hv[u] = gm_sigmoidf(g[2 * h + u]) * gm_tanhf(c[u]);
+        c[u] = gm_sigmoidf(g[h + u]) * c[u] + gm_gatef(g[3 * h + u], g[u]);
+        hv[u] = gm_gatef(c[u], g[2 * h + u]);
         out[u] = res ? res[u] + hv[u] : hv[u];
     }
 }
