@@ -122,6 +122,9 @@ def fit(tag, model, nll, args, arch):
         average = {"decay": args.ema, "from_epoch": epoch}
         avg_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
         print(f"[{tag}] averaging the weights from epoch {epoch + 1} on (decay {args.ema})", flush=True)
+    # (average, weights) pairs, made once: a state dict's tensors share the storage that the
+    # optimizer updates in place
+    tracked = [(avg_weights[k], v) for k, v in model.state_dict().items()] if average else []
     nparams = sum(p.numel() for p in model.parameters())
     print(f"[{tag}] {nparams} parameters, {steps_per_epoch} steps per epoch", flush=True)
     while epoch < args.epochs:
@@ -135,10 +138,9 @@ def fit(tag, model, nll, args, arch):
             loss.backward()
             opt.step()
             sched.step()
-            if average:
-                with torch.no_grad():
-                    for k, v in model.state_dict().items():
-                        avg_weights[k].mul_(average["decay"]).add_(v, alpha=1.0 - average["decay"])
+            with torch.no_grad():
+                for a, v in tracked:
+                    a.mul_(average["decay"]).add_(v, alpha=1.0 - average["decay"])
             total += loss.item() * len(xb)
             seen += len(xb)
             window += loss.item()
